@@ -1,0 +1,178 @@
+"""Disassembler printing llvm-objdump's BPF syntax, so our listings diff cleanly against it.
+
+``insn_text`` gives the text of one instruction exactly as ``llvm-objdump -d`` (LLVM 19, default
+CPU) prints it, e.g. ``r0 = *(u32 *)(r1 + 0x4)``, ``if w0 == 0x0 goto +0x3``, ``r1 = 0x0 ll``.
+Where llvm-objdump prints ``<unknown>`` (32-bit atomics other than add, load-acquire/store-release,
+gotox, static-branch flavours) we print the syntax newer LLVM versions and the kernel use instead.
+``listing`` lays out a whole function the way ``llvm-objdump -d`` does.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from . import isa
+from .isa import Insn
+
+_ALU_SYMBOLS = {
+    isa.ADD: "+=", isa.SUB: "-=", isa.MUL: "*=", isa.DIV: "/=", isa.OR: "|=", isa.AND: "&=",
+    isa.LSH: "<<=", isa.RSH: ">>=", isa.MOD: "%=", isa.XOR: "^=", isa.MOV: "=", isa.ARSH: "s>>=",
+}
+_JMP_SYMBOLS = {
+    isa.JEQ: "==", isa.JGT: ">", isa.JGE: ">=", isa.JSET: "&", isa.JNE: "!=", isa.JSGT: "s>",
+    isa.JSGE: "s>=", isa.JLT: "<", isa.JLE: "<=", isa.JSLT: "s<", isa.JSLE: "s<=",
+}
+_ATOMIC_SYMBOLS = {isa.ADD: "+=", isa.OR: "|=", isa.AND: "&=", isa.XOR: "^="}
+_ATOMIC_NAMES = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
+_SIZE_NAMES = {isa.B: "8", isa.H: "16", isa.W: "32", isa.DW: "64"}
+_STATIC_JA_NAMES = {isa.STATIC_BRANCH_JA: "goto_or_nop",
+                    isa.STATIC_BRANCH_JA | isa.STATIC_BRANCH_NOP: "nop_or_goto"}
+
+
+def hexnum(value: int) -> str:
+    """llvm-objdump's immediate format: signed hexadecimal, ``0x5`` / ``-0x5``."""
+    return f"-{-value:#x}" if value < 0 else f"{value:#x}"
+
+
+def _signed_off(value: int) -> str:
+    return f"+{value:#x}" if value >= 0 else f"-{-value:#x}"
+
+
+def _mem(reg: int, off: int) -> str:
+    return f"r{reg} + {off:#x}" if off >= 0 else f"r{reg} - {-off:#x}"
+
+
+def _cast(size: int, reg: int, off: int, signed: bool = False) -> str:
+    return f"({'s' if signed else 'u'}{_SIZE_NAMES[size]} *)({_mem(reg, off)})"
+
+
+def _ptr(size: int, reg: int, off: int, signed: bool = False) -> str:
+    return "*" + _cast(size, reg, off, signed)
+
+
+def insn_text(insn: Insn) -> str:
+    """The llvm-objdump text of one instruction (for ld_imm64, the text of the pair)."""
+    return {
+        isa.LD: _ld, isa.LDX: _ldx, isa.ST: _st, isa.STX: _stx,
+        isa.ALU: _alu, isa.ALU64: _alu, isa.JMP: _jmp, isa.JMP32: _jmp,
+    }[insn.cls](insn)
+
+
+def _ld(insn: Insn) -> str:
+    if insn.is_lddw:
+        if insn.src:
+            return f"ld_pseudo\tr{insn.dst}, {hexnum(insn.src)}, {hexnum(insn.imm)}"
+        return f"r{insn.dst} = {hexnum(isa.s64(insn.imm64))} ll"
+    size = _SIZE_NAMES[insn.size]
+    if insn.mode == isa.ABS:
+        return f"r0 = *(u{size} *)skb[{hexnum(insn.imm)}]"
+    extra = f" + {hexnum(insn.imm)}" if insn.imm else ""
+    return f"r0 = *(u{size} *)skb[r{insn.src}{extra}]"
+
+
+def _ldx(insn: Insn) -> str:
+    return f"r{insn.dst} = {_ptr(insn.size, insn.src, insn.off, insn.mode == isa.MEMSX)}"
+
+
+def _st(insn: Insn) -> str:
+    return f"{_ptr(insn.size, insn.dst, insn.off)} = {hexnum(insn.imm)}"
+
+
+def _stx(insn: Insn) -> str:
+    if insn.mode == isa.MEM:
+        return f"{_ptr(insn.size, insn.dst, insn.off)} = r{insn.src}"
+    wide = insn.size == isa.DW
+    reg = "r" if wide else "w"
+    imm = insn.imm
+    if imm == isa.LOAD_ACQ:
+        return f"{reg}{insn.dst} = load_acquire({_cast(insn.size, insn.src, insn.off)})"
+    if imm == isa.STORE_REL:
+        return f"store_release({_cast(insn.size, insn.dst, insn.off)}, {reg}{insn.src})"
+    place = _mem(insn.dst, insn.off)
+    if imm == isa.XCHG:
+        return f"{reg}{insn.src} = xchg{'' if wide else '32'}_{_SIZE_NAMES[insn.size]}({place}, {reg}{insn.src})"
+    if imm == isa.CMPXCHG:
+        return (f"{reg}0 = cmpxchg{'' if wide else '32'}_{_SIZE_NAMES[insn.size]}"
+                f"({place}, {reg}0, {reg}{insn.src})")
+    op = imm & ~isa.FETCH
+    if imm & isa.FETCH:
+        return (f"{reg}{insn.src} = atomic_fetch_{_ATOMIC_NAMES[op]}"
+                f"({_cast(insn.size, insn.dst, insn.off)}, {reg}{insn.src})")
+    # llvm-objdump prints the classic 32-bit xadd with an r register, the newer ones with w.
+    reg = "r" if wide or op == isa.ADD else "w"
+    return f"lock {_ptr(insn.size, insn.dst, insn.off)} {_ATOMIC_SYMBOLS[op]} {reg}{insn.src}"
+
+
+def _alu(insn: Insn) -> str:
+    r = "r" if insn.cls == isa.ALU64 else "w"
+    op = insn.op
+    if op == isa.END:
+        kind = "bswap" if insn.cls == isa.ALU64 else ("be" if insn.source else "le")
+        return f"r{insn.dst} = {kind}{insn.imm} r{insn.dst}"
+    if op == isa.NEG:
+        return f"{r}{insn.dst} = -{r}{insn.dst}"
+    if insn.is_movsx:
+        return f"{r}{insn.dst} = (s{insn.off}){r}{insn.src}"
+    symbol = _ALU_SYMBOLS[op]
+    if insn.is_signed_divmod:
+        symbol = "s" + symbol
+    operand = f"{r}{insn.src}" if insn.source == isa.X else hexnum(insn.imm)
+    return f"{r}{insn.dst} {symbol} {operand}"
+
+
+def _jmp(insn: Insn) -> str:
+    op = insn.op
+    if insn.opcode == isa.GOTOX_OP:
+        return f"gotox r{insn.dst}"
+    if op == isa.JA:
+        if insn.cls == isa.JMP32:
+            name = {0: "gotol"}.get(insn.src) or _STATIC_JA_NAMES[insn.src].replace("goto", "gotol")
+            return f"{name} {_signed_off(insn.imm)}"
+        return f"{_STATIC_JA_NAMES.get(insn.src, 'goto')} {_signed_off(insn.off)}"
+    if op == isa.CALL:
+        return f"callx r{insn.callx_reg}" if insn.source == isa.X else f"call {hexnum(insn.imm)}"
+    if op == isa.EXIT:
+        return "exit"
+    if op == isa.JCOND:
+        return f"may_goto {_signed_off(insn.off)}"
+    r = "w" if insn.cls == isa.JMP32 else "r"
+    operand = f"{r}{insn.src}" if insn.source == isa.X else hexnum(insn.imm)
+    return f"if {r}{insn.dst} {_JMP_SYMBOLS[op]} {operand} goto {_signed_off(insn.off)}"
+
+
+def disassemble(insns: Sequence[Insn]) -> list[tuple[int, str]]:
+    """(index, text) for every instruction, skipping the filler slots of ld_imm64."""
+    return [(i, insn_text(insn)) for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
+
+
+def _jump_annotation(insn: Insn, index: int, symbol: str, symbol_index: int) -> str:
+    """llvm-objdump's ``<sym+0xNN>`` after a branch: the target as a byte offset from the symbol."""
+    if not insn.is_jump or insn.op in (isa.CALL, isa.EXIT) or insn.opcode == isa.GOTOX_OP:
+        return ""
+    delta = (insn.jump_target(index) - symbol_index) * 8
+    return f" <{symbol}+{delta:#x}>" if delta else f" <{symbol}>"
+
+
+def listing(insns: Sequence[Insn], symbols: Iterable[tuple[int, str]] = ((0, "prog"),),
+            relocations: dict[int, str] | None = None) -> str:
+    """A function listing in llvm-objdump -d layout.
+
+    symbols: (slot index, name) of each function symbol in the section, in order.
+    relocations: slot index -> text of an ``R_BPF_...`` line to print after it (llvm-objdump -dr).
+    """
+    starts = dict(symbols)
+    code = isa.encode(insns)
+    lines: list[str] = []
+    current, current_index = "", 0
+    for index, text in disassemble(insns):
+        if index in starts:
+            current, current_index = starts[index], index
+            if lines:
+                lines.append("")
+            lines.append(f"{index * 8:016x} <{current}>:")
+        width = 16 if insns[index].is_lddw else 8
+        raw = " ".join(f"{b:02x}" for b in code[index * 8:index * 8 + width])
+        text += _jump_annotation(insns[index], index, current, current_index)
+        lines.append(f"{index:8d}:\t{raw}\t{text}")
+        if relocations and index in relocations:
+            lines.append(f"\t\t{index * 8:016x}:  {relocations[index]}")
+    return "\n".join(lines) + "\n"

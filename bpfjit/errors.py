@@ -1,0 +1,52 @@
+"""The exceptions a user of bpfjit can see.
+
+Every error a user can cause (bad bytecode, bad assembly, a program that misbehaves at run time,
+bad command-line input) is a subclass of :class:`BPFError`, so callers need to catch one type and
+the CLI can print one clean line instead of a traceback.
+"""
+from __future__ import annotations
+
+
+class BPFError(Exception):
+    """Base class of every error bpfjit raises on purpose."""
+
+
+class DecodeError(BPFError):
+    """Bytecode that is not a valid instruction stream; names the instruction index."""
+
+    def __init__(self, index: int, reason: str):
+        self.index = index
+        self.reason = reason
+        super().__init__(f"insn {index}: {reason}")
+
+
+class AsmError(BPFError):
+    """Assembly text that cannot be assembled; names the source line."""
+
+    def __init__(self, line: int, reason: str):
+        self.line = line
+        self.reason = reason
+        super().__init__(f"line {line}: {reason}")
+
+
+class ProgramError(BPFError):
+    """A decoded program whose structure cannot run (bad jump target, call into nowhere, ...)."""
+
+    def __init__(self, index: int, reason: str):
+        self.index = index
+        self.reason = reason
+        super().__init__(f"insn {index}: {reason}")
+
+
+class BPFRuntimeError(BPFError):
+    """A program that failed while running (bad memory access, unknown call target, ...)."""
+
+    def __init__(self, index: int | None, reason: str):
+        self.index = index
+        self.reason = reason
+        where = f"insn {index}: " if index is not None else ""
+        super().__init__(f"{where}{reason}")
+
+
+class JITError(BPFError):
+    """LLVM refused the code we generated: a bpfjit bug, reported instead of crashing."""

@@ -1,0 +1,418 @@
+"""Lower a checked BPF program to LLVM IR text, one method per instruction class.
+
+Shape of the generated module:
+
+* one LLVM function per BPF function, ``i64 @bpf_f<start>(ptr %env, i64 r1..r5)``, so that LLVM
+  can inline calls and keep r6-r9 in machine registers instead of a software call stack;
+* BPF registers r0-r9 are ``alloca i64`` slots promoted to SSA values by mem2reg; r10 is never a
+  slot: ``[r10 + off]`` becomes a ``getelementptr`` into the frame's ``[512 x i8]`` alloca, so the
+  stack stays visible to LLVM (no ``ptrtoint`` escape) unless the program copies r10;
+* ``%env`` points at the run's :class:`~bpfjit.runtime.status.RunEnv`; it reports unwinding,
+  failed helpers and bad callx targets without exceptions crossing native frames;
+* division and modulo use ``select`` guards (LLVM's udiv/sdiv by 0 and INT_MIN/-1 are UB),
+  shift counts are masked, atomics are ``atomicrmw``/``cmpxchg`` ``seq_cst``;
+* ``@bpf_entry(ptr env, ptr ctx, i64 len)`` runs once; ``@bpf_entry_repeat(..., i64 n)`` runs n
+  times through a volatile function pointer so LLVM cannot hoist the work out of the loop.
+
+The JIT trusts the facts it is given: no bounds checks are emitted for memory accesses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from bpfjit import isa
+from bpfjit.isa import Insn, s32, s64
+from bpfjit.runtime.environment import Environment, func_token
+from bpfjit.runtime.status import FIELD_INSN, FIELD_STATUS, FIELD_VALUE, Status
+from bpfjit.verifier.facts import Facts, Function
+
+_INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
+_BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND: "and", isa.XOR: "xor",
+           isa.LSH: "shl", isa.RSH: "lshr", isa.ARSH: "ashr"}
+_PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
+               isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
+_RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
+MAY_GOTO_BUDGET = 1 << 23
+
+# Maps a helper id to the native address the generated code calls (a ctypes callback).
+HelperAddress = Callable[[int], int]
+
+
+def _const(value: int, bits: int) -> str:
+    """An LLVM integer literal (LLVM prints them signed)."""
+    return str(s64(value) if bits == 64 else isa.sign_extend(value, bits))
+
+
+@dataclass
+class _FunctionLowering:
+    """Emits the body of one BPF function."""
+    insns: Sequence[Insn]
+    function: Function
+    facts: Facts
+    env: Environment
+    helper_address: HelperAddress
+    may_stop: bool  # whether a call can leave a non-OK status that callers must propagate
+    lines: list[str] = field(default_factory=list)
+    counter: int = 0
+    terminated: bool = False
+
+    # --- small emitters ------------------------------------------------------------------------
+    def tmp(self) -> str:
+        self.counter += 1
+        return f"%t{self.counter}"
+
+    def emit(self, text: str) -> None:
+        self.lines.append("  " + text)
+
+    def value(self, text: str) -> str:
+        """Emit `%tN = text` and return %tN."""
+        name = self.tmp()
+        self.emit(f"{name} = {text}")
+        return name
+
+    def label(self, name: str) -> None:
+        if not self.terminated:
+            self.emit(f"br label %{name}")
+        self.lines.append(f"{name}:")
+        self.terminated = False
+
+    def branch(self, target: str) -> None:
+        self.emit(f"br label %{target}")
+        self.terminated = True
+
+    def reg(self, reg: int) -> str:
+        """The current 64-bit value of a register."""
+        if reg == isa.FRAME_POINTER:
+            return self.value(f"ptrtoint ptr {self.stack_ptr(0)} to i64")
+        return self.value(f"load i64, ptr %r{reg}")
+
+    def set_reg(self, reg: int, value: str) -> None:
+        self.emit(f"store i64 {value}, ptr %r{reg}")
+
+    def reg32(self, reg: int) -> str:
+        return self.value(f"trunc i64 {self.reg(reg)} to i32")
+
+    def stack_ptr(self, off: int) -> str:
+        return self.value(f"getelementptr inbounds i8, ptr %stack, i64 {isa.STACK_SIZE + off}")
+
+    def pointer(self, reg: int, off: int) -> str:
+        """A pointer to [reg + off]; r10-relative accesses stay inside the frame's alloca."""
+        if reg == isa.FRAME_POINTER:
+            return self.stack_ptr(off)
+        base = self.value(f"inttoptr i64 {self.reg(reg)} to ptr")
+        return self.value(f"getelementptr i8, ptr {base}, i64 {off}") if off else base
+
+    def env_field(self, index: int) -> str:
+        return self.value(f"getelementptr inbounds i64, ptr %env, i64 {index}")
+
+    def fail(self, status: Status, index: int, detail: str | None = None) -> None:
+        """Record a failed run in %env and return 0 from this function."""
+        self.emit(f"store i64 {int(status)}, ptr {self.env_field(FIELD_STATUS)}")
+        self.emit(f"store i64 {index}, ptr {self.env_field(FIELD_INSN)}")
+        if detail is not None:
+            self.emit(f"store i64 {detail}, ptr {self.env_field(FIELD_VALUE)}")
+        self.emit("ret i64 0")
+        self.terminated = True
+
+    def unique(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def return_if(self, condition: str, status: Status | None = None) -> None:
+        """Return 0 from this function when condition holds (recording status if given)."""
+        leave, stay = self.unique("leave"), self.unique("stay")
+        self.emit(f"br i1 {condition}, label %{leave}, label %{stay}")
+        self.lines.append(f"{leave}:")
+        if status is not None:
+            self.emit(f"store i64 {int(status)}, ptr {self.env_field(FIELD_STATUS)}")
+        self.emit("ret i64 0")
+        self.lines.append(f"{stay}:")
+
+    def propagate_stop(self) -> None:
+        """After a call: if the run's status is no longer OK, return at once."""
+        status = self.value(f"load i64, ptr {self.env_field(FIELD_STATUS)}")
+        self.return_if(self.value(f"icmp ne i64 {status}, 0"))
+
+    # --- the function --------------------------------------------------------------------------
+    def lower(self) -> list[str]:
+        start, end = self.function.start, self.function.end
+        self.lines.append(f"define internal i64 @bpf_f{start}(ptr noalias %env, i64 %a1, i64 %a2, i64 %a3, "
+                          f"i64 %a4, i64 %a5) {{")
+        self.lines.append("entry:")
+        self.emit(f"%stack = alloca [{isa.STACK_SIZE} x i8], align 16")
+        for reg in range(10):
+            self.emit(f"%r{reg} = alloca i64")
+            self.set_reg(reg, f"%a{reg}" if 1 <= reg <= 5 else "0")
+        self.emit("%may_goto = alloca i64")
+        self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
+        self.branch(f"b{start}")
+        for index in range(start, end):
+            insn = self.insns[index]
+            if isa.is_filler(self.insns, index):
+                continue
+            if index in self.facts.block_starts or self.terminated:
+                self.label(f"b{index}")
+            self.lower_insn(insn, index)
+        if not self.terminated:  # unreachable: the structure check guarantees an exit or goto
+            self.emit("unreachable")
+        self.lines.append("}")
+        return self.lines
+
+    def lower_insn(self, insn: Insn, index: int) -> None:
+        {
+            isa.LD: self.lower_ld, isa.LDX: self.lower_ldx, isa.ST: self.lower_st, isa.STX: self.lower_stx,
+            isa.ALU: self.lower_alu, isa.ALU64: self.lower_alu, isa.JMP: self.lower_jmp, isa.JMP32: self.lower_jmp,
+        }[insn.cls](insn, index)
+
+    # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
+    def lower_ld(self, insn: Insn, index: int) -> None:
+        self.set_reg(insn.dst, _const(self.env.ld_imm64_value(insn, index), 64))
+
+    # --- LDX / ST / STX ------------------------------------------------------------------------
+    def lower_ldx(self, insn: Insn, index: int) -> None:
+        bits = 8 * isa.SIZE_BYTES[insn.size]
+        ptr = self.pointer(insn.src, insn.off)
+        loaded = self.value(f"load {_INT[bits]}, ptr {ptr}, align 1")
+        if bits == 64:
+            self.set_reg(insn.dst, loaded)
+            return
+        extend = "sext" if insn.mode == isa.MEMSX else "zext"
+        self.set_reg(insn.dst, self.value(f"{extend} {_INT[bits]} {loaded} to i64"))
+
+    def store(self, ptr: str, value64: str, bits: int) -> None:
+        if bits != 64:
+            value64 = self.value(f"trunc i64 {value64} to {_INT[bits]}")
+        self.emit(f"store {_INT[bits]} {value64}, ptr {ptr}, align 1")
+
+    def lower_st(self, insn: Insn, index: int) -> None:
+        bits = 8 * isa.SIZE_BYTES[insn.size]
+        self.emit(f"store {_INT[bits]} {_const(insn.imm, bits)}, ptr {self.pointer(insn.dst, insn.off)}, align 1")
+
+    def lower_stx(self, insn: Insn, index: int) -> None:
+        bits = 8 * isa.SIZE_BYTES[insn.size]
+        if insn.mode == isa.MEM:
+            self.store(self.pointer(insn.dst, insn.off), self.reg(insn.src), bits)
+        else:
+            self.lower_atomic(insn, bits)
+
+    def lower_atomic(self, insn: Insn, bits: int) -> None:
+        ty, align = _INT[bits], bits // 8
+        if insn.imm == isa.LOAD_ACQ:
+            loaded = self.value(f"load atomic {ty}, ptr {self.pointer(insn.src, insn.off)} acquire, align {align}")
+            self.set_reg(insn.dst, loaded if bits == 64 else self.value(f"zext {ty} {loaded} to i64"))
+            return
+        ptr = self.pointer(insn.dst, insn.off)
+        operand = self.reg(insn.src)
+        if bits != 64:
+            operand = self.value(f"trunc i64 {operand} to {ty}")
+        if insn.imm == isa.STORE_REL:
+            self.emit(f"store atomic {ty} {operand}, ptr {ptr} release, align {align}")
+            return
+        if insn.imm == isa.CMPXCHG:
+            expected = self.reg(0) if bits == 64 else self.reg32(0)
+            pair = self.value(f"cmpxchg ptr {ptr}, {ty} {expected}, {ty} {operand} seq_cst seq_cst, align {align}")
+            old, result_reg = self.value(f"extractvalue {{ {ty}, i1 }} {pair}, 0"), 0
+        else:
+            op = "xchg" if insn.imm == isa.XCHG else _RMW[insn.imm & ~isa.FETCH]
+            old = self.value(f"atomicrmw {op} ptr {ptr}, {ty} {operand} seq_cst, align {align}")
+            result_reg = insn.src if insn.imm & isa.FETCH else None
+        if result_reg is not None:
+            self.set_reg(result_reg, old if bits == 64 else self.value(f"zext {ty} {old} to i64"))
+
+    # --- ALU / ALU64 ---------------------------------------------------------------------------
+    def lower_alu(self, insn: Insn, index: int) -> None:
+        bits = 64 if insn.cls == isa.ALU64 else 32
+        ty = _INT[bits]
+        op = insn.op
+        if op == isa.END:
+            self.set_reg(insn.dst, self.byte_swap(insn))
+            return
+        if op == isa.MOV and insn.is_movsx:
+            narrow = self.value(f"trunc i64 {self.reg(insn.src)} to {_INT[insn.off]}")
+            result = self.value(f"sext {_INT[insn.off]} {narrow} to {ty}")
+        elif op == isa.MOV:
+            result = self.operand(insn, bits)
+        elif op == isa.NEG:
+            result = self.value(f"sub {ty} 0, {self.dst(insn, bits)}")
+        elif op in (isa.DIV, isa.MOD):
+            result = self.divmod(insn, bits)
+        elif op in (isa.LSH, isa.RSH, isa.ARSH):
+            count = self.operand(insn, bits)
+            if insn.source == isa.X:
+                count = self.value(f"and {ty} {count}, {bits - 1}")
+            else:
+                count = str(insn.imm & (bits - 1))
+            result = self.value(f"{_BINOPS[op]} {ty} {self.dst(insn, bits)}, {count}")
+        else:
+            result = self.value(f"{_BINOPS[op]} {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
+        if bits == 32:
+            result = self.value(f"zext i32 {result} to i64")
+        self.set_reg(insn.dst, result)
+
+    def dst(self, insn: Insn, bits: int) -> str:
+        return self.reg(insn.dst) if bits == 64 else self.reg32(insn.dst)
+
+    def operand(self, insn: Insn, bits: int) -> str:
+        """The source operand at the operation's width (K: imm sign-extended to 64 or as 32 bits)."""
+        if insn.source == isa.X:
+            return self.reg(insn.src) if bits == 64 else self.reg32(insn.src)
+        return _const(insn.imm, bits)
+
+    def divmod(self, insn: Insn, bits: int) -> str:
+        """BPF division: x/0 = 0, x%0 = x, INT_MIN/-1 = INT_MIN, x%-1 = 0 -- without UB in LLVM."""
+        ty, d = _INT[bits], self.dst(insn, bits)
+        is_div, signed = insn.op == isa.DIV, insn.off == 1
+        llvm_op = ("sdiv" if signed else "udiv") if is_div else ("srem" if signed else "urem")
+        if insn.source == isa.K:
+            divisor = isa.sign_extend(insn.imm, bits) if signed else insn.imm & ((1 << bits) - 1)
+            if divisor == 0:
+                return "0" if is_div else d
+            if signed and divisor == -1:
+                return self.value(f"sub {ty} 0, {d}") if is_div else "0"
+            return self.value(f"{llvm_op} {ty} {d}, {_const(insn.imm, bits)}")
+        s = self.operand(insn, bits)
+        zero = self.value(f"icmp eq {ty} {s}, 0")
+        if not signed:
+            safe = self.value(f"select i1 {zero}, {ty} 1, {ty} {s}")
+            quotient = self.value(f"{llvm_op} {ty} {d}, {safe}")
+            return self.value(f"select i1 {zero}, {ty} {'0' if is_div else d}, {ty} {quotient}")
+        minus_one = self.value(f"icmp eq {ty} {s}, -1")
+        special = self.value(f"or i1 {zero}, {minus_one}")
+        safe = self.value(f"select i1 {special}, {ty} 1, {ty} {s}")
+        quotient = self.value(f"{llvm_op} {ty} {d}, {safe}")
+        if is_div:
+            negated = self.value(f"sub {ty} 0, {d}")
+            by_minus_one = self.value(f"select i1 {minus_one}, {ty} {negated}, {ty} {quotient}")
+            return self.value(f"select i1 {zero}, {ty} 0, {ty} {by_minus_one}")
+        by_minus_one = self.value(f"select i1 {minus_one}, {ty} 0, {ty} {quotient}")
+        return self.value(f"select i1 {zero}, {ty} {d}, {ty} {by_minus_one}")
+
+    def byte_swap(self, insn: Insn) -> str:
+        """le16/le32 truncate; be*/bswap* swap the low bits; all zero-extend to 64."""
+        width, d = insn.imm, self.reg(insn.dst)
+        if insn.cls == isa.ALU and insn.source == isa.K:  # to little-endian on x86
+            return d if width == 64 else self.value(f"and i64 {d}, {(1 << width) - 1}")
+        ty = _INT[width]
+        narrow = d if width == 64 else self.value(f"trunc i64 {d} to {ty}")
+        swapped = self.value(f"call {ty} @llvm.bswap.{ty}({ty} {narrow})")
+        return swapped if width == 64 else self.value(f"zext {ty} {swapped} to i64")
+
+    # --- JMP / JMP32 ---------------------------------------------------------------------------
+    def lower_jmp(self, insn: Insn, index: int) -> None:
+        op = insn.op
+        if op == isa.EXIT:
+            self.emit(f"ret i64 {self.reg(0)}")
+            self.terminated = True
+        elif op == isa.CALL:
+            self.lower_call(insn, index)
+        elif op == isa.JA:
+            taken = not insn.src & isa.STATIC_BRANCH_NOP
+            self.branch(f"b{insn.jump_target(index) if taken else index + 1}")
+        elif op == isa.JCOND:
+            left = self.value("load i64, ptr %may_goto")
+            spent = self.value(f"icmp eq i64 {left}, 0")
+            self.emit(f"br i1 {spent}, label %b{insn.jump_target(index)}, label %mg{index}")
+            self.lines.append(f"mg{index}:")
+            self.emit(f"store i64 {self.value(f'sub i64 {left}, 1')}, ptr %may_goto")
+            self.branch(f"b{index + 1}")
+        else:
+            bits = 32 if insn.cls == isa.JMP32 else 64
+            ty = _INT[bits]
+            if op == isa.JSET:
+                anded = self.value(f"and {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
+                taken = self.value(f"icmp ne {ty} {anded}, 0")
+            else:
+                taken = self.value(f"icmp {_PREDICATES[op]} {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
+            self.emit(f"br i1 {taken}, label %b{insn.jump_target(index)}, label %b{index + 1}")
+            self.terminated = True
+
+    # --- calls ---------------------------------------------------------------------------------
+    def args(self) -> str:
+        return ", ".join(f"i64 {self.reg(r)}" for r in range(1, 6))
+
+    def call_helper(self, helper_id: int) -> None:
+        helper = self.env.helpers.get(helper_id)
+        assert helper is not None  # the structure check rejects unknown helper ids
+        fn = f"inttoptr (i64 {self.helper_address(helper_id)} to ptr)"
+        result = self.value(f"call i64 {fn}({self.args()})")
+        self.set_reg(0, result)
+        if helper.stops_on_zero:
+            self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
+        self.propagate_stop()
+
+    def call_local(self, start: int) -> None:
+        self.set_reg(0, self.value(f"call i64 @bpf_f{start}(ptr %env, {self.args()})"))
+        if self.may_stop:
+            self.propagate_stop()
+
+    def lower_call(self, insn: Insn, index: int) -> None:
+        if insn.source == isa.X:
+            self.lower_callx(insn, index)
+        elif insn.src == isa.CALL_LOCAL:
+            self.call_local(insn.call_target(index))
+        else:
+            self.call_helper(insn.imm)
+
+    def lower_callx(self, insn: Insn, index: int) -> None:
+        """Dispatch on the target value: helper ids and BPF function tokens, anything else fails."""
+        target = self.reg(insn.callx_reg)
+        helpers = [h.id for h in self.env.helpers]
+        functions = sorted(self.facts.function_starts)
+        cases = [f"i64 {h}, label %cx{index}h{h}" for h in helpers]
+        cases += [f"i64 {_const(func_token(f), 64)}, label %cx{index}f{f}" for f in functions]
+        self.emit(f"switch i64 {target}, label %cx{index}bad [ {' '.join(cases)} ]")
+        for h in helpers:
+            self.lines.append(f"cx{index}h{h}:")
+            self.terminated = False
+            self.call_helper(h)
+            self.branch(f"cx{index}done")
+        for f in functions:
+            self.lines.append(f"cx{index}f{f}:")
+            self.terminated = False
+            self.call_local(f)
+            self.branch(f"cx{index}done")
+        self.lines.append(f"cx{index}bad:")
+        self.fail(Status.BAD_CALLX, index, target)
+        self.lines.append(f"cx{index}done:")
+        self.terminated = False
+
+
+def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_address: HelperAddress) -> str:
+    """The whole LLVM module (as text) for a checked program."""
+    may_stop = any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
+                   for i, insn in enumerate(insns) if not isa.is_filler(insns, i))
+    parts = [
+        "declare i16 @llvm.bswap.i16(i16)",
+        "declare i32 @llvm.bswap.i32(i32)",
+        "declare i64 @llvm.bswap.i64(i64)",
+        "",
+    ]
+    for function in facts.functions:
+        body = _FunctionLowering(insns, function, facts, env, helper_address, may_stop).lower()
+        parts += body + [""]
+    parts += [
+        "define i64 @bpf_entry(ptr noalias %env, ptr %ctx, i64 %len) {",
+        "  %c = ptrtoint ptr %ctx to i64",
+        "  %r = call i64 @bpf_f0(ptr %env, i64 %c, i64 %len, i64 0, i64 0, i64 0)",
+        "  ret i64 %r",
+        "}",
+        "",
+        # The repeat loop calls through a volatile pointer so that LLVM cannot prove the program
+        # pure and run it once: every iteration really executes.
+        "@bpf_main_ptr = internal global ptr @bpf_entry",
+        "define i64 @bpf_entry_repeat(ptr noalias %env, ptr %ctx, i64 %len, i64 %n) {",
+        "entry:",
+        "  br label %loop",
+        "loop:",
+        "  %i = phi i64 [ 0, %entry ], [ %next, %loop ]",
+        "  %fn = load volatile ptr, ptr @bpf_main_ptr",
+        "  %r = call i64 %fn(ptr %env, ptr %ctx, i64 %len)",
+        "  %next = add i64 %i, 1",
+        "  %more = icmp ult i64 %next, %n",
+        "  br i1 %more, label %loop, label %done",
+        "done:",
+        "  ret i64 %r",
+        "}",
+    ]
+    return "\n".join(parts) + "\n"

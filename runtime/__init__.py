@@ -1,0 +1,1 @@
+"""What BPF programs run against: native memory, helpers, the reference interpreter."""

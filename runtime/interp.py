@@ -1,0 +1,320 @@
+"""The reference interpreter: the oracle every other engine is compared against.
+
+It is written to be read, not to be fast: one method per instruction class, Python ints for
+registers (masked to 64 bits after every write), real native memory for the stack and the data, and
+a bounds check on every access against the regions the run was given. Semantics follow
+SPEC.md sections 1 and 10 (zero-extension of 32-bit results, division by zero, shift masking, ...).
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+
+from bpfjit import isa
+from bpfjit.errors import BPFRuntimeError
+from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
+
+from .environment import Environment, token_function
+from .memory import Buffer, Region, Regions
+from .status import RunEnv, Status
+
+MAX_CALL_FRAMES = 8
+MAY_GOTO_BUDGET = 1 << 23  # iterations a frame's may_goto allows before it branches
+
+# Interpreted atomics are made atomic against other interpreted runs by one lock; the JIT uses
+# the CPU's atomic instructions.
+_ATOMIC_LOCK = threading.Lock()
+
+
+@dataclass
+class Frame:
+    regs: list[int]
+    stack: Buffer
+    region: Region
+    return_index: int  # where the caller continues
+    may_goto_left: int = MAY_GOTO_BUDGET
+
+
+class Stop(Exception):
+    """Raised inside the loop when a helper unwinds the program."""
+
+
+class Interpreter:
+    def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int],
+                 max_steps: int | None = None):
+        """functions: the slot indexes where BPF functions start (valid callx targets)."""
+        self.insns = insns
+        self.env = env
+        self.functions = functions
+        self.max_steps = max_steps
+        # ld_imm64 values are resolved once, as the JIT does at compile time.
+        self.imm64 = {i: env.ld_imm64_value(insn, i) for i, insn in enumerate(insns)
+                      if insn.is_lddw and not isa.is_filler(insns, i)}
+
+    # --- the run loop ----------------------------------------------------------------------------
+    def run(self, r1: int, r2: int, regions: Regions, status: RunEnv | None = None) -> int:
+        """Run from slot 0 with r1, r2 set; return r0. status (if given) records how it ended."""
+        self.regions = regions
+        self.status = status if status is not None else RunEnv()
+        self.frames: list[Frame] = []
+        self.pc = 0
+        self.push_frame([0, r1, r2, 0, 0, 0], return_index=-1)
+        steps = 0
+        try:
+            while True:
+                insn = self.insns[self.pc]
+                steps += 1
+                if self.max_steps is not None and steps > self.max_steps:
+                    raise BPFRuntimeError(self.pc, f"instruction budget of {self.max_steps} exhausted")
+                result = self.step(insn)
+                if result is not None:
+                    return result
+        except Stop:
+            self.status.status = Status.UNWOUND
+            return 0
+        finally:
+            for frame in self.frames:
+                regions.remove(frame.region)
+
+    def step(self, insn: Insn) -> int | None:
+        """Execute one instruction; return r0 when the program exits."""
+        handler = {
+            isa.LD: self.ld, isa.LDX: self.ldx, isa.ST: self.st, isa.STX: self.stx,
+            isa.ALU: self.alu, isa.ALU64: self.alu, isa.JMP: self.jmp, isa.JMP32: self.jmp,
+        }[insn.cls]
+        return handler(insn)
+
+    @property
+    def regs(self) -> list[int]:
+        return self.frames[-1].regs
+
+    def set_reg(self, reg: int, value: int) -> None:
+        self.regs[reg] = value & MASK64
+
+    # --- frames --------------------------------------------------------------------------------
+    def push_frame(self, args: list[int], return_index: int) -> None:
+        if len(self.frames) == MAX_CALL_FRAMES:
+            raise BPFRuntimeError(self.pc, f"more than {MAX_CALL_FRAMES} nested calls")
+        stack = Buffer(isa.STACK_SIZE)
+        region = self.regions.add(stack.address, stack.size, True, f"stack of frame {len(self.frames)}")
+        regs = args + [0] * (11 - len(args))
+        regs[isa.FRAME_POINTER] = stack.address + stack.size
+        self.frames.append(Frame(regs, stack, region, return_index))
+
+    def call_local(self, target: int) -> None:
+        caller = self.regs
+        self.push_frame([0] + caller[1:6], return_index=self.pc + 1)
+        self.pc = target
+
+    def call_helper(self, helper_id: int) -> None:
+        helper = self.env.helpers.get(helper_id)
+        if helper is None:
+            raise BPFRuntimeError(self.pc, f"call to unknown helper {helper_id}")
+        r = self.regs
+        try:
+            result = helper.impl(r[1], r[2], r[3], r[4], r[5])
+        except Exception as exc:  # a failing helper is the program's error, not ours
+            raise BPFRuntimeError(self.pc, f"helper {helper.id} ({helper.name}) failed: {exc!r}") from exc
+        self.set_reg(0, int(result))
+        if helper.stops_on_zero and self.regs[0] == 0:
+            raise Stop()
+
+    def exit(self) -> int | None:
+        frame = self.frames.pop()
+        self.regions.remove(frame.region)
+        if not self.frames:
+            return frame.regs[0]
+        self.regs[0] = frame.regs[0]
+        self.pc = frame.return_index
+        return None
+
+    # --- memory --------------------------------------------------------------------------------
+    def check_access(self, address: int, size: int, write: bool) -> None:
+        region = self.regions.find(address, size)
+        if region is None or (write and not region.writable):
+            kind = "write" if write else "read"
+            where = f" (read-only {region.name})" if region else ""
+            raise BPFRuntimeError(self.pc, f"invalid {kind} of {size} bytes at {address:#x}{where}")
+
+    def load(self, address: int, size: int) -> int:
+        self.check_access(address, size, write=False)
+        return int.from_bytes(ctypes.string_at(address, size), "little")
+
+    def store(self, address: int, size: int, value: int) -> None:
+        self.check_access(address, size, write=True)
+        ctypes.memmove(address, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size)
+
+    def address(self, reg: int, off: int) -> int:
+        return (self.regs[reg] + off) & MASK64
+
+    # --- LD: ld_imm64 (legacy packet loads are rejected before a run) ----------------------------
+    def ld(self, insn: Insn) -> None:
+        if not insn.is_lddw:
+            raise BPFRuntimeError(self.pc, "legacy packet access (BPF_LD_ABS/IND) is not supported")
+        self.set_reg(insn.dst, self.imm64[self.pc])
+        self.pc += 2
+
+    # --- LDX / ST / STX ------------------------------------------------------------------------
+    def ldx(self, insn: Insn) -> None:
+        size = isa.SIZE_BYTES[insn.size]
+        value = self.load(self.address(insn.src, insn.off), size)
+        if insn.mode == isa.MEMSX:
+            value = sign_extend(value, 8 * size)
+        self.set_reg(insn.dst, value)
+        self.pc += 1
+
+    def st(self, insn: Insn) -> None:
+        self.store(self.address(insn.dst, insn.off), isa.SIZE_BYTES[insn.size], insn.imm)
+        self.pc += 1
+
+    def stx(self, insn: Insn) -> None:
+        size = isa.SIZE_BYTES[insn.size]
+        if insn.mode == isa.MEM:
+            self.store(self.address(insn.dst, insn.off), size, self.regs[insn.src])
+        else:
+            with _ATOMIC_LOCK:
+                self.atomic(insn, size)
+        self.pc += 1
+
+    def atomic(self, insn: Insn, size: int) -> None:
+        mask = (1 << (8 * size)) - 1
+        if insn.imm == isa.LOAD_ACQ:
+            self.set_reg(insn.dst, self.load(self.address(insn.src, insn.off), size))
+            return
+        address = self.address(insn.dst, insn.off)
+        if insn.imm == isa.STORE_REL:
+            self.store(address, size, self.regs[insn.src])
+            return
+        # Read-modify-write: check for a write first, so a read-only target fails cleanly.
+        self.check_access(address, size, write=True)
+        old = self.load(address, size)
+        operand = self.regs[insn.src] & mask
+        if insn.imm == isa.CMPXCHG:
+            if old == self.regs[0] & mask:
+                self.store(address, size, operand)
+            self.set_reg(0, old)
+            return
+        if insn.imm == isa.XCHG:
+            new = operand
+        else:
+            new = {isa.ADD: old + operand, isa.OR: old | operand, isa.AND: old & operand,
+                   isa.XOR: old ^ operand}[insn.imm & ~isa.FETCH]
+        self.store(address, size, new)
+        if insn.imm & isa.FETCH:
+            self.set_reg(insn.src, old)
+
+    # --- ALU / ALU64 ---------------------------------------------------------------------------
+    def alu(self, insn: Insn) -> None:
+        self.set_reg(insn.dst, alu_result(insn, self.regs[insn.dst], self.regs[insn.src]))
+        self.pc += 1
+
+    # --- JMP / JMP32 ---------------------------------------------------------------------------
+    def jmp(self, insn: Insn) -> int | None:
+        op = insn.op
+        if op == isa.EXIT:
+            return self.exit()
+        if op == isa.CALL:
+            return self.call(insn)
+        if op == isa.JA:
+            if insn.opcode == isa.GOTOX_OP:
+                raise BPFRuntimeError(self.pc, "gotox needs jump tables, which raw programs do not have")
+            taken = static_branch_default(insn)
+        elif op == isa.JCOND:  # may_goto: branch once this frame's budget is spent
+            frame = self.frames[-1]
+            taken = frame.may_goto_left == 0
+            if not taken:
+                frame.may_goto_left -= 1
+        else:
+            taken = condition(insn, self.regs[insn.dst], self.regs[insn.src])
+        self.pc = insn.jump_target(self.pc) if taken else self.pc + 1
+        return None
+
+    def call(self, insn: Insn) -> None:
+        if insn.source == isa.X:  # callx: a helper id or a BPF function token
+            target = self.regs[insn.callx_reg]
+            function = token_function(target)
+            if function in self.functions:
+                self.call_local(function)
+            elif target in self.env.helpers:
+                self.call_helper(target)
+                self.pc += 1
+            else:
+                self.status.status, self.status.insn, self.status.value = Status.BAD_CALLX, self.pc, target
+                raise BPFRuntimeError(self.pc, f"callx to {target:#x}, which is neither a helper nor a BPF function")
+        elif insn.src == isa.CALL_LOCAL:
+            self.call_local(insn.call_target(self.pc))
+        elif insn.src == isa.CALL_HELPER:
+            self.call_helper(insn.imm)
+            self.pc += 1
+        else:
+            raise BPFRuntimeError(self.pc, "kfunc calls are not supported")
+
+
+def static_branch_default(insn: Insn) -> bool:
+    """Whether a JA is taken: always for goto/gotol, per its initial state for static branches."""
+    return not insn.src & isa.STATIC_BRANCH_NOP
+
+
+def alu_result(insn: Insn, dst_value: int, src_value: int) -> int:
+    """The new 64-bit value of dst for an ALU/ALU64 instruction (pure; shared by the tests)."""
+    is64 = insn.cls == isa.ALU64
+    bits = 64 if is64 else 32
+    mask = MASK64 if is64 else MASK32
+    op = insn.op
+    if op == isa.END:
+        width = insn.imm
+        low = dst_value & ((1 << width) - 1)
+        if insn.cls == isa.ALU and insn.source == isa.K:  # to little-endian: a truncation on x86
+            return low
+        return int.from_bytes(low.to_bytes(width // 8, "little"), "big")
+    d = dst_value & mask
+    if op == isa.NEG:
+        return -d & mask
+    if insn.source == isa.X:
+        s = src_value & mask
+    else:
+        s = insn.imm & mask  # sign-extended to 64 bits for ALU64, taken as u32 for ALU
+    if op == isa.MOV:
+        if insn.is_movsx:
+            return sign_extend(src_value, insn.off) & mask
+        return s
+    if op in (isa.DIV, isa.MOD):
+        return _divmod(op, insn.off == 1, d, s, bits) & mask
+    if op in (isa.LSH, isa.RSH, isa.ARSH):
+        n = s & (bits - 1)
+        if op == isa.LSH:
+            return (d << n) & mask
+        if op == isa.RSH:
+            return d >> n
+        return (sign_extend(d, bits) >> n) & mask
+    return {
+        isa.ADD: d + s, isa.SUB: d - s, isa.MUL: d * s, isa.OR: d | s, isa.AND: d & s, isa.XOR: d ^ s,
+    }[op] & mask
+
+
+def _divmod(op: int, signed: bool, d: int, s: int, bits: int) -> int:
+    """Division by zero gives 0, modulo by zero keeps dst; signed ops truncate toward zero."""
+    if s == 0:
+        return 0 if op == isa.DIV else d
+    if not signed:
+        return d // s if op == isa.DIV else d % s
+    sd, ss = sign_extend(d, bits), sign_extend(s, bits)
+    quotient = abs(sd) // abs(ss) * (1 if (sd < 0) == (ss < 0) else -1)
+    return quotient if op == isa.DIV else sd - ss * quotient
+
+
+def condition(insn: Insn, dst_value: int, src_value: int) -> bool:
+    """Whether a conditional jump is taken (pure; shared by the tests)."""
+    if insn.cls == isa.JMP32:
+        bits, d = 32, dst_value & MASK32
+        s = (src_value if insn.source == isa.X else insn.imm) & MASK32
+    else:
+        bits, d = 64, dst_value & MASK64
+        s = (src_value if insn.source == isa.X else insn.imm) & MASK64  # imm sign-extended
+    sd, ss = sign_extend(d, bits), sign_extend(s, bits)
+    return {
+        isa.JEQ: d == s, isa.JNE: d != s, isa.JSET: d & s != 0,
+        isa.JGT: d > s, isa.JGE: d >= s, isa.JLT: d < s, isa.JLE: d <= s,
+        isa.JSGT: sd > ss, isa.JSGE: sd >= ss, isa.JSLT: sd < ss, isa.JSLE: sd <= ss,
+    }[insn.op]

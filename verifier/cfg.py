@@ -1,0 +1,117 @@
+"""Program structure: functions, basic blocks, and the structural rules every engine relies on.
+
+These are the checks the kernel verifier makes before it looks at any value: jumps stay inside
+their function and never land in the middle of an ld_imm64, every function ends in exit or goto,
+calls go to known helpers or to function starts, the call graph has no recursion and at most
+eight frames, and nothing writes the frame pointer. Messages follow the kernel's wording.
+"""
+from __future__ import annotations
+
+from typing import Container, Sequence
+
+from bpfjit import isa
+from bpfjit.errors import ProgramError
+from bpfjit.isa import Insn
+
+from .facts import Facts, Function
+
+MAX_CALL_FRAMES = 8
+
+
+def analyse(insns: Sequence[Insn], helper_ids: Container[int]) -> Facts:
+    """Check the program's structure and describe its functions and blocks."""
+    if not insns:
+        raise ProgramError(0, "the program is empty")
+    starts = _function_starts(insns)
+    bounds = sorted(starts) + [len(insns)]
+    functions = []
+    block_starts = set(starts)
+    for start, end in zip(bounds, bounds[1:]):
+        calls = set()
+        for index in range(start, end):
+            insn = insns[index]
+            if isa.is_filler(insns, index):
+                continue
+            _check_insn(insn, index, helper_ids)
+            if insn.is_local_call:
+                calls.add(insn.call_target(index))
+            if _is_branch(insn):
+                target = insn.jump_target(index)
+                if not start <= target < end or isa.is_filler(insns, target):
+                    raise ProgramError(index, f"jump out of range from insn {index} to {target}")
+                block_starts.update((target, index + 1))
+        last = end - 1 - (1 if end - 2 >= start and insns[end - 2].is_lddw else 0)
+        if not _ends_flow(insns[last]):
+            raise ProgramError(last, "last insn is not an exit or jmp")
+        functions.append(Function(start, end, frozenset(calls)))
+    _check_call_graph(functions)
+    return Facts(tuple(functions), frozenset(i for i in block_starts if i < len(insns)))
+
+
+def _function_starts(insns: Sequence[Insn]) -> set[int]:
+    starts = {0}
+    for index, insn in enumerate(insns):
+        if isa.is_filler(insns, index):
+            continue
+        if insn.is_local_call:
+            target = insn.call_target(index)
+        elif insn.is_lddw and insn.src == isa.PSEUDO_FUNC:
+            target = index + 1 + insn.imm
+        else:
+            continue
+        if not 0 <= target < len(insns) or isa.is_filler(insns, target):
+            raise ProgramError(index, f"call to insn {target}, which is not the start of an instruction")
+        starts.add(target)
+    return starts
+
+
+def _is_branch(insn: Insn) -> bool:
+    """Instructions with a jump target in off/imm (conditional jumps, goto, gotol, may_goto)."""
+    return insn.is_jump and insn.op not in (isa.CALL, isa.EXIT) and insn.opcode != isa.GOTOX_OP
+
+
+def _ends_flow(insn: Insn) -> bool:
+    return insn.opcode == isa.EXIT_OP or (insn.op == isa.JA and insn.is_jump and insn.src == 0
+                                          and insn.opcode != isa.GOTOX_OP)
+
+
+def _writes_frame_pointer(insn: Insn) -> bool:
+    if insn.cls in (isa.ALU, isa.ALU64, isa.LDX) or insn.is_lddw:
+        return insn.dst == isa.FRAME_POINTER
+    if insn.cls == isa.STX and insn.mode == isa.ATOMIC:
+        if insn.imm == isa.LOAD_ACQ:
+            return insn.dst == isa.FRAME_POINTER
+        return bool(insn.imm & isa.FETCH) and insn.imm != isa.CMPXCHG and insn.src == isa.FRAME_POINTER
+    return False
+
+
+def _check_insn(insn: Insn, index: int, helper_ids: Container[int]) -> None:
+    if _writes_frame_pointer(insn):
+        raise ProgramError(index, "frame pointer is read only")
+    if insn.cls == isa.LD and not insn.is_lddw:
+        raise ProgramError(index, "legacy packet access (BPF_LD_ABS/IND) is not supported")
+    if insn.opcode == isa.GOTOX_OP:
+        raise ProgramError(index, "gotox needs jump tables (.jumptables), which this program lacks")
+    if insn.opcode == isa.CALL_OP:
+        if insn.src == isa.CALL_KFUNC:
+            raise ProgramError(index, "kfunc calls are not supported")
+        if insn.src == isa.CALL_HELPER and insn.imm not in helper_ids:
+            raise ProgramError(index, f"invalid func unknown#{insn.imm}")
+
+
+def _check_call_graph(functions: list[Function]) -> None:
+    by_start = {f.start: f for f in functions}
+
+    def depth(function: Function, path: tuple[int, ...]) -> int:
+        if function.start in path:
+            raise ProgramError(function.start, f"recursive call to the function at insn {function.start}")
+        deepest = 0
+        for callee in sorted(function.calls):
+            deepest = max(deepest, depth(by_start[callee], path + (function.start,)))
+        return deepest + 1
+
+    frames = depth(functions[0], ())
+    for function in functions[1:]:  # functions reached only through callx are roots too
+        frames = max(frames, depth(function, ()))
+    if frames > MAX_CALL_FRAMES:
+        raise ProgramError(0, f"the call stack of {frames} frames is too deep (at most {MAX_CALL_FRAMES})")
