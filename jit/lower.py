@@ -119,20 +119,25 @@ class _FunctionLowering:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def return_if(self, condition: str, status: Status | None = None) -> None:
-        """Return 0 from this function when condition holds (recording status if given)."""
+    def return_if(self, condition: str, status: Status | None = None, index: int | None = None) -> None:
+        """Return 0 from this function when condition holds (recording status and index if given)."""
         leave, stay = self.unique("leave"), self.unique("stay")
         self.emit(f"br i1 {condition}, label %{leave}, label %{stay}")
         self.lines.append(f"{leave}:")
         if status is not None:
             self.emit(f"store i64 {int(status)}, ptr {self.env_field(FIELD_STATUS)}")
+        if index is not None:
+            self.emit(f"store i64 {index}, ptr {self.env_field(FIELD_INSN)}")
         self.emit("ret i64 0")
         self.lines.append(f"{stay}:")
 
-    def propagate_stop(self) -> None:
-        """After a call: if the run's status is no longer OK, return at once."""
+    def propagate_stop(self, index: int | None = None) -> None:
+        """After a call: if the run's status is no longer OK, return at once.
+
+        index: the helper call that may have failed, recorded as where the run stopped.
+        """
         status = self.value(f"load i64, ptr {self.env_field(FIELD_STATUS)}")
-        self.return_if(self.value(f"icmp ne i64 {status}, 0"))
+        self.return_if(self.value(f"icmp ne i64 {status}, 0"), index=index)
 
     # --- the function --------------------------------------------------------------------------
     def lower(self) -> list[str]:
@@ -331,7 +336,7 @@ class _FunctionLowering:
     def args(self) -> str:
         return ", ".join(f"i64 {self.reg(r)}" for r in range(1, 6))
 
-    def call_helper(self, helper_id: int) -> None:
+    def call_helper(self, helper_id: int, index: int) -> None:
         helper = self.env.helpers.get(helper_id)
         assert helper is not None  # the structure check rejects unknown helper ids
         fn = f"inttoptr (i64 {self.helper_address(helper_id)} to ptr)"
@@ -339,7 +344,7 @@ class _FunctionLowering:
         self.set_reg(0, result)
         if helper.stops_on_zero:
             self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
-        self.propagate_stop()
+        self.propagate_stop(index)
 
     def call_local(self, start: int) -> None:
         self.set_reg(0, self.value(f"call i64 @bpf_f{start}(ptr %env, {self.args()})"))
@@ -352,7 +357,7 @@ class _FunctionLowering:
         elif insn.src == isa.CALL_LOCAL:
             self.call_local(insn.call_target(index))
         else:
-            self.call_helper(insn.imm)
+            self.call_helper(insn.imm, index)
 
     def lower_callx(self, insn: Insn, index: int) -> None:
         """Dispatch on the target value: helper ids and BPF function tokens, anything else fails."""
@@ -365,7 +370,7 @@ class _FunctionLowering:
         for h in helpers:
             self.lines.append(f"cx{index}h{h}:")
             self.terminated = False
-            self.call_helper(h)
+            self.call_helper(h, index)
             self.branch(f"cx{index}done")
         for f in functions:
             self.lines.append(f"cx{index}f{f}:")

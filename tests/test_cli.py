@@ -1,0 +1,96 @@
+"""The command line: each verb, its JSON output, and clean one-line errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bpfjit import asm
+from bpfjit.cli import main
+
+from conftest import CONFORMANCE_DIR
+
+
+def run_cli(capsys, *argv: str, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    if stdin is not None:
+        import io
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def prime_data():
+    return CONFORMANCE_DIR / "prime.data"
+
+
+def test_run_data_file_both_engines(capsys, prime_data):
+    expected = asm.parse_test_file(prime_data.read_text()).result
+    for engine in ("interp", "jit"):
+        code, out, _ = run_cli(capsys, "run", str(prime_data), "--engine", engine, "--json")
+        assert code == 0
+        record = json.loads(out)
+        assert record["engine"] == engine and record["retval"] == expected and record["program"] == "prime"
+
+
+def test_run_asm_with_data_hex_and_repeat(capsys, tmp_path):
+    source = tmp_path / "len.asm"
+    source.write_text("mov %r0, %r2\nldxb %r3, [%r1+1]\nadd %r0, %r3\nstb [%r1+0], 7\nexit\n")
+    code, out, _ = run_cli(capsys, "run", str(source), "--data-hex", "0102aa", "--repeat", "5", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["retval"] == 3 + 2
+    assert record["data_out"] == "0702aa"
+
+
+def test_asm_then_disasm_then_run_raw(capsys, tmp_path):
+    source = tmp_path / "p.asm"
+    source.write_text("lddw %r0, 0x1122334455667788\nexit\n")
+    binary = tmp_path / "p.bin"
+    assert run_cli(capsys, "asm", str(source), "-o", str(binary))[0] == 0
+    assert binary.read_bytes().hex() == "1800000088776655000000004433221195" + "00" * 7
+    code, out, _ = run_cli(capsys, "disasm", str(binary))
+    assert code == 0
+    assert "r0 = 0x1122334455667788 ll" in out and "exit" in out
+    code, out, _ = run_cli(capsys, "run", str(binary))
+    assert code == 0 and "retval=0x1122334455667788" in out
+
+
+def test_conformance_plugin_protocol(capsys, monkeypatch):
+    # mov %r0, %r2 ; exit -> the memory length, printed in hex without a prefix
+    program = "bf 20 00 00 00 00 00 00 95 00 00 00 00 00 00 00"
+    code, out, _ = run_cli(capsys, "conformance-plugin", "00112233445566778899aabbccddeeff00",
+                           stdin=program, monkeypatch=monkeypatch)
+    assert code == 0 and out.strip() == "11"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "/nonexistent/file.bin"], "No such file"),
+    (["run", "--data-hex", "zz"], "not hexadecimal"),
+    (["disasm", "-"], "-"),
+])
+def test_errors_are_one_line(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 1
+    assert err.startswith("bpfjit: error:") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_bad_bytecode_error_names_the_instruction(capsys, tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes.fromhex("b700000001000000" "9500000001000000"))  # exit with imm=1
+    code, _, err = run_cli(capsys, "run", str(bad))
+    assert code == 1 and "insn 1" in err and "reserved" in err
+
+
+def test_default_job_console_script():
+    """The README's first set-up command runs the bundled program on both engines."""
+    exe = shutil.which("bpfjit")
+    argv = [exe, "run"] if exe else [sys.executable, "-m", "bpfjit.cli", "run"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "engine=interp" in done.stdout and "engine=jit" in done.stdout
+    assert "faster than the interpreter" in done.stdout
