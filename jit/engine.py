@@ -16,10 +16,10 @@ from typing import Sequence
 
 import llvmlite.binding as llvm
 
-from bpfjit.errors import BPFRuntimeError, JITError
+from bpfjit.errors import JITError
 from bpfjit.isa import Insn, MASK64
 from bpfjit.runtime.environment import Environment
-from bpfjit.runtime.helpers import Helper
+from bpfjit.runtime.helpers import Helper, HelperRegistry
 from bpfjit.runtime.status import RunEnv, Status, raise_for_status
 from bpfjit.verifier.facts import Facts
 
@@ -83,6 +83,7 @@ class CompiledProgram:
     _engine: llvm.ExecutionEngine
     _callbacks: dict[int, object]
     _errors: list[BaseException]
+    _helpers: HelperRegistry
     _entry: object = field(init=False)
     _repeat: object = field(init=False)
 
@@ -101,9 +102,8 @@ class CompiledProgram:
         else:
             result = self._repeat(ctypes.byref(env), ctx, length, repeat)
         if env.status == Status.HELPER_FAILED:
-            helper_id = env.value
-            raise BPFRuntimeError(env.insn, f"helper {helper_id} failed: {self._errors[0]!r}"
-                                  if self._errors else f"helper {helper_id} failed")
+            helper = self._helpers.get(env.value)
+            raise_for_status(env, self._errors[0] if self._errors else None, helper.name if helper else "")
         raise_for_status(env)
         return 0 if env.status == Status.UNWOUND else result
 
@@ -147,4 +147,5 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     engine = llvm.create_mcjit_compiler(module, tm)
     engine.finalize_object()
     t3 = time.perf_counter()
-    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, errors)
+    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, errors,
+                           env.helpers)

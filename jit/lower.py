@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from bpfjit import isa
 from bpfjit.isa import Insn, s32, s64
 from bpfjit.runtime.environment import Environment, func_token
-from bpfjit.runtime.status import FIELD_INSN, FIELD_STATUS, FIELD_VALUE, Status
+from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_VALUE, MAX_CALL_FRAMES, Status
 from bpfjit.verifier.facts import Facts, Function
 
 _INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
@@ -53,6 +53,9 @@ class _FunctionLowering:
     env: Environment
     helper_address: HelperAddress
     may_stop: bool  # whether a call can leave a non-OK status that callers must propagate
+    # Whether calls count frames at run time: needed once callx can reach BPF functions (function
+    # tokens exist), since an indirect call chain can recurse where the static check cannot see.
+    counts_depth: bool
     lines: list[str] = field(default_factory=list)
     counter: int = 0
     terminated: bool = False
@@ -346,16 +349,25 @@ class _FunctionLowering:
             self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
         self.propagate_stop(index)
 
-    def call_local(self, start: int) -> None:
+    def call_local(self, start: int, index: int) -> None:
+        if not self.counts_depth:
+            self.set_reg(0, self.value(f"call i64 @bpf_f{start}(ptr %env, {self.args()})"))
+            if self.may_stop:
+                self.propagate_stop()
+            return
+        depth_ptr = self.env_field(FIELD_DEPTH)
+        depth = self.value(f"load i64, ptr {depth_ptr}")
+        self.return_if(self.value(f"icmp uge i64 {depth}, {MAX_CALL_FRAMES - 1}"), Status.CALL_DEPTH, index)
+        self.emit(f"store i64 {self.value(f'add i64 {depth}, 1')}, ptr {depth_ptr}")
         self.set_reg(0, self.value(f"call i64 @bpf_f{start}(ptr %env, {self.args()})"))
-        if self.may_stop:
-            self.propagate_stop()
+        self.emit(f"store i64 {depth}, ptr {depth_ptr}")
+        self.propagate_stop()
 
     def lower_call(self, insn: Insn, index: int) -> None:
         if insn.source == isa.X:
             self.lower_callx(insn, index)
         elif insn.src == isa.CALL_LOCAL:
-            self.call_local(insn.call_target(index))
+            self.call_local(insn.call_target(index), index)
         else:
             self.call_helper(insn.imm, index)
 
@@ -375,7 +387,7 @@ class _FunctionLowering:
         for f in functions:
             self.lines.append(f"cx{index}f{f}:")
             self.terminated = False
-            self.call_local(f)
+            self.call_local(f, index)
             self.branch(f"cx{index}done")
         self.lines.append(f"cx{index}bad:")
         self.fail(Status.BAD_CALLX, index, target)
@@ -385,8 +397,10 @@ class _FunctionLowering:
 
 def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_address: HelperAddress) -> str:
     """The whole LLVM module (as text) for a checked program."""
-    may_stop = any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
-                   for i, insn in enumerate(insns) if not isa.is_filler(insns, i))
+    real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
+    counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
+    may_stop = counts_depth or any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
+                                   for insn in real)
     parts = [
         "declare i16 @llvm.bswap.i16(i16)",
         "declare i32 @llvm.bswap.i32(i32)",
@@ -394,7 +408,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_
         "",
     ]
     for function in facts.functions:
-        body = _FunctionLowering(insns, function, facts, env, helper_address, may_stop).lower()
+        body = _FunctionLowering(insns, function, facts, env, helper_address, may_stop, counts_depth).lower()
         parts += body + [""]
     parts += [
         "define i64 @bpf_entry(ptr noalias %env, ptr %ctx, i64 %len) {",

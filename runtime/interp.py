@@ -17,9 +17,8 @@ from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
 
 from .environment import Environment, token_function
 from .memory import Buffer, Region, Regions
-from .status import RunEnv, Status
+from .status import MAX_CALL_FRAMES, RunEnv, Status, raise_for_status
 
-MAX_CALL_FRAMES = 8
 MAY_GOTO_BUDGET = 1 << 23  # iterations a frame's may_goto allows before it branches
 
 # Interpreted atomics are made atomic against other interpreted runs by one lock; the JIT uses
@@ -95,7 +94,7 @@ class Interpreter:
     # --- frames --------------------------------------------------------------------------------
     def push_frame(self, args: list[int], return_index: int) -> None:
         if len(self.frames) == MAX_CALL_FRAMES:
-            raise BPFRuntimeError(self.pc, f"more than {MAX_CALL_FRAMES} nested calls")
+            self.fail(Status.CALL_DEPTH)
         stack = Buffer(isa.STACK_SIZE)
         region = self.regions.add(stack.address, stack.size, True, f"stack of frame {len(self.frames)}")
         regs = args + [0] * (11 - len(args))
@@ -115,10 +114,15 @@ class Interpreter:
         try:
             result = helper.impl(r[1], r[2], r[3], r[4], r[5])
         except Exception as exc:  # a failing helper is the program's error, not ours
-            raise BPFRuntimeError(self.pc, f"helper {helper.id} ({helper.name}) failed: {exc!r}") from exc
+            self.fail(Status.HELPER_FAILED, helper.id, exc, helper.name)
         self.set_reg(0, int(result))
         if helper.stops_on_zero and self.regs[0] == 0:
             raise Stop()
+
+    def fail(self, status: Status, value: int = 0, error: BaseException | None = None, name: str = "") -> None:
+        """Record why the run failed (as the JIT does in its RunEnv) and raise the same error."""
+        self.status.status, self.status.insn, self.status.value = status, self.pc, value
+        raise_for_status(self.status, error, name)
 
     def exit(self) -> int | None:
         frame = self.frames.pop()
@@ -240,8 +244,7 @@ class Interpreter:
                 self.call_helper(target)
                 self.pc += 1
             else:
-                self.status.status, self.status.insn, self.status.value = Status.BAD_CALLX, self.pc, target
-                raise BPFRuntimeError(self.pc, f"callx to {target:#x}, which is neither a helper nor a BPF function")
+                self.fail(Status.BAD_CALLX, target)
         elif insn.src == isa.CALL_LOCAL:
             self.call_local(insn.call_target(self.pc))
         elif insn.src == isa.CALL_HELPER:

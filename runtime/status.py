@@ -17,6 +17,10 @@ class Status(enum.IntEnum):
     UNWOUND = 1  # a helper asked to stop the program (bpf_conformance's "unwind" helper 5)
     BAD_CALLX = 2  # callx to a value that is neither a helper id nor a BPF function
     HELPER_FAILED = 3  # a Python helper raised
+    CALL_DEPTH = 4  # a callx chain went deeper than MAX_CALL_FRAMES
+
+
+MAX_CALL_FRAMES = 8  # the kernel's limit: the main frame plus seven nested calls
 
 
 class RunEnv(ctypes.Structure):
@@ -24,19 +28,22 @@ class RunEnv(ctypes.Structure):
     _fields_ = [
         ("status", ctypes.c_uint64),
         ("insn", ctypes.c_uint64),  # instruction index the status refers to
-        ("value", ctypes.c_uint64),  # extra detail (the bad callx target)
+        ("value", ctypes.c_uint64),  # extra detail (the bad callx target, the failed helper's id)
+        ("depth", ctypes.c_uint64),  # nested calls below the main frame (counted when callx can recurse)
     ]
 
 
-FIELD_STATUS, FIELD_INSN, FIELD_VALUE = range(3)
+FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH = range(4)
 
 
-def raise_for_status(env: RunEnv, helper_errors: list[BaseException] | None = None) -> None:
+def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, helper_name: str = "") -> None:
     """Raise the BPFRuntimeError a failed run deserves; return quietly for OK and UNWOUND."""
     status = Status(env.status)
     if status in (Status.OK, Status.UNWOUND):
         return
     if status == Status.BAD_CALLX:
         raise BPFRuntimeError(env.insn, f"callx to {env.value:#x}, which is neither a helper nor a BPF function")
-    detail = f": {helper_errors[0]!r}" if helper_errors else ""
-    raise BPFRuntimeError(env.insn, f"helper {env.value} failed{detail}")
+    if status == Status.CALL_DEPTH:
+        raise BPFRuntimeError(env.insn, f"more than {MAX_CALL_FRAMES} nested calls")
+    name = f" ({helper_name})" if helper_name else ""
+    raise BPFRuntimeError(env.insn, f"helper {env.value}{name} failed: {helper_error!r}")
