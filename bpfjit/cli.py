@@ -81,7 +81,7 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     if not elf.is_elf(data):
         print(disasm.listing(isa.decode(data), [(0, pathlib.Path(args.file).stem)]), end="")
         return 0
-    sections = elf.code_sections(data)
+    sections = elf.code_sections(data, name=args.file)
     if args.section:
         sections = [s for s in sections if s.name == args.section]
         if not sections:

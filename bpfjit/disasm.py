@@ -2,8 +2,11 @@
 
 ``insn_text`` gives the text of one instruction exactly as ``llvm-objdump -d`` (LLVM 19, default
 CPU) prints it, e.g. ``r0 = *(u32 *)(r1 + 0x4)``, ``if w0 == 0x0 goto +0x3``, ``r1 = 0x0 ll``.
-Where llvm-objdump prints ``<unknown>`` (32-bit atomics other than add, load-acquire/store-release,
-gotox, static-branch flavours) we print the syntax newer LLVM versions and the kernel use instead.
+32-bit atomics are printed in LLVM's alu32 form (``lock *(u32 *)(r1 + 0x0) += w2``, as
+``llvm-objdump --mattr=+alu32`` does), the only form in which LLVM prints all of them. Where
+llvm-objdump 19 prints ``<unknown>`` (load-acquire/store-release, gotox) or ignores a field
+(static-branch flavours of JA, callx with the register in imm) we print the syntax newer LLVM
+versions and the kernel use.
 ``listing`` lays out a whole function the way ``llvm-objdump -d`` does.
 """
 from __future__ import annotations
@@ -97,8 +100,6 @@ def _stx(insn: Insn) -> str:
     if imm & isa.FETCH:
         return (f"{reg}{insn.src} = atomic_fetch_{_ATOMIC_NAMES[op]}"
                 f"({_cast(insn.size, insn.dst, insn.off)}, {reg}{insn.src})")
-    # llvm-objdump prints the classic 32-bit xadd with an r register, the newer ones with w.
-    reg = "r" if wide or op == isa.ADD else "w"
     return f"lock {_ptr(insn.size, insn.dst, insn.off)} {_ATOMIC_SYMBOLS[op]} {reg}{insn.src}"
 
 
