@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import isa
-from .errors import AsmError
+from .errors import AsmError, DecodeError
 from .isa import Insn
 
 _ALU_OPS = {
@@ -63,6 +63,7 @@ class _Assembler:
         self.labels: dict[str, int] = {}
         self.pending: list[_Pending] = []
         self.first_exit: int | None = None  # the implicit label "exit"
+        self.slot_lines: list[int] = []  # source line of every slot, for error messages
         self.line = 0
 
     def fail(self, reason: str) -> AsmError:
@@ -127,7 +128,9 @@ class _Assembler:
         operands = [o.strip() for o in rest.split(",")] if rest.strip() else []
         if mnemonic == "exit" and self.first_exit is None:
             self.first_exit = len(self.insns)
-        self.insns += self.instruction(mnemonic.lower(), operands)
+        assembled = self.instruction(mnemonic.lower(), operands)
+        self.insns += assembled
+        self.slot_lines += [self.line] * len(assembled)
 
     def expect(self, operands: list[str], count: int, mnemonic: str) -> None:
         if len(operands) != count:
@@ -296,8 +299,8 @@ def assemble_insns(text: str) -> list[Insn]:
         if not isa.is_filler(insns, index):
             try:
                 isa.check(insn, index)
-            except Exception as exc:  # a DecodeError: report it against the source
-                raise AsmError(0, f"assembled an invalid instruction: {exc}") from None
+            except DecodeError as exc:
+                raise AsmError(asm.slot_lines[index], f"assembled an invalid instruction: {exc}") from None
     return insns
 
 

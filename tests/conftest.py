@@ -24,3 +24,13 @@ def conformance_helpers() -> HelperRegistry:
 @pytest.fixture(params=ENGINES)
 def engine(request) -> str:
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only when selected (-m slow); the default run skips them, saying why."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
