@@ -50,3 +50,23 @@ class BPFRuntimeError(BPFError):
 
 class JITError(BPFError):
     """LLVM refused the code we generated: a bpfjit bug, reported instead of crashing."""
+
+
+class ObjectError(BPFError):
+    """A malformed or unsupported ELF object; names the file and the section or symbol."""
+
+
+class BTFError(BPFError):
+    """Malformed or unsupported BTF / BTF.ext data; names the type id or offset."""
+
+
+class MapError(BPFError):
+    """A map operation a user asked for failed (wrong key size, full map, unknown key, ...)."""
+
+    def __init__(self, message: str, errno: int = 0):
+        self.errno = errno
+        super().__init__(message)
+
+
+class KernelEngineError(BPFError):
+    """The opt-in kernel engine could not load or run a program (its child process failed)."""
