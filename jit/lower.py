@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 from bpfjit import isa
 from bpfjit.isa import Insn, s32, s64
-from bpfjit.runtime.environment import Environment, func_token
+from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_VALUE, MAX_CALL_FRAMES, Status
 from bpfjit.verifier.facts import Facts, Function
 
@@ -375,9 +375,9 @@ class _FunctionLowering:
         """Dispatch on the target value: helper ids and BPF function tokens, anything else fails."""
         target = self.reg(insn.callx_reg)
         helpers = [h.id for h in self.env.helpers]
-        functions = sorted(self.facts.function_starts)
+        functions = self.env.callx_targets(self.facts.function_starts)
         cases = [f"i64 {h}, label %cx{index}h{h}" for h in helpers]
-        cases += [f"i64 {_const(func_token(f), 64)}, label %cx{index}f{f}" for f in functions]
+        cases += [f"i64 {_const(self.env.token_of(f), 64)}, label %cx{index}f{f}" for f in functions]
         self.emit(f"switch i64 {target}, label %cx{index}bad [ {' '.join(cases)} ]")
         for h in helpers:
             self.lines.append(f"cx{index}h{h}:")

@@ -16,23 +16,17 @@ from bpfjit.isa import Insn
 from .helpers import HelperRegistry
 from .memory import Region
 
-# A BPF function's "address" as programs see it (ld_imm64 src=4, callx targets). The kernel puts
-# a code address there that programs may only call or pass to helpers; a token that both engines
-# agree on keeps their results identical and lets the JIT dispatch callx with a jump table.
+# A BPF function's "address" as programs see it (ld_imm64 src=4, function pointers in global
+# data, callx targets). The kernel puts a code address there that programs may only call or pass
+# to helpers; a token that both engines agree on keeps their results identical and lets the JIT
+# dispatch callx with a jump table. Raw programs number functions by their start slot; an ELF
+# object numbers them object-wide, because one pointer in .data serves every program.
 FUNC_TOKEN_BASE = 0xBFF0_0000_0000_0000
-FUNC_TOKEN_MASK = 0xFFFF_FFFF
 
 
-def func_token(index: int) -> int:
-    """The value a program sees for the BPF function starting at slot `index`."""
-    return FUNC_TOKEN_BASE | index
-
-
-def token_function(value: int) -> int | None:
-    """The slot index a function token names, or None if value is not a token."""
-    if value & ~FUNC_TOKEN_MASK == FUNC_TOKEN_BASE:
-        return value & FUNC_TOKEN_MASK
-    return None
+def func_token(number: int) -> int:
+    """The value a program sees for function `number`."""
+    return FUNC_TOKEN_BASE | number
 
 
 PseudoResolver = Callable[[Insn, int], int]
@@ -44,13 +38,33 @@ class Environment:
     regions: list[Region] = field(default_factory=list)
     # Resolves ld_imm64 with a map/BTF source to its 64-bit value; None for raw programs.
     resolve_pseudo: PseudoResolver | None = None
+    # Function token -> start slot in this program; None: tokens are func_token(start slot).
+    function_tokens: dict[int, int] | None = None
+
+    def token_of(self, start: int) -> int:
+        """The token of the function starting at slot `start`."""
+        if self.function_tokens is None:
+            return func_token(start)
+        return next(token for token, slot in self.function_tokens.items() if slot == start)
+
+    def function_of(self, value: int) -> int | None:
+        """The start slot of the function a token names, or None if value names none."""
+        if self.function_tokens is None:
+            return value - FUNC_TOKEN_BASE if value & ~0xFFFF_FFFF == FUNC_TOKEN_BASE else None
+        return self.function_tokens.get(value)
+
+    def callx_targets(self, function_starts: frozenset[int]) -> list[int]:
+        """Start slots of the functions a callx may reach: those that have a token."""
+        if self.function_tokens is None:
+            return sorted(function_starts)
+        return sorted(set(self.function_tokens.values()))
 
     def ld_imm64_value(self, insn: Insn, index: int) -> int:
         """The 64-bit value an ld_imm64 at `index` loads, whatever its pseudo source."""
         if insn.src == 0:
             return insn.imm64
         if insn.src == isa.PSEUDO_FUNC:
-            return func_token(index + 1 + insn.imm)
+            return self.token_of(index + 1 + insn.imm)
         if self.resolve_pseudo is None:
             raise ProgramError(index, f"ld_imm64 with pseudo source {insn.src} needs maps, and this program has none")
         return self.resolve_pseudo(insn, index)

@@ -15,7 +15,7 @@ from bpfjit import isa
 from bpfjit.errors import BPFRuntimeError
 from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
 
-from .environment import Environment, token_function
+from .environment import Environment
 from .memory import Buffer, Region, Regions
 from .status import MAX_CALL_FRAMES, RunEnv, Status, raise_for_status
 
@@ -237,7 +237,7 @@ class Interpreter:
     def call(self, insn: Insn) -> None:
         if insn.source == isa.X:  # callx: a helper id or a BPF function token
             target = self.regs[insn.callx_reg]
-            function = token_function(target)
+            function = self.env.function_of(target)
             if function in self.functions:
                 self.call_local(function)
             elif target in self.env.helpers:
