@@ -51,7 +51,8 @@ class Program:
         self.env = env if env is not None else Environment()
         self.name = name
         self.prog_type = prog_type
-        self.facts = cfg.analyse(self.insns, self.env.helpers)
+        self.facts = cfg.analyse(self.insns, self.env.helpers,
+                                 self.env.function_tokens.values() if self.env.function_tokens else ())
         # Resolving every ld_imm64 now reports a bad pseudo source at load, not at run time.
         for index, insn in enumerate(self.insns):
             if insn.is_lddw and not isa.is_filler(self.insns, index):

@@ -1,13 +1,16 @@
 """Reading BPF object files (clang's ``-target bpf`` output): the code sections and their functions.
 
-This is the first, minimal version of the ELF reader: it finds the executable sections of a
-relocatable BPF object and the function symbols in each, which is what the disassembler needs to
-reproduce ``llvm-objdump -d``. It applies no relocations and knows nothing of maps, global data,
-BTF or BTF.ext; the full loader that does comes later and will grow out of this module.
+Two readers share the checks here. :func:`code_sections` gives the executable sections as they
+are in the file, with their function symbols: what the disassembler needs to reproduce
+``llvm-objdump -d``. :func:`read_object` is the loader's view: every program with the subprograms
+it calls linked in after it (as libbpf does), its map, global-data and function references turned
+into ``ld_imm64`` pseudo sources, plus the data sections, the ``.maps`` symbols, BTF and license.
+Creating maps and running programs is the runtime's job, not this module's.
 
-Every problem with the input (not an ELF file, truncated, wrong machine or byte order, anything
-pyelftools trips over) is a :class:`~bpfjit.errors.BPFError` whose message names the file and the
-problem; no other exception escapes for a malformed file.
+Every problem with the input (not an ELF file, truncated, wrong machine or byte order, a
+relocation against a missing symbol, anything pyelftools trips over) is an
+:class:`~bpfjit.errors.ObjectError` whose message names the file and the section or symbol; no
+other exception escapes for a malformed file.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from bpfjit.errors import BPFError
+from bpfjit.errors import BPFError, ObjectError
+from bpfjit.isa import PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, Insn, decode, is_filler
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -65,7 +69,7 @@ def code_sections(source: Source, name: str | None = None) -> list[CodeSection]:
     except BPFError:
         raise
     except Exception as exc:  # pyelftools raises many kinds (ELFError, struct/construct errors, ...)
-        raise BPFError(f"{label}: malformed ELF file: {_describe(exc)}") from exc
+        raise ObjectError(f"{label}: malformed ELF file: {_describe(exc)}") from exc
 
 
 def _read(source: Source, name: str | None) -> tuple[bytes, str]:
@@ -76,39 +80,39 @@ def _read(source: Source, name: str | None) -> tuple[bytes, str]:
         with open(source, "rb") as f:
             return f.read(), label
     except OSError as exc:
-        raise BPFError(f"{label}: cannot read: {exc.strerror or exc}") from exc
+        raise ObjectError(f"{label}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _check_header(data: bytes, label: str) -> None:
     """The checks pyelftools does not make, with messages that say what is wrong."""
     if not is_elf(data):
-        raise BPFError(f"{label}: not an ELF file (no ELF magic number)")
+        raise ObjectError(f"{label}: not an ELF file (no ELF magic number)")
     if len(data) < EHDR_SIZE:
-        raise BPFError(f"{label}: truncated ELF header ({len(data)} bytes, an ELF64 header has {EHDR_SIZE})")
+        raise ObjectError(f"{label}: truncated ELF header ({len(data)} bytes, an ELF64 header has {EHDR_SIZE})")
     ei_class, ei_data = data[4], data[5]
     if ei_class != ELFCLASS64:
-        raise BPFError(f"{label}: not a 64-bit ELF file (EI_CLASS {ei_class}); BPF objects are ELF64")
+        raise ObjectError(f"{label}: not a 64-bit ELF file (EI_CLASS {ei_class}); BPF objects are ELF64")
     if ei_data != ELFDATA2LSB:
-        raise BPFError(f"{label}: not a little-endian ELF file (EI_DATA {ei_data}); "
+        raise ObjectError(f"{label}: not a little-endian ELF file (EI_DATA {ei_data}); "
                        "only little-endian BPF (-target bpfel) is supported")
     (machine,) = struct.unpack_from("<H", data, 18)
     if machine != EM_BPF:
-        raise BPFError(f"{label}: not a BPF object (e_machine {machine}, expected EM_BPF = {EM_BPF})")
+        raise ObjectError(f"{label}: not a BPF object (e_machine {machine}, expected EM_BPF = {EM_BPF})")
 
 
 def _check_layout(elf: ELFFile, file_size: int, label: str) -> None:
     """Every section header and every section's contents must lie inside the file."""
     shoff, shentsize, count = elf["e_shoff"], elf["e_shentsize"], elf.num_sections()
     if count and shentsize != _SHDR_SIZE:
-        raise BPFError(f"{label}: bad section header size {shentsize} (expected {_SHDR_SIZE})")
+        raise ObjectError(f"{label}: bad section header size {shentsize} (expected {_SHDR_SIZE})")
     if shoff + count * shentsize > file_size:
-        raise BPFError(f"{label}: truncated or corrupt: the section header table ends at byte "
+        raise ObjectError(f"{label}: truncated or corrupt: the section header table ends at byte "
                        f"{shoff + count * shentsize}, the file has {file_size} bytes")
     for section in elf.iter_sections():
         header = section.header
         end = header["sh_offset"] + header["sh_size"]
         if header["sh_type"] != "SHT_NOBITS" and end > file_size:
-            raise BPFError(f"{label}: truncated or corrupt: section {section.name!r} ends at byte "
+            raise ObjectError(f"{label}: truncated or corrupt: section {section.name!r} ends at byte "
                            f"{end}, the file has {file_size} bytes")
 
 
@@ -125,12 +129,12 @@ def _code_sections(elf: ELFFile, file_size: int, label: str) -> list[CodeSection
     for index, section in executable:
         size = section.header["sh_size"]
         if size % INSN_SIZE:
-            raise BPFError(f"{label}: section {section.name}: size {size} is not a multiple of "
+            raise ObjectError(f"{label}: section {section.name}: size {size} is not a multiple of "
                            f"{INSN_SIZE} (the instruction size)")
         named = sorted(symbols.get(index, ()))
         for slot, sym_name in named:
             if slot * INSN_SIZE >= size:
-                raise BPFError(f"{label}: section {section.name}: symbol {sym_name} at slot {slot} "
+                raise ObjectError(f"{label}: section {section.name}: symbol {sym_name} at slot {slot} "
                                f"lies outside the section ({size // INSN_SIZE} slots)")
         result.append(CodeSection(section.name, section.data(), tuple(named)))
     return result
@@ -152,7 +156,7 @@ def _function_symbols(elf: ELFFile, sections: set[int], label: str) -> dict[int,
             continue
         value = symbol["st_value"]
         if value % INSN_SIZE:
-            raise BPFError(f"{label}: symbol {symbol.name} at offset {value} is not on an "
+            raise ObjectError(f"{label}: symbol {symbol.name} at offset {value} is not on an "
                            f"instruction boundary")
         found.setdefault(shndx, set()).add((value // INSN_SIZE, symbol.name))
     return found
@@ -161,3 +165,310 @@ def _function_symbols(elf: ELFFile, sections: set[int], label: str) -> dict[int,
 def _describe(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --- the loader's view: programs, data sections, maps --------------------------------------------
+
+R_BPF_64_64, R_BPF_64_ABS64, R_BPF_64_32 = 1, 2, 10
+MAPS_SECTION = ".maps"
+_DATA_PREFIXES = {".data": "data", ".rodata": "rodata", ".bss": "bss"}
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    section: int  # section index, or -1 when undefined (an extern)
+    value: int
+    size: int
+    kind: str  # STT_FUNC, STT_OBJECT, STT_SECTION, ...
+    bind: str  # STB_GLOBAL, STB_LOCAL, STB_WEAK
+
+
+@dataclass(frozen=True)
+class Function:
+    """A BPF function in a code section: slots [start, end) of that section."""
+    number: int  # object-wide: its pointer token is func_token(number)
+    name: str
+    section: str
+    start: int
+    end: int
+    is_program: bool
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """A global-data section (.data, .rodata, .bss, .data.X, .rodata.str1.1, ...): one array map."""
+    name: str
+    kind: str  # "data", "rodata" or "bss"
+    image: bytes  # initial contents (zeros for bss)
+    variables: dict[str, tuple[int, int]]  # name -> (offset, size), from the symbol table
+    # Pointer words to fill in at load: (offset, ("func", number) or ("data", section, addend)).
+    pointers: tuple[tuple[int, tuple], ...]
+
+
+@dataclass(frozen=True)
+class LinkedProgram:
+    """One program, its callees appended after it, every reference turned into a pseudo source.
+
+    ld_imm64 src=5 (MAP_IDX) and src=6 (MAP_IDX_VALUE) carry an index into ElfObject.map_names.
+    """
+    name: str
+    section: str
+    insns: tuple[Insn, ...]
+    function_tokens: dict[int, int]  # function number -> start slot in insns
+    origins: tuple[tuple[str, int], ...]  # per slot: (section, slot in that section)
+
+
+@dataclass(frozen=True)
+class ElfObject:
+    name: str
+    programs: tuple[LinkedProgram, ...]
+    functions: tuple[Function, ...]
+    data_sections: tuple[DataSection, ...]
+    map_symbols: dict[str, tuple[int, int]]  # BTF-defined maps: name -> (offset, size) in .maps
+    map_relocations: tuple[tuple[int, tuple], ...]  # .rel.maps: (offset in .maps, ("func", n) or ("map", name))
+    map_names: tuple[str, ...]  # index used by ld_imm64 src 5/6: the .maps maps, then data sections
+    btf: bytes | None
+    btf_ext: bytes | None
+    license: str
+
+
+def read_object(source: Source, name: str | None = None) -> ElfObject:
+    """Read a clang-built BPF object into linked programs, data sections and map references."""
+    data, label = _read(source, name)
+    _check_header(data, label)
+    try:
+        return _Loader(ELFFile(io.BytesIO(data)), len(data), label).load()
+    except BPFError:
+        raise
+    except Exception as exc:  # pyelftools raises many kinds (ELFError, struct/construct errors, ...)
+        raise ObjectError(f"{label}: malformed ELF file: {_describe(exc)}") from exc
+
+
+class _Loader:
+    def __init__(self, elf: ELFFile, file_size: int, label: str):
+        _check_layout(elf, file_size, label)
+        self.elf, self.label = elf, label
+        self.sections = list(elf.iter_sections())
+        self.symbols = self._symbols()
+        self.code = {s.name: s for s in self.sections if s.header["sh_type"] == "SHT_PROGBITS"
+                     and s.header["sh_flags"] & SH_FLAGS.SHF_EXECINSTR and s.header["sh_size"]}
+        self.relocations = self._relocations()
+
+    def fail(self, where: str, reason: str) -> ObjectError:
+        return ObjectError(f"{self.label}: {where}: {reason}")
+
+    # --- raw tables ----------------------------------------------------------------------------
+    def _symbols(self) -> list[Symbol]:
+        symtab = next((s for s in self.sections if isinstance(s, SymbolTableSection)
+                       and s["sh_type"] == "SHT_SYMTAB"), None)
+        if symtab is None:
+            return []
+        result = []
+        for symbol in symtab.iter_symbols():
+            shndx = symbol["st_shndx"]
+            result.append(Symbol(symbol.name, shndx if isinstance(shndx, int) else -1, symbol["st_value"],
+                                 symbol["st_size"], symbol["st_info"]["type"], symbol["st_info"]["bind"]))
+        return result
+
+    def _relocations(self) -> dict[str, dict[int, tuple[int, Symbol]]]:
+        """target section name -> {byte offset: (relocation type, symbol)}."""
+        found: dict[str, dict[int, tuple[int, Symbol]]] = {}
+        for section in self.sections:
+            if section.header["sh_type"] != "SHT_REL":
+                continue
+            target_index = section.header["sh_info"]
+            if not 0 < target_index < len(self.sections):
+                raise self.fail(section.name, f"relocates section {target_index}, which does not exist")
+            target = self.sections[target_index].name
+            table = found.setdefault(target, {})
+            for reloc in section.iter_relocations():
+                index = reloc["r_info_sym"]
+                if not 0 <= index < len(self.symbols):
+                    raise self.fail(section.name, f"relocation at {reloc['r_offset']:#x} names symbol "
+                                                  f"{index}, which does not exist")
+                table[reloc["r_offset"]] = (reloc["r_info_type"], self.symbols[index])
+        return found
+
+    def section_name(self, index: int) -> str:
+        return self.sections[index].name if 0 <= index < len(self.sections) else f"<section {index}>"
+
+    # --- functions -----------------------------------------------------------------------------
+    def functions(self) -> list[Function]:
+        found: dict[tuple[str, int], Function] = {}
+        for symbol in self.symbols:
+            if symbol.kind != "STT_FUNC" or symbol.section < 0:
+                continue
+            section = self.section_name(symbol.section)
+            if section not in self.code:
+                continue
+            if symbol.value % INSN_SIZE or symbol.size % INSN_SIZE:
+                raise self.fail(section, f"function {symbol.name} is not on instruction boundaries")
+            start, end = symbol.value // INSN_SIZE, (symbol.value + symbol.size) // INSN_SIZE
+            if end * INSN_SIZE > self.code[section].header["sh_size"] or end <= start:
+                raise self.fail(section, f"function {symbol.name} lies outside its section")
+            is_program = section != ".text" and symbol.bind == "STB_GLOBAL"
+            found[(section, start)] = Function(0, symbol.name, section, start, end, is_program)
+        for section, contents in self.code.items():  # code without function symbols: one program
+            if not any(key[0] == section for key in found):
+                slots = contents.header["sh_size"] // INSN_SIZE
+                found[(section, 0)] = Function(0, section, section, 0, slots, section != ".text")
+        ordered = sorted(found.values(), key=lambda f: (list(self.code).index(f.section), f.start))
+        return [Function(n, f.name, f.section, f.start, f.end, f.is_program) for n, f in enumerate(ordered)]
+
+    # --- data ----------------------------------------------------------------------------------
+    def data_sections(self, by_place: dict[tuple[str, int], Function]) -> list[DataSection]:
+        result = []
+        for index, section in enumerate(self.sections):
+            kind = self._data_kind(section)
+            if kind is None or not section.header["sh_size"]:
+                continue
+            size = section.header["sh_size"]
+            image = bytes(size) if kind == "bss" else section.data()
+            variables = {s.name: (s.value, s.size) for s in self.symbols
+                         if s.section == index and s.kind == "STT_OBJECT" and s.name}
+            pointers = []
+            for offset, (rtype, symbol) in sorted(self.relocations.get(section.name, {}).items()):
+                if rtype != R_BPF_64_ABS64:
+                    continue
+                addend = int.from_bytes(image[offset:offset + 8], "little")
+                pointers.append((offset, self._pointer_target(symbol, addend, by_place, section.name)))
+            result.append(DataSection(section.name, kind, image, variables, tuple(pointers)))
+        return result
+
+    @staticmethod
+    def _data_kind(section) -> str | None:
+        name, stype = section.name, section.header["sh_type"]
+        if section.header["sh_flags"] & SH_FLAGS.SHF_EXECINSTR:
+            return None
+        for prefix, kind in _DATA_PREFIXES.items():
+            if name == prefix or name.startswith(prefix + "."):
+                if (kind == "bss") == (stype == "SHT_NOBITS") and stype in ("SHT_PROGBITS", "SHT_NOBITS"):
+                    return kind
+        return None
+
+    def _pointer_target(self, symbol: Symbol, addend: int, by_place: dict[tuple[str, int], Function],
+                        where: str) -> tuple:
+        """What a 64-bit pointer word in data (or a .maps initialiser) points at."""
+        if symbol.section < 0:
+            raise self.fail(where, f"pointer to {symbol.name or 'an undefined symbol'}, which is not defined "
+                                   "in this object")
+        section = self.section_name(symbol.section)
+        if section in self.code:
+            place = (section, (symbol.value + (addend if symbol.kind == "STT_SECTION" else 0)) // INSN_SIZE)
+            if place not in by_place:
+                raise self.fail(where, f"pointer to {symbol.name or section}+{addend:#x}, which is not a function")
+            return ("func", by_place[place].number)
+        if section == MAPS_SECTION:
+            return ("map", symbol.name)
+        return ("data", section, symbol.value + addend)
+
+    # --- linking -------------------------------------------------------------------------------
+    def load(self) -> ElfObject:
+        functions = self.functions()
+        by_place = {(f.section, f.start): f for f in functions}
+        data_sections = self.data_sections(by_place)
+        maps_index = next((i for i, s in enumerate(self.sections) if s.name == MAPS_SECTION), None)
+        map_symbols = {s.name: (s.value, s.size) for s in self.symbols
+                       if maps_index is not None and s.section == maps_index and s.name and s.kind != "STT_SECTION"}
+        map_names = tuple(sorted(map_symbols, key=lambda n: map_symbols[n][0])) + tuple(d.name for d in data_sections)
+        map_relocations = tuple(
+            (offset, self._pointer_target(symbol, 0, by_place, MAPS_SECTION))
+            for offset, (rtype, symbol) in sorted(self.relocations.get(MAPS_SECTION, {}).items()))
+        # Functions whose address is stored in data can be called from any program: link them all in.
+        address_taken = [target[1] for d in data_sections for _, target in d.pointers if target[0] == "func"]
+        address_taken += [target[1] for _, target in map_relocations if target[0] == "func"]
+        programs = tuple(self.link(f, functions, by_place, map_names, address_taken)
+                         for f in functions if f.is_program)
+        btf = self._section_bytes(".BTF")
+        license_bytes = self._section_bytes("license") or b""
+        return ElfObject(self.label, programs, tuple(functions), tuple(data_sections), map_symbols, map_relocations,
+                         map_names, btf, self._section_bytes(".BTF.ext"),
+                         license_bytes.split(b"\0", 1)[0].decode(errors="replace"))
+
+    def _section_bytes(self, name: str) -> bytes | None:
+        section = next((s for s in self.sections if s.name == name), None)
+        return None if section is None else section.data()
+
+    def link(self, main: Function, functions: list[Function], by_place: dict[tuple[str, int], Function],
+             map_names: tuple[str, ...], address_taken: list[int]) -> LinkedProgram:
+        order: list[Function] = [main]
+        for number in address_taken:
+            if functions[number] not in order:
+                order.append(functions[number])
+        starts: dict[int, int] = {}
+        pending: list[tuple[int, Function, str]] = []  # (slot in output, target, kind "call"|"func")
+        out: list[Insn] = []
+        origins: list[tuple[str, int]] = []
+        position = 0
+        while position < len(order):
+            function = order[position]
+            position += 1
+            starts[function.number] = len(out)
+            code = self.code[function.section].data()
+            insns = decode(code[function.start * INSN_SIZE:function.end * INSN_SIZE])
+            relocs = self.relocations.get(function.section, {})
+            for i, insn in enumerate(insns):
+                slot = function.start + i
+                where = f"{function.section}+{slot * INSN_SIZE:#x} (insn {slot})"
+                reloc = relocs.get(slot * INSN_SIZE)
+                if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc[1])):
+                    target = self._code_target(insn, slot, function.section, reloc, by_place, where)
+                    if target not in order:
+                        order.append(target)
+                    pending.append((len(out), target, "call" if insn.is_local_call else "func"))
+                elif insn.is_lddw and reloc:
+                    insn = self._data_reference(insn, reloc, map_names, where)
+                elif insn.is_lddw and insn.src:
+                    raise self.fail(where, f"ld_imm64 with pseudo source {insn.src} and no relocation")
+                out.append(insn)
+                origins.append((function.section, slot))
+        for index, target, kind in pending:
+            insn, delta = out[index], starts[target.number] - (index + 1)
+            if kind == "call":
+                out[index] = Insn(insn.opcode, insn.dst, insn.src, insn.off, delta)
+            else:
+                out[index] = Insn(insn.opcode, insn.dst, PSEUDO_FUNC, 0, delta, 0)
+        for index, insn in enumerate(out):  # second slots carry what the first slot now says
+            if insn.is_lddw and not is_filler(out, index):
+                out[index + 1] = Insn(0, imm=insn.next_imm)
+        tokens = {number: start for number, start in starts.items()}
+        return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins))
+
+    def _is_code(self, symbol: Symbol) -> bool:
+        return symbol.section >= 0 and self.section_name(symbol.section) in self.code
+
+    def _code_target(self, insn: Insn, slot: int, section: str, reloc, by_place, where: str) -> Function:
+        if reloc is None:  # a call inside the same section: already relative
+            place = (section, slot + 1 + insn.imm)
+        else:
+            _, symbol = reloc
+            if symbol.section < 0:
+                raise self.fail(where, f"call to {symbol.name}, which is not defined in this object "
+                                       "(kfuncs and externs are not supported)")
+            base = symbol.value
+            offset = (insn.imm + 1) * INSN_SIZE if insn.is_local_call else (
+                insn.imm if symbol.kind == "STT_SECTION" else 0)
+            place = (self.section_name(symbol.section), (base + offset) // INSN_SIZE)
+        if place not in by_place:
+            raise self.fail(where, f"reference to {place[0]}+{place[1] * INSN_SIZE:#x}, which is not the start "
+                                   "of a function")
+        return by_place[place]
+
+    def _data_reference(self, insn: Insn, reloc, map_names: tuple[str, ...], where: str) -> Insn:
+        rtype, symbol = reloc
+        if rtype != R_BPF_64_64:
+            raise self.fail(where, f"unexpected relocation type {rtype} on ld_imm64")
+        if symbol.section < 0:
+            raise self.fail(where, f"reference to {symbol.name}, which is not defined in this object "
+                                   "(extern __kconfig/__ksym variables are not supported)")
+        section = self.section_name(symbol.section)
+        if section == MAPS_SECTION:
+            if symbol.name not in map_names:
+                raise self.fail(where, f"reference to map {symbol.name!r}, which .maps does not define")
+            return Insn(insn.opcode, insn.dst, PSEUDO_MAP_IDX, 0, map_names.index(symbol.name), 0)
+        if section not in map_names:
+            raise self.fail(where, f"reference to {symbol.name or section} in section {section}, "
+                                   "which is not a map or global-data section")
+        offset = (insn.imm & 0xFFFF_FFFF) + symbol.value
+        return Insn(insn.opcode, insn.dst, PSEUDO_MAP_IDX_VALUE, 0, map_names.index(section), offset)

@@ -7,7 +7,7 @@ eight frames, and nothing writes the frame pointer. Messages follow the kernel's
 """
 from __future__ import annotations
 
-from typing import Container, Sequence
+from typing import Container, Iterable, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import ProgramError
@@ -18,11 +18,19 @@ from .facts import Facts, Function
 MAX_CALL_FRAMES = 8
 
 
-def analyse(insns: Sequence[Insn], helper_ids: Container[int]) -> Facts:
-    """Check the program's structure and describe its functions and blocks."""
+def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Iterable[int] = ()) -> Facts:
+    """Check the program's structure and describe its functions and blocks.
+
+    entry_points: further function starts known from outside the code (functions whose address
+    sits in global data, which only callx reaches).
+    """
     if not insns:
         raise ProgramError(0, "the program is empty")
     starts = _function_starts(insns)
+    for start in entry_points:
+        if not 0 <= start < len(insns) or isa.is_filler(insns, start):
+            raise ProgramError(start, "function entry point is not the start of an instruction")
+        starts.add(start)
     bounds = sorted(starts) + [len(insns)]
     functions = []
     block_starts = set(starts)
