@@ -10,10 +10,11 @@ length (the bpf_conformance convention).
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from . import asm as assembler
 from . import disasm, isa
@@ -23,21 +24,33 @@ from .jit.engine import CompiledProgram, compile_program
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
-from .runtime.memory import Buffer, Regions
+from .runtime.context import PROGRAM_TYPES, XDP_HEADROOM, build_native_ctx, user_ctx
+from .runtime.memory import Buffer, Region, Regions
 from .runtime.status import RunEnv, raise_for_status
 from .verifier import cfg
+from .verifier.ctx_access import rewrite_ctx_access
 
 Engine = Literal["jit", "interp"]
 ENGINES: tuple[str, ...] = ("jit", "interp")
-PROGRAM_TYPES = ("raw",)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What BPF_PROG_TEST_RUN reports: r0, the memory after the run, mean time per run."""
+    """What BPF_PROG_TEST_RUN reports: r0, the data after the run, mean time per run, ctx_out."""
     retval: int
     data_out: bytes
     duration_ns: float
+    ctx_out: bytes | None = None
+
+
+@dataclass
+class _RunMemory:
+    """The memory of one test run: r1/r2, the regions the program may touch, how to read results."""
+    r1: int
+    r2: int
+    regions: list[Region]
+    buffers: list[Buffer]  # kept alive for the run
+    read_out: Callable[[], tuple[bytes, bytes | None]]
 
 
 class Program:
@@ -46,13 +59,17 @@ class Program:
     def __init__(self, insns: Sequence[Insn], env: Environment | None = None, name: str = "prog",
                  prog_type: str = "raw"):
         if prog_type not in PROGRAM_TYPES:
-            raise BPFError(f"unknown program type {prog_type!r} for raw bytecode (known: {', '.join(PROGRAM_TYPES)})")
-        self.insns = list(insns)
+            raise BPFError(f"unknown program type {prog_type!r} (known: {', '.join(PROGRAM_TYPES)})")
+        self.type = PROGRAM_TYPES[prog_type]
         self.env = env if env is not None else Environment()
         self.name = name
         self.prog_type = prog_type
-        self.facts = cfg.analyse(self.insns, self.env.helpers,
+        self.original_insns = list(insns)  # as loaded; self.insns is what runs (ctx accesses rewritten)
+        self.facts = cfg.analyse(self.original_insns, self.env.helpers,
                                  self.env.function_tokens.values() if self.env.function_tokens else ())
+        self.insns = self.original_insns
+        if self.type.layout is not None:
+            self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)
         # Resolving every ld_imm64 now reports a bad pseudo source at load, not at run time.
         for index, insn in enumerate(self.insns):
             if insn.is_lddw and not isa.is_filler(self.insns, index):
@@ -96,34 +113,61 @@ class Program:
 
         A bytearray is updated in place with the memory as the program left it.
         """
-        result = self.test_run(mem, engine=engine, max_steps=max_steps)
+        result = self.test_run(mem, engine=engine, max_steps=max_steps)  # raw programs only take memory
         if isinstance(mem, bytearray):
             mem[:] = result.data_out
         return result.retval
 
-    def test_run(self, data: bytes | bytearray = b"", repeat: int = 1, engine: Engine = "jit",
-                 max_steps: int | None = None) -> RunResult:
-        """BPF_PROG_TEST_RUN for raw programs: run `repeat` times on the same memory.
+    def test_run(self, data: bytes | bytearray = b"", ctx: bytes | None = None, repeat: int = 1,
+                 engine: Engine = "jit", max_steps: int | None = None) -> RunResult:
+        """BPF_PROG_TEST_RUN: run `repeat` times on the same memory (state in maps persists).
 
+        Raw programs get r1 = a copy of data, r2 = its length. Packet programs (xdp, socket, tc)
+        get r1 = their context, built from ctx (the uapi struct's bytes, pointer fields zero)
+        around a copy of data; data_out is the packet afterwards and ctx_out the context.
         duration_ns is the mean wall time per run; for the JIT the repeat loop is native code.
         max_steps bounds interpreted runs (a runaway loop raises instead of hanging).
         """
         if engine not in ENGINES:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
         repeat = max(1, int(repeat))
-        buffer = Buffer(len(data), data)
+        memory = self._run_memory(bytes(data), ctx)
         if engine == "jit":
             compiled = self.compile()
             start = time.perf_counter_ns()
-            retval = compiled.run(buffer.address, buffer.size, repeat)
+            retval = compiled.run(memory.r1, memory.r2, repeat)
         else:
-            regions = Regions(self.env.regions)
-            regions.add(buffer.address, buffer.size, True, "program memory")
+            regions = Regions(self.env.regions + memory.regions)
             interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, max_steps)
             start = time.perf_counter_ns()
             for _ in range(repeat):
                 status = RunEnv()
-                retval = interpreter.run(buffer.address, buffer.size, regions, status)
+                retval = interpreter.run(memory.r1, memory.r2, regions, status)
                 raise_for_status(status)
         elapsed = time.perf_counter_ns() - start
-        return RunResult(retval, buffer.read(), elapsed / repeat)
+        data_out, ctx_out = memory.read_out()
+        return RunResult(retval, data_out, elapsed / repeat, ctx_out)
+
+    def _run_memory(self, data: bytes, ctx: bytes | None) -> _RunMemory:
+        if self.type.layout is None:
+            if ctx:
+                raise BPFError(f"{self.name}: raw programs take no ctx (r1 is the data)")
+            buffer = Buffer(len(data), data)
+            region = Region(buffer.address, buffer.size, True, "program memory")
+            return _RunMemory(buffer.address, buffer.size, [region], [buffer], lambda: (buffer.read(), None))
+        if len(data) < self.type.min_data:
+            raise BPFError(f"{self.name}: {self.type.name} programs need at least {self.type.min_data} bytes of data")
+        packet = Buffer(XDP_HEADROOM + len(data), bytes(XDP_HEADROOM) + data)
+        start = packet.address + XDP_HEADROOM
+        native = Buffer(self.type.layout.native_size, build_native_ctx(self.type, ctx, start, len(data)))
+        layout = self.type.layout
+
+        def read_out() -> tuple[bytes, bytes | None]:
+            fields = {f.name: f for f in layout.fields}
+            image = native.read()
+            begin = int.from_bytes(image[fields["data"].native_offset:][:8], "little")
+            end = int.from_bytes(image[fields["data_end"].native_offset:][:8], "little")
+            return ctypes.string_at(begin, max(0, end - begin)), user_ctx(self.type, image, start)
+
+        regions = [Region(start, len(data), True, "packet"), Region(native.address, native.size, True, "context")]
+        return _RunMemory(native.address, 0, regions, [packet, native], read_out)

@@ -1,0 +1,133 @@
+"""Program types and contexts: xdp_md / __sk_buff accesses rewritten to native contexts."""
+from __future__ import annotations
+
+import pathlib
+import struct
+
+import pytest
+
+from bpfjit.errors import BPFError, ProgramError
+from bpfjit.program import Program
+from bpfjit.runtime import elf
+from bpfjit.runtime.context import program_type_for_section
+from bpfjit.runtime.environment import Environment, func_token
+
+PROGS = pathlib.Path(__file__).resolve().parent / "progs"
+XDP_DROP, XDP_PASS = 1, 2
+
+
+def ipv4_checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total ^ 0xFFFF
+
+
+def udp_packet(dport: int = 53, corrupt_checksum: bool = False) -> bytes:
+    udp = struct.pack("!HHHH", 1234, dport, 8 + 4, 0) + b"data"
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                               bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])))
+    struct.pack_into("!H", ip, 10, ipv4_checksum(bytes(ip)) ^ (1 if corrupt_checksum else 0))
+    return bytes(6) + bytes(6) + b"\x08\x00" + bytes(ip) + udp
+
+
+@pytest.fixture(scope="module")
+def xdp_prog() -> Program:
+    linked = elf.read_object(PROGS / "xdp_parse.o").programs[0]
+    tokens = {func_token(n): start for n, start in linked.function_tokens.items()}
+    return Program(list(linked.insns), Environment(function_tokens=tokens), linked.name, "xdp")
+
+
+@pytest.mark.parametrize("packet, verdict", [
+    (udp_packet(), XDP_PASS),  # valid IPv4/UDP
+    (udp_packet(dport=9), XDP_DROP),  # the discard port
+    (udp_packet(corrupt_checksum=True), XDP_DROP),  # bad IPv4 header checksum
+    (udp_packet()[:30], XDP_DROP),  # shorter than the IPv4 header it announces
+    (bytes(12) + b"\x86\xdd" + bytes(40), XDP_PASS),  # IPv6: not parsed, passed
+])
+def test_xdp_parser_verdicts(xdp_prog, engine, packet, verdict):
+    result = xdp_prog.test_run(packet, engine=engine)
+    assert result.retval == verdict
+    assert result.data_out == packet
+    assert result.ctx_out is not None and struct.unpack_from("<II", result.ctx_out) == (0, len(packet))
+
+
+def test_xdp_rejects_frames_shorter_than_ethernet(xdp_prog):
+    with pytest.raises(BPFError, match="at least 14 bytes"):
+        xdp_prog.test_run(b"\0" * 13)
+
+
+def test_xdp_ctx_input_fields(engine):
+    # r0 = ctx->ingress_ifindex + ctx->rx_queue_index
+    prog = Program.from_asm("ldxw %r0, [%r1+12]\nldxw %r2, [%r1+16]\nadd %r0, %r2\nexit", prog_type="xdp")
+    ctx = struct.pack("<6I", 0, 0, 0, 7, 3, 0)
+    assert prog.test_run(bytes(20), ctx=ctx, engine=engine).retval == 10
+    with pytest.raises(BPFError, match="xdp_md.data is set by the runtime"):
+        prog.test_run(bytes(20), ctx=struct.pack("<6I", 1, 0, 0, 0, 0, 0), engine=engine)
+
+
+def test_packet_writes_through_data_pointer(engine):
+    # data = ctx->data (rewritten to a 64-bit load); data[0] = 0xab; return data_end - data
+    prog = Program.from_asm("""
+        ldxw %r2, [%r1+0]
+        ldxw %r3, [%r1+4]
+        stb [%r2+0], 0xab
+        mov %r0, %r3
+        sub %r0, %r2
+        exit
+    """, prog_type="xdp")
+    result = prog.test_run(bytes(20), engine=engine)
+    assert result.retval == 20 and result.data_out == b"\xab" + bytes(19)
+
+
+def test_ctx_spilled_to_stack_and_copied(engine):
+    # The ctx pointer goes through r6 and a stack slot before the load.
+    prog = Program.from_asm("""
+        mov %r6, %r1
+        stxdw [%r10-8], %r6
+        mov %r1, 0
+        ldxdw %r7, [%r10-8]
+        ldxw %r2, [%r7+4]
+        ldxw %r3, [%r7+0]
+        mov %r0, %r2
+        sub %r0, %r3
+        exit
+    """, prog_type="xdp")
+    assert prog.test_run(bytes(33), engine=engine).retval == 33
+
+
+def test_skb_fields_read_and_write(engine):
+    # r0 = skb->len + skb->cb[1]; skb->mark = 5
+    prog = Program.from_asm("""
+        ldxw %r0, [%r1+0]
+        ldxw %r2, [%r1+52]
+        add %r0, %r2
+        stw [%r1+8], 5
+        exit
+    """, prog_type="socket")
+    ctx = bytearray(192)
+    struct.pack_into("<I", ctx, 52, 100)
+    result = prog.test_run(bytes(60), ctx=bytes(ctx), engine=engine)
+    assert result.retval == 160
+    assert struct.unpack_from("<I", result.ctx_out, 8)[0] == 5  # mark written back
+    assert struct.unpack_from("<I", result.ctx_out, 0)[0] == 60  # len
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ldxw %r0, [%r1+24]\nexit", "insn 0: invalid bpf_context access off=24 size=4"),
+    ("ldxh %r0, [%r1+0]\nexit", "insn 0: invalid bpf_context access off=0 size=2"),  # part of data
+    ("stw [%r1+12], 1\nmov %r0, 0\nexit", "insn 0: invalid bpf_context access off=12 size=4"),  # read-only
+    ("mov %r2, %r10\njeq %r3, 0, +1\nmov %r2, %r1\nldxw %r0, [%r2+0]\nexit",
+     "insn 3: R2 holds the ctx pointer on some paths only"),
+])
+def test_bad_ctx_accesses_are_rejected(text, message):
+    with pytest.raises(ProgramError, match=message):
+        Program.from_asm(text, prog_type="xdp")
+
+
+@pytest.mark.parametrize("section, ptype", [
+    ("xdp", "xdp"), ("xdp.frags", "xdp"), ("socket", "socket"), ("tc", "tc"), ("classifier/ingress", "tc"),
+    ("tracepoint/syscalls/sys_enter_open", "raw"), ("kprobe/do_sys_open", "raw"), ("whatever", "raw"),
+])
+def test_section_names(section, ptype):
+    assert program_type_for_section(section).name == ptype
