@@ -33,6 +33,7 @@ _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND
 _PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
                isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
 _RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
+MAP_LOOKUP_ELEM = 1
 MAY_GOTO_BUDGET = 1 << 23
 
 # Maps a helper id to the native address the generated code calls (a ctypes callback).
@@ -59,6 +60,9 @@ class _FunctionLowering:
     lines: list[str] = field(default_factory=list)
     counter: int = 0
     terminated: bool = False
+    # Registers known to hold a constant since the start of the current block (ld_imm64 and
+    # moves): lets map lookups be inlined and loads from frozen maps be folded.
+    known: dict[int, int] = field(default_factory=dict)
 
     # --- small emitters ------------------------------------------------------------------------
     def tmp(self) -> str:
@@ -79,6 +83,7 @@ class _FunctionLowering:
             self.emit(f"br label %{name}")
         self.lines.append(f"{name}:")
         self.terminated = False
+        self.known.clear()
 
     def branch(self, target: str) -> None:
         self.emit(f"br label %{target}")
@@ -92,6 +97,11 @@ class _FunctionLowering:
 
     def set_reg(self, reg: int, value: str) -> None:
         self.emit(f"store i64 {value}, ptr %r{reg}")
+        self.known.pop(reg, None)
+
+    def set_known(self, reg: int, value: int) -> None:
+        self.set_reg(reg, _const(value, 64))
+        self.known[reg] = value & isa.MASK64
 
     def reg32(self, reg: int) -> str:
         return self.value(f"trunc i64 {self.reg(reg)} to i32")
@@ -175,11 +185,19 @@ class _FunctionLowering:
 
     # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
     def lower_ld(self, insn: Insn, index: int) -> None:
-        self.set_reg(insn.dst, _const(self.env.ld_imm64_value(insn, index), 64))
+        self.set_known(insn.dst, self.env.ld_imm64_value(insn, index))
 
     # --- LDX / ST / STX ------------------------------------------------------------------------
     def lower_ldx(self, insn: Insn, index: int) -> None:
         bits = 8 * isa.SIZE_BYTES[insn.size]
+        if insn.src in self.known:  # a load from a frozen read-only map is a constant
+            frozen = self.env.frozen_bytes((self.known[insn.src] + insn.off) & isa.MASK64, bits // 8)
+            if frozen is not None:
+                value = int.from_bytes(frozen, "little")
+                if insn.mode == isa.MEMSX:
+                    value = isa.sign_extend(value, bits)
+                self.set_known(insn.dst, value)
+                return
         ptr = self.pointer(insn.src, insn.off)
         loaded = self.value(f"load {_INT[bits]}, ptr {ptr}, align 1")
         if bits == 64:
@@ -235,6 +253,16 @@ class _FunctionLowering:
         op = insn.op
         if op == isa.END:
             self.set_reg(insn.dst, self.byte_swap(insn))
+            return
+        if op == isa.MOV and bits == 64 and insn.off == 0:
+            if insn.source == isa.K:
+                self.set_known(insn.dst, insn.imm)
+                return
+            if insn.src in self.known:
+                self.set_known(insn.dst, self.known[insn.src])
+                return
+        if op == isa.ADD and bits == 64 and insn.source == isa.K and insn.dst in self.known:
+            self.set_known(insn.dst, self.known[insn.dst] + insn.imm)
             return
         if op == isa.MOV and insn.is_movsx:
             narrow = self.value(f"trunc i64 {self.reg(insn.src)} to {_INT[insn.off]}")
@@ -342,12 +370,27 @@ class _FunctionLowering:
     def call_helper(self, helper_id: int, index: int) -> None:
         helper = self.env.helpers.get(helper_id)
         assert helper is not None  # the structure check rejects unknown helper ids
+        if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and self.inline_array_lookup(self.known[1]):
+            return
         fn = f"inttoptr (i64 {self.helper_address(helper_id)} to ptr)"
         result = self.value(f"call i64 {fn}({self.args()})")
         self.set_reg(0, result)
         if helper.stops_on_zero:
             self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
         self.propagate_stop(index)
+
+    def inline_array_lookup(self, handle: int) -> bool:
+        """bpf_map_lookup_elem on an array map as address arithmetic, as the kernel inlines it."""
+        layout = self.env.array_map(handle)
+        if layout is None:
+            return False
+        key = self.value(f"load i32, ptr {self.value(f'inttoptr i64 {self.reg(2)} to ptr')}, align 1")
+        wide = self.value(f"zext i32 {key} to i64")
+        inside = self.value(f"icmp ult i64 {wide}, {layout.max_entries}")
+        offset = self.value(f"mul i64 {wide}, {layout.stride}")
+        address = self.value(f"add i64 {offset}, {layout.value_base}")
+        self.set_reg(0, self.value(f"select i1 {inside}, i64 {address}, i64 0"))
+        return True
 
     def call_local(self, start: int, index: int) -> None:
         if not self.counts_depth:

@@ -32,6 +32,14 @@ def func_token(number: int) -> int:
 PseudoResolver = Callable[[Insn, int], int]
 
 
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Where an array map keeps its values: what the JIT needs to inline a lookup."""
+    value_base: int
+    stride: int
+    max_entries: int
+
+
 @dataclass
 class Environment:
     helpers: HelperRegistry = field(default_factory=HelperRegistry)
@@ -40,6 +48,10 @@ class Environment:
     resolve_pseudo: PseudoResolver | None = None
     # Function token -> start slot in this program; None: tokens are func_token(start slot).
     function_tokens: dict[int, int] | None = None
+    # The layout of the array map whose handle this is (None: not an inlinable array map).
+    array_map: Callable[[int], ArrayLayout | None] = lambda handle: None
+    # The bytes at [address, address + size) if they lie in a frozen read-only map, else None.
+    frozen_bytes: Callable[[int, int], bytes | None] = lambda address, size: None
 
     def token_of(self, start: int) -> int:
         """The token of the function starting at slot `start`."""
