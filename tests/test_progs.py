@@ -108,12 +108,13 @@ def test_committed_objects_are_fresh(source: pathlib.Path, tmp_path: pathlib.Pat
 
 def test_xdp_program_structure():
     sections = elf.code_sections(XDP)
-    assert [s.name for s in sections] == ["xdp"]
-    (xdp,) = sections
-    assert xdp.symbols[0] == (0, "prog") and len(xdp.symbols) == 2
-    insns = isa.decode(xdp.code)
+    assert [(s.name, [name for _, name in s.symbols]) for s in sections] == [
+        (".text", ["ipv4_csum_ok"]), ("xdp", ["prog"])]
+    (linked,) = elf.read_object(XDP).programs  # the .text subprogram is appended after prog
+    insns = list(linked.insns)
     facts = cfg.analyse(insns, helper_ids=set())
-    assert [f.start for f in facts.functions] == [index for index, _ in xdp.symbols]
+    assert [f.start for f in facts.functions] == sorted(linked.function_tokens.values())
+    assert len(facts.functions) == 2
     assert not any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER for i in insns)
     # What the program is meant to exercise: a bpf-to-bpf call and a loop (a backward jump).
     assert any(insn.is_local_call for insn in insns)

@@ -6,12 +6,8 @@
  * wrong, and UDP datagrams to the discard port (9); passes everything else.
  *
  * Test-suite shape (tests/test_progs.py): no maps, no global variables (not even a license
- * string) and no helper calls, but a bpf-to-bpf call and a loop with a back-jump.
- *
- * The subprogram lives in the program's own section ("xdp") rather than in .text, so clang
- * resolves the call at compile time and the section runs without relocations (the minimal ELF
- * reader applies none). libbpf refuses static functions outside .text ("program ... is static and
- * not supported"); move the callee back to .text once the full loader applies R_BPF_64_32.
+ * string) and no helper calls, but a bpf-to-bpf call to a .text subprogram and a loop with a
+ * back-jump.
  *
  * Rebuild with tests/progs/build.sh.
  */
@@ -27,7 +23,7 @@
 #define UDP_PORT_DISCARD 9
 
 /* True when the one's-complement sum over the IPv4 header (checksum field included) is 0xffff. */
-static __noinline __attribute__((section("xdp"))) int ipv4_csum_ok(struct iphdr *ip, void *data_end)
+static __noinline int ipv4_csum_ok(struct iphdr *ip, void *data_end)
 {
 	__u16 *word = (__u16 *)ip;
 	__u32 words = ip->ihl * 2;
