@@ -48,6 +48,9 @@ class Environment:
     resolve_pseudo: PseudoResolver | None = None
     # Function token -> start slot in this program; None: tokens are func_token(start slot).
     function_tokens: dict[int, int] | None = None
+    # bpf_conformance lets callx name a helper by id; in clang-built objects callx only reaches
+    # BPF functions (function pointers).
+    callx_reaches_helpers: bool = True
     # The layout of the array map whose handle this is (None: not an inlinable array map).
     array_map: Callable[[int], ArrayLayout | None] = lambda handle: None
     # The bytes at [address, address + size) if they lie in a frozen read-only map, else None.

@@ -240,7 +240,7 @@ class Interpreter:
             function = self.env.function_of(target)
             if function in self.functions:
                 self.call_local(function)
-            elif target in self.env.helpers:
+            elif self.env.callx_reaches_helpers and target in self.env.helpers:
                 self.call_helper(target)
                 self.pc += 1
             else:

@@ -1,0 +1,265 @@
+"""Loading a clang-built object the way libbpf does: maps, global data, programs ready to run.
+
+    obj = bpfjit.load("prog.o", rodata={"threshold": 10})
+    obj.programs["xdp_prog"].test_run(packet)      # jitted; engine="interp" for the interpreter
+    obj.maps["counts"][1]                           # dict-like maps, values typed by BTF
+    obj.bss.hits                                    # global variables by name, typed by BTF
+
+Each global-data section (.data, .rodata, .bss, .data.*, .rodata.*, .bss.*) becomes a
+single-element array map named after the section, as libbpf makes it. ``.rodata`` values can be
+set at load and are frozen afterwards, so the JIT folds loads from them into constants.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from typing import Any, Callable, Iterator
+
+from .errors import BPFError, ObjectError
+from .program import Program
+from .runtime import btf as btf_module
+from .runtime import elf
+from .runtime.context import program_type_for_section
+from .runtime.environment import ArrayLayout, Environment, func_token
+from .runtime.map_types import MapType
+from .runtime.maps import Map, MapSpec, create_map, map_from_handle
+from .runtime.memory import Region
+from .runtime.stdhelpers import standard_helpers
+
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_MMAPABLE = 1 << 10
+
+
+def _value_bytes(m: Map) -> bytes:
+    """The value of a single-element global-data map."""
+    return ctypes.string_at(m.value_address(0), m.value_size)
+
+
+def _write_value(m: Map, offset: int, data: bytes) -> None:
+    """Write into a global-data map's value (natively: the loader may write frozen .rodata)."""
+    if offset < 0 or offset + len(data) > m.value_size:
+        raise BPFError(f"write of {len(data)} bytes at {offset} outside {m.name} ({m.value_size} bytes)")
+    ctypes.memmove(m.value_address(0) + offset, data, len(data))
+
+
+class Globals:
+    """Global variables by name, read and written through their section's map, typed by BTF."""
+
+    def __init__(self, obj: "Object", sections: list[str]):
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_sections", sections)
+
+    def _find(self, name: str) -> tuple[Map, int, int, int]:
+        for section in self._sections:
+            for var in self._obj._variables.get(section, ()):
+                if var.name == name:
+                    return self._obj.maps[section], var.offset, var.size, var.type_id
+        raise KeyError(name)
+
+    def __getitem__(self, name: str) -> Any:
+        m, offset, size, type_id = self._find(name)
+        data = _value_bytes(m)[offset:offset + size]
+        return self._obj.btf.format_value(type_id, data)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        m, offset, size, type_id = self._find(name)
+        if m.frozen:
+            raise BPFError(f"{name} is in {m.name}, which is frozen after load (set it with load(rodata=...))")
+        _write_value(m, offset, self._obj.btf.encode_value(type_id, value))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __iter__(self) -> Iterator[str]:
+        return (var.name for section in self._sections for var in self._obj._variables.get(section, ()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in list(self)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: self[name] for name in self}
+
+
+class Object:
+    """A loaded BPF object: its programs, maps and global variables."""
+
+    def __init__(self, path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
+                 trace: Callable[[str], None] | None = None):
+        self.path = os.fspath(path)
+        self.name = os.path.basename(self.path)
+        self.trace_log: list[str] = []
+        self._trace = trace
+        self.elf = elf.read_object(path)
+        if self.elf.btf is None:
+            raise ObjectError(f"{self.name}: no .BTF section (build with clang -g)")
+        self.btf = btf_module.parse_btf(self.elf.btf)
+        self.btf_ext = btf_module.parse_btf_ext(self.elf.btf_ext, self.btf) if self.elf.btf_ext else None
+        self.license = self.elf.license
+        self.ncpus = ncpus
+        self._fix_datasecs()
+        self._variables = {d.name: self._datasec_vars(d.name) for d in self.elf.data_sections}
+        self.maps: dict[str, Map] = {}
+        self._create_btf_maps()
+        self._create_data_maps(rodata or {})
+        self.helpers = standard_helpers(self._on_trace, ncpus)
+        self.programs: dict[str, Program] = {}
+        by_number = {f.number: f for f in self.elf.functions}
+        for linked in self.elf.programs:
+            tokens = {func_token(n): start for n, start in linked.function_tokens.items()}
+            env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
+                              array_map=self._array_layout, frozen_bytes=self._frozen_bytes)
+            ptype = program_type_for_section(linked.section).name
+            self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype)
+            self.programs[linked.name].section = linked.section
+        self._initialise_map_values(by_number)
+        self.globals = Globals(self, [d.name for d in self.elf.data_sections])
+
+    # --- sections as attribute namespaces: obj.bss.counter, obj.data.x, obj.rodata.y -------------
+    @property
+    def bss(self) -> Globals:
+        return Globals(self, [".bss"])
+
+    @property
+    def data(self) -> Globals:
+        return Globals(self, [".data"])
+
+    @property
+    def rodata(self) -> Globals:
+        return Globals(self, [".rodata"])
+
+    def section(self, name: str) -> Globals:
+        """The variables of one data section (e.g. ``.data.custom``)."""
+        if name not in self._variables:
+            raise KeyError(name)
+        return Globals(self, [name])
+
+    def _on_trace(self, message: str) -> None:
+        self.trace_log.append(message)
+        if self._trace is not None:
+            self._trace(message)
+
+    # --- BTF fix-ups ---------------------------------------------------------------------------
+    def _fix_datasecs(self) -> None:
+        for d in self.elf.data_sections:
+            if self.btf.datasec(d.name) is not None:
+                self.btf.fix_datasec(d.name, len(d.image), {n: off for n, (off, _) in d.variables.items()})
+        if self.elf.map_symbols and self.btf.datasec(elf.MAPS_SECTION) is not None:
+            size = max(off + size for off, size in self.elf.map_symbols.values())
+            self.btf.fix_datasec(elf.MAPS_SECTION, size, {n: off for n, (off, _) in self.elf.map_symbols.items()})
+
+    def _datasec_vars(self, section: str) -> list:
+        return self.btf.datasecs().get(section, [])
+
+    # --- maps ----------------------------------------------------------------------------------
+    def _spec(self, d: btf_module.MapDef, name: str) -> MapSpec:
+        inner = self._spec(d.inner, f"{name}.inner") if d.inner is not None else None
+        return MapSpec(name, d.type, d.key_size, d.value_size, d.max_entries, d.map_flags,
+                       d.key_type_id, d.value_type_id, inner)
+
+    def _lock_offset(self, type_id: int) -> int | None:
+        return self.btf.find_special_fields(type_id).spin_lock if type_id else None
+
+    def _create_btf_maps(self) -> None:
+        if not self.elf.map_symbols:
+            return
+        size = max(off + size for off, size in self.elf.map_symbols.values())
+        self._map_defs = {d.name: d for d in btf_module.map_definitions(self.btf, size)}
+        for name in self.elf.map_names:
+            if name in self._map_defs:
+                d = self._map_defs[name]
+                self.maps[name] = create_map(self._spec(d, name), self.btf, self.ncpus,
+                                             self._lock_offset(d.value_type_id))
+
+    def _create_data_maps(self, rodata: dict[str, Any]) -> None:
+        unknown = set(rodata)
+        for d in self.elf.data_sections:
+            type_id = self.btf.find(d.name, btf_module.Kind.DATASEC) or 0
+            flags = BPF_F_RDONLY_PROG if d.kind == "rodata" else 0
+            spec = MapSpec(d.name, MapType.ARRAY, 4, len(d.image), 1, flags, 0, type_id)
+            m = create_map(spec, self.btf, 1, self._lock_offset(type_id))
+            image = bytearray(d.image)
+            for var in self._variables.get(d.name, ()):
+                if d.kind == "rodata" and var.name in rodata:
+                    image[var.offset:var.offset + var.size] = self.btf.encode_value(var.type_id, rodata[var.name])
+                    unknown.discard(var.name)
+            _write_value(m, 0, bytes(image))
+            self.maps[d.name] = m
+        if unknown:
+            raise BPFError(f"{self.name}: rodata={{...}} names {', '.join(sorted(unknown))}, which "
+                           "no read-only section holds")
+
+    def _initialise_map_values(self, by_number: dict[int, elf.Function]) -> None:
+        """Pointer words in global data, prog-array and map-in-map initialisers; then freeze .rodata."""
+        for d in self.elf.data_sections:
+            m = self.maps[d.name]
+            for offset, target in d.pointers:
+                _write_value(m, offset, self._pointer_value(target).to_bytes(8, "little"))
+        for offset, target in self.elf.map_relocations:
+            outer = next((d for d in self._map_defs.values() if d.offset <= offset < d.offset + d.size), None)
+            if outer is None:
+                raise ObjectError(f"{self.name}: .rel.maps entry at {offset:#x} lies in no map")
+            struct_size = self.btf.size(outer.def_type_id)
+            slot = (offset - outer.offset - struct_size) // 8
+            if target[0] == "func":
+                self.maps[outer.name].set_program(slot, self.programs[by_number[target[1]].name])
+            else:
+                self.maps[outer.name].update_elem(slot, self.maps[target[1]])
+        for d in self.elf.data_sections:
+            if d.kind == "rodata":
+                self.maps[d.name].freeze()
+
+    def _pointer_value(self, target: tuple) -> int:
+        if target[0] == "func":
+            return func_token(target[1])
+        if target[0] == "map":
+            return self.maps[target[1]].handle
+        _, section, addend = target
+        return self.maps[section].value_address(0) + addend
+
+    # --- what programs run against --------------------------------------------------------------
+    def _regions(self) -> list[Region]:
+        return [region for m in self.maps.values() for region in m.regions()]
+
+    def _resolve(self, insn, index: int) -> int:
+        name = self.elf.map_names[insn.imm]
+        m = self.maps[name]
+        if insn.src == 5:  # PSEUDO_MAP_IDX: the map itself
+            return m.handle
+        return m.value_address(0) + insn.next_imm  # PSEUDO_MAP_IDX_VALUE: into the value
+
+    @staticmethod
+    def _array_layout(handle: int) -> ArrayLayout | None:
+        m = map_from_handle(handle)
+        if m is None or m.map_type != MapType.ARRAY:
+            return None
+        return ArrayLayout(m.value_base, m.elem_stride, m.max_entries)
+
+    def _frozen_bytes(self, address: int, size: int) -> bytes | None:
+        for m in self.maps.values():
+            if m.read_only_for_program and m.map_type == MapType.ARRAY and m.max_entries == 1:
+                base = m.value_address(0)
+                if base <= address and address + size <= base + m.value_size:
+                    return _value_bytes(m)[address - base:address - base + size]
+        return None
+
+
+def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
+         trace: Callable[[str], None] | None = None) -> Object:
+    """Load a BPF ELF object: create its maps and global data, link and check its programs.
+
+    rodata: values for ``const volatile`` globals, set before .rodata is frozen.
+    ncpus: slots of per-CPU maps (one per worker thread). trace: receives bpf_printk lines
+    (they are also kept in ``obj.trace_log``).
+    """
+    return Object(path, rodata, ncpus, trace if trace is not None else None)
+
+
+def print_trace(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,253 @@
+"""The standard helpers a clang-built program calls, implemented in Python over native memory.
+
+``standard_helpers(trace)`` returns a :class:`HelperRegistry` with the kernel's ids. Map helpers
+find the map from the handle in r1 (``maps.map_from_handle``) and work on raw keys and values
+read from the program's memory. Helpers that must call back into BPF code (``bpf_loop``,
+``for_each_map_elem``) or change control flow (``tail_call``) need an engine and are added by the
+program that owns one.
+
+Until the verifier exists these helpers trust the pointers they are given, as the kernel's
+helpers trust the verifier.
+"""
+from __future__ import annotations
+
+import ctypes
+import random
+import re
+import threading
+import time
+from typing import Callable
+
+from bpfjit.isa import MASK64, sign_extend
+
+from . import maps
+from .helpers import Helper, HelperRegistry, Prototype
+
+EINVAL, ENOENT, E2BIG = 22, 2, 7
+PAGE_SIZE = 4096
+
+# The kernel's ids (uapi ___BPF_FUNC_MAPPER).
+MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, PROBE_READ = 1, 2, 3, 4
+KTIME_GET_NS, TRACE_PRINTK, GET_PRANDOM_U32, GET_SMP_PROCESSOR_ID = 5, 6, 7, 8
+TAIL_CALL, MAP_PUSH_ELEM, MAP_POP_ELEM, MAP_PEEK_ELEM = 12, 87, 88, 89
+SPIN_LOCK, SPIN_UNLOCK = 93, 94
+PROBE_READ_KERNEL, PROBE_READ_KERNEL_STR = 113, 115
+KTIME_GET_BOOT_NS = 125
+RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_SUBMIT, RINGBUF_DISCARD, RINGBUF_QUERY = 130, 131, 132, 133, 134
+FOR_EACH_MAP_ELEM, LOOP = 164, 181
+
+_cpu = threading.local()
+_cpu_numbers: dict[int, int] = {}
+_cpu_lock = threading.Lock()
+
+
+def current_cpu(ncpus: int) -> int:
+    """The "CPU" a run is on: one slot per worker thread, numbered as threads first run."""
+    ident = threading.get_ident()
+    with _cpu_lock:
+        number = _cpu_numbers.setdefault(ident, len(_cpu_numbers))
+    return number % ncpus
+
+
+def _neg(errno: int) -> int:
+    return -errno & MASK64
+
+
+def _map(handle: int) -> maps.Map:
+    found = maps.map_from_handle(handle)
+    if found is None:
+        raise ValueError(f"{handle:#x} is not a map")
+    return found
+
+
+def _read(address: int, size: int) -> bytes:
+    return ctypes.string_at(address, size)
+
+
+# --- maps ---------------------------------------------------------------------------------------
+
+def map_lookup_elem(handle, key, *_):
+    m = _map(handle)
+    return m.lookup(_read(key, m.key_size), current_cpu(m.ncpus))
+
+
+def map_update_elem(handle, key, value, flags, *_):
+    m = _map(handle)
+    return m.update(_read(key, m.key_size), _read(value, m.value_size), flags, current_cpu(m.ncpus)) & MASK64
+
+
+def map_delete_elem(handle, key, *_):
+    m = _map(handle)
+    return m.delete(_read(key, m.key_size)) & MASK64
+
+
+def map_push_elem(handle, value, flags, *_):
+    m = _map(handle)
+    return m.push(_read(value, m.value_size), flags) & MASK64
+
+
+def map_pop_elem(handle, out, *_):
+    return _map(handle).pop(out) & MASK64
+
+
+def map_peek_elem(handle, out, *_):
+    return _map(handle).peek(out) & MASK64
+
+
+# --- time, randomness, cpu ----------------------------------------------------------------------
+
+def ktime_get_ns(*_):
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def ktime_get_boot_ns(*_):
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def get_prandom_u32(*_):
+    return random.getrandbits(32)
+
+
+# --- probe_read: bounded copies -----------------------------------------------------------------
+
+def probe_read_kernel(dst, size, src, *_):
+    ctypes.memmove(dst, src, size & 0xFFFF_FFFF)
+    return 0
+
+
+def probe_read_kernel_str(dst, size, src, *_):
+    """Copy a NUL-terminated string, at most size bytes including the NUL; returns its length + 1."""
+    size &= 0xFFFF_FFFF
+    if size == 0:
+        return _neg(EINVAL)
+    data = _read(src, size)
+    end = data.find(b"\0")
+    text = data[:size - 1] if end < 0 else data[:end]
+    ctypes.memmove(dst, text + b"\0", len(text) + 1)
+    return len(text) + 1
+
+
+# --- ring buffers -------------------------------------------------------------------------------
+
+def ringbuf_output(handle, data, size, flags, *_):
+    return _map(handle).output(_read(data, size), flags) & MASK64
+
+
+def ringbuf_reserve(handle, size, flags, *_):
+    return _map(handle).reserve(size, flags)
+
+
+def _record_ring(address: int) -> maps.RingBuf:
+    ring = maps.ringbuf_from_record(address)
+    if ring is None:
+        raise ValueError(f"{address:#x} is not a reserved ring buffer record")
+    return ring
+
+
+def ringbuf_submit(address, flags, *_):
+    _record_ring(address).submit(address, flags)
+    return 0
+
+
+def ringbuf_discard(address, flags, *_):
+    _record_ring(address).discard(address, flags)
+    return 0
+
+
+def ringbuf_query(handle, flags, *_):
+    return _map(handle).query(flags)
+
+
+# --- spin locks: a real lock word in the map value ----------------------------------------------
+
+_lock_guard = threading.Lock()
+
+
+def spin_lock(address, *_):
+    """Take the bpf_spin_lock at address: an atomic 0 -> 1 on the word, spinning while held.
+
+    The JIT inlines the same protocol with a native cmpxchg; both agree on the memory word.
+    """
+    word = ctypes.c_uint32.from_address(address)
+    while True:
+        with _lock_guard:
+            if word.value == 0:
+                word.value = 1
+                return 0
+        time.sleep(0)
+
+
+def spin_unlock(address, *_):
+    with _lock_guard:
+        ctypes.c_uint32.from_address(address).value = 0
+    return 0
+
+
+# --- trace_printk -------------------------------------------------------------------------------
+
+_SPEC = re.compile(rb"%([-+ #0]*\d*)(ll|l|h|hh|z)?([diuxXpsc%])")
+
+
+def format_printk(fmt: bytes, args: list[int]) -> str:
+    """Format like the kernel's bpf_trace_printk: %d %i %u %x %X %p %s %c with l/ll modifiers."""
+    used = 0
+
+    def replace(m: re.Match) -> bytes:
+        nonlocal used
+        flags, length, conv = m.group(1).decode(), m.group(2), m.group(3)
+        if conv == b"%":
+            return b"%"
+        value = args[used] if used < len(args) else 0
+        used += 1
+        bits = 64 if length in (b"l", b"ll", b"z") else 32
+        if conv in (b"d", b"i"):
+            text = f"%{flags}d" % sign_extend(value, bits)
+        elif conv in (b"u", b"x", b"X"):
+            text = f"%{flags}{conv.decode().replace('u', 'd')}" % (value & ((1 << bits) - 1))
+        elif conv == b"p":
+            text = f"0x{value:x}" if value else "(null)"
+        elif conv == b"c":
+            text = chr(value & 0xFF)
+        else:  # %s: a string in the program's memory
+            text = ctypes.string_at(value).decode(errors="replace") if value else "(null)"
+        return text.encode()
+
+    return _SPEC.sub(replace, fmt.split(b"\0", 1)[0]).decode(errors="replace")
+
+
+def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
+    def trace_printk(fmt, size, a1, a2, a3):
+        message = format_printk(_read(fmt, size & 0xFFFF_FFFF), [a1, a2, a3])
+        sink(message)
+        return len(message) + 1
+    return Helper(TRACE_PRINTK, "trace_printk", trace_printk, Prototype("integer", ("mem", "size", "any", "any", "any")))
+
+
+def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegistry:
+    """The kernel helpers bpfjit implements in Python; trace receives bpf_printk messages."""
+    table = [
+        (MAP_LOOKUP_ELEM, map_lookup_elem, ("map", "key"), "map_value_or_null"),
+        (MAP_UPDATE_ELEM, map_update_elem, ("map", "key", "value", "integer"), "integer"),
+        (MAP_DELETE_ELEM, map_delete_elem, ("map", "key"), "integer"),
+        (MAP_PUSH_ELEM, map_push_elem, ("map", "value", "integer"), "integer"),
+        (MAP_POP_ELEM, map_pop_elem, ("map", "uninit_value"), "integer"),
+        (MAP_PEEK_ELEM, map_peek_elem, ("map", "uninit_value"), "integer"),
+        (KTIME_GET_NS, ktime_get_ns, (), "integer"),
+        (KTIME_GET_BOOT_NS, ktime_get_boot_ns, (), "integer"),
+        (GET_PRANDOM_U32, get_prandom_u32, (), "integer"),
+        (PROBE_READ, probe_read_kernel, ("uninit_mem", "size", "any"), "integer"),
+        (PROBE_READ_KERNEL, probe_read_kernel, ("uninit_mem", "size", "any"), "integer"),
+        (PROBE_READ_KERNEL_STR, probe_read_kernel_str, ("uninit_mem", "size", "any"), "integer"),
+        (RINGBUF_OUTPUT, ringbuf_output, ("map", "mem", "size", "integer"), "integer"),
+        (RINGBUF_RESERVE, ringbuf_reserve, ("map", "const_size", "integer"), "ringbuf_mem_or_null"),
+        (RINGBUF_SUBMIT, ringbuf_submit, ("ringbuf_mem", "integer"), "void"),
+        (RINGBUF_DISCARD, ringbuf_discard, ("ringbuf_mem", "integer"), "void"),
+        (RINGBUF_QUERY, ringbuf_query, ("map", "integer"), "integer"),
+        (SPIN_LOCK, spin_lock, ("spin_lock",), "void"),
+        (SPIN_UNLOCK, spin_unlock, ("spin_lock",), "void"),
+    ]
+    registry = HelperRegistry([Helper(i, fn.__name__, fn, Prototype(ret, args)) for i, fn, args, ret in table])
+    registry.add(trace_printk_helper(trace))
+    registry.register(GET_SMP_PROCESSOR_ID, lambda *_: current_cpu(ncpus), "get_smp_processor_id",
+                      Prototype("integer"))
+    return registry
