@@ -26,10 +26,13 @@ from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
 from .runtime.context import PROGRAM_TYPES, XDP_HEADROOM, build_native_ctx, user_ctx
 from .runtime.memory import Buffer, Region, Regions
-from .runtime.status import RunEnv, raise_for_status
+from .runtime import run_context
+from .runtime.run_context import RunContext
+from .runtime.status import RunEnv, Status, raise_for_status
 from .verifier import cfg
 from .verifier.ctx_access import rewrite_ctx_access
 
+TAIL_CALL = 12  # helper id of bpf_tail_call
 Engine = Literal["jit", "interp"]
 ENGINES: tuple[str, ...] = ("jit", "interp")
 
@@ -132,21 +135,55 @@ class Program:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
         repeat = max(1, int(repeat))
         memory = self._run_memory(bytes(data), ctx)
+        regions = Regions(self.env.regions + memory.regions)
         if engine == "jit":
-            compiled = self.compile()
-            start = time.perf_counter_ns()
-            retval = compiled.run(memory.r1, memory.r2, repeat)
+            self.compile()
+        start = time.perf_counter_ns()
+        if engine == "jit" and not self._may_tail_call:
+            retval = self._invoke("jit", memory, regions, max_steps, repeat)  # the repeat loop is native
         else:
-            regions = Regions(self.env.regions + memory.regions)
-            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, max_steps)
-            start = time.perf_counter_ns()
             for _ in range(repeat):
-                status = RunEnv()
-                retval = interpreter.run(memory.r1, memory.r2, regions, status)
-                raise_for_status(status)
+                retval = self._invoke(engine, memory, regions, max_steps)
         elapsed = time.perf_counter_ns() - start
         data_out, ctx_out = memory.read_out()
         return RunResult(retval, data_out, elapsed / repeat, ctx_out)
+
+    @property
+    def _may_tail_call(self) -> bool:
+        return any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL for i in self.insns)
+
+    def _invoke(self, engine: str, memory: _RunMemory, regions: Regions, max_steps: int | None,
+                repeat: int = 1) -> int:
+        """One invocation (or `repeat` native ones): tail calls followed, failures raised."""
+        env = RunEnv()
+        program: Program = self
+        while True:
+            run = RunContext(env, program.env, program._function_caller(engine, env, regions, max_steps))
+            with run_context.active(run):
+                if engine == "jit":
+                    retval = program.compile().run(env, memory.r1, memory.r2, repeat)
+                else:
+                    interpreter = Interpreter(program.insns, program.env, program.facts.function_starts, max_steps)
+                    retval = interpreter.run(memory.r1, memory.r2, regions, env)
+            if env.status != Status.TAIL_CALL:
+                break
+            env.status, program = Status.OK, run.tail_call_target
+        if env.status == Status.HELPER_FAILED:
+            helper = program.env.helpers.get(env.value)
+            raise_for_status(env, run.errors[0] if run.errors else None, helper.name if helper else "")
+        raise_for_status(env)
+        return 0 if env.status == Status.UNWOUND else retval
+
+    def _function_caller(self, engine: str, env: RunEnv, regions: Regions, max_steps: int | None):
+        """How helpers such as bpf_loop call one of this program's functions, on this engine."""
+        if engine == "jit":
+            compiled = self.compile()
+            return lambda start, args: compiled.call_function(env, start, args)
+
+        def interpret(start: int, args: list[int]) -> int:
+            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, max_steps)
+            return interpreter.run_function(start, args, regions, env)
+        return interpret
 
     def _run_memory(self, data: bytes, ctx: bytes | None) -> _RunMemory:
         if self.type.layout is None:

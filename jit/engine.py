@@ -19,8 +19,9 @@ import llvmlite.binding as llvm
 from bpfjit.errors import JITError
 from bpfjit.isa import Insn, MASK64
 from bpfjit.runtime.environment import Environment
-from bpfjit.runtime.helpers import Helper, HelperRegistry
-from bpfjit.runtime.status import RunEnv, Status, raise_for_status
+from bpfjit.runtime import run_context
+from bpfjit.runtime.helpers import Helper
+from bpfjit.runtime.status import RunEnv, Status
 from bpfjit.verifier.facts import Facts
 
 from .lower import lower_program
@@ -51,18 +52,17 @@ def target_machine() -> llvm.TargetMachine:
     return target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
 
 
-# The thread's current run, so a failing Python helper can record its error in the run's RunEnv.
-_current = threading.local()
+FUNCTION_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), *(ctypes.c_uint64,) * 5)
 
 
-def _helper_callback(helper: Helper, errors: list[BaseException]):
+def _helper_callback(helper: Helper):
     def call(a: int, b: int, c: int, d: int, e: int) -> int:
         try:
             return int(helper.impl(a, b, c, d, e)) & MASK64
         except BaseException as exc:  # never let an exception unwind through native frames
-            env: RunEnv = _current.env
-            env.status, env.value = Status.HELPER_FAILED, helper.id
-            errors.append(exc)
+            run = run_context.current()
+            run.env.status, run.env.value = Status.HELPER_FAILED, helper.id
+            run.errors.append(exc)
             return 0
     return HELPER_TYPE(call)
 
@@ -82,8 +82,7 @@ class CompiledProgram:
     times: CompileTimes
     _engine: llvm.ExecutionEngine
     _callbacks: dict[int, object]
-    _errors: list[BaseException]
-    _helpers: HelperRegistry
+    _exported: frozenset[int]  # start slots of the functions callbacks may enter
     _entry: object = field(init=False)
     _repeat: object = field(init=False)
 
@@ -92,20 +91,21 @@ class CompiledProgram:
         self._repeat = REPEAT_TYPE(self._engine.get_function_address("bpf_entry_repeat"))
         self._finalizer = weakref.finalize(self, _release, self._engine)
 
-    def run(self, ctx: int, length: int, repeat: int = 1) -> int:
-        """Run the program (repeat times, in a native loop); return r0 of the last run."""
-        env = RunEnv()
-        _current.env = env
-        self._errors.clear()
+    def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1) -> int:
+        """Run the program (repeat times, in a native loop); return r0 of the last run.
+
+        How the run ended is left in env for the caller (bpfjit.program) to act on.
+        """
         if repeat <= 1:
-            result = self._entry(ctypes.byref(env), ctx, length)
-        else:
-            result = self._repeat(ctypes.byref(env), ctx, length, repeat)
-        if env.status == Status.HELPER_FAILED:
-            helper = self._helpers.get(env.value)
-            raise_for_status(env, self._errors[0] if self._errors else None, helper.name if helper else "")
-        raise_for_status(env)
-        return 0 if env.status == Status.UNWOUND else result
+            return self._entry(ctypes.byref(env), r1, r2)
+        return self._repeat(ctypes.byref(env), r1, r2, repeat)
+
+    def call_function(self, env: RunEnv, start: int, args: list[int]) -> int:
+        """Call the BPF function at slot `start` (a helper's callback) with r1-r5 = args."""
+        if start not in self._exported:
+            raise ValueError(f"the function at insn {start} cannot be called back")
+        function = FUNCTION_TYPE(self._engine.get_function_address(f"bpf_f{start}"))
+        return function(ctypes.byref(env), *(a & MASK64 for a in args))
 
     def code_address(self) -> int:
         return self._engine.get_function_address("bpf_entry")
@@ -122,11 +122,10 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     """Lower, optimise and compile a checked program."""
     tm = target_machine()
     callbacks: dict[int, object] = {}
-    errors: list[BaseException] = []
 
     def helper_address(helper_id: int) -> int:
         if helper_id not in callbacks:
-            callbacks[helper_id] = _helper_callback(env.helpers.get(helper_id), errors)
+            callbacks[helper_id] = _helper_callback(env.helpers.get(helper_id))
         return ctypes.cast(callbacks[helper_id], ctypes.c_void_p).value
 
     t0 = time.perf_counter()
@@ -147,5 +146,5 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     engine = llvm.create_mcjit_compiler(module, tm)
     engine.finalize_object()
     t3 = time.perf_counter()
-    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, errors,
-                           env.helpers)
+    exported = frozenset(env.callx_targets(facts.function_starts))
+    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, exported)

@@ -155,7 +155,9 @@ class _FunctionLowering:
     # --- the function --------------------------------------------------------------------------
     def lower(self) -> list[str]:
         start, end = self.function.start, self.function.end
-        self.lines.append(f"define internal i64 @bpf_f{start}(ptr noalias %env, i64 %a1, i64 %a2, i64 %a3, "
+        # Functions a callback may enter (those with a token) stay visible to the runtime.
+        linkage = "" if start in self.env.callx_targets(self.facts.function_starts) else "internal "
+        self.lines.append(f"define {linkage}i64 @bpf_f{start}(ptr noalias %env, i64 %a1, i64 %a2, i64 %a3, "
                           f"i64 %a4, i64 %a5) {{")
         self.lines.append("entry:")
         self.emit(f"%stack = alloca [{isa.STACK_SIZE} x i8], align 16")

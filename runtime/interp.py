@@ -35,8 +35,8 @@ class Frame:
     may_goto_left: int = MAY_GOTO_BUDGET
 
 
-class Stop(Exception):
-    """Raised inside the loop when a helper unwinds the program."""
+class Unwind(Exception):
+    """Raised inside the loop when a helper ends the run early (unwind helper, tail call)."""
 
 
 class Interpreter:
@@ -54,11 +54,15 @@ class Interpreter:
     # --- the run loop ----------------------------------------------------------------------------
     def run(self, r1: int, r2: int, regions: Regions, status: RunEnv | None = None) -> int:
         """Run from slot 0 with r1, r2 set; return r0. status (if given) records how it ended."""
+        return self.run_function(0, [r1, r2, 0, 0, 0], regions, status)
+
+    def run_function(self, start: int, args: list[int], regions: Regions, status: RunEnv | None = None) -> int:
+        """Run the function at slot `start` with r1-r5 = args (a program, or a helper's callback)."""
         self.regions = regions
         self.status = status if status is not None else RunEnv()
         self.frames: list[Frame] = []
-        self.pc = 0
-        self.push_frame([0, r1, r2, 0, 0, 0], return_index=-1)
+        self.pc = start
+        self.push_frame([0] + [a & MASK64 for a in args], return_index=-1)
         steps = 0
         try:
             while True:
@@ -69,8 +73,7 @@ class Interpreter:
                 result = self.step(insn)
                 if result is not None:
                     return result
-        except Stop:
-            self.status.status = Status.UNWOUND
+        except Unwind:
             return 0
         finally:
             for frame in self.frames:
@@ -117,7 +120,9 @@ class Interpreter:
             self.fail(Status.HELPER_FAILED, helper.id, exc, helper.name)
         self.set_reg(0, int(result))
         if helper.stops_on_zero and self.regs[0] == 0:
-            raise Stop()
+            self.status.status = Status.UNWOUND
+        if self.status.status != Status.OK:  # unwound, or a tail call to run instead
+            raise Unwind()
 
     def fail(self, status: Status, value: int = 0, error: BaseException | None = None, name: str = "") -> None:
         """Record why the run failed (as the JIT does in its RunEnv) and raise the same error."""

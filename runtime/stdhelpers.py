@@ -2,9 +2,9 @@
 
 ``standard_helpers(trace)`` returns a :class:`HelperRegistry` with the kernel's ids. Map helpers
 find the map from the handle in r1 (``maps.map_from_handle``) and work on raw keys and values
-read from the program's memory. Helpers that must call back into BPF code (``bpf_loop``,
-``for_each_map_elem``) or change control flow (``tail_call``) need an engine and are added by the
-program that owns one.
+read from the program's memory. Helpers that call back into BPF code (``bpf_loop``,
+``for_each_map_elem``) or change control flow (``tail_call``) reach the running engine through
+:mod:`~bpfjit.runtime.run_context`.
 
 Until the verifier exists these helpers trust the pointers they are given, as the kernel's
 helpers trust the verifier.
@@ -20,8 +20,9 @@ from typing import Callable
 
 from bpfjit.isa import MASK64, sign_extend
 
-from . import maps
+from . import maps, run_context
 from .helpers import Helper, HelperRegistry, Prototype
+from .status import MAX_TAIL_CALLS, Status
 
 EINVAL, ENOENT, E2BIG = 22, 2, 7
 PAGE_SIZE = 4096
@@ -183,6 +184,70 @@ def spin_unlock(address, *_):
     return 0
 
 
+# --- helpers that run BPF code: tail calls and callbacks ---------------------------------------
+
+BPF_MAX_LOOPS = 1 << 23
+
+
+def tail_call(ctx, handle, index, *_):
+    """Switch to the program in slot `index`: on success the caller never resumes.
+
+    The helper only records the target and sets the run's status to TAIL_CALL; the engine
+    unwinds the caller's frames and bpfjit.program starts the target with the same ctx. On
+    failure (bad slot, empty slot, 33 tail calls already) the caller continues.
+    """
+    run = run_context.current()
+    prog_array = _map(handle)
+    index &= 0xFFFF_FFFF
+    target = prog_array.program(index) if index < prog_array.max_entries else None
+    if target is None or run.env.tail_calls >= MAX_TAIL_CALLS:
+        return _neg(ENOENT)
+    run.env.tail_calls += 1
+    run.tail_call_target = target
+    run.env.status = Status.TAIL_CALL
+    return 0
+
+
+def _callback_start(token: int) -> int:
+    start = run_context.current().environment.function_of(token)
+    if start is None:
+        raise ValueError(f"{token:#x} is not a BPF function")
+    return start
+
+
+def loop(count, callback, ctx, flags, *_):
+    """bpf_loop: callback(i, ctx) for i in 0..count-1 until it returns 1; returns iterations run."""
+    if flags:
+        return _neg(EINVAL)
+    if count > BPF_MAX_LOOPS:
+        return _neg(E2BIG)
+    run, start = run_context.current(), _callback_start(callback)
+    for i in range(count):
+        stop = run.call_function(start, [i, ctx, 0, 0, 0])
+        if run.env.status != Status.OK:
+            return 0
+        if stop == 1:
+            return i + 1
+    return count
+
+
+def for_each_map_elem(handle, callback, ctx, flags, *_):
+    """callback(map, key, value, ctx) for each element until it returns 1; returns elements visited."""
+    if flags:
+        return _neg(EINVAL)
+    m = _map(handle)
+    run, start = run_context.current(), _callback_start(callback)
+    visited = 0
+    for key, value in m.elements(current_cpu(m.ncpus)):
+        visited += 1
+        stop = run.call_function(start, [handle, key, value, ctx, 0])
+        if run.env.status != Status.OK:
+            return 0
+        if stop == 1:
+            break
+    return visited
+
+
 # --- trace_printk -------------------------------------------------------------------------------
 
 _SPEC = re.compile(rb"%([-+ #0]*\d*)(ll|l|h|hh|z)?([diuxXpsc%])")
@@ -245,6 +310,9 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (RINGBUF_QUERY, ringbuf_query, ("map", "integer"), "integer"),
         (SPIN_LOCK, spin_lock, ("spin_lock",), "void"),
         (SPIN_UNLOCK, spin_unlock, ("spin_lock",), "void"),
+        (TAIL_CALL, tail_call, ("ctx", "prog_array", "integer"), "integer"),
+        (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
+        (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
     ]
     registry = HelperRegistry([Helper(i, fn.__name__, fn, Prototype(ret, args)) for i, fn, args, ret in table])
     registry.add(trace_printk_helper(trace))

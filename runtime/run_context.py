@@ -1,0 +1,49 @@
+"""The run in progress on this thread, as helpers see it.
+
+Some helpers need the engine that is running them: ``bpf_loop`` and ``bpf_for_each_map_elem`` call
+a BPF function of the program, ``bpf_tail_call`` replaces the running program, and any helper
+that fails records why in the run's :class:`~bpfjit.runtime.status.RunEnv`. Each engine enters a
+:class:`RunContext` for the duration of a run (nested runs stack), and the helpers find it with
+:func:`current`.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .environment import Environment
+from .status import RunEnv
+
+# Calls the BPF function starting at a slot with five arguments and returns its r0.
+FunctionCaller = Callable[[int, list[int]], int]
+
+
+@dataclass
+class RunContext:
+    env: RunEnv
+    environment: Environment
+    call_function: FunctionCaller
+    tail_call_target: Any = None  # the Program a successful bpf_tail_call switches to
+    errors: list[BaseException] = field(default_factory=list)  # exceptions of failed helpers
+
+
+_local = threading.local()
+
+
+def current() -> RunContext:
+    stack = getattr(_local, "stack", None)
+    if not stack:
+        raise RuntimeError("no BPF program is running on this thread")
+    return stack[-1]
+
+
+@contextmanager
+def active(context: RunContext) -> Iterator[RunContext]:
+    stack = _local.__dict__.setdefault("stack", [])
+    stack.append(context)
+    try:
+        yield context
+    finally:
+        stack.pop()
