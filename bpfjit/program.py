@@ -158,7 +158,7 @@ class Program:
         env = RunEnv()
         program: Program = self
         while True:
-            run = RunContext(env, program.env, program._function_caller(engine, env, regions, max_steps))
+            run = RunContext(env, program.env, program._function_caller(engine, env, regions, max_steps), regions)
             with run_context.active(run):
                 if engine == "jit":
                     retval = program.compile().run(env, memory.r1, memory.r2, repeat)

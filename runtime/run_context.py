@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .environment import Environment
+from .memory import Regions
 from .status import RunEnv
 
 # Calls the BPF function starting at a slot with five arguments and returns its r0.
@@ -25,6 +26,7 @@ class RunContext:
     env: RunEnv
     environment: Environment
     call_function: FunctionCaller
+    regions: Regions  # the memory this run may touch: bounds what probe_read may copy
     tail_call_target: Any = None  # the Program a successful bpf_tail_call switches to
     errors: list[BaseException] = field(default_factory=list)  # exceptions of failed helpers
 

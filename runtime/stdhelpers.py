@@ -24,7 +24,7 @@ from . import maps, run_context
 from .helpers import Helper, HelperRegistry, Prototype
 from .status import MAX_TAIL_CALLS, Status
 
-EINVAL, ENOENT, E2BIG = 22, 2, 7
+EINVAL, ENOENT, E2BIG, EFAULT = 22, 2, 7, 14
 PAGE_SIZE = 4096
 
 # The kernel's ids (uapi ___BPF_FUNC_MAPPER).
@@ -110,9 +110,44 @@ def get_prandom_u32(*_):
 
 
 # --- probe_read: bounded copies -----------------------------------------------------------------
+# There is no kernel memory here: "kernel" addresses are the program's own memory (its maps,
+# stack, packet and context). A source outside it fails with -EFAULT and a zeroed destination,
+# as the kernel's copy_from_kernel_nofault does for a bad address.
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.pthread_self.restype = ctypes.c_ulong
+_libc.pthread_getattr_np.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+_libc.pthread_attr_getstack.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                        ctypes.POINTER(ctypes.c_size_t)]
+_libc.pthread_attr_destroy.argtypes = [ctypes.c_void_p]
+_stacks = threading.local()
+
+
+def _thread_stack() -> tuple[int, int]:
+    """[low, high) of this thread's native stack, where jitted code keeps the BPF stack frames."""
+    if not hasattr(_stacks, "range"):
+        attr = ctypes.create_string_buffer(128)  # pthread_attr_t (56 bytes on x86-64 glibc)
+        low, size = ctypes.c_void_p(), ctypes.c_size_t()
+        if _libc.pthread_getattr_np(_libc.pthread_self(), attr) == 0:
+            _libc.pthread_attr_getstack(attr, ctypes.byref(low), ctypes.byref(size))
+            _libc.pthread_attr_destroy(attr)
+        _stacks.range = (low.value or 0, (low.value or 0) + size.value)
+    return _stacks.range
+
+
+def _readable(address: int, size: int) -> bool:
+    if run_context.current().regions.find(address, size) is not None:
+        return True
+    low, high = _thread_stack()
+    return low <= address and address + size <= high
+
 
 def probe_read_kernel(dst, size, src, *_):
-    ctypes.memmove(dst, src, size & 0xFFFF_FFFF)
+    size &= 0xFFFF_FFFF
+    if not _readable(src, size):
+        ctypes.memset(dst, 0, size)
+        return _neg(EFAULT)
+    ctypes.memmove(dst, src, size)
     return 0
 
 
@@ -121,7 +156,16 @@ def probe_read_kernel_str(dst, size, src, *_):
     size &= 0xFFFF_FFFF
     if size == 0:
         return _neg(EINVAL)
-    data = _read(src, size)
+    region = run_context.current().regions.find(src, 1)
+    low, high = _thread_stack()
+    if region is not None:
+        limit = region.start + region.size - src
+    elif low <= src < high:
+        limit = high - src
+    else:
+        ctypes.memset(dst, 0, size)
+        return _neg(EFAULT)
+    data = _read(src, min(size, limit))
     end = data.find(b"\0")
     text = data[:size - 1] if end < 0 else data[:end]
     ctypes.memmove(dst, text + b"\0", len(text) + 1)

@@ -39,3 +39,40 @@ def test_loop_and_for_each_callbacks(engine):
     assert obj.globals["loop_sum"] == 45
     assert obj.globals["visited_sum"] == 605
     assert obj.maps["values"].items() == [(0, 1), (1, 1), (2, 6), (3, 1)]
+
+
+def test_probe_read_is_bounded_to_the_programs_memory(engine):
+    from bpfjit.program import Program
+    from bpfjit.runtime.stdhelpers import standard_helpers
+
+    # Copy 8 bytes from one stack slot to another (allowed), then from address 0x1000 (not the
+    # program's memory: -EFAULT, and the destination is zeroed).
+    prog = Program.from_asm("""
+        lddw %r1, 0x1122334455667788
+        stxdw [%r10-8], %r1
+        mov %r1, %r10
+        add %r1, -16
+        mov %r2, 8
+        mov %r3, %r10
+        add %r3, -8
+        call 113
+        mov %r6, %r0
+        ldxdw %r7, [%r10-16]
+        mov %r1, %r10
+        add %r1, -8
+        mov %r2, 8
+        mov %r3, 0x1000
+        call 113
+        mov %r8, %r0
+        ldxdw %r9, [%r10-8]
+        mov %r0, %r7
+        xor %r0, %r9
+        jne %r6, 0, fail
+        jne %r8, -14, fail
+        exit
+        fail:
+        mov %r0, 1
+        exit
+    """, helpers=standard_helpers(print))
+    # r7 = the copied value, r9 = the zeroed destination
+    assert prog.run(engine=engine) == 0x1122334455667788
