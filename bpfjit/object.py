@@ -25,10 +25,30 @@ from .runtime.environment import ArrayLayout, Environment, func_token
 from .runtime.map_types import MapType
 from .runtime.maps import Map, MapSpec, create_map, map_from_handle
 from .runtime.memory import Region
-from .runtime.stdhelpers import standard_helpers
+from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
+from .runtime.stdhelpers import KERNEL_HELPER_IDS, standard_helpers
 
 BPF_F_RDONLY_PROG = 1 << 7
-BPF_F_MMAPABLE = 1 << 10
+
+# Helpers users registered with register_helper(): objects loaded afterwards can call them.
+_user_helpers = HelperRegistry()
+
+
+def register_helper(id_or_name: int | str, fn: HelperFn, prototype: Prototype | None = None) -> Helper:
+    """Make fn(r1, r2, r3, r4, r5) -> r0 callable as helper `id_or_name` by objects loaded from now on.
+
+    A name is a kernel helper name, with or without its ``bpf_`` prefix (``"get_current_pid_tgid"``);
+    an id may be any helper number, including ones the kernel does not define. A registration
+    replaces bpfjit's own implementation of that helper.
+    """
+    if isinstance(id_or_name, str):
+        name = id_or_name.removeprefix("bpf_")
+        if name not in KERNEL_HELPER_IDS:
+            raise BPFError(f"unknown helper name {id_or_name!r}: register it by id instead")
+        helper_id = KERNEL_HELPER_IDS[name]
+    else:
+        helper_id, name = int(id_or_name), getattr(fn, "__name__", f"helper_{id_or_name}")
+    return _user_helpers.add(Helper(helper_id, name, fn, prototype or Prototype()))
 
 
 def _value_bytes(m: Map) -> bytes:
@@ -109,6 +129,8 @@ class Object:
         self._create_btf_maps()
         self._create_data_maps(rodata or {})
         self.helpers = standard_helpers(self._on_trace, ncpus)
+        for helper in _user_helpers:
+            self.helpers.add(helper)
         self.programs: dict[str, Program] = {}
         by_number = {f.number: f for f in self.elf.functions}
         for linked in self.elf.programs:
