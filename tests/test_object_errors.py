@@ -1,0 +1,63 @@
+"""Malformed objects fail at load with a bpfjit error naming what is wrong, never a traceback."""
+from __future__ import annotations
+
+import io
+import pathlib
+import struct
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+import bpfjit
+from bpfjit.errors import BPFError, BTFError, MapError
+from bpfjit.runtime import btf as btf_module
+
+GLOBALS = pathlib.Path(__file__).resolve().parent / "progs" / "globals.o"
+BTF_KIND_ARRAY = 3
+
+
+def section_span(data: bytes, name: str) -> tuple[int, int]:
+    section = ELFFile(io.BytesIO(data)).get_section_by_name(name)
+    return section["sh_offset"], section["sh_size"]
+
+
+def load_bytes(tmp_path, data: bytes):
+    path = tmp_path / "bad.o"
+    path.write_bytes(data)
+    return bpfjit.load(path)
+
+
+def test_bad_btf_magic(tmp_path):
+    data = bytearray(GLOBALS.read_bytes())
+    offset, _ = section_span(bytes(data), ".BTF")
+    data[offset:offset + 2] = b"\0\0"
+    with pytest.raises(BTFError):
+        load_bytes(tmp_path, bytes(data))
+
+
+def test_btf_without_its_types(tmp_path):
+    data = bytearray(GLOBALS.read_bytes())
+    offset, _ = section_span(bytes(data), ".BTF")
+    assert struct.unpack_from("<I", data, offset + 4)[0] == 24  # the classic header layout
+    struct.pack_into("<I", data, offset + 12, 0)  # type_len = 0: every type reference dangles
+    with pytest.raises(BPFError):
+        load_bytes(tmp_path, bytes(data))
+
+
+def test_unknown_map_type_names_the_map(tmp_path):
+    data = bytearray(GLOBALS.read_bytes())
+    offset, size = section_span(bytes(data), ".BTF")
+    btf = btf_module.parse_btf(bytes(data[offset:offset + size]))
+    definition = btf.resolved(btf.type(btf.find("counts", btf_module.Kind.VAR)).type)
+    array = btf.type(btf.type(definition.member("type").type).type)  # __uint(type, 2): PTR -> ARRAY[2]
+    record = struct.pack("<IIIIII", 0, BTF_KIND_ARRAY << 24, 0, array.type, array.index_type, array.nelems)
+    at = bytes(data).find(record, offset)
+    assert at > 0 and bytes(data).find(record, at + 1) < 0, "the array record must be unique"
+    struct.pack_into("<I", data, at + 20, 99)  # map type 99
+    with pytest.raises(MapError, match="counts.*unknown map type 99"):
+        load_bytes(tmp_path, bytes(data))
+
+
+def test_not_an_object(tmp_path):
+    with pytest.raises(BPFError, match="not an ELF file"):
+        load_bytes(tmp_path, b"hello")
