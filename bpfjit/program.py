@@ -24,7 +24,7 @@ from .jit.engine import CompiledProgram, compile_program
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
-from .runtime.context import PROGRAM_TYPES, XDP_HEADROOM, build_native_ctx, user_ctx
+from .runtime.context import ETH_HLEN, PROGRAM_TYPES, XDP_HEADROOM, build_native_ctx, user_ctx
 from .runtime.memory import Buffer, Region, Regions
 from .runtime import run_context
 from .runtime.run_context import RunContext
@@ -195,8 +195,10 @@ class Program:
         if len(data) < self.type.min_data:
             raise BPFError(f"{self.name}: {self.type.name} programs need at least {self.type.min_data} bytes of data")
         packet = Buffer(XDP_HEADROOM + len(data), bytes(XDP_HEADROOM) + data)
-        start = packet.address + XDP_HEADROOM
-        native = Buffer(self.type.layout.native_size, build_native_ctx(self.type, ctx, start, len(data)))
+        pulled = 0 if self.type.sees_l2 else ETH_HLEN
+        start = packet.address + XDP_HEADROOM + pulled
+        native = Buffer(self.type.layout.native_size,
+                        build_native_ctx(self.type, ctx, start, len(data) - pulled, data))
         layout = self.type.layout
 
         def read_out() -> tuple[bytes, bytes | None]:
@@ -204,7 +206,9 @@ class Program:
             image = native.read()
             begin = int.from_bytes(image[fields["data"].native_offset:][:8], "little")
             end = int.from_bytes(image[fields["data_end"].native_offset:][:8], "little")
-            return ctypes.string_at(begin, max(0, end - begin)), user_ctx(self.type, image, start)
+            # A pulled Ethernet header comes back zeroed, as the kernel pushes it back.
+            return bytes(pulled) + ctypes.string_at(begin, max(0, end - begin)), user_ctx(self.type, image, start)
 
-        regions = [Region(start, len(data), True, "packet"), Region(native.address, native.size, True, "context")]
+        regions = [Region(start, len(data) - pulled, True, "packet"),
+                   Region(native.address, native.size, True, "context")]
         return _RunMemory(native.address, 0, regions, [packet, native], read_out)

@@ -90,12 +90,16 @@ class ProgramType:
     name: str
     layout: ContextLayout | None  # None: raw (r1 = memory, r2 = its length)
     min_data: int = 0
+    # False for socket filters: as BPF_PROG_TEST_RUN does, the Ethernet header is pulled before
+    # the run (the program sees the packet from the network header on) and zeroed afterwards.
+    sees_l2: bool = True
 
 
 RAW = ProgramType("raw", None)
 XDP = ProgramType("xdp", XDP_MD, ETH_HLEN)
-SOCKET = ProgramType("socket", SK_BUFF, ETH_HLEN)
+SOCKET = ProgramType("socket", SK_BUFF, ETH_HLEN, sees_l2=False)
 TC = ProgramType("tc", SK_BUFF, ETH_HLEN)
+LOOPBACK_IFINDEX = 1  # test runs happen on the loopback device
 PROGRAM_TYPES = {t.name: t for t in (RAW, XDP, SOCKET, TC)}
 
 
@@ -111,7 +115,23 @@ def program_type_for_section(section: str) -> ProgramType:
     return RAW
 
 
-def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, data_len: int) -> bytes:
+def skb_metadata(frame: bytes) -> dict[str, int]:
+    """What eth_type_trans derives from the Ethernet header, as __sk_buff fields."""
+    destination = frame[:6]
+    if destination == b"\xff" * 6:
+        pkt_type = 1  # PACKET_BROADCAST
+    elif destination[0] & 1:
+        pkt_type = 2  # PACKET_MULTICAST
+    elif any(destination):
+        pkt_type = 3  # PACKET_OTHERHOST: the loopback device's address is all zeros
+    else:
+        pkt_type = 0  # PACKET_HOST
+    # skb->protocol is the big-endian ethertype; the program reads it as a host-order u32.
+    return {"protocol": int.from_bytes(frame[12:14], "little"), "pkt_type": pkt_type}
+
+
+def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, data_len: int,
+                     frame: bytes = b"") -> bytes:
     """The native context for a run: the user's ctx values, packet pointers filled in.
 
     Like BPF_PROG_TEST_RUN, a ctx given by the user may only set the input fields the program
@@ -139,6 +159,11 @@ def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, dat
             struct.pack_into("<Q", native, field.native_offset, pointers[field.name])
     if layout is SK_BUFF:
         struct.pack_into("<I", native, 0, data_len)  # len is the packet's length
+        for name, value in skb_metadata(frame).items():
+            struct.pack_into("<I", native, next(f.native_offset for f in layout.fields if f.name == name), value)
+        ifindex = next(f for f in layout.fields if f.name == "ifindex")
+        if not struct.unpack_from("<I", native, ifindex.native_offset)[0]:
+            struct.pack_into("<I", native, ifindex.native_offset, LOOPBACK_IFINDEX)
     return bytes(native)
 
 

@@ -18,8 +18,8 @@ API::
 
 How the object is loaded (in the child, through ctypes on ``libbpf.so.1``):
 
-- ``bpf_object__open_file``; every program but the requested one gets ``autoload = false`` so only
-  that one is verified; ``rodata`` initial values are set with ``bpf_map__set_initial_value``; then
+- ``bpf_object__open_file``; the whole object is loaded (a prog array may hold its other
+  programs), and if the kernel rejects any program, the requested one is loaded alone; ``rodata`` initial values are set with ``bpf_map__set_initial_value``; then
   ``bpf_object__load`` (maps created, global data populated and ``.rodata`` frozen, as libbpf does).
 - ``map_updates`` are written with ``bpf_map_update_elem(BPF_ANY)`` after the load, before the run.
 - ``bpf_prog_test_run_opts`` runs the program ``repeat`` times on ``data`` (and ``ctx``).
@@ -437,13 +437,21 @@ class _Child:
         return f"{LIBBPF_SONAME} loaded a trivial socket filter (euid {os.geteuid()})"
 
     def test_run(self, req: dict) -> dict:
+        """Load the whole object (prog arrays may hold its other programs) and run one program;
+        if the kernel rejects the whole, load the requested program alone and try again."""
+        try:
+            return self._test_run(req, load_all=True)
+        except _ChildError:
+            return self._test_run(req, load_all=False)
+
+    def _test_run(self, req: dict, load_all: bool) -> dict:
         ct, lib = self.ct, self.lib
         path = req["object"]
         obj = lib.bpf_object__open_file(path.encode(), None)
         if not obj:
             raise self._fail(f"libbpf cannot open {path}", ct.get_errno())
         try:
-            prog = self._select_program(obj, req["program"])
+            prog = self._select_program(obj, req["program"], load_all)
             name = lib.bpf_program__name(prog).decode()
             log = ct.create_string_buffer(1 << 24)
             lib.bpf_program__set_log_buf(prog, ct.cast(log, ct.c_void_p), len(log))
@@ -481,7 +489,7 @@ class _Child:
         finally:
             lib.bpf_object__close(obj)
 
-    def _select_program(self, obj, wanted: str | None):
+    def _select_program(self, obj, wanted: str | None, load_all: bool):
         lib = self.lib
         progs = []
         prog = lib.bpf_object__next_program(obj, None)
@@ -502,7 +510,7 @@ class _Child:
             why = "several programs match" if chosen else "no such program"
             raise _ChildError(f"kernel engine: {wanted!r}: {why}; programs: {listing}")
         for p in progs:
-            if p != chosen[0]:
+            if p != chosen[0] and not load_all:
                 lib.bpf_program__set_autoload(p, False)
         return chosen[0]
 

@@ -345,7 +345,7 @@ def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
     def trace_printk(fmt, size, a1, a2, a3):
         message = format_printk(_read(fmt, size & 0xFFFF_FFFF), [a1, a2, a3])
         sink(message)
-        return len(message) + 1
+        return len(message.encode())  # bstr_printf's count: the formatted bytes, without the NUL
     return Helper(TRACE_PRINTK, "trace_printk", trace_printk, Prototype("integer", ("mem", "size", "any", "any", "any")))
 
 

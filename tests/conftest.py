@@ -26,11 +26,18 @@ def engine(request) -> str:
     return request.param
 
 
+OPT_IN_MARKERS = {
+    "slow": "slow: run with -m slow",
+    "kernel": "loads programs into the kernel: run with -m kernel",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked slow run only when selected (-m slow); the default run skips them, saying why."""
-    if "slow" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    """Tests marked slow or kernel run only when selected with -m; the default run skips them."""
+    selected = config.getoption("markexpr") or ""
+    for marker, reason in OPT_IN_MARKERS.items():
+        if marker in selected:
+            continue
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))

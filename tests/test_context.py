@@ -108,9 +108,26 @@ def test_skb_fields_read_and_write(engine):
     ctx = bytearray(192)
     struct.pack_into("<I", ctx, 52, 100)
     result = prog.test_run(bytes(60), ctx=bytes(ctx), engine=engine)
-    assert result.retval == 160
+    # A socket filter sees the packet from the network header on: len = 60 - 14 Ethernet bytes.
+    assert result.retval == 46 + 100
     assert struct.unpack_from("<I", result.ctx_out, 8)[0] == 5  # mark written back
-    assert struct.unpack_from("<I", result.ctx_out, 0)[0] == 60  # len
+    assert struct.unpack_from("<I", result.ctx_out, 0)[0] == 46  # len
+
+
+def test_socket_filter_sees_the_network_header_and_gets_protocol(engine):
+    # r0 = skb->protocol (the big-endian ethertype as a host u32) | first byte of data << 16
+    prog = Program.from_asm("""
+        ldxw %r0, [%r1+16]
+        ldxw %r2, [%r1+76]
+        ldxb %r3, [%r2+0]
+        lsh %r3, 16
+        or %r0, %r3
+        exit
+    """, prog_type="socket")
+    frame = bytes(12) + b"\x08\x00" + b"\x45" + bytes(30)
+    result = prog.test_run(frame, engine=engine)
+    assert result.retval == 0x0008 | 0x45 << 16
+    assert result.data_out == bytes(14) + frame[14:]  # the Ethernet header comes back zeroed
 
 
 @pytest.mark.parametrize("text, message", [
