@@ -23,12 +23,10 @@ from .runtime import elf
 from .runtime.context import program_type_for_section
 from .runtime.environment import ArrayLayout, Environment, func_token
 from .runtime.map_types import MapType
-from .runtime.maps import Map, MapSpec, create_map, map_from_handle
+from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
 from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.stdhelpers import KERNEL_HELPER_IDS, standard_helpers
-
-BPF_F_RDONLY_PROG = 1 << 7
 
 # Helpers users registered with register_helper(): objects loaded afterwards can call them.
 _user_helpers = HelperRegistry()
