@@ -87,10 +87,12 @@ def test_bad_bytecode_error_names_the_instruction(capsys, tmp_path):
 
 
 def test_default_job_console_script():
-    """The README's first set-up command runs the bundled program on both engines."""
+    """The README's first set-up command runs the bundled firewall on both engines."""
     exe = shutil.which("bpfjit")
     argv = [exe, "run"] if exe else [sys.executable, "-m", "bpfjit.cli", "run"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "engine=interp" in done.stdout and "engine=jit" in done.stdout
+    assert "engines jit and interp" in done.stdout and "agree on both engines" in done.stdout
+    assert "XDP_DROP" in done.stdout and "XDP_PASS" in done.stdout and "XDP_TX" in done.stdout
+    assert "mean per packet: jit" in done.stdout and "interp" in done.stdout
     assert "faster than the interpreter" in done.stdout
