@@ -18,10 +18,11 @@ import subprocess
 import sys
 
 import pytest
-
-from bpfjit import cli
-from bpfjit.cli import main, read_packets
 from bpfjit.runtime import elf
+
+from bpfjit.cli import common as cli
+from bpfjit.cli import main, read_packets
+from bpfjit.errors import BPFError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GLOBALS = str(REPO / "tests" / "progs" / "globals.o")
@@ -332,7 +333,7 @@ def test_kernel_engine_is_for_objects_only(capsys, tmp_path):
 def test_read_packets_names_the_bad_line():
     assert read_packets("# comment\n\n0a0b  # two bytes\nff\n") == [("two bytes", b"\x0a\x0b"),
                                                                     ("packet 2", b"\xff")]
-    with pytest.raises(cli.BPFError, match="packets.hex:2: not hexadecimal"):
+    with pytest.raises(BPFError, match="packets.hex:2: not hexadecimal"):
         read_packets("00\nxyz\n")
 
 

@@ -1,0 +1,59 @@
+"""Bytecode verbs: ``asm``, ``disasm``, and the bpf_conformance plugin protocol."""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from .. import asm, disasm, isa
+from ..errors import BPFError
+from ..program import Program
+from ..runtime import elf
+from ..runtime.helpers import HelperRegistry, unwind_helper
+from .common import (
+    _hex_arg,
+    _read,
+    _text,
+)
+
+# --- asm, disasm, conformance plugin ------------------------------------------------------------
+
+def cmd_asm(args: argparse.Namespace) -> int:
+    code = asm.assemble(_text(args.file, _read(args.file)))
+    if args.output:
+        pathlib.Path(args.output).write_bytes(code)
+    else:
+        for i in range(0, len(code), 8):
+            print(code[i:i + 8].hex(" "))
+    return 0
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    if not elf.is_elf(data):
+        print(disasm.listing(isa.decode(data), [(0, pathlib.Path(args.file).stem)]), end="")
+        return 0
+    sections = elf.code_sections(data, name=args.file)
+    if args.section:
+        sections = [s for s in sections if s.name == args.section]
+        if not sections:
+            raise BPFError(f"{args.file}: no code section named {args.section!r}")
+    # The same layout as llvm-objdump -d, so the two can be diffed.
+    print(f"\n{pathlib.Path(args.file).name}:\tfile format elf64-bpf")
+    for section in sections:
+        print(f"\nDisassembly of section {section.name}:\n")
+        symbols = section.symbols or ((0, section.name),)
+        print(disasm.listing(isa.decode(section.code), symbols), end="")
+    return 0
+
+
+def cmd_conformance_plugin(args: argparse.Namespace) -> int:
+    """bpf_conformance's plugin protocol: program hex on stdin, memory hex in argv, r0 in hex out."""
+    code = _hex_arg(sys.stdin.read().strip(), "program on stdin")
+    mem = _hex_arg(args.memory, "memory argument") if args.memory else b""
+    helpers = HelperRegistry([unwind_helper()])
+    program = Program.from_bytes(code, helpers=helpers)
+    print(f"{program.run(mem, engine=args.engine):x}")
+    return 0
+
+

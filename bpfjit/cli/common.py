@@ -1,0 +1,248 @@
+"""Shared by the verbs: reading inputs, loading objects, formatting results, progress bars."""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+from typing import Any, Sequence
+
+from .. import asm
+from ..errors import BPFError
+from ..program import ENGINES, Program, RunResult
+from ..runtime import elf
+from ..runtime.helpers import HelperRegistry
+
+DEFAULT_OBJECT = "firewall.o"
+DEFAULT_SOURCE = "firewall.c"
+DEFAULT_PACKETS = "packets.hex"
+INTERP_REPEAT = 20   # the interpreter is ~100-1000x slower: time it on fewer runs
+JIT_REPEAT = 10_000  # per packet, in the JIT's native repeat loop
+PROGRESS_AFTER_NS = 1e9  # runs expected to take longer than this get a progress bar (on a TTY)
+CHUNK_NS = 1e8           # ... and are run in chunks of about this long
+OBJECT_ENGINES = (*ENGINES, "kernel")
+
+XDP_ACTIONS = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
+TC_ACTIONS = {-1: "TC_ACT_UNSPEC", 0: "TC_ACT_OK", 1: "TC_ACT_RECLASSIFY", 2: "TC_ACT_SHOT",
+              3: "TC_ACT_PIPE", 4: "TC_ACT_STOLEN", 5: "TC_ACT_QUEUED", 6: "TC_ACT_REPEAT",
+              7: "TC_ACT_REDIRECT"}
+
+
+
+# --- input files --------------------------------------------------------------------------------
+
+def _read(path: str) -> bytes:
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as exc:
+        raise BPFError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _text(path: str, data: bytes) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise BPFError(f"{path}: not a text file") from None
+
+
+def load_program(path: str, helpers: HelperRegistry | None = None) -> tuple[Program, bytes | None, int | None]:
+    """A program from a .data test file, assembly text or raw bytecode (ELF objects: ``load_object``).
+
+    Returns the program and, for .data files, their memory and expected result.
+    """
+    data = _read(path)
+    name = pathlib.Path(path).stem
+    if elf.is_elf(data):
+        raise BPFError(f"{path}: an ELF object: load it with bpfjit.load() (or 'bpfjit run {path}')")
+    if path.endswith(".data"):
+        case = asm.parse_test_file(_text(path, data))
+        return Program.from_asm(case.asm, helpers=helpers, name=name), case.mem, case.result
+    if path.endswith((".asm", ".s")):
+        return Program.from_asm(_text(path, data), helpers=helpers, name=name), None, None
+    return Program.from_bytes(data, helpers=helpers, name=name), None, None
+
+
+def _hex_arg(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace("0x", "").replace(":", ""))
+    except ValueError:
+        raise BPFError(f"{what} is not hexadecimal: {text!r}") from None
+
+
+def _parse_rodata(items: Sequence[str] | None) -> dict[str, int]:
+    """``--rodata NAME=VALUE`` (repeatable; VALUE an int in any Python base: 9, 0x35, 0o11)."""
+    values: dict[str, int] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise BPFError(f"--rodata {item!r}: expected NAME=VALUE")
+        try:
+            values[name.strip()] = int(value.strip(), 0)
+        except ValueError:
+            raise BPFError(f"--rodata {item!r}: {value.strip()!r} is not an integer") from None
+    return values
+
+
+def _require_elf(path: str) -> None:
+    if not elf.is_elf(_read(path)):
+        raise BPFError(f"{path}: not an ELF object (the object verbs take clang-built BPF objects)")
+
+
+def load_object(path: str, rodata: dict[str, int] | None = None):
+    """bpfjit.load() of a file named on the command line."""
+    from ..object import (
+        load,  # the loader pulls in every helper: only verbs on objects pay for it
+    )
+    _require_elf(path)
+    return load(path, rodata=rodata or None)
+
+
+def _pick_program(obj, name: str | None) -> Program:
+    if name is not None:
+        if name not in obj.programs:
+            raise BPFError(f"{obj.name}: no program named {name!r} (programs: {', '.join(obj.programs) or 'none'})")
+        return obj.programs[name]
+    if len(obj.programs) != 1:
+        raise BPFError(f"{obj.name} holds {len(obj.programs)} programs: pick one with -p "
+                       f"({', '.join(obj.programs) or 'none'})")
+    return next(iter(obj.programs.values()))
+
+
+def _run_input(args: argparse.Namespace) -> tuple[bytes | None, bytes | None]:
+    """The data (None when not given) and ctx of --data/--data-hex/--ctx-hex."""
+    data = None
+    if getattr(args, "data_hex", None) is not None:
+        data = _hex_arg(args.data_hex, "--data-hex")
+    elif getattr(args, "data", None) is not None:
+        data = _read(args.data)
+    ctx = _hex_arg(args.ctx_hex, "--ctx-hex") if getattr(args, "ctx_hex", None) is not None else None
+    return data, ctx
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+def _jsonable(value: Any) -> Any:
+    """Map keys/values (ints, dicts, lists, bytes, floats, inner maps) as JSON-ready data."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex(" ")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return getattr(value, "name", str(value))
+
+
+def _show(value: Any) -> str:
+    """One-line text of a key or value, as bpftool prints BTF-formatted data."""
+    value = _jsonable(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def _hexdump(data: bytes, indent: str = "  ") -> str:
+    return "\n".join(f"{indent}{offset:04x}: {data[offset:offset + 16].hex(' ')}"
+                     for offset in range(0, len(data), 16))
+
+
+def _retval_name(program: Program, retval: int) -> str:
+    if program.prog_type == "xdp":
+        return XDP_ACTIONS.get(retval & 0xFFFFFFFF, "")
+    if program.prog_type == "tc":
+        signed = retval - (1 << 32) if retval & 0x80000000 and retval < 1 << 32 else retval
+        return TC_ACTIONS.get(signed, "")
+    return ""
+
+
+def _print_result(program: Program, engine: str, result: RunResult, as_json: bool) -> None:
+    """The one-line result of a raw program (.data, assembly, bytecode)."""
+    if as_json:
+        print(json.dumps({"program": program.name, "engine": engine, "retval": result.retval,
+                          "data_out": result.data_out.hex(), "duration_ns": result.duration_ns}))
+        return
+    print(f"{program.name}: engine={engine} retval={result.retval:#x} ({result.retval}) "
+          f"duration={result.duration_ns:,.1f} ns/run")
+
+
+# --- progress -----------------------------------------------------------------------------------
+
+class Progress:
+    """A plain-text progress bar on stderr, drawn only when stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None):
+        self.total = max(1, total)
+        self.label = label
+        self.stream = sys.stderr
+        self.enabled = _stderr_is_tty() if enabled is None else enabled
+        self.started = time.monotonic()
+        self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        self.update(self.done + n)
+
+    def update(self, done: int) -> None:
+        self.done = min(done, self.total)
+        if not self.enabled:
+            return
+        filled = self.WIDTH * self.done // self.total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        elapsed = time.monotonic() - self.started
+        self.stream.write(f"\r{self.label} [{bar}] {100 * self.done // self.total:3d}% "
+                          f"{self.done:,}/{self.total:,} {elapsed:.1f}s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        self.update(0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def timed_run(program: Program, data: bytes, ctx: bytes | None, repeat: int, engine: str,
+              label: str | None = None) -> RunResult:
+    """``program.test_run`` with a progress bar for long runs (only when stderr is a terminal).
+
+    On a terminal, one run is timed first; if the rest is expected to take over a second, it runs
+    in chunks of about 0.1 s with a bar. The packet carries over from chunk to chunk (each chunk
+    starts from the previous chunk's data_out) and maps keep their state, so the outcome is that
+    of one ``test_run(repeat=N)``; the reported duration is the mean over all N runs.
+    """
+    if repeat <= 1 or not _stderr_is_tty():
+        return program.test_run(data, ctx, repeat=repeat, engine=engine)
+    first = program.test_run(data, ctx, repeat=1, engine=engine)
+    rest = repeat - 1
+    if first.duration_ns * rest <= PROGRESS_AFTER_NS:
+        last = program.test_run(first.data_out, ctx, repeat=rest, engine=engine)
+        return RunResult(last.retval, last.data_out,
+                         (first.duration_ns + last.duration_ns * rest) / repeat, last.ctx_out)
+    chunk = max(1, int(CHUNK_NS / max(first.duration_ns, 1.0)))
+    total_ns, last, done = first.duration_ns, first, 1
+    with Progress(repeat, label or f"{program.name} ({engine})") as bar:
+        bar.update(done)
+        while done < repeat:
+            n = min(chunk, repeat - done)
+            last = program.test_run(last.data_out, ctx, repeat=n, engine=engine)
+            total_ns += last.duration_ns * n
+            done += n
+            bar.update(done)
+    return RunResult(last.retval, last.data_out, total_ns / repeat, last.ctx_out)
+
+

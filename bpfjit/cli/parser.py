@@ -1,0 +1,131 @@
+"""The argument parser and ``main``: every user error becomes one ``bpfjit: error:`` line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from ..errors import BPFError
+from ..program import ENGINES
+from .bytecode import cmd_asm, cmd_conformance_plugin, cmd_disasm
+from .common import (
+    OBJECT_ENGINES,
+)
+from .inspect import (
+    cmd_btf_dump,
+    cmd_map_dump,
+    cmd_prog_dump,
+    cmd_prog_list,
+)
+from .run import cmd_run
+
+# --- argument parsing ---------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors end as one ``bpfjit: error: ...`` line (status 1)."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _add_run_inputs(p: argparse.ArgumentParser, engines: Sequence[str], default_repeat: int | None) -> None:
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="FILE", help="file holding the packet / the memory r1 points at")
+    source.add_argument("--data-hex", metavar="HEX", help="the packet / the memory r1 points at, in hex")
+    p.add_argument("--ctx-hex", metavar="HEX", help="the context (e.g. struct xdp_md) in hex")
+    p.add_argument("--engine", choices=engines, default="jit")
+    p.add_argument("--repeat", type=int, default=default_repeat, metavar="N",
+                   help="run N times (the mean time per run is reported)")
+    p.add_argument("--rodata", action="append", metavar="NAME=VALUE",
+                   help="set a const volatile global before load (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bpfjit", description="Run BPF programs in userspace: interpreted or "
+                                                "jitted to x86-64 through LLVM.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+
+    p = verbs.add_parser("run", help="run a program (no FILE: the bundled firewall on both engines)",
+                         description="Run an ELF object's program, a .data test file, .asm/.s assembly or raw "
+                                     "bytecode. Without FILE: the bundled XDP firewall over the bundled "
+                                     "packets on both engines (checked against each other, then timed).")
+    p.add_argument("file", nargs="?", help="ELF object, .data test file, .asm/.s assembly, or raw bytecode")
+    p.add_argument("-p", "--program", help="the object's program to run (default: its only one)")
+    _add_run_inputs(p, OBJECT_ENGINES, None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_run)
+
+    prog = verbs.add_parser("prog", help="list or dump an object's programs (like bpftool prog)")
+    prog_verbs = prog.add_subparsers(dest="prog_verb", required=True, metavar="{list,dump}",
+                                     parser_class=_Parser)
+    p = prog_verbs.add_parser("list", help="one line per program: name, type, section, insns, license")
+    p.add_argument("file", metavar="OBJECT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prog_list)
+    p = prog_verbs.add_parser("dump", help="a program as it runs (--xlated), as x86-64 code (--jited) or LLVM IR")
+    p.add_argument("file", metavar="OBJECT")
+    p.add_argument("-p", "--program", help="the program (default: the object's only one)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--xlated", action="store_true", help="BPF as it runs, ctx accesses rewritten (default)")
+    what.add_argument("--jited", action="store_true", help="x86-64 assembly of the compiled program")
+    what.add_argument("--ir", action="store_true", help="LLVM IR, unoptimised then optimised")
+    p.set_defaults(func=cmd_prog_dump)
+
+    maps = verbs.add_parser("map", help="dump an object's maps (like bpftool map dump)")
+    map_verbs = maps.add_subparsers(dest="map_verb", required=True, metavar="{dump}", parser_class=_Parser)
+    p = map_verbs.add_parser("dump", help="keys and values, formatted with BTF; optionally after a run")
+    p.add_argument("file", metavar="OBJECT")
+    p.add_argument("-m", "--map", help="only this map (default: all)")
+    p.add_argument("-p", "--program", help="run this program first (with --data/--data-hex ...)")
+    _add_run_inputs(p, ENGINES, None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_map_dump)
+
+    btf = verbs.add_parser("btf", help="dump an object's BTF (like bpftool btf dump file)")
+    btf_verbs = btf.add_subparsers(dest="btf_verb", required=True, metavar="{dump}", parser_class=_Parser)
+    p = btf_verbs.add_parser("dump", help="one line per type: [id] KIND 'name' ...")
+    p.add_argument("file", metavar="OBJECT")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_btf_dump)
+
+    p = verbs.add_parser("asm", help="assemble bpf_conformance-syntax assembly into bytecode")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", help="write raw bytecode here (default: hex, one instruction per line)")
+    p.set_defaults(func=cmd_asm)
+
+    p = verbs.add_parser("disasm", help="disassemble raw bytecode or an ELF object, llvm-objdump style")
+    p.add_argument("file")
+    p.add_argument("-s", "--section", help="only this ELF section")
+    p.set_defaults(func=cmd_disasm)
+
+    p = verbs.add_parser("conformance-plugin", help="bpf_conformance plugin: program hex on stdin")
+    p.add_argument("memory", nargs="?", help="memory in hex")
+    p.add_argument("--engine", choices=ENGINES, default="jit")
+    p.set_defaults(func=cmd_conformance_plugin)
+    return parser
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    return " | ".join(lines) or "unknown error"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "repeat", None) is not None and args.repeat < 1:
+            raise BPFError(f"--repeat must be at least 1, not {args.repeat}")
+        return args.func(args)
+    except (BPFError, _UsageError) as exc:
+        print(f"bpfjit: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os._exit(0)
