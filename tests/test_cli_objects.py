@@ -13,12 +13,12 @@ import json
 import pathlib
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 
 import pytest
 from bpfjit.runtime import elf
+from packets import inet_csum
 
 from bpfjit.cli import common as cli
 from bpfjit.cli import main, read_packets
@@ -66,15 +66,6 @@ def run_json(capsys, *argv: str) -> dict | list:
 def ip_key(address: str) -> int:
     """A sources key as the map shows it: the __u32 read from the address in network byte order."""
     return int.from_bytes(socket.inet_aton(address), "little")
-
-
-def inet_csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def test_bundled_packets_are_the_ones_the_verdicts_describe():

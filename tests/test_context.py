@@ -5,30 +5,20 @@ import pathlib
 import struct
 
 import pytest
-
-from bpfjit.errors import BPFError, ProgramError
-from bpfjit.program import Program
 from bpfjit.runtime import elf
 from bpfjit.runtime.context import program_type_for_section
 from bpfjit.runtime.environment import Environment, func_token
+from packets import IPPROTO_UDP, frame, ipv4, udp
+
+from bpfjit.errors import BPFError, ProgramError
+from bpfjit.program import Program
 
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
 XDP_DROP, XDP_PASS = 1, 2
 
 
-def ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total ^ 0xFFFF
-
-
 def udp_packet(dport: int = 53, corrupt_checksum: bool = False) -> bytes:
-    udp = struct.pack("!HHHH", 1234, dport, 8 + 4, 0) + b"data"
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                               bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])))
-    struct.pack_into("!H", ip, 10, ipv4_checksum(bytes(ip)) ^ (1 if corrupt_checksum else 0))
-    return bytes(6) + bytes(6) + b"\x08\x00" + bytes(ip) + udp
+    return frame(ipv4(IPPROTO_UDP, udp(dport, b"data"), good_csum=not corrupt_checksum))
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import pathlib
-import struct
 
 import pytest
+from bpfjit.runtime.kernel import kernel_available, kernel_test_run
+from bpfjit.runtime.map_types import MapType
+from packets import IPPROTO_UDP, frame, ipv4, udp
 
 import bpfjit
 from bpfjit.errors import KernelEngineError
-from bpfjit.runtime.kernel import kernel_available, kernel_test_run
-from bpfjit.runtime.map_types import MapType
 
 pytestmark = pytest.mark.kernel
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
@@ -28,14 +28,7 @@ COMPARED_TYPES = {MapType.ARRAY, MapType.HASH, MapType.LRU_HASH}
 
 
 def packet() -> bytes:
-    udp = struct.pack("!HHHH", 1234, 53, 12, 0) + b"data"
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                               bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])))
-    total = sum(struct.unpack("!10H", bytes(ip)))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    struct.pack_into("!H", ip, 10, total ^ 0xFFFF)
-    return bytes(12) + b"\x08\x00" + bytes(ip) + udp
+    return frame(ipv4(IPPROTO_UDP, udp(53, b"data")))
 
 
 def cases() -> list[tuple[pathlib.Path, str]]:
