@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from bpfjit import isa
-from bpfjit.isa import Insn, s32, s64
+from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_VALUE, MAX_CALL_FRAMES, Status
 from bpfjit.verifier.facts import Facts, Function
