@@ -28,6 +28,7 @@ from .runtime.context import ETH_HLEN, PROGRAM_TYPES, XDP_HEADROOM, build_native
 from .runtime.memory import Buffer, Region, Regions
 from .runtime import run_context
 from .runtime.run_context import RunContext
+from .runtime.static_keys import NativeSite, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
 from .verifier import cfg
 from .verifier.ctx_access import rewrite_ctx_access
@@ -104,11 +105,42 @@ class Program:
 
     # --- compiling -----------------------------------------------------------------------------
     def compile(self) -> CompiledProgram:
-        """The jitted code (compiled once, on first use)."""
+        """The jitted code (compiled once, on first use), its static-branch sites set to their keys."""
         with self._compile_lock:
             if self._compiled is None:
-                self._compiled = compile_program(self.insns, self.facts, self.env)
+                compiled = compile_program(self.insns, self.facts, self.env)
+                self._attach_sites(compiled)
+                self._compiled = compiled
             return self._compiled
+
+    def _attach_sites(self, compiled: CompiledProgram) -> None:
+        by_key: dict[int, list[NativeSite]] = {}
+        for site in compiled.sites:
+            likely = self.insns[site.index].src == isa.STATIC_BRANCH_JA
+            by_key.setdefault(site.index, []).append(NativeSite(site.address, site.target, likely))
+        unkeyed = []
+        for index, sites in by_key.items():
+            key = self.env.static_keys.get(index)
+            if key is None:
+                unkeyed += sites
+            else:
+                key.attach(sites)
+        set_default(unkeyed)
+
+    # --- static keys ---------------------------------------------------------------------------
+    def declare_static_key(self, key: "StaticKey | str", sites: Sequence[int]) -> StaticKey:
+        """Let `key` switch the static-branch JAs (goto_or_nop / nop_or_goto) at these slots.
+
+        For raw bytecode and assembly; objects built with bpfjit's static_keys.h declare their
+        keys in the object. Declare keys before the program is first compiled.
+        """
+        key = StaticKey(key) if isinstance(key, str) else key
+        for index in sites:
+            insn = self.insns[index] if 0 <= index < len(self.insns) else None
+            if insn is None or insn.op != isa.JA or not insn.is_jump or not insn.src & isa.STATIC_BRANCH_JA:
+                raise BPFError(f"insn {index} is not a static-branch JA (goto_or_nop / nop_or_goto)")
+            self.env.static_keys[index] = key
+        return key
 
     # --- running -------------------------------------------------------------------------------
     def run(self, mem: bytes | bytearray = b"", engine: Engine = "jit", max_steps: int | None = None) -> int:

@@ -25,6 +25,7 @@ from bpfjit.runtime.status import RunEnv, Status
 from bpfjit.verifier.facts import Facts
 
 from .lower import lower_program
+from .sites import Site, read_sites
 
 HELPER_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *(ctypes.c_uint64,) * 5)
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), ctypes.c_void_p, ctypes.c_uint64)
@@ -46,6 +47,7 @@ def target_machine() -> llvm.TargetMachine:
         if _host is None:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
+            llvm.initialize_native_asmparser()  # inline asm: the patchable static-branch sites
             _host = (llvm.Target.from_default_triple(), llvm.get_host_cpu_name(),
                      llvm.get_host_cpu_features().flatten())
     target, cpu, features = _host
@@ -83,6 +85,7 @@ class CompiledProgram:
     _engine: llvm.ExecutionEngine
     _callbacks: dict[int, object]
     _exported: frozenset[int]  # start slots of the functions callbacks may enter
+    sites: list[Site]  # the patchable static-branch sites, every copy LLVM made of each
     _entry: object = field(init=False)
     _repeat: object = field(init=False)
 
@@ -147,4 +150,5 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     engine.finalize_object()
     t3 = time.perf_counter()
     exported = frozenset(env.callx_targets(facts.function_starts))
-    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, exported)
+    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, exported,
+                           read_sites(engine))

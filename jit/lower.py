@@ -11,6 +11,7 @@ Shape of the generated module:
   failed helpers and bad callx targets without exceptions crossing native frames;
 * division and modulo use ``select`` guards (LLVM's udiv/sdiv by 0 and INT_MIN/-1 are UB),
   shift counts are masked, atomics are ``atomicrmw``/``cmpxchg`` ``seq_cst``;
+* static-branch JAs (goto_or_nop / nop_or_goto) become patchable 5-byte sites (jit/sites.py);
 * ``@bpf_entry(ptr env, ptr ctx, i64 len)`` runs once; ``@bpf_entry_repeat(..., i64 n)`` runs n
   times through a volatile function pointer so LLVM cannot hoist the work out of the loop.
 
@@ -26,6 +27,8 @@ from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_VALUE, MAX_CALL_FRAMES, Status
 from bpfjit.verifier.facts import Facts, Function
+
+from .sites import MODULE_PROLOGUE, site_asm
 
 _INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
 _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND: "and", isa.XOR: "xor",
@@ -344,9 +347,11 @@ class _FunctionLowering:
             self.terminated = True
         elif op == isa.CALL:
             self.lower_call(insn, index)
+        elif op == isa.JA and insn.src & isa.STATIC_BRANCH_JA:  # a patchable static-branch site
+            self.emit(site_asm(index, f"b{index + 1}", f"b{insn.jump_target(index)}"))
+            self.terminated = True
         elif op == isa.JA:
-            taken = not insn.src & isa.STATIC_BRANCH_NOP
-            self.branch(f"b{insn.jump_target(index) if taken else index + 1}")
+            self.branch(f"b{insn.jump_target(index)}")
         elif op == isa.JCOND:
             left = self.value("load i64, ptr %may_goto")
             spent = self.value(f"icmp eq i64 {left}, 0")
@@ -446,7 +451,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     may_stop = counts_depth or any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
                                    for insn in real)
-    parts = [
+    parts = MODULE_PROLOGUE + [
         "declare i16 @llvm.bswap.i16(i16)",
         "declare i32 @llvm.bswap.i32(i32)",
         "declare i64 @llvm.bswap.i64(i64)",

@@ -15,6 +15,7 @@ from bpfjit.isa import Insn
 
 from .helpers import HelperRegistry
 from .memory import Region
+from .static_keys import StaticKey
 
 # A BPF function's "address" as programs see it (ld_imm64 src=4, function pointers in global
 # data, callx targets). The kernel puts a code address there that programs may only call or pass
@@ -55,6 +56,15 @@ class Environment:
     array_map: Callable[[int], ArrayLayout | None] = lambda handle: None
     # The bytes at [address, address + size) if they lie in a frozen read-only map, else None.
     frozen_bytes: Callable[[int, int], bytes | None] = lambda address, size: None
+    # Static-branch sites (JA with a flavour) by slot, and the key that switches each.
+    static_keys: dict[int, StaticKey] = field(default_factory=dict)
+
+    def static_branch_jumps(self, index: int, insn: Insn) -> bool:
+        """Whether the static-branch JA at `index` jumps now: iff its key is enabled XOR it is
+        the likely flavour (goto_or_nop); a site without a key behaves as a disabled key's."""
+        likely = insn.src == isa.STATIC_BRANCH_JA
+        key = self.static_keys.get(index)
+        return (key is not None and key.enabled) != likely
 
     def token_of(self, start: int) -> int:
         """The token of the function starting at slot `start`."""

@@ -228,7 +228,7 @@ class Interpreter:
         if op == isa.JA:
             if insn.opcode == isa.GOTOX_OP:
                 raise BPFRuntimeError(self.pc, "gotox needs jump tables, which raw programs do not have")
-            taken = static_branch_default(insn)
+            taken = insn.src == 0 or self.env.static_branch_jumps(self.pc, insn)
         elif op == isa.JCOND:  # may_goto: branch once this frame's budget is spent
             frame = self.frames[-1]
             taken = frame.may_goto_left == 0
@@ -257,11 +257,6 @@ class Interpreter:
             self.pc += 1
         else:
             raise BPFRuntimeError(self.pc, "kfunc calls are not supported")
-
-
-def static_branch_default(insn: Insn) -> bool:
-    """Whether a JA is taken: always for goto/gotol, per its initial state for static branches."""
-    return not insn.src & isa.STATIC_BRANCH_NOP
 
 
 def alu_result(insn: Insn, dst_value: int, src_value: int) -> int:

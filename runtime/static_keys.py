@@ -1,0 +1,122 @@
+"""Static keys: named switches that turn static-branch sites into jumps or no-ops at run time.
+
+A site is a JA with a flavour (SPEC.md section 0): ``nop_or_goto`` (src_reg 3, the "unlikely"
+flavour) jumps only while its key is enabled; ``goto_or_nop`` (src_reg 1, the "likely" flavour)
+jumps only while its key is disabled. In one rule: a site jumps iff (key enabled) XOR (likely).
+Keys start disabled, so every site starts in its flavour's initial state.
+
+The interpreter asks the key at every site it executes. Jitted code has no test at all: each site
+is 5 bytes of machine code (jit/sites.py) that toggling rewrites to ``jmp rel32`` or a 5-byte NOP.
+
+How a toggle stays safe against a concurrent run of the same code: every site lies inside one
+aligned 8-byte word (the JIT aligns it so), and is rewritten with a single aligned 8-byte store
+of the whole word (the other 3 bytes keep their value). A CPU fetching the site therefore sees
+either the old instruction or the new one, never a mix. The code page is made writable for the
+store (mprotect) and read-only again afterwards; toggles are serialised by one lock.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import threading
+from dataclasses import dataclass
+
+from bpfjit.errors import BPFError
+
+NOP5 = bytes.fromhex("0f1f440000")
+JMP_REL32 = 0xE9
+PAGE = mmap.PAGESIZE
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_PROT_RX = mmap.PROT_READ | mmap.PROT_EXEC
+_PROT_RWX = _PROT_RX | mmap.PROT_WRITE
+_patch_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class NativeSite:
+    address: int
+    target: int
+    likely: bool
+
+
+def site_bytes(site: NativeSite, jump: bool) -> bytes:
+    """The 5 bytes of a site: ``jmp rel32`` to its target, or a 5-byte NOP."""
+    if not jump:
+        return NOP5
+    rel = site.target - (site.address + 5)
+    return bytes([JMP_REL32]) + (rel & 0xFFFF_FFFF).to_bytes(4, "little")
+
+
+def _protect(page: int, prot: int) -> None:
+    if _libc.mprotect(page, PAGE, prot) != 0:
+        raise BPFError(f"mprotect of code page {page:#x} failed (errno {ctypes.get_errno()})")
+
+
+def patch(sites: list[tuple[NativeSite, bool]]) -> None:
+    """Rewrite each site to jump or not, one atomic 8-byte store per site. Callers hold _patch_lock."""
+    pages = sorted({site.address & ~(PAGE - 1) for site, _ in sites})
+    for page in pages:
+        _protect(page, _PROT_RWX)
+    try:
+        for site, jump in sites:
+            word_address = site.address & ~7
+            offset = site.address - word_address
+            if offset > 3:
+                raise BPFError(f"static-branch site {site.address:#x} crosses an 8-byte boundary")
+            word = ctypes.c_uint64.from_address(word_address)
+            image = bytearray(word.value.to_bytes(8, "little"))
+            image[offset:offset + 5] = site_bytes(site, jump)
+            word.value = int.from_bytes(image, "little")  # one aligned 8-byte store
+    finally:
+        for page in pages:
+            _protect(page, _PROT_RX)
+
+
+class StaticKey:
+    """A named switch over static-branch sites, in any number of programs."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._enabled = False
+        self._native: list[NativeSite] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def enable(self) -> None:
+        self.set(True)
+
+    def disable(self) -> None:
+        self.set(False)
+
+    def set(self, enabled: bool) -> None:
+        """Switch the key; every jitted site of it is rewritten before this returns."""
+        with _patch_lock:
+            self._enabled = bool(enabled)
+            patch([(site, self.jumps(site.likely)) for site in self._native])
+
+    def jumps(self, likely: bool) -> bool:
+        """Whether a site of this key with the given flavour jumps now."""
+        return self._enabled != likely
+
+    def attach(self, sites: list[NativeSite]) -> None:
+        """Take over freshly compiled sites, patching them to the key's current state."""
+        with _patch_lock:
+            self._native += sites
+            patch([(site, self.jumps(site.likely)) for site in sites])
+
+    @property
+    def native_sites(self) -> list[NativeSite]:
+        return list(self._native)
+
+    def __repr__(self) -> str:
+        return f"<StaticKey {self.name!r} {'enabled' if self._enabled else 'disabled'}, {len(self._native)} jitted sites>"
+
+
+def set_default(sites: list[NativeSite]) -> None:
+    """Sites with no key behave as a disabled key's sites: jump iff likely."""
+    with _patch_lock:
+        patch([(site, site.likely) for site in sites])
