@@ -4,6 +4,7 @@
     obj.programs["xdp_prog"].test_run(packet)      # jitted; engine="interp" for the interpreter
     obj.maps["counts"][1]                           # dict-like maps, values typed by BTF
     obj.bss.hits                                    # global variables by name, typed by BTF
+    obj.static_keys["debug"].enable()               # static keys declared with static_keys.h
 
 Each global-data section (.data, .rodata, .bss, .data.*, .rodata.*, .bss.*) becomes a
 single-element array map named after the section, as libbpf makes it. ``.rodata`` values can be
@@ -26,6 +27,7 @@ from .runtime.map_types import MapType
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
 from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
+from .runtime.static_keys import StaticKey
 from .runtime.stdhelpers import KERNEL_HELPER_IDS, standard_helpers
 
 # Helpers users registered with register_helper(): objects loaded afterwards can call them.
@@ -126,6 +128,7 @@ class Object:
         self.maps: dict[str, Map] = {}
         self._create_btf_maps()
         self._create_data_maps(rodata or {})
+        self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
         self.helpers = standard_helpers(self._on_trace, ncpus)
         for helper in _user_helpers:
             self.helpers.add(helper)
@@ -133,8 +136,9 @@ class Object:
         by_number = {f.number: f for f in self.elf.functions}
         for linked in self.elf.programs:
             tokens = {func_token(n): start for n, start in linked.function_tokens.items()}
+            keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
-                              array_map=self._array_layout, frozen_bytes=self._frozen_bytes)
+                              array_map=self._array_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
             ptype = program_type_for_section(linked.section).name
             self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype)
             self.programs[linked.name].section = linked.section

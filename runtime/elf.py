@@ -25,7 +25,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from bpfjit.errors import BPFError, ObjectError
-from bpfjit.isa import PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, Insn, decode, is_filler
+from bpfjit.isa import (GOTOL_OP, JA_OP, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, STATIC_BRANCH_JA,
+                        STATIC_BRANCH_NOP, Insn, decode, is_filler)
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -171,6 +172,8 @@ def _describe(exc: Exception) -> str:
 
 R_BPF_64_64, R_BPF_64_ABS64, R_BPF_64_32 = 1, 2, 10
 MAPS_SECTION = ".maps"
+STATIC_KEYS_SECTION = ".static_keys"
+STATIC_KEY_RECORD = 16  # {u32 JA offset, u32 target offset, u64 key reference | likely bit}
 _DATA_PREFIXES = {".data": "data", ".rodata": "rodata", ".bss": "bss"}
 
 
@@ -217,6 +220,7 @@ class LinkedProgram:
     insns: tuple[Insn, ...]
     function_tokens: dict[int, int]  # function number -> start slot in insns
     origins: tuple[tuple[str, int], ...]  # per slot: (section, slot in that section)
+    static_sites: tuple[tuple[int, str], ...] = ()  # (slot of a flavoured JA, its key's name)
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,7 @@ class ElfObject:
     btf: bytes | None
     btf_ext: bytes | None
     license: str
+    static_keys: tuple[str, ...] = ()  # names of the keys .static_keys declares
 
 
 def read_object(source: Source, name: str | None = None) -> ElfObject:
@@ -378,13 +383,48 @@ class _Loader:
         # Functions whose address is stored in data can be called from any program: link them all in.
         address_taken = [target[1] for d in data_sections for _, target in d.pointers if target[0] == "func"]
         address_taken += [target[1] for _, target in map_relocations if target[0] == "func"]
+        self.sites = self._static_key_sites()
         programs = tuple(self.link(f, functions, by_place, map_names, address_taken)
                          for f in functions if f.is_program)
         btf = self._section_bytes(".BTF")
         license_bytes = self._section_bytes("license") or b""
         return ElfObject(self.label, programs, tuple(functions), tuple(data_sections), map_symbols, map_relocations,
                          map_names, btf, self._section_bytes(".BTF.ext"),
-                         license_bytes.split(b"\0", 1)[0].decode(errors="replace"))
+                         license_bytes.split(b"\0", 1)[0].decode(errors="replace"),
+                         tuple(sorted({key for key, _, _ in self.sites.values()})))
+
+    def _static_key_sites(self) -> dict[tuple[str, int], tuple[str, bool, int]]:
+        """(section, JA slot) -> (key name, likely, target slot), from bpfjit's .static_keys records."""
+        data = self._section_bytes(STATIC_KEYS_SECTION)
+        if not data:
+            return {}
+        relocs = self.relocations.get(STATIC_KEYS_SECTION, {})
+        if len(data) % STATIC_KEY_RECORD:
+            raise self.fail(STATIC_KEYS_SECTION, f"size {len(data)} is not a multiple of {STATIC_KEY_RECORD}")
+        sites = {}
+        for offset in range(0, len(data), STATIC_KEY_RECORD):
+            where = f"{STATIC_KEYS_SECTION}+{offset:#x}"
+            ja_word, target_word, key_word = struct.unpack_from("<IIQ", data, offset)
+            found = [relocs.get(offset + delta) for delta in (0, 4, 8)]
+            if None in found:
+                raise self.fail(where, "static-key record without its three relocations")
+            (_, ja_symbol), (_, target_symbol), (_, key_symbol) = found
+            section = self.section_name(ja_symbol.section)
+            if section not in self.code or self.section_name(target_symbol.section) != section:
+                raise self.fail(where, "static-key site outside a code section")
+            ja = (ja_symbol.value + ja_word) // INSN_SIZE
+            target = (target_symbol.value + target_word) // INSN_SIZE
+            sites[(section, ja)] = (self._key_name(key_symbol, key_word & ~1, where), bool(key_word & 1), target)
+        return sites
+
+    def _key_name(self, symbol: Symbol, offset: int, where: str) -> str:
+        """The key variable a record names: its own symbol, or (a static key) the object at offset."""
+        if symbol.kind != "STT_SECTION":
+            return symbol.name
+        for candidate in self.symbols:
+            if candidate.section == symbol.section and candidate.kind == "STT_OBJECT" and candidate.value == offset:
+                return candidate.name
+        raise self.fail(where, f"static key at {self.section_name(symbol.section)}+{offset:#x} has no symbol")
 
     def _section_bytes(self, name: str) -> bytes | None:
         section = next((s for s in self.sections if s.name == name), None)
@@ -400,6 +440,7 @@ class _Loader:
         pending: list[tuple[int, Function, str]] = []  # (slot in output, target, kind "call"|"func")
         out: list[Insn] = []
         origins: list[tuple[str, int]] = []
+        static_sites: list[tuple[int, str]] = []
         position = 0
         while position < len(order):
             function = order[position]
@@ -421,6 +462,9 @@ class _Loader:
                     insn = self._data_reference(insn, reloc, map_names, where)
                 elif insn.is_lddw and insn.src:
                     raise self.fail(where, f"ld_imm64 with pseudo source {insn.src} and no relocation")
+                elif (function.section, slot) in self.sites:
+                    insn = self._static_site(insn, slot, function.section, where)
+                    static_sites.append((len(out), self.sites[(function.section, slot)][0]))
                 out.append(insn)
                 origins.append((function.section, slot))
         for index, target, kind in pending:
@@ -433,7 +477,18 @@ class _Loader:
             if insn.is_lddw and not is_filler(out, index):
                 out[index + 1] = Insn(0, imm=insn.next_imm)
         tokens = {number: start for number, start in starts.items()}
-        return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins))
+        return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites))
+
+    def _static_site(self, insn: Insn, slot: int, section: str, where: str) -> Insn:
+        """The JA a .static_keys record names, turned into goto_or_nop (likely) or nop_or_goto."""
+        _, likely, target = self.sites[(section, slot)]
+        if insn.opcode not in (JA_OP, GOTOL_OP) or insn.src != 0:
+            raise self.fail(where, "a .static_keys record names an instruction that is not a goto")
+        if insn.jump_target(slot) != target:
+            raise self.fail(where, f"the goto's target (insn {insn.jump_target(slot)}) is not the "
+                                   f"record's (insn {target})")
+        flavour = STATIC_BRANCH_JA if likely else STATIC_BRANCH_JA | STATIC_BRANCH_NOP
+        return Insn(insn.opcode, insn.dst, flavour, insn.off, insn.imm, insn.next_imm)
 
     def _is_code(self, symbol: Symbol) -> bool:
         return symbol.section >= 0 and self.section_name(symbol.section) in self.code

@@ -89,13 +89,30 @@ def _require_elf(path: str) -> None:
         raise BPFError(f"{path}: not an ELF object (the object verbs take clang-built BPF objects)")
 
 
-def load_object(path: str, rodata: dict[str, int] | None = None):
-    """bpfjit.load() of a file named on the command line."""
+def _parse_keys(items: Sequence[str] | None) -> dict[str, bool]:
+    """``--key NAME=on|off`` (repeatable): static-key states to set after load."""
+    states = {}
+    for item in items or ():
+        name, _, state = item.partition("=")
+        if state.strip().lower() not in ("on", "off") or not name.strip():
+            raise BPFError(f"--key {item!r}: expected NAME=on or NAME=off")
+        states[name.strip()] = state.strip().lower() == "on"
+    return states
+
+
+def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None):
+    """bpfjit.load() of a file named on the command line, with its static keys set."""
     from ..object import (
         load,  # the loader pulls in every helper: only verbs on objects pay for it
     )
     _require_elf(path)
-    return load(path, rodata=rodata or None)
+    obj = load(path, rodata=rodata or None)
+    for name, enabled in (keys or {}).items():
+        if name not in obj.static_keys:
+            known = ", ".join(obj.static_keys) or "none"
+            raise BPFError(f"{obj.name}: no static key named {name!r} (keys: {known})")
+        obj.static_keys[name].set(enabled)
+    return obj
 
 
 def _pick_program(obj, name: str | None) -> Program:

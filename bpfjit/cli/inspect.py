@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import re
 from typing import Any
@@ -11,8 +12,10 @@ from ..errors import BPFError
 from ..program import Program
 from ..runtime import btf as btf_module
 from ..runtime import elf
+from ..runtime.static_keys import NOP5
 from .common import (
     _jsonable,
+    _parse_keys,
     _parse_rodata,
     _pick_program,
     _require_elf,
@@ -103,13 +106,31 @@ def jited_listing(program: Program) -> str:
         module = llvm.parse_assembly(compiled.optimised_ir)
         module.triple = tm.triple
         module.data_layout = str(tm.target_data)
-        return tm.emit_assembly(module)
+        listing = tm.emit_assembly(module)
     except RuntimeError as exc:
         raise BPFError(f"{program.name}: LLVM could not emit assembly: {exc}") from None
+    return listing + static_site_listing(program, compiled.sites)
+
+
+def static_site_listing(program: Program, sites) -> str:
+    """The live machine code of each static-branch site, as it is patched now."""
+    if not sites:
+        return ""
+    lines = ["", "; static-branch sites, as patched now:"]
+    for site in sorted(sites, key=lambda s: (s.index, s.address)):
+        code = ctypes.string_at(site.address, 5)
+        key = program.env.static_keys.get(site.index)
+        state = f"key {key.name} {'on' if key.enabled else 'off'}" if key else "no key"
+        if code == NOP5:
+            text = "nopl 0x0(%rax,%rax,1)"
+        else:
+            text = f"jmp {site.address + 5 + int.from_bytes(code[1:], 'little', signed=True):#x}"
+        lines.append(f"{site.address:#x}:  {code.hex(' ')}    {text:<28} ; insn {site.index}, {state}")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_prog_dump(args: argparse.Namespace) -> int:
-    obj = load_object(args.file)
+    obj = load_object(args.file, keys=_parse_keys(args.key))
     program = _pick_program(obj, args.program)
     if args.ir:
         compiled = program.compile()
@@ -138,7 +159,7 @@ def _map_record(m) -> dict:
 
 
 def cmd_map_dump(args: argparse.Namespace) -> int:
-    obj = load_object(args.file, _parse_rodata(args.rodata))
+    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key))
     if args.map is not None and args.map not in obj.maps:
         raise BPFError(f"{obj.name}: no map named {args.map!r} (maps: {', '.join(obj.maps) or 'none'})")
     data, ctx = _run_input(args)

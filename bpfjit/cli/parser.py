@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import resources
 from typing import Sequence
 
 from ..errors import BPFError
@@ -43,6 +44,18 @@ def _add_run_inputs(p: argparse.ArgumentParser, engines: Sequence[str], default_
                    help="run N times (the mean time per run is reported)")
     p.add_argument("--rodata", action="append", metavar="NAME=VALUE",
                    help="set a const volatile global before load (repeatable)")
+    _add_key_option(p)
+
+
+def _add_key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key", action="append", metavar="NAME=on|off",
+                   help="set a static key after load (repeatable; keys start off)")
+
+
+def cmd_include_dir(args: argparse.Namespace) -> int:
+    """The folder to pass to clang with -I for #include <bpfjit/static_keys.h>."""
+    print(resources.files("bpfjit") / "include")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--xlated", action="store_true", help="BPF as it runs, ctx accesses rewritten (default)")
     what.add_argument("--jited", action="store_true", help="x86-64 assembly of the compiled program")
     what.add_argument("--ir", action="store_true", help="LLVM IR, unoptimised then optimised")
+    _add_key_option(p)
     p.set_defaults(func=cmd_prog_dump)
+
+    p = verbs.add_parser("include-dir", help="print the folder of bpfjit's C headers (for clang -I)")
+    p.set_defaults(func=cmd_include_dir)
 
     maps = verbs.add_parser("map", help="dump an object's maps (like bpftool map dump)")
     map_verbs = maps.add_subparsers(dest="map_verb", required=True, metavar="{dump}", parser_class=_Parser)

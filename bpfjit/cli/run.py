@@ -10,6 +10,7 @@ from ..program import RunResult
 from ..runtime import elf
 from .common import (
     _hexdump,
+    _parse_keys,
     _parse_rodata,
     _pick_program,
     _print_result,
@@ -31,8 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_object(args)
     if args.engine == "kernel":
         raise BPFError("--engine kernel runs programs of ELF objects only")
-    if args.rodata:
-        raise BPFError("--rodata sets globals of ELF objects only")
+    if args.rodata or args.key:
+        raise BPFError("--rodata and --key apply to ELF objects only")
     program, mem, _ = load_program(args.file)
     data, ctx = _run_input(args)
     if data is not None:
@@ -54,7 +55,9 @@ def _rodata_images(obj) -> dict[str, bytes]:
 
 def run_object(args: argparse.Namespace) -> int:
     """``bpfjit run OBJECT``: one program of an ELF object on one engine, bpftool prog run style."""
-    obj = load_object(args.file, _parse_rodata(args.rodata))
+    if args.key and args.engine == "kernel":
+        raise BPFError("--key needs the jit or interp engine: the kernel has no static keys")
+    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key))
     program = _pick_program(obj, args.program)
     data, ctx = _run_input(args)
     data = data if data is not None else b""
