@@ -145,12 +145,18 @@ def disassemble(insns: Sequence[Insn]) -> list[tuple[int, str]]:
     return [(i, insn_text(insn)) for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
 
 
-def _jump_annotation(insn: Insn, index: int, symbol: str, symbol_index: int) -> str:
-    """llvm-objdump's ``<sym+0xNN>`` after a branch: the target as a byte offset from the symbol."""
+def _jump_annotation(insn: Insn, index: int, symbols: list[tuple[int, str]]) -> str:
+    """llvm-objdump's ``<sym+0xNN>`` after a branch: the target as a byte offset from the nearest
+    symbol at or before it."""
     if not insn.is_jump or insn.op in (isa.CALL, isa.EXIT) or insn.opcode == isa.GOTOX_OP:
         return ""
-    delta = (insn.jump_target(index) - symbol_index) * 8
-    return f" <{symbol}+{delta:#x}>" if delta else f" <{symbol}>"
+    target = insn.jump_target(index)
+    before = [(start, name) for start, name in symbols if start <= target]
+    if not before:
+        return ""
+    start, name = before[-1]
+    delta = (target - start) * 8
+    return f" <{name}+{delta:#x}>" if delta else f" <{name}>"
 
 
 def listing(insns: Sequence[Insn], symbols: Iterable[tuple[int, str]] = ((0, "prog"),),
@@ -160,19 +166,18 @@ def listing(insns: Sequence[Insn], symbols: Iterable[tuple[int, str]] = ((0, "pr
     symbols: (slot index, name) of each function symbol in the section, in order.
     relocations: slot index -> text of an ``R_BPF_...`` line to print after it (llvm-objdump -dr).
     """
-    starts = dict(symbols)
+    ordered = sorted(symbols)
+    starts = dict(ordered)
     code = isa.encode(insns)
     lines: list[str] = []
-    current, current_index = "", 0
     for index, text in disassemble(insns):
         if index in starts:
-            current, current_index = starts[index], index
             if lines:
                 lines.append("")
-            lines.append(f"{index * 8:016x} <{current}>:")
+            lines.append(f"{index * 8:016x} <{starts[index]}>:")
         width = 16 if insns[index].is_lddw else 8
         raw = " ".join(f"{b:02x}" for b in code[index * 8:index * 8 + width])
-        text += _jump_annotation(insns[index], index, current, current_index)
+        text += _jump_annotation(insns[index], index, ordered)
         lines.append(f"{index:8d}:\t{raw}\t{text}")
         if relocations and index in relocations:
             lines.append(f"\t\t{index * 8:016x}:  {relocations[index]}")

@@ -43,8 +43,9 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 class CodeSection:
     """One executable section: its name, its bytecode, and the functions that start in it.
 
-    symbols: (instruction slot index, name) for each function symbol, sorted by index, the
-    labels ``llvm-objdump -d`` prints (STT_FUNC symbols and global symbols of the section).
+    symbols: (instruction slot index, name) for each named symbol of the section, sorted by index:
+    the labels ``llvm-objdump -d`` prints (functions, and block labels such as the ``LBB0_1``
+    that ``asm goto`` leaves in the symbol table).
     """
 
     name: str
@@ -151,10 +152,8 @@ def _function_symbols(elf: ELFFile, sections: set[int], label: str) -> dict[int,
         if not isinstance(shndx, int) or shndx not in sections:
             continue  # undefined, absolute, common, or in a non-code section
         info = symbol["st_info"]
-        if info["type"] == "STT_SECTION" or not symbol.name:
-            continue
-        if info["type"] != "STT_FUNC" and info["bind"] != "STB_GLOBAL":
-            continue
+        if info["type"] in ("STT_SECTION", "STT_FILE") or not symbol.name:
+            continue  # functions, global symbols and block labels (asm goto keeps LBB labels) remain
         value = symbol["st_value"]
         if value % INSN_SIZE:
             raise ObjectError(f"{label}: symbol {symbol.name} at offset {value} is not on an "
