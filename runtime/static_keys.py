@@ -54,21 +54,36 @@ def _protect(page: int, prot: int) -> None:
         raise BPFError(f"mprotect of code page {page:#x} failed (errno {ctypes.get_errno()})")
 
 
-def patch(sites: list[tuple[NativeSite, bool]]) -> None:
+class PatchableWord:
+    """The aligned 8-byte word holding one site, with its two possible values computed once.
+
+    No other site shares the word (5 bytes leave room for no second one) and the other 3 bytes
+    are code that never changes, so a toggle is a single store of a precomputed value.
+    """
+
+    def __init__(self, site: NativeSite):
+        address = site.address & ~7
+        offset = site.address - address
+        if offset > 3:
+            raise BPFError(f"static-branch site {site.address:#x} crosses an 8-byte boundary")
+        self.site = site
+        self.page = address & ~(PAGE - 1)
+        self.word = ctypes.c_uint64.from_address(address)
+        image = bytearray(self.word.value.to_bytes(8, "little"))
+        self.values = {}
+        for jump in (False, True):
+            image[offset:offset + 5] = site_bytes(site, jump)
+            self.values[jump] = int.from_bytes(image, "little")
+
+
+def patch(words: list[tuple[PatchableWord, bool]]) -> None:
     """Rewrite each site to jump or not, one atomic 8-byte store per site. Callers hold _patch_lock."""
-    pages = sorted({site.address & ~(PAGE - 1) for site, _ in sites})
+    pages = {word.page for word, _ in words}
     for page in pages:
         _protect(page, _PROT_RWX)
     try:
-        for site, jump in sites:
-            word_address = site.address & ~7
-            offset = site.address - word_address
-            if offset > 3:
-                raise BPFError(f"static-branch site {site.address:#x} crosses an 8-byte boundary")
-            word = ctypes.c_uint64.from_address(word_address)
-            image = bytearray(word.value.to_bytes(8, "little"))
-            image[offset:offset + 5] = site_bytes(site, jump)
-            word.value = int.from_bytes(image, "little")  # one aligned 8-byte store
+        for word, jump in words:
+            word.word.value = word.values[jump]  # one aligned 8-byte store
     finally:
         for page in pages:
             _protect(page, _PROT_RX)
@@ -80,7 +95,7 @@ class StaticKey:
     def __init__(self, name: str):
         self.name = name
         self._enabled = False
-        self._native: list[NativeSite] = []
+        self._native: list[PatchableWord] = []
 
     @property
     def enabled(self) -> bool:
@@ -96,7 +111,7 @@ class StaticKey:
         """Switch the key; every jitted site of it is rewritten before this returns."""
         with _patch_lock:
             self._enabled = bool(enabled)
-            patch([(site, self.jumps(site.likely)) for site in self._native])
+            patch([(word, self._enabled != word.site.likely) for word in self._native])
 
     def jumps(self, likely: bool) -> bool:
         """Whether a site of this key with the given flavour jumps now."""
@@ -104,13 +119,14 @@ class StaticKey:
 
     def attach(self, sites: list[NativeSite]) -> None:
         """Take over freshly compiled sites, patching them to the key's current state."""
+        words = [PatchableWord(site) for site in sites]
         with _patch_lock:
-            self._native += sites
-            patch([(site, self.jumps(site.likely)) for site in sites])
+            self._native += words
+            patch([(word, self.jumps(word.site.likely)) for word in words])
 
     @property
     def native_sites(self) -> list[NativeSite]:
-        return list(self._native)
+        return [word.site for word in self._native]
 
     def __repr__(self) -> str:
         return f"<StaticKey {self.name!r} {'enabled' if self._enabled else 'disabled'}, {len(self._native)} jitted sites>"
@@ -118,5 +134,6 @@ class StaticKey:
 
 def set_default(sites: list[NativeSite]) -> None:
     """Sites with no key behave as a disabled key's sites: jump iff likely."""
+    words = [PatchableWord(site) for site in sites]
     with _patch_lock:
-        patch([(site, site.likely) for site in sites])
+        patch([(word, word.site.likely) for word in words])
