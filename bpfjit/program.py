@@ -134,6 +134,8 @@ class Program:
         For raw bytecode and assembly; objects built with bpfjit's static_keys.h declare their
         keys in the object. Declare keys before the program is first compiled.
         """
+        if self._compiled is not None:
+            raise BPFError(f"{self.name}: declare static keys before the program is first compiled or run")
         key = StaticKey(key) if isinstance(key, str) else key
         for index in sites:
             insn = self.insns[index] if 0 <= index < len(self.insns) else None

@@ -72,6 +72,13 @@ def test_declaring_a_key_on_a_plain_goto_fails():
         prog.declare_static_key("x", [0])
 
 
+def test_declaring_a_key_after_compiling_fails():
+    prog = Program.from_asm(SOURCE)
+    prog.run()  # compiles; its sites already belong to no key
+    with pytest.raises(BPFError, match="before the program is first compiled"):
+        prog.declare_static_key("debug", [1])
+
+
 @pytest.mark.parametrize("mnemonic, src, opcode", [
     ("goto_or_nop", 1, isa.JA_OP), ("nop_or_goto", 3, isa.JA_OP),
     ("gotol_or_nop", 1, isa.GOTOL_OP), ("nop_or_gotol", 3, isa.GOTOL_OP),
