@@ -74,6 +74,9 @@ class Program:
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)
+        # A tail call must leave the native repeat loop, so such programs repeat from Python.
+        self._may_tail_call = any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL
+                                  for i in self.insns)
         # Resolving every ld_imm64 now reports a bad pseudo source at load, not at run time.
         for index, insn in enumerate(self.insns):
             if insn.is_lddw and not isa.is_filler(self.insns, index):
@@ -181,10 +184,6 @@ class Program:
         elapsed = time.perf_counter_ns() - start
         data_out, ctx_out = memory.read_out()
         return RunResult(retval, data_out, elapsed / repeat, ctx_out)
-
-    @property
-    def _may_tail_call(self) -> bool:
-        return any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL for i in self.insns)
 
     def _invoke(self, engine: str, memory: _RunMemory, regions: Regions, max_steps: int | None,
                 repeat: int = 1) -> int:
