@@ -1,0 +1,11 @@
+#include "bpf_suite.h"
+/* Byte loop copying the first half of memory over the second; returns the bytes copied. */
+SEC("bench") __u64 memcpy_bench(void *mem, __u64 len)
+{
+    unsigned char *src = mem, *dst = (unsigned char *)mem + len / 2;
+    __u64 half = len / 2;
+    for (__u64 i = 0; i < half; i++)
+        dst[i] = src[i];
+    return half;
+}
+char LICENSE[] SEC("license") = "GPL";
