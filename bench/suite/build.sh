@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 flags="-O2 -g -target bpf -mcpu=v3 -I/usr/include/x86_64-linux-gnu"
-for name in simple memory_a_plus_b log2_int prime strcmp_full strcmp_fail memcpy switch; do
+for name in simple memory_a_plus_b log2_int prime strcmp_halves memcpy switch; do
     clang-19 $flags -c $name.bpf.c -o $name.bpf.o
 done
 echo built $(ls *.bpf.o)

@@ -1,6 +1,6 @@
 #include "native_suite.h"
 typedef uint64_t __u64;
-uint64_t strcmp_fail(void *mem, uint64_t len)
+uint64_t strcmp_halves(void *mem, uint64_t len)
 {
     const unsigned char *a = mem, *b = (const unsigned char *)mem + len / 2;
     __u64 half = len / 2;
@@ -9,4 +9,4 @@ uint64_t strcmp_fail(void *mem, uint64_t len)
             return i;
     return half;
 }
-REPEAT_HARNESS(strcmp_fail)
+REPEAT_HARNESS(strcmp_halves)
