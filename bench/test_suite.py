@@ -1,8 +1,10 @@
 """The userspace-BPF micro-suite: each program jitted, interpreted and as native C.
 
-Programs (bench/suite/NAME.bpf.c, raw section: r1 = memory, r2 = its length; objects rebuilt by
-bench/suite/build.sh) and their native twins (bench/suite/NAME.c, `uint64_t NAME(void *mem,
-uint64_t len)`, compiled here with the system `cc -O2 -shared -fPIC` into a temporary directory):
+Each program has one source, bench/suite/NAME.c, written with BENCH(name): build.sh compiles it
+for BPF with bpf_suite.h (a raw program: r1 = memory, r2 = its length; objects committed), and
+this suite compiles it for the host with native_suite.h (`uint64_t name(void *mem, uint64_t
+len)` plus its repeat harness), using the system `cc -O2 -shared -fPIC` in a temporary directory,
+so the jitted and the native code start from the very same C:
 
 ``simple`` returns a constant; ``memory_a_plus_b`` sums two u64 in memory; ``log2_int`` xors the
 integer log2 of 1024 u64; ``prime`` counts the primes below 10,000 by trial division;
@@ -11,7 +13,7 @@ differing at 27%); ``memcpy`` copies 1 MiB within a 2 MiB buffer with a byte loo
 a 64-case switch over 4096 i32.
 
 Inputs come from random.Random(seed); every expected result is computed here in plain Python and
-checked on the interpreter, the JIT and the native twin before anything is timed. Timings in
+checked on the interpreter, the JIT and the native build before anything is timed. Timings in
 extra_info are per run: the JIT's from test_run(repeat=N) (its repeat loop is native code), the
 native one from repeat_NAME(mem, len, n), which calls NAME n times through a volatile function
 pointer, the interpreter's from test_run on a smaller input where the full one would take too long.
@@ -147,18 +149,19 @@ def expected_memory(data: bytes) -> bytes:
     return data[:half] * 2
 
 
-# --- the native twins ----------------------------------------------------------------------------------
+# --- the native builds---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def native_lib():
-    """All twins in one shared object, built with the system compiler."""
+    """All native builds in one shared object, made with the system compiler."""
     cc = shutil.which("cc")
     if cc is None:
         pytest.skip("no system C compiler (cc)")
     with tempfile.TemporaryDirectory(prefix="bpfjit-suite-") as tmp:
         lib_path = pathlib.Path(tmp) / "suite.so"
         sources = sorted({str(SUITE / f"{case.stem}.c") for case in CASES})
-        subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib_path), *sources], check=True)
+        subprocess.run([cc, "-O2", "-shared", "-fPIC", "-include", str(SUITE / "native_suite.h"),
+                        "-o", str(lib_path), *sources], check=True)
         lib = ctypes.CDLL(str(lib_path))
         for case in CASES:
             for symbol, argtypes in ((case.function, [ctypes.c_void_p, ctypes.c_uint64]),

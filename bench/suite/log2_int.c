@@ -1,6 +1,5 @@
-#include "native_suite.h"
-typedef uint64_t __u64;
-uint64_t log2_int(void *mem, uint64_t len)
+/* Xor of floor(log2(x)) (0 for x = 0) over the u64 of memory. */
+BENCH(log2_int)
 {
     __u64 *p = mem;
     __u64 n = len / 8, r = 0;
@@ -16,4 +15,3 @@ uint64_t log2_int(void *mem, uint64_t len)
     }
     return r;
 }
-REPEAT_HARNESS(log2_int)

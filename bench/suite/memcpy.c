@@ -1,6 +1,5 @@
-#include "native_suite.h"
-typedef uint64_t __u64;
-uint64_t memcpy_bench(void *mem, uint64_t len)
+/* Byte loop copying the first half of memory over the second; returns the bytes copied. */
+BENCH(memcpy_bench)
 {
     unsigned char *src = mem, *dst = (unsigned char *)mem + len / 2;
     __u64 half = len / 2;
@@ -8,4 +7,3 @@ uint64_t memcpy_bench(void *mem, uint64_t len)
         dst[i] = src[i];
     return half;
 }
-REPEAT_HARNESS(memcpy_bench)

@@ -1,7 +1,6 @@
-#include "native_suite.h"
-uint64_t memory_a_plus_b(void *mem, uint64_t len)
+/* Sum of the two u64 at the start of memory. */
+BENCH(memory_a_plus_b)
 {
-    uint64_t *p = mem;
+    __u64 *p = mem;
     return p[0] + p[1];
 }
-REPEAT_HARNESS(memory_a_plus_b)

@@ -1,6 +1,5 @@
-#include "native_suite.h"
-typedef uint64_t __u64;
-uint64_t prime(void *mem, uint64_t len)
+/* Number of primes below the u64 limit at the start of memory, by trial division. */
+BENCH(prime)
 {
     __u64 limit = *(__u64 *)mem, count = 0;
     for (__u64 n = 2; n < limit; n++) {
@@ -15,4 +14,3 @@ uint64_t prime(void *mem, uint64_t len)
     }
     return count;
 }
-REPEAT_HARNESS(prime)

@@ -1,6 +1,5 @@
-#include "native_suite.h"
-typedef uint64_t __u64;
-uint64_t strcmp_halves(void *mem, uint64_t len)
+/* Byte compare of the two halves of memory: index of the first difference, or the half length. */
+BENCH(strcmp_halves)
 {
     const unsigned char *a = mem, *b = (const unsigned char *)mem + len / 2;
     __u64 half = len / 2;
@@ -9,4 +8,3 @@ uint64_t strcmp_halves(void *mem, uint64_t len)
             return i;
     return half;
 }
-REPEAT_HARNESS(strcmp_halves)
