@@ -149,7 +149,7 @@ def expected_memory(data: bytes) -> bytes:
     return data[:half] * 2
 
 
-# --- the native builds---------------------------------------------------------------------------------
+# --- the native builds --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def native_lib():
