@@ -96,31 +96,24 @@
 		 ".popsection\n\t"                                                     \
 		 : : "i"(key) : : l_yes)
 
-/* True iff *key is enabled.  Site = nop_or_goto: fall-through (0) while disabled. */
-#define bpf_static_branch_unlikely(key) __extension__({                                 \
+/* The branch itself: the fall-through yields `likely`, the jump to l_yes yields !likely. */
+#define __bpfjit_static_branch(key, likely) __extension__({                             \
 	__label__ __bpfjit_sk_yes, __bpfjit_sk_out;                                    \
 	int __bpfjit_sk_r;                                                             \
-	__bpfjit_static_branch_asm(key, 0, __bpfjit_sk_yes);                           \
-	__bpfjit_sk_r = 0;                                                             \
+	__bpfjit_static_branch_asm(key, likely, __bpfjit_sk_yes);                      \
+	__bpfjit_sk_r = (likely);                                                      \
 	goto __bpfjit_sk_out;                                                          \
 __bpfjit_sk_yes:                                                                       \
-	__bpfjit_sk_r = 1;                                                             \
+	__bpfjit_sk_r = !(likely);                                                     \
 __bpfjit_sk_out:                                                                       \
-	__builtin_expect(__bpfjit_sk_r, 0);                                            \
+	__builtin_expect(__bpfjit_sk_r, (likely));                                     \
 })
+
+/* True iff *key is enabled.  Site = nop_or_goto: fall-through (0) while disabled. */
+#define bpf_static_branch_unlikely(key) __bpfjit_static_branch(key, 0)
 
 /* True iff *key is enabled.  Site = goto_or_nop: jumps to l_yes (0) while disabled, falls
  * through (1) once enabled. */
-#define bpf_static_branch_likely(key) __extension__({                                   \
-	__label__ __bpfjit_sk_yes, __bpfjit_sk_out;                                    \
-	int __bpfjit_sk_r;                                                             \
-	__bpfjit_static_branch_asm(key, 1, __bpfjit_sk_yes);                           \
-	__bpfjit_sk_r = 1;                                                             \
-	goto __bpfjit_sk_out;                                                          \
-__bpfjit_sk_yes:                                                                       \
-	__bpfjit_sk_r = 0;                                                             \
-__bpfjit_sk_out:                                                                       \
-	__builtin_expect(__bpfjit_sk_r, 1);                                            \
-})
+#define bpf_static_branch_likely(key) __bpfjit_static_branch(key, 1)
 
 #endif /* BPFJIT_STATIC_KEYS_H */
