@@ -4,7 +4,6 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-
 from bpfjit.runtime.helpers import HelperRegistry, unwind_helper
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -19,6 +18,16 @@ def conformance_files() -> list[pathlib.Path]:
 def conformance_helpers() -> HelperRegistry:
     """bpf_conformance's helper set: only #5, "unwind"."""
     return HelperRegistry([unwind_helper()])
+
+
+@pytest.fixture
+def kernel_engine():
+    """For tests marked kernel (the hook below runs them only with -m kernel): skip when this
+    machine's kernel refuses BPF programs."""
+    from bpfjit.runtime.kernel import kernel_available
+    available, why = kernel_available()
+    if not available:
+        pytest.skip(f"kernel engine unavailable: {why}")
 
 
 @pytest.fixture(params=ENGINES)

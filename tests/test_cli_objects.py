@@ -392,18 +392,8 @@ def test_bundled_object_is_fresh(tmp_path):
 
 # --- the kernel engine (opt-in: pytest -m kernel) -----------------------------------------------
 
-@pytest.fixture
-def kernel(request):
-    if "kernel" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("loads programs into the kernel: run with -m kernel")
-    from bpfjit.runtime.kernel import kernel_available
-    ok, why = kernel_available()
-    if not ok:
-        pytest.skip(f"kernel engine unavailable: {why}")
-
-
 @pytest.mark.kernel
-def test_kernel_engine_firewall_verdicts(capsys, kernel):
+def test_kernel_engine_firewall_verdicts(capsys, kernel_engine):
     for (description, frame), expected in zip(PACKETS, EXPECTED_VERDICTS):
         record = run_json(capsys, "run", FIREWALL, "--data-hex", frame.hex(), "--engine", "kernel")
         assert record["engine"] == "kernel" and record["retval"] == expected, description
@@ -412,7 +402,7 @@ def test_kernel_engine_firewall_verdicts(capsys, kernel):
 
 
 @pytest.mark.kernel
-def test_kernel_engine_rodata(capsys, kernel):
+def test_kernel_engine_rodata(capsys, kernel_engine):
     dns = PACKETS[0][1].hex()
     record = run_json(capsys, "run", FIREWALL, "--data-hex", dns, "--engine", "kernel", "--rodata", "blocked_port=53")
     assert record["retval"] == XDP_DROP
@@ -421,7 +411,7 @@ def test_kernel_engine_rodata(capsys, kernel):
 
 
 @pytest.mark.kernel
-def test_kernel_engine_rejection_is_one_line(capsys, kernel):
+def test_kernel_engine_rejection_is_one_line(capsys, kernel_engine):
     # prog_a calls through a function pointer (callx), which the kernel's verifier does not accept.
     code, _, err = run_cli(capsys, "run", GLOBALS, "-p", "prog_a", "--data-hex", FRAME, "--engine", "kernel")
     assert code == 1 and err.startswith("bpfjit: error: kernel engine") and err.count("\n") == 1

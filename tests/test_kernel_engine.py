@@ -19,7 +19,6 @@ import pytest
 from bpfjit.runtime import kernel
 from bpfjit.runtime.kernel import (
     KernelResult,
-    kernel_available,
     kernel_test_run,
     split_per_cpu,
 )
@@ -27,22 +26,12 @@ from packets import IPPROTO_TCP, IPPROTO_UDP, ethernet, frame, ipv4, udp
 
 from bpfjit.errors import KernelEngineError
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_engine")]
 
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
 XDP_PARSE = PROGS / "xdp_parse.o"
 COUNTERS = PROGS / "kernel_counters.o"
 XDP_DROP, XDP_PASS = 1, 2
-
-
-@pytest.fixture(autouse=True)
-def _kernel_tests_only_on_request(request):
-    """Skip unless selected with -m kernel; then skip if the kernel refuses BPF programs."""
-    if "kernel" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("loads programs into the kernel: run with -m kernel")
-    ok, why = kernel_available()
-    if not ok:
-        pytest.skip(f"kernel engine unavailable: {why}")
 
 
 # --- packets -------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ import ctypes
 import pathlib
 
 import pytest
-from bpfjit.runtime.kernel import kernel_available, kernel_test_run
+from bpfjit.runtime.kernel import kernel_test_run
 from bpfjit.runtime.map_types import MapType
 from packets import IPPROTO_UDP, frame, ipv4, udp
 
 import bpfjit
 from bpfjit.errors import KernelEngineError
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_engine")]
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
 
 # Programs whose results depend on the machine or the moment (time, randomness, pids, cpus):
@@ -61,13 +61,6 @@ def without_pointer_words(entries: list[tuple[bytes, bytes]], pointers) -> list[
             value[offset:offset + 8] = bytes(8)
         masked.append((key, bytes(value)))
     return masked
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernel_present():
-    available, why = kernel_available()
-    if not available:
-        pytest.skip(f"kernel engine unavailable: {why}")
 
 
 @pytest.mark.parametrize("obj, program", cases(), ids=lambda v: v.name if isinstance(v, pathlib.Path) else v)
