@@ -183,10 +183,14 @@ class _FunctionLowering:
         return self.lines
 
     def lower_insn(self, insn: Insn, index: int) -> None:
-        {
+        self.lowerings[insn.cls](insn, index)
+
+    def __post_init__(self) -> None:
+        # One method per instruction class.
+        self.lowerings = {
             isa.LD: self.lower_ld, isa.LDX: self.lower_ldx, isa.ST: self.lower_st, isa.STX: self.lower_stx,
             isa.ALU: self.lower_alu, isa.ALU64: self.lower_alu, isa.JMP: self.lower_jmp, isa.JMP32: self.lower_jmp,
-        }[insn.cls](insn, index)
+        }
 
     # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
     def lower_ld(self, insn: Insn, index: int) -> None:

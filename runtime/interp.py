@@ -50,6 +50,11 @@ class Interpreter:
         # ld_imm64 values are resolved once, as the JIT does at compile time.
         self.imm64 = {i: env.ld_imm64_value(insn, i) for i, insn in enumerate(insns)
                       if insn.is_lddw and not isa.is_filler(insns, i)}
+        # One method per instruction class.
+        self.handlers = {
+            isa.LD: self.ld, isa.LDX: self.ldx, isa.ST: self.st, isa.STX: self.stx,
+            isa.ALU: self.alu, isa.ALU64: self.alu, isa.JMP: self.jmp, isa.JMP32: self.jmp,
+        }
 
     # --- the run loop ----------------------------------------------------------------------------
     def run(self, r1: int, r2: int, regions: Regions, status: RunEnv | None = None) -> int:
@@ -81,11 +86,7 @@ class Interpreter:
 
     def step(self, insn: Insn) -> int | None:
         """Execute one instruction; return r0 when the program exits."""
-        handler = {
-            isa.LD: self.ld, isa.LDX: self.ldx, isa.ST: self.st, isa.STX: self.stx,
-            isa.ALU: self.alu, isa.ALU64: self.alu, isa.JMP: self.jmp, isa.JMP32: self.jmp,
-        }[insn.cls]
-        return handler(insn)
+        return self.handlers[insn.cls](insn)
 
     @property
     def regs(self) -> list[int]:
