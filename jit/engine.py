@@ -8,6 +8,7 @@ long as the CompiledProgram, so no machine code can call a freed callback.
 from __future__ import annotations
 
 import ctypes
+import pathlib
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from bpfjit.runtime.helpers import Helper
 from bpfjit.runtime.status import RunEnv, Status
 from bpfjit.verifier.facts import Facts
 
+from . import cache
 from .lower import lower_program
 from .sites import Site, read_sites
 
@@ -34,14 +36,14 @@ REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), ctypes.c
 
 _host_lock = threading.Lock()
 _host: tuple[llvm.Target, str, str] | None = None
+_local = threading.local()  # per thread: the target machine that optimises and emits code
+# Binding the module's symbols (llvm.add_symbol is process-wide) and resolving them in
+# finalize_object() must happen together: two programs may bind the same name differently.
+_link_lock = threading.Lock()
 
 
-def target_machine() -> llvm.TargetMachine:
-    """A fresh target machine for the host CPU and its features.
-
-    Each MCJIT engine takes ownership of the target machine it is given (and frees it with the
-    engine), so every compiled program gets its own; only the host description is cached.
-    """
+def host() -> tuple[llvm.Target, str, str]:
+    """The host target, CPU name and CPU features (LLVM initialised on first use)."""
     global _host
     with _host_lock:
         if _host is None:
@@ -50,8 +52,25 @@ def target_machine() -> llvm.TargetMachine:
             llvm.initialize_native_asmparser()  # inline asm: the patchable static-branch sites
             _host = (llvm.Target.from_default_triple(), llvm.get_host_cpu_name(),
                      llvm.get_host_cpu_features().flatten())
-    target, cpu, features = _host
+        return _host
+
+
+def target_machine() -> llvm.TargetMachine:
+    """A fresh target machine for the host CPU and its features.
+
+    Each MCJIT engine takes ownership of the target machine it is given (and frees it with the
+    engine), so every compiled program gets its own; only the host description is cached.
+    """
+    target, cpu, features = host()
     return target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
+
+
+def compiling_machine() -> llvm.TargetMachine:
+    """This thread's long-lived target machine for optimising and emitting object code."""
+    tm = getattr(_local, "tm", None)
+    if tm is None:
+        tm = _local.tm = target_machine()
+    return tm
 
 
 FUNCTION_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), *(ctypes.c_uint64,) * 5)
@@ -71,21 +90,24 @@ def _helper_callback(helper: Helper):
 
 @dataclass
 class CompileTimes:
-    """Where compile time went, in seconds."""
+    """Where compile time went, in seconds (optimise and codegen are 0 on a cache hit)."""
     lower: float = 0.0
     optimise: float = 0.0
     codegen: float = 0.0
+    link: float = 0.0
+    cache_hit: bool = False
 
 
 @dataclass
 class CompiledProgram:
     ir: str
-    optimised_ir: str
+    _optimised_ir: str | pathlib.Path  # the text, or where the cache keeps it
     times: CompileTimes
     _engine: llvm.ExecutionEngine
     _callbacks: dict[int, object]
     _exported: frozenset[int]  # start slots of the functions callbacks may enter
     sites: list[Site]  # the patchable static-branch sites, every copy LLVM made of each
+    bindings: dict[str, int]  # the module's symbols -> this process's addresses (jit/lower.py Symbols)
     _entry: object = field(init=False)
     _repeat: object = field(init=False)
 
@@ -110,6 +132,15 @@ class CompiledProgram:
         function = FUNCTION_TYPE(self._engine.get_function_address(f"bpf_f{start}"))
         return function(ctypes.byref(env), *(a & MASK64 for a in args))
 
+    @property
+    def optimised_ir(self) -> str:
+        if isinstance(self._optimised_ir, pathlib.Path):
+            try:
+                self._optimised_ir = self._optimised_ir.read_text()
+            except OSError as exc:
+                return f"; the optimised IR of this cached program is gone: {exc}\n"
+        return self._optimised_ir
+
     def code_address(self) -> int:
         return self._engine.get_function_address("bpf_entry")
 
@@ -122,8 +153,8 @@ def _release(engine: llvm.ExecutionEngine) -> None:
 
 
 def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_level: int = 2) -> CompiledProgram:
-    """Lower, optimise and compile a checked program."""
-    tm = target_machine()
+    """Lower a checked program, get its object code (from the cache, or optimised and emitted
+    now), and link it into memory with this process's addresses."""
     callbacks: dict[int, object] = {}
 
     def helper_address(helper_id: int) -> int:
@@ -132,8 +163,37 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
         return ctypes.cast(callbacks[helper_id], ctypes.c_void_p).value
 
     t0 = time.perf_counter()
-    ir = lower_program(insns, facts, env, helper_address)
+    ir, symbols = lower_program(insns, facts, env)
+    times = CompileTimes(lower=time.perf_counter() - t0)
+    _, cpu, features = host()
+    cache_key = cache.key(ir, opt_level, cpu, features)
+    cached = cache.lookup(cache_key)
+    if cached is not None:
+        obj, optimised = cached
+        times.cache_hit = True
+    else:
+        obj, optimised = _optimise_and_emit(ir, opt_level, times)
+        cache.store(cache_key, obj, optimised)
     t1 = time.perf_counter()
+    engine = llvm.create_mcjit_compiler(_empty_module(), target_machine())
+    try:
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        bindings = symbols.bindings(helper_address)
+        with _link_lock:
+            for name, address in bindings.items():
+                llvm.add_symbol(name, address)
+            engine.finalize_object()
+    except RuntimeError as exc:
+        engine.close()
+        raise JITError(f"linking the compiled program failed: {exc}") from None
+    times.link = time.perf_counter() - t1
+    exported = frozenset(env.callx_targets(facts.function_starts))
+    return CompiledProgram(ir, optimised, times, engine, callbacks, exported, read_sites(engine), bindings)
+
+
+def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
+    tm = compiling_machine()
+    t0 = time.perf_counter()
     try:
         module = llvm.parse_assembly(ir)
         module.triple = tm.triple
@@ -145,10 +205,14 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module, pb)
     optimised = str(module)
-    t2 = time.perf_counter()
-    engine = llvm.create_mcjit_compiler(module, tm)
-    engine.finalize_object()
-    t3 = time.perf_counter()
-    exported = frozenset(env.callx_targets(facts.function_starts))
-    return CompiledProgram(ir, optimised, CompileTimes(t1 - t0, t2 - t1, t3 - t2), engine, callbacks, exported,
-                           read_sites(engine))
+    t1 = time.perf_counter()
+    obj = tm.emit_object(module)
+    times.optimise, times.codegen = t1 - t0, time.perf_counter() - t1
+    return obj, optimised
+
+
+def _empty_module() -> llvm.ModuleRef:
+    """The module an engine starts from: the program itself arrives as object code."""
+    module = llvm.parse_assembly("")
+    module.triple = llvm.get_process_triple()
+    return module

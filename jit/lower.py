@@ -39,8 +39,39 @@ _RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
 MAP_LOOKUP_ELEM = 1
 MAY_GOTO_BUDGET = 1 << 23
 
-# Maps a helper id to the native address the generated code calls (a ctypes callback).
-HelperAddress = Callable[[int], int]
+
+
+@dataclass
+class Symbols:
+    """The process-specific addresses a module uses, named instead of written as numbers.
+
+    Map handles, map values and global data live at addresses that change from process to
+    process, and helpers are ctypes callbacks. The IR names each one (``@bpfjit_aN`` for an
+    address, ``@bpfjit_h<id>`` for a helper) and the engine binds the names when it links the
+    machine code, so the same program lowers to the same IR, and compiles to the same object
+    code, in every process: that is what lets the object code be cached (jit/cache.py).
+    """
+    addresses: dict[int, str] = field(default_factory=dict)
+    helpers: set[int] = field(default_factory=set)
+
+    def address(self, value: int) -> str:
+        """An i64 constant for `value`, an address known only in this process."""
+        name = self.addresses.setdefault(value & isa.MASK64, f"bpfjit_a{len(self.addresses)}")
+        return f"ptrtoint (ptr @{name} to i64)"
+
+    def helper(self, helper_id: int) -> str:
+        self.helpers.add(helper_id)
+        return f"@bpfjit_h{helper_id}"
+
+    def declarations(self) -> list[str]:
+        return ([f"@{name} = external global i8" for name in self.addresses.values()] +
+                [f"declare i64 @bpfjit_h{h}(i64, i64, i64, i64, i64)" for h in sorted(self.helpers)])
+
+    def bindings(self, helper_address: Callable[[int], int]) -> dict[str, int]:
+        """Every name the module uses -> its address in this process."""
+        bound = {name: address for address, name in self.addresses.items()}
+        bound.update({f"bpfjit_h{h}": helper_address(h) for h in self.helpers})
+        return bound
 
 
 def _const(value: int, bits: int) -> str:
@@ -55,7 +86,7 @@ class _FunctionLowering:
     function: Function
     facts: Facts
     env: Environment
-    helper_address: HelperAddress
+    symbols: Symbols
     may_stop: bool  # whether a call can leave a non-OK status that callers must propagate
     # Whether calls count frames at run time: needed once callx can reach BPF functions (function
     # tokens exist), since an indirect call chain can recurse where the static check cannot see.
@@ -66,6 +97,8 @@ class _FunctionLowering:
     # Registers known to hold a constant since the start of the current block (ld_imm64 and
     # moves): lets map lookups be inlined and loads from frozen maps be folded.
     known: dict[int, int] = field(default_factory=dict)
+    # The known registers whose value is a process-specific address (emitted through symbols).
+    addresses: set[int] = field(default_factory=set)
 
     # --- small emitters ------------------------------------------------------------------------
     def tmp(self) -> str:
@@ -101,10 +134,14 @@ class _FunctionLowering:
     def set_reg(self, reg: int, value: str) -> None:
         self.emit(f"store i64 {value}, ptr %r{reg}")
         self.known.pop(reg, None)
+        self.addresses.discard(reg)
 
-    def set_known(self, reg: int, value: int) -> None:
-        self.set_reg(reg, _const(value, 64))
-        self.known[reg] = value & isa.MASK64
+    def set_known(self, reg: int, value: int, address: bool = False) -> None:
+        value &= isa.MASK64
+        self.set_reg(reg, self.symbols.address(value) if address else _const(value, 64))
+        self.known[reg] = value
+        if address:
+            self.addresses.add(reg)
 
     def reg32(self, reg: int) -> str:
         return self.value(f"trunc i64 {self.reg(reg)} to i32")
@@ -194,7 +231,8 @@ class _FunctionLowering:
 
     # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
     def lower_ld(self, insn: Insn, index: int) -> None:
-        self.set_known(insn.dst, self.env.ld_imm64_value(insn, index))
+        address = insn.src not in (0, isa.PSEUDO_FUNC)  # a map handle or a map value's address
+        self.set_known(insn.dst, self.env.ld_imm64_value(insn, index), address)
 
     # --- LDX / ST / STX ------------------------------------------------------------------------
     def lower_ldx(self, insn: Insn, index: int) -> None:
@@ -268,10 +306,10 @@ class _FunctionLowering:
                 self.set_known(insn.dst, insn.imm)
                 return
             if insn.src in self.known:
-                self.set_known(insn.dst, self.known[insn.src])
+                self.set_known(insn.dst, self.known[insn.src], insn.src in self.addresses)
                 return
         if op == isa.ADD and bits == 64 and insn.source == isa.K and insn.dst in self.known:
-            self.set_known(insn.dst, self.known[insn.dst] + insn.imm)
+            self.set_known(insn.dst, self.known[insn.dst] + insn.imm, insn.dst in self.addresses)
             return
         if op == isa.MOV and insn.is_movsx:
             narrow = self.value(f"trunc i64 {self.reg(insn.src)} to {_INT[insn.off]}")
@@ -383,8 +421,7 @@ class _FunctionLowering:
         assert helper is not None  # the structure check rejects unknown helper ids
         if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and self.inline_array_lookup(self.known[1]):
             return
-        fn = f"inttoptr (i64 {self.helper_address(helper_id)} to ptr)"
-        result = self.value(f"call i64 {fn}({self.args()})")
+        result = self.value(f"call i64 {self.symbols.helper(helper_id)}({self.args()})")
         self.set_reg(0, result)
         if helper.stops_on_zero:
             self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
@@ -399,7 +436,7 @@ class _FunctionLowering:
         wide = self.value(f"zext i32 {key} to i64")
         inside = self.value(f"icmp ult i64 {wide}, {layout.max_entries}")
         offset = self.value(f"mul i64 {wide}, {layout.stride}")
-        address = self.value(f"add i64 {offset}, {layout.value_base}")
+        address = self.value(f"add i64 {offset}, {self.symbols.address(layout.value_base)}")
         self.set_reg(0, self.value(f"select i1 {inside}, i64 {address}, i64 0"))
         return True
 
@@ -449,8 +486,9 @@ class _FunctionLowering:
         self.terminated = False
 
 
-def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_address: HelperAddress) -> str:
-    """The whole LLVM module (as text) for a checked program."""
+def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tuple[str, Symbols]:
+    """The whole LLVM module (as text) for a checked program, and the names it leaves to bind."""
+    symbols = Symbols()
     real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     may_stop = counts_depth or any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
@@ -462,7 +500,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_
         "",
     ]
     for function in facts.functions:
-        body = _FunctionLowering(insns, function, facts, env, helper_address, may_stop, counts_depth).lower()
+        body = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth).lower()
         parts += body + [""]
     parts += [
         "define i64 @bpf_entry(ptr noalias %env, ptr %ctx, i64 %len) {",
@@ -487,5 +525,6 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment, helper_
         "done:",
         "  ret i64 %r",
         "}",
-    ]
-    return "\n".join(parts) + "\n"
+        "",
+    ] + symbols.declarations()
+    return "\n".join(parts) + "\n", symbols

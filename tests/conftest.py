@@ -1,7 +1,9 @@
 """Shared fixtures: where the bpf_conformance suite lives, and its helper convention."""
 from __future__ import annotations
 
+import os
 import pathlib
+import tempfile
 
 import pytest
 from bpfjit.runtime.helpers import HelperRegistry, unwind_helper
@@ -33,6 +35,14 @@ def kernel_engine():
 @pytest.fixture(params=ENGINES)
 def engine(request) -> str:
     return request.param
+
+
+def pytest_configure(config):
+    """The object-code cache of this test session starts empty and lives in a temporary folder
+    (subprocesses inherit it), never in the user's ~/.cache."""
+    folder = tempfile.mkdtemp(prefix="bpfjit-test-cache-")
+    os.environ["BPFJIT_CACHE_DIR"] = folder
+    os.environ.pop("BPFJIT_CACHE", None)
 
 
 OPT_IN_MARKERS = {

@@ -1,0 +1,132 @@
+"""The persistent object-code cache (jit/cache.py): hits give the same machine behaviour as a
+compile, in this process and in another one, and a bad or foreign entry is never used."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import bpfjit
+from bpfjit.jit import cache
+
+PROGS = pathlib.Path(__file__).resolve().parent / "progs"
+GLOBALS = PROGS / "globals.o"
+STATIC_KEYS = PROGS / "static_keys.o"
+XDP_PARSE = PROGS / "xdp_parse.o"
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> pathlib.Path:
+    monkeypatch.setenv("BPFJIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("BPFJIT_CACHE", raising=False)
+    return tmp_path
+
+
+def entries(folder: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(folder.glob("*.o"))
+
+
+def globals_run(rodata: dict | None = None):
+    obj = bpfjit.load(GLOBALS, rodata=rodata or {"factor": 5})
+    prog = obj.programs["prog_a"]
+    compiled = prog.compile()
+    retvals = [prog.test_run(bytes(64), engine="jit").retval for _ in range(3)]
+    # total after three runs: 47 with factor 5, 55 with factor 7 (worked out in test_object.py)
+    return compiled, retvals + [obj.globals["total"]], obj.maps["counts"][1]
+
+
+def test_second_compile_is_a_hit_with_the_same_results(cache_dir):
+    first, results_a, state_a = globals_run()
+    assert not first.times.cache_hit and len(entries(cache_dir)) == 1
+    second, results_b, state_b = globals_run()
+    assert second.times.cache_hit and second.times.optimise == 0 and second.times.codegen == 0
+    assert (results_b, state_b) == (results_a, state_a)
+    # The optimised IR comes back from the cache too (prog dump --ir).
+    assert second.optimised_ir == first.optimised_ir
+    # Every map and global is in another place in the second object: the symbols were re-bound.
+    assert set(first.bindings) == set(second.bindings)
+    assert first.bindings != second.bindings
+
+
+def test_folded_rodata_is_part_of_the_key(cache_dir):
+    _, with_5, _ = globals_run({"factor": 5})
+    other, with_7, _ = globals_run({"factor": 7})
+    assert not other.times.cache_hit and len(entries(cache_dir)) == 2
+    assert (with_5[-1], with_7[-1]) == (47, 55)
+    again, with_7_again, _ = globals_run({"factor": 7})
+    assert again.times.cache_hit and with_7_again == with_7
+
+
+def test_static_key_sites_work_from_a_cached_object(cache_dir):
+    bpfjit.load(STATIC_KEYS).programs["sk_main"].compile()
+    obj = bpfjit.load(STATIC_KEYS)
+    prog = obj.programs["sk_main"]
+    assert prog.compile().times.cache_hit
+    off = prog.test_run(bytes(64), engine="jit").retval
+    obj.static_keys["fast_path"].enable()
+    on = prog.test_run(bytes(64), engine="jit").retval
+    assert (off, on) == (2, 3)  # XDP_PASS, then XDP_TX once fast_path jumps
+
+
+def test_damaged_entries_are_misses(cache_dir):
+    reference = bpfjit.load(XDP_PARSE)
+    name = next(iter(reference.programs))
+    packet = bytes(range(60))
+    expected = reference.programs[name].test_run(packet, engine="interp").retval
+    bpfjit.load(XDP_PARSE).programs[name].compile()
+    (entry,) = entries(cache_dir)
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    prog = bpfjit.load(XDP_PARSE).programs[name]
+    assert not prog.compile().times.cache_hit
+    assert prog.test_run(packet, engine="jit").retval == expected
+    entry.write_bytes(b"short")
+    prog = bpfjit.load(XDP_PARSE).programs[name]
+    assert not prog.compile().times.cache_hit
+    assert prog.test_run(packet, engine="jit").retval == expected
+
+
+def test_cache_off_writes_nothing(cache_dir, monkeypatch):
+    monkeypatch.setenv("BPFJIT_CACHE", "off")
+    assert cache.directory() is None
+    globals_run()
+    second, _, _ = globals_run()
+    assert not second.times.cache_hit and entries(cache_dir) == []
+
+
+def test_unwritable_cache_only_costs_a_compile(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BPFJIT_CACHE_DIR", str(blocker / "cache"))
+    compiled, results, _ = globals_run()
+    assert not compiled.times.cache_hit and results[-1] == 47
+
+
+CHILD = """
+import json, sys, bpfjit
+obj = bpfjit.load(sys.argv[1], rodata={"factor": 5})
+prog = obj.programs["prog_a"]
+hit = prog.compile().times.cache_hit
+retvals = [prog.test_run(bytes(64)).retval for _ in range(3)]
+print(json.dumps({"hit": hit, "retvals": retvals + [obj.globals["total"]]}))
+"""
+
+
+def test_a_hit_in_another_process(cache_dir):
+    """The entry holds no address of the process that wrote it: another process links it to its own."""
+    def child() -> dict:
+        done = subprocess.run([sys.executable, "-c", CHILD, str(GLOBALS)], capture_output=True, text=True,
+                              env=dict(os.environ), timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first, second = child(), child()
+    assert (first["hit"], second["hit"]) == (False, True)
+    assert first["retvals"] == second["retvals"]
+    _, here, _ = globals_run()
+    assert here == first["retvals"]
