@@ -31,8 +31,42 @@ from .sites import Site, read_sites
 
 HELPER_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *(ctypes.c_uint64,) * 5)
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), ctypes.c_void_p, ctypes.c_uint64)
-REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), ctypes.c_void_p, ctypes.c_uint64,
-                               ctypes.c_uint64)
+REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_void_p,
+                               ctypes.c_uint64, ctypes.c_uint64)
+
+# test_run's repeat loop, shared by every program: it calls the entry it is given n times. The
+# callee is an argument, so LLVM cannot see (or hoist) the work, and the loop is compiled once
+# per process instead of once per program.
+REPEAT_IR = """
+define i64 @bpfjit_repeat(ptr %fn, ptr %env, ptr %ctx, i64 %len, i64 %n) {
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %next, %loop ]
+  %r = call i64 %fn(ptr %env, ptr %ctx, i64 %len)
+  %next = add i64 %i, 1
+  %more = icmp ult i64 %next, %n
+  br i1 %more, label %loop, label %done
+done:
+  ret i64 %r
+}
+"""
+_repeat_lock = threading.Lock()
+_repeat: tuple[llvm.ExecutionEngine, object] | None = None
+
+
+def repeat_loop():
+    """The shared repeat loop (compiled on first use; its engine lives as long as the process)."""
+    global _repeat
+    with _repeat_lock:
+        if _repeat is None:
+            tm = target_machine()
+            module = llvm.parse_assembly(REPEAT_IR)
+            module.triple = tm.triple
+            engine = llvm.create_mcjit_compiler(module, tm)
+            engine.finalize_object()
+            _repeat = (engine, REPEAT_TYPE(engine.get_function_address("bpfjit_repeat")))
+        return _repeat[1]
 
 _host_lock = threading.Lock()
 _host: tuple[llvm.Target, str, str] | None = None
@@ -109,11 +143,11 @@ class CompiledProgram:
     sites: list[Site]  # the patchable static-branch sites, every copy LLVM made of each
     bindings: dict[str, int]  # the module's symbols -> this process's addresses (jit/lower.py Symbols)
     _entry: object = field(init=False)
-    _repeat: object = field(init=False)
+    _entry_address: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self._entry = ENTRY_TYPE(self._engine.get_function_address("bpf_entry"))
-        self._repeat = REPEAT_TYPE(self._engine.get_function_address("bpf_entry_repeat"))
+        self._entry_address = self._engine.get_function_address("bpf_entry")
+        self._entry = ENTRY_TYPE(self._entry_address)
         self._finalizer = weakref.finalize(self, _release, self._engine)
 
     def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1) -> int:
@@ -123,7 +157,7 @@ class CompiledProgram:
         """
         if repeat <= 1:
             return self._entry(ctypes.byref(env), r1, r2)
-        return self._repeat(ctypes.byref(env), r1, r2, repeat)
+        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, repeat)
 
     def call_function(self, env: RunEnv, start: int, args: list[int]) -> int:
         """Call the BPF function at slot `start` (a helper's callback) with r1-r5 = args."""
@@ -142,7 +176,7 @@ class CompiledProgram:
         return self._optimised_ir
 
     def code_address(self) -> int:
-        return self._engine.get_function_address("bpf_entry")
+        return self._entry_address
 
     def close(self) -> None:
         self._finalizer()
@@ -177,7 +211,9 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     t1 = time.perf_counter()
     engine = llvm.create_mcjit_compiler(_empty_module(), target_machine())
     try:
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        # MCJIT compiles the module it was created with when it finalizes; its object cache
+        # hook hands it the program's object code instead, so no code generation runs here.
+        engine.set_object_cache(getbuffer_func=lambda module: obj)
         bindings = symbols.bindings(helper_address)
         with _link_lock:
             for name, address in bindings.items():
@@ -212,7 +248,7 @@ def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[by
 
 
 def _empty_module() -> llvm.ModuleRef:
-    """The module an engine starts from: the program itself arrives as object code."""
+    """The module an engine is created with; its machine code is the program's object code."""
     module = llvm.parse_assembly("")
     module.triple = llvm.get_process_triple()
     return module

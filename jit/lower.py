@@ -12,8 +12,9 @@ Shape of the generated module:
 * division and modulo use ``select`` guards (LLVM's udiv/sdiv by 0 and INT_MIN/-1 are UB),
   shift counts are masked, atomics are ``atomicrmw``/``cmpxchg`` ``seq_cst``;
 * static-branch JAs (goto_or_nop / nop_or_goto) become patchable 5-byte sites (jit/sites.py);
-* ``@bpf_entry(ptr env, ptr ctx, i64 len)`` runs once; ``@bpf_entry_repeat(..., i64 n)`` runs n
-  times through a volatile function pointer so LLVM cannot hoist the work out of the loop.
+* ``@bpf_entry(ptr env, ptr ctx, i64 len)`` runs once; the repeat loop of test_run is not part
+  of the module but one shared function (jit/engine.py), since a loop costs every compile
+  several milliseconds of loop passes.
 
 The JIT trusts the facts it is given: no bounds checks are emitted for memory accesses.
 """
@@ -506,23 +507,6 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tupl
         "define i64 @bpf_entry(ptr noalias %env, ptr %ctx, i64 %len) {",
         "  %c = ptrtoint ptr %ctx to i64",
         "  %r = call i64 @bpf_f0(ptr %env, i64 %c, i64 %len, i64 0, i64 0, i64 0)",
-        "  ret i64 %r",
-        "}",
-        "",
-        # The repeat loop calls through a volatile pointer so that LLVM cannot prove the program
-        # pure and run it once: every iteration really executes.
-        "@bpf_main_ptr = internal global ptr @bpf_entry",
-        "define i64 @bpf_entry_repeat(ptr noalias %env, ptr %ctx, i64 %len, i64 %n) {",
-        "entry:",
-        "  br label %loop",
-        "loop:",
-        "  %i = phi i64 [ 0, %entry ], [ %next, %loop ]",
-        "  %fn = load volatile ptr, ptr @bpf_main_ptr",
-        "  %r = call i64 %fn(ptr %env, ptr %ctx, i64 %len)",
-        "  %next = add i64 %i, 1",
-        "  %more = icmp ult i64 %next, %n",
-        "  br i1 %more, label %loop, label %done",
-        "done:",
         "  ret i64 %r",
         "}",
         "",
