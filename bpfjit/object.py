@@ -22,7 +22,7 @@ from .program import Program
 from .runtime import btf as btf_module
 from .runtime import elf
 from .runtime.context import program_type_for_section
-from .runtime.environment import ArrayLayout, Environment, func_token
+from .runtime.environment import ArrayLayout, Environment, HashLayout, func_token
 from .runtime.map_types import MapType
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
 from .runtime.memory import Region
@@ -138,7 +138,8 @@ class Object:
             tokens = {func_token(n): start for n, start in linked.function_tokens.items()}
             keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
-                              array_map=self._array_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
+                              array_map=self._array_layout,
+                              hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
             ptype = program_type_for_section(linked.section).name
             self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype)
             self.programs[linked.name].section = linked.section
@@ -264,6 +265,16 @@ class Object:
         if m is None or m.map_type != MapType.ARRAY:
             return None
         return ArrayLayout(m.value_base, m.elem_stride, m.max_entries)
+
+    @staticmethod
+    def _hash_layout(handle: int) -> HashLayout | None:
+        """Plain hash maps only: LRU lookups must also touch the element, per-cpu ones pick the
+        cpu's value, and hash-of-maps lookups return the inner map."""
+        m = map_from_handle(handle)
+        if m is None or m.map_type != MapType.HASH:
+            return None
+        return HashLayout(m.chains.heads_address, m.chains.links_address, m.chains.nbuckets, m.key_base,
+                          m.key_stride, m.key_size, m.value_base, m.elem_stride)
 
     def _frozen_bytes(self, address: int, size: int) -> bytes | None:
         for m in self.maps.values():

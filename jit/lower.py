@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 from bpfjit import isa
 from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
 from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_VALUE, MAX_CALL_FRAMES, Status
 from bpfjit.verifier.facts import Facts, Function
 
@@ -420,7 +421,8 @@ class _FunctionLowering:
     def call_helper(self, helper_id: int, index: int) -> None:
         helper = self.env.helpers.get(helper_id)
         assert helper is not None  # the structure check rejects unknown helper ids
-        if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and self.inline_array_lookup(self.known[1]):
+        if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and \
+                (self.inline_array_lookup(self.known[1]) or self.inline_hash_lookup(self.known[1])):
             return
         result = self.value(f"call i64 {self.symbols.helper(helper_id)}({self.args()})")
         self.set_reg(0, result)
@@ -436,10 +438,70 @@ class _FunctionLowering:
         key = self.value(f"load i32, ptr {self.value(f'inttoptr i64 {self.reg(2)} to ptr')}, align 1")
         wide = self.value(f"zext i32 {key} to i64")
         inside = self.value(f"icmp ult i64 {wide}, {layout.max_entries}")
-        offset = self.value(f"mul i64 {wide}, {layout.stride}")
-        address = self.value(f"add i64 {offset}, {self.symbols.address(layout.value_base)}")
+        address = self.element_address(layout.value_base, wide, layout.stride)
         self.set_reg(0, self.value(f"select i1 {inside}, i64 {address}, i64 0"))
         return True
+
+    def inline_hash_lookup(self, handle: int) -> bool:
+        """bpf_map_lookup_elem on a hash map as a walk of its native chains (runtime/hash_index.py):
+        the key read in fixed chunks and hashed without a loop, then compared chunk by chunk with
+        each element's key in the bucket, restarting when the walk ends on another bucket's marker."""
+        layout = self.env.hash_map(handle)
+        if layout is None:
+            return False
+        key = self.value(f"inttoptr i64 {self.reg(2)} to ptr")
+        words, hashed = [], "0"
+        for offset, size in key_chunks(layout.key_size):
+            words.append(self.load_chunk(key, offset, size))
+            mixed = self.value(f"xor i64 {hashed}, {words[-1]}")
+            hashed = self.value(f"mul i64 {mixed}, {_const(HASH_MULTIPLIER, 64)}")
+        folded = self.value(f"xor i64 {hashed}, {self.value(f'lshr i64 {hashed}, 32')}")
+        bucket = self.value(f"and i64 {folded}, {layout.nbuckets - 1}")
+        marker = self.value(f"or i32 {self.value(f'trunc i64 {bucket} to i32')}, {_const(NULLS, 32)}")
+        head = self.element_ptr(layout.heads, bucket, 4)
+        start, loop, compare, advance, end, found, done = (self.unique(f"hash_{part}") for part in
+                                                           ("start", "loop", "compare", "next", "end", "found", "done"))
+        self.emit(f"br label %{start}")
+        self.lines.append(f"{start}:")
+        first = self.value(f"load atomic i32, ptr {head} acquire, align 4")
+        self.emit(f"br label %{loop}")
+        self.lines.append(f"{loop}:")
+        at, following = self.tmp(), self.tmp()
+        self.emit(f"{at} = phi i32 [ {first}, %{start} ], [ {following}, %{advance} ]")
+        self.emit(f"br i1 {self.value(f'icmp uge i32 {at}, {_const(NULLS, 32)}')}, label %{end}, label %{compare}")
+        self.lines.append(f"{compare}:")
+        slot = self.value(f"zext i32 {self.value(f'sub i32 {at}, 1')} to i64")
+        stored = self.value(f"inttoptr i64 {self.element_address(layout.key_base, slot, layout.key_stride)} to ptr")
+        differs = "0"
+        for (offset, size), word in zip(key_chunks(layout.key_size), words):
+            delta = self.value(f"xor i64 {word}, {self.load_chunk(stored, offset, size)}")
+            differs = self.value(f"or i64 {differs}, {delta}")
+        self.emit(f"br i1 {self.value(f'icmp eq i64 {differs}, 0')}, label %{found}, label %{advance}")
+        self.lines.append(f"{advance}:")
+        self.emit(f"{following} = load atomic i32, ptr {self.element_ptr(layout.links, slot, 4)} acquire, align 4")
+        self.emit(f"br label %{loop}")
+        self.lines.append(f"{end}:")  # the chain's end: a miss, unless the walk strayed to another bucket
+        self.emit(f"br i1 {self.value(f'icmp eq i32 {at}, {marker}')}, label %{done}, label %{start}")
+        self.lines.append(f"{found}:")
+        value = self.element_address(layout.value_base, slot, layout.stride)
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{done}:")
+        self.set_reg(0, self.value(f"phi i64 [ 0, %{end} ], [ {value}, %{found} ]"))
+        return True
+
+    def load_chunk(self, base: str, offset: int, size: int) -> str:
+        """The `size` bytes at base + offset, zero-extended to i64."""
+        at = self.value(f"getelementptr i8, ptr {base}, i64 {offset}") if offset else base
+        word = self.value(f"load {_INT[8 * size]}, ptr {at}, align 1")
+        return word if size == 8 else self.value(f"zext {_INT[8 * size]} {word} to i64")
+
+    def element_address(self, base: int, index: str, stride: int) -> str:
+        """base + index * stride as i64, base being a process-specific address."""
+        offset = self.value(f"mul i64 {index}, {stride}")
+        return self.value(f"add i64 {offset}, {self.symbols.address(base)}")
+
+    def element_ptr(self, base: int, index: str, stride: int) -> str:
+        return self.value(f"inttoptr i64 {self.element_address(base, index, stride)} to ptr")
 
     def call_local(self, start: int, index: int) -> None:
         if not self.counts_depth:

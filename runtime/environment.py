@@ -41,6 +41,20 @@ class ArrayLayout:
     max_entries: int
 
 
+@dataclass(frozen=True)
+class HashLayout:
+    """Where a hash map keeps its chains (runtime/hash_index.py), keys and values: what the JIT
+    needs to inline a lookup."""
+    heads: int
+    links: int
+    nbuckets: int
+    key_base: int
+    key_stride: int
+    key_size: int
+    value_base: int
+    stride: int
+
+
 @dataclass
 class Environment:
     helpers: HelperRegistry = field(default_factory=HelperRegistry)
@@ -54,6 +68,8 @@ class Environment:
     callx_reaches_helpers: bool = True
     # The layout of the array map whose handle this is (None: not an inlinable array map).
     array_map: Callable[[int], ArrayLayout | None] = lambda handle: None
+    # The layout of the hash map whose handle this is (None: not an inlinable hash map).
+    hash_map: Callable[[int], HashLayout | None] = lambda handle: None
     # The bytes at [address, address + size) if they lie in a frozen read-only map, else None.
     frozen_bytes: Callable[[int, int], bytes | None] = lambda address, size: None
     # Static-branch sites (JA with a flavour) by slot, and the key that switches each.

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterator
 
 from bpfjit.errors import MapError
 
+from .hash_index import HashIndex
 from .map_types import MapType, map_type_name
 from .memory import Buffer, Region
 
@@ -795,6 +796,7 @@ class HashMap(Map):
         self.key_base = self._keys.address
         self.value_base = self._values.address
         self._index: dict[bytes, int] = OrderedDict() if self.lru else {}
+        self.chains = HashIndex(self.max_entries)  # the same index, natively, for jitted lookups
         # Free slots; pop() takes the lowest first, a deleted slot is the next one reused.
         self._free = list(range(self.max_entries - 1, -1, -1))
 
@@ -852,12 +854,15 @@ class HashMap(Map):
             if self._free:
                 slot = self._free.pop()
             elif self.lru:
-                _, slot = self._index.popitem(last=False)  # type: ignore[call-arg]
+                old, slot = self._index.popitem(last=False)  # type: ignore[call-arg]
+                self.chains.remove(old, slot)
             else:
                 return -E.E2BIG
             ctypes.memmove(self.key_base + slot * self.key_stride, key, self.key_size)
             write(slot, True)
-            self._index[key] = slot  # published last: readers never see a half-written element
+            # Published last: readers never see a half-written element.
+            self.chains.insert(key, slot)
+            self._index[key] = slot
             return 0
 
     def update(self, key: bytes, value: bytes, flags: int = BPF_ANY, cpu: int = 0) -> int:
@@ -883,11 +888,22 @@ class HashMap(Map):
         if type(key) is not bytes:
             key = bytes(key)
         with self._lock:
-            slot = self._index.pop(key, None)
-            if slot is None:
-                return -E.ENOENT
-            self._free.append(slot)
-            return 0
+            return 0 if self._drop(key) else -E.ENOENT
+
+    def _drop(self, key: bytes) -> bool:
+        """Remove key (the caller holds the lock); False if it was not there."""
+        slot = self._index.pop(key, None)
+        if slot is None:
+            return False
+        self.chains.remove(key, slot)
+        self._free.append(slot)
+        return True
+
+    def _reset(self) -> None:
+        """Remove every element (the caller holds the lock)."""
+        self._index.clear()
+        self.chains.clear()
+        self._free = list(range(self.max_entries - 1, -1, -1))
 
     def elements(self, cpu: int = 0) -> list[tuple[int, int]]:
         cpu = cpu if 0 <= cpu < self._nslots else 0
@@ -923,8 +939,7 @@ class HashMap(Map):
 
     def _raw_clear(self) -> None:
         with self._lock:
-            self._index.clear()
-            self._free = list(range(self.max_entries - 1, -1, -1))
+            self._reset()
 
     def __len__(self) -> int:
         return len(self._index)
@@ -1658,18 +1673,15 @@ class HashOfMaps(_MapInMap, HashMap):
 
     def _raw_delete(self, key: bytes) -> int:
         with self._lock:
-            slot = self._index.pop(key, None)
-            if slot is None:
+            if not self._drop(key):
                 return -E.ENOENT
-            self._free.append(slot)
             self._inner.pop(key, None)
             return 0
 
     def _raw_clear(self) -> None:
         with self._lock:
-            self._index.clear()
+            self._reset()
             self._inner.clear()
-            self._free = list(range(self.max_entries - 1, -1, -1))
 
     def _raw_read(self, key: bytes) -> Any:
         return self._inner.get(key)
