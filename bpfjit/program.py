@@ -69,11 +69,13 @@ class Program:
         self.name = name
         self.prog_type = prog_type
         self.original_insns = list(insns)  # as loaded; self.insns is what runs (ctx accesses rewritten)
+        started = time.perf_counter()
         self.facts = cfg.analyse(self.original_insns, self.env.helpers,
                                  self.env.function_tokens.values() if self.env.function_tokens else ())
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)
+        self.check_seconds = time.perf_counter() - started  # checks + rewrite: "verify" in bench
         # A tail call must leave the native repeat loop, so such programs repeat from Python.
         self._may_tail_call = any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL
                                   for i in self.insns)

@@ -1,10 +1,38 @@
 #!/bin/sh
 # Rebuild the benchmark objects (Debian packages clang-19 and libbpf-dev; apt-get update first).
+#
+# Micro-suite: each NAME.c is the one source of a benchmark, built here for BPF (with
+# bpf_suite.h; -mcpu=v3 as NAME.bpf.o, and -mcpu=v4 as NAME.v4.bpf.o when v4 code differs) and at
+# bench time by bpfjit.bench.native for the host (with native_suite.h).
 set -eu
 cd "$(dirname "$0")"
 flags="-O2 -g -target bpf -I/usr/include/x86_64-linux-gnu"
+
+for name in simple memory_a_plus_b log2_int prime strcmp_halves memcpy switch; do
+    clang-19 $flags -mcpu=v3 -include bpf_suite.h -c $name.c -o $name.bpf.o
+    clang-19 $flags -mcpu=v4 -include bpf_suite.h -c $name.c -o $name.v4.bpf.o
+    # Keep the v4 object only where its instructions differ from the v3 ones.
+    if [ "$(llvm-objdump-19 -d --no-show-raw-insn $name.bpf.o | tail -n +3)" = \
+         "$(llvm-objdump-19 -d --no-show-raw-insn $name.v4.bpf.o | tail -n +3)" ]; then
+        rm $name.v4.bpf.o
+    fi
+done
+
+# Packet programs: XDP programs, one source each, built here for BPF with bpf_xdp.h (as the
+# micro-suite: NAME.bpf.o, and NAME.v4.bpf.o when the v4 code differs) and at bench time for the
+# host with native_xdp.h (bpfjit.bench.packets, bpfjit.bench.native).
+for name in xdp_parse checksum hash_counter global_counter xdp_static_branch; do
+    clang-19 $flags -mcpu=v3 -include bpf_xdp.h -c $name.c -o $name.bpf.o
+    clang-19 $flags -mcpu=v4 -include bpf_xdp.h -c $name.c -o $name.v4.bpf.o
+    if [ "$(llvm-objdump-19 -d --no-show-raw-insn $name.bpf.o | tail -n +3)" = \
+         "$(llvm-objdump-19 -d --no-show-raw-insn $name.v4.bpf.o | tail -n +3)" ]; then
+        rm $name.v4.bpf.o
+    fi
+done
+
+# Static branches: one hot XDP loop with debug points, four ways.
 clang-19 $flags -DVARIANT_KEYS -c static_branch.c -o static_branch_keys.o
 clang-19 $flags -DVARIANT_FLAG -c static_branch.c -o static_branch_flag.o
 clang-19 $flags -DVARIANT_KEYS -DPOINTS=1 -c static_branch.c -o static_branch_keys1.o
 clang-19 $flags -c static_branch.c -o static_branch_none.o
-echo built static_branch_keys.o static_branch_flag.o static_branch_keys1.o static_branch_none.o
+echo built $(ls *.o)

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from ..errors import BPFError
 from ..program import ENGINES
+from . import bench
 from .bytecode import cmd_asm, cmd_conformance_plugin, cmd_disasm
 from .common import (
     OBJECT_ENGINES,
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--ir", action="store_true", help="LLVM IR, unoptimised then optimised")
     _add_key_option(p)
     p.set_defaults(func=cmd_prog_dump)
+
+    bench.add_parser(verbs)
 
     p = verbs.add_parser("include-dir", help="print the folder of bpfjit's C headers (for clang -I)")
     p.set_defaults(func=cmd_include_dir)

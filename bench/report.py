@@ -1,0 +1,90 @@
+"""The results as one table, as JSON, and as the numbers behind the plot."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+from typing import Iterable
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from .measure import Row
+
+
+def machine() -> dict[str, object]:
+    """The CPU (from py-cpuinfo) and the software the numbers were measured with."""
+    import cpuinfo  # slow to import and to ask (about a second): only when reporting
+    info = cpuinfo.get_cpu_info()
+    return {"cpu": info.get("brand_raw", "unknown CPU"), "arch": info.get("arch", platform.machine()),
+            "cores": info.get("count"), "hz": info.get("hz_advertised_friendly"),
+            "python": platform.python_version(), "llvmlite": llvmlite.__version__,
+            "llvm": ".".join(map(str, llvm.llvm_version_info))}
+
+
+def _ns(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _ratio(value: float | None, suffix: str = "x") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}{suffix}" if value < 100 else f"{value:,.0f}{suffix}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+COLUMNS = ["program", "jit ns", "native ns", "jit/native", "interp ns", "jit speedup", "kernel ns",
+           "jit/kernel", "load", "verify", "lower", "optimise", "codegen", "total ms",
+           "cached"]
+
+
+def table(rows: Iterable[Row], info: dict[str, object]) -> str:
+    """One row per benchmark: ns per run per engine, the ratios, and the cold-compile split (ms)."""
+    cells = [COLUMNS]
+    for row in rows:
+        c = row.compile
+        cells.append([row.label, _ns(row.jit_ns), _ns(row.native_ns), _ratio(row.jit_over_native),
+                      _ns(row.interp_ns), _ratio(row.interp_over_jit), _ns(row.kernel_ns),
+                      _ratio(row.jit_over_kernel),
+                      *(_ms(getattr(c, phase) if c else None)
+                        for phase in ("load", "verify", "lower", "optimise", "codegen", "total")),
+                      _ms(row.hit_compile_ms)])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(line, widths)))
+             for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    header = (f"CPU: {info['cpu']} ({info['arch']}, {info['cores']} logical cores, {info['hz']}); "
+              f"Python {info['python']}, llvmlite {info['llvmlite']}, LLVM {info['llvm']}")
+    notes = ["ns per run, median of rounds; interp ns and jit speedup on the smaller interpreter input;",
+             "compile: a cold load + compile in ms (verify = structural checks and ctx rewrite; codegen",
+             "includes linking); cached: the compile when the object-code cache has the program."]
+    kernel_notes = [f"kernel: {row.label}: {row.kernel_note}" for row in rows if row.kernel_note]
+    return "\n".join([header, "", *lines, "", *notes, *kernel_notes]) + "\n"
+
+
+def as_json(rows: Iterable[Row], info: dict[str, object]) -> dict[str, object]:
+    results = []
+    for row in rows:
+        entry = dataclasses.asdict(row)
+        entry.update(label=row.label, jit_over_native=row.jit_over_native,
+                     interp_over_jit=row.interp_over_jit, jit_over_kernel=row.jit_over_kernel)
+        if row.compile is not None:
+            entry["compile"]["total"] = row.compile.total
+        results.append(entry)
+    return {"machine": info, "units": {"time": "ns per run", "compile": "ms"}, "results": results}
+
+
+def plot_series(rows: list[Row]) -> tuple[list[str], dict[str, list[float | None]]]:
+    """Bars per program: each engine's ns per run on the full input. The interpreter ran on a
+    smaller input; its bar is projected to the full input with the JIT's own ratio between the two."""
+    projected = [row.interp_ns * row.jit_ns / row.jit_small_ns
+                 if row.interp_ns and row.jit_ns and row.jit_small_ns else None for row in rows]
+    series = {"jit": [row.jit_ns for row in rows], "native (cc -O2)": [row.native_ns for row in rows],
+              "interp (projected)": projected}
+    if any(row.kernel_ns for row in rows):
+        series["kernel JIT"] = [row.kernel_ns for row in rows]
+    return [row.label for row in rows], series

@@ -1,0 +1,70 @@
+"""``bpfjit bench``: the benchmark suite on every engine, as one table (and JSON, and a plot)."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+from ..errors import BPFError
+from .common import Progress
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench import measure, native, report
+    from ..bench.suite import CASES
+
+    try:
+        pattern = re.compile(args.filter or "")
+    except re.error as exc:
+        raise BPFError(f"--filter: bad regular expression {args.filter!r}: {exc}") from None
+    if args.rounds < 1:
+        raise BPFError(f"--rounds must be at least 1, not {args.rounds}")
+    chosen = [(case, cpu) for case in CASES for cpu in case.cpu_variants()
+              if pattern.search(case.name if cpu == "v3" else f"{case.name} ({cpu})")]
+    if not chosen:
+        raise BPFError(f"no benchmark matches --filter {args.filter!r} "
+                       f"(there are: {', '.join(case.name for case in CASES)})")
+    if args.kernel:
+        from ..runtime.kernel import kernel_available
+        ok, why = kernel_available()
+        if not ok:
+            raise BPFError(f"--kernel: the kernel engine is not available here: {why}")
+    info = report.machine()
+    natives = None if args.no_native else native.NativeLibrary([case for case, _ in chosen])
+    rows = []
+    try:
+        with Progress(len(chosen) * measure.STEPS_PER_CASE, "bench") as bar:
+            def step(what: str) -> None:
+                bar.label = f"bench {what:<24}"
+                bar.advance()
+            for case, cpu in chosen:
+                rows.append(measure.measure(case, cpu, natives, args.rounds, args.kernel, step))
+    finally:
+        if natives is not None:
+            natives.close()
+    print(report.table(rows, info), end="")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report.as_json(rows, info), out, indent=2)
+            out.write("\n")
+    if args.plot:
+        from ..bench.plot import write_bar_chart
+        groups, series = report.plot_series(rows)
+        write_bar_chart(args.plot, f"bpfjit bench: ns per run (log scale) on {info['cpu']}", groups, series)
+    return 0
+
+
+def add_parser(verbs) -> None:
+    p = verbs.add_parser("bench", help="time the benchmark suite on every engine (jit, interp, native, kernel)",
+                         description="Run the benchmark suite (the standard userspace-BPF micro-suite and "
+                                     "packet programs) jitted, interpreted and as native C (built with the "
+                                     "system compiler), check every result, and print ns per run, the "
+                                     "ratios and the cold compile time split by phase.")
+    p.add_argument("--filter", metavar="RE", help="only the benchmarks whose name matches this regex")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="also write a bar chart (log scale) as PNG")
+    p.add_argument("--kernel", action="store_true",
+                   help="add the kernel's own JIT (BPF_PROG_TEST_RUN with repeat, in a child process)")
+    p.add_argument("--rounds", type=int, default=5, metavar="N", help="timing rounds per figure (median)")
+    p.add_argument("--no-native", action="store_true", help="skip the native C builds (no C compiler needed)")
+    p.set_defaults(func=cmd_bench)
