@@ -31,6 +31,7 @@ from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_V
 from bpfjit.verifier.facts import Facts, Function
 
 from .sites import MODULE_PROLOGUE, site_asm
+from .switches import Switch, find_switches
 
 _INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
 _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND: "and", isa.XOR: "xor",
@@ -209,9 +210,10 @@ class _FunctionLowering:
         self.emit("%may_goto = alloca i64")
         self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
         self.branch(f"b{start}")
+        absorbed = frozenset().union(*(s.absorbed for s in self.switches.values()))
         for index in range(start, end):
             insn = self.insns[index]
-            if isa.is_filler(self.insns, index):
+            if isa.is_filler(self.insns, index) or index in absorbed:
                 continue
             if index in self.facts.block_starts or self.terminated:
                 self.label(f"b{index}")
@@ -225,6 +227,7 @@ class _FunctionLowering:
         self.lowerings[insn.cls](insn, index)
 
     def __post_init__(self) -> None:
+        self.switches = find_switches(self.insns, self.function.start, self.function.end, self.facts.block_starts)
         # One method per instruction class.
         self.lowerings = {
             isa.LD: self.lower_ld, isa.LDX: self.lower_ldx, isa.ST: self.lower_st, isa.STX: self.lower_stx,
@@ -396,6 +399,8 @@ class _FunctionLowering:
             self.terminated = True
         elif op == isa.JA:
             self.branch(f"b{insn.jump_target(index)}")
+        elif index in self.switches:
+            self.lower_switch(self.switches[index])
         elif op == isa.JCOND:
             left = self.value("load i64, ptr %may_goto")
             spent = self.value(f"icmp eq i64 {left}, 0")
@@ -413,6 +418,14 @@ class _FunctionLowering:
                 taken = self.value(f"icmp {_PREDICATES[op]} {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
             self.emit(f"br i1 {taken}, label %b{insn.jump_target(index)}, label %b{index + 1}")
             self.terminated = True
+
+    def lower_switch(self, switch: Switch) -> None:
+        """A compare tree clang made of a C switch, as one LLVM switch (jit/switches.py)."""
+        ty = _INT[switch.bits]
+        value = self.reg(switch.reg) if switch.bits == 64 else self.reg32(switch.reg)
+        cases = " ".join(f"{ty} {_const(v, switch.bits)}, label %b{leaf}" for v, leaf in switch.cases)
+        self.emit(f"switch {ty} {value}, label %b{switch.default} [ {cases} ]")
+        self.terminated = True
 
     # --- calls ---------------------------------------------------------------------------------
     def args(self) -> str:

@@ -1,0 +1,170 @@
+"""Recover switches from the compare trees clang emits for them.
+
+BPF has no indirect jump, so clang lowers a C ``switch`` to a binary search tree of compares
+against constants (``if w1 > 31 goto``, ``if w1 > 15 goto``, ..., ``if w1 == 5 goto``). Lowered
+as it stands, that is one LLVM block per compare, and LLVM does not rebuild the switch: it keeps
+the tree, spends most of a compile on it, and never gets to a jump table or a lookup table.
+
+A tree here is a conditional jump on a register against an immediate (the root, anywhere) whose
+successors are further such jumps on the same register and width, each alone in its block and
+reached only from its parent. Following the tree splits the register's values into intervals per
+leaf block; when the root's block masks the register first (``w4 &= 63``, as a switch on
+``x & 63`` compiles), only the masked values are split, the others cannot occur. One leaf becomes the switch's default (the one with the most values); every other
+leaf's values become cases, when there are few enough of them. A tree's ordered compares are
+all unsigned or all signed (clang's usual choice for an int); a signed tree works on values with
+their sign bit flipped, which orders them as unsigned, so every interval lives in one domain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+_UNSIGNED = (isa.JGT, isa.JGE, isa.JLT, isa.JLE)
+_SIGNED = {isa.JSGT: isa.JGT, isa.JSGE: isa.JGE, isa.JSLT: isa.JLT, isa.JSLE: isa.JLE}
+_FOLLOWED = (isa.JEQ, isa.JNE, *_UNSIGNED, *_SIGNED)
+MIN_TESTS = 3      # a smaller tree is left to LLVM as it is
+MAX_CASES = 1024   # values that may become cases (the default takes the rest)
+
+Intervals = list[tuple[int, int]]  # inclusive, disjoint
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One recovered tree: ``switch reg (as bits) { value -> leaf slot }``, else ``default``."""
+    reg: int
+    bits: int
+    cases: tuple[tuple[int, int], ...]  # (value, leaf slot)
+    default: int
+    absorbed: frozenset[int]  # slots of the interior compares, which no longer need code
+
+
+def _is_test(insn: Insn, signed: bool | None = None) -> bool:
+    """A compare of a register with an immediate; with `signed` given, one a tree of that kind
+    may hold (equality compares fit either)."""
+    if insn.cls not in (isa.JMP, isa.JMP32) or insn.op not in _FOLLOWED or insn.source != isa.K:
+        return False
+    return signed is None or insn.op in (isa.JEQ, isa.JNE) or (insn.op in _SIGNED) == signed
+
+
+def _taken(op: int, k: int, top: int) -> Intervals:
+    """The values v in [0, top] for which `v op k` holds."""
+    return {isa.JEQ: [(k, k)], isa.JNE: [(0, k - 1), (k + 1, top)], isa.JGT: [(k + 1, top)],
+            isa.JGE: [(k, top)], isa.JLT: [(0, k - 1)], isa.JLE: [(0, k)]}[op]
+
+
+def _intersect(a: Intervals, b: Intervals) -> Intervals:
+    out = [(max(lo, blo), min(hi, bhi)) for lo, hi in a for blo, bhi in b]
+    return [(lo, hi) for lo, hi in out if lo <= hi]
+
+
+def _complement(a: Intervals, top: int) -> Intervals:
+    out, at = [], 0
+    for lo, hi in sorted(a):
+        if lo > at:
+            out.append((at, lo - 1))
+        at = max(at, hi + 1)
+    return out + ([(at, top)] if at <= top else [])
+
+
+def find_switches(insns: Sequence[Insn], start: int, end: int, block_starts: frozenset[int]) -> dict[int, Switch]:
+    """The recoverable trees of the function in [start, end), by the slot of their root jump."""
+    predecessors: dict[int, int] = {}
+    for index in range(start, end):
+        insn = insns[index]
+        if isa.is_filler(insns, index) or insn.cls not in (isa.JMP, isa.JMP32) or insn.op in (isa.EXIT, isa.CALL):
+            continue
+        target = insn.jump_target(index)
+        predecessors[target] = predecessors.get(target, 0) + 1
+    for index in block_starts:  # fall-through into a block counts as an edge too
+        before = index - 1
+        if start <= before and not isa.is_filler(insns, before) and _falls_through(insns[before]):
+            predecessors[index] = predecessors.get(index, 0) + 1
+    found: dict[int, Switch] = {}
+    absorbed: set[int] = set()
+    for index in range(start, end):
+        insn = insns[index]
+        if index in absorbed or isa.is_filler(insns, index) or not _is_test(insn):
+            continue
+        switch = _recover(insns, index, start, end, block_starts, predecessors)
+        if switch is not None:
+            found[index] = switch
+            absorbed |= switch.absorbed
+    return {root: s for root, s in found.items() if root not in absorbed}
+
+
+def _falls_through(insn: Insn) -> bool:
+    """Whether the next slot can run after this one (a static-branch JA may be a nop)."""
+    if insn.cls not in (isa.JMP, isa.JMP32):
+        return True
+    if insn.op == isa.JA:
+        return bool(insn.src & isa.STATIC_BRANCH_JA)
+    return insn.op != isa.EXIT
+
+
+def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_starts: frozenset[int],
+             predecessors: dict[int, int]) -> Switch | None:
+    first = insns[root]
+    bits = 32 if first.cls == isa.JMP32 else 64
+    top = (1 << bits) - 1
+    signed = first.op in _SIGNED
+    bias = 1 << (bits - 1) if signed else 0  # value ^ bias orders signed values as unsigned
+    leaves: dict[int, Intervals] = {}
+    absorbed: set[int] = set()
+
+    def interior(slot: int) -> bool:
+        if slot in (root, start) or slot in absorbed or not start <= slot < end or slot not in block_starts \
+                or predecessors.get(slot) != 1:
+            return False
+        insn = insns[slot]
+        # Alone in its block: the next slot starts another one.
+        return (_is_test(insn, signed) and insn.dst == first.dst and (insn.cls == isa.JMP32) == (bits == 32)
+                and slot + 1 in block_starts)
+
+    limit = _mask_limit(insns, root, block_starts)
+    pending = [(root, [(bias, (limit if limit is not None else top) ^ bias)] if limit is not None else [(0, top)])]
+    while pending:
+        slot, values = pending.pop()
+        insn = insns[slot]
+        taken = _taken(_SIGNED.get(insn.op, insn.op), (insn.imm & top) ^ bias, top)
+        for successor, part in ((insn.jump_target(slot), _intersect(values, taken)),
+                                (slot + 1, _intersect(values, _complement(taken, top)))):
+            if not part:
+                continue
+            if interior(successor):
+                absorbed.add(successor)
+                pending.append((successor, part))
+            else:
+                leaves.setdefault(successor, []).extend(part)
+    if len(absorbed) + 1 < MIN_TESTS:
+        return None
+    size = {leaf: sum(hi - lo + 1 for lo, hi in parts) for leaf, parts in leaves.items()}
+    default = max(size, key=lambda leaf: (size[leaf], -leaf))
+    if sum(size.values()) - size[default] > MAX_CASES:
+        return None
+    cases = sorted((value ^ bias, leaf) for leaf, parts in leaves.items() if leaf != default
+                   for lo, hi in parts for value in range(lo, hi + 1))
+    return Switch(first.dst, bits, tuple(cases), default, frozenset(absorbed))
+
+
+def _mask_limit(insns: Sequence[Insn], root: int, block_starts: frozenset[int]) -> int | None:
+    """K when the root's register was last set by ``reg &= K`` (K >= 0) earlier in the root's
+    block, so that it holds 0..K; None when anything else may have set it."""
+    reg = insns[root].dst
+    index = root
+    while index not in block_starts and index > 0:
+        index -= 1
+        insn = insns[index]
+        if isa.is_filler(insns, index):
+            continue
+        if insn.cls in (isa.JMP, isa.JMP32) or (insn.cls == isa.STX and insn.mode == isa.ATOMIC and insn.src == reg):
+            return None  # a call, or an atomic fetch, may have written it
+        if insn.cls == isa.LD and reg in (0, insn.dst):
+            return None  # ld_imm64 writes dst; legacy packet loads write r0
+        if insn.cls in (isa.ALU, isa.ALU64, isa.LDX) and insn.dst == reg:
+            if insn.cls != isa.LDX and insn.op == isa.AND and insn.source == isa.K and insn.imm >= 0:
+                return insn.imm
+            return None
+    return None
