@@ -242,10 +242,7 @@ def check(insn: Insn, index: int) -> None:
     if insn.dst > MAX_REG or insn.src > MAX_REG:
         bad = insn.dst if insn.dst > MAX_REG else insn.src
         raise DecodeError(index, f"invalid register r{bad} (opcode {insn.opcode:#04x})")
-    {
-        LD: _check_ld, LDX: _check_ldx, ST: _check_st, STX: _check_stx,
-        ALU: _check_alu, ALU64: _check_alu, JMP: _check_jmp, JMP32: _check_jmp,
-    }[insn.cls](insn, index)
+    _CHECKS[insn.cls](insn, index)
 
 
 def _unknown(insn: Insn, index: int) -> DecodeError:
@@ -363,3 +360,8 @@ def _check_jmp(insn: Insn, index: int) -> None:
             raise _reserved(index, "may_goto")
         return
     raise _unknown(insn, index)
+
+
+# Per instruction class, the checker that validates its fields (built once: check() runs per slot).
+_CHECKS = {LD: _check_ld, LDX: _check_ldx, ST: _check_st, STX: _check_stx,
+           ALU: _check_alu, ALU64: _check_alu, JMP: _check_jmp, JMP32: _check_jmp}

@@ -1313,12 +1313,17 @@ def parse_btf_ext(data: bytes, btf: BTF) -> BTFExt:
                            f"range (0..{ntypes - 1})")
         return FuncInfo(insn_off, type_id)
 
+    seen: dict[int, str] = {}  # many records share a file name: each string is checked once
+
+    def string(off: int, pos: int, what: str) -> str:
+        if off not in seen:
+            seen[off] = btf._string(off, f"BTF.ext line_info at byte offset {pos} {what}")
+        return seen[off]
+
     def line(rec, pos, sec):
         insn_off, file_off, line_off, line_col = rec
-        where = f"BTF.ext line_info at byte offset {pos}"
-        return LineInfo(insn_off, btf._string(file_off, f"{where} file name"),
-                        btf._string(line_off, f"{where} line text"), line_col >> 10,
-                        line_col & 0x3FF)
+        return LineInfo(insn_off, string(file_off, pos, "file name"), string(line_off, pos, "line text"),
+                        line_col >> 10, line_col & 0x3FF)
 
     def core(rec, pos, sec):
         insn_off, type_id, access_off, kind = rec
