@@ -134,6 +134,9 @@ def time_native(native: NativeLibrary, case: Case, data: bytes, rounds: int, rep
 
 def time_kernel(case: Case, cpu: str, data: bytes, rounds: int) -> tuple[float | None, str]:
     """The kernel JIT's ns per run, or None and why not (rejected, unavailable)."""
+    if case.group == "micro":
+        return None, ("not tried: a raw f(mem, len) program, and no kernel program type runs "
+                      "on a MiB buffer it can loop over")
     try:
         first = kernel.kernel_test_run(case.object_path(cpu), case.function, data, repeat=1)
         if first.retval != case.expected(data):
@@ -145,7 +148,16 @@ def time_kernel(case: Case, cpu: str, data: bytes, rounds: int) -> tuple[float |
     except BPFError as exc:
         if isinstance(exc, WrongResult):
             raise
-        return None, str(exc).strip().splitlines()[0][:120]
+        return None, _kernel_reason(exc)
+
+
+def _kernel_reason(exc: BPFError) -> str:
+    """The kernel engine's complaint in one short line: what failed, and the verifier's last word."""
+    first = str(exc).strip().splitlines()[0]
+    reason = first.split(".o: ", 1)[-1]  # drop "kernel engine: loading program P of PATH"
+    log = [line for line in (getattr(exc, "verifier_log", "") or "").splitlines()
+           if line.strip() and not line.startswith("processed ")]
+    return f"{reason}: {log[-1].strip()}" if log else reason
 
 
 @contextlib.contextmanager

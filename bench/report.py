@@ -62,8 +62,17 @@ def table(rows: Iterable[Row], info: dict[str, object]) -> str:
     notes = ["ns per run, median of rounds; interp ns and jit speedup on the smaller interpreter input;",
              "compile: a cold load + compile in ms (verify = structural checks and ctx rewrite; codegen",
              "includes linking); cached: the compile when the object-code cache has the program."]
-    kernel_notes = [f"kernel: {row.label}: {row.kernel_note}" for row in rows if row.kernel_note]
+    kernel_notes = _kernel_notes(rows)
     return "\n".join([header, "", *lines, "", *notes, *kernel_notes]) + "\n"
+
+
+def _kernel_notes(rows: Iterable[Row]) -> list[str]:
+    """Why the kernel column is empty where it is: one line per reason, naming its programs."""
+    by_reason: dict[str, list[str]] = {}
+    for row in rows:
+        if row.kernel_note:
+            by_reason.setdefault(row.kernel_note, []).append(row.label)
+    return [f"kernel, {', '.join(labels)}: {reason}" for reason, labels in by_reason.items()]
 
 
 def as_json(rows: Iterable[Row], info: dict[str, object]) -> dict[str, object]:
