@@ -23,7 +23,7 @@ import llvmlite
 import llvmlite.binding as llvm
 
 DIGEST = 32  # bytes of SHA-256 in front of each object
-FORMAT = "3"  # bumped whenever the lowering, the pass pipeline or the linking convention changes meaning
+FORMAT = "4"  # bumped whenever the lowering, the pass pipeline or the linking convention changes meaning
 
 
 def directory() -> pathlib.Path | None:

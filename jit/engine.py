@@ -30,20 +30,19 @@ from .lower import lower_program
 from .sites import Site, read_sites
 
 HELPER_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *(ctypes.c_uint64,) * 5)
-ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), ctypes.c_void_p, ctypes.c_uint64)
-REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_void_p,
+REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
                                ctypes.c_uint64, ctypes.c_uint64)
 
-# test_run's repeat loop, shared by every program: it calls the entry it is given n times. The
-# callee is an argument, so LLVM cannot see (or hoist) the work, and the loop is compiled once
-# per process instead of once per program.
+# test_run's repeat loop, shared by every program: it calls the program's main function (r1 =
+# ctx, r2 = len, r3-r5 = 0) n times. The callee is an argument, so LLVM cannot see (or hoist)
+# the work, and the loop is compiled once per process instead of once per program.
 REPEAT_IR = """
-define i64 @bpfjit_repeat(ptr %fn, ptr %env, ptr %ctx, i64 %len, i64 %n) {
+define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n) {
 entry:
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %loop ]
-  %r = call i64 %fn(ptr %env, ptr %ctx, i64 %len)
+  %r = call i64 %fn(ptr %env, i64 %ctx, i64 %len, i64 0, i64 0, i64 0)
   %next = add i64 %i, 1
   %more = icmp ult i64 %next, %n
   br i1 %more, label %loop, label %done
@@ -146,8 +145,8 @@ class CompiledProgram:
     _entry_address: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self._entry_address = self._engine.get_function_address("bpf_entry")
-        self._entry = ENTRY_TYPE(self._entry_address)
+        self._entry_address = self._engine.get_function_address("bpf_f0")
+        self._entry = FUNCTION_TYPE(self._entry_address)
         self._finalizer = weakref.finalize(self, _release, self._engine)
 
     def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1) -> int:
@@ -156,7 +155,7 @@ class CompiledProgram:
         How the run ended is left in env for the caller (bpfjit.program) to act on.
         """
         if repeat <= 1:
-            return self._entry(ctypes.byref(env), r1, r2)
+            return self._entry(ctypes.byref(env), r1, r2, 0, 0, 0)
         return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, repeat)
 
     def call_function(self, env: RunEnv, start: int, args: list[int]) -> int:

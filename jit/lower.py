@@ -12,9 +12,10 @@ Shape of the generated module:
 * division and modulo use ``select`` guards (LLVM's udiv/sdiv by 0 and INT_MIN/-1 are UB),
   shift counts are masked, atomics are ``atomicrmw``/``cmpxchg`` ``seq_cst``;
 * static-branch JAs (goto_or_nop / nop_or_goto) become patchable 5-byte sites (jit/sites.py);
-* ``@bpf_entry(ptr env, ptr ctx, i64 len)`` runs once; the repeat loop of test_run is not part
-  of the module but one shared function (jit/engine.py), since a loop costs every compile
-  several milliseconds of loop passes.
+* the program's entry is ``@bpf_f0`` itself, called with r1 = ctx, r2 = length, r3-r5 = 0 (no
+  wrapper: an exported wrapper cannot inline a large main function and cost an indirect jump
+  per run); the repeat loop of test_run is not part of the module but one shared function
+  (jit/engine.py), since a loop costs every compile several milliseconds of loop passes.
 
 The JIT trusts the facts it is given: no bounds checks are emitted for memory accesses.
 """
@@ -199,7 +200,9 @@ class _FunctionLowering:
     def lower(self) -> list[str]:
         start, end = self.function.start, self.function.end
         # Functions a callback may enter (those with a token) stay visible to the runtime.
-        linkage = "" if start in self.env.callx_targets(self.facts.function_starts) else "internal "
+        # The main function is the entry point (called by the engine), so it stays visible too.
+        exported = start == 0 or start in self.env.callx_targets(self.facts.function_starts)
+        linkage = "" if exported else "internal "
         self.lines.append(f"define {linkage}i64 @bpf_f{start}(ptr noalias %env, i64 %a1, i64 %a2, i64 %a3, "
                           f"i64 %a4, i64 %a5) {{")
         self.lines.append("entry:")
@@ -578,12 +581,5 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tupl
     for function in facts.functions:
         body = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth).lower()
         parts += body + [""]
-    parts += [
-        "define i64 @bpf_entry(ptr noalias %env, ptr %ctx, i64 %len) {",
-        "  %c = ptrtoint ptr %ctx to i64",
-        "  %r = call i64 @bpf_f0(ptr %env, i64 %c, i64 %len, i64 0, i64 0, i64 0)",
-        "  ret i64 %r",
-        "}",
-        "",
-    ] + symbols.declarations()
+    parts += symbols.declarations()
     return "\n".join(parts) + "\n", symbols

@@ -209,7 +209,7 @@ def test_prog_dump_xlated(capsys):
 def test_prog_dump_jited(capsys):
     code, out, _ = run_cli(capsys, "prog", "dump", FIREWALL, "--jited")
     assert code == 0
-    assert "x86-64 code" in out and "bpf_entry" in out
+    assert "x86-64 code" in out and "entry bpf_f0 at" in out
     assert "retq" in out and "%rdi" in out
 
 

@@ -142,7 +142,7 @@ def cmd_prog_dump(args: argparse.Namespace) -> int:
     elif args.jited:
         text = jited_listing(program)
         compiled = program.compile()
-        print(f"# {program.name}: x86-64 code, entry bpf_entry at {compiled.code_address():#x}")
+        print(f"# {program.name}: x86-64 code, entry bpf_f0 at {compiled.code_address():#x}")
         print(text.rstrip())
     else:
         print(xlated_listing(obj, program), end="")
