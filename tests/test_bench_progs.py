@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -207,3 +208,22 @@ def test_static_branch_objects_are_fresh(name, tmp_path):
                           cwd=PROGS, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _code(out) == _code(PROGS / name), f"{name} is stale: run bench/progs/build.sh"
+
+
+# --- the kernel agrees with the rules (opt-in: -m kernel) --------------------------------------------
+
+KERNEL_PROGRAMS = ["xdp_parse", "checksum", "hash_counter", "global_counter"]  # xdp_static_branch: no static keys there
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("kernel_engine")
+@pytest.mark.parametrize("name", KERNEL_PROGRAMS)
+def test_kernel_gives_the_verdicts_the_rules_give(name):
+    from bpfjit.runtime.kernel import kernel_test_run
+    case = CASES[name]
+    for description, frame in packets.samples(name):
+        result = kernel_test_run(case.object_path(), case.function, frame)
+        assert result.retval == case.expected(frame), description
+        if name == "hash_counter" and packets.flow_key(frame) is not None:
+            (entry,) = result.map("flow_counts")
+            assert struct.unpack("<QQ", entry[1]) == (1, len(frame)), description
