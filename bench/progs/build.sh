@@ -8,26 +8,25 @@ set -eu
 cd "$(dirname "$0")"
 flags="-O2 -g -target bpf -I/usr/include/x86_64-linux-gnu"
 
-for name in simple memory_a_plus_b log2_int prime strcmp_halves memcpy switch; do
-    clang-19 $flags -mcpu=v3 -include bpf_suite.h -c $name.c -o $name.bpf.o
-    clang-19 $flags -mcpu=v4 -include bpf_suite.h -c $name.c -o $name.v4.bpf.o
-    # Keep the v4 object only where its instructions differ from the v3 ones.
+# NAME.bpf.o (-mcpu=v3) from NAME.c with PRELUDE, and NAME.v4.bpf.o only where the v4 code differs.
+build() {
+    name=$1 prelude=$2
+    clang-19 $flags -mcpu=v3 -include $prelude -c $name.c -o $name.bpf.o
+    clang-19 $flags -mcpu=v4 -include $prelude -c $name.c -o $name.v4.bpf.o
     if [ "$(llvm-objdump-19 -d --no-show-raw-insn $name.bpf.o | tail -n +3)" = \
          "$(llvm-objdump-19 -d --no-show-raw-insn $name.v4.bpf.o | tail -n +3)" ]; then
         rm $name.v4.bpf.o
     fi
+}
+
+for name in simple memory_a_plus_b log2_int prime strcmp_halves memcpy switch; do
+    build $name bpf_suite.h
 done
 
-# Packet programs: XDP programs, one source each, built here for BPF with bpf_xdp.h (as the
-# micro-suite: NAME.bpf.o, and NAME.v4.bpf.o when the v4 code differs) and at bench time for the
-# host with native_xdp.h (bpfjit.bench.packets, bpfjit.bench.native).
+# Packet programs: XDP programs, one source each, built here with bpf_xdp.h and at bench time
+# for the host with native_xdp.h (bpfjit.bench.packets, bpfjit.bench.native).
 for name in xdp_parse checksum hash_counter global_counter xdp_static_branch; do
-    clang-19 $flags -mcpu=v3 -include bpf_xdp.h -c $name.c -o $name.bpf.o
-    clang-19 $flags -mcpu=v4 -include bpf_xdp.h -c $name.c -o $name.v4.bpf.o
-    if [ "$(llvm-objdump-19 -d --no-show-raw-insn $name.bpf.o | tail -n +3)" = \
-         "$(llvm-objdump-19 -d --no-show-raw-insn $name.v4.bpf.o | tail -n +3)" ]; then
-        rm $name.v4.bpf.o
-    fi
+    build $name bpf_xdp.h
 done
 
 # Static branches: one hot XDP loop with debug points, four ways.

@@ -14,8 +14,7 @@
  *     the constant 0 and the compiler removes the guarded code;
  *   - XDP_BENCH(name): `static int name_prog(struct xdp_md *ctx)` (the program), exported
  *     `uint64_t name(void *mem, uint64_t len)` running it on the packet [mem, mem + len), and
- *     `uint64_t repeat_name(mem, len, n)` calling name n times through a volatile function pointer
- *     (as native_suite.h's BENCH does: neither inlined nor hoisted out of the loop).
+ *     `uint64_t repeat_name(mem, len, n)` (native_repeat.h).
  *
  * Every prelude definition is static: each source is its own translation unit, all linked into one
  * shared object. */
@@ -23,6 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "native_repeat.h"
 #include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -185,19 +185,12 @@ static __always_inline long __native_map_update(void **storage, size_t max_entri
 /* --- the harness ------------------------------------------------------------------------------ */
 #define XDP_BENCH(name)                                                                        \
     static int name##_prog(struct xdp_md *ctx);                                                \
-    __u64 name(void *mem, __u64 len)                                                           \
+    uint64_t name(void *mem, uint64_t len)                                                     \
     {                                                                                          \
         struct xdp_md ctx = {.data = (__u64)(uintptr_t)mem,                                    \
                              .data_end = (__u64)(uintptr_t)mem + len,                          \
                              .data_meta = (__u64)(uintptr_t)mem};                              \
         return (__u32)name##_prog(&ctx);                                                       \
     }                                                                                          \
-    __u64 repeat_##name(void *mem, __u64 len, __u64 n)                                         \
-    {                                                                                          \
-        __u64 (*volatile fn)(void *, __u64) = name;                                            \
-        __u64 r = 0;                                                                           \
-        for (__u64 i = 0; i < n; i++)                                                          \
-            r = fn(mem, len);                                                                  \
-        return r;                                                                              \
-    }                                                                                          \
+    BENCH_REPEAT(name)                                                                         \
     static int name##_prog(struct xdp_md *ctx)
