@@ -49,10 +49,26 @@ def _is_test(insn: Insn, signed: bool | None = None) -> bool:
     return signed is None or insn.op in (isa.JEQ, isa.JNE) or (insn.op in _SIGNED) == signed
 
 
-def _taken(op: int, k: int, top: int) -> Intervals:
-    """The values v in [0, top] for which `v op k` holds."""
-    return {isa.JEQ: [(k, k)], isa.JNE: [(0, k - 1), (k + 1, top)], isa.JGT: [(k + 1, top)],
-            isa.JGE: [(k, top)], isa.JLT: [(0, k - 1)], isa.JLE: [(0, k)]}[op]
+def _split(op: int, k: int, top: int) -> tuple[Intervals, Intervals]:
+    """The values v in [0, top] for which `v op k` holds, and those for which it does not."""
+    below, at, above = [(0, k - 1)], [(k, k)], [(k + 1, top)]
+    taken, not_taken = {isa.JEQ: (at, below + above), isa.JNE: (below + above, at),
+                        isa.JGT: (above, below + at), isa.JGE: (at + above, below),
+                        isa.JLT: (below, at + above), isa.JLE: (below + at, above)}[op]
+    return _merge(taken), _merge(not_taken)
+
+
+def _merge(parts: Intervals) -> Intervals:
+    """Non-empty intervals, adjacent ones joined."""
+    out: Intervals = []
+    for lo, hi in parts:
+        if lo > hi:
+            continue
+        if out and out[-1][1] + 1 == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _intersect(a: Intervals, b: Intervals) -> Intervals:
@@ -60,39 +76,39 @@ def _intersect(a: Intervals, b: Intervals) -> Intervals:
     return [(lo, hi) for lo, hi in out if lo <= hi]
 
 
-def _complement(a: Intervals, top: int) -> Intervals:
-    out, at = [], 0
-    for lo, hi in sorted(a):
-        if lo > at:
-            out.append((at, lo - 1))
-        at = max(at, hi + 1)
-    return out + ([(at, top)] if at <= top else [])
-
-
 def find_switches(insns: Sequence[Insn], start: int, end: int, block_starts: frozenset[int]) -> dict[int, Switch]:
-    """The recoverable trees of the function in [start, end), by the slot of their root jump."""
-    predecessors: dict[int, int] = {}
-    for index in range(start, end):
-        insn = insns[index]
-        if isa.is_filler(insns, index) or insn.cls not in (isa.JMP, isa.JMP32) or insn.op in (isa.EXIT, isa.CALL):
-            continue
-        target = insn.jump_target(index)
-        predecessors[target] = predecessors.get(target, 0) + 1
-    for index in block_starts:  # fall-through into a block counts as an edge too
-        before = index - 1
-        if start <= before and not isa.is_filler(insns, before) and _falls_through(insns[before]):
-            predecessors[index] = predecessors.get(index, 0) + 1
+    """The recoverable trees of the function in [start, end), by the slot of their root jump.
+
+    (The second slot of an ld_imm64 has opcode 0, class LD: never a test, never a jump.)
+    """
+    tests = [index for index in range(start, end) if _is_test(insns[index])]
+    if len(tests) < MIN_TESTS:
+        return {}
+    predecessors = _predecessors(insns, start, end, block_starts)
     found: dict[int, Switch] = {}
     absorbed: set[int] = set()
-    for index in range(start, end):
-        insn = insns[index]
-        if index in absorbed or isa.is_filler(insns, index) or not _is_test(insn):
+    for index in tests:
+        if index in absorbed:
             continue
         switch = _recover(insns, index, start, end, block_starts, predecessors)
         if switch is not None:
             found[index] = switch
             absorbed |= switch.absorbed
     return {root: s for root, s in found.items() if root not in absorbed}
+
+
+def _predecessors(insns: Sequence[Insn], start: int, end: int, block_starts: frozenset[int]) -> dict[int, int]:
+    """How many edges enter each block start: jumps to it, and the fall-through into it."""
+    count: dict[int, int] = {}
+    for index in range(start, end):
+        insn = insns[index]
+        if insn.cls in (isa.JMP, isa.JMP32) and insn.op not in (isa.EXIT, isa.CALL):
+            target = insn.jump_target(index)
+            count[target] = count.get(target, 0) + 1
+    for index in block_starts:
+        if start < index < end and _falls_through(insns[index - 1]):
+            count[index] = count.get(index, 0) + 1
+    return count
 
 
 def _falls_through(insn: Insn) -> bool:
@@ -128,9 +144,9 @@ def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_start
     while pending:
         slot, values = pending.pop()
         insn = insns[slot]
-        taken = _taken(_SIGNED.get(insn.op, insn.op), (insn.imm & top) ^ bias, top)
+        taken, not_taken = _split(_SIGNED.get(insn.op, insn.op), (insn.imm & top) ^ bias, top)
         for successor, part in ((insn.jump_target(slot), _intersect(values, taken)),
-                                (slot + 1, _intersect(values, _complement(taken, top)))):
+                                (slot + 1, _intersect(values, not_taken))):
             if not part:
                 continue
             if interior(successor):
