@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import struct
 import zlib
 
@@ -205,12 +204,3 @@ def _legend(canvas: Canvas, x: int, y: int, w: int, names: list[str]) -> None:
         row = y + 8 + i * 24
         canvas.fill(x + 10, row, x + 24, row + 14, COLOURS[i])
         canvas.text(x + 32, row, name, TEXT, 2)
-
-
-def write_bar_chart(path: str | os.PathLike[str], title: str, groups: list[str],
-                    series: dict[str, list[float | None]], ylabel: str = "ns per run (log scale)",
-                    width: int = 1200, height: int = 600) -> None:
-    """Write bar_chart_png(...) to path; the PNG is built first, so a ValueError writes nothing."""
-    data = bar_chart_png(title, groups, series, ylabel, width, height)
-    with open(path, "wb") as f:
-        f.write(data)

@@ -256,15 +256,3 @@ def test_bad_input_raises_value_error(groups, series, match):
 def test_too_small_raises_value_error():
     with pytest.raises(ValueError, match="too small"):
         plot.bar_chart_png("t", ["a", "b", "c"], {"jit": [1.0, 2.0, 3.0]}, width=120, height=80)
-
-
-def test_write_bar_chart_writes_the_png(tmp_path):
-    path = tmp_path / "chart.png"
-    args = ("Bench", ["simple", "prime"], {"jit": [2.0, 4e4], "kernel": [None, 6e5]})
-    plot.write_bar_chart(path, *args)
-    assert path.read_bytes() == plot.bar_chart_png(*args)
-    decode_png(path.read_bytes())
-    bad = tmp_path / "bad.png"
-    with pytest.raises(ValueError):
-        plot.write_bar_chart(bad, "t", ["a"], {"jit": [0.0]})
-    assert not bad.exists()

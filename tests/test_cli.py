@@ -96,3 +96,30 @@ def test_default_job_console_script():
     assert "XDP_DROP" in done.stdout and "XDP_PASS" in done.stdout and "XDP_TX" in done.stdout
     assert "mean per packet: jit" in done.stdout and "interp" in done.stdout
     assert "faster than the interpreter" in done.stdout
+
+
+# --- bench -------------------------------------------------------------------------------------------
+
+def test_bench_prints_the_table_and_writes_json_and_plot(capsys, tmp_path):
+    png, results = tmp_path / "bench.png", tmp_path / "bench.json"
+    code, out, err = run_cli(capsys, "bench", "--filter", "^simple$", "--rounds", "1", "--no-native",
+                             "--json", str(results), "--plot", str(png))
+    assert code == 0, err
+    assert out.startswith("CPU: ") and "\nsimple " in out
+    (row,) = json.loads(results.read_text())["results"]
+    assert row["name"] == "simple" and row["native_ns"] is None
+    assert 0 < row["jit_small_ns"] < row["interp_ns"] and row["compile"]["total"] > 0
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_bench_refuses_an_output_it_cannot_write_before_running(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "bench", "--filter", "simple", "--plot", str(tmp_path / "missing" / "b.png"))
+    assert (code, out) == (1, "")
+    assert err == f"bpfjit: error: {tmp_path / 'missing' / 'b.png'}: no such folder\n"
+
+
+def test_asm_output_to_a_missing_folder_is_a_clean_error(capsys, tmp_path):
+    source = tmp_path / "p.asm"
+    source.write_text("mov %r0, 1\nexit\n")
+    code, _, err = run_cli(capsys, "asm", str(source), "-o", str(tmp_path / "missing" / "p.bin"))
+    assert code == 1 and err.startswith("bpfjit: error: ") and "No such file or directory" in err

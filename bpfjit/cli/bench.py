@@ -6,7 +6,7 @@ import json
 import re
 
 from ..errors import BPFError
-from .common import Progress
+from .common import Progress, _check_writable, _write
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -19,6 +19,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise BPFError(f"--filter: bad regular expression {args.filter!r}: {exc}") from None
     if args.rounds < 1:
         raise BPFError(f"--rounds must be at least 1, not {args.rounds}")
+    for output in (args.json, args.plot):
+        if output:
+            _check_writable(output)
     chosen = [(case, cpu) for case in CASES for cpu in case.cpu_variants()
               if pattern.search(case.name if cpu == "v3" else f"{case.name} ({cpu})")]
     if not chosen:
@@ -44,13 +47,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             natives.close()
     print(report.table(rows, info), end="")
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump(report.as_json(rows, info), out, indent=2)
-            out.write("\n")
+        _write(args.json, (json.dumps(report.as_json(rows, info), indent=2) + "\n").encode())
     if args.plot:
-        from ..bench.plot import write_bar_chart
+        from ..bench.plot import bar_chart_png
         groups, series = report.plot_series(rows)
-        write_bar_chart(args.plot, f"bpfjit bench: ns per run (log scale) on {info['cpu']}", groups, series)
+        _write(args.plot, bar_chart_png(f"bpfjit bench: ns per run (log scale) on {info['cpu']}", groups, series))
     return 0
 
 

@@ -14,6 +14,7 @@ from .common import (
     _hex_arg,
     _read,
     _text,
+    _write,
 )
 
 # --- asm, disasm, conformance plugin ------------------------------------------------------------
@@ -21,7 +22,7 @@ from .common import (
 def cmd_asm(args: argparse.Namespace) -> int:
     code = asm.assemble(_text(args.file, _read(args.file)))
     if args.output:
-        pathlib.Path(args.output).write_bytes(code)
+        _write(args.output, code)
     else:
         for i in range(0, len(code), 8):
             print(code[i:i + 8].hex(" "))

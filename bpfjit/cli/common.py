@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -37,6 +38,22 @@ def _read(path: str) -> bytes:
         return pathlib.Path(path).read_bytes()
     except OSError as exc:
         raise BPFError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        pathlib.Path(path).write_bytes(data)
+    except OSError as exc:
+        raise BPFError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path: str) -> None:
+    """Fail before a long run, not after it, when an output file cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BPFError(f"{path}: no such folder")
+    if not os.access(folder, os.W_OK):
+        raise BPFError(f"{path}: the folder is not writable")
 
 
 def _text(path: str, data: bytes) -> str:
