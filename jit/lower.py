@@ -32,7 +32,7 @@ from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_V
 from bpfjit.verifier.facts import Facts, Function
 
 from .sites import MODULE_PROLOGUE, site_asm
-from .switches import Switch, find_switches
+from .switches import Fold, Switch, find_switches
 
 _INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
 _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND: "and", isa.XOR: "xor",
@@ -213,7 +213,7 @@ class _FunctionLowering:
         self.emit("%may_goto = alloca i64")
         self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
         self.branch(f"b{start}")
-        absorbed = frozenset().union(*(s.absorbed for s in self.switches.values()))
+        absorbed = frozenset().union(*(s.absorbed | s.skipped for s in self.switches.values()))
         for index in range(start, end):
             insn = self.insns[index]
             if isa.is_filler(self.insns, index) or index in absorbed:
@@ -403,7 +403,7 @@ class _FunctionLowering:
         elif op == isa.JA:
             self.branch(f"b{insn.jump_target(index)}")
         elif index in self.switches:
-            self.lower_switch(self.switches[index])
+            self.lower_switch(self.switches[index], index)
         elif op == isa.JCOND:
             left = self.value("load i64, ptr %may_goto")
             spent = self.value(f"icmp eq i64 {left}, 0")
@@ -422,13 +422,33 @@ class _FunctionLowering:
             self.emit(f"br i1 {taken}, label %b{insn.jump_target(index)}, label %b{index + 1}")
             self.terminated = True
 
-    def lower_switch(self, switch: Switch) -> None:
-        """A compare tree clang made of a C switch, as one LLVM switch (jit/switches.py)."""
+    def lower_switch(self, switch: Switch, index: int) -> None:
+        """A compare tree clang made of a C switch, as one LLVM switch (jit/switches.py); a
+        folded one jumps to one block per leaf that only names the leaf's immediate."""
         ty = _INT[switch.bits]
         value = self.reg(switch.reg) if switch.bits == 64 else self.reg32(switch.reg)
-        cases = " ".join(f"{ty} {_const(v, switch.bits)}, label %b{leaf}" for v, leaf in switch.cases)
-        self.emit(f"switch {ty} {value}, label %b{switch.default} [ {cases} ]")
+        target = (lambda leaf: f"sw{index}_{leaf}") if switch.fold else (lambda leaf: f"b{leaf}")
+        cases = " ".join(f"{ty} {_const(v, switch.bits)}, label %{target(leaf)}" for v, leaf in switch.cases)
+        self.emit(f"switch {ty} {value}, label %{target(switch.default)} [ {cases} ]")
         self.terminated = True
+        if switch.fold is not None:
+            self.lower_fold(switch.fold, index)
+
+    def lower_fold(self, fold: Fold, index: int) -> None:
+        """dst op= (the chosen leaf's immediate), then on to the leaves' common target."""
+        bits = 64 if fold.opcode & 0x07 == isa.ALU64 else 32
+        ty = _INT[bits]
+        for leaf, _ in fold.imms:
+            self.lines.append(f"sw{index}_{leaf}:")
+            self.emit(f"br label %sw{index}_join")
+        self.lines.append(f"sw{index}_join:")
+        incoming = ", ".join(f"[ {_const(imm, bits)}, %sw{index}_{leaf} ]" for leaf, imm in fold.imms)
+        picked = self.value(f"phi {ty} {incoming}")
+        op = fold.opcode & 0xF0
+        result = picked if op == isa.MOV else \
+            self.value(f"{_BINOPS[op]} {ty} {self.reg(fold.dst) if bits == 64 else self.reg32(fold.dst)}, {picked}")
+        self.set_reg(fold.dst, result if bits == 64 else self.value(f"zext i32 {result} to i64"))
+        self.branch(f"b{fold.join}")
 
     # --- calls ---------------------------------------------------------------------------------
     def args(self) -> str:

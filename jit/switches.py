@@ -9,10 +9,17 @@ A tree here is a conditional jump on a register against an immediate (the root, 
 successors are further such jumps on the same register and width, each alone in its block and
 reached only from its parent. Following the tree splits the register's values into intervals per
 leaf block; when the root's block masks the register first (``w4 &= 63``, as a switch on
-``x & 63`` compiles), only the masked values are split, the others cannot occur. One leaf becomes the switch's default (the one with the most values); every other
-leaf's values become cases, when there are few enough of them. A tree's ordered compares are
-all unsigned or all signed (clang's usual choice for an int); a signed tree works on values with
-their sign bit flipped, which orders them as unsigned, so every interval lives in one domain.
+``x & 63`` compiles), only the masked values are split, the others cannot occur. One leaf
+becomes the switch's default (the one with the most values); every other leaf's values become
+cases, when there are few enough of them. A tree's ordered compares are all unsigned or all
+signed (clang's usual choice for an int); a signed tree works on values with their sign bit
+flipped, which orders them as unsigned, so every interval lives in one domain.
+
+When every leaf applies the same ALU operation with an immediate to the same register and then
+jumps to the same place (``case 3: r += 7; break;``), or is that place itself (the operation's
+identity: ``case 0: break;``), the switch only picks the immediate: a :class:`Fold`. Lowered as
+a phi of constants, LLVM turns it into a lookup table; lowered as separate blocks, LLVM cannot
+sink the operation out of them (one case has none) and keeps a jump table of blocks.
 """
 from __future__ import annotations
 
@@ -25,10 +32,21 @@ from bpfjit.isa import Insn
 _UNSIGNED = (isa.JGT, isa.JGE, isa.JLT, isa.JLE)
 _SIGNED = {isa.JSGT: isa.JGT, isa.JSGE: isa.JGE, isa.JSLT: isa.JLT, isa.JSLE: isa.JLE}
 _FOLLOWED = (isa.JEQ, isa.JNE, *_UNSIGNED, *_SIGNED)
+_IDENTITY = {isa.ADD: 0, isa.SUB: 0, isa.OR: 0, isa.XOR: 0, isa.AND: -1}  # and MOV, which has none
 MIN_TESTS = 3      # a smaller tree is left to LLVM as it is
 MAX_CASES = 1024   # values that may become cases (the default takes the rest)
 
 Intervals = list[tuple[int, int]]  # inclusive, disjoint
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Every leaf is ``dst op= imm; goto join`` (opcode: the ALU instruction's, with an immediate),
+    or ``join`` itself, standing for the operation's identity."""
+    opcode: int
+    dst: int
+    join: int
+    imms: tuple[tuple[int, int], ...]  # (leaf slot, its immediate)
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,8 @@ class Switch:
     cases: tuple[tuple[int, int], ...]  # (value, leaf slot)
     default: int
     absorbed: frozenset[int]  # slots of the interior compares, which no longer need code
+    fold: Fold | None = None
+    skipped: frozenset[int] = frozenset()  # folded leaves' slots only the tree reached: no code
 
 
 def _is_test(insn: Insn, signed: bool | None = None) -> bool:
@@ -128,6 +148,7 @@ def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_start
     signed = first.op in _SIGNED
     bias = 1 << (bits - 1) if signed else 0  # value ^ bias orders signed values as unsigned
     leaves: dict[int, Intervals] = {}
+    edges: dict[int, int] = {}  # leaf -> how many tree edges enter it
     absorbed: set[int] = set()
 
     def interior(slot: int) -> bool:
@@ -154,6 +175,7 @@ def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_start
                 pending.append((successor, part))
             else:
                 leaves.setdefault(successor, []).extend(part)
+                edges[successor] = edges.get(successor, 0) + 1
     if len(absorbed) + 1 < MIN_TESTS:
         return None
     size = {leaf: sum(hi - lo + 1 for lo, hi in parts) for leaf, parts in leaves.items()}
@@ -162,7 +184,45 @@ def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_start
         return None
     cases = sorted((value ^ bias, leaf) for leaf, parts in leaves.items() if leaf != default
                    for lo, hi in parts for value in range(lo, hi + 1))
-    return Switch(first.dst, bits, tuple(cases), default, frozenset(absorbed))
+    fold = _fold(insns, sorted(leaves), block_starts)
+    skipped: set[int] = set()
+    for leaf, _ in fold.imms if fold is not None else ():
+        # A leaf only the tree reaches needs no code: its operation and its goto (not a leaf that
+        # falls through into the join, whose next slot is the join itself).
+        if fold.join not in (leaf, leaf + 1) and predecessors.get(leaf) == edges[leaf] and leaf + 1 not in block_starts:
+            skipped |= {leaf, leaf + 1}
+    return Switch(first.dst, bits, tuple(cases), default, frozenset(absorbed), fold, frozenset(skipped))
+
+
+def _fold(insns: Sequence[Insn], leaves: list[int], block_starts: frozenset[int]) -> Fold | None:
+    """The Fold of these leaves, if they have that shape."""
+    shapes = {}
+    for leaf in leaves:
+        insn = insns[leaf]
+        if not (insn.cls in (isa.ALU, isa.ALU64) and insn.source == isa.K and insn.off == 0
+                and (insn.op in _IDENTITY or insn.op == isa.MOV) and leaf + 1 < len(insns)):
+            continue
+        after = insns[leaf + 1]
+        # Then a goto, or a fall-through into the join (clang puts one case right before it).
+        join = after.jump_target(leaf + 1) if after.opcode == isa.JA_OP and after.src == 0 else leaf + 1
+        shapes[leaf] = (insn.opcode, insn.dst, join, insn.imm)
+    # The join itself may look like a leaf of another shape (its own first instruction).
+    for opcode, dst, join in sorted({shape[:3] for shape in shapes.values()}):
+        if join not in block_starts:
+            continue
+        # Only a 64-bit operation has an identity: a 32-bit one also clears the upper half.
+        identity = _IDENTITY.get(opcode & 0xF0) if opcode & 0x07 == isa.ALU64 else None
+        imms = []
+        for leaf in leaves:
+            if leaf != join and leaf in shapes and shapes[leaf][:3] == (opcode, dst, join):
+                imms.append((leaf, shapes[leaf][3]))
+            elif leaf == join and identity is not None:
+                imms.append((leaf, identity))
+            else:
+                break
+        else:
+            return Fold(opcode, dst, join, tuple(imms))
+    return None
 
 
 def _mask_limit(insns: Sequence[Insn], root: int, block_starts: frozenset[int]) -> int | None:

@@ -24,20 +24,30 @@ SIGNED_OPS = (isa.JSGT, isa.JSGE, isa.JSLT, isa.JSLE, isa.JEQ, isa.JNE)
 UNSIGNED_OPS = (isa.JGT, isa.JGE, isa.JLT, isa.JLE, isa.JEQ, isa.JNE)
 
 
+FOLD_OPS = (isa.ADD, isa.SUB, isa.OR, isa.XOR, isa.AND, isa.MOV)
+
+
 def random_tree_program(rng: random.Random) -> tuple[list[Insn], list[int]]:
-    """A program and the compare constants it uses (for boundary inputs)."""
+    """A program and the compare constants it uses (for boundary inputs).
+
+    Half the programs are switch-shaped (every leaf ``r0 op= K; goto join``, or a compare that
+    jumps straight to the join), which the recovery folds into a choice of immediate; the others
+    mix leaves that exit, that go to a shared exit, and that do different operations.
+    """
     jmp = rng.choice((isa.JMP, isa.JMP32))
     ops = SIGNED_OPS if rng.random() < 0.5 else UNSIGNED_OPS
     wide = jmp == isa.JMP
     small = rng.random() < 0.7  # constants near zero, as switch cases are
+    foldable = rng.random() < 0.5
+    fold_op = (rng.choice((isa.ALU, isa.ALU64)), rng.choice(FOLD_OPS))
     constants: list[int] = []
-    insns = [Insn(isa.LDX | isa.MEM | (isa.DW if wide else isa.W), 2, 1, 0, 0)]
+    insns = [Insn(isa.LDX | isa.MEM | (isa.DW if wide else isa.W), 2, 1, 0, 0),
+             Insn(isa.LDX | isa.MEM | isa.DW, 0, 1, 8, 0)]  # r0 starts as the input's second word
     mask = None
     if rng.random() < 0.4:
         mask = rng.choice((7, 63, 255))
         insns.append(Insn(rng.choice((isa.ALU, isa.ALU64)) | isa.AND | isa.K, 2, 0, 0, mask))
-    leaves: list[int] = []  # slots of "goto shared exit" placeholders
-    shared_exit: list[int] = []
+    to_join: list[int] = []  # slots whose jump is patched to the join below
 
     def constant() -> int:
         if mask is not None and rng.random() < 0.8:
@@ -46,31 +56,38 @@ def random_tree_program(rng: random.Random) -> tuple[list[Insn], list[int]]:
             return rng.randrange(-70, 70)
         return rng.randrange(-2 ** 31, 2 ** 31)
 
+    def leaf() -> None:
+        alu, op = fold_op if foldable else (rng.choice((isa.ALU, isa.ALU64)), rng.choice(FOLD_OPS))
+        insns.append(Insn(alu | op | isa.K, 0, 0, 0, rng.randrange(-2 ** 31, 2 ** 31)))
+        if foldable or rng.random() < 0.3:
+            to_join.append(len(insns))
+            insns.append(Insn(isa.JMP | isa.JA, 0, 0, 0, 0))
+        else:
+            insns.append(Insn(isa.JMP | isa.EXIT))
+
     def emit(depth: int) -> None:
         if depth == 0 or rng.random() < 0.15:
-            insns.append(Insn(isa.ALU64 | isa.MOV | isa.K, 0, 0, 0, rng.randrange(1000)))
-            if rng.random() < 0.3:
-                shared_exit.append(len(insns))
-                insns.append(Insn(isa.JMP | isa.JA, 0, 0, 0, 0))  # patched below
-            else:
-                insns.append(Insn(isa.JMP | isa.EXIT))
-            leaves.append(len(insns))
+            leaf()
             return
-        k = constant()
-        constants.append(k)
+        constants.append(constant())
         at = len(insns)
         insns.append(None)  # type: ignore[arg-type]
         emit(depth - 1)  # fall-through subtree
+        op = rng.choice(ops)
+        if rng.random() < 0.25:  # taken side: straight to the join (an identity leaf)
+            insns[at] = Insn(jmp | op | isa.K, 2, 0, 0, constants[-1])
+            to_join.append(at)
+            return
         target = len(insns)
         emit(depth - 1)  # taken subtree
-        insns[at] = Insn(jmp | rng.choice(ops) | isa.K, 2, 0, target - at - 1, k)
+        insns[at] = Insn(jmp | op | isa.K, 2, 0, target - at - 1, constants[-1])
 
     emit(rng.randrange(2, 7))
-    exit_slot = len(insns)
+    join = len(insns)
     insns.append(Insn(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, 5000))
     insns.append(Insn(isa.JMP | isa.EXIT))
-    for slot in shared_exit:
-        insns[slot] = Insn(isa.JMP | isa.JA, 0, 0, exit_slot - slot - 1, 0)
+    for slot in to_join:
+        insns[slot] = Insn(insns[slot].opcode, insns[slot].dst, 0, join - slot - 1, insns[slot].imm)
     return insns, constants
 
 
@@ -84,13 +101,13 @@ def inputs(constants: list[int], rng: random.Random) -> list[int]:
     return sorted(values)
 
 
-@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("seed", range(120))
 def test_random_trees_agree_with_the_interpreter(seed):
     rng = random.Random(seed)
     insns, constants = random_tree_program(rng)
     program = Program(insns)
     for value in inputs(constants, rng):
-        data = struct.pack("<Q", value)
+        data = struct.pack("<QQ", value, rng.getrandbits(64))
         jit, interp = (program.test_run(data, engine=e).retval for e in ("jit", "interp"))
         assert jit == interp, (seed, hex(value), program.disassemble())
 
@@ -98,15 +115,17 @@ def test_random_trees_agree_with_the_interpreter(seed):
 def test_random_trees_are_recovered():
     # The generator's trees are what the recovery looks for: most of them must become switches,
     # or the agreement test above would not be testing it.
-    recovered = 0
-    for seed in range(60):
+    recovered = folded = 0
+    for seed in range(120):
         insns, _ = random_tree_program(random.Random(seed))
         program = Program(insns)
         f = program.facts.functions[0]
-        if find_switches(program.insns, f.start, f.end, program.facts.block_starts):
+        switches = find_switches(program.insns, f.start, f.end, program.facts.block_starts)
+        if switches:
             recovered += 1
             assert "switch i" in program.compile().ir
-    assert recovered >= 20
+            folded += any(s.fold is not None for s in switches.values())
+    assert recovered >= 40 and folded >= 15
 
 
 def test_the_bench_switch_becomes_one_switch_of_64_values():
@@ -156,3 +175,40 @@ def test_a_compare_reached_from_elsewhere_is_not_absorbed():
     for value, result in expected.items():
         data = struct.pack("<Q", value)
         assert [program.test_run(data, engine=e).retval for e in ("jit", "interp")] == [result] * 2, value
+
+
+MASK64 = (1 << 64) - 1
+PY_OPS = {isa.ADD: lambda a, k: a + k, isa.SUB: lambda a, k: a - k, isa.OR: lambda a, k: a | k,
+          isa.XOR: lambda a, k: a ^ k, isa.AND: lambda a, k: a & k, isa.MOV: lambda a, k: k}
+
+
+@pytest.mark.parametrize("op", sorted(PY_OPS), ids=lambda op: f"op{op:#x}")
+def test_a_folded_switch_with_an_identity_leaf(op):
+    # r0 = second input word; r2 = first. Values above 20 go straight to the join (no operation:
+    # the identity of op, for every op but MOV, which has none and so is not folded); 11..20,
+    # 5, and the rest of 0..10 each apply op with their own immediate. Then r0 += 5000.
+    k1, k2, k3 = 0x1234_5678, -0x70, 0x0F0F_0F0F
+    alu = isa.ALU64 | op | isa.K
+    insns = [
+        Insn(isa.LDX | isa.MEM | isa.DW, 2, 1, 0, 0),
+        Insn(isa.LDX | isa.MEM | isa.DW, 0, 1, 8, 0),
+        Insn(isa.JMP | isa.JGT | isa.K, 2, 0, 8, 20),   # -> 11, the join
+        Insn(isa.JMP | isa.JGT | isa.K, 2, 0, 5, 10),   # -> 9
+        Insn(isa.JMP | isa.JEQ | isa.K, 2, 0, 2, 5),    # -> 7
+        Insn(alu, 0, 0, 0, k1), Insn(isa.JMP | isa.JA, 0, 0, 4, 0),
+        Insn(alu, 0, 0, 0, k2), Insn(isa.JMP | isa.JA, 0, 0, 2, 0),
+        Insn(alu, 0, 0, 0, k3), Insn(isa.JMP | isa.JA, 0, 0, 0, 0),
+        Insn(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, 5000),
+        Insn(isa.JMP | isa.EXIT),
+    ]
+    program = Program(insns)
+    f = program.facts.functions[0]
+    (switch,) = find_switches(program.insns, f.start, f.end, program.facts.block_starts).values()
+    assert (switch.fold is None) == (op == isa.MOV)
+    r0 = 0xDEAD_BEEF_F00D_CAFE
+    for value in range(0, 26):
+        k = k3 if value > 10 else k2 if value == 5 else k1
+        after = r0 if value > 20 else PY_OPS[op](r0, k & MASK64 if k >= 0 else k + (1 << 64))
+        expected = (after + 5000) & MASK64
+        data = struct.pack("<QQ", value, r0)
+        assert [program.test_run(data, engine=e).retval for e in ("jit", "interp")] == [expected] * 2, value
