@@ -103,6 +103,8 @@ class _FunctionLowering:
     known: dict[int, int] = field(default_factory=dict)
     # The known registers whose value is a process-specific address (emitted through symbols).
     addresses: set[int] = field(default_factory=set)
+    # Module-level definitions the function needs (the constant tables of folded switches).
+    module_globals: list[str] = field(default_factory=list)
 
     # --- small emitters ------------------------------------------------------------------------
     def tmp(self) -> str:
@@ -423,31 +425,53 @@ class _FunctionLowering:
             self.terminated = True
 
     def lower_switch(self, switch: Switch, index: int) -> None:
-        """A compare tree clang made of a C switch, as one LLVM switch (jit/switches.py); a
-        folded one jumps to one block per leaf that only names the leaf's immediate."""
+        """A compare tree clang made of a C switch, as one LLVM switch (jit/switches.py). A folded
+        one only picks an immediate: from a constant table when its case values are dense,
+        else through one block per leaf that names the leaf's immediate."""
         ty = _INT[switch.bits]
         value = self.reg(switch.reg) if switch.bits == 64 else self.reg32(switch.reg)
-        target = (lambda leaf: f"sw{index}_{leaf}") if switch.fold else (lambda leaf: f"b{leaf}")
+        fold = switch.fold
+        values = [v for v, _ in switch.cases]
+        if fold is not None and values[-1] - values[0] < 2 * len(values):  # dense: at most half holes
+            self.apply_fold(fold, self.table_pick(switch, fold, value, index))
+            return
+        target = (lambda leaf: f"sw{index}_{leaf}") if fold else (lambda leaf: f"b{leaf}")
         cases = " ".join(f"{ty} {_const(v, switch.bits)}, label %{target(leaf)}" for v, leaf in switch.cases)
         self.emit(f"switch {ty} {value}, label %{target(switch.default)} [ {cases} ]")
         self.terminated = True
-        if switch.fold is not None:
-            self.lower_fold(switch.fold, index)
+        if fold is not None:
+            for leaf, _ in fold.imms:
+                self.lines.append(f"sw{index}_{leaf}:")
+                self.emit(f"br label %sw{index}_join")
+            self.lines.append(f"sw{index}_join:")
+            self.terminated = False
+            incoming = ", ".join(f"[ {_const(imm, fold.bits)}, %sw{index}_{leaf} ]" for leaf, imm in fold.imms)
+            self.apply_fold(fold, self.value(f"phi {_INT[fold.bits]} {incoming}"))
 
-    def lower_fold(self, fold: Fold, index: int) -> None:
-        """dst op= (the chosen leaf's immediate), then on to the leaves' common target."""
-        bits = 64 if fold.opcode & 0x07 == isa.ALU64 else 32
-        ty = _INT[bits]
-        for leaf, _ in fold.imms:
-            self.lines.append(f"sw{index}_{leaf}:")
-            self.emit(f"br label %sw{index}_join")
-        self.lines.append(f"sw{index}_join:")
-        incoming = ", ".join(f"[ {_const(imm, bits)}, %sw{index}_{leaf} ]" for leaf, imm in fold.imms)
-        picked = self.value(f"phi {ty} {incoming}")
-        op = fold.opcode & 0xF0
-        result = picked if op == isa.MOV else \
-            self.value(f"{_BINOPS[op]} {ty} {self.reg(fold.dst) if bits == 64 else self.reg32(fold.dst)}, {picked}")
-        self.set_reg(fold.dst, result if bits == 64 else self.value(f"zext i32 {result} to i64"))
+    def table_pick(self, switch: Switch, fold: Fold, value: str, index: int) -> str:
+        """The immediate of the leaf `value` reaches, from a constant table over the case values
+        (holes and values outside it: the default leaf's)."""
+        ty, ety = _INT[switch.bits], _INT[fold.bits]
+        imm_of = dict(fold.imms)
+        low, span = switch.cases[0][0], switch.cases[-1][0] - switch.cases[0][0] + 1
+        leaf_of = dict(switch.cases)
+        entries = ", ".join(f"{ety} {_const(imm_of[leaf_of.get(low + i, switch.default)], fold.bits)}"
+                            for i in range(span))
+        table = f"@bpfjit_switch{index}"
+        self.module_globals.append(f"{table} = private unnamed_addr constant [{span} x {ety}] [{entries}]")
+        offset = self.value(f"sub {ty} {value}, {_const(low, switch.bits)}")
+        inside = self.value(f"icmp ult {ty} {offset}, {span}")
+        wide = offset if switch.bits == 64 else self.value(f"zext i32 {offset} to i64")
+        slot = self.value(f"select i1 {inside}, i64 {wide}, i64 0")
+        entry = self.value(f"load {ety}, ptr {self.value(f'getelementptr inbounds [{span} x {ety}], ptr {table}, i64 0, i64 {slot}')}")
+        return self.value(f"select i1 {inside}, {ety} {entry}, {ety} {_const(imm_of[switch.default], fold.bits)}")
+
+    def apply_fold(self, fold: Fold, picked: str) -> None:
+        """dst op= picked (the chosen leaf's immediate), then on to the leaves' common target."""
+        ty, op = _INT[fold.bits], fold.opcode & 0xF0
+        result = picked if op == isa.MOV else self.value(
+            f"{_BINOPS[op]} {ty} {self.reg(fold.dst) if fold.bits == 64 else self.reg32(fold.dst)}, {picked}")
+        self.set_reg(fold.dst, result if fold.bits == 64 else self.value(f"zext i32 {result} to i64"))
         self.branch(f"b{fold.join}")
 
     # --- calls ---------------------------------------------------------------------------------
@@ -599,7 +623,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tupl
         "",
     ]
     for function in facts.functions:
-        body = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth).lower()
-        parts += body + [""]
+        lowering = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth)
+        parts += lowering.lower() + lowering.module_globals + [""]
     parts += symbols.declarations()
     return "\n".join(parts) + "\n", symbols

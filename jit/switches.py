@@ -48,6 +48,10 @@ class Fold:
     join: int
     imms: tuple[tuple[int, int], ...]  # (leaf slot, its immediate)
 
+    @property
+    def bits(self) -> int:
+        return 64 if self.opcode & 0x07 == isa.ALU64 else 32
+
 
 @dataclass(frozen=True)
 class Switch:
