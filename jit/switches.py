@@ -75,10 +75,19 @@ def _is_test(insn: Insn, signed: bool | None = None) -> bool:
 
 def _split(op: int, k: int, top: int) -> tuple[Intervals, Intervals]:
     """The values v in [0, top] for which `v op k` holds, and those for which it does not."""
-    below, at, above = [(0, k - 1)], [(k, k)], [(k + 1, top)]
-    taken, not_taken = {isa.JEQ: (at, below + above), isa.JNE: (below + above, at),
-                        isa.JGT: (above, below + at), isa.JGE: (at + above, below),
-                        isa.JLT: (below, at + above), isa.JLE: (below + at, above)}[op]
+    below, at, above = (0, k - 1), (k, k), (k + 1, top)
+    if op == isa.JEQ:
+        taken, not_taken = [at], [below, above]
+    elif op == isa.JNE:
+        taken, not_taken = [below, above], [at]
+    elif op == isa.JGT:
+        taken, not_taken = [above], [(0, k)]
+    elif op == isa.JGE:
+        taken, not_taken = [(k, top)], [below]
+    elif op == isa.JLT:
+        taken, not_taken = [below], [(k, top)]
+    else:  # JLE
+        taken, not_taken = [(0, k)], [above]
     return _merge(taken), _merge(not_taken)
 
 

@@ -1298,8 +1298,9 @@ def parse_btf_ext(data: bytes, btf: BTF) -> BTFExt:
             if pos + num * rec_size > end:
                 raise BTFError(f"BTF.ext: {name}: section '{sec}' at byte offset {pos - 8}: {num} "
                                f"records of {rec_size} bytes run past the end ({end})")
-            for i in range(num):
-                rec = struct.unpack_from(f"{endian}{min_rec // 4}I", data, pos + i * rec_size)
+            # Each record's known fields (records may be longer: newer formats append fields).
+            record = struct.Struct(f"{endian}{min_rec // 4}I{rec_size - min_rec}x")
+            for i, rec in enumerate(record.iter_unpack(data[pos:pos + num * rec_size])):
                 out.append((sec, make(rec, pos + i * rec_size, sec)))
             pos += num * rec_size
         return rec_size, out

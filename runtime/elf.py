@@ -259,6 +259,11 @@ def read_object(source: Source, name: str | None = None) -> ElfObject:
         raise ObjectError(f"{label}: malformed ELF file: {_describe(exc)}") from exc
 
 
+def _where(function: "Function", slot: int) -> str:
+    """An instruction's place, for messages: section+offset (insn N)."""
+    return f"{function.section}+{slot * INSN_SIZE:#x} (insn {slot})"
+
+
 class _Loader:
     def __init__(self, elf: ELFFile, file_size: int, label: str):
         self.elf, self.label = elf, label
@@ -474,19 +479,18 @@ class _Loader:
             relocs = self.relocations.get(function.section, {})
             for i, insn in enumerate(insns):
                 slot = function.start + i
-                where = f"{function.section}+{slot * INSN_SIZE:#x} (insn {slot})"
                 reloc = relocs.get(slot * INSN_SIZE)
                 if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc[1])):
-                    target = self._code_target(insn, slot, function.section, reloc, by_place, where)
+                    target = self._code_target(insn, slot, function.section, reloc, by_place, _where(function, slot))
                     if target not in order:
                         order.append(target)
                     pending.append((len(out), target, "call" if insn.is_local_call else "func"))
                 elif insn.is_lddw and reloc:
-                    insn = self._data_reference(insn, reloc, map_names, where)
+                    insn = self._data_reference(insn, reloc, map_names, _where(function, slot))
                 elif insn.is_lddw and insn.src:
-                    raise self.fail(where, f"ld_imm64 with pseudo source {insn.src} and no relocation")
+                    raise self.fail(_where(function, slot), f"ld_imm64 with pseudo source {insn.src} and no relocation")
                 elif (function.section, slot) in self.sites:
-                    insn = self._static_site(insn, slot, function.section, where)
+                    insn = self._static_site(insn, slot, function.section, _where(function, slot))
                     static_sites.append((len(out), self.sites[(function.section, slot)][0]))
                 out.append(insn)
                 origins.append((function.section, slot))
