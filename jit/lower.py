@@ -32,6 +32,7 @@ from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_V
 from bpfjit.verifier.facts import Facts, Function
 
 from .sites import MODULE_PROLOGUE, site_asm
+from .copies import Copy, find_copies
 from .switches import Fold, Switch, find_switches
 
 _INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
@@ -216,13 +217,18 @@ class _FunctionLowering:
         self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
         self.branch(f"b{start}")
         absorbed = frozenset().union(*(s.absorbed | s.skipped for s in self.switches.values()))
+        done_until = start  # slots below this were lowered as part of a copy
         for index in range(start, end):
             insn = self.insns[index]
-            if isa.is_filler(self.insns, index) or index in absorbed:
+            if isa.is_filler(self.insns, index) or index in absorbed or index < done_until:
                 continue
             if index in self.facts.block_starts or self.terminated:
                 self.label(f"b{index}")
-            self.lower_insn(insn, index)
+            if index in self.copies:
+                self.lower_copy(self.copies[index])
+                done_until = self.copies[index].end
+            else:
+                self.lower_insn(insn, index)
         if not self.terminated:  # unreachable: the structure check guarantees an exit or goto
             self.emit("unreachable")
         self.lines.append("}")
@@ -233,6 +239,7 @@ class _FunctionLowering:
 
     def __post_init__(self) -> None:
         self.switches = find_switches(self.insns, self.function.start, self.function.end, self.facts.block_starts)
+        self.copies = find_copies(self.insns, self.function.start, self.function.end, self.facts.block_starts)
         # One method per instruction class.
         self.lowerings = {
             isa.LD: self.lower_ld, isa.LDX: self.lower_ldx, isa.ST: self.lower_st, isa.STX: self.lower_stx,
@@ -474,6 +481,34 @@ class _FunctionLowering:
         self.set_reg(fold.dst, result if fold.bits == 64 else self.value(f"zext i32 {result} to i64"))
         self.branch(f"b{fold.join}")
 
+    def lower_copy(self, copy: Copy) -> None:
+        """Byte pairs that copy a range (jit/copies.py): one memcpy when the source and
+        destination ranges are apart, else the pairs as written, in their order."""
+        pairs = range(copy.start, copy.end)
+        if copy.src in self.known:  # a constant source (a frozen map's bytes) folds as it is
+            for index in pairs:
+                self.lower_insn(self.insns[index], index)
+            return
+        src = self.value(f"add i64 {self.reg(copy.src)}, {copy.low}")
+        dst = self.value(f"add i64 {self.reg(copy.dst)}, {copy.low + copy.delta}")
+        below = self.value(f"icmp ule i64 {self.value(f'add i64 {dst}, {copy.size}')}, {src}")
+        above = self.value(f"icmp ule i64 {self.value(f'add i64 {src}, {copy.size}')}, {dst}")
+        fast, slow, done = self.unique("copy_apart"), self.unique("copy_pairs"), self.unique("copy_done")
+        self.emit(f"br i1 {self.value(f'or i1 {below}, {above}')}, label %{fast}, label %{slow}")
+        self.lines.append(f"{fast}:")
+        to, source = self.value(f"inttoptr i64 {dst} to ptr"), self.value(f"inttoptr i64 {src} to ptr")
+        self.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {to}, ptr {source}, i64 {copy.size}, i1 false)")
+        lasts = [(reg, self.value(f"load i8, ptr {self.pointer(copy.src, offset)}, align 1"))
+                 for reg, offset in copy.scratch]  # all read before any is set: one may be src
+        for reg, byte in lasts:
+            self.set_reg(reg, self.value(f"zext i8 {byte} to i64"))
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{slow}:")
+        for index in pairs:
+            self.lower_insn(self.insns[index], index)
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{done}:")
+
     # --- calls ---------------------------------------------------------------------------------
     def args(self) -> str:
         return ", ".join(f"i64 {self.reg(r)}" for r in range(1, 6))
@@ -620,6 +655,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tupl
         "declare i16 @llvm.bswap.i16(i16)",
         "declare i32 @llvm.bswap.i32(i32)",
         "declare i64 @llvm.bswap.i64(i64)",
+        "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
         "",
     ]
     for function in facts.functions:
