@@ -130,8 +130,9 @@ def _validate(groups: list[str], series: dict[str, list[float | None]]) -> list[
 
 
 def _decades(values: list[float]) -> tuple[int, int]:
-    """Powers of ten (lo, hi) for the axis: the smallest bar stays visible, the largest has room."""
-    lo = math.ceil(math.log10(min(values)) - 1e-9) - 1
+    """Powers of ten (lo, hi) for the axis: the smallest bar is at least 0.3 decade tall (a bar of
+    1.02 on an axis starting at 1 would be invisible), the largest has room."""
+    lo = math.floor(math.log10(min(values)) - 0.3)
     return lo, math.floor(math.log10(max(values)) + 1e-9) + 1
 
 

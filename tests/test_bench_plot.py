@@ -145,6 +145,14 @@ def test_bar_heights_follow_log10():
     assert h[3] / h[0] < 10
 
 
+def test_a_value_just_above_a_power_of_ten_still_has_a_bar():
+    # 1.02 ns (the simplest program) on an axis starting at 1 would be a bar of no height.
+    _, bars, _ = chart(["a", "b"], {"jit": [1.02, 1e6]}, height=420)
+    small, large = (height_of(b) for b in bars["jit"])
+    decade = large / (6 - (-1))  # the axis starts a decade below 1: at 0.1
+    assert abs(small - decade * (1 + 0.0086)) <= 2 and small > 20
+
+
 def test_gridlines_at_powers_of_ten_only():
     rows, bars, _ = chart(["a", "b"], {"jit": [1000.0, 10 ** 2.5]}, height=400)
     (b0, b1) = bars["jit"]
