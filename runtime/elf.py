@@ -14,19 +14,17 @@ other exception escapes for a malformed file.
 """
 from __future__ import annotations
 
-import io
 import os
 import struct
 from dataclasses import dataclass
 from typing import Union
 
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
-
 from bpfjit.errors import BPFError, ObjectError
-from bpfjit.isa import (GOTOL_OP, JA_OP, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, STATIC_BRANCH_JA,
-                        STATIC_BRANCH_NOP, Insn, decode, is_filler)
+from bpfjit.isa import (CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, STATIC_BRANCH_JA,
+                        STATIC_BRANCH_NOP, Insn, decode)
+
+from .elf_tables import (SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Section, Symbol, read_relocations,
+                         read_sections, read_symbols)
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -34,7 +32,6 @@ ELFDATA2LSB = 1
 EM_BPF = 247
 INSN_SIZE = 8
 EHDR_SIZE = 64  # sizeof(Elf64_Ehdr)
-_SHDR_SIZE = 64  # sizeof(Elf64_Shdr)
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -67,10 +64,10 @@ def code_sections(source: Source, name: str | None = None) -> list[CodeSection]:
     data, label = _read(source, name)
     _check_header(data, label)
     try:
-        return _code_sections(ELFFile(io.BytesIO(data)), len(data), label)
+        return _code_sections(data, label)
     except BPFError:
         raise
-    except Exception as exc:  # pyelftools raises many kinds (ELFError, struct/construct errors, ...)
+    except Exception as exc:  # a malformed file may trip anything (struct errors, bad indices, ...)
         raise ObjectError(f"{label}: malformed ELF file: {_describe(exc)}") from exc
 
 
@@ -86,7 +83,7 @@ def _read(source: Source, name: str | None) -> tuple[bytes, str]:
 
 
 def _check_header(data: bytes, label: str) -> None:
-    """The checks pyelftools does not make, with messages that say what is wrong."""
+    """The ELF header: an ELF64 little-endian BPF object, or a message that says what is wrong."""
     if not is_elf(data):
         raise ObjectError(f"{label}: not an ELF file (no ELF magic number)")
     if len(data) < EHDR_SIZE:
@@ -102,73 +99,35 @@ def _check_header(data: bytes, label: str) -> None:
         raise ObjectError(f"{label}: not a BPF object (e_machine {machine}, expected EM_BPF = {EM_BPF})")
 
 
-_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: name, info, other, shndx, value, size
-_REL = struct.Struct("<QQ")  # Elf64_Rel: offset, info (symbol << 32 | type)
-_SHN_LORESERVE = 0xFF00  # section indices from here on are special (ABS, COMMON, ...)
-_STT = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE", 5: "STT_COMMON",
-        6: "STT_TLS"}
-_STB = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK"}
-
-
-def _check_layout(elf: ELFFile, file_size: int, label: str) -> list:
-    """Every section header and every section's contents must lie inside the file; the sections."""
-    shoff, shentsize, count = elf["e_shoff"], elf["e_shentsize"], elf.num_sections()
-    if count and shentsize != _SHDR_SIZE:
-        raise ObjectError(f"{label}: bad section header size {shentsize} (expected {_SHDR_SIZE})")
-    if shoff + count * shentsize > file_size:
-        raise ObjectError(f"{label}: truncated or corrupt: the section header table ends at byte "
-                       f"{shoff + count * shentsize}, the file has {file_size} bytes")
-    sections = list(elf.iter_sections())
-    for section in sections:
-        header = section.header
-        end = header["sh_offset"] + header["sh_size"]
-        if header["sh_type"] != "SHT_NOBITS" and end > file_size:
-            raise ObjectError(f"{label}: truncated or corrupt: section {section.name!r} ends at byte "
-                           f"{end}, the file has {file_size} bytes")
-    return sections
-
-
-def _code_sections(elf: ELFFile, file_size: int, label: str) -> list[CodeSection]:
-    _check_layout(elf, file_size, label)
-    executable = []
-    for index, section in enumerate(elf.iter_sections()):
-        header = section.header
-        if (header["sh_type"] == "SHT_PROGBITS" and header["sh_flags"] & SH_FLAGS.SHF_EXECINSTR
-                and header["sh_size"]):
-            executable.append((index, section))
-    symbols = _function_symbols(elf, {index for index, _ in executable}, label)
+def _code_sections(data: bytes, label: str) -> list[CodeSection]:
+    sections = read_sections(data, label)
+    executable = {s.index: s for s in sections if s.executable}
+    symbols = _function_symbols(read_symbols(sections, label), executable, label)
     result = []
-    for index, section in executable:
-        size = section.header["sh_size"]
-        if size % INSN_SIZE:
-            raise ObjectError(f"{label}: section {section.name}: size {size} is not a multiple of "
-                           f"{INSN_SIZE} (the instruction size)")
+    for index, section in executable.items():
+        if section.size % INSN_SIZE:
+            raise ObjectError(f"{label}: section {section.name}: size {section.size} is not a multiple of "
+                              f"{INSN_SIZE} (the instruction size)")
         named = sorted(symbols.get(index, ()))
         for slot, sym_name in named:
-            if slot * INSN_SIZE >= size:
+            if slot * INSN_SIZE >= section.size:
                 raise ObjectError(f"{label}: section {section.name}: symbol {sym_name} at slot {slot} "
-                               f"lies outside the section ({size // INSN_SIZE} slots)")
+                                  f"lies outside the section ({section.size // INSN_SIZE} slots)")
         result.append(CodeSection(section.name, section.data(), tuple(named)))
     return result
 
 
-def _function_symbols(elf: ELFFile, sections: set[int], label: str) -> dict[int, set[tuple[int, str]]]:
-    """section index -> {(slot, name)} for the STT_FUNC and global symbols defined there."""
+def _function_symbols(symbols: list[Symbol], sections: dict[int, Section], label: str) -> dict[int, set[tuple[int, str]]]:
+    """section index -> {(slot, name)} for the named symbols defined there, but section and file
+    symbols: functions, global symbols and block labels (asm goto keeps LBB labels)."""
     found: dict[int, set[tuple[int, str]]] = {}
-    symtabs = [s for s in elf.iter_sections()
-               if isinstance(s, SymbolTableSection) and s["sh_type"] == "SHT_SYMTAB"]
-    for symbol in (symbol for symtab in symtabs for symbol in symtab.iter_symbols()):
-        shndx = symbol["st_shndx"]
-        if not isinstance(shndx, int) or shndx not in sections:
-            continue  # undefined, absolute, common, or in a non-code section
-        info = symbol["st_info"]
-        if info["type"] in ("STT_SECTION", "STT_FILE") or not symbol.name:
-            continue  # functions, global symbols and block labels (asm goto keeps LBB labels) remain
-        value = symbol["st_value"]
-        if value % INSN_SIZE:
-            raise ObjectError(f"{label}: symbol {symbol.name} at offset {value} is not on an "
-                           f"instruction boundary")
-        found.setdefault(shndx, set()).add((value // INSN_SIZE, symbol.name))
+    for symbol in symbols:
+        if symbol.section not in sections or symbol.kind in ("STT_SECTION", "STT_FILE") or not symbol.name:
+            continue
+        if symbol.value % INSN_SIZE:
+            raise ObjectError(f"{label}: symbol {symbol.name} at offset {symbol.value} is not on an "
+                              f"instruction boundary")
+        found.setdefault(symbol.section, set()).add((symbol.value // INSN_SIZE, symbol.name))
     return found
 
 
@@ -184,16 +143,6 @@ MAPS_SECTION = ".maps"
 STATIC_KEYS_SECTION = ".static_keys"
 STATIC_KEY_RECORD = 16  # {u32 JA offset, u32 target offset, u64 key reference | likely bit}
 _DATA_PREFIXES = {".data": "data", ".rodata": "rodata", ".bss": "bss"}
-
-
-@dataclass(frozen=True)
-class Symbol:
-    name: str
-    section: int  # section index, or -1 when undefined (an extern)
-    value: int
-    size: int
-    kind: str  # STT_FUNC, STT_OBJECT, STT_SECTION, ...
-    bind: str  # STB_GLOBAL, STB_LOCAL, STB_WEAK
 
 
 @dataclass(frozen=True)
@@ -252,11 +201,16 @@ def read_object(source: Source, name: str | None = None) -> ElfObject:
     data, label = _read(source, name)
     _check_header(data, label)
     try:
-        return _Loader(ELFFile(io.BytesIO(data)), len(data), label).load()
+        return _Loader(data, label).load()
     except BPFError:
         raise
-    except Exception as exc:  # pyelftools raises many kinds (ELFError, struct/construct errors, ...)
+    except Exception as exc:  # a malformed file may trip anything (struct errors, bad indices, ...)
         raise ObjectError(f"{label}: malformed ELF file: {_describe(exc)}") from exc
+
+
+# What the linker may have to rewrite (ld_imm64, calls, static-branch gotos); any other
+# instruction without a relocation is copied as it is.
+_LINKED_OPCODES = frozenset({LDDW, CALL_OP, JA_OP, GOTOL_OP})
 
 
 def _where(function: "Function", slot: int) -> str:
@@ -265,63 +219,15 @@ def _where(function: "Function", slot: int) -> str:
 
 
 class _Loader:
-    def __init__(self, elf: ELFFile, file_size: int, label: str):
-        self.elf, self.label = elf, label
-        self.sections = _check_layout(elf, file_size, label)
-        self.symbols = self._symbols()
-        self.code = {s.name: s for s in self.sections if s.header["sh_type"] == "SHT_PROGBITS"
-                     and s.header["sh_flags"] & SH_FLAGS.SHF_EXECINSTR and s.header["sh_size"]}
-        self.relocations = self._relocations()
+    def __init__(self, data: bytes, label: str):
+        self.label = label
+        self.sections = read_sections(data, label)
+        self.symbols = read_symbols(self.sections, label)
+        self.code = {s.name: s for s in self.sections if s.executable}
+        self.relocations = read_relocations(self.sections, self.symbols, label)
 
     def fail(self, where: str, reason: str) -> ObjectError:
         return ObjectError(f"{self.label}: {where}: {reason}")
-
-    # --- raw tables ----------------------------------------------------------------------------
-    # The symbol and relocation tables are read with struct rather than entry by entry through
-    # pyelftools: the same fields, an order of magnitude faster (loads are on the JIT's latency path).
-    def _symbols(self) -> list[Symbol]:
-        symtab = next((s for s in self.sections if isinstance(s, SymbolTableSection)
-                       and s["sh_type"] == "SHT_SYMTAB"), None)
-        if symtab is None:
-            return []
-        if symtab["sh_entsize"] != _SYM.size or symtab["sh_size"] % _SYM.size:
-            raise self.fail(symtab.name, f"bad symbol entry size {symtab['sh_entsize']}")
-        link = symtab["sh_link"]
-        if not 0 < link < len(self.sections):
-            raise self.fail(symtab.name, f"names its strings in section {link}, which does not exist")
-        strings = self.sections[link].data()
-        result = []
-        for name, info, _, shndx, value, size in _SYM.iter_unpack(symtab.data()):
-            end = strings.find(b"\0", name)
-            if not 0 <= name < len(strings) or end < 0:
-                raise self.fail(symtab.name, f"symbol name offset {name} lies outside the string table")
-            defined = 0 < shndx < _SHN_LORESERVE
-            result.append(Symbol(strings[name:end].decode("utf-8", "replace"), shndx if defined else -1,
-                                 value, size, _STT.get(info & 0xF, f"STT_{info & 0xF}"),
-                                 _STB.get(info >> 4, f"STB_{info >> 4}")))
-        return result
-
-    def _relocations(self) -> dict[str, dict[int, tuple[int, Symbol]]]:
-        """target section name -> {byte offset: (relocation type, symbol)}."""
-        found: dict[str, dict[int, tuple[int, Symbol]]] = {}
-        for section in self.sections:
-            if section.header["sh_type"] != "SHT_REL":
-                continue
-            target_index = section.header["sh_info"]
-            if not 0 < target_index < len(self.sections):
-                raise self.fail(section.name, f"relocates section {target_index}, which does not exist")
-            if section.header["sh_size"] % _REL.size:
-                raise self.fail(section.name, f"size {section.header['sh_size']} is not a whole number "
-                                              f"of {_REL.size}-byte relocations")
-            target = self.sections[target_index].name
-            table = found.setdefault(target, {})
-            for offset, info in _REL.iter_unpack(section.data()):
-                index = info >> 32
-                if not 0 <= index < len(self.symbols):
-                    raise self.fail(section.name, f"relocation at {offset:#x} names symbol "
-                                                  f"{index}, which does not exist")
-                table[offset] = (info & 0xFFFF_FFFF, self.symbols[index])
-        return found
 
     def section_name(self, index: int) -> str:
         return self.sections[index].name if 0 <= index < len(self.sections) else f"<section {index}>"
@@ -338,13 +244,13 @@ class _Loader:
             if symbol.value % INSN_SIZE or symbol.size % INSN_SIZE:
                 raise self.fail(section, f"function {symbol.name} is not on instruction boundaries")
             start, end = symbol.value // INSN_SIZE, (symbol.value + symbol.size) // INSN_SIZE
-            if end * INSN_SIZE > self.code[section].header["sh_size"] or end <= start:
+            if end * INSN_SIZE > self.code[section].size or end <= start:
                 raise self.fail(section, f"function {symbol.name} lies outside its section")
             is_program = section != ".text" and symbol.bind == "STB_GLOBAL"
             found[(section, start)] = Function(0, symbol.name, section, start, end, is_program)
         for section, contents in self.code.items():  # code without function symbols: one program
             if not any(key[0] == section for key in found):
-                slots = contents.header["sh_size"] // INSN_SIZE
+                slots = contents.size // INSN_SIZE
                 found[(section, 0)] = Function(0, section, section, 0, slots, section != ".text")
         ordered = sorted(found.values(), key=lambda f: (list(self.code).index(f.section), f.start))
         return [Function(n, f.name, f.section, f.start, f.end, f.is_program) for n, f in enumerate(ordered)]
@@ -354,10 +260,9 @@ class _Loader:
         result = []
         for index, section in enumerate(self.sections):
             kind = self._data_kind(section)
-            if kind is None or not section.header["sh_size"]:
+            if kind is None or not section.size:
                 continue
-            size = section.header["sh_size"]
-            image = bytes(size) if kind == "bss" else section.data()
+            image = bytes(section.size) if kind == "bss" else section.data()
             variables = {s.name: (s.value, s.size) for s in self.symbols
                          if s.section == index and s.kind == "STT_OBJECT" and s.name}
             pointers = []
@@ -370,13 +275,13 @@ class _Loader:
         return result
 
     @staticmethod
-    def _data_kind(section) -> str | None:
-        name, stype = section.name, section.header["sh_type"]
-        if section.header["sh_flags"] & SH_FLAGS.SHF_EXECINSTR:
+    def _data_kind(section: Section) -> str | None:
+        name, stype = section.name, section.type
+        if section.flags & SHF_EXECINSTR:
             return None
         for prefix, kind in _DATA_PREFIXES.items():
             if name == prefix or name.startswith(prefix + "."):
-                if (kind == "bss") == (stype == "SHT_NOBITS") and stype in ("SHT_PROGBITS", "SHT_NOBITS"):
+                if (kind == "bss") == (stype == SHT_NOBITS) and stype in (SHT_PROGBITS, SHT_NOBITS):
                     return kind
         return None
 
@@ -480,6 +385,10 @@ class _Loader:
             for i, insn in enumerate(insns):
                 slot = function.start + i
                 reloc = relocs.get(slot * INSN_SIZE)
+                if reloc is None and insn.opcode not in _LINKED_OPCODES:  # most instructions: as they are
+                    out.append(insn)
+                    origins.append((function.section, slot))
+                    continue
                 if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc[1])):
                     target = self._code_target(insn, slot, function.section, reloc, by_place, _where(function, slot))
                     if target not in order:
@@ -500,9 +409,12 @@ class _Loader:
                 out[index] = Insn(insn.opcode, insn.dst, insn.src, insn.off, delta)
             else:
                 out[index] = Insn(insn.opcode, insn.dst, PSEUDO_FUNC, 0, delta, 0)
-        for index, insn in enumerate(out):  # second slots carry what the first slot now says
-            if insn.is_lddw and not is_filler(out, index):
-                out[index + 1] = Insn(0, imm=insn.next_imm)
+        index = 0
+        while index < len(out):  # second slots carry what the first slot now says
+            if out[index].is_lddw:
+                out[index + 1] = Insn(0, imm=out[index].next_imm)
+                index += 1
+            index += 1
         tokens = {number: start for number, start in starts.items()}
         return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites))
 
