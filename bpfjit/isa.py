@@ -183,33 +183,28 @@ def is_filler(insns: Sequence[Insn], index: int) -> bool:
 _SLOT = struct.Struct("<BBhi")
 
 
-def _unpack(code: bytes, index: int) -> tuple[int, int, int, int, int]:
-    opcode, regs, off, imm = _SLOT.unpack_from(code, index * 8)
-    return opcode, regs & 0x0F, regs >> 4, off, imm
-
-
 def decode(code: bytes | bytearray | memoryview) -> list[Insn]:
     """Decode a bytecode stream into one Insn per slot; raise DecodeError on malformed input."""
     code = bytes(code)
     if len(code) % 8:
         raise DecodeError(len(code) // 8, f"truncated instruction: {len(code)} bytes is not a multiple of 8")
-    count = len(code) // 8
+    slots = list(_SLOT.iter_unpack(code))
     insns: list[Insn] = []
     index = 0
-    while index < count:
-        opcode, dst, src, off, imm = _unpack(code, index)
+    while index < len(slots):
+        opcode, regs, off, imm = slots[index]
         if opcode == LDDW:
-            if index + 1 >= count:
+            if index + 1 >= len(slots):
                 raise DecodeError(index, "ld_imm64 is missing its second slot")
-            op2, dst2, src2, off2, next_imm = _unpack(code, index + 1)
-            if op2 or dst2 or src2 or off2:
+            op2, regs2, off2, next_imm = slots[index + 1]
+            if op2 or regs2 or off2:
                 raise DecodeError(index + 1, "second slot of ld_imm64 uses reserved fields")
-            insn = Insn(opcode, dst, src, off, imm, next_imm)
+            insn = Insn(opcode, regs & 0x0F, regs >> 4, off, imm, next_imm)
             check(insn, index)
             insns += [insn, Insn(0, 0, 0, 0, next_imm)]
             index += 2
             continue
-        insn = Insn(opcode, dst, src, off, imm)
+        insn = Insn(opcode, regs & 0x0F, regs >> 4, off, imm)
         check(insn, index)
         insns.append(insn)
         index += 1
