@@ -13,6 +13,7 @@ set at load and are frozen afterwards, so the JIT folds loads from them into con
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 from typing import Any, Callable, Iterator
@@ -120,7 +121,6 @@ class Object:
         if self.elf.btf is None:
             raise ObjectError(f"{self.name}: no .BTF section (build with clang -g)")
         self.btf = btf_module.parse_btf(self.elf.btf)
-        self.btf_ext = btf_module.parse_btf_ext(self.elf.btf_ext, self.btf) if self.elf.btf_ext else None
         self.license = self.elf.license
         self.ncpus = ncpus
         self._fix_datasecs()
@@ -145,6 +145,12 @@ class Object:
             self.programs[linked.name].section = linked.section
         self._initialise_map_values(by_number)
         self.globals = Globals(self, [d.name for d in self.elf.data_sections])
+
+    @functools.cached_property
+    def btf_ext(self) -> btf_module.BTFExt | None:
+        """.BTF.ext (function and line info), parsed on first use: only dumps read it, and a
+        load does not pay for it (as libbpf, which goes on without a .BTF.ext it cannot parse)."""
+        return btf_module.parse_btf_ext(self.elf.btf_ext, self.btf) if self.elf.btf_ext else None
 
     # --- sections as attribute namespaces: obj.bss.counter, obj.data.x, obj.rodata.y -------------
     @property
@@ -201,6 +207,9 @@ class Object:
                 d = self._map_defs[name]
                 self.maps[name] = create_map(self._spec(d, name), self.btf, self.ncpus,
                                              self._lock_offset(d.value_type_id))
+            elif name in self.elf.map_symbols:
+                raise ObjectError(f"{self.name}: map '{name}' in .maps has no BTF definition (the .maps "
+                                  "DATASEC does not list it: build with clang -g)")
 
     def _create_data_maps(self, rodata: dict[str, Any]) -> None:
         unknown = set(rodata)

@@ -9,6 +9,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import bpfjit
+import bpfjit.cli
 from bpfjit.errors import BPFError, BTFError, MapError
 from bpfjit.runtime import btf as btf_module
 
@@ -40,8 +41,24 @@ def test_btf_without_its_types(tmp_path):
     offset, _ = section_span(bytes(data), ".BTF")
     assert struct.unpack_from("<I", data, offset + 4)[0] == 24  # the classic header layout
     struct.pack_into("<I", data, offset + 12, 0)  # type_len = 0: every type reference dangles
-    with pytest.raises(BPFError):
+    with pytest.raises(BPFError, match="map 'counts' in .maps has no BTF definition"):
         load_bytes(tmp_path, bytes(data))
+
+
+def test_a_broken_btf_ext_fails_only_what_reads_it(tmp_path, capsys):
+    # As libbpf goes on without a .BTF.ext it cannot parse, a load does not read it: programs
+    # run; the source lines of a dump are what needs it, and that is a one-line error.
+    data = bytearray(GLOBALS.read_bytes())
+    offset, _ = section_span(bytes(data), ".BTF.ext")
+    data[offset + 2] = 9  # header version 9
+    obj = load_bytes(tmp_path, bytes(data))
+    name = next(iter(obj.programs))
+    assert obj.programs[name].test_run(bytes(64), engine="jit").retval == \
+        obj.programs[name].test_run(bytes(64), engine="interp").retval
+    with pytest.raises(BTFError, match="unsupported version 9"):
+        obj.btf_ext
+    assert bpfjit.cli.main(["prog", "dump", str(tmp_path / "bad.o"), "-p", name]) == 1
+    assert capsys.readouterr().err.startswith("bpfjit: error: BTF.ext: unsupported version 9")
 
 
 def test_unknown_map_type_names_the_map(tmp_path):
