@@ -88,25 +88,18 @@ def _split(op: int, k: int, top: int) -> tuple[Intervals, Intervals]:
         taken, not_taken = [below], [(k, top)]
     else:  # JLE
         taken, not_taken = [(0, k)], [above]
-    return _merge(taken), _merge(not_taken)
-
-
-def _merge(parts: Intervals) -> Intervals:
-    """Non-empty intervals, adjacent ones joined."""
-    out: Intervals = []
-    for lo, hi in parts:
-        if lo > hi:
-            continue
-        if out and out[-1][1] + 1 == lo:
-            out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
+    return taken, not_taken
 
 
 def _intersect(a: Intervals, b: Intervals) -> Intervals:
-    out = [(max(lo, blo), min(hi, bhi)) for lo, hi in a for blo, bhi in b]
-    return [(lo, hi) for lo, hi in out if lo <= hi]
+    """The values in both (empty intervals, such as (0, -1) for "below 0", drop out)."""
+    out = []
+    for lo, hi in a:
+        for blo, bhi in b:
+            low, high = max(lo, blo), min(hi, bhi)
+            if low <= high:
+                out.append((low, high))
+    return out
 
 
 def find_switches(insns: Sequence[Insn], start: int, end: int, block_starts: frozenset[int]) -> dict[int, Switch]:
@@ -164,14 +157,15 @@ def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_start
     edges: dict[int, int] = {}  # leaf -> how many tree edges enter it
     absorbed: set[int] = set()
 
+    reg, cls = first.dst, first.cls
+
     def interior(slot: int) -> bool:
-        if slot in (root, start) or slot in absorbed or not start <= slot < end or slot not in block_starts \
-                or predecessors.get(slot) != 1:
+        # Reached only from its parent, alone in its block (the next slot starts another one).
+        if predecessors.get(slot) != 1 or slot + 1 not in block_starts or slot in (root, start) \
+                or slot in absorbed or not start <= slot < end:
             return False
         insn = insns[slot]
-        # Alone in its block: the next slot starts another one.
-        return (_is_test(insn, signed) and insn.dst == first.dst and (insn.cls == isa.JMP32) == (bits == 32)
-                and slot + 1 in block_starts)
+        return insn.dst == reg and insn.cls == cls and _is_test(insn, signed)
 
     limit = _mask_limit(insns, root, block_starts)
     pending = [(root, [(bias, (limit if limit is not None else top) ^ bias)] if limit is not None else [(0, top)])]
