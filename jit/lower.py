@@ -485,10 +485,6 @@ class _FunctionLowering:
         """Byte pairs that copy a range (jit/copies.py): one memcpy when the source and
         destination ranges are apart, else the pairs as written, in their order."""
         pairs = range(copy.start, copy.end)
-        if copy.src in self.known:  # a constant source (a frozen map's bytes) folds as it is
-            for index in pairs:
-                self.lower_insn(self.insns[index], index)
-            return
         src = self.value(f"add i64 {self.reg(copy.src)}, {copy.low}")
         dst = self.value(f"add i64 {self.reg(copy.dst)}, {copy.low + copy.delta}")
         below = self.value(f"icmp ule i64 {self.value(f'add i64 {dst}, {copy.size}')}, {src}")

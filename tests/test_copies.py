@@ -4,9 +4,12 @@ scratch registers) the same memory and registers as the interpreter, which runs 
 """
 from __future__ import annotations
 
+import pathlib
 import random
 
 import pytest
+
+import bpfjit
 
 from bpfjit import isa
 from bpfjit.bench.packets import PACKET_CASES
@@ -16,6 +19,7 @@ from bpfjit.jit.copies import MIN_BYTES, find_copies
 from bpfjit.program import Program
 
 LOAD_B, STORE_B = isa.LDX | isa.MEM | isa.B, isa.STX | isa.MEM | isa.B
+COPIES = pathlib.Path(__file__).resolve().parent / "progs" / "copies.o"
 
 
 def pair(src: int, dst: int, scratch: int, offset: int, delta: int) -> list[Insn]:
@@ -114,3 +118,18 @@ def test_random_copies_are_found_and_take_both_paths():
             else:
                 overlapping += 1
     assert found >= 140 and apart >= 40 and overlapping >= 20
+
+
+def test_copies_in_a_clang_object():
+    obj = bpfjit.load(COPIES)
+    program = obj.programs["rewrite"]
+    f = program.facts.functions[0]
+    (copy,) = find_copies(program.insns, f.start, f.end, program.facts.block_starts).values()
+    assert (copy.size, copy.low, copy.delta) == (5, 6, -6)  # packet bytes 6..10 -> last_source[0..4]
+    frame = bytes(range(0x40, 0x40 + 60))
+    for engine in ("jit", "interp"):
+        obj = bpfjit.load(COPIES)
+        result = obj.programs["rewrite"].test_run(frame, engine=engine)
+        assert result.retval == 3  # XDP_TX
+        assert result.data_out == bytes([2, 0, 0, 0, 0, 0xFE, 2, 0x11, 0x22, 0x33, 0x44, 0x55]) + frame[12:]
+        assert obj.bss.last_source == list(frame[6:12])
