@@ -111,9 +111,11 @@ def runs_for(ns_per_run: float, budget_ns: float = 20e6) -> int:
     return max(1, min(5_000_000, int(budget_ns / max(ns_per_run, 0.5))))
 
 
-def time_jit(case: Case, cpu: str, data: bytes, rounds: int, repeat: int | None = None) -> float:
+def time_jit(case: Case, cpu: str, data: bytes, rounds: int, calibrate: bool = False) -> float:
+    """calibrate: runs per round chosen to take about 20 ms on this data (for the interpreter's
+    smaller input), instead of the case's repeat."""
     program = checked_program(case, cpu, "jit", data)
-    repeat = repeat or case.repeat
+    repeat = runs_for(program.test_run(data, repeat=100).duration_ns) if calibrate else case.repeat
     program.test_run(data, repeat=repeat, engine="jit")  # warm-up
     return median([program.test_run(data, repeat=repeat, engine="jit").duration_ns for _ in range(rounds)])
 
@@ -123,13 +125,12 @@ def time_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
     return median([program.test_run(data, engine="interp").duration_ns for _ in range(rounds)])
 
 
-def time_native(native: NativeLibrary, case: Case, data: bytes, rounds: int, repeat: int | None = None) -> float:
+def time_native(native: NativeLibrary, case: Case, data: bytes, rounds: int) -> float:
     run = native.runner(case, data)
     retval, _ = run.run(1)
     check("native", case, retval, run.memory, data)
-    repeat = repeat or case.repeat
-    run.run(repeat)  # warm-up
-    return median([run.run(repeat)[1] for _ in range(rounds)])
+    run.run(case.repeat)  # warm-up
+    return median([run.run(case.repeat)[1] for _ in range(rounds)])
 
 
 def time_kernel(case: Case, cpu: str, data: bytes, rounds: int) -> tuple[float | None, str]:
@@ -223,8 +224,7 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
     row.jit_ns = time_jit(case, cpu, data, rounds)
     step(f"{case.name}: interp")
     row.interp_ns = time_interp(case, cpu, small, max(1, rounds // 2))
-    row.jit_small_ns = time_jit(case, cpu, small, rounds,
-                                repeat=runs_for(load_program(case, cpu)[0].test_run(small, repeat=100).duration_ns))
+    row.jit_small_ns = time_jit(case, cpu, small, rounds, calibrate=True)
     step(f"{case.name}: native")
     if native is not None:
         row.native_ns = time_native(native, case, data, rounds)
