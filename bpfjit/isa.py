@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .errors import DecodeError
 
@@ -178,6 +178,15 @@ class Insn:
 def is_filler(insns: Sequence[Insn], index: int) -> bool:
     """True when slot `index` is the second half of an ld_imm64."""
     return index > 0 and insns[index - 1].is_lddw
+
+
+def slots(insns: Sequence[Insn], start: int = 0, end: int | None = None) -> Iterator[int]:
+    """The indices of the instructions in [start, end), each ld_imm64's second slot skipped
+    (start must not be one)."""
+    index, end = start, len(insns) if end is None else end
+    while index < end:
+        yield index
+        index += 2 if insns[index].opcode == LDDW else 1
 
 
 _SLOT = struct.Struct("<BBhi")

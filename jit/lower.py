@@ -218,9 +218,9 @@ class _FunctionLowering:
         self.branch(f"b{start}")
         absorbed = frozenset().union(*(s.absorbed | s.skipped for s in self.switches.values()))
         done_until = start  # slots below this were lowered as part of a copy
-        for index in range(start, end):
+        for index in isa.slots(self.insns, start, end):
             insn = self.insns[index]
-            if isa.is_filler(self.insns, index) or index in absorbed or index < done_until:
+            if index in absorbed or index < done_until:
                 continue
             if index in self.facts.block_starts or self.terminated:
                 self.label(f"b{index}")

@@ -21,7 +21,7 @@ from typing import Union
 
 from bpfjit.errors import BPFError, ObjectError
 from bpfjit.isa import (CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, STATIC_BRANCH_JA,
-                        STATIC_BRANCH_NOP, Insn, decode)
+                        STATIC_BRANCH_NOP, Insn, decode, slots)
 
 from .elf_tables import (SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Section, Symbol, read_relocations,
                          read_sections, read_symbols)
@@ -409,12 +409,9 @@ class _Loader:
                 out[index] = Insn(insn.opcode, insn.dst, insn.src, insn.off, delta)
             else:
                 out[index] = Insn(insn.opcode, insn.dst, PSEUDO_FUNC, 0, delta, 0)
-        index = 0
-        while index < len(out):  # second slots carry what the first slot now says
+        for index in slots(out):  # second slots carry what the first slot now says
             if out[index].is_lddw:
                 out[index + 1] = Insn(0, imm=out[index].next_imm)
-                index += 1
-            index += 1
         tokens = {number: start for number, start in starts.items()}
         return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites))
 

@@ -36,7 +36,7 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
     block_starts = set(starts)
     for start, end in zip(bounds, bounds[1:]):
         calls = set()
-        for index in _slots(insns, start, end):
+        for index in isa.slots(insns, start, end):
             insn = insns[index]
             _check_insn(insn, index, helper_ids)
             if insn.is_local_call:
@@ -54,17 +54,9 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
     return Facts(tuple(functions), frozenset(i for i in block_starts if i < len(insns)))
 
 
-def _slots(insns: Sequence[Insn], start: int, end: int) -> Iterable[int]:
-    """The indices of the instructions in [start, end), skipping each ld_imm64's second slot."""
-    index = start
-    while index < end:
-        yield index
-        index += 2 if insns[index].opcode == isa.LDDW else 1
-
-
 def _function_starts(insns: Sequence[Insn]) -> set[int]:
     starts = {0}
-    for index in _slots(insns, 0, len(insns)):
+    for index in isa.slots(insns):
         insn = insns[index]
         if insn.is_local_call:
             target = insn.call_target(index)
