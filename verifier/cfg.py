@@ -13,9 +13,9 @@ from bpfjit import isa
 from bpfjit.errors import ProgramError
 from bpfjit.isa import Insn
 
-from .facts import Facts, Function
+from bpfjit.runtime.status import MAX_CALL_FRAMES
 
-MAX_CALL_FRAMES = 8
+from .facts import Facts, Function
 
 
 def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Iterable[int] = ()) -> Facts:
@@ -34,6 +34,7 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
     bounds = sorted(starts) + [len(insns)]
     functions = []
     block_starts = set(starts)
+    successors: dict[int, tuple[int, ...]] = {}
     for start, end in zip(bounds, bounds[1:]):
         calls = set()
         for index in isa.slots(insns, start, end):
@@ -46,12 +47,30 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
                 if not start <= target < end or isa.is_filler(insns, target):
                     raise ProgramError(index, f"jump out of range from insn {index} to {target}")
                 block_starts.update((target, index + 1))
+            successors[index] = tuple(s for s in _successors(insn, index) if s < end)
         last = end - 1 - (1 if end - 2 >= start and insns[end - 2].is_lddw else 0)
         if not _ends_flow(insns[last]):
             raise ProgramError(last, "last insn is not an exit or jmp")
         functions.append(Function(start, end, frozenset(calls)))
     _check_call_graph(functions)
-    return Facts(tuple(functions), frozenset(i for i in block_starts if i < len(insns)))
+    return Facts(tuple(functions), frozenset(i for i in block_starts if i < len(insns)), successors)
+
+
+def _successors(insn: Insn, index: int) -> tuple[int, ...]:
+    """The slots that may run after insn: the one definition of the program's edges.
+
+    A successor past the function's end is dropped by the caller; the structure check has
+    already rejected a function that falls off its end.
+    """
+    after = index + (2 if insn.is_lddw else 1)
+    if not insn.is_jump or insn.op == isa.CALL:
+        return (after,)
+    if insn.op == isa.EXIT:
+        return ()
+    target = insn.jump_target(index)
+    if _ends_flow(insn):  # goto / gotol
+        return (target,)
+    return (after, target)  # conditional jumps, static-branch JAs, may_goto
 
 
 def _function_starts(insns: Sequence[Insn]) -> set[int]:

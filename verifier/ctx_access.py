@@ -13,7 +13,7 @@ Subprograms receive ctx when every call site passes it in the same argument regi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import ProgramError
@@ -43,19 +43,6 @@ def _copy(state: _State, dst: Location, src: Location) -> _State:
 
 def _kill(state: _State, *locations: Location) -> _State:
     return _State(state.must - set(locations), state.may - set(locations))
-
-
-def _successors(insns: Sequence[Insn], index: int) -> list[int]:
-    insn = insns[index]
-    width = 2 if insn.is_lddw else 1
-    if not insn.is_jump or insn.op == isa.CALL:
-        return [index + width]
-    if insn.op == isa.EXIT:
-        return []
-    target = insn.jump_target(index)
-    if insn.op == isa.JA and insn.src == 0:
-        return [target]
-    return [index + 1, target]
 
 
 def _transfer(insn: Insn, state: _State) -> _State:
@@ -89,15 +76,14 @@ def _transfer(insn: Insn, state: _State) -> _State:
     return state
 
 
-def _function_states(insns: Sequence[Insn], function: Function, entry: _State) -> dict[int, _State]:
+def _function_states(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], function: Function,
+                     entry: _State) -> dict[int, _State]:
     states: dict[int, _State] = {function.start: entry}
     work = [function.start]
     while work:
         index = work.pop()
         after = _transfer(insns[index], states[index])
-        for successor in _successors(insns, index):
-            if not function.start <= successor < function.end:
-                continue
+        for successor in successors[index]:
             joined = after if successor not in states else states[successor].join(after)
             if states.get(successor) != joined:
                 states[successor] = joined
@@ -115,7 +101,7 @@ def _analyse(insns: Sequence[Insn], facts: Facts) -> dict[int, _State]:
         for function in facts.functions:
             if function.start not in entries:
                 continue
-            found = _function_states(insns, function, entries[function.start])
+            found = _function_states(insns, facts.successors, function, entries[function.start])
             states.update(found)
             for index, state in found.items():
                 if insns[index].is_local_call:
