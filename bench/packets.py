@@ -12,9 +12,10 @@ the host with native_xdp.h by native.py):
 ``xdp_static_branch``  a load balancer's forwarding step (parse, jhash of the flow, MAC rewrite)
                        with debug counters behind a static key that stays off
 
-The frames are built here byte by byte, with correct checksums computed here, and every expected
-verdict and state comes from an implementation of each program's rules written here, independently
-of the C. Inputs are fixed (payloads from random.Random(seed)), so every run times the same work.
+The frames are built byte by byte, with their checksums, by bpfjit/packets.py (shared with the
+tests), and every expected verdict and state comes from an implementation of each program's rules
+written here, independently of the C. Inputs are fixed (payloads from random.Random(seed)), so
+every run times the same work.
 ``samples(name)`` gives, per program, inputs that reach each of its verdicts, for the tests.
 """
 from __future__ import annotations
@@ -23,149 +24,22 @@ import random
 import struct
 from typing import Any
 
+from bpfjit.packets import (ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, HOST6, IPPROTO_DSTOPTS,
+                            IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING,
+                            IPPROTO_TCP, IPPROTO_UDP, MAC_DST, MAC_SRC, arp_frame, dns_query, ethernet, icmp_echo,
+                            inet_sum, ipv4, ipv6, ipv6_fragment_header, ipv6_option_header, pseudo_header, tcp,
+                            tcp4_frame, tcp6_frame, udp, udp4_frame, udp6_frame)
+
 from .cases import Case
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
-ETH_P_IP, ETH_P_IPV6, ETH_P_ARP, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x86DD, 0x0806, 0x8100, 0x88A8
-IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 6, 17
-IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_DSTOPTS = 43, 44, 58, 60
-ETH_ZLEN = 60  # the shortest Ethernet frame (without FCS): shorter frames are padded with zeros
-
-MAC_DST = bytes.fromhex("020000000002")   # this host
-MAC_SRC = bytes.fromhex("020000000001")
-HOST4 = bytes([192, 0, 2, 2])             # TEST-NET-1
-CLIENT4 = bytes([203, 0, 113, 9])         # TEST-NET-3
 BLOCKED4 = bytes([198, 51, 100, 7])       # in 198.51.100.0/24, blocked by xdp_parse
-HOST6 = bytes.fromhex("20010db8000000000000000000000002")
-CLIENT6 = bytes.fromhex("20010db8000100000000000000000009")
 BLOCKED6 = bytes.fromhex("20010db80bad00010000000000000053")  # in 2001:db8:bad::/48
 
 
-# --- frame builders ------------------------------------------------------------------------------
-
-def inet_sum(data: bytes) -> int:
-    """The RFC 1071 ones-complement sum of data (odd length: a zero byte appended), folded."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def inet_csum(data: bytes) -> int:
-    """The Internet checksum of data: the complement of its ones-complement sum."""
-    return ~inet_sum(data) & 0xFFFF
-
-
-def ethernet(ethertype: int, payload: bytes, *, vlan: int | None = None, outer: int = ETH_P_8021Q,
-             dst: bytes = MAC_DST, src: bytes = MAC_SRC, pad: bool = True) -> bytes:
-    """An Ethernet frame (with one VLAN tag when vlan is given), padded to ETH_ZLEN unless pad=False."""
-    tag = b"" if vlan is None else struct.pack("!HH", outer, vlan)
-    frame = dst + src + tag + struct.pack("!H", ethertype) + payload
-    return frame + bytes(ETH_ZLEN - len(frame)) if pad and len(frame) < ETH_ZLEN else frame
-
-
-def ipv4(proto: int, payload: bytes, *, src: bytes = CLIENT4, dst: bytes = HOST4, options: bytes = b"",
-         frag_off: int = 0, ttl: int = 64, ident: int = 0x1C46, good_csum: bool = True,
-         version: int = 4, ihl: int | None = None, total_length: int | None = None) -> bytes:
-    """An IPv4 packet; frag_off is the 16-bit field (flags << 13 | offset in 8-byte units)."""
-    assert len(options) % 4 == 0
-    ihl = 5 + len(options) // 4 if ihl is None else ihl
-    length = 20 + len(options) + len(payload) if total_length is None else total_length
-    header = struct.pack("!BBHHHBBH4s4s", version << 4 | ihl, 0, length, ident, frag_off, ttl, proto, 0,
-                         src, dst) + options
-    csum = inet_csum(header) ^ (0 if good_csum else 0x0101)
-    return header[:10] + struct.pack("!H", csum) + header[12:] + payload
-
-
-def ipv6(nexthdr: int, payload: bytes, *, src: bytes = CLIENT6, dst: bytes = HOST6, hop_limit: int = 64,
-         flow: int = 0x12345) -> bytes:
-    return struct.pack("!IHBB16s16s", 6 << 28 | flow, len(payload), nexthdr, hop_limit, src, dst) + payload
-
-
-def ipv6_option_header(nexthdr: int, units: int = 0) -> bytes:
-    """A hop-by-hop / routing / destination-options header of (units + 1) * 8 bytes (PadN filled)."""
-    body = bytes([1, 4 + 8 * units]) + bytes(4 + 8 * units)
-    return bytes([nexthdr, units]) + body
-
-
-def ipv6_fragment_header(nexthdr: int, offset: int = 0, more: bool = False, ident: int = 0xBEEF) -> bytes:
-    return struct.pack("!BBHI", nexthdr, 0, offset << 3 | int(more), ident)
-
-
-def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
-    if len(src) == 4:
-        return src + dst + struct.pack("!BBH", 0, proto, length)
-    return src + dst + struct.pack("!IxxxB", length, proto)
-
-
-def udp(sport: int, dport: int, payload: bytes, *, src: bytes = CLIENT4, dst: bytes = HOST4,
-        csum: str = "good", length: int | None = None) -> bytes:
-    """A UDP datagram; csum: "good", "bad" (off by one bit) or "none" (0, no checksum)."""
-    length = 8 + len(payload) if length is None else length
-    datagram = struct.pack("!HHHH", sport, dport, length, 0) + payload
-    value = 0
-    if csum != "none":
-        value = inet_csum(pseudo_header(src, dst, IPPROTO_UDP, len(datagram)) + datagram) or 0xFFFF
-        if csum == "bad":
-            value ^= 0x0400
-    return datagram[:6] + struct.pack("!H", value) + datagram[8:]
-
-
-def tcp(sport: int, dport: int, payload: bytes = b"", *, src: bytes = CLIENT4, dst: bytes = HOST4,
-        seq: int = 0x01020304, ack: int = 0, flags: int = 0x18, window: int = 64240) -> bytes:
-    """A TCP segment (no options) with a correct checksum; flags 0x02 SYN, 0x10 ACK, 0x18 PSH|ACK."""
-    segment = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, window, 0, 0) + payload
-    value = inet_csum(pseudo_header(src, dst, IPPROTO_TCP, len(segment)) + segment)
-    return segment[:16] + struct.pack("!H", value) + segment[18:]
-
-
-def icmp_echo(request: bool = True, *, v6: bool = False, ident: int = 0x4242, seq: int = 1,
-              payload: bytes = b"abcdefgh", src: bytes = CLIENT6, dst: bytes = HOST6) -> bytes:
-    """An ICMP (v6=False) or ICMPv6 echo request or reply with a correct checksum."""
-    kind = (128 if request else 129) if v6 else (8 if request else 0)
-    message = struct.pack("!BBHHH", kind, 0, 0, ident, seq) + payload
-    summed = pseudo_header(src, dst, IPPROTO_ICMPV6, len(message)) + message if v6 else message
-    return message[:2] + struct.pack("!H", inet_csum(summed)) + message[4:]
-
-
-def udp4_frame(sport: int, dport: int, payload: bytes, *, src: bytes = CLIENT4, dst: bytes = HOST4,
-               csum: str = "good", vlan: int | None = None, **ip_args: Any) -> bytes:
-    return ethernet(ETH_P_IP, ipv4(IPPROTO_UDP, udp(sport, dport, payload, src=src, dst=dst, csum=csum),
-                                   src=src, dst=dst, **ip_args), vlan=vlan)
-
-
-def tcp4_frame(sport: int, dport: int, payload: bytes = b"", *, src: bytes = CLIENT4, dst: bytes = HOST4,
-               vlan: int | None = None, flags: int = 0x18, **ip_args: Any) -> bytes:
-    return ethernet(ETH_P_IP, ipv4(IPPROTO_TCP, tcp(sport, dport, payload, src=src, dst=dst, flags=flags),
-                                   src=src, dst=dst, **ip_args), vlan=vlan)
-
-
-def udp6_frame(sport: int, dport: int, payload: bytes, *, src: bytes = CLIENT6, dst: bytes = HOST6,
-               vlan: int | None = None) -> bytes:
-    return ethernet(ETH_P_IPV6, ipv6(IPPROTO_UDP, udp(sport, dport, payload, src=src, dst=dst), src=src,
-                                     dst=dst), vlan=vlan)
-
-
-def tcp6_frame(sport: int, dport: int, payload: bytes = b"", *, src: bytes = CLIENT6, dst: bytes = HOST6,
-               vlan: int | None = None) -> bytes:
-    return ethernet(ETH_P_IPV6, ipv6(IPPROTO_TCP, tcp(sport, dport, payload, src=src, dst=dst), src=src,
-                                     dst=dst), vlan=vlan)
-
-
-def arp_frame() -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, 1, MAC_SRC, CLIENT4, bytes(6), HOST4)
-    return ethernet(ETH_P_ARP, body, dst=b"\xff" * 6)
-
-
 def payload(size: int, seed: int) -> bytes:
+    """size random bytes, the same for every run of the bench (a fixed seed)."""
     return random.Random(seed).randbytes(size)
-
-
-def dns_query(name: str = "example.com", ident: int = 0x2A2A) -> bytes:
-    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
-    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
 
 
 # --- what the programs must do, in plain Python ----------------------------------------------------
@@ -331,7 +205,7 @@ def jhash_3words(a: int, b: int, c: int, initval: int) -> int:
 
     initval = (initval + 0xDEADBEEF + 12) & mask
     a, b, c = (a + initval) & mask, (b + initval) & mask, (c + initval) & mask
-    for x, y, z, shift in (("c", "b", "c", 14), ("a", "c", "a", 11), ("b", "a", "b", 25),
+    for x, y, _, shift in (("c", "b", "c", 14), ("a", "c", "a", 11), ("b", "a", "b", 25),
                            ("c", "b", "c", 16), ("a", "c", "a", 4), ("b", "a", "b", 14),
                            ("c", "b", "c", 24)):
         regs = {"a": a, "b": b, "c": c}

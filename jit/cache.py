@@ -3,8 +3,11 @@
 The key is a hash of everything the machine code depends on: the lowered IR (which holds the
 program, the map layouts it was specialised for and the .rodata it folded, but no process-specific
 address: those are symbols bound at link time, see jit/lower.py ``Symbols``), the optimisation
-level, the LLVM version and the host CPU and its features. An entry is the relocatable object
-LLVM emitted plus the optimised IR (for ``prog dump --ir``).
+level, the LLVM version, the host CPU and its features, and the source of the code that made the
+entry (``code_digest``): the pass pipeline, the target machine, the linking convention and the
+layouts the code shares with the runtime all live in Python source, not in the IR, so an entry
+written by another version of bpfjit is never served. An entry is the relocatable object LLVM
+emitted plus the optimised IR (for ``prog dump --ir``).
 
 Where: ``$BPFJIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/bpfjit``, else ``~/.cache/bpfjit``.
 ``BPFJIT_CACHE=off`` turns the cache off. A missing, unreadable or unwritable cache only costs a
@@ -14,21 +17,34 @@ SHA-256 of the rest: a damaged entry is a miss, never machine code handed to the
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.resources
 import os
 import pathlib
 import tempfile
+from typing import TYPE_CHECKING
 
 import llvmlite
 import llvmlite.binding as llvm
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 DIGEST = 32  # bytes of SHA-256 in front of each object
-FORMAT = "4"  # bumped whenever the lowering, the pass pipeline or the linking convention changes meaning
+
+# Besides this package (lowering, passes, target machine, linking, static-branch sites, this file's
+# entry format), the modules whose contents the object code is built against: the instruction set,
+# the run environment the code reads and writes (status.py: RunEnv, status codes, frame limit),
+# the hash-map chains it walks inline (hash_index.py) and the environment that hands it map
+# layouts, function tokens and helper properties (environment.py).
+DEPENDENCIES = (("bpfjit", "isa.py"), ("bpfjit.runtime", "status.py"), ("bpfjit.runtime", "hash_index.py"),
+                ("bpfjit.runtime", "environment.py"))
 
 
 def directory() -> pathlib.Path | None:
     """The cache folder, or None when the cache is off."""
-    if os.environ.get("BPFJIT_CACHE", "").lower() in ("0", "off", "no", "false"):
+    if os.environ.get("BPFJIT_CACHE", "").lower() in ("0", "off", "no", "false") or code_digest() is None:
         return None
     explicit = os.environ.get("BPFJIT_CACHE_DIR")
     if explicit:
@@ -37,9 +53,42 @@ def directory() -> pathlib.Path | None:
     return pathlib.Path(base) / "bpfjit"
 
 
+def source_files() -> list[tuple[str, Traversable]]:
+    """(name, file) of every source the object code depends on: each .py of bpfjit.jit (and of
+    any subpackage), then DEPENDENCIES. Found through importlib.resources, so an installed package
+    digests its own files."""
+    return (_python_files(importlib.resources.files(__package__), __package__) +
+            [(f"{package}/{name}", importlib.resources.files(package) / name) for package, name in DEPENDENCIES])
+
+
+def _python_files(folder: Traversable, prefix: str) -> list[tuple[str, Traversable]]:
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if entry.is_dir():
+            found += _python_files(entry, f"{prefix}/{entry.name}")
+        elif entry.name.endswith(".py"):
+            found.append((f"{prefix}/{entry.name}", entry))
+    return found
+
+
+@functools.cache
+def code_digest() -> str | None:
+    """SHA-256 of the names and bytes of source_files(), read once per process; None when one
+    cannot be read (a sourceless install), which turns the cache off rather than risk stale code."""
+    digest = hashlib.sha256()
+    try:
+        for name, source in source_files():
+            data = source.read_bytes()
+            digest.update(f"{name}\0{len(data)}\0".encode())  # name and length: no two file sets collide
+            digest.update(data)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def key(ir: str, opt_level: int, cpu: str, features: str) -> str:
     digest = hashlib.sha256()
-    for part in (FORMAT, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), cpu,
+    for part in (code_digest() or "", llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), cpu,
                  features, str(opt_level), ir):
         digest.update(part.encode())
         digest.update(b"\0")

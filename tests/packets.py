@@ -1,32 +1,27 @@
-"""Packet builders shared by the tests: Ethernet, IPv4 (with a correct or broken checksum), UDP."""
+"""The tests' short forms of bpfjit.packets, for tests that name one field and keep the rest.
+
+A test of a parser wants frames cut exactly where it cuts them, so these frames are never padded
+to the Ethernet minimum, and UDP goes from port 40000 with no checksum (tests/progs check only
+the IPv4 header's). Everything else is bpfjit.packets itself.
+"""
 from __future__ import annotations
 
-import struct
+from bpfjit import packets
+from bpfjit.packets import ETH_P_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, inet_csum, ipv4
 
-from bpfjit.bench.packets import inet_csum  # the RFC 1071 checksum the packet benchmarks use
-
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
-
-
-def ethernet(ethertype: int = 0x0800) -> bytes:
-    return bytes.fromhex("020000000002") + bytes.fromhex("020000000001") + struct.pack("!H", ethertype)
+__all__ = ["IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "ethernet", "frame", "inet_csum", "ipv4", "udp"]
 
 
-def ipv4(proto: int, payload: bytes, *, options: bytes = b"", version: int = 4, ihl: int | None = None,
-         good_csum: bool = True) -> bytes:
-    ihl = 5 + len(options) // 4 if ihl is None else ihl
-    header = struct.pack("!BBHHHBBH4s4s", (version << 4) | ihl, 0, 20 + len(options) + len(payload),
-                         0x1234, 0, 64, proto, 0, bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])) + options
-    csum = inet_csum(header)
-    if not good_csum:
-        csum ^= 0x0100
-    return header[:10] + struct.pack("!H", csum) + header[12:] + payload
-
-
-def udp(dport: int, payload: bytes = b"ping", *, length: int | None = None) -> bytes:
-    length = 8 + len(payload) if length is None else length
-    return struct.pack("!HHHH", 40000, dport, length, 0) + payload
+def ethernet(ethertype: int = ETH_P_IP) -> bytes:
+    """An Ethernet header alone."""
+    return packets.ethernet(ethertype, pad=False)
 
 
 def frame(*parts: bytes) -> bytes:
-    return ethernet() + b"".join(parts)
+    """An unpadded IPv4 Ethernet frame around parts."""
+    return packets.ethernet(ETH_P_IP, b"".join(parts), pad=False)
+
+
+def udp(dport: int, payload: bytes = b"ping", *, length: int | None = None) -> bytes:
+    """A UDP datagram to dport, with no checksum."""
+    return packets.udp(40000, dport, payload, csum="none", length=length)

@@ -2,6 +2,8 @@
 compile, in this process and in another one, and a bad or foreign entry is never used."""
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import pathlib
@@ -130,3 +132,103 @@ def test_a_hit_in_another_process(cache_dir):
     assert first["retvals"] == second["retvals"]
     _, here, _ = globals_run()
     assert here == first["retvals"]
+
+
+# --- the key covers the code that made the entry ------------------------------------------------
+
+@pytest.fixture
+def fresh_digest():
+    """code_digest() recomputed from whatever source_files() gives during the test, and from the
+    real sources again after it."""
+    cache.code_digest.cache_clear()
+    yield
+    cache.code_digest.cache_clear()
+
+
+@pytest.fixture
+def copied_sources(tmp_path, monkeypatch, fresh_digest) -> list[pathlib.Path]:
+    """Copies of the real sources that source_files() now returns, to edit without touching the
+    checkout."""
+    copies = []
+    for name, source in cache.source_files():
+        copy = tmp_path / name.replace("/", "__")
+        copy.write_bytes(source.read_bytes())
+        copies.append((name, copy))
+    monkeypatch.setattr(cache, "source_files", lambda: copies)
+    return [copy for _, copy in copies]
+
+
+def some_key() -> str:
+    return cache.key("define i64 @f() {\n  ret i64 0\n}\n", 2, "skylake", "+avx2")
+
+
+def test_the_key_is_stable_across_computations(fresh_digest):
+    first_digest, first_key = cache.code_digest(), some_key()
+    cache.code_digest.cache_clear()
+    assert (cache.code_digest(), some_key()) == (first_digest, first_key)
+    assert len(first_digest) == 64
+
+
+@pytest.mark.parametrize("which", ["bpfjit.jit/lower.py", "bpfjit.jit/engine.py", "bpfjit.runtime/status.py"])
+def test_a_changed_source_byte_changes_the_key(copied_sources, which):
+    before = some_key()
+    (target,) = [copy for copy in copied_sources if copy.name == which.replace("/", "__")]
+    original = target.read_bytes()
+    target.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    cache.code_digest.cache_clear()
+    changed = some_key()
+    target.write_bytes(original)
+    cache.code_digest.cache_clear()
+    assert changed != before and some_key() == before
+
+
+def test_the_sources_are_read_once_per_process(fresh_digest, monkeypatch):
+    """A hit after the first pays for no file reads: the digest is memoised."""
+    first = some_key()
+
+    def unreadable():
+        raise AssertionError("source_files() read again")
+    monkeypatch.setattr(cache, "source_files", unreadable)
+    assert some_key() == first
+
+
+def test_unreadable_sources_turn_the_cache_off(cache_dir, fresh_digest, monkeypatch, tmp_path):
+    monkeypatch.setattr(cache, "source_files", lambda: [("bpfjit.jit/gone.py", tmp_path / "gone.py")])
+    assert cache.directory() is None
+    compiled, results, _ = globals_run()
+    assert not compiled.times.cache_hit and results[-1] == 47 and entries(cache_dir) == []
+
+
+# bpfjit modules the JIT imports whose source is not digested, and why that is safe: what they
+# contribute reaches the object code only through the IR, which the key holds whole.
+NOT_DIGESTED = {
+    "bpfjit.errors": "exception types, raised around compiling",
+    "bpfjit.verifier.facts": "the facts; the lowering's use of them is in jit/, their values in the IR",
+    "bpfjit.runtime.helpers": "helper objects; ids and properties are written into the IR",
+    "bpfjit.runtime.stdhelpers": "helper ids: which calls the lowering inlines shows in the IR",
+    "bpfjit.runtime.run_context": "the Python side of a helper call, after the code has run",
+}
+
+
+def imported_module(module: str, name: str) -> str:
+    """The module "from module import name" loads: module.name when that is a submodule
+    ("from bpfjit import isa"), else module ("from bpfjit.isa import Insn")."""
+    try:
+        return f"{module}.{name}" if importlib.util.find_spec(f"{module}.{name}") else module
+    except ModuleNotFoundError:  # module is not a package
+        return module
+
+
+def test_every_module_the_jit_imports_is_digested_or_accounted_for():
+    digested = {name.removesuffix(".py").replace("/", ".") for name, _ in cache.source_files()}
+    jit_folder = pathlib.Path(cache.__file__).parent
+    imported = set()
+    for source in jit_folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.startswith("bpfjit"):
+                imported.update(imported_module(node.module, alias.name) for alias in node.names)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names if alias.name.startswith("bpfjit"))
+    outside = {name for name in imported if not name.startswith("bpfjit.jit")}
+    assert outside - set(NOT_DIGESTED) <= digested, "a module the JIT imports is neither digested nor exempt"
+    assert {"bpfjit.jit.lower", "bpfjit.jit.engine", "bpfjit.jit.cache", "bpfjit.isa"} <= digested
