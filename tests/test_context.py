@@ -8,8 +8,8 @@ import pytest
 from bpfjit.runtime import elf
 from bpfjit.runtime.context import program_type_for_section
 from bpfjit.runtime.environment import Environment, func_token
-from packets import IPPROTO_UDP, frame, ipv4, udp
 
+from bpfjit import packets
 from bpfjit.errors import BPFError, ProgramError
 from bpfjit.program import Program
 
@@ -18,7 +18,7 @@ XDP_DROP, XDP_PASS = 1, 2
 
 
 def udp_packet(dport: int = 53, corrupt_checksum: bool = False) -> bytes:
-    return frame(ipv4(IPPROTO_UDP, udp(dport, b"data"), good_csum=not corrupt_checksum))
+    return packets.udp4_frame(40000, dport, b"data", good_csum=not corrupt_checksum)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def xdp_prog() -> Program:
     (udp_packet(dport=9), XDP_DROP),  # the discard port
     (udp_packet(corrupt_checksum=True), XDP_DROP),  # bad IPv4 header checksum
     (udp_packet()[:30], XDP_DROP),  # shorter than the IPv4 header it announces
-    (bytes(12) + b"\x86\xdd" + bytes(40), XDP_PASS),  # IPv6: not parsed, passed
+    (packets.ethernet(packets.ETH_P_IPV6, bytes(40)), XDP_PASS),  # IPv6: not parsed, passed
 ])
 def test_xdp_parser_verdicts(xdp_prog, engine, packet, verdict):
     result = xdp_prog.test_run(packet, engine=engine)
@@ -87,12 +87,12 @@ def test_ctx_spilled_to_stack_and_copied(engine):
 
 
 def test_skb_fields_read_and_write(engine):
-    # r0 = skb->len + skb->cb[1]; skb->mark = 5
+    # r0 = skb->len + skb->cb[1]; skb->cb[2] = 5 (a socket filter may write only cb, as in the kernel)
     prog = Program.from_asm("""
         ldxw %r0, [%r1+0]
         ldxw %r2, [%r1+52]
         add %r0, %r2
-        stw [%r1+8], 5
+        stw [%r1+56], 5
         exit
     """, prog_type="socket")
     ctx = bytearray(192)
@@ -100,12 +100,13 @@ def test_skb_fields_read_and_write(engine):
     result = prog.test_run(bytes(60), ctx=bytes(ctx), engine=engine)
     # A socket filter sees the packet from the network header on: len = 60 - 14 Ethernet bytes.
     assert result.retval == 46 + 100
-    assert struct.unpack_from("<I", result.ctx_out, 8)[0] == 5  # mark written back
+    assert struct.unpack_from("<I", result.ctx_out, 56)[0] == 5  # cb[2] written back
     assert struct.unpack_from("<I", result.ctx_out, 0)[0] == 46  # len
 
 
-def test_socket_filter_sees_the_network_header_and_gets_protocol(engine):
-    # r0 = skb->protocol (the big-endian ethertype as a host u32) | first byte of data << 16
+def test_skb_program_sees_the_network_header_and_gets_protocol(engine):
+    # r0 = skb->protocol (the big-endian ethertype as a host u32) | first byte of data << 16.
+    # cgroup_skb programs, like socket filters, start at the network header, and may read data.
     prog = Program.from_asm("""
         ldxw %r0, [%r1+16]
         ldxw %r2, [%r1+76]
@@ -113,8 +114,8 @@ def test_socket_filter_sees_the_network_header_and_gets_protocol(engine):
         lsh %r3, 16
         or %r0, %r3
         exit
-    """, prog_type="socket")
-    frame = bytes(12) + b"\x08\x00" + b"\x45" + bytes(30)
+    """, prog_type="cgroup_skb")
+    frame = packets.ethernet(packets.ETH_P_IP, b"\x45" + bytes(30))
     result = prog.test_run(frame, engine=engine)
     assert result.retval == 0x0008 | 0x45 << 16
     assert result.data_out == bytes(14) + frame[14:]  # the Ethernet header comes back zeroed
@@ -134,7 +135,7 @@ def test_bad_ctx_accesses_are_rejected(text, message):
 
 @pytest.mark.parametrize("section, ptype", [
     ("xdp", "xdp"), ("xdp.frags", "xdp"), ("socket", "socket"), ("tc", "tc"), ("classifier/ingress", "tc"),
-    ("tracepoint/syscalls/sys_enter_open", "raw"), ("kprobe/do_sys_open", "raw"), ("whatever", "raw"),
+    ("tracepoint/syscalls/sys_enter_open", "tracepoint"), ("kprobe/do_sys_open", "kprobe"), ("whatever", "raw"),
 ])
 def test_section_names(section, ptype):
     assert program_type_for_section(section).name == ptype
