@@ -25,15 +25,16 @@ from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
 from .runtime.context import ETH_HLEN, PROGRAM_TYPES, XDP_HEADROOM, build_native_ctx, user_ctx
+from .runtime.limits import Limits, Watchdog
 from .runtime.memory import Buffer, Region, Regions
 from .runtime import run_context
 from .runtime.run_context import RunContext
 from .runtime.static_keys import NativeSite, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
+from .runtime.stdhelpers import TAIL_CALL
 from .verifier import cfg
 from .verifier.ctx_access import rewrite_ctx_access
 
-TAIL_CALL = 12  # helper id of bpf_tail_call
 Engine = Literal["jit", "interp"]
 ENGINES: tuple[str, ...] = ("jit", "interp")
 
@@ -83,7 +84,7 @@ class Program:
         for index, insn in enumerate(self.insns):
             if insn.is_lddw and not isa.is_filler(self.insns, index):
                 self.env.ld_imm64_value(insn, index)
-        self._compiled: CompiledProgram | None = None
+        self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
 
     # --- construction --------------------------------------------------------------------------
@@ -109,14 +110,19 @@ class Program:
                                            for f in self.facts.functions])
 
     # --- compiling -----------------------------------------------------------------------------
-    def compile(self) -> CompiledProgram:
-        """The jitted code (compiled once, on first use), its static-branch sites set to their keys."""
+    def compile(self, sandboxed: bool = False) -> CompiledProgram:
+        """The jitted code (compiled once, on first use), its static-branch sites set to their keys.
+
+        sandboxed: the variant runs with a budget use (max_steps, timeout), which counts the
+        instructions it executes and polls the stop flag; the normal code does neither.
+        """
         with self._compile_lock:
-            if self._compiled is None:
-                compiled = compile_program(self.insns, self.facts, self.env)
+            compiled = self._compiled.get(sandboxed)
+            if compiled is None:
+                compiled = compile_program(self.insns, self.facts, self.env, sandboxed=sandboxed)
                 self._attach_sites(compiled)
-                self._compiled = compiled
-            return self._compiled
+                self._compiled[sandboxed] = compiled
+            return compiled
 
     def _attach_sites(self, compiled: CompiledProgram) -> None:
         by_key: dict[int, list[NativeSite]] = {}
@@ -139,7 +145,7 @@ class Program:
         For raw bytecode and assembly; objects built with bpfjit's static_keys.h declare their
         keys in the object. Declare keys before the program is first compiled.
         """
-        if self._compiled is not None:
+        if self._compiled:
             raise BPFError(f"{self.name}: declare static keys before the program is first compiled or run")
         key = StaticKey(key) if isinstance(key, str) else key
         for index in sites:
@@ -150,55 +156,67 @@ class Program:
         return key
 
     # --- running -------------------------------------------------------------------------------
-    def run(self, mem: bytes | bytearray = b"", engine: Engine = "jit", max_steps: int | None = None) -> int:
+    def run(self, mem: bytes | bytearray = b"", engine: Engine = "jit", max_steps: int | None = None,
+            timeout: float | None = None) -> int:
         """Run once with r1 = a copy of mem, r2 = len(mem); return r0.
 
-        A bytearray is updated in place with the memory as the program left it.
+        A bytearray is updated in place with the memory as the program left it. max_steps and
+        timeout bound the run as in test_run.
         """
-        result = self.test_run(mem, engine=engine, max_steps=max_steps)  # raw programs only take memory
+        result = self.test_run(mem, engine=engine, max_steps=max_steps, timeout=timeout)  # raw programs only take memory
         if isinstance(mem, bytearray):
             mem[:] = result.data_out
         return result.retval
 
     def test_run(self, data: bytes | bytearray = b"", ctx: bytes | None = None, repeat: int = 1,
-                 engine: Engine = "jit", max_steps: int | None = None) -> RunResult:
+                 engine: Engine = "jit", max_steps: int | None = None, timeout: float | None = None) -> RunResult:
         """BPF_PROG_TEST_RUN: run `repeat` times on the same memory (state in maps persists).
 
         Raw programs get r1 = a copy of data, r2 = its length. Packet programs (xdp, socket, tc)
         get r1 = their context, built from ctx (the uapi struct's bytes, pointer fields zero)
         around a copy of data; data_out is the packet afterwards and ctx_out the context.
         duration_ns is the mean wall time per run; for the JIT the repeat loop is native code.
-        max_steps bounds interpreted runs (a runaway loop raises instead of hanging).
+
+        Runs are unlimited by default. max_steps bounds the instructions each run executes
+        (bpf-to-bpf calls, callbacks and tail calls included) and timeout the seconds the whole
+        call may take, on either engine: a run that spends its budget raises BPFRuntimeError
+        ("instruction budget of N exhausted", "time budget of X s exhausted"). Budgeted JIT
+        runs use a separately compiled, counting variant of the program and repeat from Python.
         """
         if engine not in ENGINES:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+        limits = Limits(max_steps, timeout)
         repeat = max(1, int(repeat))
         memory = self._run_memory(bytes(data), ctx)
         regions = Regions(self.env.regions + memory.regions)
         if engine == "jit":
-            self.compile()
-        start = time.perf_counter_ns()
-        if engine == "jit" and not self._may_tail_call:
-            retval = self._invoke("jit", memory, regions, max_steps, repeat)  # the repeat loop is native
-        else:
-            for _ in range(repeat):
-                retval = self._invoke(engine, memory, regions, max_steps)
-        elapsed = time.perf_counter_ns() - start
+            self.compile(limits.bounded)
+        with Watchdog(limits) as watchdog:
+            start = time.perf_counter_ns()
+            if engine == "jit" and not self._may_tail_call and not limits.bounded:
+                retval = self._invoke("jit", memory, regions, watchdog, repeat)  # the repeat loop is native
+            else:
+                for _ in range(repeat):
+                    retval = self._invoke(engine, memory, regions, watchdog)
+            elapsed = time.perf_counter_ns() - start
         data_out, ctx_out = memory.read_out()
         return RunResult(retval, data_out, elapsed / repeat, ctx_out)
 
-    def _invoke(self, engine: str, memory: _RunMemory, regions: Regions, max_steps: int | None,
+    def _invoke(self, engine: str, memory: _RunMemory, regions: Regions, watchdog: Watchdog,
                 repeat: int = 1) -> int:
         """One invocation (or `repeat` native ones): tail calls followed, failures raised."""
-        env = RunEnv()
+        env = watchdog.new_env()
+        sandboxed = watchdog.limits.bounded
         program: Program = self
         while True:
-            run = RunContext(env, program.env, program._function_caller(engine, env, regions, max_steps), regions)
+            caller = program._function_caller(engine, env, regions, sandboxed)
+            # The JIT keeps the BPF stack in native frames: helpers may accept pointers there.
+            run = RunContext(env, program.env, caller, regions, native_stack=engine == "jit")
             with run_context.active(run):
                 if engine == "jit":
-                    retval = program.compile().run(env, memory.r1, memory.r2, repeat)
+                    retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat)
                 else:
-                    interpreter = Interpreter(program.insns, program.env, program.facts.function_starts, max_steps)
+                    interpreter = Interpreter(program.insns, program.env, program.facts.function_starts)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
             if env.status != Status.TAIL_CALL:
                 break
@@ -209,14 +227,14 @@ class Program:
         raise_for_status(env)
         return 0 if env.status == Status.UNWOUND else retval
 
-    def _function_caller(self, engine: str, env: RunEnv, regions: Regions, max_steps: int | None):
+    def _function_caller(self, engine: str, env: RunEnv, regions: Regions, sandboxed: bool):
         """How helpers such as bpf_loop call one of this program's functions, on this engine."""
         if engine == "jit":
-            compiled = self.compile()
+            compiled = self.compile(sandboxed)
             return lambda start, args: compiled.call_function(env, start, args)
 
         def interpret(start: int, args: list[int]) -> int:
-            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, max_steps)
+            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts)
             return interpreter.run_function(start, args, regions, env)
         return interpret
 

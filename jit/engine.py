@@ -22,7 +22,7 @@ from bpfjit.isa import Insn, MASK64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime import run_context
 from bpfjit.runtime.helpers import Helper
-from bpfjit.runtime.status import RunEnv, Status
+from bpfjit.runtime.status import FIELD_STACK_TOP, INSN_PENDING, RunEnv, Status
 from bpfjit.verifier.facts import Facts
 
 from . import cache
@@ -33,12 +33,19 @@ HELPER_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *(ctypes.c_uint64,) * 5)
 REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
                                ctypes.c_uint64, ctypes.c_uint64)
 
-# test_run's repeat loop, shared by every program: it calls the program's main function (r1 =
-# ctx, r2 = len, r3-r5 = 0) n times. The callee is an argument, so LLVM cannot see (or hoist)
-# the work, and the loop is compiled once per process instead of once per program.
-REPEAT_IR = """
-define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n) {
+# Every run enters jitted code here: test_run's repeat loop, shared by every program, calls the
+# program's main function (r1 = ctx, r2 = len, r3-r5 = 0) n times. The callee is an argument, so
+# LLVM cannot see (or hoist) the work, and the loop is compiled once per process instead of once
+# per program. It first records in RunEnv.stack_top where the program's native frames begin (the
+# stack pointer at the call, less the return address): the BPF stack frames lie below it, and
+# helpers accept pointers into the native stack only there (runtime/helper_args.py).
+REPEAT_IR = f"""
+define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n) {{
 entry:
+  %sp = call i64 asm sideeffect "movq %rsp, $0", "=r"()
+  %top = sub i64 %sp, 8
+  %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
+  store i64 %top, ptr %top_field
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %loop ]
@@ -48,7 +55,7 @@ loop:
   br i1 %more, label %loop, label %done
 done:
   ret i64 %r
-}
+}}
 """
 _repeat_lock = threading.Lock()
 _repeat: tuple[llvm.ExecutionEngine, object] | None = None
@@ -123,7 +130,8 @@ def _helper_callback(helper: Helper):
             return int(helper.impl(a, b, c, d, e)) & MASK64
         except BaseException as exc:  # never let an exception unwind through native frames
             run = run_context.current()
-            run.env.status, run.env.value = Status.HELPER_FAILED, helper.id
+            if run.env.status == Status.OK:  # else a callback it ran failed and said where
+                run.env.status, run.env.value, run.env.insn = Status.HELPER_FAILED, helper.id, INSN_PENDING
             run.errors.append(exc)
             return 0
     return HELPER_TYPE(call)
@@ -149,12 +157,10 @@ class CompiledProgram:
     _exported: frozenset[int]  # start slots of the functions callbacks may enter
     sites: list[Site]  # the patchable static-branch sites, every copy LLVM made of each
     bindings: dict[str, int]  # the module's symbols -> this process's addresses (jit/lower.py Symbols)
-    _entry: object = field(init=False)
     _entry_address: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._entry_address = self._engine.get_function_address("bpf_f0")
-        self._entry = FUNCTION_TYPE(self._entry_address)
         self._finalizer = weakref.finalize(self, _release, self._engine)
 
     def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1) -> int:
@@ -162,9 +168,7 @@ class CompiledProgram:
 
         How the run ended is left in env for the caller (bpfjit.program) to act on.
         """
-        if repeat <= 1:
-            return self._entry(ctypes.byref(env), r1, r2, 0, 0, 0)
-        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, repeat)
+        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1))
 
     def call_function(self, env: RunEnv, start: int, args: list[int]) -> int:
         """Call the BPF function at slot `start` (a helper's callback) with r1-r5 = args."""
@@ -193,9 +197,11 @@ def _release(engine: llvm.ExecutionEngine) -> None:
     engine.close()
 
 
-def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_level: int = 2) -> CompiledProgram:
+def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_level: int = 2,
+                    sandboxed: bool = False) -> CompiledProgram:
     """Lower a checked program, get its object code (from the cache, or optimised and emitted
-    now), and link it into memory with this process's addresses."""
+    now), and link it into memory with this process's addresses. sandboxed: the variant that
+    spends the run's instruction and time budgets (jit/lower.py)."""
     callbacks: dict[int, object] = {}
 
     def helper_address(helper_id: int) -> int:
@@ -204,7 +210,7 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
         return ctypes.cast(callbacks[helper_id], ctypes.c_void_p).value
 
     t0 = time.perf_counter()
-    ir, symbols = lower_program(insns, facts, env)
+    ir, symbols = lower_program(insns, facts, env, sandboxed)
     times = CompileTimes(lower=time.perf_counter() - t0)
     _, cpu, features = host()
     cache_key = cache.key(ir, opt_level, cpu, features)

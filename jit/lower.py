@@ -18,6 +18,14 @@ Shape of the generated module:
   (jit/engine.py), since a loop costs every compile several milliseconds of loop passes.
 
 The JIT trusts the facts it is given: no bounds checks are emitted for memory accesses.
+
+A run with a budget (max_steps, timeout) uses a *sandboxed* variant, lowered from the same
+program with ``sandboxed=True``: every straight-line segment (a block, or the part of one after a
+call) adds its instruction count to ``RunEnv.steps`` on entry and stops with STEP_BUDGET once the
+count passes ``RunEnv.max_steps``, naming the very instruction the interpreter would have stopped
+at; loop heads and function entries also stop with TIME_BUDGET once ``RunEnv.stop`` is set.
+Compare trees are not folded into switches there, since the instructions a tree runs depend on
+the path. The normal variant has none of this.
 """
 from __future__ import annotations
 
@@ -28,7 +36,9 @@ from bpfjit import isa
 from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
-from bpfjit.runtime.status import FIELD_DEPTH, FIELD_INSN, FIELD_STATUS, FIELD_VALUE, MAX_CALL_FRAMES, Status
+from bpfjit.runtime.status import (FIELD_DEPTH, FIELD_INSN, FIELD_MAX_STEPS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP,
+                                   FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAY_GOTO_BUDGET, Status)
+from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM
 from bpfjit.verifier.facts import Facts, Function
 
 from .sites import MODULE_PROLOGUE, site_asm
@@ -41,9 +51,6 @@ _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND
 _PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
                isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
 _RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
-MAP_LOOKUP_ELEM = 1
-MAY_GOTO_BUDGET = 1 << 23
-
 
 
 @dataclass
@@ -96,6 +103,8 @@ class _FunctionLowering:
     # Whether calls count frames at run time: needed once callx can reach BPF functions (function
     # tokens exist), since an indirect call chain can recurse where the static check cannot see.
     counts_depth: bool
+    # Whether this is the budgeted variant: instructions counted, the stop flag polled.
+    sandboxed: bool = False
     lines: list[str] = field(default_factory=list)
     counter: int = 0
     terminated: bool = False
@@ -195,9 +204,23 @@ class _FunctionLowering:
         """After a call: if the run's status is no longer OK, return at once.
 
         index: the helper call that may have failed, recorded as where the run stopped.
+        The load is volatile: helpers write the status through ctypes, behind the back of the
+        noalias %env, and LLVM would otherwise reuse the status it loaded after an earlier call.
         """
-        status = self.value(f"load i64, ptr {self.env_field(FIELD_STATUS)}")
-        self.return_if(self.value(f"icmp ne i64 {status}, 0"), index=index)
+        status = self.value(f"load volatile i64, ptr {self.env_field(FIELD_STATUS)}")
+        if index is None:
+            self.return_if(self.value(f"icmp ne i64 {status}, 0"))
+            return
+        leave, stay = self.unique("leave"), self.unique("stay")
+        self.emit(f"br i1 {self.value(f'icmp ne i64 {status}, 0')}, label %{leave}, label %{stay}")
+        self.lines.append(f"{leave}:")
+        # A failure the helper reported is placed here; one a callback of it placed stays put.
+        insn_ptr = self.env_field(FIELD_INSN)
+        placed = self.value(f"load i64, ptr {insn_ptr}")
+        pending = self.value(f"icmp eq i64 {placed}, {_const(INSN_PENDING, 64)}")
+        self.emit(f"store i64 {self.value(f'select i1 {pending}, i64 {index}, i64 {placed}')}, ptr {insn_ptr}")
+        self.emit("ret i64 0")
+        self.lines.append(f"{stay}:")
 
     # --- the function --------------------------------------------------------------------------
     def lower(self) -> list[str]:
@@ -224,6 +247,8 @@ class _FunctionLowering:
                 continue
             if index in self.facts.block_starts or self.terminated:
                 self.label(f"b{index}")
+            if index in self.segments:
+                self.spend_budget(index)
             if index in self.copies:
                 self.lower_copy(self.copies[index])
                 done_until = self.copies[index].end
@@ -238,13 +263,70 @@ class _FunctionLowering:
         self.lowerings[insn.cls](insn, index)
 
     def __post_init__(self) -> None:
-        self.switches = find_switches(self.insns, self.function.start, self.function.end, self.facts.block_starts)
+        self.switches = {} if self.sandboxed else \
+            find_switches(self.insns, self.function.start, self.function.end, self.facts.block_starts)
+        self.segments = self.find_segments() if self.sandboxed else {}
+        self.loop_heads = self.find_loop_heads() if self.sandboxed else frozenset()
         self.copies = find_copies(self.insns, self.function.start, self.function.end, self.facts.block_starts)
         # One method per instruction class.
         self.lowerings = {
             isa.LD: self.lower_ld, isa.LDX: self.lower_ldx, isa.ST: self.lower_st, isa.STX: self.lower_stx,
             isa.ALU: self.lower_alu, isa.ALU64: self.lower_alu, isa.JMP: self.lower_jmp, isa.JMP32: self.lower_jmp,
         }
+
+    # --- the sandboxed variant: instruction and time budgets ------------------------------------
+    def find_segments(self) -> dict[int, tuple[int, tuple[int, ...]]]:
+        """Straight-line runs of the function, by first slot: how many instructions each holds
+        and the positions (0-based, in instructions) of its ld_imm64s, which take two slots.
+        A segment ends before a block start and after a call, a jump or an exit."""
+        segments: dict[int, tuple[int, tuple[int, ...]]] = {}
+        first, count, wide, boundary = self.function.start, 0, [], False
+        for index in isa.slots(self.insns, self.function.start, self.function.end):
+            if count and (boundary or index in self.facts.block_starts):
+                segments[first] = (count, tuple(wide))
+                first, count, wide = index, 0, []
+            insn = self.insns[index]
+            if insn.is_lddw:
+                wide.append(count)
+            count += 1
+            boundary = insn.is_jump  # calls, exits and jumps are all of the jump classes
+        if count:
+            segments[first] = (count, tuple(wide))
+        return segments
+
+    def find_loop_heads(self) -> frozenset[int]:
+        """The function's entry and every slot a back-edge jumps to: where the stop flag is polled."""
+        heads = {self.function.start}
+        for index in range(self.function.start, self.function.end):
+            heads.update(s for s in self.facts.successors.get(index, ()) if s <= index)
+        return frozenset(heads)
+
+    def spend_budget(self, index: int) -> None:
+        """Count the segment starting at `index`; stop if the run is over either budget."""
+        count, wide = self.segments[index]
+        steps_ptr = self.env_field(FIELD_STEPS)
+        # Volatile: callbacks and callees spend the same count, and the watchdog thread sets the
+        # stop flag, behind the back of the noalias %env.
+        before = self.value(f"load volatile i64, ptr {steps_ptr}")
+        after = self.value(f"add i64 {before}, {count}")
+        self.emit(f"store volatile i64 {after}, ptr {steps_ptr}")
+        budget = self.value(f"load i64, ptr {self.env_field(FIELD_MAX_STEPS)}")
+        over, stay = self.unique("over_budget"), self.unique("in_budget")
+        self.emit(f"br i1 {self.value(f'icmp ugt i64 {after}, {budget}')}, label %{over}, label %{stay}")
+        # The interpreter stops at the instruction that would exceed the budget: the k-th of the
+        # segment, k = budget - before, one slot further for each ld_imm64 before it.
+        self.lines.append(f"{over}:")
+        at = self.value(f"add i64 {self.value(f'sub i64 {budget}, {before}')}, {index}")
+        for position in wide:
+            later = self.value(f"icmp ugt i64 {self.value(f'sub i64 {budget}, {before}')}, {position}")
+            at = self.value(f"add i64 {at}, {self.value(f'zext i1 {later} to i64')}")
+        self.emit(f"store i64 {int(Status.STEP_BUDGET)}, ptr {self.env_field(FIELD_STATUS)}")
+        self.emit(f"store i64 {at}, ptr {self.env_field(FIELD_INSN)}")
+        self.emit("ret i64 0")
+        self.lines.append(f"{stay}:")
+        if index in self.loop_heads:
+            stop = self.value(f"load volatile i64, ptr {self.env_field(FIELD_STOP)}")
+            self.return_if(self.value(f"icmp ne i64 {stop}, 0"), Status.TIME_BUDGET, index)
 
     # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
     def lower_ld(self, insn: Insn, index: int) -> None:
@@ -640,12 +722,15 @@ class _FunctionLowering:
         self.terminated = False
 
 
-def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tuple[str, Symbols]:
-    """The whole LLVM module (as text) for a checked program, and the names it leaves to bind."""
+def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
+                  sandboxed: bool = False) -> tuple[str, Symbols]:
+    """The whole LLVM module (as text) for a checked program, and the names it leaves to bind.
+    sandboxed: the variant that spends the run's instruction and time budgets."""
     symbols = Symbols()
     real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
-    may_stop = counts_depth or any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
+    # In the sandboxed variant any call may spend the budget: callers must always look.
+    may_stop = sandboxed or counts_depth or any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
                                    for insn in real)
     parts = MODULE_PROLOGUE + [
         "declare i16 @llvm.bswap.i16(i16)",
@@ -655,7 +740,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment) -> tupl
         "",
     ]
     for function in facts.functions:
-        lowering = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth)
+        lowering = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth, sandboxed)
         parts += lowering.lower() + lowering.module_globals + [""]
     parts += symbols.declarations()
     return "\n".join(parts) + "\n", symbols

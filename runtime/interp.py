@@ -3,12 +3,16 @@
 It is written to be read, not to be fast: one method per instruction class, Python ints for
 registers (masked to 64 bits after every write), real native memory for the stack and the data, and
 a bounds check on every access against the regions the run was given. Semantics follow
-SPEC.md sections 1 and 10 (zero-extension of 32-bit results, division by zero, shift masking, ...).
+docs/semantics.md#instruction-set and #pitfalls (zero-extension of 32-bit results, division by
+zero, shift masking, ...). A run stops when it spends the instruction or time budget its RunEnv
+carries (max_steps, deadline), counted across the bpf-to-bpf calls and helper callbacks of the
+invocation, as the JIT's sandboxed code counts them.
 """
 from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from dataclasses import dataclass
 
 from bpfjit import isa
@@ -17,9 +21,9 @@ from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
 
 from .environment import Environment
 from .memory import Buffer, Region, Regions
-from .status import MAX_CALL_FRAMES, RunEnv, Status, raise_for_status
+from .status import MAX_CALL_FRAMES, MAY_GOTO_BUDGET, RunEnv, Status, raise_for_status
 
-MAY_GOTO_BUDGET = 1 << 23  # iterations a frame's may_goto allows before it branches
+CLOCK_EVERY = 1024  # instructions between two looks at the clock when a run has a time budget
 
 # Interpreted atomics are made atomic against other interpreted runs by one lock; the JIT uses
 # the CPU's atomic instructions.
@@ -40,13 +44,11 @@ class Unwind(Exception):
 
 
 class Interpreter:
-    def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int],
-                 max_steps: int | None = None):
+    def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int]):
         """functions: the slot indexes where BPF functions start (valid callx targets)."""
         self.insns = insns
         self.env = env
         self.functions = functions
-        self.max_steps = max_steps
         # ld_imm64 values are resolved once, as the JIT does at compile time.
         self.imm64 = {i: env.ld_imm64_value(insn, i) for i, insn in enumerate(insns)
                       if insn.is_lddw and not isa.is_filler(insns, i)}
@@ -68,19 +70,25 @@ class Interpreter:
         self.frames: list[Frame] = []
         self.pc = start
         self.push_frame([0] + [a & MASK64 for a in args], return_index=-1)
-        steps = 0
+        # The count lives in a local while the loop runs and in the RunEnv across helper calls,
+        # so that callbacks (each with an interpreter of its own) spend the same budget.
+        self.steps = self.status.steps
+        max_steps, deadline = self.status.max_steps, self.status.deadline
         try:
             while True:
                 insn = self.insns[self.pc]
-                steps += 1
-                if self.max_steps is not None and steps > self.max_steps:
-                    raise BPFRuntimeError(self.pc, f"instruction budget of {self.max_steps} exhausted")
+                self.steps += 1
+                if self.steps > max_steps:
+                    self.fail(Status.STEP_BUDGET)
+                if deadline and self.steps % CLOCK_EVERY == 1 and time.monotonic() > deadline:
+                    self.fail(Status.TIME_BUDGET)
                 result = self.step(insn)
                 if result is not None:
                     return result
         except Unwind:
             return 0
         finally:
+            self.status.steps = self.steps
             for frame in self.frames:
                 regions.remove(frame.region)
 
@@ -115,10 +123,14 @@ class Interpreter:
         if helper is None:
             raise BPFRuntimeError(self.pc, f"call to unknown helper {helper_id}")
         r = self.regs
+        self.status.steps = self.steps  # a callback the helper runs spends the same budget
         try:
             result = helper.impl(r[1], r[2], r[3], r[4], r[5])
+        except BPFRuntimeError:  # a callback of the helper failed: its error is already final
+            raise
         except Exception as exc:  # a failing helper is the program's error, not ours
             self.fail(Status.HELPER_FAILED, helper.id, exc, helper.name)
+        self.steps = self.status.steps
         self.set_reg(0, int(result))
         if helper.stops_on_zero and self.regs[0] == 0:
             self.status.status = Status.UNWOUND

@@ -152,7 +152,8 @@ def live_maps() -> list["Map"]:
 
 def ringbuf_from_record(address: int) -> "RingBuf | None":
     """The ring buffer holding the record whose data starts at ``address`` (what
-    ``bpf_ringbuf_reserve`` returned), for ``bpf_ringbuf_submit``/``discard`` which get no map."""
+    ``bpf_ringbuf_reserve`` returned) while it is reserved and not yet submitted or discarded,
+    for ``bpf_ringbuf_submit``/``discard``, which get no map; None for any other address."""
     for rb in list(_ringbufs):
         if rb._owns_record(address):
             return rb
@@ -303,8 +304,8 @@ class Map:
 
     @property
     def read_only_for_program(self) -> bool:
-        """True when the verifier may treat loads from this map as constants (§3.4: the map is
-        BPF_F_RDONLY_PROG and frozen)."""
+        """True when the verifier may treat loads from this map as constants (the map is BPF_F_RDONLY_PROG
+        and frozen: docs/semantics.md#global-data)."""
         return bool(self.map_flags & BPF_F_RDONLY_PROG) and self.frozen
 
     def freeze(self) -> None:
@@ -1195,16 +1196,15 @@ class RingBuf(Map):
         self._cons = 0
         self._prod = 0
         self._pending = 0
+        # Data addresses of the records reserved and not yet submitted or discarded: what
+        # submit/discard accept (an interior pointer or a second commit is refused).
+        self._reserved: set[int] = set()
         self._cond = threading.Condition()
         self._consumer_lock = threading.Lock()
         _ringbufs.add(self)
 
     def _write_header(self, pos0: int | None = None, pos1: int | None = None) -> None:
         super()._write_header(self._cons, self._prod)
-
-    def _publish_positions(self) -> None:
-        ctypes.c_uint64.from_address(self.handle + _OFF_POS0).value = self._cons
-        ctypes.c_uint64.from_address(self.handle + _OFF_POS1).value = self._prod
 
     def _storage_regions(self) -> list[Region]:
         return [Region(self.data_base, 2 * self.size, True, f"map {self.name} data")]
@@ -1213,7 +1213,8 @@ class RingBuf(Map):
         return ctypes.c_uint32.from_address(self.data_base + (pos & self.mask)).value
 
     def _owns_record(self, address: int) -> bool:
-        return self.data_base <= address - BPF_RINGBUF_HDR_SZ < self.data_base + self.size
+        """Whether address is the start of a record reserved here and not yet committed."""
+        return address in self._reserved
 
     # producer (kernel side)
 
@@ -1245,17 +1246,17 @@ class RingBuf(Map):
             ctypes.c_uint32.from_address(hdr + 4).value = (prod & self.mask) // PAGE_SIZE
             self._prod = new_prod
             ctypes.c_uint64.from_address(self.handle + _OFF_POS1).value = new_prod
+            self._reserved.add(hdr + BPF_RINGBUF_HDR_SZ)
         return hdr + BPF_RINGBUF_HDR_SZ
 
     def _commit(self, address: int, flags: int, discard: bool) -> int:
-        if not self._owns_record(address):
-            return -E.EINVAL
+        with self._lock:
+            if address not in self._reserved:
+                return -E.EINVAL  # not a record's start, or committed already: leave it alone
+            self._reserved.discard(address)
         hdr = address - BPF_RINGBUF_HDR_SZ
         word = ctypes.c_uint32.from_address(hdr)
-        hlen = word.value
-        if not hlen & BPF_RINGBUF_BUSY_BIT:
-            return -E.EINVAL  # not reserved (double submit): leave the record alone
-        new = hlen ^ BPF_RINGBUF_BUSY_BIT
+        new = word.value ^ BPF_RINGBUF_BUSY_BIT
         if discard:
             new |= BPF_RINGBUF_DISCARD_BIT
         word.value = new
@@ -1267,7 +1268,8 @@ class RingBuf(Map):
         return 0
 
     def submit(self, address: int, flags: int = 0) -> int:
-        """bpf_ringbuf_submit: make the reserved record visible to the consumer."""
+        """bpf_ringbuf_submit: make the reserved record visible to the consumer; -EINVAL (and
+        nothing changed) unless address starts a record reserved and not yet committed."""
         return self._commit(address, flags, False)
 
     def discard(self, address: int, flags: int = 0) -> int:

@@ -2,7 +2,8 @@
 
 Some helpers need the engine that is running them: ``bpf_loop`` and ``bpf_for_each_map_elem`` call
 a BPF function of the program, ``bpf_tail_call`` replaces the running program, and any helper
-that fails records why in the run's :class:`~bpfjit.runtime.status.RunEnv`. Each engine enters a
+that fails records why in the run's :class:`~bpfjit.runtime.status.RunEnv`, and every helper checks
+the pointers it is given against the memory of the run (runtime/helper_args.py). Each engine enters a
 :class:`RunContext` for the duration of a run (nested runs stack), and the helpers find it with
 :func:`current`.
 """
@@ -26,7 +27,10 @@ class RunContext:
     env: RunEnv
     environment: Environment
     call_function: FunctionCaller
-    regions: Regions  # the memory this run may touch: bounds what probe_read may copy
+    regions: Regions  # the memory this run may touch: helpers check every pointer against it
+    # JIT runs keep the BPF stack in native frames (below env.stack_top), not in a region: helpers
+    # accept pointers there only when this is set (runtime/helper_args.py).
+    native_stack: bool = False
     tail_call_target: Any = None  # the Program a successful bpf_tail_call switches to
     errors: list[BaseException] = field(default_factory=list)  # exceptions of failed helpers
 

@@ -1,4 +1,5 @@
-"""The per-run record shared by both engines: how a run ended, and where it went wrong.
+"""The per-run record shared by both engines: how a run ended, where it went wrong, and the
+limits it runs under.
 
 The JIT writes these fields from native code (the structure is passed to the compiled entry
 point), the interpreter fills the same fields, and :func:`raise_for_status` turns them into the
@@ -9,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 
-from bpfjit.errors import BPFRuntimeError
+from bpfjit.errors import BPFError, BPFRuntimeError
 
 
 class Status(enum.IntEnum):
@@ -19,24 +20,52 @@ class Status(enum.IntEnum):
     HELPER_FAILED = 3  # a Python helper raised
     CALL_DEPTH = 4  # a callx chain went deeper than MAX_CALL_FRAMES
     TAIL_CALL = 5  # bpf_tail_call succeeded: unwind, then run the target program
+    STEP_BUDGET = 6  # the run executed more instructions than its max_steps
+    TIME_BUDGET = 7  # the run went on longer than its timeout
 
 
 MAX_CALL_FRAMES = 8  # the kernel's limit: the main frame plus seven nested calls
+MAX_TAIL_CALLS = 33  # the kernel's MAX_TAIL_CALL_CNT
+BPF_MAX_LOOPS = 1 << 23  # the kernel's bound on bpf_loop iterations and on a frame's may_goto
+MAY_GOTO_BUDGET = BPF_MAX_LOOPS  # iterations a frame's may_goto allows before it branches
+UNLIMITED = (1 << 64) - 1  # max_steps of a run without an instruction budget
+# RunEnv.insn of a failure a helper reported from Python: the jitted caller puts its own index
+# there, unless a callback the helper ran has already named the instruction that failed.
+INSN_PENDING = (1 << 64) - 1
 
 
 class RunEnv(ctypes.Structure):
-    """Layout known to the JIT (jit/lower.py reads and writes these fields by index)."""
+    """Layout known to the JIT (jit/lower.py and the entry loop of jit/engine.py read and write
+    the u64 fields by index: FIELD_*)."""
     _fields_ = [
         ("status", ctypes.c_uint64),
         ("insn", ctypes.c_uint64),  # instruction index the status refers to
         ("value", ctypes.c_uint64),  # extra detail (the bad callx target, the failed helper's id)
         ("depth", ctypes.c_uint64),  # nested calls below the main frame (counted when callx can recurse)
         ("tail_calls", ctypes.c_uint64),  # successful bpf_tail_calls in this invocation
+        ("steps", ctypes.c_uint64),  # instructions executed so far (budgeted runs only)
+        ("max_steps", ctypes.c_uint64),  # the instruction budget (UNLIMITED: none)
+        ("stop", ctypes.c_uint64),  # set (to 1) by the watchdog when the time budget is spent
+        ("stack_top", ctypes.c_uint64),  # JIT runs: native addresses of the BPF frames lie below it
+        ("timeout", ctypes.c_double),  # the time budget in seconds (0: none), for the message
+        ("deadline", ctypes.c_double),  # time.monotonic() at which the interpreter stops (0: none)
     ]
 
+    def __init__(self, max_steps: int | None = None, timeout: float | None = None, deadline: float = 0.0):
+        super().__init__()
+        self.max_steps = UNLIMITED if max_steps is None else max_steps
+        self.timeout = timeout or 0.0
+        self.deadline = deadline
 
-FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH = range(4)
-MAX_TAIL_CALLS = 33
+
+(FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH, FIELD_TAIL_CALLS, FIELD_STEPS, FIELD_MAX_STEPS,
+ FIELD_STOP, FIELD_STACK_TOP) = range(9)
+
+
+class HelperFault(BPFError):
+    """A helper refused what the program handed it (a pointer outside the run's memory, a
+    ring-buffer record it never reserved...): the program's error, reported as
+    ``insn N: bpf_<helper>: <message>`` by either engine."""
 
 
 def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, helper_name: str = "") -> None:
@@ -48,5 +77,12 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         raise BPFRuntimeError(env.insn, f"callx to {env.value:#x}, which is neither a helper nor a BPF function")
     if status == Status.CALL_DEPTH:
         raise BPFRuntimeError(env.insn, f"more than {MAX_CALL_FRAMES} nested calls")
+    if status == Status.STEP_BUDGET:
+        raise BPFRuntimeError(env.insn, f"instruction budget of {env.max_steps} exhausted")
+    if status == Status.TIME_BUDGET:
+        raise BPFRuntimeError(env.insn, f"time budget of {env.timeout:g} s exhausted")
+    if isinstance(helper_error, HelperFault):
+        prefix = "" if helper_name.startswith("bpf_") else "bpf_"
+        raise BPFRuntimeError(env.insn, f"{prefix}{helper_name}: {helper_error}")
     name = f" ({helper_name})" if helper_name else ""
     raise BPFRuntimeError(env.insn, f"helper {env.value}{name} failed: {helper_error!r}")

@@ -6,26 +6,25 @@ read from the program's memory. Helpers that call back into BPF code (``bpf_loop
 ``for_each_map_elem``) or change control flow (``tail_call``) reach the running engine through
 :mod:`~bpfjit.runtime.run_context`.
 
-Until the verifier exists these helpers trust the pointers they are given, as the kernel's
-helpers trust the verifier.
+Every pointer a program hands a helper is checked, for the exact size the helper reads or writes,
+against the memory of the run (runtime/helper_args.py): a bad one is a clean error, never a crash.
 """
 from __future__ import annotations
 
 import ctypes
 import random
-import re
 import threading
 import time
 from typing import Callable
 
-from bpfjit.isa import MASK64, sign_extend
+from bpfjit.isa import MASK64
 
-from . import maps, run_context
+from . import helper_args, maps, run_context
 from .helpers import Helper, HelperRegistry, Prototype
-from .status import MAX_TAIL_CALLS, Status
+from .printk import format_printk
+from .status import BPF_MAX_LOOPS, MAX_TAIL_CALLS, HelperFault, Status
 
 EINVAL, ENOENT, E2BIG, EFAULT = 22, 2, 7, 14
-PAGE_SIZE = 4096
 
 # The kernel's ids (uapi ___BPF_FUNC_MAPPER).
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, PROBE_READ = 1, 2, 3, 4
@@ -71,45 +70,48 @@ def _neg(errno: int) -> int:
     return -errno & MASK64
 
 
-def _map(handle: int) -> maps.Map:
+def _map(handle: int, kind: type[maps.Map] = maps.Map, arg: int = 1) -> maps.Map:
+    """The map (of the given kind) a handle names; the handle is the helper's argument `arg`."""
     found = maps.map_from_handle(handle)
-    if found is None:
-        raise ValueError(f"{handle:#x} is not a map")
+    if not isinstance(found, kind):
+        what = "a map" if kind is maps.Map else f"a {kind.type_name} map"
+        raise HelperFault(f"{handle:#x} is not {what} (arg {arg})")
     return found
-
-
-def _read(address: int, size: int) -> bytes:
-    return ctypes.string_at(address, size)
 
 
 # --- maps ---------------------------------------------------------------------------------------
 
 def map_lookup_elem(handle, key, *_):
     m = _map(handle)
-    return m.lookup(_read(key, m.key_size), current_cpu(m.ncpus))
+    return m.lookup(helper_args.read(key, m.key_size, 2), current_cpu(m.ncpus))
 
 
 def map_update_elem(handle, key, value, flags, *_):
     m = _map(handle)
-    return m.update(_read(key, m.key_size), _read(value, m.value_size), flags, current_cpu(m.ncpus)) & MASK64
+    key_bytes = helper_args.read(key, m.key_size, 2)
+    return m.update(key_bytes, helper_args.read(value, m.value_size, 3), flags, current_cpu(m.ncpus)) & MASK64
 
 
 def map_delete_elem(handle, key, *_):
     m = _map(handle)
-    return m.delete(_read(key, m.key_size)) & MASK64
+    return m.delete(helper_args.read(key, m.key_size, 2)) & MASK64
 
 
 def map_push_elem(handle, value, flags, *_):
     m = _map(handle)
-    return m.push(_read(value, m.value_size), flags) & MASK64
+    return m.push(helper_args.read(value, m.value_size, 2), flags) & MASK64
 
 
 def map_pop_elem(handle, out, *_):
-    return _map(handle).pop(out) & MASK64
+    m = _map(handle)
+    helper_args.check(out, m.value_size, 2, write=True)
+    return m.pop(out) & MASK64
 
 
 def map_peek_elem(handle, out, *_):
-    return _map(handle).peek(out) & MASK64
+    m = _map(handle)
+    helper_args.check(out, m.value_size, 2, write=True)
+    return m.peek(out) & MASK64
 
 
 # --- time, randomness, cpu ----------------------------------------------------------------------
@@ -129,39 +131,13 @@ def get_prandom_u32(*_):
 # --- probe_read: bounded copies -----------------------------------------------------------------
 # There is no kernel memory here: "kernel" addresses are the program's own memory (its maps,
 # stack, packet and context). A source outside it fails with -EFAULT and a zeroed destination,
-# as the kernel's copy_from_kernel_nofault does for a bad address.
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.pthread_self.restype = ctypes.c_ulong
-_libc.pthread_getattr_np.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
-_libc.pthread_attr_getstack.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
-                                        ctypes.POINTER(ctypes.c_size_t)]
-_libc.pthread_attr_destroy.argtypes = [ctypes.c_void_p]
-_stacks = threading.local()
-
-
-def _thread_stack() -> tuple[int, int]:
-    """[low, high) of this thread's native stack, where jitted code keeps the BPF stack frames."""
-    if not hasattr(_stacks, "range"):
-        attr = ctypes.create_string_buffer(128)  # pthread_attr_t (56 bytes on x86-64 glibc)
-        low, size = ctypes.c_void_p(), ctypes.c_size_t()
-        if _libc.pthread_getattr_np(_libc.pthread_self(), attr) == 0:
-            _libc.pthread_attr_getstack(attr, ctypes.byref(low), ctypes.byref(size))
-            _libc.pthread_attr_destroy(attr)
-        _stacks.range = (low.value or 0, (low.value or 0) + size.value)
-    return _stacks.range
-
-
-def _readable(address: int, size: int) -> bool:
-    if run_context.current().regions.find(address, size) is not None:
-        return True
-    low, high = _thread_stack()
-    return low <= address and address + size <= high
-
+# as the kernel's copy_from_kernel_nofault does for a bad address; a destination outside it is
+# the program's error (the verifier would have rejected it).
 
 def probe_read_kernel(dst, size, src, *_):
     size &= 0xFFFF_FFFF
-    if not _readable(src, size):
+    helper_args.check(dst, size, 1, write=True)
+    if not helper_args.accessible(src, size):
         ctypes.memset(dst, 0, size)
         return _neg(EFAULT)
     ctypes.memmove(dst, src, size)
@@ -173,18 +149,11 @@ def probe_read_kernel_str(dst, size, src, *_):
     size &= 0xFFFF_FFFF
     if size == 0:
         return _neg(EINVAL)
-    region = run_context.current().regions.find(src, 1)
-    low, high = _thread_stack()
-    if region is not None:
-        limit = region.start + region.size - src
-    elif low <= src < high:
-        limit = high - src
-    else:
+    helper_args.check(dst, size, 1, write=True)
+    if not helper_args.accessible(src, 1):
         ctypes.memset(dst, 0, size)
         return _neg(EFAULT)
-    data = _read(src, min(size, limit))
-    end = data.find(b"\0")
-    text = data[:size - 1] if end < 0 else data[:end]
+    text = helper_args.string(src, size - 1, 3)
     ctypes.memmove(dst, text + b"\0", len(text) + 1)
     return len(text) + 1
 
@@ -192,32 +161,34 @@ def probe_read_kernel_str(dst, size, src, *_):
 # --- ring buffers -------------------------------------------------------------------------------
 
 def ringbuf_output(handle, data, size, flags, *_):
-    return _map(handle).output(_read(data, size), flags) & MASK64
+    ring = _map(handle, maps.RingBuf)
+    return ring.output(helper_args.read(data, size, 2), flags) & MASK64
 
 
 def ringbuf_reserve(handle, size, flags, *_):
-    return _map(handle).reserve(size, flags)
+    return _map(handle, maps.RingBuf).reserve(size, flags)
 
 
-def _record_ring(address: int) -> maps.RingBuf:
+def _commit(address: int, flags: int, discard: bool) -> None:
+    """Submit or discard the record at address: it must be one reserved and not yet committed."""
     ring = maps.ringbuf_from_record(address)
-    if ring is None:
-        raise ValueError(f"{address:#x} is not a reserved ring buffer record")
-    return ring
+    if ring is None or (ring.discard if discard else ring.submit)(address, flags):
+        raise HelperFault(f"{address:#x} is not the start of a ring buffer record reserved and not yet "
+                          "submitted or discarded (arg 1)")
 
 
 def ringbuf_submit(address, flags, *_):
-    _record_ring(address).submit(address, flags)
+    _commit(address, flags, discard=False)
     return 0
 
 
 def ringbuf_discard(address, flags, *_):
-    _record_ring(address).discard(address, flags)
+    _commit(address, flags, discard=True)
     return 0
 
 
 def ringbuf_query(handle, flags, *_):
-    return _map(handle).query(flags)
+    return _map(handle, maps.RingBuf).query(flags)
 
 
 # --- spin locks: a real lock word in the map value ----------------------------------------------
@@ -230,6 +201,7 @@ def spin_lock(address, *_):
 
     The JIT inlines the same protocol with a native cmpxchg; both agree on the memory word.
     """
+    helper_args.check(address, 4, 1, write=True)
     word = ctypes.c_uint32.from_address(address)
     while True:
         with _lock_guard:
@@ -240,15 +212,13 @@ def spin_lock(address, *_):
 
 
 def spin_unlock(address, *_):
+    helper_args.check(address, 4, 1, write=True)
     with _lock_guard:
         ctypes.c_uint32.from_address(address).value = 0
     return 0
 
 
 # --- helpers that run BPF code: tail calls and callbacks ---------------------------------------
-
-BPF_MAX_LOOPS = 1 << 23
-
 
 def tail_call(ctx, handle, index, *_):
     """Switch to the program in slot `index`: on success the caller never resumes.
@@ -258,7 +228,7 @@ def tail_call(ctx, handle, index, *_):
     failure (bad slot, empty slot, 33 tail calls already) the caller continues.
     """
     run = run_context.current()
-    prog_array = _map(handle)
+    prog_array = _map(handle, maps.ProgArray, arg=2)
     index &= 0xFFFF_FFFF
     target = prog_array.program(index) if index < prog_array.max_entries else None
     if target is None or run.env.tail_calls >= MAX_TAIL_CALLS:
@@ -272,7 +242,7 @@ def tail_call(ctx, handle, index, *_):
 def _callback_start(token: int) -> int:
     start = run_context.current().environment.function_of(token)
     if start is None:
-        raise ValueError(f"{token:#x} is not a BPF function")
+        raise HelperFault(f"{token:#x} is not a BPF function (arg 2)")
     return start
 
 
@@ -311,41 +281,14 @@ def for_each_map_elem(handle, callback, ctx, flags, *_):
 
 # --- trace_printk -------------------------------------------------------------------------------
 
-_SPEC = re.compile(rb"%([-+ #0]*\d*)(ll|l|h|hh|z)?([diuxXpsc%])")
-
-
-def format_printk(fmt: bytes, args: list[int]) -> str:
-    """Format like the kernel's bpf_trace_printk: %d %i %u %x %X %p %s %c with l/ll modifiers."""
-    used = 0
-
-    def replace(m: re.Match) -> bytes:
-        nonlocal used
-        flags, length, conv = m.group(1).decode(), m.group(2), m.group(3)
-        if conv == b"%":
-            return b"%"
-        value = args[used] if used < len(args) else 0
-        used += 1
-        bits = 64 if length in (b"l", b"ll", b"z") else 32
-        if conv in (b"d", b"i"):
-            text = f"%{flags}d" % sign_extend(value, bits)
-        elif conv in (b"u", b"x", b"X"):
-            text = f"%{flags}{conv.decode().replace('u', 'd')}" % (value & ((1 << bits) - 1))
-        elif conv == b"p":
-            text = f"0x{value:x}" if value else "(null)"
-        elif conv == b"c":
-            text = chr(value & 0xFF)
-        else:  # %s: a string in the program's memory
-            text = ctypes.string_at(value).decode(errors="replace") if value else "(null)"
-        return text.encode()
-
-    return _SPEC.sub(replace, fmt.split(b"\0", 1)[0]).decode(errors="replace")
-
-
 def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
     def trace_printk(fmt, size, a1, a2, a3):
-        message = format_printk(_read(fmt, size & 0xFFFF_FFFF), [a1, a2, a3])
-        sink(message)
-        return len(message.encode())  # bstr_printf's count: the formatted bytes, without the NUL
+        raw = helper_args.read(fmt, size & 0xFFFF_FFFF, 1)
+        if b"\0" not in raw:  # the kernel's bpf_bprintf_prepare wants the NUL inside fmt_size
+            return _neg(EINVAL)
+        printed = format_printk(raw, [a1, a2, a3])
+        sink(printed.text.decode(errors="replace"))
+        return printed.length
     return Helper(TRACE_PRINTK, "trace_printk", trace_printk, Prototype("integer", ("mem", "size", "any", "any", "any")))
 
 
@@ -375,7 +318,8 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
         (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
     ]
-    registry = HelperRegistry([Helper(i, fn.__name__, fn, Prototype(ret, args)) for i, fn, args, ret in table])
+    names = {helper_id: name for name, helper_id in KERNEL_HELPER_IDS.items()}  # errors name the kernel's helper
+    registry = HelperRegistry([Helper(i, names[i], fn, Prototype(ret, args)) for i, fn, args, ret in table])
     registry.add(trace_printk_helper(trace))
     registry.register(GET_SMP_PROCESSOR_ID, lambda *_: current_cpu(ncpus), "get_smp_processor_id",
                       Prototype("integer"))

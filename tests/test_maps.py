@@ -1,8 +1,8 @@
 """BPF maps in native memory (bpfjit.runtime.maps).
 
 Expected values are worked out by hand from the kernel's semantics (kernel/bpf/arraymap.c,
-hashtab.c, queue_stack_maps.c, ringbuf.c, libbpf's ringbuf consumer) and SPEC.md §3, §6, §8,
-never copied from the implementation's output. Where bpfjit deliberately differs (exact LRU,
+hashtab.c, queue_stack_maps.c, ringbuf.c, libbpf's ringbuf consumer) and docs/semantics.md#maps,
+#spin-locks and #helpers, never copied from the implementation's output. Where bpfjit deliberately differs (exact LRU,
 in-place hash updates) the tests follow the documented bpfjit rule.
 """
 from __future__ import annotations
@@ -19,20 +19,14 @@ import pytest
 from bpfjit.errors import BPFError, MapError
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps import (
-    BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, HEADER, HEADER_SIZE, ArrayMap, ArrayOfMaps,
+    BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,
+    BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_NOEXIST, HEADER, HEADER_SIZE, ArrayMap, ArrayOfMaps,
     HashMap, HashOfMaps, LruHashMap, LruPercpuHashMap, Map, MapSpec, PercpuArrayMap,
     PercpuHashMap, ProgArray, QueueMap, RingBuf, StackMap, create_map, find_region,
     map_from_handle, ringbuf_from_record,
 )
 
 PAGE = 4096
-BPF_F_NO_PREALLOC = 1
-BPF_F_NO_COMMON_LRU = 2
-BPF_F_RDONLY = 8
-BPF_F_WRONLY = 16
-BPF_F_RDONLY_PROG = 128
-BPF_F_MMAPABLE = 1024
-BPF_F_INNER_MAP = 4096
 BUSY = 1 << 31
 DISCARD = 1 << 30
 RB_NO_WAKEUP, RB_FORCE_WAKEUP = 1, 2
@@ -169,7 +163,7 @@ def test_map_in_map_needs_a_valid_template():
 def test_spin_lock_placement_rules():
     assert mk("ok", MapType.HASH, 4, 8, 2, lock_offset=4).lock_offset == 4
     assert mk("ok", MapType.ARRAY, 4, 8, 2, lock_offset=0).lock_offset == 0
-    # kernel allow-list (SPEC §3.5): not in LRU, per-cpu, queue maps
+    # kernel allow-list (docs/semantics.md#spin-locks): not in LRU, per-cpu, queue maps
     for t in (MapType.LRU_HASH, MapType.PERCPU_ARRAY, MapType.PERCPU_HASH):
         assert errno_of(mk, "l", t, 4, 8, 2, lock_offset=0) == errno.EOPNOTSUPP
     assert errno_of(mk, "l", MapType.ARRAY, 4, 8, 2, lock_offset=6) == errno.EINVAL   # unaligned
@@ -234,7 +228,7 @@ def test_value_regions_respect_rdonly_prog():
     m = mk("ro", MapType.ARRAY, 4, 8, 2, BPF_F_RDONLY_PROG)
     a = m.lookup(u32(1))
     assert covered(m, a, 8, writable=False) and not covered(m, a, 8, writable=True)
-    assert not m.read_only_for_program   # not frozen yet (SPEC §3.4)
+    assert not m.read_only_for_program   # not frozen yet (docs/semantics.md#global-data)
     m[0] = 7                            # the loader writes the image, then freezes
     m.freeze()
     assert m.read_only_for_program
@@ -887,6 +881,19 @@ def test_ringbuf_commit_order_and_discard():
     assert rb.query(2) == rb.query(3) == 32 + 16 + 16
     assert rb.submit(d) == -errno.EINVAL         # already committed: left alone
     assert rec_hdr(rb, 48) == (2, 0)
+
+
+def test_ringbuf_commit_wants_the_start_of_a_reserved_record():
+    rb = mk("rb", MapType.RINGBUF, 0, 0, PAGE)
+    a = rb.reserve(16)
+    assert rb.submit(a + 8) == -errno.EINVAL      # inside the record: refused, nothing changed
+    assert rb.discard(a - 8) == -errno.EINVAL     # its header
+    assert ringbuf_from_record(a + 8) is None and ringbuf_from_record(a) is rb
+    assert rec_hdr(rb, 0) == (16 | BUSY, 0)
+    assert rb.discard(a) == 0
+    assert ringbuf_from_record(a) is None         # committed: no longer a record to commit
+    assert rb.discard(a) == rb.submit(a) == -errno.EINVAL
+    assert rec_hdr(rb, 0) == (16 | DISCARD, 0)
 
 
 def test_ringbuf_capacity_rules():

@@ -51,10 +51,10 @@ def test_interpreter_rejects_out_of_bounds_access():
     assert prog.run(b"\1" + b"\0" * 15, engine="interp") == 0
 
 
-def test_interpreter_step_budget():
+def test_step_budget(engine):
     prog = Program.from_asm("loop:\nja loop")
-    with pytest.raises(BPFRuntimeError, match="budget of 1000"):
-        prog.run(engine="interp", max_steps=1000)
+    with pytest.raises(BPFRuntimeError, match="^insn 0: instruction budget of 1000 exhausted$"):
+        prog.run(engine=engine, max_steps=1000)
 
 
 @pytest.mark.parametrize("text, message", [
