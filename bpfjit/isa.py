@@ -61,7 +61,7 @@ MAY_GOTO_OP = JMP | JCOND  # 0xe5
 PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE = range(1, 7)
 # call src_reg
 CALL_HELPER, CALL_LOCAL, CALL_KFUNC = 0, 1, 2
-# JA src_reg: static-branch flavours (SPEC.md section 0)
+# JA src_reg: static-branch flavours (docs/semantics.md#static-branches)
 STATIC_BRANCH_JA = 1
 STATIC_BRANCH_NOP = 2
 JA_FLAVOURS = {0, STATIC_BRANCH_JA, STATIC_BRANCH_JA | STATIC_BRANCH_NOP}

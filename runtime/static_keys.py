@@ -1,9 +1,10 @@
 """Static keys: named switches that turn static-branch sites into jumps or no-ops at run time.
 
-A site is a JA with a flavour (SPEC.md section 0): ``nop_or_goto`` (src_reg 3, the "unlikely"
-flavour) jumps only while its key is enabled; ``goto_or_nop`` (src_reg 1, the "likely" flavour)
-jumps only while its key is disabled. In one rule: a site jumps iff (key enabled) XOR (likely).
-Keys start disabled, so every site starts in its flavour's initial state.
+A site is a JA with a flavour (docs/semantics.md#static-branches): ``nop_or_goto`` (src_reg 3,
+the "unlikely" flavour) jumps only while its key is enabled; ``goto_or_nop`` (src_reg 1, the
+"likely" flavour) jumps only while its key is disabled. In one rule: a site jumps iff
+(key enabled) XOR (likely). Keys start disabled, so every site starts in its flavour's initial
+state.
 
 The interpreter asks the key at every site it executes. Jitted code has no test at all: each site
 is 5 bytes of machine code (jit/sites.py) that toggling rewrites to ``jmp rel32`` or a 5-byte NOP.

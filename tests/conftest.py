@@ -1,20 +1,85 @@
-"""Shared fixtures: where the bpf_conformance suite lives, and its helper convention."""
+"""Shared fixtures: the data the repository does not ship, and the bpf_conformance conventions.
+
+Two test corpora live outside the repository (CI puts them beside the checkout, in ../shared):
+the bpf_conformance suite and the kernel's verifier selftests. Each is found through an
+environment variable. A test that needs an absent corpus skips with a one-line reason naming the
+variable, so a fresh clone passes on its own; CI sets BPFJIT_REQUIRE_OUTSIDE_DATA=1, which turns
+that absence into a failure, so CI never passes by skipping the suites.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import tempfile
 
 import pytest
+from bpfjit import asm
 from bpfjit.runtime.helpers import HelperRegistry, unwind_helper
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-CONFORMANCE_DIR = REPO.parent / "shared" / "conformance" / "tests"
 ENGINES = ("interp", "jit")
+REQUIRE_OUTSIDE_DATA = "BPFJIT_REQUIRE_OUTSIDE_DATA"
 
 
-def conformance_files() -> list[pathlib.Path]:
-    return sorted(CONFORMANCE_DIR.glob("*.data"))
+@dataclasses.dataclass(frozen=True)
+class OutsideData:
+    """A folder of test data the repository does not ship: where it is, and what to do without it."""
+
+    variable: str  # the environment variable that names the folder
+    default: pathlib.Path  # where CI puts it when the variable is unset
+    what: str  # what the folder holds, for the skip reason
+
+    @property
+    def path(self) -> pathlib.Path:
+        return pathlib.Path(os.environ.get(self.variable) or self.default)
+
+    def present(self) -> bool:
+        return self.path.is_dir()
+
+    def require(self) -> pathlib.Path:
+        """The folder, for a test (or fixture) that needs it. When it is absent the test skips with
+        a one-line reason, or fails under BPFJIT_REQUIRE_OUTSIDE_DATA=1."""
+        folder = self.path
+        if not folder.is_dir():
+            reason = f"{self.what} not found at {folder}: set {self.variable} to its folder"
+            if os.environ.get(REQUIRE_OUTSIDE_DATA) == "1":
+                pytest.fail(f"{reason} ({REQUIRE_OUTSIDE_DATA}=1)", pytrace=False)
+            pytest.skip(reason)
+        return folder
+
+
+CONFORMANCE = OutsideData("BPFJIT_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "tests",
+                          "the bpf_conformance suite (its tests/ folder)")
+KERNEL_VERIFIER = OutsideData("BPFJIT_KERNEL_VERIFIER_DIR", REPO.parent / "shared" / "kernel-verifier",
+                              "the kernel verifier selftest corpus")
+
+
+def conformance_dir() -> pathlib.Path:
+    """The bpf_conformance tests/ folder (skips or fails the calling test when it is absent)."""
+    return CONFORMANCE.require()
+
+
+def kernel_verifier_dir() -> pathlib.Path:
+    """The kernel verifier corpus folder (skips or fails the calling test when it is absent)."""
+    return KERNEL_VERIFIER.require()
+
+
+def conformance_params() -> list:
+    """pytest parameters, one per conformance file, with the file's name as id. Without the suite
+    there is a single "suite-absent" parameter (None), which conformance_case turns into the skip
+    or failure: the suite's tests then report why they did not run instead of vanishing."""
+    if not CONFORMANCE.present():
+        return [pytest.param(None, id="suite-absent")]
+    return [pytest.param(path, id=path.stem) for path in sorted(CONFORMANCE.path.glob("*.data"))]
+
+
+def conformance_case(path: pathlib.Path | None) -> asm.TestFile:
+    """The parsed conformance file of a conformance_params parameter."""
+    if path is None:  # the suite was absent when the tests were collected
+        conformance_dir()  # skips, or fails when outside data is required
+        pytest.fail("the bpf_conformance suite appeared during the run: run the tests again", pytrace=False)
+    return asm.parse_test_file(path.read_text())
 
 
 def conformance_helpers() -> HelperRegistry:
@@ -26,7 +91,7 @@ def conformance_helpers() -> HelperRegistry:
 def kernel_engine():
     """For tests marked kernel (the hook below runs them only with -m kernel): skip when this
     machine's kernel refuses BPF programs."""
-    from bpfjit.runtime.kernel import kernel_available
+    from bpfjit.kernel import kernel_available
     available, why = kernel_available()
     if not available:
         pytest.skip(f"kernel engine unavailable: {why}")

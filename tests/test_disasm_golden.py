@@ -2,7 +2,8 @@
 
 tests/golden/conformance.objdump.txt holds what llvm-objdump-19 prints for the bytes bpfjit's
 assembler produces for each conformance program (made by tests/golden/make_conformance_golden.py),
-so this runs without LLVM installed.
+so this runs without LLVM installed. The conformance suite itself is outside data
+(BPFJIT_CONFORMANCE_DIR, see conftest.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from bpfjit import asm, disasm, isa
 from bpfjit.cli import main
 
-from conftest import conformance_files
+from conftest import conformance_case, conformance_dir, conformance_params
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden" / "conformance.objdump.txt"
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
@@ -33,16 +34,15 @@ def golden_programs() -> dict[str, list[tuple[int, bytes, str]]]:
 
 
 GOLDEN_PROGRAMS = golden_programs()
-FILES = conformance_files()
 
 
 def test_golden_covers_the_whole_suite():
-    assert sorted(GOLDEN_PROGRAMS) == sorted(p.stem for p in FILES)
+    assert sorted(GOLDEN_PROGRAMS) == sorted(p.stem for p in conformance_dir().glob("*.data"))
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", conformance_params())
 def test_disasm_matches_llvm_on_assembled_conformance_program(path):
-    code = asm.assemble(asm.parse_test_file(path.read_text()).asm)
+    code = asm.assemble(conformance_case(path).asm)
     insns = isa.decode(code)
     ours = dict(disasm.disassemble(insns))
     expected = GOLDEN_PROGRAMS[path.stem]

@@ -53,7 +53,7 @@ def our_map_bytes(m) -> list[tuple[bytes, bytes]]:
 
 def without_pointer_words(entries: list[tuple[bytes, bytes]], pointers) -> list[tuple[bytes, bytes]]:
     """Global data with its function/data pointer words zeroed: libbpf leaves them unrelocated
-    (the word keeps its addend) where bpfjit resolves them (SPEC.md section 0)."""
+    (the word keeps its addend) where bpfjit resolves them (docs/semantics.md#global-data)."""
     masked = []
     for key, value in entries:
         value = bytearray(value)

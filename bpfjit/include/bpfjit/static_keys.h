@@ -16,7 +16,8 @@
  * Both macros are true iff the key is enabled; "likely"/"unlikely" only choose which side of the
  * branch is laid out inline (the fall-through) and which one is reached by the jump.
  *
- * The convention (bpfjit's own; upstream Linux has no static keys for BPF; see SPEC.md section 0)
+ * The convention (bpfjit's own; upstream Linux has no static keys for BPF;
+ * see docs/semantics.md#static-branches)
  * --------------------------------------------------------------------------------------------
  * Key.  A key is a global variable; its symbol names the key.  DEFINE_STATIC_KEY(name) defines
  *   `__u32 name` in section ".data.static_keys" (8-aligned, zero).  Its value is not used by
