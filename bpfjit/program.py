@@ -24,7 +24,8 @@ from .jit.engine import CompiledProgram, compile_program
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
-from .runtime.context import ETH_HLEN, PROGRAM_TYPES, XDP_HEADROOM, build_native_ctx, user_ctx
+from .runtime.context import (ETH_HLEN, PROGRAM_TYPES, RUN_CTX, XDP_HEADROOM, build_native_ctx, ctx_only_image,
+                              user_ctx)
 from .runtime.limits import Limits, Watchdog
 from .runtime.memory import Buffer, Region, Regions
 from .runtime import run_context
@@ -238,6 +239,18 @@ class Program:
             return interpreter.run_function(start, args, regions, env)
         return interpret
 
+    def _ctx_only_memory(self, data: bytes, ctx: bytes | None) -> _RunMemory:
+        """r1 = a copy of the ctx and nothing else (raw_tp, syscall, tracing types); a syscall
+        program's ctx comes back as ctx_out, as BPF_PROG_TEST_RUN copies it back."""
+        if data:
+            raise BPFError(f"{self.name}: {self.type.name} programs run on a ctx alone: pass ctx=..., no data")
+        image = Buffer(self.type.layout.size, ctx_only_image(self.type, ctx))
+        writable = any(f.writable for f in self.type.layout.fields)
+        region = Region(image.address, image.size, writable, "context")
+        given = len(ctx or b"")
+        read_out = (lambda: (b"", image.read()[:given])) if writable else (lambda: (b"", None))
+        return _RunMemory(image.address, 0, [region], [image], read_out)
+
     def _run_memory(self, data: bytes, ctx: bytes | None) -> _RunMemory:
         if self.type.layout is None:
             if ctx:
@@ -245,6 +258,8 @@ class Program:
             buffer = Buffer(len(data), data)
             region = Region(buffer.address, buffer.size, True, "program memory")
             return _RunMemory(buffer.address, buffer.size, [region], [buffer], lambda: (buffer.read(), None))
+        if self.type.test_run == RUN_CTX:
+            return self._ctx_only_memory(data, ctx)
         if len(data) < self.type.min_data:
             raise BPFError(f"{self.name}: {self.type.name} programs need at least {self.type.min_data} bytes of data")
         packet = Buffer(XDP_HEADROOM + len(data), bytes(XDP_HEADROOM) + data)

@@ -189,8 +189,10 @@ SYSCALL_CTX = ContextLayout("syscall ctx", SYSCALL_CTX_LIMIT, SYSCALL_CTX_LIMIT,
 # How BPF_PROG_TEST_RUN runs a program type (net/bpf/test_run.c).
 RUN_MEMORY = "memory"  # bpfjit's raw programs: r1 = the data, r2 = its length
 RUN_PACKET = "packet"  # xdp and skb programs: a context around a copy of the data
-RUN_CTX = "ctx"        # raw_tp and syscall: r1 = a copy of the ctx; no data
-RUN_NONE = "none"      # tracepoint, kprobe, perf_event, sk_skb: the kernel has no test run
+RUN_CTX = "ctx"        # raw_tp and syscall: r1 = a copy of the ctx; no data. bpfjit also runs
+                       # tracepoint, kprobe and perf_event programs so (the kernel cannot test-run
+                       # them): tracing logic runs on the record, registers or sample you give it
+RUN_NONE = "none"      # sk_skb: the kernel has no test run, and a stream parser needs a socket
 
 
 @dataclass(frozen=True)
@@ -217,9 +219,9 @@ LWT_XMIT = ProgramType("lwt_xmit", LWT_SK_BUFF, ETH_HLEN, sees_l2=False, kernel_
 SK_SKB = ProgramType("sk_skb", SK_SKB_SK_BUFF, test_run=RUN_NONE, kernel_type="SK_SKB")
 RAW_TP = ProgramType("raw_tp", RAW_TP_ARGS, test_run=RUN_CTX, kernel_type="RAW_TRACEPOINT")
 SYSCALL = ProgramType("syscall", SYSCALL_CTX, test_run=RUN_CTX, kernel_type="SYSCALL")
-TRACEPOINT = ProgramType("tracepoint", TRACEPOINT_RECORD, test_run=RUN_NONE, kernel_type="TRACEPOINT")
-KPROBE = ProgramType("kprobe", PT_REGS, test_run=RUN_NONE, kernel_type="KPROBE")
-PERF_EVENT = ProgramType("perf_event", PERF_EVENT_DATA, test_run=RUN_NONE, kernel_type="PERF_EVENT")
+TRACEPOINT = ProgramType("tracepoint", TRACEPOINT_RECORD, test_run=RUN_CTX, kernel_type="TRACEPOINT")
+KPROBE = ProgramType("kprobe", PT_REGS, test_run=RUN_CTX, kernel_type="KPROBE")
+PERF_EVENT = ProgramType("perf_event", PERF_EVENT_DATA, test_run=RUN_CTX, kernel_type="PERF_EVENT")
 LOOPBACK_IFINDEX = 1  # test runs happen on the loopback device
 PROGRAM_TYPES = {t.name: t for t in (RAW, XDP, SOCKET, TC, ACTION, CGROUP_SKB, LWT_IN, LWT_OUT, LWT_XMIT,
                                      SK_SKB, RAW_TP, SYSCALL, TRACEPOINT, KPROBE, PERF_EVENT)}
@@ -281,7 +283,7 @@ def skb_metadata(frame: bytes) -> dict[str, int]:
 
 
 _NO_PACKET_RUN = {
-    RUN_NONE: "the kernel has no BPF_PROG_TEST_RUN for them",
+    RUN_NONE: "neither the kernel nor bpfjit can test-run them",
     RUN_CTX: "they run on a ctx alone, with no data",
     RUN_MEMORY: "r1 is their memory",
 }
@@ -332,7 +334,8 @@ def _user_bytes(layout: ContextLayout, ctx: bytes | None) -> bytes:
 
 
 def ctx_only_image(ptype: ProgramType, ctx: bytes | None) -> bytes:
-    """The memory r1 points at in a ctx-only test run (raw_tp, syscall): a copy of the user's ctx.
+    """The memory r1 points at in a ctx-only test run (raw_tp, syscall; tracepoint, kprobe and
+    perf_event in bpfjit): a copy of the user's ctx.
 
     As in bpf_prog_test_run_raw_tp, raw tracepoint args are at most 12 u64 and the rest reads
     as zero; a syscall program gets the buffer as given (bpf_prog_test_run_syscall), of which

@@ -128,12 +128,31 @@ def test_xdp_runs_on_the_loopback_device(engine):
     assert result.retval == 5 and struct.unpack_from("<I", result.ctx_out, 12)[0] == 5
 
 
-@pytest.mark.parametrize("ptype", ["tracepoint", "kprobe", "perf_event", "sk_skb"])
-def test_types_the_kernel_cannot_test_run(ptype):
-    prog = load("mov %r0, 0\nexit", ptype)
-    with pytest.raises(BPFError, match=f"{ptype} programs are not test-run on a packet: the kernel has no "
-                                       "BPF_PROG_TEST_RUN for them"):
+def test_sk_skb_cannot_be_test_run():
+    prog = load("mov %r0, 0\nexit", "sk_skb")
+    with pytest.raises(BPFError, match="sk_skb programs are not test-run on a packet: neither the kernel nor "
+                                       "bpfjit can test-run them"):
         prog.test_run(bytes(64), engine="interp")
+
+
+@pytest.mark.parametrize("ptype, text, ctx, expected", [
+    # bpfjit runs tracing programs on the ctx a user gives (the kernel has no test run for them).
+    ("tracepoint", "ldxdw %r0, [%r1+8]\nexit", struct.pack("<2Q", 1, 42), 42),
+    ("kprobe", "ldxdw %r0, [%r1+160]\nexit", bytes(160) + struct.pack("<Q", 7), 7),
+    ("raw_tp", "ldxdw %r0, [%r1+8]\nexit", struct.pack("<2Q", 1, 9), 9),
+])
+def test_ctx_only_runs(ptype, text, ctx, expected, engine):
+    prog = load(text, ptype)
+    result = prog.test_run(ctx=ctx, engine=engine)
+    assert result.retval == expected and result.ctx_out is None and result.data_out == b""
+    with pytest.raises(BPFError, match="run on a ctx alone"):
+        prog.test_run(bytes(4), ctx=ctx, engine=engine)
+
+
+def test_syscall_program_writes_its_ctx_back(engine):
+    prog = load("ldxw %r0, [%r1+0]\nstw [%r1+4], 77\nexit", "syscall")
+    result = prog.test_run(ctx=struct.pack("<2I", 5, 0), engine=engine)
+    assert result.retval == 5 and result.ctx_out == struct.pack("<2I", 5, 77)
 
 
 def test_ctx_only_images():

@@ -139,12 +139,11 @@ def rewrite_ctx_access(insns: Sequence[Insn], facts: Facts, layout: ContextLayou
 
 def _rewrite(insn: Insn, index: int, layout: ContextLayout) -> Insn:
     size = isa.SIZE_BYTES[insn.size]
-    field = layout.field_at(insn.off, size)
-    invalid = ProgramError(index, f"invalid bpf_context access off={insn.off} size={size}")
+    if insn.cls == isa.STX and insn.mode == isa.ATOMIC:
+        raise ProgramError(index, f"BPF_ATOMIC stores into R{insn.dst} ctx is not allowed")
+    field = layout.field_at(insn.off, size, write=insn.cls != isa.LDX)
     if field is None or insn.mode not in (isa.MEM, isa.MEMSX) or (insn.mode == isa.MEMSX and field.pointer):
-        raise invalid
-    if insn.cls != isa.LDX and not field.writable:
-        raise invalid
+        raise ProgramError(index, f"invalid bpf_context access off={insn.off} size={size}")
     offset = field.native_offset + (insn.off - field.offset)
     if field.pointer:
         return Insn(isa.LDX | isa.MEM | isa.DW, insn.dst, insn.src, offset)
