@@ -264,7 +264,7 @@ class _FunctionLowering:
 
     def __post_init__(self) -> None:
         self.switches = {} if self.sandboxed else \
-            find_switches(self.insns, self.function.start, self.function.end, self.facts.block_starts)
+            find_switches(self.insns, self.function.start, self.function.end, self.facts)
         self.segments = self.find_segments() if self.sandboxed else {}
         self.loop_heads = self.find_loop_heads() if self.sandboxed else frozenset()
         self.copies = find_copies(self.insns, self.function.start, self.function.end, self.facts.block_starts)

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from bpfjit import isa
 from bpfjit.isa import Insn
+from bpfjit.verifier.facts import Facts
 
 _UNSIGNED = (isa.JGT, isa.JGE, isa.JLT, isa.JLE)
 _SIGNED = {isa.JSGT: isa.JGT, isa.JSGE: isa.JGE, isa.JSLT: isa.JLT, isa.JSLE: isa.JLE}
@@ -102,7 +103,7 @@ def _intersect(a: Intervals, b: Intervals) -> Intervals:
     return out
 
 
-def find_switches(insns: Sequence[Insn], start: int, end: int, block_starts: frozenset[int]) -> dict[int, Switch]:
+def find_switches(insns: Sequence[Insn], start: int, end: int, facts: Facts) -> dict[int, Switch]:
     """The recoverable trees of the function in [start, end), by the slot of their root jump.
 
     (The second slot of an ld_imm64 has opcode 0, class LD: never a test, never a jump.)
@@ -110,7 +111,8 @@ def find_switches(insns: Sequence[Insn], start: int, end: int, block_starts: fro
     tests = [index for index in range(start, end) if _is_test(insns[index])]
     if len(tests) < MIN_TESTS:
         return {}
-    predecessors = _predecessors(insns, start, end, block_starts)
+    block_starts = facts.block_starts
+    predecessors = facts.predecessor_counts(start, end)
     found: dict[int, Switch] = {}
     absorbed: set[int] = set()
     for index in tests:
@@ -121,29 +123,6 @@ def find_switches(insns: Sequence[Insn], start: int, end: int, block_starts: fro
             found[index] = switch
             absorbed |= switch.absorbed
     return {root: s for root, s in found.items() if root not in absorbed}
-
-
-def _predecessors(insns: Sequence[Insn], start: int, end: int, block_starts: frozenset[int]) -> dict[int, int]:
-    """How many edges enter each block start: jumps to it, and the fall-through into it."""
-    count: dict[int, int] = {}
-    for index in range(start, end):
-        insn = insns[index]
-        if insn.cls in (isa.JMP, isa.JMP32) and insn.op not in (isa.EXIT, isa.CALL):
-            target = insn.jump_target(index)
-            count[target] = count.get(target, 0) + 1
-    for index in block_starts:
-        if start < index < end and _falls_through(insns[index - 1]):
-            count[index] = count.get(index, 0) + 1
-    return count
-
-
-def _falls_through(insn: Insn) -> bool:
-    """Whether the next slot can run after this one (a static-branch JA may be a nop)."""
-    if insn.cls not in (isa.JMP, isa.JMP32):
-        return True
-    if insn.op == isa.JA:
-        return bool(insn.src & isa.STATIC_BRANCH_JA)
-    return insn.op != isa.EXIT
 
 
 def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_starts: frozenset[int],

@@ -120,7 +120,7 @@ def test_random_trees_are_recovered():
         insns, _ = random_tree_program(random.Random(seed))
         program = Program(insns)
         f = program.facts.functions[0]
-        switches = find_switches(program.insns, f.start, f.end, program.facts.block_starts)
+        switches = find_switches(program.insns, f.start, f.end, program.facts)
         if switches:
             recovered += 1
             ir = program.compile().ir
@@ -133,7 +133,7 @@ def test_the_bench_switch_becomes_one_switch_of_64_values():
     case = next(c for c in MICRO_CASES if c.name == "switch")
     program, _ = load_program(case)
     f = program.facts.functions[0]
-    (switch,) = find_switches(program.insns, f.start, f.end, program.facts.block_starts).values()
+    (switch,) = find_switches(program.insns, f.start, f.end, program.facts).values()
     assert switch.bits == 32 and switch.reg == 4
     assert len(switch.cases) == 63  # the 64th value goes to the default
     assert sorted({v for v, _ in switch.cases} | {next(iter(set(range(64)) - {v for v, _ in switch.cases}))}) \
@@ -173,7 +173,7 @@ def test_a_compare_reached_from_elsewhere_is_not_absorbed():
     """
     program = Program.from_asm(text)
     f = program.facts.functions[0]
-    (root, switch), = find_switches(program.insns, f.start, f.end, program.facts.block_starts).items()
+    (root, switch), = find_switches(program.insns, f.start, f.end, program.facts).items()
     assert (root, switch.absorbed) == (5, frozenset({6, 7}))
     expected = {0: 1, 3: 2, 5: 1, 6: 3, 10: 3, 11: 4, 20: 4, 21: 5, 50: 5, 51: 6, 100: 4}
     for value, result in expected.items():
@@ -207,7 +207,7 @@ def test_a_folded_switch_with_an_identity_leaf(op):
     ]
     program = Program(insns)
     f = program.facts.functions[0]
-    (switch,) = find_switches(program.insns, f.start, f.end, program.facts.block_starts).values()
+    (switch,) = find_switches(program.insns, f.start, f.end, program.facts).values()
     assert (switch.fold is None) == (op == isa.MOV)
     r0 = 0xDEAD_BEEF_F00D_CAFE
     for value in range(0, 26):
