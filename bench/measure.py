@@ -18,7 +18,7 @@ from typing import Callable
 
 import bpfjit
 from bpfjit.errors import BPFError
-from bpfjit.runtime import kernel
+from bpfjit import kernel
 
 from .cases import Case, expected_memory
 from .native import NativeLibrary

@@ -5,19 +5,25 @@
     obj.maps["counts"][1]                           # dict-like maps, values typed by BTF
     obj.bss.hits                                    # global variables by name, typed by BTF
     obj.static_keys["debug"].enable()               # static keys declared with static_keys.h
+    bpfjit.load("tests.o", programs=["accepted"])    # only these programs (libbpf's autoload)
 
 Each global-data section (.data, .rodata, .bss, .data.*, .rodata.*, .bss.*) becomes a
 single-element array map named after the section, as libbpf makes it. ``.rodata`` values can be
 set at load and are frozen afterwards, so the JIT folds loads from them into constants.
+
+As in libbpf, every program is loaded (checked and prepared) unless its section name starts with
+``?`` (``SEC("?socket")``: not autoloaded); ``programs=[...]`` loads exactly the programs named,
+so a program the checks reject does not stop the others.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
 import os
-import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
+from . import isa
+from .btf import fix_datasecs
 from .errors import BPFError, ObjectError
 from .program import Program
 from .runtime import btf as btf_module
@@ -33,6 +39,20 @@ from .runtime.stdhelpers import KERNEL_HELPER_IDS, standard_helpers
 
 # Helpers users registered with register_helper(): objects loaded afterwards can call them.
 _user_helpers = HelperRegistry()
+NOT_AUTOLOADED = "?"  # libbpf's section-name prefix of programs loaded only when asked for
+
+
+def is_elf(data: bytes) -> bool:
+    """Whether data is an ELF file (what ``load`` takes) rather than raw bytecode or text."""
+    return elf.is_elf(data)
+
+
+def code_sections(data: bytes, name: str | None = None) -> list[elf.CodeSection]:
+    """The executable sections of an ELF object's bytes, unlinked: what ``llvm-objdump -d`` lists.
+
+    name: how messages refer to the object.
+    """
+    return elf.code_sections(data, name)
 
 
 def register_helper(id_or_name: int | str, fn: HelperFn, prototype: Prototype | None = None) -> Helper:
@@ -112,7 +132,7 @@ class Object:
     """A loaded BPF object: its programs, maps and global variables."""
 
     def __init__(self, path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
-                 trace: Callable[[str], None] | None = None):
+                 trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         self.trace_log: list[str] = []
@@ -123,7 +143,7 @@ class Object:
         self.btf = btf_module.parse_btf(self.elf.btf)
         self.license = self.elf.license
         self.ncpus = ncpus
-        self._fix_datasecs()
+        fix_datasecs(self.btf, self.elf)
         self._variables = {d.name: self._datasec_vars(d.name) for d in self.elf.data_sections}
         self.maps: dict[str, Map] = {}
         self._create_btf_maps()
@@ -134,17 +154,33 @@ class Object:
             self.helpers.add(helper)
         self.programs: dict[str, Program] = {}
         by_number = {f.number: f for f in self.elf.functions}
+        chosen = self._programs_to_load(programs)
         for linked in self.elf.programs:
+            if linked.name not in chosen:
+                continue
             tokens = {func_token(n): start for n, start in linked.function_tokens.items()}
             keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
                               array_map=self._array_layout,
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
-            ptype = program_type_for_section(linked.section).name
+            ptype = program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
             self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype)
             self.programs[linked.name].section = linked.section
         self._initialise_map_values(by_number)
         self.globals = Globals(self, [d.name for d in self.elf.data_sections])
+
+    def _programs_to_load(self, names: Sequence[str] | None) -> set[str]:
+        """The programs to check and prepare: those named, or every one not marked ``?``."""
+        if names is None:
+            return {p.name for p in self.elf.programs if not p.section.startswith(NOT_AUTOLOADED)}
+        if isinstance(names, str):
+            raise BPFError(f"{self.name}: programs= takes a list of program names, not the string {names!r}")
+        known = [p.name for p in self.elf.programs]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise BPFError(f"{self.name}: no program named {', '.join(map(repr, unknown))} "
+                           f"(programs: {', '.join(known) or 'none'})")
+        return set(names)
 
     @functools.cached_property
     def btf_ext(self) -> btf_module.BTFExt | None:
@@ -177,14 +213,6 @@ class Object:
             self._trace(message)
 
     # --- BTF fix-ups ---------------------------------------------------------------------------
-    def _fix_datasecs(self) -> None:
-        for d in self.elf.data_sections:
-            if self.btf.datasec(d.name) is not None:
-                self.btf.fix_datasec(d.name, len(d.image), {n: off for n, (off, _) in d.variables.items()})
-        if self.elf.map_symbols and self.btf.datasec(elf.MAPS_SECTION) is not None:
-            size = max(off + size for off, size in self.elf.map_symbols.values())
-            self.btf.fix_datasec(elf.MAPS_SECTION, size, {n: off for n, (off, _) in self.elf.map_symbols.items()})
-
     def _datasec_vars(self, section: str) -> list:
         return self.btf.datasecs().get(section, [])
 
@@ -242,7 +270,9 @@ class Object:
             struct_size = self.btf.size(outer.def_type_id)
             slot = (offset - outer.offset - struct_size) // 8
             if target[0] == "func":
-                self.maps[outer.name].set_program(slot, self.programs[by_number[target[1]].name])
+                program = self.programs.get(by_number[target[1]].name)
+                if program is not None:  # a program not loaded leaves its slot empty
+                    self.maps[outer.name].set_program(slot, program)
             else:
                 self.maps[outer.name].update_elem(slot, self.maps[target[1]])
         for d in self.elf.data_sections:
@@ -264,7 +294,7 @@ class Object:
     def _resolve(self, insn, index: int) -> int:
         name = self.elf.map_names[insn.imm]
         m = self.maps[name]
-        if insn.src == 5:  # PSEUDO_MAP_IDX: the map itself
+        if insn.src == isa.PSEUDO_MAP_IDX:  # the map itself
             return m.handle
         return m.value_address(0) + insn.next_imm  # PSEUDO_MAP_IDX_VALUE: into the value
 
@@ -285,6 +315,11 @@ class Object:
         return HashLayout(m.chains.heads_address, m.chains.links_address, m.chains.nbuckets, m.key_base,
                           m.key_stride, m.key_size, m.value_base, m.elem_stride)
 
+    def rodata_images(self) -> dict[str, bytes]:
+        """The bytes of every read-only global-data section as loaded (after ``rodata=``): the
+        initial values to give another loader, such as the kernel engine."""
+        return {d.name: _value_bytes(self.maps[d.name]) for d in self.elf.data_sections if d.kind == "rodata"}
+
     def _frozen_bytes(self, address: int, size: int) -> bytes | None:
         for m in self.maps.values():
             if m.read_only_for_program and m.map_type == MapType.ARRAY and m.max_entries == 1:
@@ -295,15 +330,13 @@ class Object:
 
 
 def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
-         trace: Callable[[str], None] | None = None) -> Object:
+         trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None) -> Object:
     """Load a BPF ELF object: create its maps and global data, link and check its programs.
 
     rodata: values for ``const volatile`` globals, set before .rodata is frozen.
     ncpus: slots of per-CPU maps (one per worker thread). trace: receives bpf_printk lines
     (they are also kept in ``obj.trace_log``).
+    programs: the names of the programs to load (libbpf's autoload); ``obj.programs`` then holds
+    only these. By default every program but those in ``?``-prefixed sections.
     """
-    return Object(path, rodata, ncpus, trace if trace is not None else None)
-
-
-def print_trace(message: str) -> None:
-    print(message, file=sys.stderr)
+    return Object(path, rodata, ncpus, trace, programs)

@@ -209,7 +209,7 @@ KERNEL_PROGRAMS = ["xdp_parse", "checksum", "hash_counter", "global_counter"]  #
 @pytest.mark.usefixtures("kernel_engine")
 @pytest.mark.parametrize("name", KERNEL_PROGRAMS)
 def test_kernel_gives_the_verdicts_the_rules_give(name):
-    from bpfjit.runtime.kernel import kernel_test_run
+    from bpfjit.kernel import kernel_test_run
     case = CASES[name]
     for description, frame in packets.samples(name):
         result = kernel_test_run(case.object_path(), case.function, frame)

@@ -1,4 +1,4 @@
-"""The opt-in kernel engine (bpfjit.runtime.kernel): programs loaded into Linux and test-run there.
+"""The opt-in kernel engine (bpfjit.kernel): programs loaded into Linux and test-run there.
 
 Every test here loads programs into the running kernel, so the module runs only when the marker
 expression names it: ``pytest -m kernel``. A plain ``pytest`` skips all of it before any child
@@ -16,15 +16,11 @@ import struct
 import subprocess
 
 import pytest
-from bpfjit.runtime import kernel
-from bpfjit.runtime.kernel import (
-    KernelResult,
-    kernel_test_run,
-    split_per_cpu,
-)
 from packets import IPPROTO_TCP, IPPROTO_UDP, ethernet, frame, ipv4, udp
 
+from bpfjit import kernel
 from bpfjit.errors import KernelEngineError
+from bpfjit.kernel import KernelResult, kernel_test_run, split_per_cpu
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_engine")]
 

@@ -11,7 +11,7 @@ import ctypes
 import pathlib
 
 import pytest
-from bpfjit.runtime.kernel import kernel_test_run
+from bpfjit.kernel import kernel_test_run
 from bpfjit.runtime.map_types import MapType
 from packets import IPPROTO_UDP, frame, ipv4, udp
 

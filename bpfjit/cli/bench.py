@@ -28,7 +28,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise BPFError(f"no benchmark matches --filter {args.filter!r} "
                        f"(there are: {', '.join(case.name for case in CASES)})")
     if args.kernel:
-        from ..runtime.kernel import kernel_available
+        from ..kernel import kernel_available
         ok, why = kernel_available()
         if not ok:
             raise BPFError(f"--kernel: the kernel engine is not available here: {why}")

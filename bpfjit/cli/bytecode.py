@@ -7,9 +7,9 @@ import sys
 
 from .. import asm, disasm, isa
 from ..errors import BPFError
+from ..helpers import HelperRegistry, unwind_helper
+from ..object import code_sections, is_elf
 from ..program import Program
-from ..runtime import elf
-from ..runtime.helpers import HelperRegistry, unwind_helper
 from .common import (
     _hex_arg,
     _read,
@@ -31,10 +31,10 @@ def cmd_asm(args: argparse.Namespace) -> int:
 
 def cmd_disasm(args: argparse.Namespace) -> int:
     data = _read(args.file)
-    if not elf.is_elf(data):
+    if not is_elf(data):
         print(disasm.listing(isa.decode(data), [(0, pathlib.Path(args.file).stem)]), end="")
         return 0
-    sections = elf.code_sections(data, name=args.file)
+    sections = code_sections(data, name=args.file)
     if args.section:
         sections = [s for s in sections if s.name == args.section]
         if not sections:

@@ -11,9 +11,9 @@ from typing import Any, Sequence
 
 from .. import asm
 from ..errors import BPFError
+from ..helpers import HelperRegistry
+from ..object import Object, is_elf, load
 from ..program import ENGINES, Program, RunResult
-from ..runtime import elf
-from ..runtime.helpers import HelperRegistry
 
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"
@@ -70,7 +70,7 @@ def load_program(path: str, helpers: HelperRegistry | None = None) -> tuple[Prog
     """
     data = _read(path)
     name = pathlib.Path(path).stem
-    if elf.is_elf(data):
+    if is_elf(data):
         raise BPFError(f"{path}: an ELF object: load it with bpfjit.load() (or 'bpfjit run {path}')")
     if path.endswith(".data"):
         case = asm.parse_test_file(_text(path, data))
@@ -102,7 +102,7 @@ def _parse_rodata(items: Sequence[str] | None) -> dict[str, int]:
 
 
 def _require_elf(path: str) -> None:
-    if not elf.is_elf(_read(path)):
+    if not is_elf(_read(path)):
         raise BPFError(f"{path}: not an ELF object (the object verbs take clang-built BPF objects)")
 
 
@@ -117,11 +117,8 @@ def _parse_keys(items: Sequence[str] | None) -> dict[str, bool]:
     return states
 
 
-def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None):
+def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None) -> Object:
     """bpfjit.load() of a file named on the command line, with its static keys set."""
-    from ..object import (
-        load,  # the loader pulls in every helper: only verbs on objects pay for it
-    )
     _require_elf(path)
     obj = load(path, rodata=rodata or None)
     for name, enabled in (keys or {}).items():
@@ -132,7 +129,7 @@ def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str,
     return obj
 
 
-def _pick_program(obj, name: str | None) -> Program:
+def _pick_program(obj: Object, name: str | None) -> Program:
     if name is not None:
         if name not in obj.programs:
             raise BPFError(f"{obj.name}: no program named {name!r} (programs: {', '.join(obj.programs) or 'none'})")

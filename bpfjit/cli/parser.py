@@ -1,11 +1,13 @@
-"""The argument parser and ``main``: every user error becomes one ``bpfjit: error:`` line."""
+"""The argument parser and ``main``: every user error becomes one ``bpfjit: error:`` line, and
+Ctrl-C stops any verb at once."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import threading
 from importlib import resources
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import BPFError
 from ..program import ENGINES
@@ -135,17 +137,64 @@ def _one_line(message: str) -> str:
     return " | ".join(lines) or "unknown error"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _run_verb(args: argparse.Namespace) -> int:
+    """The verb's work; a user error ends as one line and status 1."""
     try:
-        args = parser.parse_args(argv)
         if getattr(args, "repeat", None) is not None and args.repeat < 1:
             raise BPFError(f"--repeat must be at least 1, not {args.repeat}")
         return args.func(args)
-    except (BPFError, _UsageError) as exc:
+    except BPFError as exc:
+        print(f"bpfjit: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): nothing left to say to anyone
+        os._exit(0)
+
+
+def _leave_interrupted() -> None:
+    """Ctrl-C: one line, status 130 (128 + SIGINT), and no waiting for the work to wind down."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os.write(2, b"bpfjit: interrupted\n")
+    os._exit(130)
+
+
+def _interruptible(work: Callable[[], int]) -> int:
+    """Run work in a worker thread while this (main) thread only waits for it.
+
+    Python handles SIGINT in the main thread, between bytecodes; a jitted loop or a long LLVM
+    compile never returns to Python, so a KeyboardInterrupt raised there would wait for it. Here
+    the main thread sleeps in ``join``, which a signal interrupts, and leaves at once; the worker is
+    a daemon and dies with the process.
+    """
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(work())
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread, as if run there
+            errors.append(exc)
+
+    worker = threading.Thread(target=target, name="bpfjit-verb", daemon=True)
+    try:
+        worker.start()
+        worker.join()
+    except KeyboardInterrupt:
+        _leave_interrupted()
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
         print(f"bpfjit: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        os._exit(0)
+        _leave_interrupted()
+    return _interruptible(lambda: _run_verb(args))

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 
 from ..errors import BPFError
+from ..object import is_elf
 from ..program import RunResult
-from ..runtime import elf
 from .common import (
     _hexdump,
     _parse_keys,
@@ -28,7 +27,7 @@ from .main_job import run_default
 def cmd_run(args: argparse.Namespace) -> int:
     if args.file is None:
         return run_default(args)
-    if elf.is_elf(_read(args.file)):
+    if is_elf(_read(args.file)):
         return run_object(args)
     if args.engine == "kernel":
         raise BPFError("--engine kernel runs programs of ELF objects only")
@@ -43,16 +42,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rodata_images(obj) -> dict[str, bytes]:
-    """The bytes of every read-only global-data section after --rodata (kernel initial values)."""
-    images = {}
-    for section in obj.elf.data_sections:
-        if section.kind == "rodata":
-            m = obj.maps[section.name]
-            images[section.name] = ctypes.string_at(m.value_address(0), m.value_size)
-    return images
-
-
 def run_object(args: argparse.Namespace) -> int:
     """``bpfjit run OBJECT``: one program of an ELF object on one engine, bpftool prog run style."""
     if args.key and args.engine == "kernel":
@@ -63,8 +52,8 @@ def run_object(args: argparse.Namespace) -> int:
     data = data if data is not None else b""
     repeat = args.repeat or 1
     if args.engine == "kernel":
-        from ..runtime.kernel import kernel_test_run
-        images = _rodata_images(obj) if args.rodata else None
+        from ..kernel import kernel_test_run
+        images = obj.rodata_images() if args.rodata else None
         k = kernel_test_run(obj.path, program.name, data, ctx, repeat, rodata=images)
         result = RunResult(k.retval, k.data_out, float(k.duration_ns), k.ctx_out)
     else:

@@ -1,0 +1,112 @@
+"""Listings of a loaded program, as bpftool shows a program in the kernel: the BPF that runs
+(``--xlated``), the x86-64 code the JIT made (``--jited``), and the maps a program uses.
+
+They live here, beside the orchestration, because they read what only a loaded object knows (the
+linker's function placement, BTF line info, the map table) and what only the JIT can print (LLVM's
+assembly); the CLI only formats their text.
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+from typing import Sequence
+
+import llvmlite.binding as llvm
+
+from . import disasm, isa
+from .errors import BPFError
+from .isa import Insn
+from .jit.engine import target_machine
+from .jit.sites import Site
+from .object import Object
+from .program import Program
+from .runtime.static_keys import NOP5
+
+_MAP_SOURCES = (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_IDX_VALUE)
+
+
+def _map_index(obj: Object, insn: Insn) -> int | None:
+    """The object's map an ld_imm64 loads (the map or an address in its value), or None."""
+    if insn.is_lddw and insn.src in _MAP_SOURCES and 0 <= insn.imm < len(obj.elf.map_names):
+        return insn.imm
+    return None
+
+
+def map_references(obj: Object, program: Program) -> list[str]:
+    """The maps a program references through ld_imm64 (the map, or its value), in first-use order."""
+    names: list[str] = []
+    insns = program.insns
+    for index, insn in enumerate(insns):
+        found = None if isa.is_filler(insns, index) else _map_index(obj, insn)
+        if found is not None and obj.elf.map_names[found] not in names:
+            names.append(obj.elf.map_names[found])
+    return names
+
+
+def _map_note(obj: Object, insn: Insn) -> str:
+    """What an ld_imm64 of a map loads, bpftool style: ``map[counts]``, ``map[.bss][0]+4``."""
+    found = _map_index(obj, insn)
+    if found is None:
+        return ""
+    name = obj.elf.map_names[found]
+    return f"\t; map[{name}]" if insn.src == isa.PSEUDO_MAP_IDX else f"\t; map[{name}][0]+{insn.next_imm}"
+
+
+def xlated_listing(obj: Object, program: Program) -> str:
+    """The program as it runs (ctx accesses rewritten, subprograms appended), with the names of its
+    functions and, where BTF line info has them, the source lines (``; ...``) above their code."""
+    linked = next((p for p in obj.elf.programs if p.name == program.name), None)
+    names = {f.number: f.name for f in obj.elf.functions}
+    symbols = [(0, program.name)]
+    if linked is not None:
+        symbols = sorted((start, names.get(number, f"f{start}")) for number, start in linked.function_tokens.items())
+    text = disasm.listing(program.insns, symbols)
+    lines = {}
+    for section, records in (obj.btf_ext.line_info.items() if obj.btf_ext is not None else ()):
+        for record in records:
+            lines[(section, record.insn_index)] = record.line_text.strip()
+    origins = linked.origins if linked is not None else ()
+    out, last = [], None
+    for line in text.splitlines():
+        match = re.match(r"\s*(\d+):\t", line)
+        if match:
+            index = int(match.group(1))
+            source = lines.get(origins[index]) if index < len(origins) else None
+            if source and source != last:
+                out.append(f"; {source}")
+                last = source
+            line += _map_note(obj, program.insns[index])
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def jited_listing(program: Program) -> str:
+    """x86-64 assembly of the program's optimised module, as LLVM's code generator emits it, then
+    the live bytes of its static-branch sites."""
+    compiled = program.compile()
+    tm = target_machine()
+    try:
+        module = llvm.parse_assembly(compiled.optimised_ir)
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        listing = tm.emit_assembly(module)
+    except RuntimeError as exc:
+        raise BPFError(f"{program.name}: LLVM could not emit assembly: {exc}") from None
+    return listing + _static_site_listing(program, compiled.sites)
+
+
+def _static_site_listing(program: Program, sites: Sequence[Site]) -> str:
+    """The live machine code of each static-branch site, as it is patched now."""
+    if not sites:
+        return ""
+    lines = ["", "; static-branch sites, as patched now:"]
+    for site in sorted(sites, key=lambda s: (s.index, s.address)):
+        code = ctypes.string_at(site.address, 5)
+        key = program.env.static_keys.get(site.index)
+        state = f"key {key.name} {'on' if key.enabled else 'off'}" if key else "no key"
+        if code == NOP5:
+            text = "nopl 0x0(%rax,%rax,1)"
+        else:
+            text = f"jmp {site.address + 5 + int.from_bytes(code[1:], 'little', signed=True):#x}"
+        lines.append(f"{site.address:#x}:  {code.hex(' ')}    {text:<28} ; insn {site.index}, {state}")
+    return "\n".join(lines) + "\n"
