@@ -309,9 +309,18 @@ def assemble(text: str) -> bytes:
     return isa.encode(assemble_insns(text))
 
 
+# The sections of a bpf_conformance (and uBPF) test file. asm, raw, mem and result are read;
+# the others are kept as notes.
+TEST_FILE_SECTIONS = ("asm", "raw", "mem", "result", "error", "error pattern", "c", "no jit", "no register offset")
+
+
 @dataclass
 class TestFile:
-    """One bpf_conformance ``.data`` file."""
+    """One bpf_conformance ``.data`` file.
+
+    asm is the ``-- asm`` section's text at the lines it has in the file (the lines above it left
+    blank), so that an assembler error names the file's line.
+    """
     asm: str = ""
     raw: bytes | None = None
     mem: bytes = b""
@@ -319,23 +328,90 @@ class TestFile:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+_Lines = list[tuple[int, str]]  # (line number in the file, text) of one section's body
+
+
 def parse_test_file(text: str) -> TestFile:
-    """Split a ``.data`` file into its sections (asm, raw, mem, result; the rest are notes)."""
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("-- "):
-            current = sections.setdefault(line[3:].strip(), [])
+    """Split a ``.data`` file into its sections (asm, raw, mem, result; the rest are notes).
+
+    Anything malformed (an unknown or repeated section, bad hex in ``-- mem`` or ``-- raw``, a
+    ``-- result`` that is not one integer, no program at all) is an :class:`AsmError` naming the
+    file's line, so a tool reading the file reports one line, not a traceback.
+    """
+    sections: dict[str, _Lines] = {}
+    headers: dict[str, int] = {}
+    current: _Lines | None = None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if line.startswith("-- ") or line.rstrip() == "--":
+            name = line[2:].strip()
+            if name not in TEST_FILE_SECTIONS:
+                raise AsmError(number, f"unknown section {line.strip()!r} (known: "
+                                       f"{', '.join('-- ' + known for known in TEST_FILE_SECTIONS)})")
+            if name in sections:
+                raise AsmError(number, f"a second '-- {name}' section (the first is at line {headers[name]})")
+            current = sections[name] = []
+            headers[name] = number
         elif current is not None:
-            current.append(line)
-    test = TestFile(asm="\n".join(sections.pop("asm", [])))
+            current.append((number, line))
+        elif _content(line):
+            raise AsmError(number, f"text before the first section: {line.strip()!r} (sections start with "
+                                   "'-- asm', '-- mem', ...)")
+    test = TestFile()
+    if "asm" in sections:
+        test.asm = "\n" * headers["asm"] + "\n".join(line for _, line in sections.pop("asm"))
     if "raw" in sections:
-        words = [int(w, 16) for line in sections.pop("raw") for w in line.split("#")[0].split()]
-        test.raw = b"".join(w.to_bytes(8, "little") for w in words)
+        test.raw = _raw_section(sections.pop("raw"))
+    if not _content(test.asm) and not test.raw:
+        raise AsmError(headers.get("asm", headers.get("raw", len(lines))),
+                       "no program: the file needs a '-- asm' or '-- raw' section with instructions")
     if "mem" in sections:
-        test.mem = bytes.fromhex("".join(sections.pop("mem")).replace(" ", ""))
+        test.mem = _mem_section(sections.pop("mem"))
     if "result" in sections:
-        words = " ".join(sections.pop("result")).split()
-        test.result = int(words[0], 0) if words else None
-    test.notes = {name: "\n".join(lines) for name, lines in sections.items()}
+        test.result = _result_section(sections.pop("result"), headers["result"])
+    test.notes = {name: "\n".join(line for _, line in body) for name, body in sections.items()}
     return test
+
+
+def _content(text: str) -> str:
+    """Text with its ``#`` comments and surrounding blanks removed."""
+    return "\n".join(line.split("#", 1)[0].strip() for line in text.splitlines()).strip()
+
+
+def _mem_section(body: _Lines) -> bytes:
+    """``-- mem``: bytes in hex, any number per line, blanks between them optional."""
+    memory = bytearray()
+    for number, line in body:
+        try:
+            memory += bytes.fromhex(_content(line))
+        except ValueError:
+            raise AsmError(number, f"-- mem: {line.strip()!r} is not bytes in hex (like '0a 1b ff')") from None
+    return bytes(memory)
+
+
+def _raw_section(body: _Lines) -> bytes:
+    """``-- raw``: one instruction slot per word, a 64-bit little-endian number in hex."""
+    code = bytearray()
+    for number, line in body:
+        for word in _content(line).split():
+            try:
+                value = int(word, 16)
+            except ValueError:
+                raise AsmError(number, f"-- raw: {word!r} is not a hexadecimal number") from None
+            if not 0 <= value < 1 << 64:
+                raise AsmError(number, f"-- raw: {word} does not fit in a 64-bit instruction slot")
+            code += value.to_bytes(8, "little")
+    return bytes(code)
+
+
+def _result_section(body: _Lines, header: int) -> int:
+    """``-- result``: one integer (any base Python reads: 0x1f, 31, -1)."""
+    words = [(number, word) for number, line in body for word in _content(line).split()]
+    if len(words) != 1:
+        raise AsmError(words[1][0] if words else header,
+                       f"-- result holds {len(words)} values; it takes one integer")
+    number, word = words[0]
+    try:
+        return int(word, 0)
+    except ValueError:
+        raise AsmError(number, f"-- result: {word!r} is not an integer") from None

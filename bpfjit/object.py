@@ -267,8 +267,14 @@ class Object:
             outer = next((d for d in self._map_defs.values() if d.offset <= offset < d.offset + d.size), None)
             if outer is None:
                 raise ObjectError(f"{self.name}: .rel.maps entry at {offset:#x} lies in no map")
-            struct_size = self.btf.size(outer.def_type_id)
-            slot = (offset - outer.offset - struct_size) // 8
+            slot, misaligned = divmod(offset - outer.offset - self.btf.size(outer.def_type_id), 8)
+            kind = self.maps[outer.name].map_type
+            wants = "func" if kind == MapType.PROG_ARRAY else (
+                "map" if kind in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) else None)
+            if slot < 0 or misaligned or target[0] != wants:
+                what = "program" if target[0] == "func" else "map"
+                raise ObjectError(f"{self.name}: .rel.maps entry at {offset:#x} is not a {what} slot of "
+                                  f"{outer.name} ({kind.name})")
             if target[0] == "func":
                 program = self.programs.get(by_number[target[1]].name)
                 if program is not None:  # a program not loaded leaves its slot empty

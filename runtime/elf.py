@@ -8,9 +8,11 @@ into ``ld_imm64`` pseudo sources, plus the data sections, the ``.maps`` symbols,
 Creating maps and running programs is the runtime's job, not this module's.
 
 Every problem with the input (not an ELF file, truncated, wrong machine or byte order, a
-relocation against a missing symbol, anything pyelftools trips over) is an
-:class:`~bpfjit.errors.ObjectError` whose message names the file and the section or symbol; no
-other exception escapes for a malformed file.
+relocation against a missing symbol or one that does not fit the place it patches, anything the
+table readers trip over) is an :class:`~bpfjit.errors.ObjectError` whose message names the file
+and the section or symbol, and for a relocation its table, index and place; no other exception
+escapes for a malformed file. A relocation is never skipped: an instruction it should have
+patched would run with its placeholder immediate as an address.
 """
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ import struct
 from dataclasses import dataclass
 from typing import Union
 
-from bpfjit.errors import BPFError, ObjectError
-from bpfjit.isa import (CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, STATIC_BRANCH_JA,
-                        STATIC_BRANCH_NOP, Insn, decode, slots)
+from bpfjit.errors import BPFError, DecodeError, ObjectError
+from bpfjit.isa import (CALL_LOCAL, CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE,
+                        STATIC_BRANCH_JA, STATIC_BRANCH_NOP, Insn, decode, is_filler, slots)
 
-from .elf_tables import (SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Section, Symbol, read_relocations,
+from .elf_tables import (SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Relocation, Section, Symbol, read_relocations,
                          read_sections, read_symbols)
 
 ELF_MAGIC = b"\x7fELF"
@@ -138,7 +140,11 @@ def _describe(exc: Exception) -> str:
 
 # --- the loader's view: programs, data sections, maps --------------------------------------------
 
-R_BPF_64_64, R_BPF_64_ABS64, R_BPF_64_32 = 1, 2, 10
+# The relocation types of the BPF ELF ABI (llvm's BPF backend).
+R_BPF_NONE, R_BPF_64_64, R_BPF_64_ABS64, R_BPF_64_ABS32, R_BPF_64_NODYLD32, R_BPF_64_32 = 0, 1, 2, 3, 4, 10
+_RELOCATION_NAMES = {R_BPF_NONE: "R_BPF_NONE", R_BPF_64_64: "R_BPF_64_64", R_BPF_64_ABS64: "R_BPF_64_ABS64",
+                     R_BPF_64_ABS32: "R_BPF_64_ABS32", R_BPF_64_NODYLD32: "R_BPF_64_NODYLD32",
+                     R_BPF_64_32: "R_BPF_64_32"}
 MAPS_SECTION = ".maps"
 STATIC_KEYS_SECTION = ".static_keys"
 STATIC_KEY_RECORD = 16  # {u32 JA offset, u32 target offset, u64 key reference | likely bit}
@@ -224,10 +230,56 @@ class _Loader:
         self.sections = read_sections(data, label)
         self.symbols = read_symbols(self.sections, label)
         self.code = {s.name: s for s in self.sections if s.executable}
-        self.relocations = read_relocations(self.sections, self.symbols, label)
+        self.data_sizes = {s.name: s.size for s in self.sections if self._data_kind(s) is not None and s.size}
+        self.relocations = read_relocations(self.sections, self.symbols, label, self._applies_relocations)
+        for name, relocs in self.relocations.items():
+            if name in self.code:
+                self._check_code_relocations(self.code[name], relocs)
 
     def fail(self, where: str, reason: str) -> ObjectError:
         return ObjectError(f"{self.label}: {where}: {reason}")
+
+    def reloc_error(self, reloc: Relocation, reason: str) -> ObjectError:
+        return ObjectError(f"{self.label}: {reloc.describe(insn=reloc.section in self.code)}: {reason}")
+
+    def _applies_relocations(self, section: Section) -> bool:
+        """Whether the loader reads a section's relocations: code and .maps, as libbpf, and the
+        global data and .static_keys words bpfjit resolves. Those of .BTF, .BTF.ext and DWARF are
+        left unread, as libbpf leaves them."""
+        return (bool(section.flags & SHF_EXECINSTR) or self._data_kind(section) is not None
+                or section.name in (MAPS_SECTION, STATIC_KEYS_SECTION))
+
+    def _check_code_relocations(self, section: Section, relocs: dict[int, Relocation]) -> None:
+        """Each relocation of a code section patches an instruction that takes its kind, as
+        libbpf requires (bpf_program__record_reloc): R_BPF_64_64 an ld_imm64 (a map, global data
+        or a function's address), R_BPF_64_32 a bpf-to-bpf call or an ld_imm64 of a function.
+        Anything else would leave an instruction unpatched whose immediate then runs as an address."""
+        try:
+            insns = decode(section.data())
+        except DecodeError as exc:
+            raise self.fail(section.name, str(exc)) from None
+        for offset, reloc in relocs.items():
+            if offset % INSN_SIZE:
+                raise self.reloc_error(reloc, f"the offset is not on an instruction boundary ({INSN_SIZE} bytes)")
+            slot = offset // INSN_SIZE
+            insn = insns[slot]
+            if is_filler(insns, slot):
+                raise self.reloc_error(reloc, f"the offset is the second slot of the ld_imm64 at insn {slot - 1}")
+            if insn.opcode == CALL_OP and reloc.symbol.section < 0:
+                raise self.reloc_error(reloc, f"call to {reloc.symbol_name}, which is not defined in this object "
+                                              "(kfuncs and externs are not supported)")
+            if (reloc.type == R_BPF_64_64 and insn.is_lddw) or (
+                    reloc.type == R_BPF_64_32 and (insn.is_lddw or insn.is_local_call)):
+                continue
+            if reloc.type not in _RELOCATION_NAMES:
+                raise self.reloc_error(reloc, f"unknown relocation type {reloc.type}")
+            kind = _RELOCATION_NAMES[reloc.type]
+            if reloc.type not in (R_BPF_64_64, R_BPF_64_32):
+                raise self.reloc_error(reloc, f"{kind} relocates data, not an instruction")
+            takes = "an ld_imm64" if reloc.type == R_BPF_64_64 else (
+                f"a bpf-to-bpf call (src {CALL_LOCAL}) or an ld_imm64")
+            raise self.reloc_error(reloc, f"{kind} relocates {takes}, not opcode {insn.opcode:#04x} "
+                                          f"with src {insn.src}")
 
     def section_name(self, index: int) -> str:
         return self.sections[index].name if 0 <= index < len(self.sections) else f"<section {index}>"
@@ -256,7 +308,8 @@ class _Loader:
         return [Function(n, f.name, f.section, f.start, f.end, f.is_program) for n, f in enumerate(ordered)]
 
     # --- data ----------------------------------------------------------------------------------
-    def data_sections(self, by_place: dict[tuple[str, int], Function]) -> list[DataSection]:
+    def data_sections(self, by_place: dict[tuple[str, int], Function],
+                      map_symbols: dict[str, tuple[int, int]]) -> list[DataSection]:
         result = []
         for index, section in enumerate(self.sections):
             kind = self._data_kind(section)
@@ -266,11 +319,10 @@ class _Loader:
             variables = {s.name: (s.value, s.size) for s in self.symbols
                          if s.section == index and s.kind == "STT_OBJECT" and s.name}
             pointers = []
-            for offset, (rtype, symbol) in sorted(self.relocations.get(section.name, {}).items()):
-                if rtype != R_BPF_64_ABS64:
-                    continue
+            for offset, reloc in sorted(self.relocations.get(section.name, {}).items()):
+                self._check_pointer_word(reloc, section.size)
                 addend = int.from_bytes(image[offset:offset + 8], "little")
-                pointers.append((offset, self._pointer_target(symbol, addend, by_place, section.name)))
+                pointers.append((offset, self._pointer_target(reloc, addend, by_place, map_symbols)))
             result.append(DataSection(section.name, kind, image, variables, tuple(pointers)))
         return result
 
@@ -285,34 +337,57 @@ class _Loader:
                     return kind
         return None
 
-    def _pointer_target(self, symbol: Symbol, addend: int, by_place: dict[tuple[str, int], Function],
-                        where: str) -> tuple:
-        """What a 64-bit pointer word in data (or a .maps initialiser) points at."""
+    def _check_pointer_word(self, reloc: Relocation, size: int) -> None:
+        """A relocation of global data or .maps fills in one 64-bit pointer inside the section."""
+        if reloc.type != R_BPF_64_ABS64:
+            kind = _RELOCATION_NAMES.get(reloc.type, f"unknown relocation type {reloc.type}")
+            raise self.reloc_error(reloc, f"{kind} in {reloc.section}: data holds 64-bit pointers (R_BPF_64_ABS64)")
+        if reloc.offset + 8 > size:
+            raise self.reloc_error(reloc, f"the 8-byte pointer overruns {reloc.section} ({size} bytes)")
+
+    def _pointer_target(self, reloc: Relocation, addend: int, by_place: dict[tuple[str, int], Function],
+                        map_symbols: dict[str, tuple[int, int]], in_maps: bool = False) -> tuple:
+        """What a 64-bit pointer word in data (or, in_maps, a .maps initialiser) points at: a
+        function, a map, or a place in global data. A .maps slot holds a program (a prog array)
+        or a map (a map of maps), as libbpf requires."""
+        symbol = reloc.symbol
         if symbol.section < 0:
-            raise self.fail(where, f"pointer to {symbol.name or 'an undefined symbol'}, which is not defined "
-                                   "in this object")
+            raise self.reloc_error(reloc, f"{reloc.symbol_name} is not defined in this object")
         section = self.section_name(symbol.section)
         if section in self.code:
-            place = (section, (symbol.value + (addend if symbol.kind == "STT_SECTION" else 0)) // INSN_SIZE)
-            if place not in by_place:
-                raise self.fail(where, f"pointer to {symbol.name or section}+{addend:#x}, which is not a function")
-            return ("func", by_place[place].number)
+            address = symbol.value + (addend if symbol.kind == "STT_SECTION" else 0)
+            function = by_place.get((section, address // INSN_SIZE)) if address % INSN_SIZE == 0 else None
+            if function is None:
+                raise self.reloc_error(reloc, f"points to {section}+{address:#x}, which is not the start of a function")
+            if in_maps and not function.is_program:
+                raise self.reloc_error(reloc, f"a .maps slot points to {function.name}, which is not a program")
+            return ("func", function.number)
         if section == MAPS_SECTION:
+            if symbol.name not in map_symbols:
+                raise self.reloc_error(reloc, f"points into {MAPS_SECTION}, not at a map it defines")
             return ("map", symbol.name)
-        return ("data", section, symbol.value + addend)
+        if in_maps:
+            raise self.reloc_error(reloc, f"a .maps slot points into {section}, which holds neither maps nor programs")
+        if section not in self.data_sizes:
+            raise self.reloc_error(reloc, f"points into {section}, which is not a global-data section")
+        offset, size = symbol.value + addend, self.data_sizes[section]
+        if offset > size:
+            raise self.reloc_error(reloc, f"points to {section}+{offset:#x}, past its end ({size} bytes)")
+        return ("data", section, offset)
 
     # --- linking -------------------------------------------------------------------------------
     def load(self) -> ElfObject:
         functions = self.functions()
         by_place = {(f.section, f.start): f for f in functions}
-        data_sections = self.data_sections(by_place)
         maps_index = next((i for i, s in enumerate(self.sections) if s.name == MAPS_SECTION), None)
         map_symbols = {s.name: (s.value, s.size) for s in self.symbols
                        if maps_index is not None and s.section == maps_index and s.name and s.kind != "STT_SECTION"}
+        data_sections = self.data_sections(by_place, map_symbols)
         map_names = tuple(sorted(map_symbols, key=lambda n: map_symbols[n][0])) + tuple(d.name for d in data_sections)
+        maps_size = self.sections[maps_index].size if maps_index is not None else 0
         map_relocations = tuple(
-            (offset, self._pointer_target(symbol, 0, by_place, MAPS_SECTION))
-            for offset, (rtype, symbol) in sorted(self.relocations.get(MAPS_SECTION, {}).items()))
+            (offset, self._map_slot_target(reloc, maps_size, by_place, map_symbols))
+            for offset, reloc in sorted(self.relocations.get(MAPS_SECTION, {}).items()))
         # Functions whose address is stored in data can be called from any program: link them all in.
         address_taken = [target[1] for d in data_sections for _, target in d.pointers if target[0] == "func"]
         address_taken += [target[1] for _, target in map_relocations if target[0] == "func"]
@@ -325,6 +400,14 @@ class _Loader:
                          map_names, btf, self._section_bytes(".BTF.ext"),
                          license_bytes.split(b"\0", 1)[0].decode(errors="replace"),
                          tuple(sorted({key for key, _, _ in self.sites.values()})))
+
+    def _map_slot_target(self, reloc: Relocation, maps_size: int, by_place: dict[tuple[str, int], Function],
+                         map_symbols: dict[str, tuple[int, int]]) -> tuple:
+        """What a .maps initialiser slot (an 8-byte aligned pointer word) holds: a program or a map."""
+        self._check_pointer_word(reloc, maps_size)
+        if reloc.offset % 8:
+            raise self.reloc_error(reloc, "a .maps slot is not 8-byte aligned")
+        return self._pointer_target(reloc, 0, by_place, map_symbols, in_maps=True)
 
     def _static_key_sites(self) -> dict[tuple[str, int], tuple[str, bool, int]]:
         """(section, JA slot) -> (key name, likely, target slot), from bpfjit's .static_keys records."""
@@ -341,13 +424,16 @@ class _Loader:
             found = [relocs.get(offset + delta) for delta in (0, 4, 8)]
             if None in found:
                 raise self.fail(where, "static-key record without its three relocations")
-            (_, ja_symbol), (_, target_symbol), (_, key_symbol) = found
+            ja_symbol, target_symbol, key_symbol = (reloc.symbol for reloc in found)
             section = self.section_name(ja_symbol.section)
             if section not in self.code or self.section_name(target_symbol.section) != section:
                 raise self.fail(where, "static-key site outside a code section")
-            ja = (ja_symbol.value + ja_word) // INSN_SIZE
-            target = (target_symbol.value + target_word) // INSN_SIZE
-            sites[(section, ja)] = (self._key_name(key_symbol, key_word & ~1, where), bool(key_word & 1), target)
+            ja, target = ja_symbol.value + ja_word, target_symbol.value + target_word
+            for name, place in (("goto", ja), ("target", target)):
+                if place % INSN_SIZE or place >= self.code[section].size:
+                    raise self.fail(where, f"the {name} at {section}+{place:#x} is not an instruction of {section}")
+            sites[(section, ja // INSN_SIZE)] = (self._key_name(key_symbol, key_word & ~1, where), bool(key_word & 1),
+                                                 target // INSN_SIZE)
         return sites
 
     def _key_name(self, symbol: Symbol, offset: int, where: str) -> str:
@@ -389,13 +475,13 @@ class _Loader:
                     out.append(insn)
                     origins.append((function.section, slot))
                     continue
-                if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc[1])):
+                if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc.symbol)):
                     target = self._code_target(insn, slot, function.section, reloc, by_place, _where(function, slot))
                     if target not in order:
                         order.append(target)
                     pending.append((len(out), target, "call" if insn.is_local_call else "func"))
                 elif insn.is_lddw and reloc:
-                    insn = self._data_reference(insn, reloc, map_names, _where(function, slot))
+                    insn = self._data_reference(insn, reloc, map_names)
                 elif insn.is_lddw and insn.src:
                     raise self.fail(_where(function, slot), f"ld_imm64 with pseudo source {insn.src} and no relocation")
                 elif (function.section, slot) in self.sites:
@@ -429,37 +515,46 @@ class _Loader:
     def _is_code(self, symbol: Symbol) -> bool:
         return symbol.section >= 0 and self.section_name(symbol.section) in self.code
 
-    def _code_target(self, insn: Insn, slot: int, section: str, reloc, by_place, where: str) -> Function:
+    def _code_target(self, insn: Insn, slot: int, section: str, reloc: Relocation | None,
+                     by_place: dict[tuple[str, int], Function], where: str) -> Function:
+        """The function a bpf-to-bpf call or an ld_imm64 of a function's address refers to: a
+        relocation's symbol plus the instruction's addend, on an instruction boundary (libbpf)."""
         if reloc is None:  # a call inside the same section: already relative
             place = (section, slot + 1 + insn.imm)
-        else:
-            _, symbol = reloc
-            if symbol.section < 0:
-                raise self.fail(where, f"call to {symbol.name}, which is not defined in this object "
-                                       "(kfuncs and externs are not supported)")
-            base = symbol.value
-            offset = (insn.imm + 1) * INSN_SIZE if insn.is_local_call else (
-                insn.imm if symbol.kind == "STT_SECTION" else 0)
-            place = (self.section_name(symbol.section), (base + offset) // INSN_SIZE)
-        if place not in by_place:
-            raise self.fail(where, f"reference to {place[0]}+{place[1] * INSN_SIZE:#x}, which is not the start "
-                                   "of a function")
-        return by_place[place]
+            if place not in by_place:
+                raise self.fail(where, f"call to {section}+{place[1] * INSN_SIZE:#x}, which is not the start "
+                                       "of a function")
+            return by_place[place]
+        symbol = reloc.symbol
+        offset = (insn.imm + 1) * INSN_SIZE if insn.is_local_call else (
+            insn.imm if symbol.kind == "STT_SECTION" else 0)
+        address, target_section = symbol.value + offset, self.section_name(symbol.section)
+        function = by_place.get((target_section, address // INSN_SIZE)) if address % INSN_SIZE == 0 else None
+        if function is None:
+            raise self.reloc_error(reloc, f"refers to {target_section}+{address:#x}, which is not the start of a "
+                                          "function")
+        return function
 
-    def _data_reference(self, insn: Insn, reloc, map_names: tuple[str, ...], where: str) -> Insn:
-        rtype, symbol = reloc
-        if rtype != R_BPF_64_64:
-            raise self.fail(where, f"unexpected relocation type {rtype} on ld_imm64")
+    def _data_reference(self, insn: Insn, reloc: Relocation, map_names: tuple[str, ...]) -> Insn:
+        """An ld_imm64 of a map (src 5) or of an address in global data (src 6), as libbpf makes
+        them; the offset must lie inside the data, as the kernel requires of a map value address."""
+        symbol = reloc.symbol
+        if reloc.type != R_BPF_64_64:
+            raise self.reloc_error(reloc, f"{_RELOCATION_NAMES[reloc.type]} on an ld_imm64 of data: "
+                                          "maps and global data take R_BPF_64_64")
         if symbol.section < 0:
-            raise self.fail(where, f"reference to {symbol.name}, which is not defined in this object "
-                                   "(extern __kconfig/__ksym variables are not supported)")
+            raise self.reloc_error(reloc, f"{reloc.symbol_name} is not defined in this object "
+                                          "(extern __kconfig/__ksym variables are not supported)")
         section = self.section_name(symbol.section)
         if section == MAPS_SECTION:
             if symbol.name not in map_names:
-                raise self.fail(where, f"reference to map {symbol.name!r}, which .maps does not define")
+                raise self.reloc_error(reloc, f"{reloc.symbol_name} is not a map .maps defines")
             return Insn(insn.opcode, insn.dst, PSEUDO_MAP_IDX, 0, map_names.index(symbol.name), 0)
         if section not in map_names:
-            raise self.fail(where, f"reference to {symbol.name or section} in section {section}, "
-                                   "which is not a map or global-data section")
+            raise self.reloc_error(reloc, f"{reloc.symbol_name} is in {section}, which is not a map or "
+                                          "global-data section")
         offset = (insn.imm & 0xFFFF_FFFF) + symbol.value
+        if offset >= self.data_sizes[section]:
+            raise self.reloc_error(reloc, f"refers to {section}+{offset:#x}, past its end "
+                                          f"({self.data_sizes[section]} bytes)")
         return Insn(insn.opcode, insn.dst, PSEUDO_MAP_IDX_VALUE, 0, map_names.index(section), offset)

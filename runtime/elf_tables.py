@@ -10,6 +10,7 @@ ELF header itself (magic, class, byte order, machine: runtime/elf.py).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from elftools.elf.constants import SH_FLAGS
@@ -123,21 +124,65 @@ def read_symbols(sections: list[Section], label: str) -> list[Symbol]:
     return result
 
 
-def read_relocations(sections: list[Section], symbols: list[Symbol], label: str) -> dict[str, dict[int, tuple[int, Symbol]]]:
-    """Relocated section's name -> {byte offset: (relocation type, symbol)}, from every SHT_REL."""
-    found: dict[str, dict[int, tuple[int, Symbol]]] = {}
+@dataclass(frozen=True)
+class Relocation:
+    """One Elf64_Rel entry, its symbol resolved: what the loader needs to patch one place."""
+    table: str  # the SHT_REL section it is read from (.relxdp)
+    number: int  # its index in that table
+    section: str  # the section it patches (xdp)
+    offset: int  # r_offset: the byte it patches there
+    type: int  # R_BPF_*
+    symbol: Symbol
+    symbol_name: str  # the symbol's name, or its section's for a section symbol (as libbpf prints it)
+
+    def describe(self, insn: bool = False) -> str:
+        """Which relocation, for messages: its table, index, place and symbol (and the instruction
+        slot that place is, in a code section)."""
+        slot = f" (insn {self.offset // 8})" if insn and self.offset % 8 == 0 else ""
+        return (f"{self.table}: relocation #{self.number} at {self.section}+{self.offset:#x}{slot} "
+                f"against {self.symbol_name}")
+
+
+def read_relocations(sections: list[Section], symbols: list[Symbol], label: str,
+                     wanted: Callable[[Section], bool]) -> dict[str, dict[int, Relocation]]:
+    """Relocated section's name -> {byte offset: relocation}, from the SHT_REL tables of the
+    sections `wanted` accepts.
+
+    The others are not read, as libbpf reads none for .BTF, .BTF.ext and DWARF: a damaged entry
+    there cannot stop a load. Each entry read names an existing symbol in an existing section and
+    a place inside the relocated section, and no two patch the same place (one would be lost).
+    """
+    found: dict[str, dict[int, Relocation]] = {}
     for section in sections:
         if section.type != SHT_REL:
             continue
         where = f"{label}: {section.name}"
         if not 0 < section.info < len(sections):
             raise ObjectError(f"{where}: relocates section {section.info}, which does not exist")
-        if section.size % _REL.size:
-            raise ObjectError(f"{where}: size {section.size} is not a whole number of {_REL.size}-byte relocations")
-        table = found.setdefault(sections[section.info].name, {})
-        for offset, info in _REL.iter_unpack(section.data()):
+        target = sections[section.info]
+        if not wanted(target):
+            continue
+        if section.entsize != _REL.size or section.size % _REL.size:
+            raise ObjectError(f"{where}: bad relocation entry size {section.entsize} or table size {section.size} "
+                              f"(entries are {_REL.size} bytes)")
+        table = found.setdefault(target.name, {})
+        for number, (offset, info) in enumerate(_REL.iter_unpack(section.data())):
+            at = f"{where}: relocation #{number} at {target.name}+{offset:#x}"
             index = info >> 32
             if not 0 <= index < len(symbols):
-                raise ObjectError(f"{where}: relocation at {offset:#x} names symbol {index}, which does not exist")
-            table[offset] = (info & 0xFFFF_FFFF, symbols[index])
+                raise ObjectError(f"{at}: names symbol {index}, which does not exist")
+            symbol = symbols[index]
+            if symbol.section >= len(sections):
+                raise ObjectError(f"{at}: symbol {symbol.name or index} is in section {symbol.section}, "
+                                  "which does not exist")
+            section_symbol = symbol.kind == "STT_SECTION" and symbol.section >= 0
+            name = symbol.name or (sections[symbol.section].name if section_symbol else f"symbol #{index}")
+            reloc = Relocation(section.name, number, target.name, offset, info & 0xFFFF_FFFF, symbol, name)
+            if offset >= target.size:
+                raise ObjectError(f"{label}: {reloc.describe()}: the offset lies outside {target.name} "
+                                  f"({target.size} bytes)")
+            if offset in table:
+                raise ObjectError(f"{label}: {reloc.describe()}: {table[offset].table} relocation "
+                                  f"#{table[offset].number} already patches that place")
+            table[offset] = reloc
     return found

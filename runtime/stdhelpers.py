@@ -194,6 +194,7 @@ def ringbuf_query(handle, flags, *_):
 # --- spin locks: a real lock word in the map value ----------------------------------------------
 
 _lock_guard = threading.Lock()
+SPIN_LOCK_PATIENCE = 1.0  # seconds a bpf_spin_lock may wait before the run fails
 
 
 def spin_lock(address, *_):
@@ -203,11 +204,17 @@ def spin_lock(address, *_):
     """
     helper_args.check(address, 4, 1, write=True)
     word = ctypes.c_uint32.from_address(address)
+    run = run_context.current()
+    give_up = time.monotonic() + SPIN_LOCK_PATIENCE
     while True:
         with _lock_guard:
             if word.value == 0:
                 word.value = 1
                 return 0
+        # A verified program never waits long: a lock still held this long was taken and never
+        # released (the verifier's pairing rule, absent for an unverified program).
+        if run.env.stop or time.monotonic() > give_up:
+            raise HelperFault(f"the bpf_spin_lock at {address:#x} is still held: taken and never released")
         time.sleep(0)
 
 

@@ -10,7 +10,7 @@ from elftools.elf.elffile import ELFFile
 
 import bpfjit
 import bpfjit.cli
-from bpfjit.errors import BPFError, BTFError, MapError
+from bpfjit.errors import BPFError, BTFError, MapError, ObjectError
 from bpfjit.runtime import btf as btf_module
 
 GLOBALS = pathlib.Path(__file__).resolve().parent / "progs" / "globals.o"
@@ -78,3 +78,25 @@ def test_unknown_map_type_names_the_map(tmp_path):
 def test_not_an_object(tmp_path):
     with pytest.raises(BPFError, match="not an ELF file"):
         load_bytes(tmp_path, b"hello")
+
+
+def test_relocation_moved_outside_its_section(tmp_path, capsys):
+    """The hostile-input campaign's reproducer: an edit of one r_offset's low two bytes in globals.o moves
+    prog_b's `r1 = .rodata+4 ll` (bpf_printk's format string) outside the socket section. The
+    loader used to skip it: the ld_imm64 kept its immediate, 4, which bpf_printk then read as an
+    address, and test_run(engine="interp") died of a segfault. Now the load fails, naming the
+    file, the relocation table, the relocation, its place and its symbol."""
+    data = bytearray(GLOBALS.read_bytes())
+    table, _ = section_span(bytes(data), ".relsocket")
+    entry = table + 3 * 16  # Elf64_Rel #3: r_offset 0x48, R_BPF_64_64 against .rodata
+    assert struct.unpack_from("<QQ", data, entry) == (0x48, (10 << 32) | 1)
+    data[entry + 1] = 0x10  # r_offset 0x48 -> 0x1048
+    assert sum(a != b for a, b in zip(data, GLOBALS.read_bytes())) == 1
+    message = (r"bad\.o: \.relsocket: relocation #3 at socket\+0x1048 against \.rodata: the offset lies outside "
+               r"socket \(120 bytes\)$")
+    with pytest.raises(ObjectError, match=message):
+        load_bytes(tmp_path, bytes(data))
+    assert bpfjit.cli.main(["run", str(tmp_path / "bad.o"), "-p", "prog_b", "--engine", "interp"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"bpfjit: error: {tmp_path / 'bad.o'}: .relsocket: relocation #3 at socket+0x1048")

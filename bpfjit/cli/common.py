@@ -10,7 +10,7 @@ import time
 from typing import Any, Sequence
 
 from .. import asm
-from ..errors import BPFError
+from ..errors import AsmError, BPFError
 from ..helpers import HelperRegistry
 from ..object import Object, is_elf, load
 from ..program import ENGINES, Program, RunResult
@@ -73,8 +73,13 @@ def load_program(path: str, helpers: HelperRegistry | None = None) -> tuple[Prog
     if is_elf(data):
         raise BPFError(f"{path}: an ELF object: load it with bpfjit.load() (or 'bpfjit run {path}')")
     if path.endswith(".data"):
-        case = asm.parse_test_file(_text(path, data))
-        return Program.from_asm(case.asm, helpers=helpers, name=name), case.mem, case.result
+        try:
+            case = asm.parse_test_file(_text(path, data))
+            if case.raw is not None and not case.asm.strip():
+                return Program.from_bytes(case.raw, helpers=helpers, name=name), case.mem, case.result
+            return Program.from_asm(case.asm, helpers=helpers, name=name), case.mem, case.result
+        except AsmError as exc:
+            raise BPFError(f"{path}: {exc}") from None
     if path.endswith((".asm", ".s")):
         return Program.from_asm(_text(path, data), helpers=helpers, name=name), None, None
     return Program.from_bytes(data, helpers=helpers, name=name), None, None
