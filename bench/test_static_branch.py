@@ -2,10 +2,11 @@
 
 Variants of one hot XDP loop (bench/progs/static_branch.c, 64 iterations, 10 debug points each):
 ``none`` has no debug points, ``keys`` has 10 static-branch sites of one key, ``keys1`` a single
-site, ``flag`` tests a global variable at each of the 10 points. Every variant is checked to compute the same verdict first, and
-the key variant to count its debug points when the key is on. Run time per invocation comes from
-test_run(repeat=...)'s native loop (duration_ns); toggle latency is enable() + disable() of the
-10-site key; "recompile" is what a toggle costs when the branch is a compile-time constant.
+site, ``flag`` tests a global variable at each of the 10 points. Every variant is checked to compute
+the same verdict first, and the key variant to count its debug points when the key is on. Run time
+per invocation comes from test_run(repeat=...)'s native loop (duration_ns); toggle latency is
+enable() + disable() of the 10-site key; "recompile" is what a toggle costs when the branch is a
+compile-time constant.
 """
 from __future__ import annotations
 

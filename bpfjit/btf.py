@@ -36,8 +36,8 @@ from .runtime.btf import (
 )
 
 __all__ = ["BTF", "INT_BOOL", "INT_CHAR", "INT_SIGNED", "Array", "BTFType", "Datasec", "DeclTag", "Enum", "Float",
-           "Func", "FuncProto", "Fwd", "Int", "Kind", "Modifier", "Ptr", "Struct", "Var", "dump_lines", "dump_records", "fix_datasecs",
-           "read_btf"]
+           "Func", "FuncProto", "Fwd", "Int", "Kind", "Modifier", "Ptr", "Struct", "Var", "dump_lines", "dump_records",
+           "fix_datasecs", "read_btf"]
 
 
 def fix_datasecs(btf: BTF, obj: elf.ElfObject) -> None:

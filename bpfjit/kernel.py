@@ -20,7 +20,8 @@ API::
 How the object is loaded (in the child, through ctypes on ``libbpf.so.1``):
 
 - ``bpf_object__open_file``; the whole object is loaded (a prog array may hold its other
-  programs), and if the kernel rejects any program, the requested one is loaded alone; ``rodata`` initial values are set with ``bpf_map__set_initial_value``; then
+  programs), and if the kernel rejects any program, the requested one is loaded alone; ``rodata``
+  initial values are set with ``bpf_map__set_initial_value``; then
   ``bpf_object__load`` (maps created, global data populated and ``.rodata`` frozen, as libbpf does).
 - ``map_updates`` are written with ``bpf_map_update_elem(BPF_ANY)`` after the load, before the run.
 - ``bpf_prog_test_run_opts`` runs the program ``repeat`` times on ``data`` (and ``ctx``).

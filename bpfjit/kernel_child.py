@@ -96,49 +96,49 @@ class _Child:
                               "install it with `apt-get install libbpf1`") from None
         self.libc = ct.CDLL(None, use_errno=True)
         self.messages: list[str] = []
-        P, I, U32, SZ, S = ct.c_void_p, ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_char_p
+        P, INT, U32, SZ, S = ct.c_void_p, ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_char_p
         for name, res, args in [
             ("bpf_object__open_file", P, [S, P]),
-            ("bpf_object__load", I, [P]),
+            ("bpf_object__load", INT, [P]),
             ("bpf_object__close", None, [P]),
             ("bpf_object__next_program", P, [P, P]),
             ("bpf_object__next_map", P, [P, P]),
             ("bpf_program__name", S, [P]),
             ("bpf_program__section_name", S, [P]),
-            ("bpf_program__fd", I, [P]),
-            ("bpf_program__type", I, [P]),
-            ("bpf_program__set_autoload", I, [P, ct.c_bool]),
-            ("bpf_program__set_log_buf", I, [P, P, SZ]),
+            ("bpf_program__fd", INT, [P]),
+            ("bpf_program__type", INT, [P]),
+            ("bpf_program__set_autoload", INT, [P, ct.c_bool]),
+            ("bpf_program__set_log_buf", INT, [P, P, SZ]),
             ("bpf_map__name", S, [P]),
-            ("bpf_map__fd", I, [P]),
-            ("bpf_map__type", I, [P]),
+            ("bpf_map__fd", INT, [P]),
+            ("bpf_map__type", INT, [P]),
             ("bpf_map__key_size", U32, [P]),
             ("bpf_map__value_size", U32, [P]),
             ("bpf_map__max_entries", U32, [P]),
             ("bpf_map__initial_value", P, [P, ct.POINTER(SZ)]),
-            ("bpf_map__set_initial_value", I, [P, P, SZ]),
-            ("bpf_map_get_next_key", I, [I, P, P]),
-            ("bpf_map_lookup_elem", I, [I, P, P]),
-            ("bpf_map_update_elem", I, [I, P, P, ct.c_uint64]),
-            ("bpf_prog_load", I, [I, S, S, P, SZ, P]),
-            ("bpf_prog_test_run_opts", I, [I, P]),
-            ("libbpf_num_possible_cpus", I, []),
-            ("libbpf_prog_type_by_name", I, [S, ct.POINTER(I), ct.POINTER(I)]),
+            ("bpf_map__set_initial_value", INT, [P, P, SZ]),
+            ("bpf_map_get_next_key", INT, [INT, P, P]),
+            ("bpf_map_lookup_elem", INT, [INT, P, P]),
+            ("bpf_map_update_elem", INT, [INT, P, P, ct.c_uint64]),
+            ("bpf_prog_load", INT, [INT, S, S, P, SZ, P]),
+            ("bpf_prog_test_run_opts", INT, [INT, P]),
+            ("libbpf_num_possible_cpus", INT, []),
+            ("libbpf_prog_type_by_name", INT, [S, ct.POINTER(INT), ct.POINTER(INT)]),
             ("libbpf_set_print", P, [P]),
-            ("libbpf_strerror", I, [I, S, SZ]),
+            ("libbpf_strerror", INT, [INT, S, SZ]),
         ]:
             try:
                 fn = getattr(lib, name)
             except AttributeError:
                 raise _ChildError(f"kernel engine: {LIBBPF_SONAME} has no {name} (too old?)") from None
             fn.restype, fn.argtypes = res, args
-        self.libc.vsnprintf.restype = I
+        self.libc.vsnprintf.restype = INT
         self.libc.vsnprintf.argtypes = [P, SZ, S, P]
-        self.libc.close.argtypes = [I]
+        self.libc.close.argtypes = [INT]
 
         # libbpf's messages go into self.messages (warnings and info; debug output is dropped).
         buf = ct.create_string_buffer(1 << 16)
-        proto = ct.CFUNCTYPE(I, I, S, P)
+        proto = ct.CFUNCTYPE(INT, INT, S, P)
 
         def printer(level, fmt, args):
             if level <= 1:
@@ -152,7 +152,7 @@ class _Child:
         class TestRunOpts(ct.Structure):  # struct bpf_test_run_opts, /usr/include/bpf/bpf.h
             _fields_ = [("sz", SZ), ("data_in", P), ("data_out", P), ("data_size_in", U32),
                         ("data_size_out", U32), ("ctx_in", P), ("ctx_out", P), ("ctx_size_in", U32),
-                        ("ctx_size_out", U32), ("retval", U32), ("repeat", I), ("duration", U32),
+                        ("ctx_size_out", U32), ("retval", U32), ("repeat", INT), ("duration", U32),
                         ("flags", U32), ("cpu", U32), ("batch_size", U32)]
 
         self.TestRunOpts = TestRunOpts

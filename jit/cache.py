@@ -117,7 +117,8 @@ def store(cache_key: str, obj: bytes, optimised_ir: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _write(folder / f"{cache_key}.ll", optimised_ir.encode())
-        _write(folder / f"{cache_key}.o", hashlib.sha256(obj).digest() + obj)  # last: an entry exists once its object does
+        # last: an entry exists once its object does
+        _write(folder / f"{cache_key}.o", hashlib.sha256(obj).digest() + obj)
     except OSError:
         pass
 

@@ -552,7 +552,8 @@ class _FunctionLowering:
         inside = self.value(f"icmp ult {ty} {offset}, {span}")
         wide = offset if switch.bits == 64 else self.value(f"zext i32 {offset} to i64")
         slot = self.value(f"select i1 {inside}, i64 {wide}, i64 0")
-        entry = self.value(f"load {ety}, ptr {self.value(f'getelementptr inbounds [{span} x {ety}], ptr {table}, i64 0, i64 {slot}')}")
+        address = self.value(f"getelementptr inbounds [{span} x {ety}], ptr {table}, i64 0, i64 {slot}")
+        entry = self.value(f"load {ety}, ptr {address}")
         return self.value(f"select i1 {inside}, {ety} {entry}, {ety} {_const(imm_of[switch.default], fold.bits)}")
 
     def apply_fold(self, fold: Fold, picked: str) -> None:
@@ -730,8 +731,8 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
     real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     # In the sandboxed variant any call may spend the budget: callers must always look.
-    may_stop = sandboxed or counts_depth or any(insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL
-                                   for insn in real)
+    may_stop = sandboxed or counts_depth or any(
+        insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL for insn in real)
     parts = MODULE_PROLOGUE + [
         "declare i16 @llvm.bswap.i16(i16)",
         "declare i32 @llvm.bswap.i32(i32)",

@@ -119,7 +119,8 @@ def _code_sections(data: bytes, label: str) -> list[CodeSection]:
     return result
 
 
-def _function_symbols(symbols: list[Symbol], sections: dict[int, Section], label: str) -> dict[int, set[tuple[int, str]]]:
+def _function_symbols(symbols: list[Symbol], sections: dict[int, Section],
+                      label: str) -> dict[int, set[tuple[int, str]]]:
     """section index -> {(slot, name)} for the named symbols defined there, but section and file
     symbols: functions, global symbols and block labels (asm goto keeps LBB labels)."""
     found: dict[int, set[tuple[int, str]]] = {}

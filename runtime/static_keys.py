@@ -130,7 +130,8 @@ class StaticKey:
         return [word.site for word in self._native]
 
     def __repr__(self) -> str:
-        return f"<StaticKey {self.name!r} {'enabled' if self._enabled else 'disabled'}, {len(self._native)} jitted sites>"
+        state = "enabled" if self._enabled else "disabled"
+        return f"<StaticKey {self.name!r} {state}, {len(self._native)} jitted sites>"
 
 
 def set_default(sites: list[NativeSite]) -> None:

@@ -68,13 +68,20 @@ def _jhash_final_reference(init: int) -> int:
 
     def rol(x, k):
         return (x << k | x >> (32 - k)) & mask
-    c ^= b; c = (c - rol(b, 14)) & mask
-    a ^= c; a = (a - rol(c, 11)) & mask
-    b ^= a; b = (b - rol(a, 25)) & mask
-    c ^= b; c = (c - rol(b, 16)) & mask
-    a ^= c; a = (a - rol(c, 4)) & mask
-    b ^= a; b = (b - rol(a, 14)) & mask
-    c ^= b; c = (c - rol(b, 24)) & mask
+    c ^= b
+    c = (c - rol(b, 14)) & mask
+    a ^= c
+    a = (a - rol(c, 11)) & mask
+    b ^= a
+    b = (b - rol(a, 25)) & mask
+    c ^= b
+    c = (c - rol(b, 16)) & mask
+    a ^= c
+    a = (a - rol(c, 4)) & mask
+    b ^= a
+    b = (b - rol(a, 14)) & mask
+    c ^= b
+    c = (c - rol(b, 24)) & mask
     return c
 
 

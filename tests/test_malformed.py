@@ -177,7 +177,9 @@ def random_slot(rnd: random.Random, count: int) -> bytes:
 
 def _random_slot(rnd: random.Random, count: int) -> bytes:
     opcode = rnd.choice(KNOWN_OPCODES) if rnd.random() < 0.85 else rnd.randrange(256)
-    reg = (lambda: rnd.randrange(11) if rnd.random() < 0.95 else rnd.randrange(16))
+
+    def reg():
+        return rnd.randrange(11) if rnd.random() < 0.95 else rnd.randrange(16)
     dst, src = reg(), (reg() if rnd.random() < 0.5 else 0)
     if opcode & 0x07 in (isa.ALU, isa.ALU64) and opcode & 0xF0 in (isa.DIV, isa.MOD, isa.MOV):
         off = rnd.choice((0, 0, 1, 8, 16, 32, 2))

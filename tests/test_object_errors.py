@@ -56,7 +56,7 @@ def test_a_broken_btf_ext_fails_only_what_reads_it(tmp_path, capsys):
     assert obj.programs[name].test_run(bytes(64), engine="jit").retval == \
         obj.programs[name].test_run(bytes(64), engine="interp").retval
     with pytest.raises(BTFError, match="unsupported version 9"):
-        obj.btf_ext
+        _ = obj.btf_ext
     assert bpfjit.cli.main(["prog", "dump", str(tmp_path / "bad.o"), "-p", name]) == 1
     assert capsys.readouterr().err.startswith("bpfjit: error: BTF.ext: unsupported version 9")
 

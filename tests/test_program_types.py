@@ -20,7 +20,8 @@ from bpfjit.program import Program
 @pytest.mark.parametrize("section, ptype", [
     ("cgroup/skb", "cgroup_skb"), ("cgroup_skb/ingress", "cgroup_skb"), ("cgroup_skb/egress", "cgroup_skb"),
     ("raw_tp", "raw_tp"), ("raw_tp/kfree", "raw_tp"), ("?raw_tp", "raw_tp"), ("raw_tracepoint/sys_enter", "raw_tp"),
-    ("tracepoint", "tracepoint"), ("tracepoint/syscalls/sys_enter_open", "tracepoint"), ("tp/sched/switch", "tracepoint"),
+    ("tracepoint", "tracepoint"), ("tracepoint/syscalls/sys_enter_open", "tracepoint"),
+    ("tp/sched/switch", "tracepoint"),
     ("kprobe", "kprobe"), ("kprobe/do_sys_open", "kprobe"), ("kretprobe/do_sys_open", "kprobe"),
     ("uprobe/bin:func", "kprobe"), ("perf_event", "perf_event"), ("syscall", "syscall"),
     ("lwt_in", "lwt_in"), ("lwt_out", "lwt_out"), ("lwt_xmit", "lwt_xmit"), ("sk_skb/stream_parser", "sk_skb"),

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from .. import btf as btf_module
 from ..errors import BPFError
