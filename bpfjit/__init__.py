@@ -18,13 +18,15 @@ from .errors import (
     MapError,
     ObjectError,
     ProgramError,
+    VerifierError,
 )
 
 # Public name -> the submodule that defines it, imported when the name is first asked for.
 _LAZY = {"Object": "object", "load": "object", "register_helper": "object", "Program": "program"}
 
 __all__ = ["AsmError", "BPFError", "BPFRuntimeError", "BTFError", "DecodeError", "JITError", "KernelEngineError",
-           "MapError", "ObjectError", "ProgramError", "Object", "Program", "load", "register_helper"]
+           "MapError", "ObjectError", "ProgramError", "VerifierError", "Object", "Program", "load",
+           "register_helper"]
 
 
 def __getattr__(name: str) -> object:

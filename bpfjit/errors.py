@@ -70,3 +70,21 @@ class MapError(BPFError):
 
 class KernelEngineError(BPFError):
     """The opt-in kernel engine could not load or run a program (its child process failed)."""
+
+
+class VerifierError(ProgramError):
+    """The verifier rejected a program: the kernel's message, the instruction, and the log.
+
+    ``message`` is the kernel verifier's wording; ``log`` is the kernel-style verifier log (the
+    path that led to the error, with register states); ``line`` is the C source line from
+    ``.BTF.ext`` when the object has one.
+    """
+
+    def __init__(self, index: int, message: str, log: str = "", line: str | None = None, program: str = ""):
+        self.message = message
+        self.log = log
+        self.line = line
+        self.program = program
+        super().__init__(index, message + (f" (source: {line})" if line else ""))
+        if program:
+            self.args = (f"{program}: {self.args[0]}",)

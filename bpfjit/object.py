@@ -35,7 +35,8 @@ from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_
 from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.static_keys import StaticKey
-from .runtime.stdhelpers import KERNEL_HELPER_IDS, standard_helpers
+from .runtime.kernel_helpers import HELPER_IDS
+from .runtime.stdhelpers import standard_helpers
 
 # Helpers users registered with register_helper(): objects loaded afterwards can call them.
 _user_helpers = HelperRegistry()
@@ -64,9 +65,9 @@ def register_helper(id_or_name: int | str, fn: HelperFn, prototype: Prototype | 
     """
     if isinstance(id_or_name, str):
         name = id_or_name.removeprefix("bpf_")
-        if name not in KERNEL_HELPER_IDS:
+        if name not in HELPER_IDS:
             raise BPFError(f"unknown helper name {id_or_name!r}: register it by id instead")
-        helper_id = KERNEL_HELPER_IDS[name]
+        helper_id = HELPER_IDS[name]
     else:
         helper_id, name = int(id_or_name), getattr(fn, "__name__", f"helper_{id_or_name}")
     return _user_helpers.add(Helper(helper_id, name, fn, prototype or Prototype()))
@@ -132,7 +133,8 @@ class Object:
     """A loaded BPF object: its programs, maps and global variables."""
 
     def __init__(self, path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
-                 trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None):
+                 trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
+                 verify: bool = False, log_level: int = 1):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         self.trace_log: list[str] = []
@@ -164,7 +166,7 @@ class Object:
                               array_map=self._array_layout,
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
             ptype = program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
-            self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype)
+            self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
             self.programs[linked.name].section = linked.section
         self._initialise_map_values(by_number)
         self.globals = Globals(self, [d.name for d in self.elf.data_sections])
@@ -336,7 +338,8 @@ class Object:
 
 
 def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
-         trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None) -> Object:
+         trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
+         verify: bool = False, log_level: int = 1) -> Object:
     """Load a BPF ELF object: create its maps and global data, link and check its programs.
 
     rodata: values for ``const volatile`` globals, set before .rodata is frozen.
@@ -344,5 +347,7 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     (they are also kept in ``obj.trace_log``).
     programs: the names of the programs to load (libbpf's autoload); ``obj.programs`` then holds
     only these. By default every program but those in ``?``-prefixed sections.
+    verify: prove each program safe with the kernel verifier's rules (a rejection raises
+    VerifierError with the kernel's message and log); log_level: 1 or 2, as the kernel's.
     """
-    return Object(path, rodata, ncpus, trace, programs)
+    return Object(path, rodata, ncpus, trace, programs, verify, log_level)

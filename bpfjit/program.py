@@ -18,7 +18,7 @@ from typing import Callable, Literal, Sequence
 
 from . import asm as assembler
 from . import disasm, isa
-from .errors import BPFError
+from .errors import BPFError, VerifierError
 from .isa import Insn
 from .jit.engine import CompiledProgram, compile_program
 from .runtime.environment import Environment
@@ -34,7 +34,9 @@ from .runtime.static_keys import NativeSite, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
 from .runtime.stdhelpers import TAIL_CALL
 from .verifier import cfg
+from .verifier.check import Verdict
 from .verifier.ctx_access import rewrite_ctx_access
+from .verifier.verify import verify as verify_program
 
 Engine = Literal["jit", "interp"]
 ENGINES: tuple[str, ...] = ("jit", "interp")
@@ -63,7 +65,9 @@ class Program:
     """A structurally checked BPF program, ready to run interpreted or jitted."""
 
     def __init__(self, insns: Sequence[Insn], env: Environment | None = None, name: str = "prog",
-                 prog_type: str = "raw"):
+                 prog_type: str = "raw", verify: bool = False, log_level: int = 1):
+        """verify: prove the program safe with the kernel verifier's rules first (VerifierError
+        if not); log_level: the verifier log's detail (1: the path to an error, 2: every state)."""
         if prog_type not in PROGRAM_TYPES:
             raise BPFError(f"unknown program type {prog_type!r} (known: {', '.join(PROGRAM_TYPES)})")
         self.type = PROGRAM_TYPES[prog_type]
@@ -74,6 +78,13 @@ class Program:
         started = time.perf_counter()
         self.facts = cfg.analyse(self.original_insns, self.env.helpers,
                                  self.env.function_tokens.values() if self.env.function_tokens else ())
+        # What the verifier proved (None: not verified).
+        self.verification: Verdict | None = None
+        if verify:
+            try:
+                self.verification = verify_program(self.original_insns, self.facts, self.env, self.type, log_level)
+            except VerifierError as error:
+                raise VerifierError(error.index, error.message, error.log, error.line, name) from None
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)
@@ -91,16 +102,17 @@ class Program:
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def from_bytes(cls, code: bytes, prog_type: str = "raw", helpers: HelperRegistry | None = None,
-                   name: str = "prog") -> "Program":
+                   name: str = "prog", verify: bool = False, log_level: int = 1) -> "Program":
         """A program from raw bytecode (8-byte little-endian slots)."""
-        return cls(isa.decode(code), Environment(helpers=helpers or HelperRegistry()), name, prog_type)
+        return cls(isa.decode(code), Environment(helpers=helpers or HelperRegistry()), name, prog_type, verify,
+                   log_level)
 
     @classmethod
     def from_asm(cls, text: str, prog_type: str = "raw", helpers: HelperRegistry | None = None,
-                 name: str = "prog") -> "Program":
+                 name: str = "prog", verify: bool = False, log_level: int = 1) -> "Program":
         """A program from bpf_conformance-syntax assembly."""
         return cls(assembler.assemble_insns(text), Environment(helpers=helpers or HelperRegistry()), name,
-                   prog_type)
+                   prog_type, verify, log_level)
 
     @property
     def bytecode(self) -> bytes:
@@ -164,7 +176,8 @@ class Program:
         A bytearray is updated in place with the memory as the program left it. max_steps and
         timeout bound the run as in test_run.
         """
-        result = self.test_run(mem, engine=engine, max_steps=max_steps, timeout=timeout)  # raw programs only take memory
+        # raw programs only take memory
+        result = self.test_run(mem, engine=engine, max_steps=max_steps, timeout=timeout)
         if isinstance(mem, bytearray):
             mem[:] = result.data_out
         return result.retval

@@ -21,6 +21,7 @@ from bpfjit.isa import MASK64
 
 from . import helper_args, maps, run_context
 from .helpers import Helper, HelperRegistry, Prototype
+from .kernel_helpers import helper_name
 from .printk import format_printk
 from .status import BPF_MAX_LOOPS, MAX_TAIL_CALLS, HelperFault, Status
 
@@ -36,22 +37,6 @@ KTIME_GET_BOOT_NS = 125
 RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_SUBMIT, RINGBUF_DISCARD, RINGBUF_QUERY = 130, 131, 132, 133, 134
 FOR_EACH_MAP_ELEM, LOOP = 164, 181
 
-# Kernel helper names (without the bpf_ prefix) -> ids, for registering helpers by name.
-KERNEL_HELPER_IDS = {
-    "map_lookup_elem": 1, "map_update_elem": 2, "map_delete_elem": 3, "probe_read": 4, "ktime_get_ns": 5,
-    "trace_printk": 6, "get_prandom_u32": 7, "get_smp_processor_id": 8, "skb_store_bytes": 9,
-    "l3_csum_replace": 10, "l4_csum_replace": 11, "tail_call": 12, "get_current_pid_tgid": 14,
-    "get_current_uid_gid": 15, "get_current_comm": 16, "redirect": 23, "perf_event_output": 25,
-    "skb_load_bytes": 26, "get_stackid": 27, "csum_diff": 28, "get_current_task": 35, "get_numa_node_id": 42,
-    "xdp_adjust_head": 44, "probe_read_str": 45, "redirect_map": 51, "xdp_adjust_tail": 65, "get_stack": 67,
-    "get_current_cgroup_id": 80, "map_push_elem": 87, "map_pop_elem": 88, "map_peek_elem": 89,
-    "spin_lock": 93, "spin_unlock": 94, "strtol": 105, "strtoul": 106, "probe_read_user": 112,
-    "probe_read_kernel": 113, "probe_read_user_str": 114, "probe_read_kernel_str": 115, "jiffies64": 118,
-    "ktime_get_boot_ns": 125, "ringbuf_output": 130, "ringbuf_reserve": 131, "ringbuf_submit": 132,
-    "ringbuf_discard": 133, "ringbuf_query": 134, "copy_from_user": 148, "ktime_get_coarse_ns": 160,
-    "for_each_map_elem": 164, "snprintf": 165, "trace_vprintk": 177, "loop": 181, "strncmp": 182,
-    "kptr_xchg": 194, "map_lookup_percpu_elem": 195, "ktime_get_tai_ns": 208,
-}
 
 _cpu = threading.local()
 _cpu_numbers: dict[int, int] = {}
@@ -296,7 +281,8 @@ def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
         printed = format_printk(raw, [a1, a2, a3])
         sink(printed.text.decode(errors="replace"))
         return printed.length
-    return Helper(TRACE_PRINTK, "trace_printk", trace_printk, Prototype("integer", ("mem", "size", "any", "any", "any")))
+    # The kernel declares only fmt and its size: r3-r5 may be unset when the format uses fewer.
+    return Helper(TRACE_PRINTK, "trace_printk", trace_printk, Prototype("integer", ("mem", "size")))
 
 
 def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegistry:
@@ -311,10 +297,10 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (KTIME_GET_NS, ktime_get_ns, (), "integer"),
         (KTIME_GET_BOOT_NS, ktime_get_boot_ns, (), "integer"),
         (GET_PRANDOM_U32, get_prandom_u32, (), "integer"),
-        (PROBE_READ, probe_read_kernel, ("uninit_mem", "size", "any"), "integer"),
-        (PROBE_READ_KERNEL, probe_read_kernel, ("uninit_mem", "size", "any"), "integer"),
-        (PROBE_READ_KERNEL_STR, probe_read_kernel_str, ("uninit_mem", "size", "any"), "integer"),
-        (RINGBUF_OUTPUT, ringbuf_output, ("map", "mem", "size", "integer"), "integer"),
+        (PROBE_READ, probe_read_kernel, ("uninit_mem", "size_or_zero", "any"), "integer"),
+        (PROBE_READ_KERNEL, probe_read_kernel, ("uninit_mem", "size_or_zero", "any"), "integer"),
+        (PROBE_READ_KERNEL_STR, probe_read_kernel_str, ("uninit_mem", "size_or_zero", "any"), "integer"),
+        (RINGBUF_OUTPUT, ringbuf_output, ("map", "mem", "size_or_zero", "integer"), "integer"),
         (RINGBUF_RESERVE, ringbuf_reserve, ("map", "const_size", "integer"), "ringbuf_mem_or_null"),
         (RINGBUF_SUBMIT, ringbuf_submit, ("ringbuf_mem", "integer"), "void"),
         (RINGBUF_DISCARD, ringbuf_discard, ("ringbuf_mem", "integer"), "void"),
@@ -325,8 +311,7 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
         (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
     ]
-    names = {helper_id: name for name, helper_id in KERNEL_HELPER_IDS.items()}  # errors name the kernel's helper
-    registry = HelperRegistry([Helper(i, names[i], fn, Prototype(ret, args)) for i, fn, args, ret in table])
+    registry = HelperRegistry([Helper(i, helper_name(i), fn, Prototype(ret, args)) for i, fn, args, ret in table])
     registry.add(trace_printk_helper(trace))
     registry.register(GET_SMP_PROCESSOR_ID, lambda *_: current_cpu(ncpus), "get_smp_processor_id",
                       Prototype("integer"))

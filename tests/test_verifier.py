@@ -1,0 +1,125 @@
+"""The verifier's rules, one program each: what the kernel accepts runs, what it rejects is a
+VerifierError with the kernel's message (kernel/bpf/verifier.c wording)."""
+from __future__ import annotations
+
+import pytest
+
+import bpfjit
+from bpfjit import VerifierError
+from bpfjit.program import Program
+
+REJECTED = [
+    # registers
+    ("raw", "exit", "R0 !read_ok"),
+    ("raw", "mov %r0, %r3\nexit", "R3 !read_ok"),
+    ("raw", "lddw %r1, 0x4141414141414141\nstxdw [%r1], %r1\nmov %r0, 0\nexit", "R1 invalid mem access 'scalar'"),
+    ("raw", "mov %r0, 1\ndiv %r0, 0\nexit", "div by zero"),
+    ("raw", "mov %r0, 1\nlsh %r0, 64\nexit", "invalid shift 64"),
+    # the stack
+    ("raw", "stdw [%r10+0], 1\nmov %r0, 0\nexit", "invalid write to stack R10 off=0 size=8"),
+    ("raw", "stdw [%r10-520], 1\nmov %r0, 0\nexit", "invalid write to stack R10 off=-520 size=8"),
+    ("raw", "stw [%r10-6], 1\nmov %r0, 0\nexit", "misaligned stack access"),
+    ("raw", "mov %r2, %r10\nstxw [%r10-8], %r2\nmov %r0, 0\nexit", "invalid size of register spill"),
+    # pointer arithmetic
+    ("xdp", "mov %r0, %r1\nand %r0, 1\nexit", "R0 bitwise operator &= on pointer prohibited"),
+    ("xdp", "mov %r0, %r1\nmul %r0, 2\nexit", "R0 pointer arithmetic with *= operator prohibited"),
+    ("xdp", "mov32 %r0, 1\nadd32 %r1, %r0\nmov %r0, 0\nexit", "R1 32-bit pointer arithmetic prohibited"),
+    ("xdp", "mov %r0, 1\nsub %r0, %r1\nexit", "R0 tried to subtract pointer from scalar"),
+    # the context
+    ("xdp", "ldxw %r0, [%r1+24]\nexit", "invalid bpf_context access off=24 size=4"),
+    ("xdp", "add %r1, 4\nldxw %r0, [%r1+0]\nexit", "dereference of modified ctx ptr R1 off=4 disallowed"),
+    ("xdp", "stw [%r1+12], 1\nmov %r0, 0\nexit", "invalid bpf_context access off=12 size=4"),
+    # packets: data_end must be checked first
+    ("xdp", "ldxw %r2, [%r1+0]\nldxb %r0, [%r2+0]\nexit", "invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)"),
+    ("xdp", """ldxw %r2, [%r1+0]
+               ldxw %r3, [%r1+4]
+               mov %r4, %r2
+               add %r4, 4
+               jgt %r4, %r3, +2
+               ldxw %r0, [%r2+2]
+               exit
+               mov %r0, 0
+               exit""", "invalid access to packet, off=2 size=4, R2(id=0,off=0,r=4)"),
+    ("xdp", "ldxw %r3, [%r1+4]\nldxb %r0, [%r3+0]\nexit", "R3 invalid mem access 'pkt_end'"),
+    ("xdp", "ldxw %r3, [%r1+4]\nadd %r3, 1\nmov %r0, 0\nexit", "R3 pointer arithmetic on pkt_end prohibited"),
+    ("socket", "ldxw %r2, [%r1+76]\nmov %r0, 0\nexit", "invalid bpf_context access off=76 size=4"),
+    # control flow
+    ("raw", "l: ja l\nexit", "infinite loop detected at insn 0"),
+    ("raw", "mov %r0, 0\nl: jeq %r0, 0, l\nexit", "infinite loop detected at insn 1"),
+]
+
+
+@pytest.mark.parametrize("ptype, text, message", REJECTED)
+def test_rejected_with_the_kernels_message(ptype, text, message):
+    with pytest.raises(VerifierError) as caught:
+        Program.from_asm(text, prog_type=ptype, verify=True)
+    assert message in caught.value.message
+    assert caught.value.log.endswith(caught.value.message)
+
+
+ACCEPTED = [
+    ("raw", "mov %r0, 0\nexit", b"", 0),
+    # a bounded loop: explored iteration by iteration
+    ("raw", "mov %r0, 0\nl: add %r0, 1\njlt %r0, 10, l\nexit", b"", 10),
+    # spill and fill keep a pointer's type
+    ("xdp", """stxdw [%r10-8], %r1
+               ldxdw %r2, [%r10-8]
+               ldxw %r0, [%r2+12]
+               exit""", bytes(64), 1),
+    # a checked packet read, through a copy of the checked pointer
+    ("xdp", """ldxw %r2, [%r1+0]
+               ldxw %r3, [%r1+4]
+               mov %r4, %r2
+               add %r4, 14
+               jgt %r4, %r3, +2
+               ldxb %r0, [%r2+13]
+               exit
+               mov %r0, 0
+               exit""", bytes(13) + b"\x07" + bytes(50), 7),
+    # a dead branch is not explored: r1 is known to be 5
+    ("raw", "mov %r1, 5\njeq %r1, 5, +1\nldxdw %r0, [%r1+0]\nmov %r0, 2\nexit", b"", 2),
+    # a raw program's memory is checked at run time, not proven
+    ("raw", "ldxb %r0, [%r1+3]\nexit", b"\0\0\0\x09", 9),
+]
+
+
+@pytest.mark.parametrize("ptype, text, data, expected", ACCEPTED)
+def test_accepted_programs_run_on_both_engines(ptype, text, data, expected):
+    prog = Program.from_asm(text, prog_type=ptype, verify=True)
+    assert prog.verification is not None and prog.verification.stats.insns_processed > 0
+    for engine in ("jit", "interp"):
+        assert prog.test_run(data, engine=engine).retval == expected
+
+
+def test_map_value_bounds_and_null_checks(tmp_path):
+    """Map lookups give map_value_or_null: a NULL check makes them map values of value_size
+    bytes; an access past the value is the kernel's invalid access to map value."""
+    from bpfjit.runtime.maps import MapSpec, create_map
+    from bpfjit.runtime.map_types import MapType
+    from bpfjit.runtime.environment import Environment
+    from bpfjit.runtime.stdhelpers import standard_helpers
+    from bpfjit import isa
+    m = create_map(MapSpec("counts", MapType.ARRAY, 4, 8, 4))
+    env = Environment(standard_helpers(print), [*m.regions()], lambda insn, index: m.handle)
+    load = isa.lddw(1, 0, isa.PSEUDO_MAP_FD)
+    body = [
+        *bpfjit.asm.assemble_insns("stw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4"), *load,
+        *bpfjit.asm.assemble_insns("call 1"),
+    ]
+
+    def program(tail: str) -> Program:
+        return Program(body + bpfjit.asm.assemble_insns(tail), env, "prog", "raw", verify=True)
+
+    with pytest.raises(VerifierError, match="R0 invalid mem access 'map_value_or_null'"):
+        program("ldxdw %r0, [%r0+0]\nexit")
+    with pytest.raises(VerifierError, match="invalid access to map value, value_size=8 off=8 size=1"):
+        program("jeq %r0, 0, +2\nldxb %r0, [%r0+8]\nexit\nmov %r0, 0\nexit")
+    ok = program("jeq %r0, 0, +2\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit")
+    assert ok.test_run(engine="interp").retval == 0
+
+
+def test_unverified_by_default_and_opt_in_for_objects():
+    hostile = "lddw %r1, 0x4141414141414141\nstxdw [%r1], %r1\nmov %r0, 0\nexit"
+    assert Program.from_asm(hostile).verification is None  # unverified: checked at run time instead
+    obj = bpfjit.load(pytest.importorskip("pathlib").Path(__file__).parent / "progs" / "xdp_parse.o", verify=True)
+    assert all(p.verification is not None for p in obj.programs.values())

@@ -1,0 +1,123 @@
+"""ALU and ALU64 instructions: scalar arithmetic, and the pointer arithmetic the kernel allows.
+
+Scalars go through :mod:`.scalar` (the kernel's ``adjust_scalar_min_max_vals``). A pointer may
+only move by an offset (``ptr += scalar``, ``ptr -= scalar``, ``scalar += ptr``) in 64-bit
+arithmetic, and not every pointer may move; the difference of two pointers is an unknown scalar
+(privileged mode). Everything else on a pointer is rejected with the kernel's message
+(``adjust_ptr_min_max_vals``, ``check_alu_op``).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+from . import scalar as values
+from .log import Rejected
+from .scalar import Scalar
+from .state import PACKET_TYPES, Reg, RegType, State, const, scalar
+
+# Offsets a pointer may carry, fixed or variable (the kernel's BPF_MAX_VAR_OFF).
+MAX_VAR_OFF = 1 << 29
+_OP_NAMES = {isa.ADD: "+=", isa.SUB: "-=", isa.MUL: "*=", isa.DIV: "/=", isa.OR: "|=", isa.AND: "&=",
+             isa.LSH: "<<=", isa.RSH: ">>=", isa.MOD: "%=", isa.XOR: "^=", isa.ARSH: "s>>=",
+             isa.NEG: "neg", isa.END: "endian", isa.MOV: "="}
+# Pointers that may not move at all.
+_FIXED = (RegType.PTR_TO_PACKET_END, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_FUNC)
+
+
+def check_alu(state: State, insn: Insn, new_id) -> None:
+    """Apply one ALU/ALU64 instruction to state (raises Rejected with the kernel's message)."""
+    regs = state.regs
+    op, is64 = insn.op, insn.cls == isa.ALU64
+    dst = regs[insn.dst]
+    uses_src = insn.source == isa.X and op not in (isa.NEG, isa.END)
+    if uses_src:
+        src = regs[insn.src]
+        _readable(src, insn.src)
+    else:
+        src = const(insn.imm if is64 else insn.imm & isa.MASK32)
+    if op != isa.MOV:
+        _readable(dst, insn.dst)
+    if op in (isa.DIV, isa.MOD) and insn.source == isa.K and insn.imm == 0:
+        raise Rejected("div by zero")
+    if op in (isa.LSH, isa.RSH, isa.ARSH) and insn.source == isa.K and not 0 <= insn.imm < (64 if is64 else 32):
+        raise Rejected(f"invalid shift {insn.imm}")
+    if op == isa.MOV:
+        regs[insn.dst] = _move(insn, src, is64, new_id)
+        if uses_src and is64 and not insn.is_movsx and regs[insn.dst].is_scalar and regs[insn.dst].id:
+            regs[insn.src] = regs[insn.dst]  # both now carry the id that links them
+        return
+    if dst.is_pointer or src.is_pointer:
+        regs[insn.dst] = _pointer_alu(insn, dst, src, is64, new_id)
+        return
+    regs[insn.dst] = scalar(values.alu(insn, dst.value, src.value))
+
+
+def _readable(reg: Reg, number: int) -> None:
+    if reg.type == RegType.NOT_INIT:
+        raise Rejected(f"R{number} !read_ok")
+
+
+def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:
+    if insn.source == isa.K:
+        return src
+    if insn.is_movsx:
+        if src.is_pointer:
+            raise Rejected(f"R{insn.src} sign-extension part of pointer")
+        return scalar(values.alu(insn, Scalar.unknown(), src.value))
+    if not is64:
+        if src.is_pointer:  # a partial copy of a pointer is a number the program may leak
+            return scalar(values.alu(insn, Scalar.unknown(), Scalar.unknown()))
+        return scalar(values.alu(insn, Scalar.unknown(), src.value))
+    if src.is_scalar and not src.value.is_const and src.id == 0:
+        return replace(src, id=new_id())
+    return src
+
+
+def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
+    op = insn.op
+    if dst.is_pointer and src.is_pointer:
+        if op == isa.SUB and is64:
+            return scalar()
+        raise Rejected(f"R{insn.dst} pointer {_OP_NAMES[op]} pointer prohibited")
+    if op in (isa.NEG, isa.END):
+        return scalar()  # privileged: the pointer becomes a number
+    pointer, offset = (dst, src) if dst.is_pointer else (src, dst)
+    if not is64:
+        raise Rejected(f"R{insn.dst} 32-bit pointer arithmetic prohibited")
+    if pointer.maybe_null:
+        raise Rejected(f"R{insn.dst} pointer arithmetic on {pointer.type_name()} prohibited, null-check it first")
+    if pointer.type in _FIXED:
+        raise Rejected(f"R{insn.dst} pointer arithmetic on {pointer.type_name()} prohibited")
+    if op == isa.SUB and not dst.is_pointer:
+        raise Rejected(f"R{insn.dst} tried to subtract pointer from scalar")
+    if op in (isa.AND, isa.OR, isa.XOR):
+        raise Rejected(f"R{insn.dst} bitwise operator {_OP_NAMES[op]} on pointer prohibited")
+    if op not in (isa.ADD, isa.SUB):
+        raise Rejected(f"R{insn.dst} pointer arithmetic with {_OP_NAMES[op]} operator prohibited")
+    amount = offset.value
+    _sane_offset(amount, pointer)
+    if amount.is_const:
+        delta = isa.s64(amount.const_value)
+        moved = replace(pointer, off=pointer.off + (-delta if op == isa.SUB else delta))
+        if abs(moved.off) >= MAX_VAR_OFF:
+            raise Rejected(f"{pointer.type_name()} pointer offset {moved.off} is not allowed")
+        return moved
+    variable = values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount)
+    moved = replace(pointer, value=variable)
+    if pointer.type in PACKET_TYPES:  # a new packet pointer: its range must be proven again
+        moved = replace(moved, id=new_id(), range=0)
+    return moved
+
+
+def _sane_offset(amount: Scalar, pointer: Reg) -> None:
+    """check_reg_sane_offset: offsets a pointer may move by (beyond them bounds checks overflow)."""
+    kind = pointer.type_name()
+    if amount.is_const and abs(isa.s64(amount.const_value)) >= MAX_VAR_OFF:
+        raise Rejected(f"math between {kind} pointer and {isa.s64(amount.const_value)} is not allowed")
+    if amount.smin == -(1 << 63):
+        raise Rejected(f"math between {kind} pointer and register with unbounded min value is not allowed")
+    if abs(amount.smin) >= MAX_VAR_OFF:
+        raise Rejected(f"value {amount.smin} makes {kind} pointer be out of bounds")

@@ -1,0 +1,323 @@
+"""Calls and exits: helper arguments and results, bpf-to-bpf frames, callbacks, references, locks.
+
+A helper's prototype (``runtime.helpers.Prototype``: one kind per argument, a return kind) says
+what each argument register must hold (``check_func_arg``): the map, a key or value of that map's
+size, memory of the size the next argument gives, the context, a function, a ring-buffer record
+to release, a spin lock at its exact place. After the call r1-r5 are unreadable and r0 holds the
+result (``check_helper_call``). A bpf-to-bpf call pushes a frame whose r1-r5 are the caller's and
+whose stack is new; its exit hands r0 back. The main program's exit needs a readable scalar r0,
+no reference left unreleased and no lock held.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+from bpfjit.runtime.kernel_helpers import helper_name
+from bpfjit.runtime.map_types import MapType
+
+from .alu import MAX_VAR_OFF
+from .log import Rejected
+from .memory import Access, mark_written
+from .scalar import Scalar, format_scalar
+from .state import (ARG_REGS, CALLER_SAVED, NOT_INIT, Frame, Lock, MapInfo, Reference, Reg, RegType, State,
+                    scalar)
+
+if TYPE_CHECKING:
+    from .check import Verifier
+
+MAX_CALL_FRAMES = 8
+_MEMORY_TYPES = (RegType.PTR_TO_STACK, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_MAP_KEY,
+                 RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM)
+_MEMORY_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
+# Helpers a program may call while it holds a bpf_spin_lock.
+_ALLOWED_UNDER_LOCK = {"spin_unlock"}
+# Helpers that work only on some map types, and those types (check_map_func_compatibility).
+_MAP_HELPERS = {
+    "ringbuf_output": {MapType.RINGBUF}, "ringbuf_reserve": {MapType.RINGBUF},
+    "ringbuf_query": {MapType.RINGBUF}, "tail_call": {MapType.PROG_ARRAY},
+    "map_push_elem": {MapType.QUEUE, MapType.STACK}, "map_pop_elem": {MapType.QUEUE, MapType.STACK},
+    "map_peek_elem": {MapType.QUEUE, MapType.STACK},
+}
+# Map types no lookup/update/delete helper works on.
+_NO_ELEMENT_HELPERS = {MapType.RINGBUF, MapType.PROG_ARRAY, MapType.QUEUE, MapType.STACK}
+
+
+@dataclass
+class _CallMeta:
+    """What earlier arguments tell later ones (the kernel's bpf_call_arg_meta)."""
+    map: MapInfo | None = None
+    memory: tuple[int, Reg] | None = None  # (regno, reg) of the memory the next size argument sizes
+    uninit_memory: bool = False
+    release_id: int = 0
+    record_size: int = 0
+    callback: int | None = None  # start slot of a callback function argument
+
+
+def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
+    helper = v.helpers.get(insn.imm)
+    name = helper_name(insn.imm) if helper is None else helper.name
+    if state.lock is not None and name not in _ALLOWED_UNDER_LOCK:
+        raise Rejected("function calls are not allowed while holding a lock")
+    meta = _CallMeta()
+    args = helper.proto.args if helper is not None else ()
+    for position, kind in enumerate(args):
+        _check_arg(v, state, kind, position + 1, meta, insn.imm, name)
+    _special_effects(v, state, name, meta, index)
+    callback_regs = list(state.regs)
+    for regno in CALLER_SAVED:
+        state.regs[regno] = NOT_INIT
+    state.regs[0] = _result(v, helper.proto.ret if helper is not None else "integer", meta, state, index)
+    if meta.callback is not None:
+        v.verify_callback(state, meta.callback, callback_regs, name, index)
+
+
+def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMeta, helper_id: int,
+               name: str) -> None:
+    reg = state.regs[regno]
+    if kind in ("dontcare",):
+        return
+    if reg.type == RegType.NOT_INIT:
+        raise Rejected(f"R{regno} !read_ok")
+    if kind in ("any", "integer"):
+        return
+    if kind in ("map", "prog_array"):
+        if reg.type != RegType.CONST_PTR_TO_MAP or reg.maybe_null:
+            raise Rejected(f"R{regno} type={reg.type_name()} expected=map_ptr")
+        meta.map = reg.map
+        _map_compatible(reg.map, name, helper_id)
+        return
+    if kind in ("key", "value", "uninit_value"):
+        if meta.map is None:
+            raise Rejected(f"invalid map_ptr to access map->{'key' if kind == 'key' else 'value'}")
+        size = meta.map.key_size if kind == "key" else meta.map.value_size
+        _memory(v, state, regno, reg, size, write=kind == "uninit_value", zero_ok=False)
+        return
+    if kind in ("mem", "uninit_mem"):
+        if reg.is_null:
+            meta.memory = (regno, reg)
+            return
+        if reg.type not in _MEMORY_TYPES or reg.maybe_null:
+            raise Rejected(f"R{regno} type={reg.type_name()} expected={_MEMORY_EXPECTED}")
+        meta.memory, meta.uninit_memory = (regno, reg), kind == "uninit_mem"
+        return
+    if kind in ("size", "size_or_zero"):
+        _size(v, state, regno, reg, meta, zero_ok=kind == "size_or_zero")
+        return
+    if kind == "const_size":
+        if not (reg.is_scalar and reg.value.is_const):
+            raise Rejected(f"R{regno} is not a known constant'")
+        meta.record_size = reg.value.const_value
+        return
+    if kind == "ctx":
+        if reg.type != RegType.PTR_TO_CTX:
+            raise Rejected(f"R{regno} type={reg.type_name()} expected=ctx")
+        if reg.off:
+            raise Rejected(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+        return
+    if kind == "func":
+        if reg.type != RegType.PTR_TO_FUNC:
+            raise Rejected(f"R{regno} type={reg.type_name()} expected=func")
+        meta.callback = reg.subprog
+        return
+    if kind == "stack_or_null":
+        if not (reg.is_null or reg.type == RegType.PTR_TO_STACK):
+            raise Rejected(f"R{regno} type={reg.type_name()} expected=fp")
+        return
+    if kind == "ringbuf_mem":
+        if reg.type != RegType.PTR_TO_MEM or not reg.ringbuf or reg.maybe_null:
+            raise Rejected(f"R{regno} type={reg.type_name()} expected=ringbuf_mem")
+        if not reg.ref_obj_id:
+            raise Rejected(f"R{regno} must be referenced when passed to release function")
+        if reg.off or not reg.value.is_const or reg.value.const_value:
+            raise Rejected(f"R{regno} must have zero offset when passed to release func")
+        meta.release_id = reg.ref_obj_id
+        return
+    if kind == "spin_lock":
+        _spin_lock_arg(reg, regno)
+        return
+    raise Rejected(f"unsupported arg type {kind} of helper {name}#{helper_id}")
+
+
+def _map_compatible(info: MapInfo, name: str, helper_id: int) -> None:
+    allowed = _MAP_HELPERS.get(name)
+    element_op = name in ("map_lookup_elem", "map_update_elem", "map_delete_elem")
+    if (allowed is not None and info.map_type not in allowed) or \
+            (element_op and info.map_type in _NO_ELEMENT_HELPERS):
+        raise Rejected(f"cannot pass map_type {info.map_type} into func bpf_{name}#{helper_id}")
+
+
+def _size(v: "Verifier", state: State, regno: int, reg: Reg, meta: _CallMeta, zero_ok: bool) -> None:
+    if not reg.is_scalar:
+        raise Rejected(f"R{regno} type={reg.type_name()} expected=scalar")
+    value = reg.value
+    if value.smin < 0:
+        raise Rejected(f"R{regno} min value is negative, either use unsigned or 'var &= const'")
+    if value.umin == 0 and not zero_ok:
+        raise Rejected(f"R{regno} invalid zero-sized read: u64=[{value.umin},{value.umax}]")
+    if value.umax >= MAX_VAR_OFF:
+        raise Rejected(f"R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'")
+    if meta.memory is None:
+        return
+    mem_regno, mem = meta.memory
+    if mem.is_null:
+        if value.umax:
+            raise Rejected(f"R{mem_regno} type=scalar expected={_MEMORY_EXPECTED}")
+        return
+    if value.umax:
+        _memory(v, state, mem_regno, mem, value.umax, write=meta.uninit_memory, zero_ok=zero_ok)
+
+
+def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool, zero_ok: bool) -> None:
+    """check_helper_mem_access: [reg, reg + size) is memory the helper may read (or write)."""
+    if reg.type not in _MEMORY_TYPES or reg.maybe_null:
+        raise Rejected(f"R{regno} type={reg.type_name()} expected={_MEMORY_EXPECTED}")
+    if reg.type == RegType.PTR_TO_STACK:
+        _stack_range(state, regno, reg, size, write)
+        return
+    if reg.type == RegType.PTR_TO_MAP_VALUE and write and reg.map.read_only:
+        raise Rejected(f"write into map forbidden, value_size={reg.map.value_size} off={reg.off} size={size}")
+    # Every other kind is checked like a load of `size` bytes at the pointer.
+    probe = State([Frame([reg] + [NOT_INIT] * 10, {}, 0, 0)])
+    v.memory.access(probe, Access(0, 0, size, False), None, v.current_index)
+
+
+def _stack_range(state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
+    frame = state.frames[reg.frameno]
+    var = reg.value
+    low = reg.off + var.smin
+    high = reg.off + var.smax + size
+    if var.is_const:
+        low = reg.off + isa.s64(var.const_value)
+        high = low + size
+    if low < -isa.STACK_SIZE or high > 0 or var.smax >= MAX_VAR_OFF:
+        if var.is_const:
+            raise Rejected(f"invalid indirect access to stack R{regno} off={low} size={size}")
+        raise Rejected(f"invalid variable-offset indirect access to stack R{regno} var_off={var.var_off} "
+                       f"off={reg.off} size={size}")
+    if write:
+        mark_written(frame, low, high - low)
+
+
+def _spin_lock_arg(reg: Reg, regno: int) -> None:
+    if reg.type != RegType.PTR_TO_MAP_VALUE or reg.maybe_null:
+        raise Rejected(f"R{regno} type={reg.type_name()} expected=map_value")
+    if not reg.value.is_const:
+        raise Rejected(f"R{regno} doesn't have constant offset. bpf_spin_lock has to be at the constant offset")
+    if reg.map.lock_offset is None:
+        raise Rejected(f"map '{reg.map.name}' has no valid bpf_spin_lock")
+    offset = reg.off + reg.value.const_value
+    if offset != reg.map.lock_offset:
+        raise Rejected(f"off {offset} doesn't point to 'struct bpf_spin_lock' that is at {reg.map.lock_offset}")
+
+
+def _special_effects(v: "Verifier", state: State, name: str, meta: _CallMeta, index: int) -> None:
+    """What a helper does to the state beyond its result: locks taken and released, references
+    released."""
+    regs = state.regs
+    if name == "spin_lock":
+        if state.lock is not None:
+            raise Rejected("Locking two bpf_spin_locks are not allowed")
+        reg = regs[1]
+        state.lock = Lock(reg.map.handle, reg.off + reg.value.const_value, reg.id)
+    elif name == "spin_unlock":
+        reg = regs[1]
+        if state.lock is None:
+            raise Rejected("bpf_spin_unlock without taking a lock")
+        if (state.lock.map_handle, state.lock.offset) != (reg.map.handle, reg.off + reg.value.const_value):
+            raise Rejected("bpf_spin_unlock of different lock")
+        state.lock = None
+    if meta.release_id:
+        if not any(ref.id == meta.release_id for ref in state.refs):
+            raise Rejected("R1 must be referenced when passed to release function")
+        state.refs = [ref for ref in state.refs if ref.id != meta.release_id]
+        for frame in state.frames:
+            frame.regs[:] = [scalar() if r.ref_obj_id == meta.release_id else r for r in frame.regs]
+
+
+def _result(v: "Verifier", ret: str, meta: _CallMeta, state: State, index: int) -> Reg:
+    if ret == "void":
+        return NOT_INIT
+    if ret == "map_value_or_null":
+        info = meta.map
+        if info is not None and info.inner is not None and info.map_type in (MapType.ARRAY_OF_MAPS,
+                                                                             MapType.HASH_OF_MAPS):
+            return Reg(RegType.CONST_PTR_TO_MAP, map=info.inner, maybe_null=True, id=v.new_id())
+        return Reg(RegType.PTR_TO_MAP_VALUE, map=info, maybe_null=True, id=v.new_id())
+    if ret == "ringbuf_mem_or_null":
+        reference = v.new_id()
+        state.refs.append(Reference(reference, index))
+        return Reg(RegType.PTR_TO_MEM, mem_size=meta.record_size, maybe_null=True, ringbuf=True,
+                   id=reference, ref_obj_id=reference)
+    return scalar(Scalar.unknown() if ret != "u32" else Scalar.from_load(4, False))
+
+
+# --- bpf-to-bpf calls and exits -------------------------------------------------------------------
+
+def local_call(v: "Verifier", state: State, target: int, index: int) -> int:
+    """Enter the function at slot `target`: a new frame with the caller's r1-r5; return `target`.
+
+    bpfjit also lets callx reach a function whose pointer (PTR_TO_FUNC) the verifier tracked."""
+    if state.lock is not None:
+        raise Rejected("function calls are not allowed while holding a lock")
+    if len(state.frames) >= MAX_CALL_FRAMES:
+        raise Rejected(f"the call stack of {len(state.frames) + 1} frames is too deep !")
+    caller = state.frame
+    regs = [NOT_INIT] * 11
+    for regno in ARG_REGS:
+        regs[regno] = caller.regs[regno]
+    frameno = len(state.frames)
+    regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0), frameno=frameno)
+    state.frames.append(Frame(regs, {}, frameno, target, callsite=index))
+    return target
+
+
+def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
+    """Leave the current function: the slot the caller continues at, or None at program exit."""
+    r0 = state.regs[0]
+    if r0.type == RegType.NOT_INIT:
+        raise Rejected("R0 !read_ok")
+    frame = state.frame
+    if len(state.frames) > 1:
+        if r0.type == RegType.PTR_TO_STACK and r0.frameno == frame.frameno:
+            raise Rejected("cannot return stack pointer to the caller")
+        if frame.callback_ret is not None:  # the helper's caller goes on along its own path
+            _check_range(r0, frame.callback_ret, "At callback return")
+            return None
+        state.frames.pop()
+        caller = state.frame
+        for regno in CALLER_SAVED:
+            caller.regs[regno] = NOT_INIT
+        caller.regs[0] = r0
+        return frame.callsite + 1
+    if state.lock is not None:
+        raise Rejected("bpf_spin_unlock is missing")
+    for ref in state.refs:
+        raise Rejected(f"Unreleased reference id={ref.id} alloc_insn={ref.insn}")
+    if r0.is_pointer:
+        return None  # privileged programs may return a pointer (the kernel allows the leak)
+    if v.return_range is not None:
+        _check_range(r0, v.return_range, "At program exit")
+    return None
+
+
+def _check_range(r0: Reg, allowed: tuple[int, int], where: str) -> None:
+    low, high = allowed
+    if not r0.is_scalar:
+        raise Rejected(f"{where} the register R0 is not a known value ({r0.type_name()})")
+    value = r0.value
+    if value.smin < low or value.smax > high:
+        raise Rejected(f"{where} the register R0 has {format_scalar(value)[len('scalar'):] or 'unknown'} "
+                       f"should have been in [{low}, {high}]")
+
+
+def make_callback_frame(v: "Verifier", state: State, start: int, args: list[Reg], ret: tuple[int, int],
+                        callsite: int) -> None:
+    frameno = len(state.frames)
+    regs = [NOT_INIT] * 11
+    for regno, reg in zip(ARG_REGS, args):
+        regs[regno] = reg
+    regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0), frameno=frameno)
+    state.frames.append(Frame(regs, {}, frameno, start, callsite=callsite, callback_ret=ret))

@@ -1,0 +1,306 @@
+"""The exploration loop: walk every path of the program, one transfer function per class.
+
+Like the kernel's ``do_check``: a path is followed instruction by instruction; at a conditional
+jump the taken edge is saved for later and the fall-through is followed first; a path ends at the
+program's exit, or where its state is covered by a state already explored to the end from the
+same instruction (pruning); a path that comes back to an instruction in a state equal to one it
+passed through is an infinite loop. At most 1M instructions are processed.
+
+Pruning compares the registers the rest of the function may read (liveness from
+:mod:`.prune`) and the stack slots, and scalars by range inclusion.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from bpfjit import isa
+from bpfjit.errors import VerifierError
+from bpfjit.isa import Insn
+from bpfjit.runtime.helpers import HelperRegistry
+
+from . import calls, jumps
+from .alu import check_alu
+from .facts import Facts
+from .insn_text import insn_text
+from .log import Rejected, Stats, VerifierLog, error
+from .memory import MemoryChecker
+from .prune import Liveness, covers, equal
+from .scalar import Scalar
+from .state import NOT_INIT, SLOT_SIZE, Frame, MapInfo, Reg, RegType, Slot, SlotKind, State, scalar
+
+INSN_LIMIT = 1_000_000
+# Inside a loop a new state is kept only after this many instructions or jumps since the last one
+# kept (the kernel's heuristic: comparing against every iteration's state costs more than it saves).
+LOOP_KEEP_INSNS, LOOP_KEEP_JUMPS = 100, 20
+
+# What a pseudo ld_imm64 refers to: ("map", info), ("map_value", info, offset), ("func", start).
+PseudoTarget = tuple
+PseudoResolver = Callable[[Insn, int], PseudoTarget]
+
+
+@dataclass
+class Checkpoint:
+    """A state kept at a prune point, with the number of paths from it still being explored."""
+    state: State
+    branches: int = 1
+    parent: "Checkpoint | None" = None
+    hits: int = 0  # later states it covered
+    misses: int = 0  # later states it did not
+
+
+@dataclass
+class Verdict:
+    """What a successful verification proved, and how much work it took."""
+    stats: Stats
+    log: str
+    visited: frozenset[int]
+    raw_memory_accesses: frozenset[int]
+    # Memory instructions that read or write through the context pointer (rewritten for the JIT).
+    ctx_accesses: frozenset[int] = frozenset()
+
+
+@dataclass
+class ProgramSpec:
+    """The program type's rules as the verifier needs them."""
+    ctx_field: Callable[[int, int, bool], Reg | None] | None  # None: raw (r1 = memory, r2 = length)
+    packet_writable: bool = True
+    return_range: tuple[int, int] | None = None
+
+
+class Verifier:
+    def __init__(self, insns: Sequence[Insn], facts: Facts, spec: ProgramSpec, helpers: HelperRegistry,
+                 pseudo: PseudoResolver, log_level: int = 1):
+        self.insns = insns
+        self.facts = facts
+        self.spec = spec
+        self.helpers = helpers
+        self.pseudo = pseudo
+        self.log = VerifierLog(log_level)
+        self.stats = Stats()
+        self.return_range = spec.return_range
+        self.raw_memory_accesses: set[int] = set()
+        self.memory = MemoryChecker(spec.ctx_field or (lambda off, size, write: None), spec.packet_writable,
+                                    self.raw_memory_accesses, self.new_id)
+        self.liveness = Liveness(insns, facts)
+        self.checkpoints: dict[int, list[Checkpoint]] = {}
+        self.pending: list[tuple[int, int, State]] = []  # (from, to, state) saved branches
+        self.visited: set[int] = set()
+        self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
+        self.ids = 0
+        self.current_index = 0
+        self.jumps_processed = 0
+        self.last_kept = (0, 0)  # (insns, jumps) processed when a state was last kept
+
+    def new_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    # --- the loop --------------------------------------------------------------------------------
+    def run(self) -> Verdict:
+        started = time.perf_counter()
+        self.pending.append((-1, 0, self._initial_state()))
+        while self.pending:
+            source, index, state = self.pending.pop()
+            if source >= 0:
+                self.log.resume(source, index, state.text())
+            self._walk(index, state)
+        self.stats.seconds = time.perf_counter() - started
+        self.stats.peak_states = max(self.stats.peak_states, sum(len(v) for v in self.checkpoints.values()))
+        ctx = frozenset(i for i, kind in self.pointer_kinds.items() if kind == RegType.PTR_TO_CTX)
+        return Verdict(self.stats, self.log.text(), frozenset(self.visited), frozenset(self.raw_memory_accesses),
+                       ctx)
+
+    def _initial_state(self) -> State:
+        regs = [NOT_INIT] * 11
+        if self.spec.ctx_field is None:  # raw: memory whose size only the run knows, and its length
+            regs[1] = Reg(RegType.PTR_TO_MEM, Scalar.const(0), mem_size=-1)
+            regs[2] = scalar()
+        else:
+            regs[1] = Reg(RegType.PTR_TO_CTX, Scalar.const(0))
+        regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0))
+        return State([Frame(regs, {}, 0, 0)])
+
+    def _walk(self, index: int, state: State) -> None:
+        """Follow one path until it ends (exit, prune, or an error)."""
+        while True:
+            if index in self.facts.block_starts and self._pruned(index, state):
+                self._path_done(state)
+                return
+            self.stats.insns_processed += 1
+            if self.stats.insns_processed > INSN_LIMIT:
+                raise self._error(index, f"BPF program is too large. Processed {INSN_LIMIT + 1} insn")
+            self.visited.add(index)
+            self.current_index = index
+            insn = self.insns[index]
+            try:
+                following = self._step(state, insn, index)
+            except Rejected as rejected:
+                raise self._error(index, rejected.message) from None
+            self.log.insn(index, insn_text(insn, self._imm64_name), state.text)
+            if insn.is_jump:
+                self.jumps_processed += 1
+            if not following:
+                self._path_done(state)
+                return
+            (index, state), *others = following
+            for target, other in reversed(others):
+                self._fork(other)
+                self.pending.append((self.current_index, target, other))
+
+    def _step(self, state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
+        cls = insn.cls
+        if cls in (isa.ALU, isa.ALU64):
+            check_alu(state, insn, self.new_id)
+        elif cls == isa.LDX:
+            self._note_pointer(index, state.regs[insn.src])
+            self.memory.load(state, insn, index)
+        elif cls in (isa.ST, isa.STX):
+            self._note_pointer(index, state.regs[insn.dst if not (cls == isa.STX and insn.mode == isa.ATOMIC
+                                                                    and insn.imm == isa.LOAD_ACQ) else insn.src])
+            if cls == isa.STX and insn.mode == isa.ATOMIC:
+                self.memory.atomic(state, insn, index)
+            else:
+                self.memory.store(state, insn, index)
+        elif insn.is_lddw:
+            state.regs[insn.dst] = self._ld_imm64(insn, index)
+            return [(index + 2, state)]
+        elif cls == isa.LD:
+            raise Rejected("BPF_LD_[ABS|IND] instructions not allowed for this program type")
+        else:
+            return self._jump(state, insn, index)
+        return [(index + 1, state)]
+
+    def _jump(self, state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
+        opcode = insn.opcode
+        if opcode == isa.EXIT_OP:
+            after = calls.exit_insn(self, state, index)
+            return [] if after is None else [(after, state)]
+        if opcode == isa.CALL_OP:
+            if insn.src == isa.CALL_LOCAL:
+                return [(calls.local_call(self, state, insn.call_target(index), index), state)]
+            if insn.src == isa.CALL_KFUNC:
+                raise Rejected("calling kernel function is not supported without CONFIG_DEBUG_INFO_BTF")
+            calls.helper_call(self, state, insn, index)
+            return [(index + 1, state)]
+        if opcode == isa.CALLX_OP:
+            target = state.regs[insn.callx_reg]
+            if target.type != RegType.PTR_TO_FUNC:
+                raise Rejected(f"callx R{insn.callx_reg} type={target.type_name()} expected=func")
+            return [(calls.local_call(self, state, target.subprog, index), state)]
+        if opcode in (isa.JA_OP, isa.GOTOL_OP):
+            if insn.src:  # a static branch: both ways, whatever the key says now
+                return [(index + 1, state), (insn.jump_target(index), state.copy())]
+            return [(insn.jump_target(index), state)]
+        if opcode == isa.MAY_GOTO_OP:
+            return [(index + 1, state), (insn.jump_target(index), state.copy())]
+        return jumps.branch(state, insn, index)
+
+    def _ld_imm64(self, insn: Insn, index: int) -> Reg:
+        if insn.src == 0:
+            return Reg(RegType.SCALAR, Scalar.const(insn.imm64))
+        target = self.pseudo(insn, index)
+        kind = target[0]
+        if kind == "map":
+            return Reg(RegType.CONST_PTR_TO_MAP, Scalar.const(0), map=target[1])
+        if kind == "map_value":
+            info, offset = target[1], target[2]
+            return Reg(RegType.PTR_TO_MAP_VALUE, Scalar.const(0), off=offset, map=info)
+        if kind == "func":
+            return Reg(RegType.PTR_TO_FUNC, Scalar.const(0), subprog=target[1])
+        raise Rejected(f"unsupported pseudo source {insn.src} of ld_imm64")
+
+    def _imm64_name(self, insn: Insn) -> str:
+        try:
+            target = self.pseudo(insn, self.current_index)
+        except Exception:  # the log must not fail where the check itself would report
+            return f"{insn.imm64:#x}"
+        if target[0] == "map":
+            return f"map[id:{target[1].handle}]"
+        if target[0] == "map_value":
+            return f"map[id:{target[1].handle}][0]+{target[2]}"
+        return f"{insn.imm64:#x}"
+
+    def _note_pointer(self, index: int, reg: Reg) -> None:
+        """One memory instruction must use the context on all paths or on none (the rewrite of
+        its offset depends on it)."""
+        kind = RegType.PTR_TO_CTX if reg.type == RegType.PTR_TO_CTX else reg.type
+        seen = self.pointer_kinds.setdefault(index, kind)
+        if (seen == RegType.PTR_TO_CTX) != (kind == RegType.PTR_TO_CTX):
+            raise Rejected("same insn cannot be used with different pointers")
+
+    # --- callbacks ----------------------------------------------------------------------------
+    def verify_callback(self, state: State, start: int, caller_regs: list[Reg], helper: str, index: int) -> None:
+        """Explore the callback a helper will call, as a path of its own; the caller continues
+        with every stack slot the callback could write through its ctx forgotten."""
+        args = _callback_args(helper, caller_regs)
+        path = state.copy()
+        calls.make_callback_frame(self, path, start, args, (0, 1), index)
+        self._fork(path)
+        self.pending.append((index, start, path))
+        ctx = caller_regs[3]
+        if ctx.type == RegType.PTR_TO_STACK:
+            frame = state.frames[ctx.frameno]
+            for number in list(frame.stack):
+                frame.stack[number] = Slot((SlotKind.MISC,) * SLOT_SIZE)
+
+    # --- pruning ------------------------------------------------------------------------------
+    def _pruned(self, index: int, state: State) -> bool:
+        """Whether a kept state covers this one; else keep this one (as the kernel's
+        is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
+        kept = self.checkpoints.setdefault(index, [])
+        looping = False
+        for checkpoint in kept:
+            if checkpoint.branches == 0:
+                if covers(checkpoint.state, state, self.liveness, index):
+                    checkpoint.hits += 1
+                    return True
+                checkpoint.misses += 1
+                continue
+            looping = True
+            if equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
+                raise self._error(index, f"infinite loop detected at insn {index}")
+        kept[:] = [c for c in kept if c.branches or c.misses <= 3 * c.hits + 3]
+        if looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
+                and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
+            return False  # inside a loop, a state is kept only every so often
+        self.last_kept = (self.stats.insns_processed, self.jumps_processed)
+        checkpoint = Checkpoint(state.copy(), 1, state.parent)
+        checkpoint.state.parent = None
+        kept.append(checkpoint)
+        self.stats.states_total += 1
+        self.stats.peak_states = max(self.stats.peak_states, sum(len(v) for v in self.checkpoints.values())) \
+            if self.stats.states_total % 64 == 0 else self.stats.peak_states
+        self.stats.max_states_per_insn = max(self.stats.max_states_per_insn, len(kept))
+        state.parent = checkpoint
+        return False
+
+    def _may_goto_loop(self, index: int) -> bool:
+        return self.insns[index].opcode == isa.MAY_GOTO_OP
+
+    def _fork(self, state: State) -> None:
+        """A new path from the current one: its checkpoints have one more path to finish."""
+        if state.parent is not None:
+            state.parent.branches += 1
+
+    def _path_done(self, state: State) -> None:
+        checkpoint = state.parent
+        while checkpoint is not None:
+            checkpoint.branches -= 1
+            if checkpoint.branches:
+                break
+            checkpoint = checkpoint.parent
+
+    def _error(self, index: int, message: str) -> VerifierError:
+        return error(index, message, self.log)
+
+
+def _callback_args(helper: str, caller_regs: list[Reg]) -> list[Reg]:
+    """What a helper passes its callback (set_loop_callback_state and friends)."""
+    if helper == "for_each_map_elem":
+        info: MapInfo = caller_regs[1].map
+        return [caller_regs[1], Reg(RegType.PTR_TO_MAP_KEY, Scalar.const(0), map=info),
+                Reg(RegType.PTR_TO_MAP_VALUE, Scalar.const(0), map=info), caller_regs[3]]
+    return [scalar(), caller_regs[3]]
+

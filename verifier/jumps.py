@@ -1,0 +1,148 @@
+"""Conditional jumps: which successors are possible, and what each one proves.
+
+A jump between scalars refines both operands on each edge, and an edge that no value can take is
+dropped (a dead branch). A maybe-NULL pointer compared with zero is NULL on one edge and valid on
+the other, for every copy of it (same id). A packet pointer compared with ``data_end`` proves on
+one edge that the bytes before it are in the packet, for every pointer derived from the same one
+(``find_good_pkt_pointers``). Scalars copied from one another share an id and are refined
+together (``sync_linked_regs``).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+from . import scalar as values
+from .log import Rejected
+from .state import Reg, RegType, State, const, spill_slot
+
+# Beyond this offset from the packet start no range is proven (the kernel's MAX_PACKET_OFF).
+MAX_PACKET_OFF = 0xFFFF
+
+# For `dst op src` with dst the lower pointer (pkt) and src the end: on which edge (True: the
+# taken one) the comparison proves that dst lies before the end, and whether that bound is strict.
+_PACKET_EDGES = {isa.JGT: (False, False), isa.JLT: (True, True), isa.JGE: (False, True), isa.JLE: (True, False)}
+# The same with the operands the other way round (end op pkt).
+_PACKET_EDGES_SWAPPED = {isa.JGT: (True, True), isa.JLT: (False, False), isa.JGE: (True, False),
+                         isa.JLE: (False, True)}
+
+
+def branch(state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
+    """The possible successors of a conditional jump, each with its refined state (fall-through
+    first, as the kernel explores it)."""
+    regs = state.regs
+    dst = regs[insn.dst]
+    if dst.type == RegType.NOT_INIT:
+        raise Rejected(f"R{insn.dst} !read_ok")
+    if insn.source == isa.X:
+        src = regs[insn.src]
+        if src.type == RegType.NOT_INIT:
+            raise Rejected(f"R{insn.src} !read_ok")
+    else:
+        src = const(insn.imm if insn.cls == isa.JMP else insn.imm & isa.MASK32)
+    target, after = insn.jump_target(index), index + 1
+    taken = _known_outcome(insn, dst, src)
+    if taken is not None:
+        return [(target if taken else after, state)]
+    other = state.copy()
+    edges = []
+    for outcome, successor, edge_state in ((False, after, state), (True, target, other)):
+        if _refine(edge_state, insn, dst, src, outcome):
+            edges.append((successor, edge_state))
+    return edges
+
+
+def _known_outcome(insn: Insn, dst: Reg, src: Reg) -> bool | None:
+    if dst.is_scalar and src.is_scalar:
+        return values.branch_taken(insn, dst.value, src.value)
+    # A pointer that cannot be NULL is never equal to zero.
+    pointer, other = (dst, src) if dst.is_pointer else (src, dst)
+    if insn.cls == isa.JMP and other.is_null and pointer.is_pointer and not pointer.maybe_null \
+            and insn.op in (isa.JEQ, isa.JNE):
+        return insn.op == isa.JNE
+    return None
+
+
+def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool) -> bool:
+    """Narrow state for one edge; False when no value can take that edge."""
+    if dst.is_scalar and src.is_scalar:
+        same = insn.source == isa.X and insn.dst == insn.src
+        refined = values.refine(insn, dst.value, src.value, taken, same_register=same)
+        if refined is None:
+            return False
+        new_dst, new_src = refined
+        _set_scalar(state, insn.dst, dst, new_dst)
+        if insn.source == isa.X and not same:
+            _set_scalar(state, insn.src, src, new_src)
+        return True
+    if insn.cls == isa.JMP and insn.op in (isa.JEQ, isa.JNE):
+        for pointer, other in ((dst, src), (src, dst)):
+            if pointer.maybe_null and other.is_null:
+                _null_check(state, pointer, is_null=(insn.op == isa.JEQ) == taken)
+                return True
+    if insn.cls == isa.JMP and insn.source == isa.X:
+        _packet_range(state, insn, dst, src, taken)
+    return True
+
+
+def _set_scalar(state: State, regno: int, old: Reg, value) -> None:
+    new = replace(old, value=value)
+    state.regs[regno] = new
+    if old.id:
+        _for_each_reg(state, lambda reg: replace(reg, value=value) if reg.is_scalar and reg.id == old.id else reg)
+
+
+def _null_check(state: State, pointer: Reg, is_null: bool) -> None:
+    """Every copy of a maybe-NULL pointer is NULL (a zero scalar) or a valid pointer."""
+    def settle(reg: Reg) -> Reg:
+        if not (reg.maybe_null and reg.id == pointer.id and reg.type == pointer.type):
+            return reg
+        return const(0) if is_null else replace(reg, maybe_null=False)
+    _for_each_reg(state, settle)
+    if is_null and pointer.ref_obj_id:  # a NULL record needs no release
+        state.refs = [ref for ref in state.refs if ref.id != pointer.ref_obj_id]
+
+
+def _packet_range(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool) -> None:
+    pairs = ((dst, src, _PACKET_EDGES), (src, dst, _PACKET_EDGES_SWAPPED))
+    for low, high, table in pairs:
+        if insn.op not in table or not _packet_pair(low, high):
+            continue
+        edge, strict = table[insn.op]
+        if edge != taken:
+            continue
+        if low.off < 0 or (low.off == 0 and strict):
+            return
+        if low.value.umax > MAX_PACKET_OFF or low.value.umax + low.off > MAX_PACKET_OFF:
+            return
+        _widen_range(state, low, low.off + (1 if strict else 0))
+        return
+
+
+def _widen_range(state: State, pointer: Reg, proven: int) -> None:
+    """Every packet pointer derived from the same one (same type and id) has `proven` bytes."""
+    def widen(reg: Reg) -> Reg:
+        if reg.type == pointer.type and reg.id == pointer.id:
+            return replace(reg, range=max(reg.range, proven))
+        return reg
+    _for_each_reg(state, widen)
+
+
+def _packet_pair(low: Reg, high: Reg) -> bool:
+    """pkt against pkt_end, or pkt_meta against pkt (the start of the data)."""
+    if low.type == RegType.PTR_TO_PACKET and high.type == RegType.PTR_TO_PACKET_END:
+        return True
+    return low.type == RegType.PTR_TO_PACKET_META and high.type == RegType.PTR_TO_PACKET
+
+
+def _for_each_reg(state: State, change) -> None:
+    """Apply change to every register and spilled register of every frame."""
+    for frame in state.frames:
+        frame.regs[:] = [change(reg) for reg in frame.regs]
+        for number, slot in list(frame.stack.items()):
+            if slot.is_spill:
+                changed = change(slot.spilled)
+                if changed is not slot.spilled:
+                    frame.stack[number] = spill_slot(changed)

@@ -1,0 +1,316 @@
+"""Memory accesses: loads, stores and atomics checked per pointer type, and the stack's slots.
+
+Each pointer type has its bounds (``check_mem_access`` and its per-type helpers in the kernel):
+the stack of the frame it points into ([-512, 0), strictly aligned, with spills and fills that
+keep a register's type), a map value ([0, value_size), read-only maps not writable, the spin lock
+not touched), the context (only its fields, per program type), the packet (only [0, range) as
+proven by a comparison with ``data_end``), and sized memory (ring-buffer records). Anything else
+is not memory. Messages are the kernel's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+from .alu import MAX_VAR_OFF
+from .log import Rejected
+from .scalar import Scalar, sign_extend
+from .state import (PACKET_TYPES, SLOT_SIZE, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, const,
+                    scalar, spill_slot)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One access to check: through register `regno`, at insn offset `off`, of `size` bytes."""
+    regno: int
+    off: int
+    size: int
+    write: bool
+    signed: bool = False  # a sign-extending load (ldsx)
+
+
+# What a context field read yields, given its name: a pointer type for data/data_end/data_meta.
+CtxField = Callable[[int, int, bool], "Reg | None"]
+
+
+class MemoryChecker:
+    """The memory rules of one program: its context and whether it may write its packet."""
+
+    def __init__(self, ctx_field: CtxField, packet_writable: bool, raw_memory_accesses: set[int], new_id):
+        self.ctx_field = ctx_field
+        self.new_id = new_id
+        self.packet_writable = packet_writable
+        # Slots whose access through run-time-sized memory (a raw program's r1) needs a check.
+        self.raw_memory_accesses = raw_memory_accesses
+
+    # --- instructions ---------------------------------------------------------------------------
+    def load(self, state: State, insn: Insn, index: int) -> None:
+        access = Access(insn.src, insn.off, isa.SIZE_BYTES[insn.size], False, insn.mode == isa.MEMSX)
+        state.regs[insn.dst] = self.access(state, access, None, index)
+
+    def store(self, state: State, insn: Insn, index: int) -> None:
+        size = isa.SIZE_BYTES[insn.size]
+        if insn.cls == isa.ST:
+            value = const(insn.imm)
+        else:
+            value = state.regs[insn.src]
+            if value.type == RegType.NOT_INIT:
+                raise Rejected(f"R{insn.src} !read_ok")
+            target = state.regs[insn.dst]
+            if target.type == RegType.PTR_TO_STACK and _spills_with_id(value, size):
+                # The spilled copy and the register stay linked: a later comparison of either
+                # refines both (the kernel's assign_scalar_id_before_mov).
+                value = replace(value, id=self.new_id())
+                state.regs[insn.src] = value
+        self.access(state, Access(insn.dst, insn.off, size, True), value, index)
+
+    def atomic(self, state: State, insn: Insn, index: int) -> None:
+        size = isa.SIZE_BYTES[insn.size]
+        if insn.imm == isa.LOAD_ACQ:
+            state.regs[insn.dst] = self.access(state, Access(insn.src, insn.off, size, False), None, index)
+            return
+        if insn.imm == isa.STORE_REL:
+            self.store(state, replace(insn, opcode=isa.STX | isa.MEM | insn.size), index)
+            return
+        operand = state.regs[insn.src]
+        if operand.type == RegType.NOT_INIT:
+            raise Rejected(f"R{insn.src} !read_ok")
+        if operand.is_pointer:
+            raise Rejected(f"R{insn.src} leaks addr into mem")
+        if insn.imm == isa.CMPXCHG:
+            if state.regs[0].type == RegType.NOT_INIT:
+                raise Rejected("R0 !read_ok")
+            if state.regs[0].is_pointer:
+                raise Rejected("R0 leaks addr into mem")
+        target = state.regs[insn.dst]
+        if target.type not in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_MEM) \
+                or target.maybe_null:
+            raise Rejected(f"BPF_ATOMIC stores into R{insn.dst} {target.type_name()} is not allowed")
+        self.access(state, Access(insn.dst, insn.off, size, False), None, index)
+        self.access(state, Access(insn.dst, insn.off, size, True), scalar(), index)
+        if insn.imm & isa.FETCH:
+            fetched = scalar(Scalar.from_load(size, False))
+            state.regs[0 if insn.imm == isa.CMPXCHG else insn.src] = fetched
+
+    # --- one access -----------------------------------------------------------------------------
+    def access(self, state: State, access: Access, value: Reg | None, index: int) -> Reg:
+        """Check an access; for a load return what the destination register receives."""
+        reg = state.regs[access.regno]
+        if reg.type == RegType.NOT_INIT:
+            raise Rejected(f"R{access.regno} !read_ok")
+        if reg.maybe_null or not reg.is_pointer:
+            raise Rejected(f"R{access.regno} invalid mem access '{reg.type_name()}'")
+        kind = reg.type
+        if kind == RegType.PTR_TO_STACK:
+            return self._stack(state, reg, access, value)
+        if kind == RegType.PTR_TO_MAP_VALUE:
+            return self._map_value(reg, access)
+        if kind == RegType.PTR_TO_CTX:
+            return self._ctx(reg, access)
+        if kind in PACKET_TYPES:
+            return self._packet(reg, access)
+        if kind == RegType.PTR_TO_MEM:
+            if reg.mem_size < 0:  # a raw program's memory: its size is known only at run time
+                self.raw_memory_accesses.add(index)
+                return self._loaded(access)
+            if access.write and reg.rdonly:
+                raise Rejected(f"R{access.regno} cannot write into {reg.type_name()}")
+            self._region(reg, access, reg.mem_size, "memory")
+            return self._loaded(access)
+        if kind == RegType.PTR_TO_MAP_KEY:
+            if access.write:
+                raise Rejected(f"R{access.regno} cannot write into {reg.type_name()}")
+            self._region(reg, access, reg.map.key_size, "map key")
+            return self._loaded(access)
+        raise Rejected(f"R{access.regno} invalid mem access '{reg.type_name()}'")
+
+    @staticmethod
+    def _loaded(access: Access) -> Reg:
+        return scalar(Scalar.from_load(access.size, access.signed)) if not access.write else NOT_INIT
+
+    def _region(self, reg: Reg, access: Access, size: int, what: str) -> None:
+        """check_mem_region_access: fixed plus variable offset inside [0, size)."""
+        off = reg.off + access.off
+        var = reg.value
+        if var.smin < 0 and (var.smin + off < 0 or var.smin <= -(1 << 63) + 1):
+            raise Rejected(f"R{access.regno} min value is negative, either use unsigned index or do a "
+                           f"if (index >=0) check.")
+        if not _inside(var.smin + off, access.size, size):
+            self._bounds_message(reg, access, var.smin + off, size, what)
+            raise Rejected(f"R{access.regno} min value is outside of the allowed memory range")
+        if var.umax >= MAX_VAR_OFF:
+            raise Rejected(f"R{access.regno} unbounded memory access, make sure to bounds check any such access")
+        if not _inside(var.umax + off, access.size, size):
+            self._bounds_message(reg, access, var.umax + off, size, what)
+            raise Rejected(f"R{access.regno} max value is outside of the allowed memory range")
+
+    @staticmethod
+    def _bounds_message(reg: Reg, access: Access, off: int, size: int, what: str) -> None:
+        if not reg.value.is_const:
+            return  # the kernel prints the detail line only for fixed offsets (the min/max line follows)
+        if what == "map value":
+            raise Rejected(f"invalid access to map value, value_size={size} off={off} size={access.size}")
+        if what == "memory":
+            raise Rejected(f"invalid access to memory, mem_size={size} off={off} size={access.size}")
+        raise Rejected(f"invalid access to {what}, size={size} off={off} size={access.size}")
+
+    # --- map values -----------------------------------------------------------------------------
+    def _map_value(self, reg: Reg, access: Access) -> Reg:
+        info = reg.map
+        off = reg.off + access.off
+        if access.write and info.read_only:
+            raise Rejected(f"write into map forbidden, value_size={info.value_size} off={off} size={access.size}")
+        self._region(reg, access, info.value_size, "map value")
+        lock = info.lock_offset
+        if lock is not None:
+            low, high = reg.value.smin + off, reg.value.umax + off + access.size
+            if low < lock + 4 and lock < high:
+                raise Rejected("bpf_spin_lock cannot be accessed directly by load/store")
+        if not access.write and reg.value.is_const and info.frozen_read is not None:
+            data = info.frozen_read(off + reg.value.const_value, access.size)
+            if data is not None:
+                number = int.from_bytes(data, "little")
+                return const(isa.sign_extend(number, 8 * access.size) if access.signed else number)
+        return self._loaded(access)
+
+    # --- the context ----------------------------------------------------------------------------
+    def _ctx(self, reg: Reg, access: Access) -> Reg:
+        if reg.off < 0:
+            raise Rejected(f"negative offset ctx ptr R{access.regno} off={reg.off} disallowed")
+        if reg.off:
+            raise Rejected(f"dereference of modified ctx ptr R{access.regno} off={reg.off} disallowed")
+        if not (reg.value.is_const and reg.value.const_value == 0):
+            raise Rejected(f"variable ctx access var_off={reg.value.var_off} off={access.off} size={access.size}")
+        loaded = self.ctx_field(access.off, access.size, access.write)
+        if loaded is None:
+            raise Rejected(f"invalid bpf_context access off={access.off} size={access.size}")
+        if access.write:
+            return NOT_INIT
+        if access.signed and loaded.is_pointer:
+            raise Rejected(f"invalid bpf_context access off={access.off} size={access.size}")
+        if loaded.is_scalar and access.signed:
+            return scalar(sign_extend(loaded.value, access.size))
+        return loaded
+
+    # --- the packet -----------------------------------------------------------------------------
+    def _packet(self, reg: Reg, access: Access) -> Reg:
+        if access.write and not self.packet_writable:
+            raise Rejected("cannot write into packet")
+        off = reg.off + access.off
+        if reg.value.smin < 0:
+            raise Rejected(f"R{access.regno} min value is negative, either use unsigned index or do a "
+                           f"if (index >=0) check.")
+        if not _inside(off, access.size, reg.range):
+            raise Rejected(f"invalid access to packet, off={off} size={access.size}, "
+                           f"R{access.regno}(id={reg.id},off={reg.off},r={reg.range})\n"
+                           f"R{access.regno} offset is outside of the packet")
+        return self._loaded(access)
+
+    # --- the stack ------------------------------------------------------------------------------
+    def _stack(self, state: State, reg: Reg, access: Access, value: Reg | None) -> Reg:
+        frame = state.frames[reg.frameno]
+        off = reg.off + access.off
+        var = reg.value
+        verb = " write to" if access.write else " read from"
+        if var.is_const:
+            start = off + isa.s64(var.const_value)
+            if start % access.size:
+                raise Rejected(f"misaligned stack access off {var.var_off}+{reg.off}+{access.off} "
+                               f"size {access.size}")
+            if start < -isa.STACK_SIZE or start + access.size > 0:
+                raise Rejected(f"invalid{verb} stack R{access.regno} off={off} size={access.size}")
+            if access.write:
+                write_fixed(frame, start, access.size, value)
+                return NOT_INIT
+            return read_fixed(frame, start, access.size, access.signed)
+        if var.smax >= MAX_VAR_OFF or var.smin <= -MAX_VAR_OFF:
+            raise Rejected(f"invalid unbounded variable-offset{verb} stack R{access.regno}")
+        low, high = var.smin + off, var.smax + off + access.size
+        if low < -isa.STACK_SIZE or high > 0:
+            raise Rejected(f"invalid variable-offset{verb} stack R{access.regno} var_off={var.var_off} "
+                           f"off={off} size={access.size}")
+        if access.write:
+            for byte in range(low, high):  # any of these bytes may now hold data
+                _set_bytes(frame, byte, 1, SlotKind.MISC)
+            return NOT_INIT
+        return scalar(Scalar.from_load(access.size, access.signed))
+
+
+def _inside(off: int, size: int, limit: int) -> bool:
+    return off >= 0 and off + size <= limit
+
+
+def _slot_of(byte: int) -> tuple[int, int]:
+    """(slot number, byte within the slot from its lowest address) of stack offset `byte` < 0."""
+    position = -byte - 1
+    return position // SLOT_SIZE, SLOT_SIZE - 1 - position % SLOT_SIZE
+
+
+def _set_bytes(frame: Frame, start: int, size: int, kind: SlotKind) -> None:
+    for byte in range(start, start + size):
+        number, within = _slot_of(byte)
+        slot = frame.slot(number)
+        kinds = list(slot.kinds)
+        kinds[within] = kind
+        spilled = slot.spilled if kind == SlotKind.SPILL else None
+        frame.stack[number] = Slot(tuple(SlotKind.MISC if k == SlotKind.SPILL and spilled is None else k
+                                         for k in kinds), spilled)
+
+
+def mark_written(frame: Frame, start: int, size: int) -> None:
+    """Bytes [fp+start, fp+start+size) now hold data the verifier does not know (a helper wrote them)."""
+    _set_bytes(frame, start, size, SlotKind.MISC)
+
+
+def write_fixed(frame: Frame, start: int, size: int, value: Reg) -> None:
+    """A store of `size` bytes of `value` at fp+start (start is aligned to size)."""
+    number, within = _slot_of(start)
+    if size == SLOT_SIZE:
+        if value.is_null:
+            frame.stack[number] = Slot((SlotKind.ZERO,) * SLOT_SIZE)
+        else:
+            frame.stack[number] = spill_slot(value)
+        return
+    if value.is_pointer:
+        raise Rejected("invalid size of register spill")
+    kind = SlotKind.ZERO if value.is_null else SlotKind.MISC
+    if within == 0 and value.is_scalar and not value.is_null and _fits(value, size):
+        # A narrow spill of a value that fits keeps it (a fill of the same size gets it back).
+        slot = frame.slot(number)
+        kinds = (SlotKind.SPILL,) * size + tuple(
+            SlotKind.MISC if k == SlotKind.SPILL else k for k in slot.kinds[size:])
+        frame.stack[number] = Slot(kinds, value)
+        return
+    _set_bytes(frame, start, size, kind)
+
+
+def _fits(value: Reg, size: int) -> bool:
+    return value.value.umax < 1 << (8 * size)
+
+
+def _spills_with_id(value: Reg, size: int) -> bool:
+    return value.is_scalar and not value.value.is_const and value.id == 0 and (size == SLOT_SIZE or _fits(value, size))
+
+
+def read_fixed(frame: Frame, start: int, size: int, signed: bool) -> Reg:
+    """A load of `size` bytes at fp+start: a filled register, a known zero, or an unknown scalar."""
+    number, within = _slot_of(start)
+    slot = frame.slot(number)
+    kinds = slot.kinds[within:within + size]
+    if slot.spilled is not None and slot.kinds[0] == SlotKind.SPILL:
+        spilled = slot.spilled
+        spill_size = sum(1 for k in slot.kinds if k == SlotKind.SPILL)
+        if size == SLOT_SIZE and spill_size == SLOT_SIZE:
+            if spilled.is_scalar and signed:
+                return scalar(sign_extend(spilled.value, size))
+            return spilled
+        if spilled.is_pointer:
+            raise Rejected("invalid size of register fill")
+        if within == 0 and size == spill_size and spilled.is_scalar:
+            return scalar(sign_extend(spilled.value, size)) if signed else spilled
+    if all(k == SlotKind.ZERO for k in kinds):
+        return const(0)
+    return scalar(Scalar.from_load(size, signed))

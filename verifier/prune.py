@@ -1,0 +1,194 @@
+"""State pruning: when a new state needs no exploring because an explored one covers it.
+
+An old state explored to the end without error *covers* a new state at the same instruction when
+every value the new state can hold, in every register the rest of the function may read and in
+every stack slot, is one the old state held: same types, scalar ranges inside the old ones,
+pointer offsets equal, packet ranges at least as large, ids related one to one. Then every path
+from the new state was already checked (the kernel's ``states_equal`` / ``regsafe`` /
+``stacksafe``).
+
+Which registers the rest of a function may read comes from a static liveness analysis over the
+control-flow graph (the kernel tracks it dynamically; the static form is coarser but sound). A
+register the old state never had initialised covers anything: the old paths never read it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+from .facts import Facts
+from .scalar import is_subset
+from .state import EMPTY_SLOT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State
+
+_ALL = frozenset(range(11))
+_ARGS = frozenset(range(1, 6))
+_CLOBBERED = frozenset(range(0, 6))
+
+
+def _uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int]]:
+    """The registers an instruction reads and those it writes."""
+    cls = insn.cls
+    if cls in (isa.ALU, isa.ALU64):
+        uses = set() if insn.op == isa.MOV else {insn.dst}
+        if insn.source == isa.X and insn.op not in (isa.NEG, isa.END):
+            uses.add(insn.src)
+        return frozenset(uses), frozenset({insn.dst})
+    if insn.is_lddw:
+        return frozenset(), frozenset({insn.dst})
+    if cls == isa.LDX:
+        return frozenset({insn.src}), frozenset({insn.dst})
+    if cls == isa.ST:
+        return frozenset({insn.dst}), frozenset()
+    if cls == isa.STX:
+        if insn.mode != isa.ATOMIC:
+            return frozenset({insn.dst, insn.src}), frozenset()
+        if insn.imm == isa.LOAD_ACQ:
+            return frozenset({insn.src}), frozenset({insn.dst})
+        if insn.imm == isa.CMPXCHG:
+            return frozenset({insn.dst, insn.src, 0}), frozenset({0})
+        written = {insn.src} if insn.imm & isa.FETCH else set()
+        return frozenset({insn.dst, insn.src}), frozenset(written)
+    if cls in (isa.JMP, isa.JMP32):
+        if insn.opcode == isa.EXIT_OP:
+            return frozenset({0}), frozenset()
+        if insn.op == isa.CALL:
+            uses = _ARGS | ({insn.callx_reg} if insn.source == isa.X else set())
+            return frozenset(uses), _CLOBBERED
+        if insn.op in (isa.JA, isa.JCOND):
+            return frozenset(), frozenset()
+        uses = {insn.dst} | ({insn.src} if insn.source == isa.X else set())
+        return frozenset(uses), frozenset()
+    return frozenset(), frozenset()
+
+
+class Liveness:
+    """For each instruction, the registers that some path from it may read before writing."""
+
+    def __init__(self, insns: Sequence[Insn], facts: Facts):
+        self.insns = insns
+        effects = {index: _uses_defs(insns[index]) for index in facts.successors}
+        live: dict[int, frozenset[int]] = {index: frozenset() for index in facts.successors}
+        changed = True
+        order = sorted(facts.successors, reverse=True)
+        while changed:
+            changed = False
+            for index in order:
+                uses, defs = effects[index]
+                out = frozenset().union(*(live.get(s, frozenset()) for s in facts.successors[index]))
+                new = uses | (out - defs) | {isa.FRAME_POINTER}
+                if new != live[index]:
+                    live[index] = new
+                    changed = True
+        self._live = live
+
+    def live_in(self, index: int) -> frozenset[int]:
+        return self._live.get(index, _ALL)
+
+    def frame_live(self, state: State, depth: int, index: int) -> frozenset[int]:
+        """Live registers of frame `depth`: the top frame at `index`, a caller after its call."""
+        if depth == len(state.frames) - 1:
+            return self.live_in(index)
+        callee = state.frames[depth + 1]
+        if callee.callback_ret is not None:
+            return _ALL
+        return self.live_in(callee.callsite + 1) - _CLOBBERED
+
+
+class _Ids:
+    """A one-to-one map between the ids of the old state and those of the new one."""
+
+    def __init__(self) -> None:
+        self.forward: dict[int, int] = {}
+        self.backward: dict[int, int] = {}
+
+    def same(self, old: int, new: int) -> bool:
+        if not old and not new:
+            return True
+        if self.forward.setdefault(old, new) != new:
+            return False
+        return self.backward.setdefault(new, old) == old
+
+
+def covers(old: State, new: State, liveness: Liveness, index: int) -> bool:
+    """Whether every concrete state of `new` at `index` is one of `old` (as far as the rest of
+    the program may look)."""
+    return _compare(old, new, liveness, index, exact=False)
+
+
+def equal(old: State, new: State, liveness: Liveness, index: int) -> bool:
+    """Whether the two states at `index` are the same (a path that came back unchanged: a loop)."""
+    return _compare(old, new, liveness, index, exact=True)
+
+
+def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool) -> bool:
+    if len(old.frames) != len(new.frames) or len(old.refs) != len(new.refs):
+        return False
+    if (old.lock is None) != (new.lock is None):
+        return False
+    if old.lock and (old.lock.map_handle, old.lock.offset) != (new.lock.map_handle, new.lock.offset):
+        return False
+    ids = _Ids()
+    for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
+        if a.callsite != b.callsite or a.subprog != b.subprog:
+            return False
+        live = liveness.frame_live(new, depth, index)
+        for regno in live:
+            if not _reg_covers(a.regs[regno], b.regs[regno], ids, exact):
+                return False
+        if not _stack_covers(a, b, ids, exact):
+            return False
+    return all(ids.same(x.id, y.id) for x, y in zip(old.refs, new.refs))
+
+
+def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
+    if exact:
+        return old == new or (old.type == new.type == RegType.NOT_INIT)
+    if old.type == RegType.NOT_INIT:
+        return True
+    if old.type != new.type or old.maybe_null != new.maybe_null:
+        return False
+    if old.is_scalar:
+        if old.id and not ids.same(old.id, new.id):
+            return False
+        return is_subset(old.value, new.value)
+    if (old.off, old.map, old.mem_size, old.frameno, old.subprog, old.rdonly, old.ringbuf) != \
+            (new.off, new.map, new.mem_size, new.frameno, new.subprog, new.rdonly, new.ringbuf):
+        return False
+    if old.type in PACKET_TYPES and new.range < old.range:
+        return False
+    if not (ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)):
+        return False
+    return is_subset(old.value, new.value)
+
+
+def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool) -> bool:
+    for number in set(old.stack) | set(new.stack):
+        a, b = old.slot(number), new.slot(number)
+        if exact:
+            if a != b:
+                return False
+            continue
+        if not _slot_covers(a, b, ids):
+            return False
+    return True
+
+
+def _slot_covers(old: Slot, new: Slot, ids: _Ids) -> bool:
+    if old == EMPTY_SLOT:
+        return True
+    if old.is_spill:
+        return new.is_spill and _reg_covers(old.spilled, new.spilled, ids, exact=False)
+    for a, b in zip(old.kinds, new.kinds):
+        if a == SlotKind.INVALID:
+            continue
+        if a == SlotKind.MISC and b in (SlotKind.MISC, SlotKind.ZERO, SlotKind.SPILL) and \
+                (b != SlotKind.SPILL or (new.spilled is not None and new.spilled.is_scalar)):
+            continue
+        if a == SlotKind.ZERO and b == SlotKind.ZERO:
+            continue
+        if a == b == SlotKind.SPILL and old.spilled == new.spilled:
+            continue
+        return False
+    return True

@@ -1,0 +1,240 @@
+"""What the verifier knows at one point of one path: registers, stack slots, frames, references.
+
+This is the kernel's ``bpf_reg_state`` / ``bpf_stack_state`` / ``bpf_func_state`` /
+``bpf_verifier_state`` split. A :class:`Reg` is immutable (a type plus, for scalars, the value's
+bounds and, for pointers, a fixed offset and the bounds of a variable one), so copying a state at
+a branch copies lists of references, never registers. Frames and states are mutable and are
+copied explicitly where a path forks.
+
+The text forms (``R1=ctx() R10=fp0 fp-8=mmmmmmmm``) are the kernel log's, because the kernel's
+selftests and its users read them.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bpfjit import isa
+
+from .scalar import Scalar, format_scalar
+
+SLOT_SIZE = 8
+STACK_SLOTS = isa.STACK_SIZE // SLOT_SIZE
+CALLER_SAVED = (0, 1, 2, 3, 4, 5)
+ARG_REGS = (1, 2, 3, 4, 5)
+
+
+class RegType(enum.Enum):
+    """Register types, named as the kernel's log names them (``reg_type_str``)."""
+    NOT_INIT = "?"
+    SCALAR = "scalar"
+    PTR_TO_CTX = "ctx"
+    CONST_PTR_TO_MAP = "map_ptr"
+    PTR_TO_MAP_VALUE = "map_value"
+    PTR_TO_MAP_KEY = "map_key"
+    PTR_TO_STACK = "fp"
+    PTR_TO_PACKET_META = "pkt_meta"
+    PTR_TO_PACKET = "pkt"
+    PTR_TO_PACKET_END = "pkt_end"
+    PTR_TO_MEM = "mem"
+    PTR_TO_FUNC = "func"
+    PTR_TO_SOCK_COMMON = "sock_common"
+    PTR_TO_BTF_ID = "ptr_"
+
+
+PACKET_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """What the verifier needs of a map: the kernel's ``bpf_map`` as a program sees it."""
+    name: str
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    read_only: bool  # BPF_F_RDONLY_PROG, or a frozen .rodata: the program may not write values
+    lock_offset: int | None = None  # where the value's struct bpf_spin_lock is
+    inner: "MapInfo | None" = None  # map-in-map: the inner map's template
+    # Reads the value bytes [off, off + size) of a frozen read-only map (None: not frozen).
+    frozen_read: Any = field(default=None, compare=False)
+    handle: int = 0  # the runtime's identity of the map
+
+    def __str__(self) -> str:
+        return f"map={self.name},ks={self.key_size},vs={self.value_size}"
+
+
+@dataclass(frozen=True)
+class Reg:
+    """One register. ``value`` is the scalar's value, or a pointer's variable offset."""
+    type: RegType
+    value: Scalar = field(default_factory=lambda: Scalar.const(0))  # a pointer starts at its base
+    off: int = 0  # a pointer's fixed offset
+    maybe_null: bool = False
+    map: MapInfo | None = None
+    id: int = 0  # shared by copies: a NULL check or a packet range check refines them all
+    ref_obj_id: int = 0  # an acquired reference this pointer is (ring-buffer records)
+    range: int = 0  # packet pointers: bytes [0, range) past the pointer are in the packet
+    mem_size: int = 0  # PTR_TO_MEM: the size of the memory
+    frameno: int = 0  # PTR_TO_STACK: the frame whose stack it points into
+    subprog: int = 0  # PTR_TO_FUNC: the start slot of the function
+    rdonly: bool = False
+    ringbuf: bool = False
+
+    @property
+    def is_pointer(self) -> bool:
+        return self.type not in (RegType.SCALAR, RegType.NOT_INIT)
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.type == RegType.SCALAR
+
+    @property
+    def is_null(self) -> bool:
+        return self.is_scalar and self.value.is_const and self.value.const_value == 0
+
+    def type_name(self) -> str:
+        """The kernel's name for the type, with its prefixes and ``_or_null`` suffix."""
+        prefix = ("rdonly_" if self.rdonly else "") + ("ringbuf_" if self.ringbuf else "")
+        return prefix + self.type.value + ("_or_null" if self.maybe_null else "")
+
+
+NOT_INIT = Reg(RegType.NOT_INIT)
+
+
+def scalar(value: Scalar | None = None) -> Reg:
+    return Reg(RegType.SCALAR, value if value is not None else Scalar.unknown())
+
+
+def const(value: int) -> Reg:
+    return Reg(RegType.SCALAR, Scalar.const(value & isa.MASK64))
+
+
+def format_reg(reg: Reg) -> str:
+    """A register's state as the kernel's log prints it after ``R1=``."""
+    if reg.type == RegType.SCALAR:
+        return format_scalar(reg.value)
+    if reg.type == RegType.PTR_TO_STACK and reg.value.is_const and reg.value.const_value == 0:
+        return f"fp{reg.off}"
+    parts = []
+    if reg.id:
+        parts.append(f"id={reg.id}")
+    if reg.ref_obj_id:
+        parts.append(f"ref_obj_id={reg.ref_obj_id}")
+    if reg.type in (RegType.PTR_TO_MAP_VALUE, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_KEY) and reg.map:
+        parts.append(str(reg.map))
+    if reg.off:
+        parts.append(f"off={reg.off}")
+    if reg.type in PACKET_TYPES:
+        parts.append(f"r={reg.range}")
+    if reg.type == RegType.PTR_TO_MEM:
+        parts.append(f"sz={reg.mem_size}")
+    if not (reg.value.is_const and reg.value.const_value == 0):
+        inner = format_scalar(reg.value)
+        parts.append(inner[len("scalar("):-1] if inner.startswith("scalar(") else f"imm={inner}")
+    return f"{reg.type_name()}({','.join(p for p in parts if p)})"
+
+
+class SlotKind(enum.Enum):
+    """What one byte of the stack holds (the kernel's STACK_INVALID / MISC / ZERO / SPILL)."""
+    INVALID = "?"
+    MISC = "m"
+    ZERO = "0"
+    SPILL = "r"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One 8-byte stack slot: a kind per byte, and the register spilled there, if any."""
+    kinds: tuple[SlotKind, ...]  # byte 0 is the slot's lowest address
+    spilled: Reg | None = None
+
+    @property
+    def is_spill(self) -> bool:
+        return self.spilled is not None and all(k == SlotKind.SPILL for k in self.kinds)
+
+    def text(self) -> str:
+        if self.is_spill:
+            return format_reg(self.spilled)
+        return "".join(k.value for k in reversed(self.kinds))
+
+
+EMPTY_SLOT = Slot((SlotKind.INVALID,) * SLOT_SIZE)
+
+
+def spill_slot(reg: Reg) -> Slot:
+    return Slot((SlotKind.SPILL,) * SLOT_SIZE, reg)
+
+
+@dataclass
+class Frame:
+    """One function's registers and stack on the current path."""
+    regs: list[Reg]
+    stack: dict[int, Slot]  # slot number k covers [fp - 8(k+1), fp - 8k)
+    frameno: int
+    subprog: int  # start slot of the function
+    callsite: int = -1  # slot of the call that made this frame (-1 for the main frame)
+    # A callback's frame (bpf_loop...): its r0 at exit must be in this range.
+    callback_ret: tuple[int, int] | None = None
+
+    def copy(self) -> "Frame":
+        return Frame(list(self.regs), dict(self.stack), self.frameno, self.subprog, self.callsite,
+                     self.callback_ret)
+
+    def slot(self, number: int) -> Slot:
+        return self.stack.get(number, EMPTY_SLOT)
+
+    @property
+    def depth(self) -> int:
+        """Bytes of stack this frame has touched (rounded up to slots, as the kernel counts)."""
+        return SLOT_SIZE * (max(self.stack) + 1) if self.stack else 0
+
+    def text(self) -> str:
+        parts = [f"R{n}={format_reg(r)}" for n, r in enumerate(self.regs) if r.type != RegType.NOT_INIT]
+        for number in sorted(self.stack):
+            slot = self.stack[number]
+            if slot != EMPTY_SLOT:
+                parts.append(f"fp{-SLOT_SIZE * (number + 1)}={slot.text()}")
+        return " ".join(parts)
+
+
+@dataclass
+class Reference:
+    """An acquired object the program must release before it exits (a ring-buffer record)."""
+    id: int
+    insn: int
+
+
+@dataclass
+class Lock:
+    """The bpf_spin_lock the path holds: which map (or global section) and where in its value."""
+    map_handle: int
+    offset: int
+    reg_id: int
+
+
+@dataclass
+class State:
+    """Everything known on one path at one instruction."""
+    frames: list[Frame]
+    refs: list[Reference] = field(default_factory=list)
+    lock: Lock | None = None
+    parent: Any = None  # the checkpoint this path continues from (see check.Checkpoint)
+
+    def copy(self) -> "State":
+        return State([f.copy() for f in self.frames], list(self.refs),
+                     replace(self.lock) if self.lock else None, self.parent)
+
+    @property
+    def frame(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def regs(self) -> list[Reg]:
+        return self.frames[-1].regs
+
+    def text(self) -> str:
+        if len(self.frames) == 1:
+            return self.frame.text()
+        return " ".join(f"frame{f.frameno}: {f.text()}" for f in self.frames)

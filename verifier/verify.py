@@ -1,0 +1,99 @@
+"""The verifier's entry point: a program and what it runs against in, a verdict out.
+
+This module turns the runtime's view of a program (its environment: helpers and their
+prototypes, the maps its ld_imm64 instructions name; its program type: the context layout) into
+the verifier's view (:class:`~.check.ProgramSpec`, map descriptions), then runs the exploration.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+from bpfjit.runtime import maps as runtime_maps
+from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
+from bpfjit.runtime.environment import Environment
+
+from .check import ProgramSpec, Verdict, Verifier
+from .facts import Facts
+from .log import Rejected
+from .scalar import Scalar
+from .state import MapInfo, Reg, RegType, scalar
+
+# The register a load of a pointer field of the context gives (the field's kind in runtime.context).
+_POINTER_FIELDS = {PACKET: Reg(RegType.PTR_TO_PACKET, Scalar.const(0)),
+                   PACKET_END: Reg(RegType.PTR_TO_PACKET_END, Scalar.const(0)),
+                   PACKET_META: Reg(RegType.PTR_TO_PACKET_META, Scalar.const(0)),
+                   SOCK_COMMON_OR_NULL: Reg(RegType.PTR_TO_SOCK_COMMON, Scalar.const(0), maybe_null=True)}
+# Program types whose packet the program may not write (the kernel's may_access_direct_pkt_data).
+_READ_ONLY_PACKET = {"socket"}
+
+
+def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: ProgramType,
+           log_level: int = 1) -> Verdict:
+    """Prove the program safe, or raise VerifierError with the kernel's message and the log."""
+    spec = ProgramSpec(_ctx_fields(prog_type.layout) if prog_type.layout is not None else None,
+                       packet_writable=prog_type.name not in _READ_ONLY_PACKET)
+    return Verifier(insns, facts, spec, env.helpers, _PseudoTargets(env), log_level).run()
+
+
+def _ctx_fields(layout: ContextLayout):
+    def field(off: int, size: int, write: bool) -> Reg | None:
+        found = layout.field_at(off, size, write)
+        if found is None:
+            return None
+        if found.pointer:
+            return _POINTER_FIELDS[found.pointer]
+        return scalar(Scalar.from_load(size, False))
+    return field
+
+
+class _PseudoTargets:
+    """What each pseudo ld_imm64 names: a map, a place in a map's value, a function."""
+
+    def __init__(self, env: Environment):
+        self.env = env
+        self.infos: dict[int, MapInfo] = {}
+
+    def __call__(self, insn: Insn, index: int) -> tuple:
+        value = self.env.ld_imm64_value(insn, index)
+        if insn.src == isa.PSEUDO_FUNC:
+            return ("func", index + 1 + insn.imm)
+        if insn.src in (isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_IDX):
+            found = runtime_maps.map_from_handle(value)
+            if found is None:
+                raise Rejected(f"fd {insn.imm} is not pointing to valid bpf_map")
+            return ("map", self.info(found))
+        if insn.src in (isa.PSEUDO_MAP_VALUE, isa.PSEUDO_MAP_IDX_VALUE):
+            for candidate in runtime_maps.live_maps():
+                base = _value_base(candidate)
+                if base is not None and base <= value <= base + candidate.value_size:
+                    return ("map_value", self.info(candidate), value - base)
+            raise Rejected(f"invalid access to map value pointer, value_size=0 off={insn.next_imm}")
+        raise Rejected(f"unsupported pseudo source {insn.src} of ld_imm64")
+
+    def info(self, found: "runtime_maps.Map") -> MapInfo:
+        if found.handle not in self.infos:
+            self.infos[found.handle] = _describe(found, self.env)
+        return self.infos[found.handle]
+
+
+def _value_base(candidate: "runtime_maps.Map") -> int | None:
+    """Where the one value of a single-element array map (global data) starts."""
+    if candidate.map_type != runtime_maps.MapType.ARRAY or candidate.max_entries != 1:
+        return None
+    return candidate.value_address(0)
+
+
+def _describe(found: "runtime_maps.Map", env: Environment) -> MapInfo:
+    inner = found.spec.inner
+    inner_info = None
+    if inner is not None:
+        inner_info = MapInfo(inner.name, int(inner.map_type), inner.key_size, inner.value_size, inner.max_entries,
+                             False)
+    frozen_read = None
+    if found.read_only_for_program and _value_base(found) is not None:
+        base = _value_base(found)
+        frozen_read = lambda off, size: env.frozen_bytes(base + off, size)  # noqa: E731
+    return MapInfo(found.name, found.map_type, found.key_size, found.value_size, found.max_entries,
+                   found.read_only_for_program, found.lock_offset, inner_info, frozen_read, found.handle)
