@@ -337,6 +337,12 @@ class Object:
         return None
 
 
+def program_names(path: str | os.PathLike) -> list[str]:
+    """The names of an object's programs, in section order, without loading anything (those of
+    ``?`` sections included: they load when named)."""
+    return [p.name for p in elf.read_object(os.fspath(path)).programs]
+
+
 def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
          trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
          verify: bool = False, log_level: int = 1) -> Object:

@@ -31,6 +31,7 @@ from .scalar import Scalar
 from .state import NOT_INIT, SLOT_SIZE, Frame, MapInfo, Reg, RegType, Slot, SlotKind, State, scalar
 
 INSN_LIMIT = 1_000_000
+JUMP_SEQUENCE_LIMIT = 8192  # saved branches waiting to be explored (BPF_COMPLEXITY_LIMIT_JMP_SEQ)
 # Inside a loop a new state is kept only after this many instructions or jumps since the last one
 # kept (the kernel's heuristic: comparing against every iteration's state costs more than it saves).
 LOOP_KEEP_INSNS, LOOP_KEEP_JUMPS = 100, 20
@@ -48,6 +49,7 @@ class Checkpoint:
     parent: "Checkpoint | None" = None
     hits: int = 0  # later states it covered
     misses: int = 0  # later states it did not
+    signature: tuple = ()  # what an equal state must also have (a cheap filter for loop checks)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Verifier:
             try:
                 following = self._step(state, insn, index)
             except Rejected as rejected:
+                self.log.insn(index, insn_text(insn, self._imm64_name))
                 raise self._error(index, rejected.message) from None
             self.log.insn(index, insn_text(insn, self._imm64_name), state.text)
             if insn.is_jump:
@@ -145,9 +148,11 @@ class Verifier:
                 self._path_done(state)
                 return
             (index, state), *others = following
-            for target, other in reversed(others):
-                self._fork(other)
-                self.pending.append((self.current_index, target, other))
+            try:
+                for target, other in reversed(others):
+                    self._save_branch(target, other)
+            except Rejected as rejected:
+                raise self._error(self.current_index, rejected.message) from None
 
     def _step(self, state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
         cls = insn.cls
@@ -197,6 +202,13 @@ class Verifier:
             return [(index + 1, state), (insn.jump_target(index), state.copy())]
         return jumps.branch(state, insn, index)
 
+    def _save_branch(self, target: int, state: State) -> None:
+        """Keep a path to explore later (the kernel's push_stack, with its limit)."""
+        self._fork(state)
+        self.pending.append((self.current_index, target, state))
+        if len(self.pending) > JUMP_SEQUENCE_LIMIT:
+            raise Rejected(f"The sequence of {len(self.pending)} jumps is too complex.")
+
     def _ld_imm64(self, insn: Insn, index: int) -> Reg:
         if insn.src == 0:
             return Reg(RegType.SCALAR, Scalar.const(insn.imm64))
@@ -237,8 +249,7 @@ class Verifier:
         args = _callback_args(helper, caller_regs)
         path = state.copy()
         calls.make_callback_frame(self, path, start, args, (0, 1), index)
-        self._fork(path)
-        self.pending.append((index, start, path))
+        self._save_branch(start, path)
         ctx = caller_regs[3]
         if ctx.type == RegType.PTR_TO_STACK:
             frame = state.frames[ctx.frameno]
@@ -251,6 +262,7 @@ class Verifier:
         is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
         kept = self.checkpoints.setdefault(index, [])
         looping = False
+        signature = self._signature(index, state)
         for checkpoint in kept:
             if checkpoint.branches == 0:
                 if covers(checkpoint.state, state, self.liveness, index):
@@ -259,14 +271,15 @@ class Verifier:
                 checkpoint.misses += 1
                 continue
             looping = True
-            if equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
+            if checkpoint.signature == signature and equal(checkpoint.state, state, self.liveness, index) \
+                    and not self._may_goto_loop(index):
                 raise self._error(index, f"infinite loop detected at insn {index}")
         kept[:] = [c for c in kept if c.branches or c.misses <= 3 * c.hits + 3]
         if looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
                 and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
         self.last_kept = (self.stats.insns_processed, self.jumps_processed)
-        checkpoint = Checkpoint(state.copy(), 1, state.parent)
+        checkpoint = Checkpoint(state.copy(), 1, state.parent, signature=signature)
         checkpoint.state.parent = None
         kept.append(checkpoint)
         self.stats.states_total += 1
@@ -275,6 +288,12 @@ class Verifier:
         self.stats.max_states_per_insn = max(self.stats.max_states_per_insn, len(kept))
         state.parent = checkpoint
         return False
+
+    def _signature(self, index: int, state: State) -> tuple:
+        """The live registers of the current frame without their ids: equal states share it."""
+        live = self.liveness.live_in(index)
+        return (len(state.frames),) + tuple(
+            (reg.type, reg.off, reg.value, reg.map) for number, reg in enumerate(state.regs) if number in live)
 
     def _may_goto_loop(self, index: int) -> bool:
         return self.insns[index].opcode == isa.MAY_GOTO_OP

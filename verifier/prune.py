@@ -13,6 +13,7 @@ register the old state never had initialised covers anything: the old paths neve
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from bpfjit import isa
@@ -143,8 +144,11 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
 
 
 def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
-    if exact:
-        return old == new or (old.type == new.type == RegType.NOT_INIT)
+    if exact:  # equal but for the numbering of ids
+        if old.type == new.type == RegType.NOT_INIT:
+            return True
+        return replace(old, id=0, ref_obj_id=0) == replace(new, id=0, ref_obj_id=0) and \
+            ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)
     if old.type == RegType.NOT_INIT:
         return True
     if old.type != new.type or old.maybe_null != new.maybe_null:
@@ -167,7 +171,8 @@ def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool) -> bool:
     for number in set(old.stack) | set(new.stack):
         a, b = old.slot(number), new.slot(number)
         if exact:
-            if a != b:
+            if a.kinds != b.kinds or (a.spilled is None) != (b.spilled is None) or \
+                    (a.spilled is not None and not _reg_covers(a.spilled, b.spilled, ids, exact=True)):
                 return False
             continue
         if not _slot_covers(a, b, ids):

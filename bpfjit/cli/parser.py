@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from ..errors import BPFError
 from ..program import ENGINES
-from . import bench
+from . import bench, verify
 from .bytecode import cmd_asm, cmd_conformance_plugin, cmd_disasm
 from .common import (
     OBJECT_ENGINES,
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prog_dump)
 
     bench.add_parser(verbs)
+    verify.add_parser(verbs)
 
     p = verbs.add_parser("include-dir", help="print the folder of bpfjit's C headers (for clang -I)")
     p.set_defaults(func=cmd_include_dir)

@@ -1,0 +1,91 @@
+"""``bpfjit verify``: the verifier's verdict on each program of one or more objects, with
+veristat's figures (instructions processed, states, time), and the log of a rejection."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+from ..errors import BPFError, VerifierError
+from ..object import load, program_names
+from .common import _require_elf
+
+
+@dataclass
+class Outcome:
+    file: str
+    program: str
+    verdict: str  # success, failure (the verifier said no) or error (the object did not load)
+    duration_us: int = 0
+    insns_processed: int = 0
+    states_total: int = 0
+    peak_states: int = 0
+    max_states_per_insn: int = 0
+    message: str = ""
+    log: str = ""
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("verify", help="verify every program of objects (like veristat): verdict, "
+                                        "instructions processed, states, time; the log of a rejection")
+    p.add_argument("files", nargs="+", metavar="OBJECT")
+    p.add_argument("-p", "--prog", help="only this program")
+    p.add_argument("--log-level", type=int, choices=(1, 2), default=1,
+                   help="log detail: 1 the path to the error, 2 every instruction's state")
+    p.add_argument("--json", action="store_true", help="one JSON record per program")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    outcomes = []
+    for path in args.files:
+        _require_elf(path)
+        names = program_names(path)
+        if args.prog is not None:
+            if args.prog not in names:
+                raise BPFError(f"{path}: no program {args.prog!r} (programs: {', '.join(names)})")
+            names = [args.prog]
+        outcomes += [_verify(path, name, args.log_level) for name in names]
+    if args.json:
+        print(json.dumps([asdict(o) for o in outcomes]))
+    else:
+        _print_table(outcomes, show_log=args.prog is not None or args.log_level == 2)
+    return 0 if all(o.verdict == "success" for o in outcomes) else 1
+
+
+def _verify(path: str, name: str, log_level: int) -> Outcome:
+    short = path.rsplit("/", 1)[-1]
+    try:
+        program = load(path, programs=[name], verify=True, log_level=log_level).programs[name]
+    except VerifierError as error:
+        return Outcome(short, name, "failure", message=f"insn {error.index}: {error.message}", log=error.log)
+    except BPFError as error:
+        return Outcome(short, name, "error", message=str(error))
+    stats = program.verification.stats
+    return Outcome(short, name, "success", round(stats.seconds * 1e6), stats.insns_processed, stats.states_total,
+                   stats.peak_states, stats.max_states_per_insn, log=program.verification.log)
+
+
+_COLUMNS = (("File", "file"), ("Program", "program"), ("Verdict", "verdict"), ("Duration (us)", "duration_us"),
+            ("Insns", "insns_processed"), ("States", "states_total"), ("Peak states", "peak_states"))
+
+
+def _print_table(outcomes: list[Outcome], show_log: bool) -> None:
+    rows = [[str(getattr(o, field)) for _, field in _COLUMNS] for o in outcomes]
+    widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (title, _) in enumerate(_COLUMNS)]
+    numeric = [isinstance(getattr(outcomes[0], field), int) for _, field in _COLUMNS]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric)).rstrip()
+
+    print(line([title for title, _ in _COLUMNS]))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+    for o in outcomes:
+        if o.verdict != "success":
+            print(f"\n{o.program}: {o.message}")
+            if show_log and o.log:
+                print(o.log)
+        elif show_log and o.log:
+            print(f"\n{o.program}:\n{o.log}")
