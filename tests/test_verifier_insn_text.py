@@ -4,11 +4,10 @@ of the kernel's kernel/bpf/disasm.c worked out by hand, and against every instru
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import re
 
 import pytest
+from conftest import kernel_verifier_dir
 
 from bpfjit import isa
 from bpfjit.asm import assemble_insns
@@ -76,20 +75,11 @@ def test_local_call_and_map_load_use_the_callers_names() -> None:
 
 # --- every instruction quoted by the kernel's own selftests -------------------------------------
 
-def _corpus() -> pathlib.Path:
-    default = pathlib.Path(__file__).resolve().parents[2] / "shared" / "kernel-verifier"
-    return pathlib.Path(os.environ.get("BPFJIT_KERNEL_VERIFIER_DIR", default))
-
-
 _QUOTED = re.compile(r"(?:^|before )(\d+): (\(\w\w\) [^;]*?)\s*(?:;.*)?$")
 
 
 def test_instructions_quoted_by_the_kernel_selftests() -> None:
-    corpus = _corpus()
-    if not (corpus / "manifest.json").exists():
-        if os.environ.get("BPFJIT_REQUIRE_OUTSIDE_DATA") == "1":
-            pytest.fail(f"kernel verifier selftests missing at {corpus} (BPFJIT_KERNEL_VERIFIER_DIR)")
-        pytest.skip(f"kernel verifier selftests not found at {corpus} (set BPFJIT_KERNEL_VERIFIER_DIR)")
+    corpus = kernel_verifier_dir()
     from bpfjit.runtime import elf
     tests = json.loads((corpus / "manifest.json").read_text())["tests"]
     checked, mismatches = 0, []

@@ -99,6 +99,19 @@ def _stx(insn: Insn, mem: str) -> str:
     return f"BUG_{insn.opcode:02x}"
 
 
+# The jumps whose text depends on no operator: by opcode.
+_JA_FLAVOURS = {0: "goto", isa.STATIC_BRANCH_JA: "goto_or_nop",
+                isa.STATIC_BRANCH_JA | isa.STATIC_BRANCH_NOP: "nop_or_goto"}
+_FIXED_JUMPS: dict[int, Callable[[Insn], str]] = {
+    isa.CALLX_OP: lambda insn: f"callx r{insn.callx_reg}",
+    isa.EXIT_OP: lambda insn: "exit",
+    isa.JA_OP: lambda insn: f"{_JA_FLAVOURS.get(insn.src, 'goto')} pc{insn.off:+d}",
+    isa.GOTOL_OP: lambda insn: f"gotol pc{insn.imm:+d}",
+    isa.GOTOX_OP: lambda insn: f"gotox r{insn.dst}",
+    isa.MAY_GOTO_OP: lambda insn: f"may_goto pc{insn.off:+d}",
+}
+
+
 def _jmp(insn: Insn) -> str:
     op, opcode = insn.op, insn.opcode
     if opcode == isa.CALL_OP:
@@ -108,20 +121,8 @@ def _jmp(insn: Insn) -> str:
             return f"call kernel-function#{insn.imm}"
         name = helper_name(insn.imm)
         return f"call {'' if name == 'unknown' else 'bpf_'}{name}#{insn.imm}"
-    if opcode == isa.CALLX_OP:
-        return f"callx r{insn.callx_reg}"
-    if opcode == isa.EXIT_OP:
-        return "exit"
-    if opcode == isa.JA_OP:
-        flavour = {0: "goto", isa.STATIC_BRANCH_JA: "goto_or_nop",
-                   isa.STATIC_BRANCH_JA | isa.STATIC_BRANCH_NOP: "nop_or_goto"}.get(insn.src, "goto")
-        return f"{flavour} pc{insn.off:+d}"
-    if opcode == isa.GOTOL_OP:
-        return f"gotol pc{insn.imm:+d}"
-    if opcode == isa.GOTOX_OP:
-        return f"gotox r{insn.dst}"
-    if opcode == isa.MAY_GOTO_OP:
-        return f"may_goto pc{insn.off:+d}"
+    if opcode in _FIXED_JUMPS:
+        return _FIXED_JUMPS[opcode](insn)
     reg = "w" if insn.cls == isa.JMP32 else "r"
     operand = f"{reg}{insn.src}" if insn.source == isa.X else f"{insn.imm & isa.MASK32:#x}"
     return f"if {reg}{insn.dst} {_JMP[op]} {operand} goto pc{insn.off:+d}"

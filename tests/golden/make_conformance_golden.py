@@ -12,6 +12,7 @@ clang-19 and llvm-objdump-19 are installed (Debian packages clang-19 and llvm-19
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import subprocess
@@ -20,7 +21,8 @@ import tempfile
 from bpfjit import asm, isa
 
 HERE = pathlib.Path(__file__).resolve().parent
-SUITE = HERE.parent.parent.parent / "shared" / "conformance" / "tests"
+SUITE = pathlib.Path(os.environ.get("BPFJIT_CONFORMANCE_DIR")
+                     or HERE.parent.parent.parent / "shared" / "conformance" / "tests")
 LINE = re.compile(r"^\s*(\d+):\t([0-9a-f ]+?)\t(.*)$")
 
 
