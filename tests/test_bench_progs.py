@@ -63,26 +63,14 @@ def test_jhash_matches_the_kernel_value():
 
 
 def _jhash_final_reference(init: int) -> int:
+    """__jhash_final's seven steps: x ^= y; x -= rol32(y, k), on the words named in each step."""
     mask = 0xFFFFFFFF
-    a = b = c = init & mask
-
-    def rol(x, k):
-        return (x << k | x >> (32 - k)) & mask
-    c ^= b
-    c = (c - rol(b, 14)) & mask
-    a ^= c
-    a = (a - rol(c, 11)) & mask
-    b ^= a
-    b = (b - rol(a, 25)) & mask
-    c ^= b
-    c = (c - rol(b, 16)) & mask
-    a ^= c
-    a = (a - rol(c, 4)) & mask
-    b ^= a
-    b = (b - rol(a, 14)) & mask
-    c ^= b
-    c = (c - rol(b, 24)) & mask
-    return c
+    words = {"a": init & mask, "b": init & mask, "c": init & mask}
+    for x, y, k in (("c", "b", 14), ("a", "c", 11), ("b", "a", 25), ("c", "b", 16), ("a", "c", 4),
+                    ("b", "a", 14), ("c", "b", 24)):
+        rotated = (words[y] << k | words[y] >> (32 - k)) & mask
+        words[x] = ((words[x] ^ words[y]) - rotated) & mask
+    return words["c"]
 
 
 # --- every engine against the rules ---------------------------------------------------------------
