@@ -21,6 +21,8 @@ from .state import Reg, RegType, State, const, spill_slot
 # Beyond this offset from the packet start no range is proven (the kernel's MAX_PACKET_OFF).
 MAX_PACKET_OFF = 0xFFFF
 
+_NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON)
+
 # For `dst op src` with dst the lower pointer (pkt) and src the end: on which edge (True: the
 # taken one) the comparison proves that dst lies before the end, and whether that bound is strict.
 _PACKET_EDGES = {isa.JGT: (False, False), isa.JLT: (True, True), isa.JGE: (False, True), isa.JLE: (True, False)}
@@ -57,9 +59,10 @@ def branch(state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
 def _known_outcome(insn: Insn, dst: Reg, src: Reg) -> bool | None:
     if dst.is_scalar and src.is_scalar:
         return values.branch_taken(insn, dst.value, src.value)
-    # A pointer that cannot be NULL is never equal to zero.
+    # A pointer the kernel knows is not NULL (reg_not_null) is never equal to zero; the kernel
+    # does not decide this for the other pointers (ctx, stack, packet), and explores both edges.
     pointer, other = (dst, src) if dst.is_pointer else (src, dst)
-    if insn.cls == isa.JMP and other.is_null and pointer.is_pointer and not pointer.maybe_null \
+    if insn.cls == isa.JMP and other.is_null and pointer.type in _NEVER_NULL and not pointer.maybe_null \
             and insn.op in (isa.JEQ, isa.JNE):
         return insn.op == isa.JNE
     return None
