@@ -80,6 +80,24 @@ ACCEPTED = [
     ("raw", "mov %r1, 5\njeq %r1, 5, +1\nldxdw %r0, [%r1+0]\nmov %r0, 2\nexit", b"", 2),
     # a raw program's memory is checked at run time, not proven
     ("raw", "ldxb %r0, [%r1+3]\nexit", b"\0\0\0\x09", 9),
+    # w3 = w2 of a 32-bit value links them: w2 < 9 proves r3 < 9, so the bad load is dead code
+    ("raw", """mov %r0, 0
+               ldxw %r2, [%r1+0]
+               mov32 %r3, %r2
+               jlt32 %r2, 9, +1
+               exit
+               jlt %r3, 9, +1
+               ldxdw %r0, [%r9+0]
+               exit""", b"\x05\0\0\0", 0),
+    # a 32-bit fill of the low half of a spilled 64-bit value is that value truncated: here 0
+    ("raw", """mov %r0, 0
+               ldxdw %r2, [%r1+0]
+               lsh %r2, 32
+               stxdw [%r10-8], %r2
+               ldxw %r3, [%r10-8]
+               jeq %r3, 0, +1
+               ldxdw %r0, [%r9+0]
+               exit""", bytes(8), 0),
 ]
 
 

@@ -46,7 +46,7 @@ def check_alu(state: State, insn: Insn, new_id) -> None:
         raise Rejected(f"invalid shift {insn.imm}")
     if op == isa.MOV:
         regs[insn.dst] = _move(insn, src, is64, new_id)
-        if uses_src and is64 and not insn.is_movsx and regs[insn.dst].is_scalar and regs[insn.dst].id:
+        if uses_src and not insn.is_movsx and regs[insn.dst].is_scalar and regs[insn.dst].id:
             regs[insn.src] = regs[insn.dst]  # both now carry the id that links them
         return
     if dst.is_pointer or src.is_pointer:
@@ -70,6 +70,8 @@ def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:
     if not is64:
         if src.is_pointer:  # a partial copy of a pointer is a number the program may leak
             return scalar(values.alu(insn, Scalar.unknown(), Scalar.unknown()))
+        if src.value.umax <= isa.MASK32:  # w = w of a 32-bit value: the same value, linked
+            return src if src.id or src.value.is_const else replace(src, id=new_id())
         return scalar(values.alu(insn, Scalar.unknown(), src.value))
     if src.is_scalar and not src.value.is_const and src.id == 0:
         return replace(src, id=new_id())

@@ -17,7 +17,7 @@ from bpfjit.isa import Insn
 
 from .alu import MAX_VAR_OFF
 from .log import Rejected
-from .scalar import Scalar, sign_extend
+from .scalar import Scalar, sign_extend, truncate
 from .state import (PACKET_TYPES, SLOT_SIZE, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, const,
                     scalar, spill_slot)
 
@@ -75,16 +75,12 @@ class MemoryChecker:
         if insn.imm == isa.STORE_REL:
             self.store(state, replace(insn, opcode=isa.STX | isa.MEM | insn.size), index)
             return
-        operand = state.regs[insn.src]
-        if operand.type == RegType.NOT_INIT:
+        # Privileged programs may put a pointer into memory this way (the kernel's "leaks addr
+        # into mem" is for unprivileged ones); it must be initialised all the same.
+        if state.regs[insn.src].type == RegType.NOT_INIT:
             raise Rejected(f"R{insn.src} !read_ok")
-        if operand.is_pointer:
-            raise Rejected(f"R{insn.src} leaks addr into mem")
-        if insn.imm == isa.CMPXCHG:
-            if state.regs[0].type == RegType.NOT_INIT:
-                raise Rejected("R0 !read_ok")
-            if state.regs[0].is_pointer:
-                raise Rejected("R0 leaks addr into mem")
+        if insn.imm == isa.CMPXCHG and state.regs[0].type == RegType.NOT_INIT:
+            raise Rejected("R0 !read_ok")
         target = state.regs[insn.dst]
         if target.type not in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_MEM) \
                 or target.maybe_null:
@@ -311,6 +307,10 @@ def read_fixed(frame: Frame, start: int, size: int, signed: bool) -> Reg:
             raise Rejected("invalid size of register fill")
         if within == 0 and size == spill_size and spilled.is_scalar:
             return scalar(sign_extend(spilled.value, size)) if signed else spilled
+        if within == 0 and size < spill_size and spilled.is_scalar and not signed:
+            # A narrow fill of the low bytes (little endian): the value truncated, still linked
+            # to the spilled register when it fits (the kernel's narrowing fill).
+            return spilled if _fits(spilled, size) else scalar(truncate(spilled.value, size))
     if all(k == SlotKind.ZERO for k in kinds):
         return const(0)
     return scalar(Scalar.from_load(size, signed))
