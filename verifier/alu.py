@@ -16,7 +16,7 @@ from bpfjit.isa import Insn
 from . import scalar as values
 from .log import Rejected
 from .scalar import Scalar
-from .state import PACKET_TYPES, Reg, RegType, State, const, scalar
+from .state import PACKET_TYPES, Reg, RegType, State, const, require_init, scalar
 
 # Offsets a pointer may carry, fixed or variable (the kernel's BPF_MAX_VAR_OFF).
 MAX_VAR_OFF = 1 << 29
@@ -35,11 +35,11 @@ def check_alu(state: State, insn: Insn, new_id) -> None:
     uses_src = insn.source == isa.X and op not in (isa.NEG, isa.END)
     if uses_src:
         src = regs[insn.src]
-        _readable(src, insn.src)
+        require_init(src, insn.src)
     else:
         src = const(insn.imm if is64 else insn.imm & isa.MASK32)
     if op != isa.MOV:
-        _readable(dst, insn.dst)
+        require_init(dst, insn.dst)
     if op in (isa.DIV, isa.MOD) and insn.source == isa.K and insn.imm == 0:
         raise Rejected("div by zero")
     if op in (isa.LSH, isa.RSH, isa.ARSH) and insn.source == isa.K and not 0 <= insn.imm < (64 if is64 else 32):
@@ -53,11 +53,6 @@ def check_alu(state: State, insn: Insn, new_id) -> None:
         regs[insn.dst] = _pointer_alu(insn, dst, src, is64, new_id)
         return
     regs[insn.dst] = scalar(values.alu(insn, dst.value, src.value))
-
-
-def _readable(reg: Reg, number: int) -> None:
-    if reg.type == RegType.NOT_INIT:
-        raise Rejected(f"R{number} !read_ok")
 
 
 def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:

@@ -17,18 +17,18 @@ from bpfjit import isa
 from bpfjit.isa import Insn
 from bpfjit.runtime.kernel_helpers import helper_name
 from bpfjit.runtime.map_types import MapType
+from bpfjit.runtime.status import MAX_CALL_FRAMES
 
 from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .memory import Access, mark_written
 from .scalar import Scalar, format_scalar
 from .state import (ARG_REGS, CALLER_SAVED, NOT_INIT, Frame, Lock, MapInfo, Reference, Reg, RegType, State,
-                    scalar)
+                    require_init, scalar)
 
 if TYPE_CHECKING:
     from .check import Verifier
 
-MAX_CALL_FRAMES = 8
 _MEMORY_TYPES = (RegType.PTR_TO_STACK, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_MAP_KEY,
                  RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MEM)
 _MEMORY_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
@@ -65,7 +65,7 @@ def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
     args = helper.proto.args if helper is not None else ()
     for position, kind in enumerate(args):
         _check_arg(v, state, kind, position + 1, meta, insn.imm, name)
-    _special_effects(v, state, name, meta, index)
+    _special_effects(state, name, meta)
     callback_regs = list(state.regs)
     for regno in CALLER_SAVED:
         state.regs[regno] = NOT_INIT
@@ -77,10 +77,7 @@ def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
 def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMeta, helper_id: int,
                name: str) -> None:
     reg = state.regs[regno]
-    if kind in ("dontcare",):
-        return
-    if reg.type == RegType.NOT_INIT:
-        raise Rejected(f"R{regno} !read_ok")
+    require_init(reg, regno)
     if kind in ("any", "integer"):
         return
     if kind in ("map", "prog_array"):
@@ -93,7 +90,7 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
         if meta.map is None:
             raise Rejected(f"invalid map_ptr to access map->{'key' if kind == 'key' else 'value'}")
         size = meta.map.key_size if kind == "key" else meta.map.value_size
-        _memory(v, state, regno, reg, size, write=kind == "uninit_value", zero_ok=False)
+        _memory(v, state, regno, reg, size, write=kind == "uninit_value")
         return
     if kind in ("mem", "uninit_mem"):
         if reg.is_null:
@@ -167,10 +164,10 @@ def _size(v: "Verifier", state: State, regno: int, reg: Reg, meta: _CallMeta, ze
             raise Rejected(f"R{mem_regno} type=scalar expected={_MEMORY_EXPECTED}")
         return
     if value.umax:
-        _memory(v, state, mem_regno, mem, value.umax, write=meta.uninit_memory, zero_ok=zero_ok)
+        _memory(v, state, mem_regno, mem, value.umax, write=meta.uninit_memory)
 
 
-def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool, zero_ok: bool) -> None:
+def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
     """check_helper_mem_access: [reg, reg + size) is memory the helper may read (or write)."""
     if reg.type not in _MEMORY_TYPES or reg.maybe_null:
         raise Rejected(f"R{regno} type={reg.type_name()} expected={_MEMORY_EXPECTED}")
@@ -179,9 +176,8 @@ def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write:
         return
     if reg.type == RegType.PTR_TO_MAP_VALUE and write and reg.map.read_only:
         raise Rejected(f"write into map forbidden, value_size={reg.map.value_size} off={reg.off} size={size}")
-    # Every other kind is checked like a load of `size` bytes at the pointer.
-    probe = State([Frame([reg] + [NOT_INIT] * 10, {}, 0, 0)])
-    v.memory.access(probe, Access(0, 0, size, False), None, v.current_index)
+    # Every other kind is checked like a load of `size` bytes through the argument register.
+    v.memory.access(state, Access(regno, 0, size, False), None)
 
 
 def _stack_range(state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
@@ -213,7 +209,7 @@ def _spin_lock_arg(reg: Reg, regno: int) -> None:
         raise Rejected(f"off {offset} doesn't point to 'struct bpf_spin_lock' that is at {reg.map.lock_offset}")
 
 
-def _special_effects(v: "Verifier", state: State, name: str, meta: _CallMeta, index: int) -> None:
+def _special_effects(state: State, name: str, meta: _CallMeta) -> None:
     """What a helper does to the state beyond its result: locks taken and released, references
     released."""
     regs = state.regs
@@ -221,7 +217,7 @@ def _special_effects(v: "Verifier", state: State, name: str, meta: _CallMeta, in
         if state.lock is not None:
             raise Rejected("Locking two bpf_spin_locks are not allowed")
         reg = regs[1]
-        state.lock = Lock(reg.map.handle, reg.off + reg.value.const_value, reg.id)
+        state.lock = Lock(reg.map.handle, reg.off + reg.value.const_value)
     elif name == "spin_unlock":
         reg = regs[1]
         if state.lock is None:
@@ -264,21 +260,14 @@ def local_call(v: "Verifier", state: State, target: int, index: int) -> int:
         raise Rejected("function calls are not allowed while holding a lock")
     if len(state.frames) >= MAX_CALL_FRAMES:
         raise Rejected(f"the call stack of {len(state.frames) + 1} frames is too deep !")
-    caller = state.frame
-    regs = [NOT_INIT] * 11
-    for regno in ARG_REGS:
-        regs[regno] = caller.regs[regno]
-    frameno = len(state.frames)
-    regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0), frameno=frameno)
-    state.frames.append(Frame(regs, {}, frameno, target, callsite=index))
+    push_frame(state, target, [state.regs[regno] for regno in ARG_REGS], index)
     return target
 
 
 def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
     """Leave the current function: the slot the caller continues at, or None at program exit."""
     r0 = state.regs[0]
-    if r0.type == RegType.NOT_INIT:
-        raise Rejected("R0 !read_ok")
+    require_init(r0, 0)
     frame = state.frame
     if len(state.frames) > 1:
         if r0.type == RegType.PTR_TO_STACK and r0.frameno == frame.frameno:
@@ -294,12 +283,12 @@ def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
         return frame.callsite + 1
     if state.lock is not None:
         raise Rejected("bpf_spin_unlock is missing")
-    for ref in state.refs:
-        raise Rejected(f"Unreleased reference id={ref.id} alloc_insn={ref.insn}")
+    if state.refs:
+        raise Rejected(f"Unreleased reference id={state.refs[0].id} alloc_insn={state.refs[0].insn}")
     if r0.is_pointer:
         return None  # privileged programs may return a pointer (the kernel allows the leak)
-    if v.return_range is not None:
-        _check_range(r0, v.return_range, "At program exit")
+    if v.spec.return_range is not None:
+        _check_range(r0, v.spec.return_range, "At program exit")
     return None
 
 
@@ -313,11 +302,12 @@ def _check_range(r0: Reg, allowed: tuple[int, int], where: str) -> None:
                        f"should have been in [{low}, {high}]")
 
 
-def make_callback_frame(v: "Verifier", state: State, start: int, args: list[Reg], ret: tuple[int, int],
-                        callsite: int) -> None:
+def push_frame(state: State, start: int, args: list[Reg], callsite: int,
+               callback_ret: tuple[int, int] | None = None) -> None:
+    """A new frame for the function at `start`: r1-r5 = args, r10 its own empty stack."""
     frameno = len(state.frames)
     regs = [NOT_INIT] * 11
     for regno, reg in zip(ARG_REGS, args):
         regs[regno] = reg
     regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0), frameno=frameno)
-    state.frames.append(Frame(regs, {}, frameno, start, callsite=callsite, callback_ret=ret))
+    state.frames.append(Frame(regs, {}, frameno, start, callsite=callsite, callback_ret=callback_ret))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from bpfjit import isa
-from bpfjit.errors import VerifierError
+from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime.helpers import HelperRegistry
 
@@ -57,10 +57,6 @@ class Verdict:
     """What a successful verification proved, and how much work it took."""
     stats: Stats
     log: str
-    visited: frozenset[int]
-    raw_memory_accesses: frozenset[int]
-    # Memory instructions that read or write through the context pointer (rewritten for the JIT).
-    ctx_accesses: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -81,14 +77,12 @@ class Verifier:
         self.pseudo = pseudo
         self.log = VerifierLog(log_level)
         self.stats = Stats()
-        self.return_range = spec.return_range
-        self.raw_memory_accesses: set[int] = set()
         self.memory = MemoryChecker(spec.ctx_field or (lambda off, size, write: None), spec.packet_writable,
-                                    self.raw_memory_accesses, self.new_id)
+                                    self.new_id)
         self.liveness = Liveness(insns, facts)
         self.checkpoints: dict[int, list[Checkpoint]] = {}
+        self.states_kept = 0  # checkpoints alive now (peak_states is its maximum)
         self.pending: list[tuple[int, int, State]] = []  # (from, to, state) saved branches
-        self.visited: set[int] = set()
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
         self.ids = 0
         self.current_index = 0
@@ -109,10 +103,7 @@ class Verifier:
                 self.log.resume(source, index, state.text())
             self._walk(index, state)
         self.stats.seconds = time.perf_counter() - started
-        self.stats.peak_states = max(self.stats.peak_states, sum(len(v) for v in self.checkpoints.values()))
-        ctx = frozenset(i for i, kind in self.pointer_kinds.items() if kind == RegType.PTR_TO_CTX)
-        return Verdict(self.stats, self.log.text(), frozenset(self.visited), frozenset(self.raw_memory_accesses),
-                       ctx)
+        return Verdict(self.stats, self.log.text())
 
     def _initial_state(self) -> State:
         regs = [NOT_INIT] * 11
@@ -133,7 +124,6 @@ class Verifier:
             self.stats.insns_processed += 1
             if self.stats.insns_processed > INSN_LIMIT:
                 raise self._error(index, f"BPF program is too large. Processed {INSN_LIMIT + 1} insn")
-            self.visited.add(index)
             self.current_index = index
             insn = self.insns[index]
             try:
@@ -160,14 +150,14 @@ class Verifier:
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
             self._note_pointer(index, state.regs[insn.src])
-            self.memory.load(state, insn, index)
+            self.memory.load(state, insn)
         elif cls in (isa.ST, isa.STX):
             self._note_pointer(index, state.regs[insn.dst if not (cls == isa.STX and insn.mode == isa.ATOMIC
                                                                     and insn.imm == isa.LOAD_ACQ) else insn.src])
             if cls == isa.STX and insn.mode == isa.ATOMIC:
-                self.memory.atomic(state, insn, index)
+                self.memory.atomic(state, insn)
             else:
-                self.memory.store(state, insn, index)
+                self.memory.store(state, insn)
         elif insn.is_lddw:
             state.regs[insn.dst] = self._ld_imm64(insn, index)
             return [(index + 2, state)]
@@ -226,7 +216,7 @@ class Verifier:
     def _imm64_name(self, insn: Insn) -> str:
         try:
             target = self.pseudo(insn, self.current_index)
-        except Exception:  # the log must not fail where the check itself would report
+        except (Rejected, BPFError):  # the log must not fail where the check itself would report
             return f"{insn.imm64:#x}"
         if target[0] == "map":
             return f"map[id:{target[1].handle}]"
@@ -237,9 +227,8 @@ class Verifier:
     def _note_pointer(self, index: int, reg: Reg) -> None:
         """One memory instruction must use the context on all paths or on none (the rewrite of
         its offset depends on it)."""
-        kind = RegType.PTR_TO_CTX if reg.type == RegType.PTR_TO_CTX else reg.type
-        seen = self.pointer_kinds.setdefault(index, kind)
-        if (seen == RegType.PTR_TO_CTX) != (kind == RegType.PTR_TO_CTX):
+        seen = self.pointer_kinds.setdefault(index, reg.type)
+        if (seen == RegType.PTR_TO_CTX) != (reg.type == RegType.PTR_TO_CTX):
             raise Rejected("same insn cannot be used with different pointers")
 
     # --- callbacks ----------------------------------------------------------------------------
@@ -248,7 +237,7 @@ class Verifier:
         with every stack slot the callback could write through its ctx forgotten."""
         args = _callback_args(helper, caller_regs)
         path = state.copy()
-        calls.make_callback_frame(self, path, start, args, (0, 1), index)
+        calls.push_frame(path, start, args, index, callback_ret=(0, 1))
         self._save_branch(start, path)
         ctx = caller_regs[3]
         if ctx.type == RegType.PTR_TO_STACK:
@@ -274,7 +263,9 @@ class Verifier:
             if checkpoint.signature == signature and equal(checkpoint.state, state, self.liveness, index) \
                     and not self._may_goto_loop(index):
                 raise self._error(index, f"infinite loop detected at insn {index}")
+        before = len(kept)
         kept[:] = [c for c in kept if c.branches or c.misses <= 3 * c.hits + 3]
+        self.states_kept -= before - len(kept)
         if looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
                 and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
@@ -283,8 +274,8 @@ class Verifier:
         checkpoint.state.parent = None
         kept.append(checkpoint)
         self.stats.states_total += 1
-        self.stats.peak_states = max(self.stats.peak_states, sum(len(v) for v in self.checkpoints.values())) \
-            if self.stats.states_total % 64 == 0 else self.stats.peak_states
+        self.states_kept += 1
+        self.stats.peak_states = max(self.stats.peak_states, self.states_kept)
         self.stats.max_states_per_insn = max(self.stats.max_states_per_insn, len(kept))
         state.parent = checkpoint
         return False

@@ -15,8 +15,7 @@ from bpfjit import isa
 from bpfjit.isa import Insn
 
 from . import scalar as values
-from .log import Rejected
-from .state import Reg, RegType, State, const, spill_slot
+from .state import Reg, RegType, State, const, require_init, spill_slot
 
 # Beyond this offset from the packet start no range is proven (the kernel's MAX_PACKET_OFF).
 MAX_PACKET_OFF = 0xFFFF
@@ -36,12 +35,10 @@ def branch(state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
     first, as the kernel explores it)."""
     regs = state.regs
     dst = regs[insn.dst]
-    if dst.type == RegType.NOT_INIT:
-        raise Rejected(f"R{insn.dst} !read_ok")
+    require_init(dst, insn.dst)
     if insn.source == isa.X:
         src = regs[insn.src]
-        if src.type == RegType.NOT_INIT:
-            raise Rejected(f"R{insn.src} !read_ok")
+        require_init(src, insn.src)
     else:
         src = const(insn.imm if insn.cls == isa.JMP else insn.imm & isa.MASK32)
     target, after = insn.jump_target(index), index + 1

@@ -19,7 +19,7 @@ from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .scalar import Scalar, sign_extend, truncate
 from .state import (PACKET_TYPES, SLOT_SIZE, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, const,
-                    scalar, spill_slot)
+                    require_init, scalar, spill_slot)
 
 
 @dataclass(frozen=True)
@@ -32,71 +32,72 @@ class Access:
     signed: bool = False  # a sign-extending load (ldsx)
 
 
-# What a context field read yields, given its name: a pointer type for data/data_end/data_meta.
+# The context's rules: (offset, size, write) -> what a load gives (a pointer for data, data_end,
+# data_meta), or None where the program type allows no such access.
 CtxField = Callable[[int, int, bool], "Reg | None"]
+# The detail line the kernel prints before "min/max value is outside of the allowed memory range",
+# for each kind of sized memory.
+_OUT_OF_BOUNDS = {"map value": "invalid access to map value, value_size={limit} off={off} size={size}",
+                  "memory": "invalid access to memory, mem_size={limit} off={off} size={size}",
+                  "map key": "invalid access to map key, key_size={limit} off={off} size={size}"}
 
 
 class MemoryChecker:
     """The memory rules of one program: its context and whether it may write its packet."""
 
-    def __init__(self, ctx_field: CtxField, packet_writable: bool, raw_memory_accesses: set[int], new_id):
+    def __init__(self, ctx_field: CtxField, packet_writable: bool, new_id: Callable[[], int]):
         self.ctx_field = ctx_field
         self.new_id = new_id
         self.packet_writable = packet_writable
-        # Slots whose access through run-time-sized memory (a raw program's r1) needs a check.
-        self.raw_memory_accesses = raw_memory_accesses
 
     # --- instructions ---------------------------------------------------------------------------
-    def load(self, state: State, insn: Insn, index: int) -> None:
+    def load(self, state: State, insn: Insn) -> None:
         access = Access(insn.src, insn.off, isa.SIZE_BYTES[insn.size], False, insn.mode == isa.MEMSX)
-        state.regs[insn.dst] = self.access(state, access, None, index)
+        state.regs[insn.dst] = self.access(state, access, None)
 
-    def store(self, state: State, insn: Insn, index: int) -> None:
+    def store(self, state: State, insn: Insn) -> None:
         size = isa.SIZE_BYTES[insn.size]
         if insn.cls == isa.ST:
             value = const(insn.imm)
         else:
             value = state.regs[insn.src]
-            if value.type == RegType.NOT_INIT:
-                raise Rejected(f"R{insn.src} !read_ok")
+            require_init(value, insn.src)
             target = state.regs[insn.dst]
             if target.type == RegType.PTR_TO_STACK and _spills_with_id(value, size):
                 # The spilled copy and the register stay linked: a later comparison of either
                 # refines both (the kernel's assign_scalar_id_before_mov).
                 value = replace(value, id=self.new_id())
                 state.regs[insn.src] = value
-        self.access(state, Access(insn.dst, insn.off, size, True), value, index)
+        self.access(state, Access(insn.dst, insn.off, size, True), value)
 
-    def atomic(self, state: State, insn: Insn, index: int) -> None:
+    def atomic(self, state: State, insn: Insn) -> None:
         size = isa.SIZE_BYTES[insn.size]
         if insn.imm == isa.LOAD_ACQ:
-            state.regs[insn.dst] = self.access(state, Access(insn.src, insn.off, size, False), None, index)
+            state.regs[insn.dst] = self.access(state, Access(insn.src, insn.off, size, False), None)
             return
         if insn.imm == isa.STORE_REL:
-            self.store(state, replace(insn, opcode=isa.STX | isa.MEM | insn.size), index)
+            self.store(state, replace(insn, opcode=isa.STX | isa.MEM | insn.size))
             return
         # Privileged programs may put a pointer into memory this way (the kernel's "leaks addr
         # into mem" is for unprivileged ones); it must be initialised all the same.
-        if state.regs[insn.src].type == RegType.NOT_INIT:
-            raise Rejected(f"R{insn.src} !read_ok")
-        if insn.imm == isa.CMPXCHG and state.regs[0].type == RegType.NOT_INIT:
-            raise Rejected("R0 !read_ok")
+        require_init(state.regs[insn.src], insn.src)
+        if insn.imm == isa.CMPXCHG:
+            require_init(state.regs[0], 0)
         target = state.regs[insn.dst]
         if target.type not in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_MEM) \
                 or target.maybe_null:
             raise Rejected(f"BPF_ATOMIC stores into R{insn.dst} {target.type_name()} is not allowed")
-        self.access(state, Access(insn.dst, insn.off, size, False), None, index)
-        self.access(state, Access(insn.dst, insn.off, size, True), scalar(), index)
+        self.access(state, Access(insn.dst, insn.off, size, False), None)
+        self.access(state, Access(insn.dst, insn.off, size, True), scalar())
         if insn.imm & isa.FETCH:
             fetched = scalar(Scalar.from_load(size, False))
             state.regs[0 if insn.imm == isa.CMPXCHG else insn.src] = fetched
 
     # --- one access -----------------------------------------------------------------------------
-    def access(self, state: State, access: Access, value: Reg | None, index: int) -> Reg:
+    def access(self, state: State, access: Access, value: Reg | None) -> Reg:
         """Check an access; for a load return what the destination register receives."""
         reg = state.regs[access.regno]
-        if reg.type == RegType.NOT_INIT:
-            raise Rejected(f"R{access.regno} !read_ok")
+        require_init(reg, access.regno)
         if reg.maybe_null or not reg.is_pointer:
             raise Rejected(f"R{access.regno} invalid mem access '{reg.type_name()}'")
         kind = reg.type
@@ -110,7 +111,6 @@ class MemoryChecker:
             return self._packet(reg, access)
         if kind == RegType.PTR_TO_MEM:
             if reg.mem_size < 0:  # a raw program's memory: its size is known only at run time
-                self.raw_memory_accesses.add(index)
                 return self._loaded(access)
             if access.write and reg.rdonly:
                 raise Rejected(f"R{access.regno} cannot write into {reg.type_name()}")
@@ -132,8 +132,7 @@ class MemoryChecker:
         off = reg.off + access.off
         var = reg.value
         if var.smin < 0 and (var.smin + off < 0 or var.smin <= -(1 << 63) + 1):
-            raise Rejected(f"R{access.regno} min value is negative, either use unsigned index or do a "
-                           f"if (index >=0) check.")
+            raise _negative_min(access.regno)
         if not _inside(var.smin + off, access.size, size):
             self._bounds_message(reg, access, var.smin + off, size, what)
             raise Rejected(f"R{access.regno} min value is outside of the allowed memory range")
@@ -145,13 +144,8 @@ class MemoryChecker:
 
     @staticmethod
     def _bounds_message(reg: Reg, access: Access, off: int, size: int, what: str) -> None:
-        if not reg.value.is_const:
-            return  # the kernel prints the detail line only for fixed offsets (the min/max line follows)
-        if what == "map value":
-            raise Rejected(f"invalid access to map value, value_size={size} off={off} size={access.size}")
-        if what == "memory":
-            raise Rejected(f"invalid access to memory, mem_size={size} off={off} size={access.size}")
-        raise Rejected(f"invalid access to {what}, size={size} off={off} size={access.size}")
+        if reg.value.is_const:  # the kernel prints the detail line only for fixed offsets
+            raise Rejected(_OUT_OF_BOUNDS[what].format(limit=size, off=off, size=access.size))
 
     # --- map values -----------------------------------------------------------------------------
     def _map_value(self, reg: Reg, access: Access) -> Reg:
@@ -197,8 +191,7 @@ class MemoryChecker:
             raise Rejected("cannot write into packet")
         off = reg.off + access.off
         if reg.value.smin < 0:
-            raise Rejected(f"R{access.regno} min value is negative, either use unsigned index or do a "
-                           f"if (index >=0) check.")
+            raise _negative_min(access.regno)
         if not _inside(off, access.size, reg.range):
             raise Rejected(f"invalid access to packet, off={off} size={access.size}, "
                            f"R{access.regno}(id={reg.id},off={reg.off},r={reg.range})\n"
@@ -228,11 +221,14 @@ class MemoryChecker:
         if low < -isa.STACK_SIZE or high > 0:
             raise Rejected(f"invalid variable-offset{verb} stack R{access.regno} var_off={var.var_off} "
                            f"off={off} size={access.size}")
-        if access.write:
-            for byte in range(low, high):  # any of these bytes may now hold data
-                _set_bytes(frame, byte, 1, SlotKind.MISC)
+        if access.write:  # any of these bytes may now hold data
+            mark_written(frame, low, high - low)
             return NOT_INIT
         return scalar(Scalar.from_load(access.size, access.signed))
+
+
+def _negative_min(regno: int) -> Rejected:
+    return Rejected(f"R{regno} min value is negative, either use unsigned index or do a if (index >=0) check.")
 
 
 def _inside(off: int, size: int, limit: int) -> bool:

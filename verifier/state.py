@@ -17,6 +17,7 @@ from typing import Any
 
 from bpfjit import isa
 
+from .log import Rejected
 from .scalar import Scalar, format_scalar
 
 SLOT_SIZE = 8
@@ -103,6 +104,12 @@ class Reg:
 NOT_INIT = Reg(RegType.NOT_INIT)
 
 
+def require_init(reg: Reg, regno: int) -> None:
+    """A register must have been written before it is read (the kernel's check_reg_arg)."""
+    if reg.type == RegType.NOT_INIT:
+        raise Rejected(f"R{regno} !read_ok")
+
+
 def scalar(value: Scalar | None = None) -> Reg:
     return Reg(RegType.SCALAR, value if value is not None else Scalar.unknown())
 
@@ -185,11 +192,6 @@ class Frame:
     def slot(self, number: int) -> Slot:
         return self.stack.get(number, EMPTY_SLOT)
 
-    @property
-    def depth(self) -> int:
-        """Bytes of stack this frame has touched (rounded up to slots, as the kernel counts)."""
-        return SLOT_SIZE * (max(self.stack) + 1) if self.stack else 0
-
     def text(self) -> str:
         parts = [f"R{n}={format_reg(r)}" for n, r in enumerate(self.regs) if r.type != RegType.NOT_INIT]
         for number in sorted(self.stack):
@@ -211,7 +213,6 @@ class Lock:
     """The bpf_spin_lock the path holds: which map (or global section) and where in its value."""
     map_handle: int
     offset: int
-    reg_id: int
 
 
 @dataclass

@@ -54,8 +54,14 @@ class _PseudoTargets:
     def __init__(self, env: Environment):
         self.env = env
         self.infos: dict[int, MapInfo] = {}
+        self.targets: dict[int, tuple] = {}  # by slot: every path (and the log) asks again
 
     def __call__(self, insn: Insn, index: int) -> tuple:
+        if index not in self.targets:
+            self.targets[index] = self._resolve(insn, index)
+        return self.targets[index]
+
+    def _resolve(self, insn: Insn, index: int) -> tuple:
         value = self.env.ld_imm64_value(insn, index)
         if insn.src == isa.PSEUDO_FUNC:
             return ("func", index + 1 + insn.imm)
