@@ -132,7 +132,8 @@ class Program:
         with self._compile_lock:
             compiled = self._compiled.get(sandboxed)
             if compiled is None:
-                compiled = compile_program(self.insns, self.facts, self.env, sandboxed=sandboxed)
+                compiled = compile_program(self.insns, self.facts, self.env, sandboxed=sandboxed,
+                                           verified=self.verification is not None)
                 self._attach_sites(compiled)
                 self._compiled[sandboxed] = compiled
             return compiled

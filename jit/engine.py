@@ -25,7 +25,7 @@ from bpfjit.runtime.helpers import Helper
 from bpfjit.runtime.status import FIELD_STACK_TOP, INSN_PENDING, RunEnv, Status
 from bpfjit.verifier.facts import Facts
 
-from . import cache
+from . import cache, native_helpers
 from .lower import lower_program
 from .sites import Site, read_sites
 
@@ -198,13 +198,18 @@ def _release(engine: llvm.ExecutionEngine) -> None:
 
 
 def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_level: int = 2,
-                    sandboxed: bool = False) -> CompiledProgram:
+                    sandboxed: bool = False, verified: bool = False) -> CompiledProgram:
     """Lower a checked program, get its object code (from the cache, or optimised and emitted
     now), and link it into memory with this process's addresses. sandboxed: the variant that
-    spends the run's instruction and time budgets (jit/lower.py)."""
+    spends the run's instruction and time budgets (jit/lower.py). verified: the verifier proved
+    the program's helper arguments, so helpers with a native implementation may use it."""
     callbacks: dict[int, object] = {}
 
     def helper_address(helper_id: int) -> int:
+        if verified:
+            native = native_helpers.native_address(helper_id, env)
+            if native is not None:
+                return native
         if helper_id not in callbacks:
             callbacks[helper_id] = _helper_callback(env.helpers.get(helper_id))
         return ctypes.cast(callbacks[helper_id], ctypes.c_void_p).value
