@@ -100,6 +100,8 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
             raise Rejected(f"R{regno} type={reg.type_name()} expected={_MEMORY_EXPECTED}")
         meta.memory, meta.uninit_memory = (regno, reg), kind == "uninit_mem"
         return
+    if kind in ("size", "size_or_zero", "const_size"):
+        v.demand_precise(state, [regno])
     if kind in ("size", "size_or_zero"):
         _size(v, state, regno, reg, meta, zero_ok=kind == "size_or_zero")
         return
@@ -273,6 +275,7 @@ def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
         if r0.type == RegType.PTR_TO_STACK and r0.frameno == frame.frameno:
             raise Rejected("cannot return stack pointer to the caller")
         if frame.callback_ret is not None:  # the helper's caller goes on along its own path
+            v.demand_precise(state, [0])
             _check_range(r0, frame.callback_ret, "At callback return")
             return None
         state.frames.pop()
@@ -288,6 +291,7 @@ def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
     if r0.is_pointer:
         return None  # privileged programs may return a pointer (the kernel allows the leak)
     if v.spec.return_range is not None:
+        v.demand_precise(state, [0])
         _check_range(r0, v.spec.return_range, "At program exit")
     return None
 

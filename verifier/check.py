@@ -12,7 +12,7 @@ Pruning compares the registers the rest of the function may read (liveness from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from bpfjit import isa
@@ -20,7 +20,7 @@ from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime.helpers import HelperRegistry
 
-from . import calls, jumps
+from . import calls, jumps, precision
 from .alu import check_alu
 from .facts import Facts
 from .insn_text import insn_text
@@ -29,12 +29,16 @@ from .memory import MemoryChecker
 from .prune import Liveness, covers, equal
 from .scalar import Scalar
 from .state import NOT_INIT, SLOT_SIZE, Frame, MapInfo, Reg, RegType, Slot, SlotKind, State, scalar
+from .widen import NO_THRESHOLDS, THRESHOLD_ROUNDS, Thresholds, loop_heads, widen
 
 INSN_LIMIT = 1_000_000
 JUMP_SEQUENCE_LIMIT = 8192  # saved branches waiting to be explored (BPF_COMPLEXITY_LIMIT_JMP_SEQ)
 # Inside a loop a new state is kept only after this many instructions or jumps since the last one
 # kept (the kernel's heuristic: comparing against every iteration's state costs more than it saves).
 LOOP_KEEP_INSNS, LOOP_KEEP_JUMPS = 100, 20
+# Raw programs: a loop head is widened once it has been reached this often while a state kept
+# there is still being explored (short constant loops are walked, and stay exact).
+WIDEN_AFTER = 1
 
 # What a pseudo ld_imm64 refers to: ("map", info), ("map_value", info, offset), ("func", start).
 PseudoTarget = tuple
@@ -50,6 +54,22 @@ class Checkpoint:
     hits: int = 0  # later states it covered
     misses: int = 0  # later states it did not
     signature: tuple = ()  # what an equal state must also have (a cheap filter for loop checks)
+    widened: bool = False  # a loop head's state that holds every visit so far (verifier/widen.py)
+    # Precision (verifier/precision.py): the places whose bounds the paths from here depended on.
+    precise: set = field(default_factory=set)
+    all_precise: bool = False
+    history: list = field(default_factory=list)  # the Steps from the parent checkpoint to this one
+    depth: int = 0  # checkpoints above it on its path
+    # The outermost widened loop head still being explored that a path from here was pruned
+    # against (the kernel's loop_entry): until that loop is done, precision marks here may be
+    # incomplete, so comparisons take every scalar as precise.
+    loop_entry: "Checkpoint | None" = None
+
+    def precise_places(self) -> set | None:
+        """What `covers` may assume of this state's scalars (None: all of them are precise)."""
+        if self.all_precise or self.widened or (self.loop_entry is not None and self.loop_entry.branches):
+            return None
+        return self.precise
 
 
 @dataclass
@@ -65,6 +85,7 @@ class ProgramSpec:
     ctx_field: Callable[[int, int, bool], Reg | None] | None  # None: raw (r1 = memory, r2 = length)
     packet_writable: bool = True
     return_range: tuple[int, int] | None = None
+    widen_loops: bool = False  # raw programs: loops are widened, not walked (verifier/widen.py)
 
 
 class Verifier:
@@ -88,6 +109,10 @@ class Verifier:
         self.current_index = 0
         self.jumps_processed = 0
         self.last_kept = (0, 0)  # (insns, jumps) processed when a state was last kept
+        self.loop_visits: dict[int, int] = {}  # loop head -> visits while a state there is explored
+        self.widenings: dict[int, int] = {}  # loop head -> times widened
+        self.thresholds = Thresholds.of(insns) if spec.widen_loops else None
+        self.loop_heads = loop_heads(facts.successors, facts.function_starts) if spec.widen_loops else frozenset()
 
     def new_id(self) -> int:
         self.ids += 1
@@ -99,7 +124,7 @@ class Verifier:
         self.pending.append((-1, 0, self._initial_state()))
         while self.pending:
             source, index, state = self.pending.pop()
-            if source >= 0:
+            if source >= 0 and self.log.level:
                 self.log.resume(source, index, state.text())
             self._walk(index, state)
         self.stats.seconds = time.perf_counter() - started
@@ -127,16 +152,23 @@ class Verifier:
             self.current_index = index
             insn = self.insns[index]
             try:
+                record = precision.step(state, insn, index)
+                self._demand_operands(state, insn)
                 following = self._step(state, insn, index)
+                if following and precision.is_conditional_jump(insn):
+                    self._demand_jump(following[0][1], insn, decided=len(following) == 1)
             except Rejected as rejected:
                 self.log.insn(index, insn_text(insn, self._imm64_name))
                 raise self._error(index, rejected.message) from None
-            self.log.insn(index, insn_text(insn, self._imm64_name), state.text)
+            if self.log.level:
+                self.log.insn(index, insn_text(insn, self._imm64_name), state.text)
             if insn.is_jump:
                 self.jumps_processed += 1
             if not following:
                 self._path_done(state)
                 return
+            for _, successor in following:
+                successor.history.append(record)
             (index, state), *others = following
             try:
                 for target, other in reversed(others):
@@ -191,6 +223,29 @@ class Verifier:
         if opcode == isa.MAY_GOTO_OP:
             return [(index + 1, state), (insn.jump_target(index), state.copy())]
         return jumps.branch(state, insn, index)
+
+    # --- precision ------------------------------------------------------------------------------
+    def demand_precise(self, state: State, regnos: list[int]) -> None:
+        """The bounds of these registers of the current frame decide something now."""
+        depth = len(state.frames) - 1
+        precision.demand(state, [(depth, "r", regno) for regno in regnos], self.insns)
+
+    def _demand_operands(self, state: State, insn: Insn) -> None:
+        """Pointer arithmetic: the scalar added to (or subtracted from) a pointer must be precise."""
+        if insn.cls != isa.ALU64 or insn.source != isa.X or insn.op not in (isa.ADD, isa.SUB):
+            return
+        dst, src = state.regs[insn.dst], state.regs[insn.src]
+        if dst.is_pointer and src.is_scalar:
+            self.demand_precise(state, [insn.src])
+        elif dst.is_scalar and src.is_pointer:
+            self.demand_precise(state, [insn.dst])
+
+    def _demand_jump(self, state: State, insn: Insn, decided: bool) -> None:
+        """A conditional jump whose outcome the bounds decided, or that compares a pointer with
+        a scalar (a NULL check): the scalars must stay that precise."""
+        regs = [insn.dst] + ([insn.src] if insn.source == isa.X else [])
+        if decided or any(state.regs[regno].is_pointer for regno in regs):
+            self.demand_precise(state, [regno for regno in regs if state.regs[regno].is_scalar])
 
     def _save_branch(self, target: int, state: State) -> None:
         """Keep a path to explore later (the kernel's push_stack, with its limit)."""
@@ -250,35 +305,63 @@ class Verifier:
         """Whether a kept state covers this one; else keep this one (as the kernel's
         is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
         kept = self.checkpoints.setdefault(index, [])
+        for checkpoint in kept:
+            if (checkpoint.branches == 0 or checkpoint.widened) and \
+                    covers(checkpoint.state, state, self.liveness, index, checkpoint.precise_places()):
+                checkpoint.hits += 1
+                precision.inherit(state, checkpoint, self.insns)
+                if checkpoint.branches:  # a widened loop head still being explored
+                    _enter_loop(state, checkpoint)
+                elif checkpoint.loop_entry is not None and checkpoint.loop_entry.branches:
+                    _enter_loop(state, checkpoint.loop_entry)
+                return True
         looping = False
         signature = self._signature(index, state)
         for checkpoint in kept:
             if checkpoint.branches == 0:
-                if covers(checkpoint.state, state, self.liveness, index):
-                    checkpoint.hits += 1
-                    return True
                 checkpoint.misses += 1
                 continue
             looping = True
-            if checkpoint.signature == signature and equal(checkpoint.state, state, self.liveness, index) \
-                    and not self._may_goto_loop(index):
+            if not checkpoint.widened and checkpoint.signature == signature \
+                    and equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
                 raise self._error(index, f"infinite loop detected at insn {index}")
         before = len(kept)
         kept[:] = [c for c in kept if c.branches or c.misses <= 3 * c.hits + 3]
         self.states_kept -= before - len(kept)
-        if looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
+        widened = looping and index in self.loop_heads and self._widen(index, state, kept)
+        if not widened and looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
                 and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
         self.last_kept = (self.stats.insns_processed, self.jumps_processed)
-        checkpoint = Checkpoint(state.copy(), 1, state.parent, signature=signature)
+        parent = state.parent
+        checkpoint = Checkpoint(state.copy(), 1, parent, signature=signature, widened=widened,
+                                history=state.history, depth=parent.depth + 1 if parent else 0)
         checkpoint.state.parent = None
+        checkpoint.state.history = []
         kept.append(checkpoint)
         self.stats.states_total += 1
         self.states_kept += 1
         self.stats.peak_states = max(self.stats.peak_states, self.states_kept)
         self.stats.max_states_per_insn = max(self.stats.max_states_per_insn, len(kept))
         state.parent = checkpoint
+        state.history = []
         return False
+
+    def _widen(self, index: int, state: State, kept: list[Checkpoint]) -> bool:
+        """Raw programs: once a loop head keeps coming back, make `state` one that holds this
+        visit and the latest state kept there (verifier/widen.py); whether it did."""
+        visits = self.loop_visits[index] = self.loop_visits.get(index, 0) + 1
+        if visits <= WIDEN_AFTER:
+            return False
+        base = next((c for c in reversed(kept) if c.branches), None)
+        rounds = self.widenings[index] = self.widenings.get(index, 0) + 1
+        thresholds = self.thresholds if rounds <= THRESHOLD_ROUNDS else NO_THRESHOLDS
+        joined = base and widen(base.state, state, self.liveness, index, thresholds)
+        if not joined:
+            return False
+        for frame, wide in zip(state.frames, joined.frames):
+            frame.regs, frame.stack = wide.regs, wide.stack
+        return True
 
     def _signature(self, index: int, state: State) -> tuple:
         """The live registers of the current frame without their ids: equal states share it."""
@@ -304,6 +387,15 @@ class Verifier:
 
     def _error(self, index: int, message: str) -> VerifierError:
         return error(index, message, self.log)
+
+
+def _enter_loop(state: State, head: Checkpoint) -> None:
+    """The states kept on this path below `head` are inside its loop (Checkpoint.loop_entry)."""
+    checkpoint = state.parent
+    while checkpoint is not None and checkpoint.depth > head.depth:
+        if checkpoint.loop_entry is None or checkpoint.loop_entry.depth > head.depth:
+            checkpoint.loop_entry = head
+        checkpoint = checkpoint.parent
 
 
 def _callback_args(helper: str, caller_regs: list[Reg]) -> list[Reg]:

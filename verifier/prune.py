@@ -14,14 +14,14 @@ register the old state never had initialised covers anything: the old paths neve
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import AbstractSet, Sequence
 
 from bpfjit import isa
 from bpfjit.isa import Insn
 
 from .facts import Facts
 from .scalar import is_subset
-from .state import EMPTY_SLOT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State
+from .state import EMPTY_SLOT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State, offset_by
 
 _ALL = frozenset(range(11))
 _ARGS = frozenset(range(1, 6))
@@ -112,10 +112,11 @@ class _Ids:
         return self.backward.setdefault(new, old) == old
 
 
-def covers(old: State, new: State, liveness: Liveness, index: int) -> bool:
+def covers(old: State, new: State, liveness: Liveness, index: int, precise: AbstractSet | None = None) -> bool:
     """Whether every concrete state of `new` at `index` is one of `old` (as far as the rest of
-    the program may look)."""
-    return _compare(old, new, liveness, index, exact=False)
+    the program may look). precise: the places (verifier/precision.py) whose scalar bounds the
+    paths from `old` depended on; the other scalars of `old` hold any scalar. None: all."""
+    return _compare(old, new, liveness, index, exact=False, precise=precise)
 
 
 def equal(old: State, new: State, liveness: Liveness, index: int) -> bool:
@@ -123,7 +124,8 @@ def equal(old: State, new: State, liveness: Liveness, index: int) -> bool:
     return _compare(old, new, liveness, index, exact=True)
 
 
-def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool) -> bool:
+def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool,
+             precise: AbstractSet | None = None) -> bool:
     if len(old.frames) != len(new.frames) or len(old.refs) != len(new.refs):
         return False
     if (old.lock is None) != (new.lock is None):
@@ -136,9 +138,13 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
             return False
         live = liveness.frame_live(new, depth, index)
         for regno in live:
-            if not _reg_covers(a.regs[regno], b.regs[regno], ids, exact):
+            old_reg = a.regs[regno]
+            if precise is not None and old_reg.is_scalar and (depth, "r", regno) not in precise:
+                if not b.regs[regno].is_scalar:
+                    return False
+            elif not _reg_covers(old_reg, b.regs[regno], ids, exact):
                 return False
-        if not _stack_covers(a, b, ids, exact):
+        if not _stack_covers(a, b, ids, exact, depth, precise):
             return False
     return all(ids.same(x.id, y.id) for x, y in zip(old.refs, new.refs))
 
@@ -157,19 +163,27 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
         if old.id and not ids.same(old.id, new.id):
             return False
         return is_subset(old.value, new.value)
-    if (old.off, old.map, old.mem_size, old.frameno, old.subprog, old.rdonly, old.ringbuf) != \
-            (new.off, new.map, new.mem_size, new.frameno, new.subprog, new.rdonly, new.ringbuf):
+    if (old.map, old.mem_size, old.frameno, old.subprog, old.rdonly, old.ringbuf) != \
+            (new.map, new.mem_size, new.frameno, new.subprog, new.rdonly, new.ringbuf):
         return False
-    if old.type in PACKET_TYPES and new.range < old.range:
+    if old.type in PACKET_TYPES and (new.range < old.range or old.off != new.off):
         return False
     if not (ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)):
         return False
+    if old.off != new.off:  # a widened pointer (verifier/widen.py): compare whole offsets
+        return is_subset(offset_by(old.value, old.off), offset_by(new.value, new.off))
     return is_subset(old.value, new.value)
 
 
-def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool) -> bool:
+def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool, depth: int = 0,
+                  precise: AbstractSet | None = None) -> bool:
     for number in set(old.stack) | set(new.stack):
         a, b = old.slot(number), new.slot(number)
+        if precise is not None and not exact and a.is_spill and a.spilled.is_scalar \
+                and (depth, "s", number) not in precise:
+            if not _holds_scalar(b):
+                return False
+            continue
         if exact:
             if a.kinds != b.kinds or (a.spilled is None) != (b.spilled is None) or \
                     (a.spilled is not None and not _reg_covers(a.spilled, b.spilled, ids, exact=True)):
@@ -178,6 +192,14 @@ def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool) -> bool:
         if not _slot_covers(a, b, ids):
             return False
     return True
+
+
+def _holds_scalar(slot: Slot) -> bool:
+    """A slot a load reads a scalar from: a spilled scalar, or data (the kernel's
+    scalar_reg_for_stack)."""
+    if slot.is_spill:
+        return slot.spilled.is_scalar
+    return all(kind in (SlotKind.MISC, SlotKind.ZERO) for kind in slot.kinds)
 
 
 def _slot_covers(old: Slot, new: Slot, ids: _Ids) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from bpfjit import isa
 
 from .log import Rejected
-from .scalar import Scalar, format_scalar
+from .scalar import Scalar, alu, format_scalar
 
 SLOT_SIZE = 8
 STACK_SLOTS = isa.STACK_SIZE // SLOT_SIZE
@@ -102,6 +102,11 @@ class Reg:
 
 
 NOT_INIT = Reg(RegType.NOT_INIT)
+
+
+def offset_by(value: Scalar, off: int) -> Scalar:
+    """A pointer's variable offset with a fixed offset folded in (its whole offset)."""
+    return alu(isa.Insn(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, off), value) if off else value
 
 
 def require_init(reg: Reg, regno: int) -> None:
@@ -222,10 +227,12 @@ class State:
     refs: list[Reference] = field(default_factory=list)
     lock: Lock | None = None
     parent: Any = None  # the checkpoint this path continues from (see check.Checkpoint)
+    # What the path ran since that checkpoint (verifier/precision.py Steps, oldest first).
+    history: list = field(default_factory=list)
 
     def copy(self) -> "State":
         return State([f.copy() for f in self.frames], list(self.refs),
-                     replace(self.lock) if self.lock else None, self.parent)
+                     replace(self.lock) if self.lock else None, self.parent, list(self.history))
 
     @property
     def frame(self) -> Frame:

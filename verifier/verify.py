@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from bpfjit import isa
+from bpfjit.errors import VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
@@ -31,10 +32,22 @@ _READ_ONLY_PACKET = {"socket"}
 
 def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: ProgramType,
            log_level: int = 1) -> Verdict:
-    """Prove the program safe, or raise VerifierError with the kernel's message and the log."""
-    spec = ProgramSpec(_ctx_fields(prog_type.layout) if prog_type.layout is not None else None,
-                       packet_writable=prog_type.name not in _READ_ONLY_PACKET)
-    return Verifier(insns, facts, spec, env.helpers, _PseudoTargets(env), log_level).run()
+    """Prove the program safe, or raise VerifierError with the kernel's message and the log.
+
+    log_level 1 writes the log of a rejection only (the path to the error); 2 the log of every
+    instruction's state, accepted or not."""
+    raw = prog_type.layout is None
+    spec = ProgramSpec(None if raw else _ctx_fields(prog_type.layout),
+                       packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw)
+    targets = _PseudoTargets(env)
+    if log_level != 1:
+        return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
+    # As libbpf does: verify without a log (a log of every instruction costs as much as the
+    # checks), and only for a rejection verify again to write the path that led to it.
+    try:
+        return Verifier(insns, facts, spec, env.helpers, targets, 0).run()
+    except VerifierError:
+        return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
 
 
 def _ctx_fields(layout: ContextLayout):

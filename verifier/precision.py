@@ -1,0 +1,217 @@
+"""Precision: which scalars' exact bounds the safety of a path depended on.
+
+Most scalars a program computes (a sum, a hash, a loop counter compared with an unknown limit)
+never decide whether an access is safe. The kernel compares only the scalars that did when it
+asks whether an explored state covers a new one, and that is what lets a loop's states converge
+instead of differing forever by a counter. A scalar becomes *precise* when its bounds are used
+to prove something: added to a pointer, passed as a size, compared where the comparison's
+outcome was known, returned where the return range is checked. Its precision is then carried
+back along the path to every value it was computed from, up to the states kept at earlier prune
+points (:class:`~.check.Checkpoint`), whose later comparisons must respect it (the kernel's
+``mark_chain_precision`` / ``backtrack_insn``).
+
+A *place* is ``(frame, "r", regno)`` or ``(frame, "s", slot)``. Each state records the
+instructions it ran since its last checkpoint (:class:`Step`); a demand walks them backwards,
+turning each place into the places it was computed from, and at each checkpoint adds what is
+left to the checkpoint's precise places. Where the walk cannot follow a value (a callback's
+arguments, a frame it cannot map), it gives up soundly: every scalar of every state kept on the
+path becomes precise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+from .state import SLOT_SIZE, Reg, RegType, State
+
+if TYPE_CHECKING:
+    from .check import Checkpoint
+
+Place = tuple  # (frame, "r", regno) or (frame, "s", slot)
+_ARG_REGS = range(1, 6)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One instruction a path ran: where, in which frame, the stack slot it accessed at a fixed
+    offset (frame, slot), and for a conditional jump the scalars linked to its operands."""
+    index: int
+    depth: int
+    slot: tuple[int, int] | None = None
+    linked: frozenset = frozenset()
+
+
+def step(state: State, insn: Insn, index: int) -> Step:
+    """What to remember of `insn`, run from `state` (taken before the instruction changes it)."""
+    depth = len(state.frames) - 1
+    cls = insn.cls
+    if cls == isa.LDX or (cls in (isa.ST, isa.STX)):
+        atomic_load = cls == isa.STX and insn.mode == isa.ATOMIC and insn.imm == isa.LOAD_ACQ
+        reg = state.regs[insn.src if cls == isa.LDX or atomic_load else insn.dst]
+        return Step(index, depth, _stack_slot(reg, insn.off))
+    if is_conditional_jump(insn):
+        operands = [state.regs[insn.dst]] + ([state.regs[insn.src]] if insn.source == isa.X else [])
+        ids = {reg.id for reg in operands if reg.is_scalar and reg.id}
+        if ids:
+            return Step(index, depth, None, frozenset(_linked(state, ids)))
+    return Step(index, depth)
+
+
+def is_conditional_jump(insn: Insn) -> bool:
+    return insn.cls in (isa.JMP, isa.JMP32) and insn.op not in (isa.JA, isa.CALL, isa.EXIT, isa.JCOND)
+
+
+def _stack_slot(reg: Reg, off: int) -> tuple[int, int] | None:
+    if reg.type != RegType.PTR_TO_STACK or not reg.value.is_const:
+        return None
+    start = reg.off + off + isa.s64(reg.value.const_value)
+    return (reg.frameno, (-start - 1) // SLOT_SIZE) if -isa.STACK_SIZE <= start < 0 else None
+
+
+def _linked(state: State, ids: set[int]) -> Iterable[Place]:
+    for depth, frame in enumerate(state.frames):
+        for regno, reg in enumerate(frame.regs):
+            if reg.is_scalar and reg.id in ids:
+                yield (depth, "r", regno)
+        for number, slot in frame.stack.items():
+            if slot.spilled is not None and slot.spilled.is_scalar and slot.spilled.id in ids:
+                yield (depth, "s", number)
+
+
+class _GiveUp(Exception):
+    """The walk met a value it cannot follow."""
+
+
+def demand(state: State, places: Iterable[Place], insns: Sequence[Insn]) -> None:
+    """The bounds of `places` in `state` decided something: make them, and every value they came
+    from, precise in the checkpoints of the path."""
+    history, checkpoint = state.history, state.parent
+    try:
+        wanted = {p for p in places if _is_scalar(state, p)}
+        while wanted:
+            for record in reversed(history):
+                _backtrack(insns[record.index], record, wanted)
+                if not wanted:
+                    return
+            if checkpoint is None:
+                return
+            wanted = {p for p in wanted if _is_scalar(checkpoint.state, p)}
+            if checkpoint.all_precise or wanted <= checkpoint.precise:
+                return
+            checkpoint.precise |= wanted
+            history, checkpoint = checkpoint.history, checkpoint.parent
+    except _GiveUp:
+        give_up(state)
+
+
+def give_up(state: State) -> None:
+    """Every scalar of every checkpoint on the path is precise."""
+    checkpoint = state.parent
+    while checkpoint is not None and not checkpoint.all_precise:
+        checkpoint.all_precise = True
+        checkpoint = checkpoint.parent
+
+
+def inherit(state: State, covering: "Checkpoint", insns: Sequence[Insn]) -> None:
+    """`state` was pruned because `covering` holds it: what `covering`'s paths needed precise
+    is needed of `state`'s values too (the kernel's propagate_precision)."""
+    if covering.all_precise:
+        give_up(state)
+    elif covering.precise:
+        demand(state, covering.precise, insns)
+
+
+def _is_scalar(state: State, place: Place) -> bool:
+    depth, kind, number = place
+    if depth >= len(state.frames):
+        raise _GiveUp
+    frame = state.frames[depth]
+    if kind == "r":
+        return frame.regs[number].is_scalar
+    slot = frame.stack.get(number)
+    return slot is not None and (slot.spilled is None or slot.spilled.is_scalar)
+
+
+def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> None:
+    """Turn the places wanted after `insn` into those wanted before it."""
+    depth = record.depth
+    if any(place[0] > depth for place in wanted) and not (insn.opcode == isa.EXIT_OP or _is_local_call(insn)):
+        raise _GiveUp  # a frame this instruction did not run in (a callback's, entered by a helper)
+
+    def reg(number: int) -> Place:
+        return (depth, "r", number)
+
+    cls = insn.cls
+    if cls in (isa.ALU, isa.ALU64):
+        if reg(insn.dst) in wanted:
+            if insn.op == isa.MOV:
+                wanted.discard(reg(insn.dst))
+            if insn.source == isa.X and insn.op not in (isa.NEG, isa.END):
+                wanted.add(reg(insn.src))
+        return
+    if insn.is_lddw:
+        wanted.discard(reg(insn.dst))
+        return
+    slot = (record.slot[0], "s", record.slot[1]) if record.slot else None
+    if cls == isa.LDX:
+        if reg(insn.dst) in wanted:
+            wanted.discard(reg(insn.dst))
+            if slot:
+                wanted.add(slot)
+        return
+    if cls in (isa.ST, isa.STX):
+        _backtrack_store(insn, reg, slot, wanted)
+        return
+    _backtrack_jump(insn, record, reg, wanted)
+
+
+def _backtrack_store(insn: Insn, reg, slot: Place | None, wanted: set[Place]) -> None:
+    full = isa.SIZE_BYTES[insn.size] == SLOT_SIZE
+    if insn.cls == isa.STX and insn.mode == isa.ATOMIC:
+        loaded = [reg(0)] if insn.imm == isa.CMPXCHG else [reg(insn.src)] if insn.imm & isa.FETCH else []
+        if insn.imm == isa.LOAD_ACQ:
+            loaded = [reg(insn.dst)]
+        if any(place in wanted for place in loaded):
+            wanted.difference_update(loaded)
+            if slot:
+                wanted.add(slot)
+        if slot in wanted and insn.imm != isa.LOAD_ACQ:
+            wanted.add(reg(insn.src))
+        return
+    if slot is None or slot not in wanted:
+        return
+    if full:
+        wanted.discard(slot)
+    if insn.cls == isa.STX:
+        wanted.add(reg(insn.src))
+
+
+def _is_local_call(insn: Insn) -> bool:
+    return insn.opcode == isa.CALLX_OP or (insn.opcode == isa.CALL_OP and insn.src == isa.CALL_LOCAL)
+
+
+def _backtrack_jump(insn: Insn, record: Step, reg, wanted: set[Place]) -> None:
+    depth = record.depth
+    if insn.opcode == isa.EXIT_OP:  # back into the callee: the caller's r0 is the callee's
+        if depth and (depth - 1, "r", 0) in wanted:
+            wanted.discard((depth - 1, "r", 0))
+            wanted.add(reg(0))
+        return
+    if _is_local_call(insn):  # back into the caller: the callee's arguments are the caller's
+        callee = {place for place in wanted if place[0] > depth}
+        if any(place[0] != depth + 1 or place[1] != "r" or place[2] not in _ARG_REGS for place in callee):
+            raise _GiveUp
+        wanted.difference_update(callee)
+        wanted.update(reg(place[2]) for place in callee)
+        return
+    if insn.opcode == isa.CALL_OP:  # a helper: r0 is its result, r1-r5 are gone after it
+        wanted.difference_update(reg(number) for number in range(0, 6))
+        return
+    if insn.op in (isa.JA, isa.JCOND):
+        return
+    operands = {reg(insn.dst)} | ({reg(insn.src)} if insn.source == isa.X else set())
+    if wanted & (operands | record.linked):
+        wanted |= operands | record.linked

@@ -1,0 +1,180 @@
+"""Widening at loop heads: how raw programs' loops verify without walking every iteration.
+
+The kernel proves a loop safe by walking it iteration after iteration until the states repeat or
+its limits (1M instructions, 8192 pending branches) stop it, so a loop whose bound lives in
+memory is rejected. Raw programs are bpfjit's own type (r1 = memory of run-time size, r2 its
+length: the conformance suite's and the userspace micro-benchmarks' convention), never loaded
+into a kernel, and such loops are their normal shape. For them only, a loop head that keeps
+coming back in new states gets one state that holds them all: every bound that moved between
+two visits goes to its extreme, a byte of stack that differs becomes unknown data, and what
+the rest of the function never reads is dropped. Exploring that state covers every later visit
+(each is inside it), so the loop is checked once for every value it can take. Termination is
+not proven: a raw program's run stops at its step or time budget, or at Ctrl-C.
+
+A bound that moves stops first at a *threshold*, a constant the program compares with (and its
+neighbours), so that ``for (i = 0; i < 16; i++) buf[i] = 0`` keeps ``i <= 15`` at its head
+instead of losing every bound; after a few such rounds a bound that still moves goes to its
+extreme. Widening only moves bounds outwards and turns known bits into unknown ones, so a loop
+head is widened a bounded number of times before a visit is covered.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping, Sequence
+
+from bpfjit import isa
+from bpfjit.isa import Insn
+
+from .prune import Liveness
+from .scalar import MASK32, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Scalar
+from .state import EMPTY_SLOT, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, offset_by, spill_slot
+from .tnum import UNKNOWN
+
+MASK64 = (1 << 64) - 1
+THRESHOLD_ROUNDS = 3  # widenings of one loop head that stop at thresholds; later ones go to extremes
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a moving bound stops first: sorted signed and unsigned candidates."""
+    signed: tuple[int, ...] = ()
+    unsigned: tuple[int, ...] = ()
+
+    @staticmethod
+    def of(insns: Sequence[Insn]) -> "Thresholds":
+        """The immediates of the program's conditional jumps, each with its neighbours."""
+        values = set()
+        for insn in insns:
+            if insn.cls in (isa.JMP, isa.JMP32) and insn.source == isa.K and \
+                    insn.op not in (isa.JA, isa.CALL, isa.EXIT, isa.JCOND):
+                values.update(insn.imm + delta for delta in (-1, 0, 1))
+        return Thresholds(tuple(sorted(values)), tuple(sorted(v for v in values if v >= 0)))
+
+    def above(self, value: int, signed: bool, extreme: int) -> int:
+        candidates = self.signed if signed else self.unsigned
+        at = bisect.bisect_left(candidates, value)
+        return candidates[at] if at < len(candidates) else extreme
+
+    def below(self, value: int, signed: bool, extreme: int) -> int:
+        candidates = self.signed if signed else self.unsigned
+        at = bisect.bisect_right(candidates, value)
+        return candidates[at - 1] if at else extreme
+
+
+NO_THRESHOLDS = Thresholds()
+
+
+def loop_heads(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int]) -> frozenset[int]:
+    """The targets of the control-flow graph's back edges (found depth first from each function
+    start): the only places a loop can be widened at."""
+    heads: set[int] = set()
+    state: dict[int, int] = {}  # 1: on the current depth-first path, 2: finished
+    for start in starts:
+        if start in state:
+            continue
+        state[start] = 1
+        stack = [(start, iter(successors.get(start, ())))]
+        while stack:
+            node, edges = stack[-1]
+            for successor in edges:
+                seen = state.get(successor)
+                if seen == 1:
+                    heads.add(successor)
+                elif seen is None:
+                    state[successor] = 1
+                    stack.append((successor, iter(successors.get(successor, ()))))
+                    break
+            else:
+                state[node] = 2
+                stack.pop()
+    return frozenset(heads)
+
+
+def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Thresholds = NO_THRESHOLDS) \
+        -> State | None:
+    """A state holding both (None when they differ in a way no single state can hold: other
+    frames, locks or references, or registers of different pointer types)."""
+    if len(old.frames) != len(new.frames) or old.refs != new.refs or old.lock != new.lock:
+        return None
+    frames = []
+    for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
+        if (a.frameno, a.subprog, a.callsite, a.callback_ret) != (b.frameno, b.subprog, b.callsite, b.callback_ret):
+            return None
+        live = liveness.frame_live(new, depth, index)
+        regs = []
+        for number, (x, y) in enumerate(zip(a.regs, b.regs)):
+            joined = widen_reg(x, y, thresholds) if number in live else NOT_INIT
+            if joined is None:
+                return None
+            regs.append(joined)
+        frames.append(Frame(regs, _widen_stack(a, b, thresholds), b.frameno, b.subprog, b.callsite, b.callback_ret))
+    return State(frames, list(new.refs), replace(new.lock) if new.lock else None, new.parent)
+
+
+def widen_scalar(old: Scalar, new: Scalar, thresholds: Thresholds = NO_THRESHOLDS) -> Scalar:
+    """Each bound of `old` that `new` goes past moves to the next threshold, or its extreme;
+    known bits they disagree on are dropped (then the bounds alone say what is known)."""
+    if old == new:
+        return old
+
+    def low(o: int, n: int, signed: bool, extreme: int) -> int:
+        return o if n >= o else thresholds.below(n, signed, extreme)
+
+    def high(o: int, n: int, signed: bool, extreme: int) -> int:
+        return o if n <= o else thresholds.above(n, signed, extreme)
+
+    bounds = (low(old.smin, new.smin, True, S64_MIN), high(old.smax, new.smax, True, S64_MAX),
+              low(old.umin, new.umin, False, 0), high(old.umax, new.umax, False, MASK64),
+              low(old.s32_min, new.s32_min, True, S32_MIN), high(old.s32_max, new.s32_max, True, S32_MAX),
+              low(old.u32_min, new.u32_min, False, 0), high(old.u32_max, new.u32_max, False, MASK32))
+    bounds = tuple(max(S32_MIN, min(b, S32_MAX)) if i == 4 or i == 5 else
+                   min(b, MASK32) if i in (6, 7) else b for i, b in enumerate(bounds))
+    var_off = old.var_off if old.var_off.contains(new.var_off) else UNKNOWN
+    try:
+        return Scalar.from_range(*bounds, var_off=var_off)
+    except ValueError:  # cannot happen for sets that both hold `new`; stay sound regardless
+        return Scalar.unknown()
+
+
+def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS) -> Reg | None:
+    if old == new:
+        return old
+    if RegType.NOT_INIT in (old.type, new.type):
+        return NOT_INIT  # unset on some path: a later read is an error either way
+    if old.is_scalar and new.is_scalar:
+        return Reg(RegType.SCALAR, widen_scalar(old.value, new.value, thresholds))
+    if old.id != new.id or old.ref_obj_id != new.ref_obj_id or old.range != new.range:
+        return None
+    if replace(old, value=new.value, off=new.off) != new:
+        return None  # another kind of pointer, another map or frame
+    if old.off == new.off:
+        return replace(old, value=widen_scalar(old.value, new.value, thresholds))
+    # Moving fixed offsets become part of the variable one.
+    whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), thresholds)
+    return replace(old, off=0, value=whole)
+
+
+def _widen_stack(old: Frame, new: Frame, thresholds: Thresholds) -> dict[int, Slot]:
+    stack = {}
+    for number in set(old.stack) | set(new.stack):
+        a, b = old.slot(number), new.slot(number)
+        slot = a if a == b else _widen_slot(a, b, thresholds)
+        if slot != EMPTY_SLOT:
+            stack[number] = slot
+    return stack
+
+
+def _widen_slot(a: Slot, b: Slot, thresholds: Thresholds) -> Slot:
+    if a.is_spill and b.is_spill and a.spilled.is_scalar and b.spilled.is_scalar:
+        return spill_slot(Reg(RegType.SCALAR, widen_scalar(a.spilled.value, b.spilled.value, thresholds)))
+    return Slot(tuple(_widen_byte(x, y) for x, y in zip(a.kinds, b.kinds)))
+
+
+def _widen_byte(a: SlotKind, b: SlotKind) -> SlotKind:
+    """Data both ways stays data (a differing spill is data now: its type is not known)."""
+    if SlotKind.INVALID in (a, b):
+        return SlotKind.INVALID
+    if a == b == SlotKind.ZERO:
+        return SlotKind.ZERO
+    return SlotKind.MISC
