@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import statistics
 import tempfile
@@ -17,7 +18,7 @@ import time
 from typing import Callable
 
 import bpfjit
-from bpfjit.errors import BPFError
+from bpfjit.errors import BPFError, VerifierError
 from bpfjit import kernel
 
 from .cases import Case, expected_memory
@@ -32,7 +33,7 @@ class WrongResult(BPFError):
 class CompileSplit:
     """Median milliseconds of a cold load + compile, phase by phase."""
     load: float
-    verify: float
+    verify: float  # the verifier with its structural checks and the ctx rewrite (those alone if rejected)
     lower: float
     optimise: float
     codegen: float  # emitting object code, and linking it into memory
@@ -54,6 +55,7 @@ class Row:
     jit_small_ns: float | None = None    # the JIT on interp_data, for the speedup
     kernel_ns: float | None = None
     kernel_note: str = ""
+    verifier_note: str = ""  # why the verifier rejects the program (it then ran unverified)
     compile: CompileSplit | None = None
     hit_load_ms: float | None = None     # a load, then a compile served by the object-code cache
     hit_compile_ms: float | None = None
@@ -79,10 +81,31 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def load_program(case: Case, cpu: str = "v3"):
-    """A fresh object's program, and the object (for its maps and globals)."""
-    obj = bpfjit.load(case.object_path(cpu))
+def load_program(case: Case, cpu: str = "v3", verify: bool = False):
+    """A fresh object's program, and the object (for its maps and globals).
+
+    verify: through the verifier first, as the bench loads every program; one the verifier
+    rejects (``rejection`` says why) loads unverified, so that it can still be timed.
+    """
+    obj = bpfjit.load(case.object_path(cpu), programs=[case.function],
+                      verify=verify and not rejection(case, cpu))
     return obj.programs[case.function], obj
+
+
+def rejection(case: Case, cpu: str) -> str:
+    """Why the verifier rejects the case's program ("" when it accepts it)."""
+    return _rejection(str(case.object_path(cpu)), case.function)
+
+
+@functools.lru_cache(maxsize=None)
+def _rejection(path: str, function: str) -> str:
+    """Asked once per process and program (cases may share one): giving up on a loop it cannot
+    bound takes the verifier seconds."""
+    try:
+        bpfjit.load(path, programs=[function], verify=True)
+    except VerifierError as error:
+        return str(error)
+    return ""
 
 
 def check(engine: str, case: Case, retval: int, memory: bytes | None, data: bytes) -> None:
@@ -95,7 +118,7 @@ def check(engine: str, case: Case, retval: int, memory: bytes | None, data: byte
 
 def checked_program(case: Case, cpu: str, engine: str, data: bytes):
     """A fresh program whose first run on `data` was checked (result, memory, maps and globals)."""
-    program, obj = load_program(case, cpu)
+    program, obj = load_program(case, cpu, verify=True)
     result = program.test_run(data, engine=engine)
     check(engine, case, result.retval, result.data_out, data)
     if case.check_state is not None:
@@ -183,7 +206,7 @@ def compile_split(case: Case, cpu: str, rounds: int) -> CompileSplit:
     with code_cache({"BPFJIT_CACHE": "off"}):
         for _ in range(rounds):
             started = time.perf_counter()
-            program, _ = load_program(case, cpu)
+            program, _ = load_program(case, cpu, verify=True)
             loaded = time.perf_counter() - started
             times = program.compile().times
             samples.append((loaded - program.check_seconds, program.check_seconds,
@@ -195,11 +218,11 @@ def cache_hit_ms(case: Case, cpu: str, rounds: int) -> tuple[float, float]:
     """Milliseconds of a load, and of a compile served by the object-code cache (median)."""
     with tempfile.TemporaryDirectory(prefix="bpfjit-cache-") as folder, \
             code_cache({"BPFJIT_CACHE": "on", "BPFJIT_CACHE_DIR": folder}):
-        load_program(case, cpu)[0].compile()  # fills the cache
+        load_program(case, cpu, verify=True)[0].compile()  # fills the cache
         loads, compiles = [], []
         for _ in range(rounds):
             started = time.perf_counter()
-            program, _ = load_program(case, cpu)
+            program, _ = load_program(case, cpu, verify=True)
             loaded = time.perf_counter()
             compiled = program.compile()
             if not compiled.times.cache_hit:
@@ -216,6 +239,8 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
             step: Step = lambda what: None) -> Row:
     """Every engine on one case; `step` is told what is about to run (for a progress bar)."""
     row = Row(case.name, case.group, cpu)
+    step(f"{case.name}: verify")
+    row.verifier_note = rejection(case, cpu)
     data, small = case.data(), case.interp_data()
     step(f"{case.name}: compile")
     row.compile = compile_split(case, cpu, rounds)
@@ -234,4 +259,4 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
     return row
 
 
-STEPS_PER_CASE = 5
+STEPS_PER_CASE = 6

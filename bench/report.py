@@ -10,6 +10,8 @@ import llvmlite.binding as llvm
 
 from .measure import Row
 
+VERIFY_BOUND_MS = 30  # issue 11: verifying a bench program takes at most this long
+
 
 def machine() -> dict[str, object]:
     """The CPU (from py-cpuinfo) and the software the numbers were measured with."""
@@ -46,11 +48,10 @@ def table(rows: Iterable[Row], info: dict[str, object]) -> str:
     """One row per benchmark: ns per run per engine, the ratios, and the cold-compile split (ms)."""
     cells = [COLUMNS]
     for row in rows:
-        c = row.compile
         cells.append([row.label, _ns(row.jit_ns), _ns(row.native_ns), _ratio(row.jit_over_native),
                       _ns(row.interp_ns), _ratio(row.interp_over_jit), _ns(row.kernel_ns),
                       _ratio(row.jit_over_kernel),
-                      *(_ms(getattr(c, phase) if c else None)
+                      *(_compile_cell(row, phase)
                         for phase in ("load", "verify", "lower", "optimise", "codegen", "total")),
                       _ms(row.hit_compile_ms)])
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
@@ -60,10 +61,29 @@ def table(rows: Iterable[Row], info: dict[str, object]) -> str:
     header = (f"CPU: {info['cpu']} ({info['arch']}, {info['cores']} logical cores, {info['hz']}); "
               f"Python {info['python']}, llvmlite {info['llvmlite']}, LLVM {info['llvm']}")
     notes = ["ns per run, median of rounds; interp ns and jit speedup on the smaller interpreter input;",
-             "compile: a cold load + compile in ms (verify = structural checks and ctx rewrite; codegen",
-             "includes linking); cached: the compile when the object-code cache has the program."]
-    kernel_notes = _kernel_notes(rows)
-    return "\n".join([header, "", *lines, "", *notes, *kernel_notes]) + "\n"
+             "compile: a cold load + compile in ms (verify = the verifier, with its structural checks and",
+             "the ctx rewrite; codegen includes linking); cached: the compile when the object-code cache",
+             "has the program."]
+    return "\n".join([header, "", *lines, "", *notes, *_verifier_notes(rows), *_kernel_notes(rows)]) + "\n"
+
+
+def _compile_cell(row: Row, phase: str) -> str:
+    """A phase of the cold compile in ms; a program the verifier rejects has no verify time (it
+    was loaded unverified)."""
+    if phase == "verify" and row.verifier_note:
+        return "rejected"
+    return _ms(getattr(row.compile, phase) if row.compile else None)
+
+
+def _verifier_notes(rows: Iterable[Row]) -> list[str]:
+    """The programs the verifier rejects, with its message, and those it takes longer than issue
+    11's bound to accept."""
+    notes = [f"verifier rejects {row.label}, run unverified: {row.verifier_note}" for row in rows if row.verifier_note]
+    slow = [f"{row.label} {row.compile.verify:.1f} ms" for row in rows
+            if row.compile is not None and not row.verifier_note and row.compile.verify > VERIFY_BOUND_MS]
+    if slow:
+        notes.append(f"verify over {VERIFY_BOUND_MS} ms (issue 11's bound per program): {', '.join(slow)}")
+    return notes
 
 
 def _kernel_notes(rows: Iterable[Row]) -> list[str]:

@@ -5,6 +5,8 @@ checks (bench/measure.py) are the ones ``bpfjit bench`` uses; see those modules 
 program computes and how each engine is timed. Every result is checked against its plain-Python
 expected value before anything is timed. Per-run figures land in each benchmark's extra_info:
 the JIT's come from test_run(repeat=N) (a native loop), the native twin's from repeat_NAME.
+Programs load through the verifier; one it rejects loads unverified, and test_compile_cold's
+extra_info says why.
 """
 from __future__ import annotations
 
@@ -92,8 +94,9 @@ def test_compile_cold(benchmark, case, cpu, monkeypatch):
     split = measure.compile_split(case, cpu, ROUNDS)
     benchmark.extra_info.update({f"{phase}_ms": round(getattr(split, phase), 3)
                                  for phase in ("load", "verify", "lower", "optimise", "codegen", "total")})
+    benchmark.extra_info["verifier_rejection"] = measure.rejection(case, cpu)
     monkeypatch.setenv("BPFJIT_CACHE", "off")
-    benchmark.pedantic(lambda: measure.load_program(case, cpu)[0].compile(), rounds=3, warmup_rounds=0)
+    benchmark.pedantic(lambda: measure.load_program(case, cpu, verify=True)[0].compile(), rounds=3, warmup_rounds=0)
 
 
 @pytest.mark.parametrize("case, cpu", VARIANTS, ids=IDS)
@@ -102,6 +105,6 @@ def test_compile_cache_hit(benchmark, case, cpu, monkeypatch, tmp_path):
     load_ms, compile_ms = measure.cache_hit_ms(case, cpu, ROUNDS)
     benchmark.extra_info.update(load_ms=round(load_ms, 3), compile_ms=round(compile_ms, 3))
     monkeypatch.setenv("BPFJIT_CACHE_DIR", str(tmp_path))
-    measure.load_program(case, cpu)[0].compile()
-    programs = iter([measure.load_program(case, cpu)[0] for _ in range(6)])
+    measure.load_program(case, cpu, verify=True)[0].compile()
+    programs = iter([measure.load_program(case, cpu, verify=True)[0] for _ in range(6)])
     benchmark.pedantic(lambda: next(programs).compile(), rounds=5, warmup_rounds=1)

@@ -75,16 +75,25 @@ class KernelEngineError(BPFError):
 class VerifierError(ProgramError):
     """The verifier rejected a program: the kernel's message, the instruction, and the log.
 
-    ``message`` is the kernel verifier's wording; ``log`` is the kernel-style verifier log (the
-    path that led to the error, with register states); ``line`` is the C source line from
-    ``.BTF.ext`` when the object has one.
+    ``message`` (also ``reason``) is the kernel verifier's wording; ``log`` is the kernel-style
+    verifier log (the path that led to the error, with register states); ``insn`` is the rejected
+    instruction as the log prints it (``(79) r1 = *(u64 *)(r0 +0)``) and ``line`` the C source
+    line from ``.BTF.ext`` in the kernel's form (``*value += 2; @ prog.c:37``), when known.
+    ``str()`` is one line: ``prog: insn 24: <message> | 24: <insn> | <line>``, the parts of the
+    log's last lines a reader needs, separated by ``|`` because C text has ``;`` in it.
     """
 
-    def __init__(self, index: int, message: str, log: str = "", line: str | None = None, program: str = ""):
+    def __init__(self, index: int, message: str, log: str = "", line: str | None = None, program: str = "",
+                 insn: str = ""):
         self.message = message
         self.log = log
         self.line = line
         self.program = program
-        super().__init__(index, message + (f" (source: {line})" if line else ""))
-        if program:
-            self.args = (f"{program}: {self.args[0]}",)
+        self.insn = insn
+        super().__init__(index, message)
+        parts = [f"{program}: {self.args[0]}" if program else self.args[0]]
+        if insn:
+            parts.append(f"{index}: {insn}")
+        if line:
+            parts.append(line)
+        self.args = (" | ".join(parts),)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import isa
 from .btf import fix_datasecs
-from .errors import BPFError, ObjectError
+from .errors import BPFError, BTFError, ObjectError, VerifierError
 from .program import Program
 from .runtime import btf as btf_module
 from .runtime import elf
@@ -37,6 +37,8 @@ from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.static_keys import StaticKey
 from .runtime.kernel_helpers import HELPER_IDS
 from .runtime.stdhelpers import standard_helpers
+from .source_lines import SourceMap, annotate_log, source_map
+from .verifier.insn_text import insn_text
 
 # Helpers users registered with register_helper(): objects loaded afterwards can call them.
 _user_helpers = HelperRegistry()
@@ -166,8 +168,14 @@ class Object:
                               array_map=self._array_layout,
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
             ptype = program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
-            self.programs[linked.name] = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
-            self.programs[linked.name].section = linked.section
+            try:
+                program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
+            except VerifierError as error:
+                raise self._located(error, linked) from None
+            if program.verification is not None and log_level >= 2:  # level 1 loads stay cheap
+                program.verification.log = annotate_log(program.verification.log, self.source_lines(linked.name))
+            program.section = linked.section
+            self.programs[linked.name] = program
         self._initialise_map_values(by_number)
         self.globals = Globals(self, [d.name for d in self.elf.data_sections])
 
@@ -186,9 +194,34 @@ class Object:
 
     @functools.cached_property
     def btf_ext(self) -> btf_module.BTFExt | None:
-        """.BTF.ext (function and line info), parsed on first use: only dumps read it, and a
-        load does not pay for it (as libbpf, which goes on without a .BTF.ext it cannot parse)."""
+        """.BTF.ext (function and line info), parsed on first use: dumps and the verifier's
+        messages read it, a plain load does not pay for it (as libbpf, which goes on without a
+        .BTF.ext it cannot parse)."""
         return btf_module.parse_btf_ext(self.elf.btf_ext, self.btf) if self.elf.btf_ext else None
+
+    # --- source lines of verifier messages ------------------------------------------------------
+    def source_lines(self, program: str) -> SourceMap | None:
+        """The C line of each slot of a program as linked (its ``.text`` subprograms after it), from
+        .BTF.ext; None without line info (no .BTF.ext, or one that does not parse: libbpf then
+        loads the program without line info too)."""
+        linked = next((p for p in self.elf.programs if p.name == program), None)
+        if linked is None:
+            raise KeyError(program)
+        try:
+            ext = self.btf_ext
+        except BTFError:
+            return None
+        return source_map(linked.origins, ext.line_info) if ext is not None and ext.line_info else None
+
+    def _located(self, error: VerifierError, linked: elf.LinkedProgram) -> VerifierError:
+        """The rejection with what the object knows and the verifier does not: the rejected
+        instruction's text, its C source line, and the source lines woven into the log."""
+        lines = self.source_lines(linked.name)
+        index = error.index
+        line = lines[index] if lines is not None and 0 <= index < len(lines) else None
+        insn = insn_text(linked.insns[index]) if 0 <= index < len(linked.insns) else ""
+        return VerifierError(index, error.message, annotate_log(error.log, lines), str(line) if line else error.line,
+                             error.program, insn)
 
     # --- sections as attribute namespaces: obj.bss.counter, obj.data.x, obj.rodata.y -------------
     @property
@@ -354,6 +387,8 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     programs: the names of the programs to load (libbpf's autoload); ``obj.programs`` then holds
     only these. By default every program but those in ``?``-prefixed sections.
     verify: prove each program safe with the kernel verifier's rules (a rejection raises
-    VerifierError with the kernel's message and log); log_level: 1 or 2, as the kernel's.
+    VerifierError with the kernel's message, the instruction, its C source line when the object
+    has line info, and the log, where source lines show as the kernel's ``; <text> @ <file>:<line>``);
+    log_level: 1 or 2, as the kernel's.
     """
     return Object(path, rodata, ncpus, trace, programs, verify, log_level)

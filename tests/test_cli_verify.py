@@ -9,6 +9,14 @@ from bpfjit.cli import main
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIREWALL = ROOT / "bpfjit" / "data" / "firewall.o"
 GLOBALS = ROOT / "tests" / "progs" / "globals.o"
+REJECTED = ROOT / "tests" / "progs" / "rejected_lines.o"  # see tests/test_source_lines.py
+
+
+def source_line(marker: str) -> str:
+    """The kernel's form of the line of rejected_lines.c holding marker: "<text> @ <file>:<n>"."""
+    lines = (ROOT / "tests" / "progs" / "rejected_lines.c").read_text().splitlines()
+    (number,) = [n for n, text in enumerate(lines, 1) if marker in text]
+    return f"{lines[number - 1].strip()} @ rejected_lines.c:{number}"
 
 
 def test_verified_program_gets_a_table_row(capsys):
@@ -38,3 +46,35 @@ def test_unknown_program_is_one_error_line(capsys):
     assert main(["verify", str(FIREWALL), "-p", "nope"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no program 'nope'" in err
+
+
+def test_rejection_shows_source_line_and_instruction(capsys):
+    assert main(["verify", str(REJECTED), "-p", "unchecked_in_subprog"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("unchecked_in_subprog: insn 24: R0 invalid mem access 'map_value_or_null'")
+    assert out[at + 1:at + 3] == [f"  ; {source_line('REJECTED: unchecked_in_subprog')}",
+                                  "  24: (79) r1 = *(u64 *)(r0 +0)"]
+    # Then the log (-p), with the kernel's source annotations.
+    assert f"; {source_line('REJECTED: unchecked_in_subprog')}" in out[at + 3:]
+
+
+def test_several_objects_in_one_table_rejections_without_figures(capsys):
+    assert main(["verify", str(REJECTED), str(FIREWALL)]) == 1
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:6]]
+    assert [row[:3] for row in rows] == [["rejected_lines.o", "unchecked_lookup", "failure"],
+                                         ["rejected_lines.o", "unchecked_in_subprog", "failure"],
+                                         ["rejected_lines.o", "accepted", "success"],
+                                         ["firewall.o", "firewall", "success"]]
+    assert rows[0][3:] == ["-"] * 4  # a rejection reports no figures
+    assert all(int(cell) > 0 for row in rows[2:] for cell in row[3:])
+
+
+def test_json_rejection_has_index_instruction_and_source(capsys):
+    assert main(["verify", str(REJECTED), "--json"]) == 1
+    records = {r["program"]: r for r in json.loads(capsys.readouterr().out)}
+    rejected = records["unchecked_lookup"]
+    assert (rejected["insn_index"], rejected["insn"], rejected["message"]) == (
+        7, "(79) r0 = *(u64 *)(r0 +0)", "R0 invalid mem access 'map_value_or_null'")
+    assert rejected["source_line"] == source_line("REJECTED: unchecked_lookup")
+    assert rejected["insns_processed"] is None and rejected["log"].endswith(rejected["message"])
+    assert records["accepted"]["insn_index"] is None and records["accepted"]["insns_processed"] > 0
