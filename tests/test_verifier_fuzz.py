@@ -1,0 +1,412 @@
+"""The verifier's hostile-program fuzzer (issue 11): no host crash, no hang; every program is
+rejected, or runs safely and gives the interpreter's result.
+
+The verifier is the JIT's licence to drop run-time checks, so a program it wrongly accepts can
+crash the host. Each case of tests/hostile_programs.py is verified here, in the parent (any
+exception but a BPFError is a verifier bug; so is a verification that takes over
+PER_PROGRAM_SECONDS). An accepted program runs on the interpreter here, whose every access is
+checked: a memory fault there means the verifier accepted an unsafe program. It then runs on the
+JIT in a child process, in batches: a child killed by a signal, failing or silent for
+JIT_SECONDS is narrowed down to the case responsible. The JIT's r0, packet, ctx and maps
+must equal the interpreter's, or both must raise BPFRuntimeError.
+
+Two exceptions, both counted and printed: a raw program's memory (r1) has a size only the run
+knows, and the JIT does not check accesses to it yet, so a raw program whose interpreted run
+faults on that memory is not run on the JIT; and a program whose output depends on addresses (a
+pointer it leaks into r0 or memory) or on stack it never wrote (privileged programs may read it,
+as in the kernel; the interpreter's stack starts zeroed, the JIT's does not) cannot be compared:
+a result that differs is re-run on the interpreter at other addresses and on a dirty stack, and
+when that changes it too, the difference is not a finding.
+
+The default run judges DEFAULT_PROGRAMS programs; ``pytest -m slow`` runs
+BPFJIT_VERIFIER_FUZZ_PROGRAMS (default 100,000). BPFJIT_VERIFIER_FUZZ_SEED replays a campaign.
+"""
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import queue
+import random
+import re
+import signal
+import threading
+import traceback
+from contextlib import contextmanager
+from unittest import mock
+from dataclasses import dataclass, field
+
+import pytest
+
+from hostile_programs import READY, Case, Maps, Outcome, build, jit_child, make_case, run_once
+
+from bpfjit import disasm
+from bpfjit.errors import BPFError, VerifierError
+from bpfjit.program import Program
+from bpfjit.runtime import interp
+from bpfjit.runtime.memory import Buffer
+from bpfjit.verifier.check import ProgramSpec, Verifier
+from bpfjit.verifier.state import RegType
+from bpfjit.verifier.verify import _PseudoTargets
+
+DEFAULT_PROGRAMS = 2_000
+SLOW_PROGRAMS = 100_000
+DEFAULT_SEED = 0x11F022
+PER_PROGRAM_SECONDS = 10  # to verify one program
+# Instructions a second below which a verification that ran out of time counts as stuck. The
+# Python verifier processes ~15,000 a second (README), so a program that needs the kernel's whole
+# 1M-instruction budget takes about a minute: slow, not a hang.
+SLOW_BUT_MOVING = 2_000
+JIT_SECONDS = 5  # to run one program on the JIT: microseconds when it terminates
+CHILD_START_SECONDS = 30  # for a child to start and say it is ready
+INTERP_STEPS = 100_000  # a longer interpreted run is not compared (the JIT still runs it)
+BATCH = 80  # cases per JIT child
+RERUNS = 3  # interpreted runs at other addresses before a difference counts
+MIN_SHARE = 0.15  # of accepted and of rejected programs: else the fuzzer tests nothing
+
+
+# Findings already reported, each with its strict-xfail regression test in
+# tests/test_verifier_rules_fuzzfound.py (when that test starts passing, remove the entry):
+# (name, program type, the start of the finding's text).
+KNOWN_ISSUES = (
+    ("raw-loop-widening-accepts-infinite-loops", "raw", "the JIT run hung"),
+)
+
+
+def known_issue(case: Case, failure: str) -> str | None:
+    for name, prog_type, start in KNOWN_ISSUES:
+        if case.prog_type == prog_type and failure.startswith(start):
+            return name
+    return None
+
+
+class VerifyTimeout(Exception):
+    def __init__(self, processed: int):
+        super().__init__(processed)
+        self.processed = processed  # instructions the verifier had processed by then
+
+
+def _processed(frame) -> int:
+    """How many instructions the Verifier running in `frame` or a caller has processed (0: none)."""
+    while frame is not None:
+        checker = frame.f_locals.get("self")
+        if isinstance(checker, Verifier):
+            return checker.stats.insns_processed
+        frame = frame.f_back
+    return 0
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt the block after `seconds` (main thread only: SIGALRM)."""
+    def expired(signum, frame):
+        raise VerifyTimeout(_processed(frame))
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class Job:
+    """An accepted case, the inputs the JIT runs it on, and what the interpreter gave for each
+    (None: the interpreter's budget ran out, so only the JIT's safety is checked)."""
+    case: Case
+    runs: tuple[int, ...]
+    expected: dict[int, Outcome | None]
+
+
+@dataclass
+class Tally:
+    judged: int = 0
+    accepted: int = 0
+    rejected: int = 0  # VerifierError
+    malformed: int = 0  # other BPFErrors: bytecode that does not decode or has no valid CFG
+    compared: int = 0  # JIT runs checked against the interpreter
+    jit_only: int = 0  # JIT runs with nothing to compare (the interpreter's budget ran out)
+    raw_memory_faults: int = 0  # raw-program runs skipped: the interpreter faulted on r1's memory
+    not_comparable: int = 0  # results that depend on addresses or uninitialised stack
+    slow: int = 0  # verifications cut off while making progress (see SLOW_BUT_MOVING)
+    messages: collections.Counter = field(default_factory=collections.Counter)
+    known: collections.Counter = field(default_factory=collections.Counter)  # by KNOWN_ISSUES entry
+    findings: list[str] = field(default_factory=list)
+    mismatches: list[tuple[Job, int, Outcome]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def find(self, case: Case, what: str) -> None:
+        with self.lock:
+            self.findings.append(f"{case.name} ({case.prog_type}, {case.kind}): {what}\n{listing(case)}")
+
+    def summary(self) -> str:
+        top = "\n".join(f"  {count:5d}  {message}" for message, count in self.messages.most_common(15))
+        return (f"judged {self.judged}: accepted {self.accepted}, rejected {self.rejected} (VerifierError), "
+                f"malformed {self.malformed}, cut off while slow {self.slow}\n"
+                f"JIT runs compared {self.compared}, unchecked by the interpreter {self.jit_only}, raw-memory "
+                f"faults skipped {self.raw_memory_faults}, depending on addresses or uninitialised stack "
+                f"{self.not_comparable}, known issues {dict(self.known)}\ntop rejections:\n{top}")
+
+
+def listing(case: Case) -> str:
+    """The program as generated (before the ctx rewrite), for a finding's report."""
+    try:
+        prog = build(case, Maps(), verify=False)
+        return disasm.listing(prog.original_insns, [(f.start, f"f{f.start}") for f in prog.facts.functions])
+    except BPFError as error:
+        return f"(no listing: {error}) bytecode {case.code.hex()}"
+
+
+# --- the parent: verify, interpret -------------------------------------------------------------------
+
+def judge(case: Case, maps: Maps, tally: Tally) -> Job | None:
+    """Verify the case; for an accepted one, interpret it on every input: the job for the JIT."""
+    tally.judged += 1
+    try:
+        with time_limit(PER_PROGRAM_SECONDS):
+            prog = build(case, maps)
+    except VerifierError as error:
+        tally.rejected += 1
+        tally.messages[re.sub(r"-?\b(0x[0-9a-f]+|\d+)\b", "N", error.message.splitlines()[-1])] += 1
+        return None
+    except BPFError:
+        tally.malformed += 1
+        return None
+    except VerifyTimeout as timeout:
+        if timeout.processed >= SLOW_BUT_MOVING * PER_PROGRAM_SECONDS:
+            tally.slow += 1  # walking towards the 1M budget at the Python verifier's known pace
+        else:
+            tally.find(case, f"verification stuck: {timeout.processed} instructions in {PER_PROGRAM_SECONDS} s")
+        return None
+    except Exception:  # the verifier must answer with a VerifierError, never crash
+        tally.find(case, f"the verifier raised\n{traceback.format_exc()}")
+        return None
+    tally.accepted += 1
+    runs, expected = [], {}
+    for index, data in enumerate(case.inputs):
+        outcome = run_once(prog, maps, case, data, "interp", INTERP_STEPS)
+        if outcome.error and "budget" in outcome.error:
+            runs.append(index)
+            expected[index] = None
+        elif outcome.error and outcome.error.startswith("invalid "):
+            if case.prog_type == "raw" and _through_raw_memory(prog, outcome.error_at):
+                tally.raw_memory_faults += 1
+                continue
+            tally.find(case, f"accepted, but the interpreter faults on input {data.hex()}: "
+                             f"insn {outcome.error_at}: {outcome.error}")
+        else:
+            runs.append(index)
+            expected[index] = outcome
+    return Job(case, tuple(runs), expected) if runs else None
+
+
+def _through_raw_memory(prog: Program, index: int | None) -> bool:
+    """Whether the verifier saw instruction `index` access a raw program's memory (r1), whose
+    size only the run knows. (The verifier's Verdict does not say; its checker does.)"""
+    checker = Verifier(prog.original_insns, prog.facts, ProgramSpec(None), prog.env.helpers,
+                       _PseudoTargets(prog.env))
+    checker.run()
+    return checker.pointer_kinds.get(index) == RegType.PTR_TO_MEM
+
+
+# --- the children: run on the JIT -------------------------------------------------------------------
+
+class JitRunner:
+    """Runs jobs on the JIT in child processes, one batch at a time, in a thread of its own
+    (the parent keeps verifying meanwhile); compares with the interpreter's outcomes."""
+
+    def __init__(self, tally: Tally):
+        self.tally = tally
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(["hostile_programs"])
+        self.batches: queue.Queue = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def submit(self, jobs: list[Job]) -> None:
+        if jobs:
+            self.batches.put(jobs)
+
+    def finish(self) -> None:
+        self.batches.put(None)
+        self.thread.join()
+
+    def _serve(self) -> None:
+        while (jobs := self.batches.get()) is not None:
+            try:
+                self._run(jobs)
+            except Exception:  # pragma: no cover - a harness failure must not hang the test
+                self.tally.find(jobs[0].case, f"JIT runner failed\n{traceback.format_exc()}")
+
+    def _run(self, jobs: list[Job]) -> None:
+        while jobs:
+            done, failure = self._execute(jobs)
+            for job, outcomes in done:
+                self._compare(job, outcomes)
+            if failure is None:
+                return
+            if failure.startswith("the JIT run hung"):  # a hang is the running case's own
+                self._report(jobs[len(done)].case, failure)
+            else:
+                self._isolate(jobs[:len(done) + 1], failure)
+            jobs = jobs[len(done) + 1:]
+
+    def _execute(self, jobs: list[Job]) -> tuple[list[tuple[Job, list[Outcome]]], str | None]:
+        """Run jobs in one child: the (job, outcomes) it finished, and why it stopped early (None
+        if it did not)."""
+        receiver, sender = self.context.Pipe(duplex=False)
+        child = self.context.Process(target=jit_child, args=(sender, [(job.case, job.runs) for job in jobs]))
+        child.start()
+        sender.close()
+        done: list = []
+        failure = None
+        ready = receiver.poll(CHILD_START_SECONDS) and receiver.recv() == READY
+        while ready and len(done) < len(jobs):
+            if not receiver.poll(JIT_SECONDS):
+                child.kill()
+                failure = f"the JIT run hung (no answer in {JIT_SECONDS} s)"
+                break
+            try:
+                position, outcomes = receiver.recv()
+            except EOFError:
+                child.join()
+                code = child.exitcode
+                failure = f"the JIT child died by signal {-code}" if code < 0 else f"the JIT child failed ({code})"
+                break
+            done.append((jobs[position], outcomes))
+        if not ready:
+            child.kill()
+            failure = "the JIT child did not start"
+        child.join()
+        receiver.close()
+        return done, failure
+
+    def _isolate(self, jobs: list[Job], failure: str) -> None:
+        """The last job of `jobs` was running when the child failed: blame it if it fails alone;
+        else find the earliest job from which on the sequence still fails."""
+        last = jobs[-1]
+        if self._execute([last])[1] is not None:
+            self._report(last.case, failure)
+            return
+        low, high = 0, len(jobs) - 1  # jobs[low:] fails, jobs[high:] does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._execute(jobs[middle:])[1] is not None:
+                low = middle
+            else:
+                high = middle
+        self._report(jobs[low].case, f"{failure} while running {last.case.name} after it")
+
+    def _report(self, case: Case, failure: str) -> None:
+        known = known_issue(case, failure)
+        if known is not None:
+            with self.tally.lock:
+                self.tally.known[known] += 1
+            return
+        self.tally.find(case, failure)
+
+    def _compare(self, job: Job, outcomes: list[Outcome]) -> None:
+        for index, got in zip(job.runs, outcomes):
+            expected = job.expected[index]
+            with self.tally.lock:
+                if expected is None:
+                    self.tally.jit_only += 1
+                    continue
+                self.tally.compared += 1
+                if not expected.agrees(got):
+                    self.tally.mismatches.append((job, index, got))
+
+
+class _DirtyBuffer(Buffer):
+    """A buffer whose bytes not given start as garbage (0xA5), as a native stack's do."""
+
+    def __init__(self, size: int, init: bytes = b"") -> None:
+        super().__init__(size, bytes(init) + b"\xa5" * (size - len(init)))
+
+
+def _not_comparable(job: Job, index: int) -> bool:
+    """Whether the interpreter's result changes when every address does (fresh maps, with the
+    old ones kept so that nothing new lands where something old was) and its stack starts dirty:
+    then the program leaks an address or reads stack it never wrote (which privileged programs
+    may, as in the kernel), and the JIT's different result is no finding."""
+    kept = []
+    for _ in range(RERUNS):
+        kept += [Maps(), *(Buffer(size) for size in range(8, 4200, 8) for _ in range(2))]
+        maps = Maps()
+        prog = build(job.case, maps)
+        with mock.patch.object(interp, "Buffer", _DirtyBuffer):
+            again = run_once(prog, maps, job.case, job.case.inputs[index], "interp", INTERP_STEPS)
+        kept.append(maps)
+        if not again.agrees(job.expected[index]):
+            return True
+    return False
+
+
+def campaign(seed: int, count: int) -> Tally:
+    tally = Tally()
+    rnd = random.Random(seed)
+    runner = JitRunner(tally)
+    maps = Maps()
+    batch: list[Job] = []
+    try:
+        for _ in range(count):
+            job = judge(make_case(rnd.getrandbits(64)), maps, tally)
+            if job is not None:
+                batch.append(job)
+            if len(batch) >= BATCH:
+                runner.submit(batch)
+                batch = []
+        runner.submit(batch)
+    finally:
+        runner.finish()
+    for job, index, got in tally.mismatches:
+        if _not_comparable(job, index):
+            tally.not_comparable += 1
+            continue
+        tally.find(job.case, f"JIT and interpreter differ on input {job.case.inputs[index].hex()}:\n"
+                             f"  interp {job.expected[index]}\n  jit    {got}")
+    return tally
+
+
+def check_campaign(seed: int, count: int) -> None:
+    tally = campaign(seed, count)
+    print(f"verifier fuzz: seed {seed:#x} (BPFJIT_VERIFIER_FUZZ_SEED={seed:#x} replays it)\n{tally.summary()}")
+    assert tally.judged == count
+    assert not tally.findings, f"{len(tally.findings)} findings (seed {seed:#x}):\n\n" + "\n\n".join(
+        tally.findings[:10])
+    assert tally.accepted >= MIN_SHARE * count, tally.summary()
+    assert tally.rejected >= MIN_SHARE * count, tally.summary()
+    assert tally.compared >= MIN_SHARE * count, tally.summary()
+
+
+def _seed() -> int:
+    return int(os.environ.get("BPFJIT_VERIFIER_FUZZ_SEED", str(DEFAULT_SEED)), 0)
+
+
+def test_hostile_programs_are_rejected_or_run_safely():
+    check_campaign(_seed(), DEFAULT_PROGRAMS)
+
+
+@pytest.mark.slow
+def test_hostile_programs_campaign():
+    count = int(os.environ.get("BPFJIT_VERIFIER_FUZZ_PROGRAMS", str(SLOW_PROGRAMS)))
+    seed = int(os.environ["BPFJIT_VERIFIER_FUZZ_SEED"], 0) if "BPFJIT_VERIFIER_FUZZ_SEED" in os.environ \
+        else random.SystemRandom().getrandbits(32)
+    check_campaign(seed, count)
+
+
+def test_the_harness_blames_raw_memory_and_catches_a_differing_result():
+    """The checks above can fail: a raw program's fault on r1's memory is told apart from any
+    other, and a JIT result unlike the interpreter's is recorded."""
+    case = make_case(1)
+    raw = Program.from_asm("ldxb %r0, [%r1+100]\nmov %r2, %r10\nldxb %r3, [%r2-1]\nexit", verify=True)
+    assert _through_raw_memory(raw, 0) and not _through_raw_memory(raw, 2)
+    tally = Tally()
+    expected = Outcome(1, b"", None, [])
+    job = Job(case, (0,), {0: expected})
+    runner = JitRunner.__new__(JitRunner)
+    runner.tally = tally
+    runner._compare(job, [Outcome(2, b"", None, [])])
+    runner._compare(job, [expected])
+    assert tally.compared == 2 and [m[2].retval for m in tally.mismatches] == [2]
