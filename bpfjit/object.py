@@ -136,7 +136,7 @@ class Object:
 
     def __init__(self, path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
                  trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
-                 verify: bool = False, log_level: int = 1):
+                 verify: bool = True, log_level: int = 1):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         self.trace_log: list[str] = []
@@ -152,6 +152,7 @@ class Object:
         self.maps: dict[str, Map] = {}
         self._create_btf_maps()
         self._create_data_maps(rodata or {})
+        self._initialise_data_pointers()  # .rodata is frozen before the verifier sees it, as libbpf does
         self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
         self.helpers = standard_helpers(self._on_trace, ncpus)
         for helper in _user_helpers:
@@ -292,12 +293,19 @@ class Object:
             raise BPFError(f"{self.name}: rodata={{...}} names {', '.join(sorted(unknown))}, which "
                            "no read-only section holds")
 
-    def _initialise_map_values(self, by_number: dict[int, elf.Function]) -> None:
-        """Pointer words in global data, prog-array and map-in-map initialisers; then freeze .rodata."""
+    def _initialise_data_pointers(self) -> None:
+        """Pointer words in global data; then freeze .rodata, so that the verifier may take its
+        loads as constants and refuse stores into it."""
         for d in self.elf.data_sections:
             m = self.maps[d.name]
             for offset, target in d.pointers:
                 _write_value(m, offset, self._pointer_value(target).to_bytes(8, "little"))
+        for d in self.elf.data_sections:
+            if d.kind == "rodata":
+                self.maps[d.name].freeze()
+
+    def _initialise_map_values(self, by_number: dict[int, elf.Function]) -> None:
+        """Prog-array and map-in-map initialisers (they name the programs just loaded)."""
         for offset, target in self.elf.map_relocations:
             outer = next((d for d in self._map_defs.values() if d.offset <= offset < d.offset + d.size), None)
             if outer is None:
@@ -316,9 +324,6 @@ class Object:
                     self.maps[outer.name].set_program(slot, program)
             else:
                 self.maps[outer.name].update_elem(slot, self.maps[target[1]])
-        for d in self.elf.data_sections:
-            if d.kind == "rodata":
-                self.maps[d.name].freeze()
 
     def _pointer_value(self, target: tuple) -> int:
         if target[0] == "func":
@@ -378,7 +383,7 @@ def program_names(path: str | os.PathLike) -> list[str]:
 
 def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
          trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
-         verify: bool = False, log_level: int = 1) -> Object:
+         verify: bool = True, log_level: int = 1) -> Object:
     """Load a BPF ELF object: create its maps and global data, link and check its programs.
 
     rodata: values for ``const volatile`` globals, set before .rodata is frozen.
@@ -386,9 +391,11 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     (they are also kept in ``obj.trace_log``).
     programs: the names of the programs to load (libbpf's autoload); ``obj.programs`` then holds
     only these. By default every program but those in ``?``-prefixed sections.
-    verify: prove each program safe with the kernel verifier's rules (a rejection raises
-    VerifierError with the kernel's message, the instruction, its C source line when the object
-    has line info, and the log, where source lines show as the kernel's ``; <text> @ <file>:<line>``);
+    verify: prove each program safe with the kernel verifier's rules first (the default; a
+    rejection raises VerifierError with the kernel's message, the instruction, its C source line
+    when the object has line info, and the log, where source lines show as the kernel's
+    ``; <text> @ <file>:<line>``). ``verify=False`` runs the programs unverified, sandboxed: every
+    memory access and helper pointer is checked at run time (jit/lower.py).
     log_level: 1 or 2, as the kernel's.
     """
     return Object(path, rodata, ncpus, trace, programs, verify, log_level)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal, Sequence
 
 from . import asm as assembler
-from . import disasm, isa
+from . import disasm, isa, verdicts
 from .errors import BPFError, VerifierError
 from .isa import Insn
 from .jit.engine import CompiledProgram, compile_program
@@ -36,7 +36,7 @@ from .runtime.stdhelpers import TAIL_CALL
 from .verifier import cfg
 from .verifier.check import Verdict
 from .verifier.ctx_access import rewrite_ctx_access
-from .verifier.verify import verify as verify_program
+from .verifier.verify import inputs as verifier_inputs, verify as verify_program
 
 Engine = Literal["jit", "interp"]
 ENGINES: tuple[str, ...] = ("jit", "interp")
@@ -65,9 +65,11 @@ class Program:
     """A structurally checked BPF program, ready to run interpreted or jitted."""
 
     def __init__(self, insns: Sequence[Insn], env: Environment | None = None, name: str = "prog",
-                 prog_type: str = "raw", verify: bool = False, log_level: int = 1):
-        """verify: prove the program safe with the kernel verifier's rules first (VerifierError
-        if not); log_level: the verifier log's detail (1: the path to an error, 2: every state)."""
+                 prog_type: str = "raw", verify: bool = True, log_level: int = 1):
+        """verify: prove the program safe with the kernel verifier's rules first (the default;
+        VerifierError if not). ``verify=False`` runs it unverified, sandboxed: the JIT checks every
+        memory access against the run's memory, as the interpreter does. log_level: the verifier
+        log's detail (1: the path to an error, 2: every state)."""
         if prog_type not in PROGRAM_TYPES:
             raise BPFError(f"unknown program type {prog_type!r} (known: {', '.join(PROGRAM_TYPES)})")
         self.type = PROGRAM_TYPES[prog_type]
@@ -81,10 +83,11 @@ class Program:
         # What the verifier proved (None: not verified).
         self.verification: Verdict | None = None
         if verify:
-            try:
-                self.verification = verify_program(self.original_insns, self.facts, self.env, self.type, log_level)
-            except VerifierError as error:
-                raise VerifierError(error.index, error.message, error.log, error.line, name) from None
+            self.verification = self._verify(log_level)
+            self.facts = replace(self.facts, verified=True,
+                                 checked_accesses=self.verification.checked_accesses,
+                                 helper_args_proven=self.verification.helper_args_proven,
+                                 zeroed_slots=self.verification.uninit_stack_reads)
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)
@@ -99,17 +102,32 @@ class Program:
         self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
 
+    def _verify(self, log_level: int) -> Verdict:
+        """The verifier's verdict: from the cache when this program was accepted before."""
+        cacheable = log_level <= 1
+        verdict_key = verdicts.key(verifier_inputs(self.original_insns, self.env, self.type)) if cacheable else None
+        cached = verdicts.lookup(verdict_key) if cacheable else None
+        if cached is not None:
+            return cached
+        try:
+            verdict = verify_program(self.original_insns, self.facts, self.env, self.type, log_level)
+        except VerifierError as error:
+            raise VerifierError(error.index, error.message, error.log, error.line, self.name) from None
+        if cacheable:
+            verdicts.store(verdict_key, verdict)
+        return verdict
+
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def from_bytes(cls, code: bytes, prog_type: str = "raw", helpers: HelperRegistry | None = None,
-                   name: str = "prog", verify: bool = False, log_level: int = 1) -> "Program":
+                   name: str = "prog", verify: bool = True, log_level: int = 1) -> "Program":
         """A program from raw bytecode (8-byte little-endian slots)."""
         return cls(isa.decode(code), Environment(helpers=helpers or HelperRegistry()), name, prog_type, verify,
                    log_level)
 
     @classmethod
     def from_asm(cls, text: str, prog_type: str = "raw", helpers: HelperRegistry | None = None,
-                 name: str = "prog", verify: bool = False, log_level: int = 1) -> "Program":
+                 name: str = "prog", verify: bool = True, log_level: int = 1) -> "Program":
         """A program from bpf_conformance-syntax assembly."""
         return cls(assembler.assemble_insns(text), Environment(helpers=helpers or HelperRegistry()), name,
                    prog_type, verify, log_level)
@@ -133,7 +151,7 @@ class Program:
             compiled = self._compiled.get(sandboxed)
             if compiled is None:
                 compiled = compile_program(self.insns, self.facts, self.env, sandboxed=sandboxed,
-                                           verified=self.verification is not None)
+                                           verified=self.facts.verified and self.facts.helper_args_proven)
                 self._attach_sites(compiled)
                 self._compiled[sandboxed] = compiled
             return compiled
@@ -222,11 +240,17 @@ class Program:
         """One invocation (or `repeat` native ones): tail calls followed, failures raised."""
         env = watchdog.new_env()
         sandboxed = watchdog.limits.bounded
+        # Checked accesses read the run's memory (verified raw programs) or regions (unverified).
+        env.mem_start, env.mem_size = (memory.r1, memory.r2) if self.type.layout is None else (0, 0)
+        table = regions.table()
+        env.regions, env.region_count = ctypes.addressof(table), len(table) // 3
         program: Program = self
         while True:
             caller = program._function_caller(engine, env, regions, sandboxed)
-            # The JIT keeps the BPF stack in native frames: helpers may accept pointers there.
-            run = RunContext(env, program.env, caller, regions, native_stack=engine == "jit")
+            # The JIT keeps a verified program's stack in native frames: helpers may accept
+            # pointers there (an unverified one's frames are listed in env.frames instead).
+            run = RunContext(env, program.env, caller, regions,
+                             native_stack=engine == "jit" and program.facts.verified)
             with run_context.active(run):
                 if engine == "jit":
                     retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat)

@@ -1,5 +1,8 @@
 """A persistent cache of compiled object code, so a program seen before loads without LLVM.
 
+Verdicts of the verifier are kept here too (bpfjit/verdicts.py), each under a hash of what it
+depends on, so that a program seen before is neither verified nor compiled again.
+
 The key is a hash of everything the machine code depends on: the lowered IR (which holds the
 program, the map layouts it was specialised for and the .rodata it folded, but no process-specific
 address: those are symbols bound at link time, see jit/lower.py ``Symbols``), the optimisation
@@ -39,7 +42,10 @@ DIGEST = 32  # bytes of SHA-256 in front of each object
 # the hash-map chains it walks inline (hash_index.py) and the environment that hands it map
 # layouts, function tokens and helper properties (environment.py).
 DEPENDENCIES = (("bpfjit", "isa.py"), ("bpfjit.runtime", "status.py"), ("bpfjit.runtime", "hash_index.py"),
-                ("bpfjit.runtime", "environment.py"))
+                ("bpfjit.runtime", "environment.py"), ("bpfjit.runtime", "context.py"))
+# The verifier decides which accesses the code checks (its facts), and its verdicts are cached
+# here too (bpfjit/verdicts.py): its whole package is part of the digest.
+PACKAGES = ("bpfjit.verifier",)
 
 
 def directory() -> pathlib.Path | None:
@@ -58,6 +64,7 @@ def source_files() -> list[tuple[str, Traversable]]:
     any subpackage), then DEPENDENCIES. Found through importlib.resources, so an installed package
     digests its own files."""
     return (_python_files(importlib.resources.files(__package__), __package__) +
+            [entry for package in PACKAGES for entry in _python_files(importlib.resources.files(package), package)] +
             [(f"{package}/{name}", importlib.resources.files(package) / name) for package, name in DEPENDENCIES])
 
 
@@ -119,6 +126,30 @@ def store(cache_key: str, obj: bytes, optimised_ir: str) -> None:
         _write(folder / f"{cache_key}.ll", optimised_ir.encode())
         # last: an entry exists once its object does
         _write(folder / f"{cache_key}.o", hashlib.sha256(obj).digest() + obj)
+    except OSError:
+        pass
+
+
+def read_entry(name: str) -> bytes | None:
+    """Another kind of entry (a verdict): its bytes, or None when absent or damaged."""
+    folder = directory()
+    if folder is None:
+        return None
+    try:
+        entry = (folder / name).read_bytes()
+    except OSError:
+        return None
+    digest, data = entry[:DIGEST], entry[DIGEST:]
+    return data if hashlib.sha256(data).digest() == digest else None
+
+
+def write_entry(name: str, data: bytes) -> None:
+    folder = directory()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder / name, hashlib.sha256(data).digest() + data)
     except OSError:
         pass
 

@@ -17,7 +17,14 @@ Shape of the generated module:
   per run); the repeat loop of test_run is not part of the module but one shared function
   (jit/engine.py), since a loop costs every compile several milliseconds of loop passes.
 
-The JIT trusts the facts it is given: no bounds checks are emitted for memory accesses.
+Memory accesses are as safe as the facts say (verifier/facts.py). A verified program's accesses
+are emitted unchecked, except those through a raw program's memory, whose size only the run
+knows: each of those is compared with ``[RunEnv.mem_start, + mem_size)`` first. A program that
+was not verified runs *sandboxed*: every access is checked by ``@bpfjit_access_ok`` against the
+live BPF frames (each function registers its stack alloca in ``RunEnv.frames`` on entry) and the
+run's regions (``RunEnv.regions``: maps, globals, packet, ctx), map lookups are not inlined and
+byte copies are not fused; a refused access ends the run with BAD_READ / BAD_WRITE and its
+address, as the interpreter's check does.
 
 A run with a budget (max_steps, timeout) uses a *sandboxed* variant, lowered from the same
 program with ``sandboxed=True``: every straight-line segment (a block, or the part of one after a
@@ -36,8 +43,10 @@ from bpfjit import isa
 from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
-from bpfjit.runtime.status import (FIELD_DEPTH, FIELD_INSN, FIELD_MAX_STEPS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP,
-                                   FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAY_GOTO_BUDGET, Status)
+from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
+                                   FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT, FIELD_REGIONS,
+                                   FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
+                                   MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM
 from bpfjit.verifier.facts import Facts, Function
 
@@ -50,6 +59,7 @@ _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND
            isa.LSH: "shl", isa.RSH: "lshr", isa.ARSH: "ashr"}
 _PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
                isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
+SLOT_BYTES = 8  # a stack slot (verifier/facts.py zeroed_slots)
 _RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
 
 
@@ -172,6 +182,49 @@ class _FunctionLowering:
         base = self.value(f"inttoptr i64 {self.reg(reg)} to ptr")
         return self.value(f"getelementptr i8, ptr {base}, i64 {off}") if off else base
 
+    @property
+    def sandboxed_memory(self) -> bool:
+        """Whether every access is checked: the program was not verified."""
+        return not self.facts.verified
+
+    def access(self, reg: int, off: int, size: int, write: bool, index: int) -> str:
+        """A pointer for a load or store of `size` bytes at [reg + off], checked first where
+        the facts do not prove it safe (see the module docstring)."""
+        if reg == isa.FRAME_POINTER:
+            if self.sandboxed_memory and not (-isa.STACK_SIZE <= off and off + size <= 0):
+                self.guard("false", self.value(f"add i64 {self.reg(reg)}, {off}"), size, write, index)
+                return self.value(f"inttoptr i64 {self.reg(reg)} to ptr")
+            return self.stack_ptr(off)
+        if not (self.sandboxed_memory or index in self.facts.checked_accesses):
+            return self.pointer(reg, off)
+        address = self.value(f"add i64 {self.reg(reg)}, {off}") if off else self.reg(reg)
+        if self.sandboxed_memory:
+            ok = self.value(f"call i1 @bpfjit_access_ok(ptr %env, i64 {address}, i64 {size}, i1 {int(write)})")
+        else:
+            ok = self.in_raw_memory(address, size)
+        self.guard(ok, address, size, write, index)
+        return self.value(f"inttoptr i64 {address} to ptr")
+
+    def in_raw_memory(self, address: str, size: int | str) -> str:
+        """Whether [address, address + size) lies in a raw program's memory,
+        [RunEnv.mem_start, + mem_size)."""
+        start = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_START)}")
+        length = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_SIZE)}")
+        fits = self.value(f"icmp uge i64 {length}, {size}")
+        inside = self.value(f"icmp ule i64 {self.value(f'sub i64 {address}, {start}')}, "
+                            f"{self.value(f'sub i64 {length}, {size}')}")
+        return self.value(f"and i1 {fits}, {inside}")
+
+    def guard(self, ok: str, address: str, size: int, write: bool, index: int) -> None:
+        """Go on where `ok` holds; else end the run with BAD_READ / BAD_WRITE at `address`."""
+        bad, fine = self.unique("bad_access"), self.unique("access")
+        self.emit(f"br i1 {ok}, label %{fine}, label %{bad}")
+        self.lines.append(f"{bad}:")
+        self.emit(f"store i64 {size}, ptr {self.env_field(FIELD_ACCESS_SIZE)}")
+        self.fail(Status.BAD_WRITE if write else Status.BAD_READ, index, address)
+        self.lines.append(f"{fine}:")
+        self.terminated = False
+
     def env_field(self, index: int) -> str:
         return self.value(f"getelementptr inbounds i64, ptr %env, i64 {index}")
 
@@ -238,6 +291,12 @@ class _FunctionLowering:
             self.set_reg(reg, f"%a{reg}" if 1 <= reg <= 5 else "0")
         self.emit("%may_goto = alloca i64")
         self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
+        if self.sandboxed_memory:  # nothing proved what it reads: a zeroed stack, as the interpreter's
+            self.emit(f"call void @llvm.memset.p0.i64(ptr %stack, i8 0, i64 {isa.STACK_SIZE}, i1 false)")
+            self.register_frame()
+        for function, number in sorted(self.facts.zeroed_slots):
+            if function == start:  # read before written on some path: zero, as the interpreter
+                self.emit(f"store i64 0, ptr {self.stack_ptr(-SLOT_BYTES * (number + 1))}, align 8")
         self.branch(f"b{start}")
         absorbed = frozenset().union(*(s.absorbed | s.skipped for s in self.switches.values()))
         done_until = start  # slots below this were lowered as part of a copy
@@ -259,6 +318,17 @@ class _FunctionLowering:
         self.lines.append("}")
         return self.lines
 
+    def register_frame(self) -> None:
+        """Sandboxed: list this call's stack in RunEnv.frames, where checked accesses look."""
+        count_ptr = self.env_field(FIELD_FRAME_COUNT)
+        self.emit(f"%frame_slot = load i64, ptr {count_ptr}")
+        self.return_if(self.value(f"icmp uge i64 %frame_slot, {SANDBOX_FRAMES}"), Status.CALL_DEPTH,
+                       self.function.start)
+        slot = self.value(f"add i64 %frame_slot, {FIELD_FRAMES}")
+        base = self.value(f"ptrtoint ptr {self.stack_ptr(-isa.STACK_SIZE)} to i64")
+        self.emit(f"store i64 {base}, ptr {self.value(f'getelementptr inbounds i64, ptr %env, i64 {slot}')}")
+        self.emit(f"store i64 {self.value('add i64 %frame_slot, 1')}, ptr {count_ptr}")
+
     def lower_insn(self, insn: Insn, index: int) -> None:
         self.lowerings[insn.cls](insn, index)
 
@@ -267,7 +337,9 @@ class _FunctionLowering:
             find_switches(self.insns, self.function.start, self.function.end, self.facts)
         self.segments = self.find_segments() if self.sandboxed else {}
         self.loop_heads = self.find_loop_heads() if self.sandboxed else frozenset()
-        self.copies = find_copies(self.insns, self.function.start, self.function.end, self.facts.block_starts)
+        # Sandboxed code checks every access one by one: no fused copies there.
+        self.copies = {} if self.sandboxed_memory else \
+            find_copies(self.insns, self.function.start, self.function.end, self.facts.block_starts)
         # One method per instruction class.
         self.lowerings = {
             isa.LD: self.lower_ld, isa.LDX: self.lower_ldx, isa.ST: self.lower_st, isa.STX: self.lower_stx,
@@ -344,7 +416,7 @@ class _FunctionLowering:
                     value = isa.sign_extend(value, bits)
                 self.set_known(insn.dst, value)
                 return
-        ptr = self.pointer(insn.src, insn.off)
+        ptr = self.access(insn.src, insn.off, bits // 8, False, index)
         loaded = self.value(f"load {_INT[bits]}, ptr {ptr}, align 1")
         if bits == 64:
             self.set_reg(insn.dst, loaded)
@@ -359,22 +431,24 @@ class _FunctionLowering:
 
     def lower_st(self, insn: Insn, index: int) -> None:
         bits = 8 * isa.SIZE_BYTES[insn.size]
-        self.emit(f"store {_INT[bits]} {_const(insn.imm, bits)}, ptr {self.pointer(insn.dst, insn.off)}, align 1")
+        ptr = self.access(insn.dst, insn.off, bits // 8, True, index)
+        self.emit(f"store {_INT[bits]} {_const(insn.imm, bits)}, ptr {ptr}, align 1")
 
     def lower_stx(self, insn: Insn, index: int) -> None:
         bits = 8 * isa.SIZE_BYTES[insn.size]
         if insn.mode == isa.MEM:
-            self.store(self.pointer(insn.dst, insn.off), self.reg(insn.src), bits)
+            self.store(self.access(insn.dst, insn.off, bits // 8, True, index), self.reg(insn.src), bits)
         else:
-            self.lower_atomic(insn, bits)
+            self.lower_atomic(insn, bits, index)
 
-    def lower_atomic(self, insn: Insn, bits: int) -> None:
+    def lower_atomic(self, insn: Insn, bits: int, index: int) -> None:
         ty, align = _INT[bits], bits // 8
         if insn.imm == isa.LOAD_ACQ:
-            loaded = self.value(f"load atomic {ty}, ptr {self.pointer(insn.src, insn.off)} acquire, align {align}")
+            ptr = self.access(insn.src, insn.off, align, False, index)
+            loaded = self.value(f"load atomic {ty}, ptr {ptr} acquire, align {align}")
             self.set_reg(insn.dst, loaded if bits == 64 else self.value(f"zext {ty} {loaded} to i64"))
             return
-        ptr = self.pointer(insn.dst, insn.off)
+        ptr = self.access(insn.dst, insn.off, align, True, index)
         operand = self.reg(insn.src)
         if bits != 64:
             operand = self.value(f"trunc i64 {operand} to {ty}")
@@ -484,6 +558,8 @@ class _FunctionLowering:
     def lower_jmp(self, insn: Insn, index: int) -> None:
         op = insn.op
         if op == isa.EXIT:
+            if self.sandboxed_memory:  # this call's frame is gone
+                self.emit(f"store i64 %frame_slot, ptr {self.env_field(FIELD_FRAME_COUNT)}")
             self.emit(f"ret i64 {self.reg(0)}")
             self.terminated = True
         elif op == isa.CALL:
@@ -572,8 +648,16 @@ class _FunctionLowering:
         dst = self.value(f"add i64 {self.reg(copy.dst)}, {copy.low + copy.delta}")
         below = self.value(f"icmp ule i64 {self.value(f'add i64 {dst}, {copy.size}')}, {src}")
         above = self.value(f"icmp ule i64 {self.value(f'add i64 {src}, {copy.size}')}, {dst}")
+        apart = self.value(f"or i1 {below}, {above}")
+        # Where the pairs' accesses are checked (a raw program's memory), one check of each whole
+        # range admits the memcpy; the pairs, each checked, report the first access that fails.
+        checked = self.facts.checked_accesses
+        if not checked.isdisjoint(range(copy.start, copy.end, 2)):
+            apart = self.value(f"and i1 {apart}, {self.in_raw_memory(src, copy.size)}")
+        if not checked.isdisjoint(range(copy.start + 1, copy.end, 2)):
+            apart = self.value(f"and i1 {apart}, {self.in_raw_memory(dst, copy.size)}")
         fast, slow, done = self.unique("copy_apart"), self.unique("copy_pairs"), self.unique("copy_done")
-        self.emit(f"br i1 {self.value(f'or i1 {below}, {above}')}, label %{fast}, label %{slow}")
+        self.emit(f"br i1 {apart}, label %{fast}, label %{slow}")
         self.lines.append(f"{fast}:")
         to, source = self.value(f"inttoptr i64 {dst} to ptr"), self.value(f"inttoptr i64 {src} to ptr")
         self.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {to}, ptr {source}, i64 {copy.size}, i1 false)")
@@ -595,7 +679,7 @@ class _FunctionLowering:
     def call_helper(self, helper_id: int, index: int) -> None:
         helper = self.env.helpers.get(helper_id)
         assert helper is not None  # the structure check rejects unknown helper ids
-        if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and \
+        if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and self.facts.helper_args_proven and \
                 (self.inline_array_lookup(self.known[1]) or self.inline_hash_lookup(self.known[1])):
             return
         result = self.value(f"call i64 {self.symbols.helper(helper_id)}({self.args()})")
@@ -723,6 +807,67 @@ class _FunctionLowering:
         self.terminated = False
 
 
+# A sandboxed program's access check: inside a live BPF frame, or inside one of the run's regions
+# (writable, for a write). Regions are (start, size, writable) u64 triples.
+_ACCESS_OK = f"""define internal i1 @bpfjit_access_ok(ptr %env, i64 %a, i64 %n, i1 %w) {{
+entry:
+  %fcp = getelementptr inbounds i64, ptr %env, i64 {FIELD_FRAME_COUNT}
+  %fc = load i64, ptr %fcp
+  %flim = sub i64 {isa.STACK_SIZE}, %n
+  br label %frames
+frames:
+  %i = phi i64 [ 0, %entry ], [ %i1, %frame_next ]
+  %more = icmp ult i64 %i, %fc
+  br i1 %more, label %frame, label %regions
+frame:
+  %fslot = add i64 %i, {FIELD_FRAMES}
+  %fp = getelementptr inbounds i64, ptr %env, i64 %fslot
+  %lo = load i64, ptr %fp
+  %frel = sub i64 %a, %lo
+  %fin = icmp ule i64 %frel, %flim
+  %i1 = add i64 %i, 1
+  br i1 %fin, label %yes, label %frame_next
+frame_next:
+  br label %frames
+regions:
+  %rcp = getelementptr inbounds i64, ptr %env, i64 {FIELD_REGION_COUNT}
+  %rc = load i64, ptr %rcp
+  %rtp = getelementptr inbounds i64, ptr %env, i64 {FIELD_REGIONS}
+  %rt = load ptr, ptr %rtp
+  br label %scan
+scan:
+  %j = phi i64 [ 0, %regions ], [ %j1, %next ]
+  %more2 = icmp ult i64 %j, %rc
+  br i1 %more2, label %region, label %no
+region:
+  %at = mul i64 %j, 3
+  %sp = getelementptr inbounds i64, ptr %rt, i64 %at
+  %start = load i64, ptr %sp
+  %szp = getelementptr inbounds i64, ptr %sp, i64 1
+  %size = load i64, ptr %szp
+  %wp = getelementptr inbounds i64, ptr %sp, i64 2
+  %writable = load i64, ptr %wp
+  %rel = sub i64 %a, %start
+  %fits = icmp uge i64 %size, %n
+  %lim = sub i64 %size, %n
+  %within = icmp ule i64 %rel, %lim
+  %inside = and i1 %fits, %within
+  %j1 = add i64 %j, 1
+  br i1 %inside, label %permission, label %next
+permission:
+  %ro = icmp eq i64 %writable, 0
+  %refused = and i1 %w, %ro
+  br i1 %refused, label %next, label %yes
+next:
+  br label %scan
+yes:
+  ret i1 true
+no:
+  ret i1 false
+}}
+""".splitlines()
+
+
 def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
                   sandboxed: bool = False) -> tuple[str, Symbols]:
     """The whole LLVM module (as text) for a checked program, and the names it leaves to bind.
@@ -730,16 +875,20 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
     symbols = Symbols()
     real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
-    # In the sandboxed variant any call may spend the budget: callers must always look.
-    may_stop = sandboxed or counts_depth or any(
+    # In the sandboxed variant any call may spend the budget, and a checked access may fail in
+    # any function: callers must always look.
+    may_stop = sandboxed or counts_depth or not facts.verified or bool(facts.checked_accesses) or any(
         insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL for insn in real)
     parts = MODULE_PROLOGUE + [
         "declare i16 @llvm.bswap.i16(i16)",
         "declare i32 @llvm.bswap.i32(i32)",
         "declare i64 @llvm.bswap.i64(i64)",
         "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+        "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
         "",
     ]
+    if not facts.verified:
+        parts += _ACCESS_OK
     for function in facts.functions:
         lowering = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth, sandboxed)
         parts += lowering.lower() + lowering.module_globals + [""]

@@ -9,9 +9,10 @@ a read of uninitialised heap.
 
 The memory a run may touch is its :class:`~bpfjit.runtime.memory.Regions`: maps, global data,
 packet, context and, on the interpreter, its stack frames. On JIT runs the BPF stack frames are
-allocas in the native thread stack, which has no region; there, and only there, the part of this
-thread's stack below the JIT's entry frame (``RunEnv.stack_top``, set by jit/engine.py's entry
-loop) counts as the program's too.
+allocas in the native thread stack, which has no region. A sandboxed (unverified) program's live
+frames are listed in ``RunEnv.frames``; for a verified one, whose pointers the verifier proved,
+the part of this thread's stack below the JIT's entry frame (``RunEnv.stack_top``, set by
+jit/engine.py's entry loop) counts as the program's too.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import ctypes
 import threading
 
 from . import run_context
+from bpfjit.isa import STACK_SIZE
+
 from .status import HelperFault
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -49,6 +52,15 @@ def _native_stack(run: run_context.RunContext) -> tuple[int, int] | None:
     return _thread_stack_low(), run.env.stack_top
 
 
+def _frame_room(run: run_context.RunContext, address: int) -> int:
+    """Bytes from `address` to the end of the sandboxed JIT frame holding it (0: none): an
+    unverified program's live frames are listed in RunEnv.frames (jit/lower.py)."""
+    for low in run.env.frames[:run.env.frame_count]:
+        if low <= address < low + STACK_SIZE:
+            return low + STACK_SIZE - address
+    return 0
+
+
 def _room(address: int, write: bool) -> tuple[int, str]:
     """How many bytes from `address` on this run may access (0: none), and a note for errors."""
     run = run_context.current()
@@ -57,6 +69,9 @@ def _room(address: int, write: bool) -> tuple[int, str]:
         if write and not region.writable:
             return 0, f" (read-only {region.name})"
         return region.start + region.size - address, ""
+    framed = _frame_room(run, address)
+    if framed:
+        return framed, ""
     stack = _native_stack(run)
     if stack is not None and stack[0] <= address < stack[1]:
         return stack[1] - address, ""
@@ -79,6 +94,8 @@ def accessible(address: int, size: int, write: bool = False) -> bool:
     region = run.regions.find(address, size)
     if region is not None:
         return region.writable or not write
+    if _frame_room(run, address) >= size:
+        return True
     stack = _native_stack(run)
     return stack is not None and stack[0] <= address and address + size <= stack[1]
 

@@ -59,6 +59,11 @@ class Regions:
     def remove(self, region: Region) -> None:
         self._regions.remove(region)
 
+    def table(self) -> ctypes.Array:
+        """The regions as (start, size, writable) u64 triples, for the JIT's sandbox check."""
+        flat = [number for r in self._regions for number in (r.start, r.size, int(r.writable))]
+        return (ctypes.c_uint64 * len(flat))(*flat)
+
     def find(self, address: int, size: int) -> Region | None:
         # Newest first: stack frames are pushed last and accessed most.
         for region in reversed(self._regions):

@@ -22,6 +22,8 @@ class Status(enum.IntEnum):
     TAIL_CALL = 5  # bpf_tail_call succeeded: unwind, then run the target program
     STEP_BUDGET = 6  # the run executed more instructions than its max_steps
     TIME_BUDGET = 7  # the run went on longer than its timeout
+    BAD_READ = 8  # a checked load outside the memory the run may read (value: the address)
+    BAD_WRITE = 9  # a checked store outside the memory the run may write (value: the address)
 
 
 MAX_CALL_FRAMES = 8  # the kernel's limit: the main frame plus seven nested calls
@@ -29,6 +31,9 @@ MAX_TAIL_CALLS = 33  # the kernel's MAX_TAIL_CALL_CNT
 BPF_MAX_LOOPS = 1 << 23  # the kernel's bound on bpf_loop iterations and on a frame's may_goto
 MAY_GOTO_BUDGET = BPF_MAX_LOOPS  # iterations a frame's may_goto allows before it branches
 UNLIMITED = (1 << 64) - 1  # max_steps of a run without an instruction budget
+# Frames a sandboxed JIT run registers for its checked accesses (calls, callbacks and their
+# calls together; the verifier's limit does not hold for a program it never saw).
+SANDBOX_FRAMES = 64
 # RunEnv.insn of a failure a helper reported from Python: the jitted caller puts its own index
 # there, unless a callback the helper ran has already named the instruction that failed.
 INSN_PENDING = (1 << 64) - 1
@@ -49,6 +54,16 @@ class RunEnv(ctypes.Structure):
         ("stack_top", ctypes.c_uint64),  # JIT runs: native addresses of the BPF frames lie below it
         ("timeout", ctypes.c_double),  # the time budget in seconds (0: none), for the message
         ("deadline", ctypes.c_double),  # time.monotonic() at which the interpreter stops (0: none)
+        # Checked accesses (jit/lower.py AccessChecks). A verified raw program's memory:
+        ("mem_start", ctypes.c_uint64),
+        ("mem_size", ctypes.c_uint64),
+        ("access_size", ctypes.c_uint64),  # the size of the access a BAD_READ/BAD_WRITE refused
+        # An unverified program's: the regions of the run (start, size, writable triples) and
+        # the live BPF frames, each [frames[i], frames[i] + STACK_SIZE).
+        ("regions", ctypes.c_void_p),
+        ("region_count", ctypes.c_uint64),
+        ("frame_count", ctypes.c_uint64),
+        ("frames", ctypes.c_uint64 * SANDBOX_FRAMES),
     ]
 
     def __init__(self, max_steps: int | None = None, timeout: float | None = None, deadline: float = 0.0):
@@ -59,7 +74,8 @@ class RunEnv(ctypes.Structure):
 
 
 (FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH, FIELD_TAIL_CALLS, FIELD_STEPS, FIELD_MAX_STEPS,
- FIELD_STOP, FIELD_STACK_TOP) = range(9)
+ FIELD_STOP, FIELD_STACK_TOP, _TIMEOUT, _DEADLINE, FIELD_MEM_START, FIELD_MEM_SIZE, FIELD_ACCESS_SIZE, FIELD_REGIONS,
+ FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(18)
 
 
 class HelperFault(BPFError):
@@ -81,6 +97,9 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         raise BPFRuntimeError(env.insn, f"instruction budget of {env.max_steps} exhausted")
     if status == Status.TIME_BUDGET:
         raise BPFRuntimeError(env.insn, f"time budget of {env.timeout:g} s exhausted")
+    if status in (Status.BAD_READ, Status.BAD_WRITE):
+        kind = "read" if status == Status.BAD_READ else "write"
+        raise BPFRuntimeError(env.insn, f"invalid {kind} of {env.access_size} bytes at {env.value:#x}")
     if isinstance(helper_error, HelperFault):
         prefix = "" if helper_name.startswith("bpf_") else "bpf_"
         raise BPFRuntimeError(env.insn, f"{prefix}{helper_name}: {helper_error}")

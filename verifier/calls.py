@@ -171,10 +171,12 @@ def _size(v: "Verifier", state: State, regno: int, reg: Reg, meta: _CallMeta, ze
 
 def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
     """check_helper_mem_access: [reg, reg + size) is memory the helper may read (or write)."""
+    if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0:
+        v.helper_args_proven = False  # a raw program's memory: the helper checks it itself
     if reg.type not in _MEMORY_TYPES or reg.maybe_null:
         raise Rejected(f"R{regno} type={reg.type_name()} expected={_MEMORY_EXPECTED}")
     if reg.type == RegType.PTR_TO_STACK:
-        _stack_range(state, regno, reg, size, write)
+        _stack_range(v, state, regno, reg, size, write)
         return
     if reg.type == RegType.PTR_TO_MAP_VALUE and write and reg.map.read_only:
         raise Rejected(f"write into map forbidden, value_size={reg.map.value_size} off={reg.off} size={size}")
@@ -182,7 +184,7 @@ def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write:
     v.memory.access(state, Access(regno, 0, size, False), None)
 
 
-def _stack_range(state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
+def _stack_range(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
     frame = state.frames[reg.frameno]
     var = reg.value
     low = reg.off + var.smin
@@ -197,6 +199,8 @@ def _stack_range(state: State, regno: int, reg: Reg, size: int, write: bool) -> 
                        f"off={reg.off} size={size}")
     if write:
         mark_written(frame, low, high - low)
+    else:
+        v.memory.note_read(frame, low, high)
 
 
 def _spin_lock_arg(reg: Reg, regno: int) -> None:

@@ -38,7 +38,7 @@ JUMP_SEQUENCE_LIMIT = 8192  # saved branches waiting to be explored (BPF_COMPLEX
 LOOP_KEEP_INSNS, LOOP_KEEP_JUMPS = 100, 20
 # Raw programs: a loop head is widened once it has been reached this often while a state kept
 # there is still being explored (short constant loops are walked, and stay exact).
-WIDEN_AFTER = 1
+WIDEN_AFTER = 3
 
 # What a pseudo ld_imm64 refers to: ("map", info), ("map_value", info, offset), ("func", start).
 PseudoTarget = tuple
@@ -60,6 +60,7 @@ class Checkpoint:
     all_precise: bool = False
     history: list = field(default_factory=list)  # the Steps from the parent checkpoint to this one
     depth: int = 0  # checkpoints above it on its path
+    widened_depth: int = -1  # the depth of the nearest widened checkpoint at or above it (-1: none)
     # The outermost widened loop head still being explored that a path from here was pruned
     # against (the kernel's loop_entry): until that loop is done, precision marks here may be
     # incomplete, so comparisons take every scalar as precise.
@@ -77,6 +78,13 @@ class Verdict:
     """What a successful verification proved, and how much work it took."""
     stats: Stats
     log: str
+    # Memory instructions that may access a raw program's memory of run-time size (Facts).
+    checked_accesses: frozenset[int] = frozenset()
+    # Whether every helper's pointer arguments were proven (none is a raw program's memory):
+    # only then may helpers skip their own checks (jit/native_helpers.py).
+    helper_args_proven: bool = True
+    # Stack slots some path reads before writing, (function start, slot number): Facts.
+    uninit_stack_reads: frozenset[tuple[int, int]] = frozenset()
 
 
 @dataclass
@@ -105,6 +113,8 @@ class Verifier:
         self.states_kept = 0  # checkpoints alive now (peak_states is its maximum)
         self.pending: list[tuple[int, int, State]] = []  # (from, to, state) saved branches
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
+        self.checked_accesses: set[int] = set()  # memory insns that may use raw memory (Verdict)
+        self.helper_args_proven = True
         self.ids = 0
         self.current_index = 0
         self.jumps_processed = 0
@@ -128,7 +138,8 @@ class Verifier:
                 self.log.resume(source, index, state.text())
             self._walk(index, state)
         self.stats.seconds = time.perf_counter() - started
-        return Verdict(self.stats, self.log.text())
+        return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
+                       frozenset(self.memory.uninit_reads))
 
     def _initial_state(self) -> State:
         regs = [NOT_INIT] * 11
@@ -281,7 +292,9 @@ class Verifier:
 
     def _note_pointer(self, index: int, reg: Reg) -> None:
         """One memory instruction must use the context on all paths or on none (the rewrite of
-        its offset depends on it)."""
+        its offset depends on it); one that may use raw memory is checked at run time."""
+        if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0:
+            self.checked_accesses.add(index)
         seen = self.pointer_kinds.setdefault(index, reg.type)
         if (seen == RegType.PTR_TO_CTX) != (reg.type == RegType.PTR_TO_CTX):
             raise Rejected("same insn cannot be used with different pointers")
@@ -305,9 +318,22 @@ class Verifier:
         """Whether a kept state covers this one; else keep this one (as the kernel's
         is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
         kept = self.checkpoints.setdefault(index, [])
+        signature = self._signature(index, state)
+        looping = False
+        # A state that came from a widened one holds more than the path can reach: an exact
+        # repeat proves an endless loop only against states kept since the last widening.
+        widened_above = state.parent.widened_depth if state.parent else -1
         for checkpoint in kept:
-            if (checkpoint.branches == 0 or checkpoint.widened) and \
-                    covers(checkpoint.state, state, self.liveness, index, checkpoint.precise_places()):
+            if not checkpoint.branches or checkpoint.widened:
+                continue
+            looping = True  # this path came back to a state still being explored
+            if checkpoint.depth > widened_above and checkpoint.signature == signature \
+                    and equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
+                raise self._error(index, f"infinite loop detected at insn {index}")
+        for checkpoint in kept:
+            if checkpoint.branches and not checkpoint.widened:
+                continue
+            if covers(checkpoint.state, state, self.liveness, index, checkpoint.precise_places()):
                 checkpoint.hits += 1
                 precision.inherit(state, checkpoint, self.insns)
                 if checkpoint.branches:  # a widened loop head still being explored
@@ -315,27 +341,32 @@ class Verifier:
                 elif checkpoint.loop_entry is not None and checkpoint.loop_entry.branches:
                     _enter_loop(state, checkpoint.loop_entry)
                 return True
-        looping = False
-        signature = self._signature(index, state)
-        for checkpoint in kept:
-            if checkpoint.branches == 0:
+            if not checkpoint.branches:
                 checkpoint.misses += 1
-                continue
-            looping = True
-            if not checkpoint.widened and checkpoint.signature == signature \
-                    and equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
-                raise self._error(index, f"infinite loop detected at insn {index}")
         before = len(kept)
         kept[:] = [c for c in kept if c.branches or c.misses <= 3 * c.hits + 3]
         self.states_kept -= before - len(kept)
-        widened = looping and index in self.loop_heads and self._widen(index, state, kept)
-        if not widened and looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
+        # Raw programs keep every state at a loop head, exactly (an exact repeat must be seen as
+        # the endless loop it is) and then, once the loop keeps coming back, widened.
+        at_widened_head = looping and index in self.loop_heads
+        if not at_widened_head and looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
                 and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
+        base = next((c for c in reversed(kept) if c.branches), None)
+        self._keep(index, state, signature)
+        if at_widened_head and base is not None and self._widen(index, state, base):
+            self._keep(index, state, self._signature(index, state), widened=True)
+        return False
+
+    def _keep(self, index: int, state: State, signature: tuple, widened: bool = False) -> None:
+        """Keep a copy of `state` at `index`; the path goes on from it."""
+        kept = self.checkpoints[index]
         self.last_kept = (self.stats.insns_processed, self.jumps_processed)
         parent = state.parent
+        depth = parent.depth + 1 if parent else 0
         checkpoint = Checkpoint(state.copy(), 1, parent, signature=signature, widened=widened,
-                                history=state.history, depth=parent.depth + 1 if parent else 0)
+                                history=state.history, depth=depth,
+                                widened_depth=depth if widened else parent.widened_depth if parent else -1)
         checkpoint.state.parent = None
         checkpoint.state.history = []
         kept.append(checkpoint)
@@ -345,18 +376,16 @@ class Verifier:
         self.stats.max_states_per_insn = max(self.stats.max_states_per_insn, len(kept))
         state.parent = checkpoint
         state.history = []
-        return False
 
-    def _widen(self, index: int, state: State, kept: list[Checkpoint]) -> bool:
+    def _widen(self, index: int, state: State, base: Checkpoint) -> bool:
         """Raw programs: once a loop head keeps coming back, make `state` one that holds this
-        visit and the latest state kept there (verifier/widen.py); whether it did."""
+        visit and `base`, the latest state kept there before (verifier/widen.py); whether it did."""
         visits = self.loop_visits[index] = self.loop_visits.get(index, 0) + 1
         if visits <= WIDEN_AFTER:
             return False
-        base = next((c for c in reversed(kept) if c.branches), None)
         rounds = self.widenings[index] = self.widenings.get(index, 0) + 1
         thresholds = self.thresholds if rounds <= THRESHOLD_ROUNDS else NO_THRESHOLDS
-        joined = base and widen(base.state, state, self.liveness, index, thresholds)
+        joined = widen(base.state, state, self.liveness, index, thresholds)
         if not joined:
             return False
         for frame, wide in zip(state.frames, joined.frames):

@@ -1,9 +1,9 @@
 """What analysis proved about a program, handed to the JIT as its licence to drop checks.
 
-Today that is the program's shape: its functions and its one control-flow graph (every pass that
-walks edges, the ctx rewriting and switch recovery among them, reads them here instead of
-deriving them again). The verifier adds register types and bounds per instruction. The JIT
-imports this module and nothing else of the verifier.
+The program's shape: its functions and its one control-flow graph (every pass that walks edges,
+the ctx rewriting and switch recovery among them, reads them here instead of deriving them
+again); and what the verifier proved: whether every access is safe, and which accesses only a
+run-time check can make safe. The JIT imports this module and nothing else of the verifier.
 """
 from __future__ import annotations
 
@@ -28,6 +28,18 @@ class Facts:
     # the slots that may run next inside its function. A call continues at the next slot; exit
     # has none; a conditional jump, a static-branch JA and may_goto have two.
     successors: Mapping[int, tuple[int, ...]]
+    # What the verifier proved (bpfjit/program.py fills these in after it accepts the program).
+    # Not verified: the JIT checks every memory access against the run's regions (a sandbox).
+    verified: bool = False
+    # Verified accesses through a raw program's memory (r1, whose size only the run knows): the
+    # JIT checks these against [memory, memory + length) at run time; the others need no check.
+    checked_accesses: frozenset[int] = frozenset()
+    # Whether the verifier proved every helper's pointer arguments (none is raw memory): then
+    # helpers, and the JIT's inlined map lookups, need not check them.
+    helper_args_proven: bool = False
+    # (function start, slot number) of stack slots a path may read before writing them: the JIT
+    # zeroes them on entry (slot k is [fp - 8(k+1), fp - 8k)), as the interpreter's stack is.
+    zeroed_slots: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def function_starts(self) -> frozenset[int]:

@@ -49,6 +49,15 @@ class MemoryChecker:
         self.ctx_field = ctx_field
         self.new_id = new_id
         self.packet_writable = packet_writable
+        # (function start, slot) of stack slots some path reads before writing (privileged
+        # programs may): the JIT zeroes them on entry, as the interpreter's stack starts zeroed.
+        self.uninit_reads: set[tuple[int, int]] = set()
+
+    def note_read(self, frame: Frame, low: int, high: int) -> None:
+        """A read of the frame's bytes [fp + low, fp + high): remember slots not written yet."""
+        for number in range((-high) // SLOT_SIZE, (-low - 1) // SLOT_SIZE + 1):
+            if SlotKind.INVALID in frame.slot(number).kinds:
+                self.uninit_reads.add((frame.subprog, number))
 
     # --- instructions ---------------------------------------------------------------------------
     def load(self, state: State, insn: Insn) -> None:
@@ -214,6 +223,7 @@ class MemoryChecker:
             if access.write:
                 write_fixed(frame, start, access.size, value)
                 return NOT_INIT
+            self.note_read(frame, start, start + access.size)
             return read_fixed(frame, start, access.size, access.signed)
         if var.smax >= MAX_VAR_OFF or var.smin <= -MAX_VAR_OFF:
             raise Rejected(f"invalid unbounded variable-offset{verb} stack R{access.regno}")
@@ -224,6 +234,7 @@ class MemoryChecker:
         if access.write:  # any of these bytes may now hold data
             mark_written(frame, low, high - low)
             return NOT_INIT
+        self.note_read(frame, low, high)
         return scalar(Scalar.from_load(access.size, access.signed))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from bpfjit import isa
-from bpfjit.errors import VerifierError
+from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
@@ -48,6 +48,39 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
         return Verifier(insns, facts, spec, env.helpers, targets, 0).run()
     except VerifierError:
         return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
+
+
+def inputs(insns: Sequence[Insn], env: Environment, prog_type: ProgramType) -> str:
+    """Everything a verdict depends on besides the verifier's own code, as text: the program,
+    its type, the helpers it may call with their prototypes, what each pseudo ld_imm64 names
+    (maps as the verifier sees them, frozen values included) and the functions callx may reach.
+    Equal inputs give equal verdicts, so a verdict may be cached under a hash of this."""
+    parts = [prog_type.name, isa.encode(insns).hex()]
+    parts += [f"helper {h.id} {h.proto.ret} {','.join(h.proto.args)}" for h in sorted(env.helpers, key=lambda h: h.id)]
+    targets = _PseudoTargets(env)
+    for index, insn in enumerate(insns):
+        if insn.is_lddw and insn.src and not isa.is_filler(insns, index):
+            try:
+                target = targets(insn, index)
+            except (Rejected, BPFError) as exc:
+                target = ("error", str(exc))
+            parts.append(f"{index} {_target_text(target)}")
+    if env.function_tokens is not None:
+        parts.append(f"callx {sorted(env.function_tokens.values())} {env.callx_reaches_helpers}")
+    return "\n".join(parts)
+
+
+def _target_text(target: tuple) -> str:
+    def info_text(info: MapInfo | None) -> str:
+        if info is None:
+            return "-"
+        frozen = info.frozen_read(0, info.value_size) if info.frozen_read is not None else None
+        return (f"{info.map_type}/{info.key_size}/{info.value_size}/{info.max_entries}/{info.read_only}/"
+                f"{info.lock_offset}/{frozen.hex() if frozen is not None else '-'}/{info_text(info.inner)}")
+    kind, *rest = target
+    if kind in ("map", "map_value"):
+        return f"{kind} {info_text(rest[0])} {rest[1:]}"
+    return f"{kind} {rest}"
 
 
 def _ctx_fields(layout: ContextLayout):
