@@ -350,14 +350,24 @@ def test_constant_operands_give_a_constant(op, cls):
 
 
 @pytest.mark.parametrize("insn", [Insn(isa.ALU64 | isa.NEG), Insn(isa.ALU | isa.NEG),
-                                  Insn(isa.ALU | isa.END | isa.X, imm=16),
-                                  Insn(isa.ALU64 | isa.END, imm=32),
+                                  Insn(isa.ALU | isa.END | isa.X, imm=64),
+                                  Insn(isa.ALU64 | isa.END, imm=64),
                                   Insn(isa.ALU64 | isa.DIV | isa.K, imm=2),
                                   Insn(isa.ALU | isa.DIV | isa.K, imm=2),
                                   Insn(isa.ALU | isa.MOD | isa.K, off=1, imm=7)])
 def test_untracked_ops_give_unknown_64_bits(insn):
     # 6.12 marks NEG/END/DIV/MOD results unknown before any zero extension, even for constants
     assert alu(insn, Scalar.const(5)) == UNKNOWN
+
+
+@pytest.mark.parametrize("cls", [isa.ALU, isa.ALU64])
+@pytest.mark.parametrize("source", [isa.K, isa.X])
+@pytest.mark.parametrize("width", [16, 32])
+def test_a_byte_swap_keeps_its_width(cls, source, width):
+    """be16/le16/bswap16 give at most 0xffff, the 32-bit ones 0xffffffff (newer kernels track
+    this; a be16 packet length bounds a packet pointer's offset)."""
+    out = alu(Insn(cls | isa.END | source, imm=width), Scalar.const(0x1234_5678_9abc_def0))
+    assert (out.umin, out.umax, out.smin) == (0, (1 << width) - 1, 0)
 
 
 def test_shifts_tracked_only_by_known_small_amounts():

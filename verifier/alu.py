@@ -95,6 +95,11 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
     if op not in (isa.ADD, isa.SUB):
         raise Rejected(f"R{insn.dst} pointer arithmetic with {_OP_NAMES[op]} operator prohibited")
     amount = offset.value
+    if pointer.type == RegType.PTR_TO_MEM and pointer.mem_size < 0:
+        # A raw program's memory (bpfjit's own type): every access through it is checked at
+        # run time, so the pointer may move by anything (an end pointer r1 + r2, as clang
+        # writes i < len loops).
+        return replace(pointer, value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount))
     _sane_offset(amount, pointer)
     if amount.is_const:
         delta = isa.s64(amount.const_value)

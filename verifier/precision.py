@@ -92,10 +92,19 @@ def demand(state: State, places: Iterable[Place], insns: Sequence[Insn]) -> None
     try:
         wanted = {p for p in places if _is_scalar(state, p)}
         while wanted:
+            deepest = max(place[0] for place in wanted)  # the deepest frame a wanted place is in
             for record in reversed(history):
-                _backtrack(insns[record.index], record, wanted)
+                insn = insns[record.index]
+                boundary = insn.opcode == isa.EXIT_OP or _is_local_call(insn)
+                if deepest > record.depth and not boundary:
+                    raise _GiveUp  # a frame this instruction did not run in (a callback's)
+                added = _backtrack(insn, record, wanted)
                 if not wanted:
                     return
+                if boundary:
+                    deepest = max(place[0] for place in wanted)
+                elif added:
+                    deepest = max(deepest, record.depth)
             if checkpoint is None:
                 return
             wanted = {p for p in wanted if _is_scalar(checkpoint.state, p)}
@@ -135,83 +144,94 @@ def _is_scalar(state: State, place: Place) -> bool:
     return slot is not None and (slot.spilled is None or slot.spilled.is_scalar)
 
 
-def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> None:
-    """Turn the places wanted after `insn` into those wanted before it."""
+def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> bool:
+    """Turn the places wanted after `insn` into those wanted before it; whether it added any."""
     depth = record.depth
-    if any(place[0] > depth for place in wanted) and not (insn.opcode == isa.EXIT_OP or _is_local_call(insn)):
-        raise _GiveUp  # a frame this instruction did not run in (a callback's, entered by a helper)
-
-    def reg(number: int) -> Place:
-        return (depth, "r", number)
-
     cls = insn.cls
     if cls in (isa.ALU, isa.ALU64):
-        if reg(insn.dst) in wanted:
-            if insn.op == isa.MOV:
-                wanted.discard(reg(insn.dst))
-            if insn.source == isa.X and insn.op not in (isa.NEG, isa.END):
-                wanted.add(reg(insn.src))
-        return
+        dst = (depth, "r", insn.dst)
+        if dst not in wanted:
+            return False
+        if insn.op == isa.MOV:
+            wanted.discard(dst)
+        if insn.source == isa.X and insn.op not in (isa.NEG, isa.END):
+            wanted.add((depth, "r", insn.src))
+            return True
+        return False
     if insn.is_lddw:
-        wanted.discard(reg(insn.dst))
-        return
+        wanted.discard((depth, "r", insn.dst))
+        return False
     slot = (record.slot[0], "s", record.slot[1]) if record.slot else None
     if cls == isa.LDX:
-        if reg(insn.dst) in wanted:
-            wanted.discard(reg(insn.dst))
+        dst = (depth, "r", insn.dst)
+        if dst in wanted:
+            wanted.discard(dst)
             if slot:
                 wanted.add(slot)
-        return
+                return True
+        return False
     if cls in (isa.ST, isa.STX):
-        _backtrack_store(insn, reg, slot, wanted)
-        return
-    _backtrack_jump(insn, record, reg, wanted)
+        return _backtrack_store(insn, depth, slot, wanted)
+    return _backtrack_jump(insn, record, wanted)
 
 
-def _backtrack_store(insn: Insn, reg, slot: Place | None, wanted: set[Place]) -> None:
+def _backtrack_store(insn: Insn, depth: int, slot: Place | None, wanted: set[Place]) -> bool:
     full = isa.SIZE_BYTES[insn.size] == SLOT_SIZE
     if insn.cls == isa.STX and insn.mode == isa.ATOMIC:
-        loaded = [reg(0)] if insn.imm == isa.CMPXCHG else [reg(insn.src)] if insn.imm & isa.FETCH else []
+        loaded = [(depth, "r", 0)] if insn.imm == isa.CMPXCHG else \
+            [(depth, "r", insn.src)] if insn.imm & isa.FETCH else []
         if insn.imm == isa.LOAD_ACQ:
-            loaded = [reg(insn.dst)]
+            loaded = [(depth, "r", insn.dst)]
+        added = False
         if any(place in wanted for place in loaded):
             wanted.difference_update(loaded)
             if slot:
                 wanted.add(slot)
+                added = True
         if slot in wanted and insn.imm != isa.LOAD_ACQ:
-            wanted.add(reg(insn.src))
-        return
+            wanted.add((depth, "r", insn.src))
+            added = True
+        return added
     if slot is None or slot not in wanted:
-        return
+        return False
     if full:
         wanted.discard(slot)
     if insn.cls == isa.STX:
-        wanted.add(reg(insn.src))
+        wanted.add((depth, "r", insn.src))
+        return True
+    return False
 
 
 def _is_local_call(insn: Insn) -> bool:
     return insn.opcode == isa.CALLX_OP or (insn.opcode == isa.CALL_OP and insn.src == isa.CALL_LOCAL)
 
 
-def _backtrack_jump(insn: Insn, record: Step, reg, wanted: set[Place]) -> None:
+def _backtrack_jump(insn: Insn, record: Step, wanted: set[Place]) -> bool:
     depth = record.depth
     if insn.opcode == isa.EXIT_OP:  # back into the callee: the caller's r0 is the callee's
         if depth and (depth - 1, "r", 0) in wanted:
             wanted.discard((depth - 1, "r", 0))
-            wanted.add(reg(0))
-        return
+            wanted.add((depth, "r", 0))
+            return True
+        return False
     if _is_local_call(insn):  # back into the caller: the callee's arguments are the caller's
         callee = {place for place in wanted if place[0] > depth}
         if any(place[0] != depth + 1 or place[1] != "r" or place[2] not in _ARG_REGS for place in callee):
             raise _GiveUp
         wanted.difference_update(callee)
-        wanted.update(reg(place[2]) for place in callee)
-        return
+        wanted.update((depth, "r", place[2]) for place in callee)
+        return bool(callee)
     if insn.opcode == isa.CALL_OP:  # a helper: r0 is its result, r1-r5 are gone after it
-        wanted.difference_update(reg(number) for number in range(0, 6))
-        return
+        wanted.difference_update([(depth, "r", number) for number in range(0, 6)])
+        return False
     if insn.op in (isa.JA, isa.JCOND):
-        return
-    operands = {reg(insn.dst)} | ({reg(insn.src)} if insn.source == isa.X else set())
-    if wanted & (operands | record.linked):
-        wanted |= operands | record.linked
+        return False
+    operands = {(depth, "r", insn.dst)}
+    if insn.source == isa.X:
+        operands.add((depth, "r", insn.src))
+    if record.linked:
+        operands |= record.linked
+    if wanted.isdisjoint(operands):
+        return False
+    wanted |= operands
+    return True

@@ -52,9 +52,9 @@ class Scalar:
     @staticmethod
     def const(v: int) -> Scalar:
         """Exactly `v` (taken modulo 2**64)."""
-        r = _Reg(UNKNOWN_SCALAR)
-        _mark_known(r, v)
-        return r.freeze()
+        v &= MASK64
+        low = v & MASK32
+        return Scalar(tconst(v), s64(v), s64(v), v, v, s32(low), s32(low), low, low)
 
     @staticmethod
     def from_range(smin: int = S64_MIN, smax: int = S64_MAX, umin: int = 0, umax: int = MASK64,
@@ -259,11 +259,19 @@ def _bound_offset(r: _Reg) -> None:
 def _sync(r: _Reg) -> None:
     """``reg_bounds_sync``: tnum to ranges, ranges to each other (three rounds), ranges to tnum,
     and the tnum's improvement back to the ranges."""
+    v = r.var_off.value
+    if not r.var_off.mask and r.umin <= v <= r.umax and r.smin <= s64(v) <= r.smax \
+            and r.u32_min <= v & MASK32 <= r.u32_max and r.s32_min <= s32(v) <= r.s32_max:
+        _mark_known(r, v)  # a known value inside every range: all of them narrow to it
+        return
     _update_bounds(r)
     for _ in range(3):
+        before = (r.smin, r.smax, r.umin, r.umax, r.s32_min, r.s32_max, r.u32_min, r.u32_max, r.var_off)
         _deduce32(r)
         _deduce64(r)
         _deduce_mixed(r)
+        if (r.smin, r.smax, r.umin, r.umax, r.s32_min, r.s32_max, r.u32_min, r.u32_max, r.var_off) == before:
+            break  # a fixed point: further rounds change nothing
     _bound_offset(r)
     _update_bounds(r)
 
@@ -386,9 +394,10 @@ def alu(insn: Insn, dst: Scalar, src: Scalar | None = None, log: list[str] | Non
     """The new dst of a scalar ALU/ALU64 instruction (6.12 ``check_alu_op`` for scalars).
 
     For BPF_K the operand is taken from ``insn.imm`` as the kernel takes it (sign-extended, also
-    for ALU32; only its low half matters there) and `src` is ignored, so None may be passed. NEG,
-    END and the divisions give an unknown 64-bit value, as does a shift whose amount is not a
-    known constant below the width: 6.12 does not track them, nor zero-extends them. A kernel
+    for ALU32; only its low half matters there) and `src` is ignored, so None may be passed. NEG
+    and the divisions give an unknown 64-bit value, as does a shift whose amount is not a
+    known constant below the width: 6.12 does not track them, nor zero-extends them. A byte swap
+keeps its width (``_byte_swap``). A kernel
     "REG INVARIANTS VIOLATION" line, should one arise, is appended to `log`.
     """
     alu64 = insn.cls == isa.ALU64
@@ -397,8 +406,13 @@ def alu(insn: Insn, dst: Scalar, src: Scalar | None = None, log: list[str] | Non
     op = insn.op
     if op == isa.MOV:
         return _mov(insn, src, alu64)  # consistent by construction: nothing to log
-    if op in (isa.NEG, isa.END) or not _computable(op, src, W64 if alu64 else W32):
+    if op == isa.END:
+        return _byte_swap(insn)
+    if op == isa.NEG or not _computable(op, src, W64 if alu64 else W32):
         return UNKNOWN_SCALAR
+    known = _known_result(op, dst, src, 64 if alu64 else 32)
+    if known is not None:
+        return Scalar.const(known)
     r = _Reg(dst)
     if op in _TRACKED:
         tnum_op, bounds = _TRACKED[op]
@@ -411,6 +425,38 @@ def alu(insn: Insn, dst: Scalar, src: Scalar | None = None, log: list[str] | Non
         _zext(r)
     _sync(r)
     return _finish(r, "alu", log)
+
+
+def _byte_swap(insn: Insn) -> Scalar:
+    """A byte swap's (or le conversion's) result: an unknown value of its width, zero-extended.
+    6.12 forgets even the width; newer kernels keep it (a be16 of a packet field is at most
+    0xffff), and real programs bound packet offsets that way."""
+    width = insn.imm // 8
+    return UNKNOWN_SCALAR if width >= 8 else truncate(UNKNOWN_SCALAR, width)
+
+
+def _known_result(op: int, dst: Scalar, src: Scalar, bits: int) -> int | None:
+    """The value of a tracked operation on two known operands (None unless both are known):
+    the tracking would reach the same constant, only slower. A 32-bit result is zero-extended."""
+    view = (lambda t: t) if bits == 64 else Tnum.subreg
+    if view(dst.var_off).mask or view(src.var_off).mask:
+        return None
+    mask = MASK64 if bits == 64 else MASK32
+    d, v = dst.var_off.value & mask, src.var_off.value & mask
+    if op in (isa.LSH, isa.RSH, isa.ARSH):
+        if v >= bits:
+            return None  # not tracked: the result is unknown (_computable)
+        if op == isa.LSH:
+            return (d << v) & mask
+        if op == isa.RSH:
+            return d >> v
+        return (isa.sign_extend(d, bits) >> v) & mask
+    operation = _KNOWN_OPS.get(op)
+    return None if operation is None else operation(d, v) & mask
+
+
+_KNOWN_OPS = {isa.ADD: int.__add__, isa.SUB: int.__sub__, isa.MUL: int.__mul__, isa.AND: int.__and__,
+              isa.OR: int.__or__, isa.XOR: int.__xor__}
 
 
 def _computable(op: int, src: Scalar, w: _Width) -> bool:

@@ -156,15 +156,19 @@ class SlotKind(enum.Enum):
     SPILL = "r"
 
 
+_ALL_SPILL = (SlotKind.SPILL,) * SLOT_SIZE
+
+
 @dataclass(frozen=True)
 class Slot:
     """One 8-byte stack slot: a kind per byte, and the register spilled there, if any."""
     kinds: tuple[SlotKind, ...]  # byte 0 is the slot's lowest address
     spilled: Reg | None = None
+    # A whole register spilled here (all eight bytes): computed once, asked at every comparison.
+    is_spill: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def is_spill(self) -> bool:
-        return self.spilled is not None and all(k == SlotKind.SPILL for k in self.kinds)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_spill", self.spilled is not None and self.kinds == _ALL_SPILL)
 
     def text(self) -> str:
         if self.is_spill:
