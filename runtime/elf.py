@@ -183,7 +183,7 @@ class LinkedProgram:
     name: str
     section: str
     insns: tuple[Insn, ...]
-    function_tokens: dict[int, int]  # function number -> start slot in insns
+    function_tokens: dict[int, int]  # function number -> start slot, for the address-taken functions
     origins: tuple[tuple[str, int], ...]  # per slot: (section, slot in that section)
     static_sites: tuple[tuple[int, str], ...] = ()  # (slot of a flavoured JA, its key's name)
 
@@ -499,7 +499,10 @@ class _Loader:
         for index in slots(out):  # second slots carry what the first slot now says
             if out[index].is_lddw:
                 out[index + 1] = Insn(0, imm=out[index].next_imm)
-        tokens = {number: start for number, start in starts.items()}
+        # Tokens only for the functions whose address is taken (in data, or by an ld_imm64): the
+        # only ones a callx or a helper's callback may reach.
+        taken = set(address_taken) | {target.number for _, target, kind in pending if kind == "func"}
+        tokens = {number: start for number, start in starts.items() if number in taken}
         return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites))
 
     def _static_site(self, insn: Insn, slot: int, section: str, where: str) -> Insn:

@@ -94,6 +94,10 @@ class ProgramSpec:
     packet_writable: bool = True
     return_range: tuple[int, int] | None = None
     widen_loops: bool = False  # raw programs: loops are widened, not walked (verifier/widen.py)
+    # The functions whose address the program takes (function tokens): a callx through a number
+    # loaded from memory (a function pointer in global data) may reach any of them, and the JIT
+    # refuses any other value at run time (BAD_CALLX).
+    callx_targets: tuple[int, ...] = ()
 
 
 class Verifier:
@@ -224,9 +228,15 @@ class Verifier:
             return [(index + 1, state)]
         if opcode == isa.CALLX_OP:
             target = state.regs[insn.callx_reg]
-            if target.type != RegType.PTR_TO_FUNC:
-                raise Rejected(f"callx R{insn.callx_reg} type={target.type_name()} expected=func")
-            return [(calls.local_call(self, state, target.subprog, index), state)]
+            if target.type == RegType.PTR_TO_FUNC:
+                return [(calls.local_call(self, state, target.subprog, index), state)]
+            if target.is_scalar and self.spec.callx_targets:
+                # bpfjit's callx through a pointer in global data: every function it may be,
+                # each a path of its own (any other value ends the run at the call).
+                paths = [state] + [state.copy() for _ in self.spec.callx_targets[1:]]
+                return [(calls.local_call(self, path, start, index), path)
+                        for start, path in zip(self.spec.callx_targets, paths)]
+            raise Rejected(f"callx R{insn.callx_reg} type={target.type_name()} expected=func")
         if opcode in (isa.JA_OP, isa.GOTOL_OP):
             if insn.src:  # a static branch: both ways, whatever the key says now
                 return [(index + 1, state), (insn.jump_target(index), state.copy())]

@@ -37,8 +37,10 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
     log_level 1 writes the log of a rejection only (the path to the error); 2 the log of every
     instruction's state, accepted or not."""
     raw = prog_type.layout is None
+    tokens = tuple(env.callx_targets(facts.function_starts)) if env.function_tokens is not None else ()
     spec = ProgramSpec(None if raw else _ctx_fields(prog_type.layout),
-                       packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw)
+                       packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw,
+                       callx_targets=tokens)
     targets = _PseudoTargets(env)
     if log_level != 1:
         return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()

@@ -63,7 +63,8 @@ def _text(path: str, data: bytes) -> str:
         raise BPFError(f"{path}: not a text file") from None
 
 
-def load_program(path: str, helpers: HelperRegistry | None = None) -> tuple[Program, bytes | None, int | None]:
+def load_program(path: str, helpers: HelperRegistry | None = None,
+                 verify: bool = True) -> tuple[Program, bytes | None, int | None]:
     """A program from a .data test file, assembly text or raw bytecode (ELF objects: ``load_object``).
 
     Returns the program and, for .data files, their memory and expected result.
@@ -76,13 +77,13 @@ def load_program(path: str, helpers: HelperRegistry | None = None) -> tuple[Prog
         try:
             case = asm.parse_test_file(_text(path, data))
             if case.raw is not None and not case.asm.strip():
-                return Program.from_bytes(case.raw, helpers=helpers, name=name), case.mem, case.result
-            return Program.from_asm(case.asm, helpers=helpers, name=name), case.mem, case.result
+                return Program.from_bytes(case.raw, helpers=helpers, name=name, verify=verify), case.mem, case.result
+            return Program.from_asm(case.asm, helpers=helpers, name=name, verify=verify), case.mem, case.result
         except AsmError as exc:
             raise BPFError(f"{path}: {exc}") from None
     if path.endswith((".asm", ".s")):
-        return Program.from_asm(_text(path, data), helpers=helpers, name=name), None, None
-    return Program.from_bytes(data, helpers=helpers, name=name), None, None
+        return Program.from_asm(_text(path, data), helpers=helpers, name=name, verify=verify), None, None
+    return Program.from_bytes(data, helpers=helpers, name=name, verify=verify), None, None
 
 
 def _hex_arg(text: str, what: str) -> bytes:
@@ -122,10 +123,11 @@ def _parse_keys(items: Sequence[str] | None) -> dict[str, bool]:
     return states
 
 
-def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None) -> Object:
+def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None,
+                verify: bool = True) -> Object:
     """bpfjit.load() of a file named on the command line, with its static keys set."""
     _require_elf(path)
-    obj = load(path, rodata=rodata or None)
+    obj = load(path, rodata=rodata or None, verify=verify)
     for name, enabled in (keys or {}).items():
         if name not in obj.static_keys:
             known = ", ".join(obj.static_keys) or "none"

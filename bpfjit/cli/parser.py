@@ -47,7 +47,13 @@ def _add_run_inputs(p: argparse.ArgumentParser, engines: Sequence[str], default_
                    help="run N times (the mean time per run is reported)")
     p.add_argument("--rodata", action="append", metavar="NAME=VALUE",
                    help="set a const volatile global before load (repeatable)")
+    _add_no_verify_option(p)
     _add_key_option(p)
+
+
+def _add_no_verify_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not verify: run sandboxed (every memory access checked at run time)")
 
 
 def _add_key_option(p: argparse.ArgumentParser) -> None:
@@ -90,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--xlated", action="store_true", help="BPF as it runs, ctx accesses rewritten (default)")
     what.add_argument("--jited", action="store_true", help="x86-64 assembly of the compiled program")
     what.add_argument("--ir", action="store_true", help="LLVM IR, unoptimised then optimised")
+    _add_no_verify_option(p)
     _add_key_option(p)
     p.set_defaults(func=cmd_prog_dump)
 

@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BPFError("--engine kernel runs programs of ELF objects only")
     if args.rodata or args.key:
         raise BPFError("--rodata and --key apply to ELF objects only")
-    program, mem, _ = load_program(args.file)
+    program, mem, _ = load_program(args.file, verify=not args.no_verify)
     data, ctx = _run_input(args)
     if data is not None:
         mem = data
@@ -46,7 +46,7 @@ def run_object(args: argparse.Namespace) -> int:
     """``bpfjit run OBJECT``: one program of an ELF object on one engine, bpftool prog run style."""
     if args.key and args.engine == "kernel":
         raise BPFError("--key needs the jit or interp engine: the kernel has no static keys")
-    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key))
+    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify)
     program = _pick_program(obj, args.program)
     data, ctx = _run_input(args)
     data = data if data is not None else b""
