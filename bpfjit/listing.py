@@ -61,19 +61,15 @@ def xlated_listing(obj: Object, program: Program) -> str:
     if linked is not None:
         symbols = sorted((start, names.get(number, f"f{start}")) for number, start in linked.function_tokens.items())
     text = disasm.listing(program.insns, symbols)
-    lines = {}
-    for section, records in (obj.btf_ext.line_info.items() if obj.btf_ext is not None else ()):
-        for record in records:
-            lines[(section, record.insn_index)] = record.line_text.strip()
-    origins = linked.origins if linked is not None else ()
+    lines = (obj.source_lines(program.name) if linked is not None else None) or ()
     out, last = [], None
     for line in text.splitlines():
         match = re.match(r"\s*(\d+):\t", line)
         if match:
             index = int(match.group(1))
-            source = lines.get(origins[index]) if index < len(origins) else None
-            if source and source != last:
-                out.append(f"; {source}")
+            source = lines[index] if index < len(lines) else None
+            if source is not None and source != last:
+                out.append(f"; {source.text}")
                 last = source
             line += _map_note(obj, program.insns[index])
         out.append(line)

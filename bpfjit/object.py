@@ -163,7 +163,7 @@ class Object:
         for linked in self.elf.programs:
             if linked.name not in chosen:
                 continue
-            tokens = {func_token(n): start for n, start in linked.function_tokens.items()}
+            tokens = {func_token(n): start for n, start in linked.function_tokens.items() if n in linked.address_taken}
             keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
                               array_map=self._array_layout,

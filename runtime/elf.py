@@ -183,9 +183,12 @@ class LinkedProgram:
     name: str
     section: str
     insns: tuple[Insn, ...]
-    function_tokens: dict[int, int]  # function number -> start slot, for the address-taken functions
+    function_tokens: dict[int, int]  # function number -> start slot in insns
     origins: tuple[tuple[str, int], ...]  # per slot: (section, slot in that section)
     static_sites: tuple[tuple[int, str], ...] = ()  # (slot of a flavoured JA, its key's name)
+    # The function numbers whose address is taken (in data, or by an ld_imm64): the only ones a
+    # callx or a helper's callback may reach.
+    address_taken: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -499,11 +502,10 @@ class _Loader:
         for index in slots(out):  # second slots carry what the first slot now says
             if out[index].is_lddw:
                 out[index + 1] = Insn(0, imm=out[index].next_imm)
-        # Tokens only for the functions whose address is taken (in data, or by an ld_imm64): the
-        # only ones a callx or a helper's callback may reach.
-        taken = set(address_taken) | {target.number for _, target, kind in pending if kind == "func"}
-        tokens = {number: start for number, start in starts.items() if number in taken}
-        return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites))
+        tokens = {number: start for number, start in starts.items()}
+        taken = frozenset(address_taken) | {target.number for _, target, kind in pending if kind == "func"}
+        return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites),
+                             taken)
 
     def _static_site(self, insn: Insn, slot: int, section: str, where: str) -> Insn:
         """The JA a .static_keys record names, turned into goto_or_nop (likely) or nop_or_goto."""
