@@ -174,6 +174,10 @@ class DataSection:
     pointers: tuple[tuple[int, tuple], ...]
 
 
+class _ExternCall(ObjectError):
+    """A call to a function the object does not define (a kfunc): its program cannot be linked."""
+
+
 @dataclass(frozen=True)
 class LinkedProgram:
     """One program, its callees appended after it, every reference turned into a pseudo source.
@@ -189,6 +193,7 @@ class LinkedProgram:
     # The function numbers whose address is taken (in data, or by an ld_imm64): the only ones a
     # callx or a helper's callback may reach.
     address_taken: frozenset[int] = frozenset()
+    link_error: str = ""  # why it cannot be linked (then it has no instructions)
 
 
 @dataclass(frozen=True)
@@ -270,8 +275,7 @@ class _Loader:
             if is_filler(insns, slot):
                 raise self.reloc_error(reloc, f"the offset is the second slot of the ld_imm64 at insn {slot - 1}")
             if insn.opcode == CALL_OP and reloc.symbol.section < 0:
-                raise self.reloc_error(reloc, f"call to {reloc.symbol_name}, which is not defined in this object "
-                                              "(kfuncs and externs are not supported)")
+                continue  # an extern (a kfunc): refused when a program that calls it is linked
             if (reloc.type == R_BPF_64_64 and insn.is_lddw) or (
                     reloc.type == R_BPF_64_32 and (insn.is_lddw or insn.is_local_call)):
                 continue
@@ -396,7 +400,7 @@ class _Loader:
         address_taken = [target[1] for d in data_sections for _, target in d.pointers if target[0] == "func"]
         address_taken += [target[1] for _, target in map_relocations if target[0] == "func"]
         self.sites = self._static_key_sites()
-        programs = tuple(self.link(f, functions, by_place, map_names, address_taken)
+        programs = tuple(self._link_or_note(f, functions, by_place, map_names, address_taken)
                          for f in functions if f.is_program)
         btf = self._section_bytes(".BTF")
         license_bytes = self._section_bytes("license") or b""
@@ -453,6 +457,15 @@ class _Loader:
         section = next((s for s in self.sections if s.name == name), None)
         return None if section is None else section.data()
 
+    def _link_or_note(self, main: Function, functions: list[Function], by_place: dict[tuple[str, int], Function],
+                      map_names: tuple[str, ...], address_taken: list[int]) -> LinkedProgram:
+        """A program that cannot be linked (it calls a kfunc) fails when it is loaded, as in libbpf,
+        not the object's other programs."""
+        try:
+            return self.link(main, functions, by_place, map_names, address_taken)
+        except _ExternCall as exc:
+            return LinkedProgram(main.name, main.section, (), {}, (), link_error=str(exc))
+
     def link(self, main: Function, functions: list[Function], by_place: dict[tuple[str, int], Function],
              map_names: tuple[str, ...], address_taken: list[int]) -> LinkedProgram:
         order: list[Function] = [main]
@@ -479,6 +492,9 @@ class _Loader:
                     out.append(insn)
                     origins.append((function.section, slot))
                     continue
+                if reloc is not None and insn.opcode == CALL_OP and reloc.symbol.section < 0:
+                    raise _ExternCall(self.reloc_error(reloc, f"call to {reloc.symbol_name}, which is not defined "
+                                                              "in this object (kfuncs and externs are not supported)"))
                 if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc.symbol)):
                     target = self._code_target(insn, slot, function.section, reloc, by_place, _where(function, slot))
                     if target not in order:
