@@ -135,6 +135,7 @@ class Verifier:
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> Verdict:
         started = time.perf_counter()
+        self._check_reachable()
         self.pending.append((-1, 0, self._initial_state()))
         while self.pending:
             source, index, state = self.pending.pop()
@@ -144,6 +145,20 @@ class Verifier:
         self.stats.seconds = time.perf_counter() - started
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
                        frozenset(self.memory.uninit_reads))
+
+    def _check_reachable(self) -> None:
+        """Every instruction of a function must be reachable from its start (the kernel's
+        check_cfg; the loader may link in functions only global data points to, each a root)."""
+        seen, todo = set(), sorted(self.facts.function_starts)
+        while todo:
+            index = todo.pop()
+            if index in seen or index not in self.facts.successors:
+                continue
+            seen.add(index)
+            todo.extend(self.facts.successors[index])
+        missing = sorted(set(self.facts.successors) - seen)
+        if missing:
+            raise self._error(missing[0], f"unreachable insn {missing[0]}")
 
     def _initial_state(self) -> State:
         regs = [NOT_INIT] * 11

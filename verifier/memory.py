@@ -142,19 +142,16 @@ class MemoryChecker:
         var = reg.value
         if var.smin < 0 and (var.smin + off < 0 or var.smin <= -(1 << 63) + 1):
             raise _negative_min(access.regno)
+        # As the kernel's check_mem_region_access: the failed access (__check_mem_access's line),
+        # then which end of the variable offset broke the bounds.
         if not _inside(var.smin + off, access.size, size):
-            self._bounds_message(reg, access, var.smin + off, size, what)
-            raise Rejected(f"R{access.regno} min value is outside of the allowed memory range")
+            detail = _OUT_OF_BOUNDS[what].format(limit=size, off=var.smin + off, size=access.size)
+            raise Rejected(f"{detail}\nR{access.regno} min value is outside of the allowed memory range")
         if var.umax >= MAX_VAR_OFF:
             raise Rejected(f"R{access.regno} unbounded memory access, make sure to bounds check any such access")
         if not _inside(var.umax + off, access.size, size):
-            self._bounds_message(reg, access, var.umax + off, size, what)
-            raise Rejected(f"R{access.regno} max value is outside of the allowed memory range")
-
-    @staticmethod
-    def _bounds_message(reg: Reg, access: Access, off: int, size: int, what: str) -> None:
-        if reg.value.is_const:  # the kernel prints the detail line only for fixed offsets
-            raise Rejected(_OUT_OF_BOUNDS[what].format(limit=size, off=off, size=access.size))
+            detail = _OUT_OF_BOUNDS[what].format(limit=size, off=var.umax + off, size=access.size)
+            raise Rejected(f"{detail}\nR{access.regno} max value is outside of the allowed memory range")
 
     # --- map values -----------------------------------------------------------------------------
     def _map_value(self, reg: Reg, access: Access) -> Reg:
@@ -216,7 +213,7 @@ class MemoryChecker:
         if var.is_const:
             start = off + isa.s64(var.const_value)
             if start % access.size:
-                raise Rejected(f"misaligned stack access off {var.var_off}+{reg.off}+{access.off} "
+                raise Rejected(f"misaligned stack access off {_offset_text(var)}+{reg.off}+{access.off} "
                                f"size {access.size}")
             if start < -isa.STACK_SIZE or start + access.size > 0:
                 raise Rejected(f"invalid{verb} stack R{access.regno} off={off} size={access.size}")
@@ -236,6 +233,11 @@ class MemoryChecker:
             return NOT_INIT
         self.note_read(frame, low, high)
         return scalar(Scalar.from_load(access.size, access.signed))
+
+
+def _offset_text(var: Scalar) -> str:
+    """A variable offset in an alignment message: its value when known, else the tnum."""
+    return str(isa.s64(var.const_value)) if var.is_const else str(var.var_off)
 
 
 def _negative_min(regno: int) -> Rejected:
