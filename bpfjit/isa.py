@@ -192,8 +192,10 @@ def slots(insns: Sequence[Insn], start: int = 0, end: int | None = None) -> Iter
 _SLOT = struct.Struct("<BBhi")
 
 
-def decode(code: bytes | bytearray | memoryview) -> list[Insn]:
-    """Decode a bytecode stream into one Insn per slot; raise DecodeError on malformed input."""
+def decode(code: bytes | bytearray | memoryview, checked: bool = True) -> list[Insn]:
+    """Decode a bytecode stream into one Insn per slot; raise DecodeError on malformed input
+    (checked=False: only on a stream that cannot be split into slots, for a loader that reads
+    where each instruction is and leaves their fields to be checked per program)."""
     code = bytes(code)
     if len(code) % 8:
         raise DecodeError(len(code) // 8, f"truncated instruction: {len(code)} bytes is not a multiple of 8")
@@ -209,12 +211,14 @@ def decode(code: bytes | bytearray | memoryview) -> list[Insn]:
             if op2 or regs2 or off2:
                 raise DecodeError(index + 1, "second slot of ld_imm64 uses reserved fields")
             insn = Insn(opcode, regs & 0x0F, regs >> 4, off, imm, next_imm)
-            check(insn, index)
+            if checked:
+                check(insn, index)
             insns += [insn, Insn(0, 0, 0, 0, next_imm)]
             index += 2
             continue
         insn = Insn(opcode, regs & 0x0F, regs >> 4, off, imm)
-        check(insn, index)
+        if checked:
+            check(insn, index)
         insns.append(insn)
         index += 1
     return insns

@@ -163,8 +163,8 @@ class Object:
         for linked in self.elf.programs:
             if linked.name not in chosen:
                 continue
-            if linked.link_error:
-                raise ObjectError(linked.link_error)
+            if linked.link_error is not None:
+                raise linked.link_error
             tokens = {func_token(n): start for n, start in linked.function_tokens.items() if n in linked.address_taken}
             keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,

@@ -193,7 +193,7 @@ class LinkedProgram:
     # The function numbers whose address is taken (in data, or by an ld_imm64): the only ones a
     # callx or a helper's callback may reach.
     address_taken: frozenset[int] = frozenset()
-    link_error: str = ""  # why it cannot be linked (then it has no instructions)
+    link_error: BPFError | None = None  # why it cannot be linked (then it has no instructions)
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class _Loader:
         or a function's address), R_BPF_64_32 a bpf-to-bpf call or an ld_imm64 of a function.
         Anything else would leave an instruction unpatched whose immediate then runs as an address."""
         try:
-            insns = decode(section.data())
+            insns = decode(section.data(), checked=False)  # each program's fields are checked when linked
         except DecodeError as exc:
             raise self.fail(section.name, str(exc)) from None
         for offset, reloc in relocs.items():
@@ -459,12 +459,12 @@ class _Loader:
 
     def _link_or_note(self, main: Function, functions: list[Function], by_place: dict[tuple[str, int], Function],
                       map_names: tuple[str, ...], address_taken: list[int]) -> LinkedProgram:
-        """A program that cannot be linked (it calls a kfunc) fails when it is loaded, as in libbpf,
-        not the object's other programs."""
+        """A program that cannot be linked (it calls a kfunc, or one of its instructions is
+        malformed) fails when it is loaded, as in libbpf, not the object's other programs."""
         try:
             return self.link(main, functions, by_place, map_names, address_taken)
-        except _ExternCall as exc:
-            return LinkedProgram(main.name, main.section, (), {}, (), link_error=str(exc))
+        except (_ExternCall, DecodeError) as exc:
+            return LinkedProgram(main.name, main.section, (), {}, (), link_error=exc)
 
     def link(self, main: Function, functions: list[Function], by_place: dict[tuple[str, int], Function],
              map_names: tuple[str, ...], address_taken: list[int]) -> LinkedProgram:
