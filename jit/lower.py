@@ -60,6 +60,7 @@ _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND
 _PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
                isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
 SLOT_BYTES = 8  # a stack slot (verifier/facts.py zeroed_slots)
+_LIKELY = 1 << 20  # branch weight of an access check's pass (a failure ends the run: keep it cold)
 _RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
 
 
@@ -218,7 +219,7 @@ class _FunctionLowering:
     def guard(self, ok: str, address: str, size: int, write: bool, index: int) -> None:
         """Go on where `ok` holds; else end the run with BAD_READ / BAD_WRITE at `address`."""
         bad, fine = self.unique("bad_access"), self.unique("access")
-        self.emit(f"br i1 {ok}, label %{fine}, label %{bad}")
+        self.emit(f"br i1 {ok}, label %{fine}, label %{bad}, !prof !{{!\"branch_weights\", i32 {_LIKELY}, i32 1}}")
         self.lines.append(f"{bad}:")
         self.emit(f"store i64 {size}, ptr {self.env_field(FIELD_ACCESS_SIZE)}")
         self.fail(Status.BAD_WRITE if write else Status.BAD_READ, index, address)
