@@ -35,6 +35,7 @@ from .runtime.status import RunEnv, Status, raise_for_status
 from .runtime.stdhelpers import TAIL_CALL
 from .verifier import cfg
 from .verifier.check import Verdict
+from .verifier.insn_text import insn_text
 from .verifier.ctx_access import rewrite_ctx_access
 from .verifier.verify import inputs as verifier_inputs, verify as verify_program
 
@@ -112,7 +113,9 @@ class Program:
         try:
             verdict = verify_program(self.original_insns, self.facts, self.env, self.type, log_level)
         except VerifierError as error:
-            raise VerifierError(error.index, error.message, error.log, error.line, self.name) from None
+            insns = self.original_insns
+            insn = insn_text(insns[error.index]) if 0 <= error.index < len(insns) else ""
+            raise VerifierError(error.index, error.message, error.log, error.line, self.name, insn) from None
         if cacheable:
             verdicts.store(verdict_key, verdict)
         return verdict
