@@ -79,7 +79,7 @@ _host: tuple[llvm.Target, str, str] | None = None
 _local = threading.local()  # per thread: the target machine that optimises and emits code
 # Binding the module's symbols (llvm.add_symbol is process-wide) and resolving them in
 # finalize_object() must happen together: two programs may bind the same name differently.
-_link_lock = threading.Lock()
+link_lock = threading.Lock()
 
 
 def host() -> tuple[llvm.Target, str, str]:
@@ -124,7 +124,7 @@ def compiling_machine() -> llvm.TargetMachine:
 FUNCTION_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), *(ctypes.c_uint64,) * 5)
 
 
-def _helper_callback(helper: Helper):
+def helper_callback(helper: Helper):
     def call(a: int, b: int, c: int, d: int, e: int) -> int:
         try:
             return int(helper.impl(a, b, c, d, e)) & MASK64
@@ -211,7 +211,7 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
             if native is not None:
                 return native
         if helper_id not in callbacks:
-            callbacks[helper_id] = _helper_callback(env.helpers.get(helper_id))
+            callbacks[helper_id] = helper_callback(env.helpers.get(helper_id))
         return ctypes.cast(callbacks[helper_id], ctypes.c_void_p).value
 
     t0 = time.perf_counter()
@@ -224,16 +224,16 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
         obj, optimised = cached
         times.cache_hit = True
     else:
-        obj, optimised = _optimise_and_emit(ir, opt_level, times)
+        obj, optimised = optimise_and_emit(ir, opt_level, times)
         cache.store(cache_key, obj, optimised)
     t1 = time.perf_counter()
-    engine = llvm.create_mcjit_compiler(_empty_module(), linking_machine())
+    engine = llvm.create_mcjit_compiler(empty_module(), linking_machine())
     try:
         # MCJIT compiles the module it was created with when it finalizes; its object cache
         # hook hands it the program's object code instead, so no code generation runs here.
         engine.set_object_cache(getbuffer_func=lambda module: obj)
         bindings = symbols.bindings(helper_address)
-        with _link_lock:
+        with link_lock:
             for name, address in bindings.items():
                 llvm.add_symbol(name, address)
             engine.finalize_object()
@@ -245,7 +245,7 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     return CompiledProgram(ir, optimised, times, engine, callbacks, exported, read_sites(engine), bindings)
 
 
-def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
+def optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
     tm = compiling_machine()
     t0 = time.perf_counter()
     try:
@@ -271,7 +271,7 @@ def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[by
     return obj, optimised
 
 
-def _empty_module() -> llvm.ModuleRef:
+def empty_module() -> llvm.ModuleRef:
     """The module an engine is created with; its machine code is the program's object code."""
     module = llvm.parse_assembly("")
     module.triple = llvm.get_process_triple()

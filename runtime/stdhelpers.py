@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import random
-import threading
 import time
 from typing import Callable
 
@@ -22,6 +21,7 @@ from bpfjit.isa import MASK64
 from . import helper_args, maps, run_context
 from .helpers import Helper, HelperRegistry, Prototype
 from .kernel_helpers import helper_name
+from .maps.native import ATOMICS, CPU_NUMBERING
 from .printk import format_printk
 from .status import BPF_MAX_LOOPS, MAX_TAIL_CALLS, HelperFault, Status
 
@@ -38,17 +38,10 @@ RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_SUBMIT, RINGBUF_DISCARD, RINGBUF_QUERY 
 FOR_EACH_MAP_ELEM, LOOP = 164, 181
 
 
-_cpu = threading.local()
-_cpu_numbers: dict[int, int] = {}
-_cpu_lock = threading.Lock()
-
-
 def current_cpu(ncpus: int) -> int:
-    """The "CPU" a run is on: one slot per worker thread, numbered as threads first run."""
-    ident = threading.get_ident()
-    with _cpu_lock:
-        number = _cpu_numbers.setdefault(ident, len(_cpu_numbers))
-    return number % ncpus
+    """The "CPU" a run is on: one slot per worker thread, numbered as threads first run (the same
+    number the native helpers see: runtime/maps/native.py)."""
+    return CPU_NUMBERING.current() % ncpus
 
 
 def _neg(errno: int) -> int:
@@ -178,24 +171,21 @@ def ringbuf_query(handle, flags, *_):
 
 # --- spin locks: a real lock word in the map value ----------------------------------------------
 
-_lock_guard = threading.Lock()
 SPIN_LOCK_PATIENCE = 1.0  # seconds a bpf_spin_lock may wait before the run fails
 
 
 def spin_lock(address, *_):
     """Take the bpf_spin_lock at address: an atomic 0 -> 1 on the word, spinning while held.
 
-    The JIT inlines the same protocol with a native cmpxchg; both agree on the memory word.
+    The native helper (jit/native_misc.py) runs the same protocol with its own cmpxchg, and calls
+    this function when the lock stays held past its own spins; both agree on the memory word.
     """
     helper_args.check(address, 4, 1, write=True)
-    word = ctypes.c_uint32.from_address(address)
     run = run_context.current()
     give_up = time.monotonic() + SPIN_LOCK_PATIENCE
     while True:
-        with _lock_guard:
-            if word.value == 0:
-                word.value = 1
-                return 0
+        if ATOMICS.cmpxchg32(address, 0, 1) == 0:
+            return 0
         # A verified program never waits long: a lock still held this long was taken and never
         # released (the verifier's pairing rule, absent for an unverified program).
         if run.env.stop or time.monotonic() > give_up:
@@ -205,8 +195,7 @@ def spin_lock(address, *_):
 
 def spin_unlock(address, *_):
     helper_args.check(address, 4, 1, write=True)
-    with _lock_guard:
-        ctypes.c_uint32.from_address(address).value = 0
+    ctypes.c_uint32.from_address(address).value = 0  # an aligned store: atomic, and a release on x86
     return 0
 
 

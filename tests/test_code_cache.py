@@ -207,6 +207,10 @@ NOT_DIGESTED = {
     "bpfjit.runtime.helpers": "helper objects; ids and properties are written into the IR",
     "bpfjit.runtime.stdhelpers": "helper ids: which calls the lowering inlines shows in the IR",
     "bpfjit.runtime.run_context": "the Python side of a helper call, after the code has run",
+    "bpfjit.runtime.maps": "HEADER_SIZE, written into the native helpers' IR",
+    "bpfjit.runtime.maps.native": "the header's native layout, written into the native helpers' IR as offsets",
+    "bpfjit.runtime.maps.uapi": "update flags, written into the native helpers' IR as constants",
+    "bpfjit.runtime.map_types": "map type numbers, written into the native helpers' IR as constants",
 }
 
 

@@ -1,5 +1,5 @@
 """Jitted hash-map lookups walk the map's native chains (runtime/hash_index.py) instead of calling
-Python: checked here against the interpreter (which asks the map's dict) and a plain dict model,
+Python: checked here against the interpreter (which walks the chains from Python) and a plain dict model,
 while keys are inserted, deleted, evicted and cleared, and while another thread churns the map.
 
 tests/progs/hash_lookup.c: lookup_small (3-byte keys, 4 entries), lookup_odd (13-byte keys, 8
@@ -18,16 +18,17 @@ import time
 import pytest
 
 import bpfjit
-from bpfjit.runtime.hash_index import NULLS, HashIndex, bucket_count, key_chunks, key_hash
+from bpfjit.runtime.hash_index import NULLS, bucket_count, key_chunks, key_hash
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps import BPF_NOEXIST, MapSpec, create_map
+from bpfjit.runtime.maps.hash_table import HashTable
 
 OBJ = pathlib.Path(__file__).resolve().parent / "progs" / "hash_lookup.o"
 MISSING = 0xFFFFFFFF
 PROGRAMS = {"small": "lookup_small", "odd": "lookup_odd", "wide": "lookup_wide"}
 
 
-def chains(index: HashIndex) -> dict[int, list[int]]:
+def chains(index: HashTable) -> dict[int, list[int]]:
     """bucket -> the slots in its chain, walked from Python; every chain must end on its own marker."""
     out = {}
     for bucket in range(index.nbuckets):
@@ -43,14 +44,16 @@ def chains(index: HashIndex) -> dict[int, list[int]]:
 
 
 def assert_chains_match(m) -> None:
-    """The native chains hold exactly the map's keys, each in the bucket its hash picks."""
+    """The native chains hold exactly the keys of the map's order list, each in the bucket its hash
+    picks, and the free stack holds every other slot."""
     found = {}
     for bucket, slots in chains(m.chains).items():
         for slot in slots:
             key = ctypes.string_at(m.key_base + slot * m.key_stride, m.key_size)
             assert m.chains.bucket(key) == bucket
             found[key] = slot
-    assert found == dict(m._index)
+    assert found == {m.chains.key_at(slot): slot for slot in m.chains.slots()}
+    assert sorted([*found.values(), *m.chains.free[:m.chains.nfree]]) == list(range(m.max_entries))
 
 
 # --- the index on its own -------------------------------------------------------------------------

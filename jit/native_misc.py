@@ -1,0 +1,93 @@
+"""LLVM IR of the native helpers that are not map operations: ``bpf_spin_lock`` /
+``bpf_spin_unlock`` and the clocks.
+
+The spin lock runs the protocol of runtime/stdhelpers.py ``spin_lock`` (an atomic 0 -> 1 on the
+lock word, 0 to release) on the same word. It spins a bounded number of times; a lock still held
+after that is handed to the Python helper itself through a process-wide callback, which waits
+out ``SPIN_LOCK_PATIENCE`` and fails the run if the lock never comes free (a verified program
+never gets there: its locks are always released). Only that slow path enters Python.
+"""
+from __future__ import annotations
+
+import ctypes
+import time
+
+from bpfjit.runtime import stdhelpers
+from bpfjit.runtime.helpers import Helper
+
+EXTERNAL_FUNCTIONS = ("clock_gettime",)
+SLOW_SPIN_LOCK = "bpfjit_spin_lock_slow"
+SPINS = 1 << 20  # pause-spins before the slow path: tens of milliseconds
+
+MODULE_IR = f"""
+declare i32 @clock_gettime(i32, ptr)
+declare i64 @{SLOW_SPIN_LOCK}(i64, i64, i64, i64, i64)
+
+define i64 @bpfjit_native_spin_lock(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+entry:
+  %word = inttoptr i64 %r1 to ptr
+  br label %try
+try:
+  %n = phi i64 [ 0, %entry ], [ %n1, %wait ]
+  %r = cmpxchg ptr %word, i32 0, i32 1 acquire monotonic
+  %taken = extractvalue {{ i32, i1 }} %r, 1
+  br i1 %taken, label %done, label %wait
+wait:
+  call void asm sideeffect "pause", ""()
+  %n1 = add i64 %n, 1
+  %patient = icmp ult i64 %n1, {SPINS}
+  br i1 %patient, label %try, label %slow
+slow:
+  %s = call i64 @{SLOW_SPIN_LOCK}(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5)
+  ret i64 %s
+done:
+  ret i64 0
+}}
+
+define i64 @bpfjit_native_spin_unlock(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+  %word = inttoptr i64 %r1 to ptr
+  store atomic i32 0, ptr %word release, align 4
+  ret i64 0
+}}
+
+define internal i64 @clock(i32 %id) alwaysinline {{
+  %ts = alloca {{ i64, i64 }}
+  call i32 @clock_gettime(i32 %id, ptr %ts)
+  %sp = getelementptr {{ i64, i64 }}, ptr %ts, i32 0, i32 0
+  %np = getelementptr {{ i64, i64 }}, ptr %ts, i32 0, i32 1
+  %s = load i64, ptr %sp
+  %ns = load i64, ptr %np
+  %sns = mul i64 %s, 1000000000
+  %t = add i64 %sns, %ns
+  ret i64 %t
+}}
+
+define i64 @bpfjit_native_ktime_get_ns(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+  %t = call i64 @clock(i32 {time.CLOCK_MONOTONIC})
+  ret i64 %t
+}}
+
+define i64 @bpfjit_native_ktime_get_boot_ns(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+  %t = call i64 @clock(i32 {time.CLOCK_BOOTTIME})
+  ret i64 %t
+}}
+"""
+
+#: helper id -> (the standard Python implementation it replaces, its function in MODULE_IR).
+FUNCTIONS = {
+    stdhelpers.SPIN_LOCK: (stdhelpers.spin_lock, "bpfjit_native_spin_lock"),
+    stdhelpers.SPIN_UNLOCK: (stdhelpers.spin_unlock, "bpfjit_native_spin_unlock"),
+    stdhelpers.KTIME_GET_NS: (stdhelpers.ktime_get_ns, "bpfjit_native_ktime_get_ns"),
+    stdhelpers.KTIME_GET_BOOT_NS: (stdhelpers.ktime_get_boot_ns, "bpfjit_native_ktime_get_boot_ns"),
+}
+
+_slow_path: list[object] = []  # the callback, alive as long as the process (the module is never freed)
+
+
+def symbols() -> dict[str, int]:
+    """The module's own symbols: the slow path of the spin lock (the Python helper, through the
+    engine's callback wrapper, which reports its failure in the run's RunEnv)."""
+    from .engine import helper_callback  # engine imports native_helpers, which imports this
+    if not _slow_path:
+        _slow_path.append(helper_callback(Helper(stdhelpers.SPIN_LOCK, "spin_lock", stdhelpers.spin_lock)))
+    return {SLOW_SPIN_LOCK: ctypes.cast(_slow_path[0], ctypes.c_void_p).value}
