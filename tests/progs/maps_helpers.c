@@ -137,8 +137,9 @@ int lru_ops(struct xdp_md *ctx)
 	__u32 k;
 	__u64 v;
 
-	for (k = 0; k < 4; k++) {	/* unrolled by clang */
-		v = k * 10;
+	for (__u32 i = 0; i < 4; i++) {	/* the counter in a register: the kernel bounds the loop */
+		k = i;
+		v = i * 10;
 		bpf_map_update_elem(&lru, &k, &v, BPF_ANY);
 	}
 	k = 0;
@@ -182,8 +183,10 @@ int qs_push(struct xdp_md *ctx)
 {
 	__u32 v;
 
-	for (v = 1; v <= 4; v++)
+	for (__u32 i = 1; i <= 4; i++) {	/* the counter in a register: the kernel bounds the loop */
+		v = i;
 		bpf_map_push_elem(&queue, &v, 0);
+	}
 	v = 5;
 	qs_res[0] = bpf_map_push_elem(&queue, &v, 0);		/* -E2BIG: full */
 	v = 6;
