@@ -49,7 +49,7 @@ int bump(struct xdp_md *ctx)
 	n = hold;
 	bpf_spin_lock(&v->lock);
 	c = v->count;
-	for (i = 0, acc = c; i < n && i < 4096; i++)
+	for (i = 0, acc = c; i < n && i < 64; i++)
 		acc = acc * 6364136223846793005ULL + i;
 	v->scratch = acc;
 	v->count = c + 1;
@@ -57,7 +57,7 @@ int bump(struct xdp_md *ctx)
 
 	bpf_spin_lock(&glock);
 	c = gcount;
-	for (i = 0, acc = c; i < n && i < 4096; i++)
+	for (i = 0, acc = c; i < n && i < 64; i++)
 		acc = acc * 6364136223846793005ULL + i;
 	gscratch = acc;
 	gcount = c + 1;
@@ -72,7 +72,7 @@ int busy(struct xdp_md *ctx)
 	__u32 n = loops;
 	__u32 i;
 
-	for (i = 0; i < n && i < 65536; i++)
+	for (i = 0; i < n && i < 512; i++)
 		acc = acc * 6364136223846793005ULL + i;
 	busy_result = acc;
 	return XDP_PASS;
