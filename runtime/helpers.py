@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from bpfjit.errors import BPFError
+from bpfjit.isa import MASK64
 
 HelperFn = Callable[[int, int, int, int, int], int]
+
+
+def errno_result(code: int) -> int:
+    """A helper's failure, -errno, as the unsigned 64-bit r0 holds it."""
+    return -code & MASK64
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,10 @@ class Regions:
         flat = [number for r in self._regions for number in (r.start, r.size, int(r.writable))]
         return (ctypes.c_uint64 * len(flat))(*flat)
 
+    def named(self, name: str) -> Region | None:
+        """The region of that name (the run's "packet"), or None."""
+        return next((region for region in self._regions if region.name == name), None)
+
     def find(self, address: int, size: int) -> Region | None:
         # Newest first: stack frames are pushed last and accessed most.
         for region in reversed(self._regions):

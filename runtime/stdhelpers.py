@@ -19,7 +19,8 @@ from typing import Callable
 from bpfjit.isa import MASK64
 
 from . import helper_args, maps, run_context
-from .helpers import Helper, HelperRegistry, Prototype
+from . import skb_helpers
+from .helpers import Helper, HelperRegistry, Prototype, errno_result
 from .kernel_helpers import helper_name
 from .maps.native import ATOMICS, CPU_NUMBERING
 from .printk import format_printk
@@ -42,10 +43,6 @@ def current_cpu(ncpus: int) -> int:
     """The "CPU" a run is on: one slot per worker thread, numbered as threads first run (the same
     number the native helpers see: runtime/maps/native.py)."""
     return CPU_NUMBERING.current() % ncpus
-
-
-def _neg(errno: int) -> int:
-    return -errno & MASK64
 
 
 def _map(handle: int, kind: type[maps.Map] = maps.Map, arg: int = 1) -> maps.Map:
@@ -117,7 +114,7 @@ def probe_read_kernel(dst, size, src, *_):
     helper_args.check(dst, size, 1, write=True)
     if not helper_args.accessible(src, size):
         ctypes.memset(dst, 0, size)
-        return _neg(EFAULT)
+        return errno_result(EFAULT)
     ctypes.memmove(dst, src, size)
     return 0
 
@@ -126,11 +123,11 @@ def probe_read_kernel_str(dst, size, src, *_):
     """Copy a NUL-terminated string, at most size bytes including the NUL; returns its length + 1."""
     size &= 0xFFFF_FFFF
     if size == 0:
-        return _neg(EINVAL)
+        return errno_result(EINVAL)
     helper_args.check(dst, size, 1, write=True)
     if not helper_args.accessible(src, 1):
         ctypes.memset(dst, 0, size)
-        return _neg(EFAULT)
+        return errno_result(EFAULT)
     text = helper_args.string(src, size - 1, 3)
     ctypes.memmove(dst, text + b"\0", len(text) + 1)
     return len(text) + 1
@@ -213,7 +210,7 @@ def tail_call(ctx, handle, index, *_):
     index &= 0xFFFF_FFFF
     target = prog_array.program(index) if index < prog_array.max_entries else None
     if target is None or run.env.tail_calls >= MAX_TAIL_CALLS:
-        return _neg(ENOENT)
+        return errno_result(ENOENT)
     run.env.tail_calls += 1
     run.tail_call_target = target
     run.env.status = Status.TAIL_CALL
@@ -230,9 +227,9 @@ def _callback_start(token: int) -> int:
 def loop(count, callback, ctx, flags, *_):
     """bpf_loop: callback(i, ctx) for i in 0..count-1 until it returns 1; returns iterations run."""
     if flags:
-        return _neg(EINVAL)
+        return errno_result(EINVAL)
     if count > BPF_MAX_LOOPS:
-        return _neg(E2BIG)
+        return errno_result(E2BIG)
     run, start = run_context.current(), _callback_start(callback)
     for i in range(count):
         stop = run.call_function(start, [i, ctx, 0, 0, 0])
@@ -246,7 +243,7 @@ def loop(count, callback, ctx, flags, *_):
 def for_each_map_elem(handle, callback, ctx, flags, *_):
     """callback(map, key, value, ctx) for each element until it returns 1; returns elements visited."""
     if flags:
-        return _neg(EINVAL)
+        return errno_result(EINVAL)
     m = _map(handle)
     run, start = run_context.current(), _callback_start(callback)
     visited = 0
@@ -266,7 +263,7 @@ def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
     def trace_printk(fmt, size, a1, a2, a3):
         raw = helper_args.read(fmt, size & 0xFFFF_FFFF, 1)
         if b"\0" not in raw:  # the kernel's bpf_bprintf_prepare wants the NUL inside fmt_size
-            return _neg(EINVAL)
+            return errno_result(EINVAL)
         printed = format_printk(raw, [a1, a2, a3])
         sink(printed.text.decode(errors="replace"))
         return printed.length
@@ -300,6 +297,7 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
         (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
     ]
+    table += skb_helpers.TABLE
     registry = HelperRegistry([Helper(i, helper_name(i), fn, Prototype(ret, args)) for i, fn, args, ret in table])
     registry.add(trace_printk_helper(trace))
     registry.register(GET_SMP_PROCESSOR_ID, lambda *_: current_cpu(ncpus), "get_smp_processor_id",
