@@ -44,7 +44,7 @@ REJECTED = [
     ("xdp", "ldxw %r3, [%r1+4]\nadd %r3, 1\nmov %r0, 0\nexit", "R3 pointer arithmetic on pkt_end prohibited"),
     ("socket", "ldxw %r2, [%r1+76]\nmov %r0, 0\nexit", "invalid bpf_context access off=76 size=4"),
     # control flow
-    ("raw", "l: ja l\nexit", "infinite loop detected at insn 0"),
+    ("raw", "l: ja l\nexit", "unreachable insn 1"),  # check_cfg runs first
     ("raw", "mov %r0, 0\nl: jeq %r0, 0, l\nexit", "infinite loop detected at insn 1"),
 ]
 

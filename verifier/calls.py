@@ -180,8 +180,9 @@ def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write:
         return
     if reg.type == RegType.PTR_TO_MAP_VALUE and write and reg.map.read_only:
         raise Rejected(f"write into map forbidden, value_size={reg.map.value_size} off={reg.off} size={size}")
-    # Every other kind is checked like a load of `size` bytes through the argument register.
-    v.memory.access(state, Access(regno, 0, size, False), None)
+    # Every other kind is checked like a load (a store, when the helper writes it) of `size`
+    # bytes through the argument register.
+    v.memory.access(state, Access(regno, 0, size, write), None)
 
 
 def _stack_range(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool) -> None:

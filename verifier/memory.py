@@ -159,6 +159,8 @@ class MemoryChecker:
         off = reg.off + access.off
         if access.write and info.read_only:
             raise Rejected(f"write into map forbidden, value_size={info.value_size} off={off} size={access.size}")
+        if not access.write and info.write_only:
+            raise Rejected(f"read from map forbidden, value_size={info.value_size} off={off} size={access.size}")
         self._region(reg, access, info.value_size, "map value")
         lock = info.lock_offset
         if lock is not None:

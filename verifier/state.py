@@ -55,12 +55,13 @@ class MapInfo:
     key_size: int
     value_size: int
     max_entries: int
-    read_only: bool  # BPF_F_RDONLY_PROG, or a frozen .rodata: the program may not write values
+    read_only: bool  # BPF_F_RDONLY_PROG (.rodata is): the program may not write values
     lock_offset: int | None = None  # where the value's struct bpf_spin_lock is
     inner: "MapInfo | None" = None  # map-in-map: the inner map's template
     # Reads the value bytes [off, off + size) of a frozen read-only map (None: not frozen).
     frozen_read: Any = field(default=None, compare=False)
     handle: int = 0  # the runtime's identity of the map
+    write_only: bool = False  # BPF_F_WRONLY_PROG: the program may not read values
 
     def __str__(self) -> str:
         return f"map={self.name},ks={self.key_size},vs={self.value_size}"

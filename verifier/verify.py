@@ -78,6 +78,7 @@ def _target_text(target: tuple) -> str:
             return "-"
         frozen = info.frozen_read(0, info.value_size) if info.frozen_read is not None else None
         return (f"{info.map_type}/{info.key_size}/{info.value_size}/{info.max_entries}/{info.read_only}/"
+                f"{info.write_only}/"
                 f"{info.lock_offset}/{frozen.hex() if frozen is not None else '-'}/{info_text(info.inner)}")
     kind, *rest = target
     if kind in ("map", "map_value"):
@@ -150,4 +151,5 @@ def _describe(found: "runtime_maps.Map", env: Environment) -> MapInfo:
         base = _value_base(found)
         frozen_read = lambda off, size: env.frozen_bytes(base + off, size)  # noqa: E731
     return MapInfo(found.name, found.map_type, found.key_size, found.value_size, found.max_entries,
-                   found.read_only_for_program, found.lock_offset, inner_info, frozen_read, found.handle)
+                   bool(found.map_flags & runtime_maps.BPF_F_RDONLY_PROG), found.lock_offset, inner_info, frozen_read,
+                   found.handle, bool(found.map_flags & runtime_maps.BPF_F_WRONLY_PROG))
