@@ -80,7 +80,8 @@ class Program:
         self.original_insns = list(insns)  # as loaded; self.insns is what runs (ctx accesses rewritten)
         started = time.perf_counter()
         self.facts = cfg.analyse(self.original_insns, self.env.helpers,
-                                 self.env.function_tokens.values() if self.env.function_tokens else ())
+                                 self.env.function_tokens.values() if self.env.function_tokens else (),
+                                 frame_pointer_writes=not verify)
         # What the verifier proved (None: not verified).
         self.verification: Verdict | None = None
         if verify:
@@ -88,7 +89,7 @@ class Program:
             self.facts = replace(self.facts, verified=True,
                                  checked_accesses=self.verification.checked_accesses,
                                  helper_args_proven=self.verification.helper_args_proven,
-                                 zeroed_slots=self.verification.uninit_stack_reads)
+                                 zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead)
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)

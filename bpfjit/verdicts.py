@@ -31,7 +31,8 @@ def lookup(verdict_key: str) -> Verdict | None:
     try:
         fields = json.loads(data)
         return Verdict(Stats(**fields["stats"]), "", frozenset(fields["checked_accesses"]),
-                       bool(fields["helper_args_proven"]), frozenset(map(tuple, fields["uninit_stack_reads"])))
+                       bool(fields["helper_args_proven"]), frozenset(map(tuple, fields["uninit_stack_reads"])),
+                       frozenset(fields["dead"]))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -39,5 +40,5 @@ def lookup(verdict_key: str) -> Verdict | None:
 def store(verdict_key: str, verdict: Verdict) -> None:
     fields = {"stats": vars(verdict.stats), "checked_accesses": sorted(verdict.checked_accesses),
               "helper_args_proven": verdict.helper_args_proven,
-              "uninit_stack_reads": sorted(verdict.uninit_stack_reads)}
+              "uninit_stack_reads": sorted(verdict.uninit_stack_reads), "dead": sorted(verdict.dead)}
     cache.write_entry(f"{verdict_key}.verdict", json.dumps(fields).encode())

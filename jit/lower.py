@@ -331,6 +331,9 @@ class _FunctionLowering:
         self.emit(f"store i64 {self.value('add i64 %frame_slot, 1')}, ptr {count_ptr}")
 
     def lower_insn(self, insn: Insn, index: int) -> None:
+        if index in self.facts.dead:  # no path reaches it: a trap, as the kernel's dead code
+            self.fail(Status.DEAD_CODE, index)
+            return
         self.lowerings[insn.cls](insn, index)
 
     def __post_init__(self) -> None:
@@ -878,7 +881,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     # In the sandboxed variant any call may spend the budget, and a checked access may fail in
     # any function: callers must always look.
-    may_stop = sandboxed or counts_depth or not facts.verified or bool(facts.checked_accesses) or any(
+    may_stop = sandboxed or counts_depth or not facts.verified or bool(facts.checked_accesses or facts.dead) or any(
         insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL for insn in real)
     parts = MODULE_PROLOGUE + [
         "declare i16 @llvm.bswap.i16(i16)",

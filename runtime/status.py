@@ -24,6 +24,7 @@ class Status(enum.IntEnum):
     TIME_BUDGET = 7  # the run went on longer than its timeout
     BAD_READ = 8  # a checked load outside the memory the run may read (value: the address)
     BAD_WRITE = 9  # a checked store outside the memory the run may write (value: the address)
+    DEAD_CODE = 10  # an instruction the verifier proved unreachable ran: a verifier bug, stopped
 
 
 MAX_CALL_FRAMES = 8  # the kernel's limit: the main frame plus seven nested calls
@@ -97,6 +98,8 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         raise BPFRuntimeError(env.insn, f"instruction budget of {env.max_steps} exhausted")
     if status == Status.TIME_BUDGET:
         raise BPFRuntimeError(env.insn, f"time budget of {env.timeout:g} s exhausted")
+    if status == Status.DEAD_CODE:
+        raise BPFRuntimeError(env.insn, "reached an instruction the verifier proved unreachable (a bpfjit bug)")
     if status in (Status.BAD_READ, Status.BAD_WRITE):
         kind = "read" if status == Status.BAD_READ else "write"
         raise BPFRuntimeError(env.insn, f"invalid {kind} of {env.access_size} bytes at {env.value:#x}")

@@ -18,11 +18,14 @@ from bpfjit.runtime.status import MAX_CALL_FRAMES
 from .facts import Facts, Function
 
 
-def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Iterable[int] = ()) -> Facts:
+def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Iterable[int] = (),
+            frame_pointer_writes: bool = True) -> Facts:
     """Check the program's structure and describe its functions and blocks.
 
     entry_points: further function starts known from outside the code (functions whose address
-    sits in global data, which only callx reaches).
+    sits in global data, which only callx reaches). frame_pointer_writes: refuse any write to r10
+    here; a program to be verified leaves that to the verifier, which (as the kernel) refuses
+    only writes a path reaches.
     """
     if not insns:
         raise ProgramError(0, "the program is empty")
@@ -39,7 +42,7 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
         calls = set()
         for index in isa.slots(insns, start, end):
             insn = insns[index]
-            _check_insn(insn, index, helper_ids)
+            _check_insn(insn, index, helper_ids, frame_pointer_writes)
             if insn.is_local_call:
                 calls.add(insn.call_target(index))
             if _is_branch(insn):
@@ -99,7 +102,7 @@ def _ends_flow(insn: Insn) -> bool:
                                           and insn.opcode != isa.GOTOX_OP)
 
 
-def _writes_frame_pointer(insn: Insn) -> bool:
+def writes_frame_pointer(insn: Insn) -> bool:
     if insn.cls in (isa.ALU, isa.ALU64, isa.LDX) or insn.is_lddw:
         return insn.dst == isa.FRAME_POINTER
     if insn.cls == isa.STX and insn.mode == isa.ATOMIC:
@@ -109,8 +112,8 @@ def _writes_frame_pointer(insn: Insn) -> bool:
     return False
 
 
-def _check_insn(insn: Insn, index: int, helper_ids: Container[int]) -> None:
-    if _writes_frame_pointer(insn):
+def _check_insn(insn: Insn, index: int, helper_ids: Container[int], frame_pointer_writes: bool) -> None:
+    if frame_pointer_writes and writes_frame_pointer(insn):
         raise ProgramError(index, "frame pointer is read only")
     if insn.cls == isa.LD and not insn.is_lddw:
         raise ProgramError(index, "legacy packet access (BPF_LD_ABS/IND) is not supported")

@@ -22,6 +22,7 @@ from bpfjit.runtime.helpers import HelperRegistry
 
 from . import calls, jumps, precision
 from .alu import check_alu
+from .cfg import writes_frame_pointer
 from .facts import Facts
 from .insn_text import insn_text
 from .log import Rejected, Stats, VerifierLog, error
@@ -85,6 +86,8 @@ class Verdict:
     helper_args_proven: bool = True
     # Stack slots some path reads before writing, (function start, slot number): Facts.
     uninit_stack_reads: frozenset[tuple[int, int]] = frozenset()
+    # Instructions no path reaches (Facts.dead).
+    dead: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Verifier:
         self.pending: list[tuple[int, int, State]] = []  # (from, to, state) saved branches
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
         self.checked_accesses: set[int] = set()  # memory insns that may use raw memory (Verdict)
+        self.visited: set[int] = set()  # instructions some path reached (the others are dead)
         self.helper_args_proven = True
         self.ids = 0
         self.current_index = 0
@@ -144,7 +148,7 @@ class Verifier:
             self._walk(index, state)
         self.stats.seconds = time.perf_counter() - started
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
-                       frozenset(self.memory.uninit_reads))
+                       frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited)
 
     def _check_reachable(self) -> None:
         """Every instruction of a function must be reachable from its start (the kernel's
@@ -181,7 +185,10 @@ class Verifier:
                 raise self._error(index, f"BPF program is too large. Processed {INSN_LIMIT + 1} insn")
             self.current_index = index
             insn = self.insns[index]
+            self.visited.add(index)
             try:
+                if writes_frame_pointer(insn):
+                    raise Rejected("frame pointer is read only")
                 record = precision.step(state, insn, index)
                 self._demand_operands(state, insn)
                 following = self._step(state, insn, index)

@@ -40,6 +40,10 @@ class Facts:
     # (function start, slot number) of stack slots a path may read before writing them: the JIT
     # zeroes them on entry (slot k is [fp - 8(k+1), fp - 8k)), as the interpreter's stack is.
     zeroed_slots: frozenset[tuple[int, int]] = frozenset()
+    # Instructions no path reaches (the verifier walked every path): the JIT lowers each as a
+    # trap, as the kernel sanitizes dead code, and they may hold what a live path may not (a
+    # write to r10).
+    dead: frozenset[int] = frozenset()
 
     @property
     def function_starts(self) -> frozenset[int]:
