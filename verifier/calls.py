@@ -224,12 +224,14 @@ def _special_effects(state: State, name: str, meta: _CallMeta) -> None:
         if state.lock is not None:
             raise Rejected("Locking two bpf_spin_locks are not allowed")
         reg = regs[1]
-        state.lock = Lock(reg.map.handle, reg.off + reg.value.const_value)
+        state.lock = Lock(reg.map.handle, reg.off + reg.value.const_value, reg.id)
     elif name == "spin_unlock":
         reg = regs[1]
         if state.lock is None:
             raise Rejected("bpf_spin_unlock without taking a lock")
-        if (state.lock.map_handle, state.lock.offset) != (reg.map.handle, reg.off + reg.value.const_value):
+        # As the kernel: the same map, through a pointer of the same id (two lookups of one key
+        # give two ids, and their locks count as different ones).
+        if (state.lock.map_handle, state.lock.reg_id) != (reg.map.handle, reg.id):
             raise Rejected("bpf_spin_unlock of different lock")
         state.lock = None
     if meta.release_id:

@@ -130,9 +130,10 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
         return False
     if (old.lock is None) != (new.lock is None):
         return False
-    if old.lock and (old.lock.map_handle, old.lock.offset) != (new.lock.map_handle, new.lock.offset):
-        return False
     ids = _Ids()
+    if old.lock and ((old.lock.map_handle, old.lock.offset) != (new.lock.map_handle, new.lock.offset)
+                     or not ids.same(old.lock.reg_id, new.lock.reg_id)):
+        return False
     for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
         if a.callsite != b.callsite or a.subprog != b.subprog:
             return False

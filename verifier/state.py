@@ -223,6 +223,7 @@ class Lock:
     """The bpf_spin_lock the path holds: which map (or global section) and where in its value."""
     map_handle: int
     offset: int
+    reg_id: int = 0  # the id of the pointer it was taken through (the kernel's active_lock.id)
 
 
 @dataclass
