@@ -86,6 +86,9 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
         raise Rejected(f"R{insn.dst} 32-bit pointer arithmetic prohibited")
     if pointer.maybe_null:
         raise Rejected(f"R{insn.dst} pointer arithmetic on {pointer.type_name()} prohibited, null-check it first")
+    if pointer.type == RegType.CONST_PTR_TO_MAP and op == isa.ADD and offset.value.is_const \
+            and offset.value.const_value == 0:
+        return pointer  # adding a known zero leaves a map pointer as it is (6.12 allows it)
     if pointer.type in _FIXED:
         raise Rejected(f"R{insn.dst} pointer arithmetic on {pointer.type_name()} prohibited")
     if op == isa.SUB and not dst.is_pointer:
