@@ -15,7 +15,7 @@ from bpfjit import isa
 from bpfjit.isa import Insn
 
 from . import scalar as values
-from .state import Reg, RegType, State, const, require_init, spill_slot
+from .state import Reg, RegType, Slot, State, const, require_init
 
 # Beyond this offset from the packet start no range is proven (the kernel's MAX_PACKET_OFF).
 MAX_PACKET_OFF = 0xFFFF
@@ -142,7 +142,7 @@ def _for_each_reg(state: State, change) -> None:
     for frame in state.frames:
         frame.regs[:] = [change(reg) for reg in frame.regs]
         for number, slot in list(frame.stack.items()):
-            if slot.is_spill:
+            if slot.spilled is not None:  # a whole or a narrow spill: its bytes stay as they are
                 changed = change(slot.spilled)
                 if changed is not slot.spilled:
-                    frame.stack[number] = spill_slot(changed)
+                    frame.stack[number] = Slot(slot.kinds, changed)
