@@ -113,8 +113,12 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
     if kind == "ctx":
         if reg.type != RegType.PTR_TO_CTX:
             raise Rejected(f"R{regno} type={reg.type_name()} expected=ctx")
+        if reg.off < 0:  # the kernel's __check_ptr_off_reg, in its order
+            raise Rejected(f"negative offset ctx ptr R{regno} off={reg.off} disallowed")
         if reg.off:
             raise Rejected(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+        if not (reg.value.is_const and reg.value.const_value == 0):
+            raise Rejected(f"variable ctx access var_off={reg.value.var_off} disallowed")
         return
     if kind == "func":
         if reg.type != RegType.PTR_TO_FUNC:
