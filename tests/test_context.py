@@ -10,7 +10,7 @@ from bpfjit.runtime.context import program_type_for_section
 from bpfjit.runtime.environment import Environment, func_token
 
 from bpfjit import packets
-from bpfjit.errors import BPFError, ProgramError
+from bpfjit.errors import BPFError, ProgramError, VerifierError
 from bpfjit.program import Program
 
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
@@ -57,10 +57,14 @@ def test_xdp_ctx_input_fields(engine):
 
 
 def test_packet_writes_through_data_pointer(engine):
-    # data = ctx->data (rewritten to a 64-bit load); data[0] = 0xab; return data_end - data
+    # data = ctx->data (rewritten to a 64-bit load); if (data + 1 <= data_end) data[0] = 0xab;
+    # return data_end - data
     prog = Program.from_asm("""
         ldxw %r2, [%r1+0]
         ldxw %r3, [%r1+4]
+        mov %r4, %r2
+        add %r4, 1
+        jgt %r4, %r3, +1
         stb [%r2+0], 0xab
         mov %r0, %r3
         sub %r0, %r2
@@ -106,10 +110,15 @@ def test_skb_fields_read_and_write(engine):
 
 def test_skb_program_sees_the_network_header_and_gets_protocol(engine):
     # r0 = skb->protocol (the big-endian ethertype as a host u32) | first byte of data << 16.
-    # cgroup_skb programs, like socket filters, start at the network header, and may read data.
+    # cgroup_skb programs, like socket filters, start at the network header, and may read data
+    # (after checking it against data_end, at offset 80).
     prog = Program.from_asm("""
         ldxw %r0, [%r1+16]
         ldxw %r2, [%r1+76]
+        ldxw %r4, [%r1+80]
+        mov %r5, %r2
+        add %r5, 1
+        jgt %r5, %r4, +3
         ldxb %r3, [%r2+0]
         lsh %r3, 16
         or %r0, %r3
@@ -121,16 +130,31 @@ def test_skb_program_sees_the_network_header_and_gets_protocol(engine):
     assert result.data_out == bytes(14) + frame[14:]  # the Ethernet header comes back zeroed
 
 
-@pytest.mark.parametrize("text, message", [
-    ("ldxw %r0, [%r1+24]\nexit", "insn 0: invalid bpf_context access off=24 size=4"),
-    ("ldxh %r0, [%r1+0]\nexit", "insn 0: invalid bpf_context access off=0 size=2"),  # part of data
-    ("stw [%r1+12], 1\nmov %r0, 0\nexit", "insn 0: invalid bpf_context access off=12 size=4"),  # read-only
-    ("mov %r2, %r10\njeq %r3, 0, +1\nmov %r2, %r1\nldxw %r0, [%r2+0]\nexit",
-     "insn 3: R2 holds the ctx pointer on some paths only"),
-])
-def test_bad_ctx_accesses_are_rejected(text, message):
-    with pytest.raises(ProgramError, match=message):
+CTX_OR_STACK = """
+    ldxw %r3, [%r1+12]
+    mov %r2, %r10
+    add %r2, -8
+    stdw [%r2+0], 0
+    jeq %r3, 0, +1
+    mov %r2, %r1
+    ldxw %r0, [%r2+0]
+    exit
+"""
+
+
+@pytest.mark.parametrize("text, verified, unverified", [
+    ("ldxw %r0, [%r1+24]\nexit", *["insn 0: invalid bpf_context access off=24 size=4"] * 2),
+    ("ldxh %r0, [%r1+0]\nexit", *["insn 0: invalid bpf_context access off=0 size=2"] * 2),  # part of data
+    ("stw [%r1+12], 1\nmov %r0, 0\nexit", *["insn 0: invalid bpf_context access off=12 size=4"] * 2),  # read-only
+    # The verifier refuses one load through two kinds of pointer; unverified, the ctx rewrite does.
+    (CTX_OR_STACK, "insn 6: same insn cannot be used with different pointers",
+     "insn 6: R2 holds the ctx pointer on some paths only"),
+], ids=["past-the-end", "part-of-data", "read-only", "ctx-or-stack"])
+def test_bad_ctx_accesses_are_rejected(text, verified, unverified):
+    with pytest.raises(VerifierError, match=verified):
         Program.from_asm(text, prog_type="xdp")
+    with pytest.raises(ProgramError, match=f"^{unverified}$"):
+        Program.from_asm(text, prog_type="xdp", verify=False)
 
 
 @pytest.mark.parametrize("section, ptype", [

@@ -3,8 +3,11 @@
 The generator builds structured programs (so that every one of them is something the kernel
 verifier could accept): all registers are initialised before use, r10 is never written, jumps go
 forward inside their block (except the back edge of a bounded counter loop), no jump lands in the
-second slot of an ld_imm64, memory accesses use constant in-bounds offsets from a known base, the
-stack bytes a frame reads were written first, and bpf-to-bpf callees get their own frame.
+second slot of an ld_imm64, memory accesses use constant in-bounds offsets from a known base (stack
+accesses aligned to their size: the kernel checks stack alignment strictly), the stack bytes a frame
+reads were written first, and bpf-to-bpf callees get their own frame and are each called somewhere
+(the kernel rejects an unreachable instruction). Programs are verified: a rejection is a failure
+(a verifier gap, or a generator bug).
 
 Registers:
 
@@ -123,10 +126,12 @@ def link(entries: Sequence[object]) -> list[Insn]:
 
 @dataclass(frozen=True)
 class Base:
-    """A register holding a pointer, and the window [lo, lo + size) around it a program may access."""
+    """A register holding a pointer, and the window [lo, lo + size) around it a program may access.
+    stack: it points into a BPF stack, whose accesses must be aligned (lo is then a multiple of 8)."""
     reg: int
     lo: int
     size: int
+    stack: bool = False
 
 
 class Generator:
@@ -199,7 +204,7 @@ class Generator:
         return [Insn((isa.ALU64 if r == 1 else isa.ALU) | isa.MOV | isa.K, dst, imm=self.imm32())]
 
     def offset(self, base: Base, width: int, aligned: bool) -> int:
-        if aligned:
+        if aligned or base.stack:
             return base.lo + width * self.rnd.randrange(base.size // width)
         return base.lo + self.rnd.randrange(base.size - width + 1)
 
@@ -256,7 +261,7 @@ class Generator:
             out.append(Insn(isa.ALU64 | isa.ADD | isa.K, t, imm=k))
         else:
             out.append(Insn(isa.ALU64 | isa.SUB | isa.K, t, imm=-k))
-        moved = Base(t, base.lo - k, base.size)
+        moved = Base(t, base.lo - k, base.size, base.stack)
         rest_w = [r for r in writable if r != t]
         rest_r = [r for r in readable if r != t]
         if rnd.random() < 0.3:  # load through the pointer straight into it
@@ -324,7 +329,7 @@ class Generator:
                 reg = {isa.CMPXCHG: 0, isa.LOAD_ACQ: last.dst}.get(last.imm, last.src)
         if reg not in readable:
             reg = self.rnd.choice(readable)
-        window = Base(10, fn.window_lo, WINDOW)
+        window = Base(10, fn.window_lo, WINDOW, stack=True)
         op = self.rnd.choice((isa.XOR, isa.ADD))
         return [Insn(isa.STX | isa.ATOMIC | isa.DW, 10, reg, self.offset(window, 8, True), op)]
 
@@ -372,10 +377,11 @@ class Generator:
         return ([Insn(mov, c, imm=0), Label(top)] + body
                 + [Insn(isa.ALU64 | isa.ADD | isa.K, c, imm=1), Jump(cls | op | isa.K, top, c, imm=trips)])
 
-    def call(self, fn: "FunctionShape", writable: list[int]) -> list:
-        """Call a later function with r1 = buffer, r2 = our stack window; r1-r5 are dead afterwards."""
+    def call(self, fn: "FunctionShape", writable: list[int], callee: str | None = None) -> list:
+        """Call a later function (callee, or a random one) with r1 = buffer, r2 = our stack window;
+        r1-r5 are dead afterwards."""
         assert all(r in writable for r in range(6))
-        callee = self.rnd.choice(fn.callees)
+        callee = callee or self.rnd.choice(fn.callees)
         out = [Insn(isa.ALU64 | isa.MOV | isa.X, 1, 9),
                Insn(isa.ALU64 | isa.MOV | isa.X, 2, 10),
                Insn(isa.ALU64 | isa.ADD | isa.K, 2, imm=fn.window_lo),
@@ -417,7 +423,7 @@ class Generator:
         else:
             lows = [-8 * rnd.randint(WINDOW // 8, 64)]
         main_regs = list(range(9))
-        main = FunctionShape(bases=[Base(10, lows[0], WINDOW), Base(9, 0, MEM_SIZE)], callees=names,
+        main = FunctionShape(bases=[Base(10, lows[0], WINDOW, stack=True), Base(9, 0, MEM_SIZE)], callees=names,
                              window_lo=lows[0], counter_regs=[6, 7, 8])
         out: list = [Insn(isa.ALU64 | isa.MOV | isa.X, 9, 1)]
         out += isa.lddw(0, self.value64())
@@ -425,17 +431,22 @@ class Generator:
         for reg in range(1, 9):
             out += isa.lddw(reg, self.value64())
         out += self.init_window(lows[0], main_regs)
+        if names:  # each function calls the next once, so that none is unreachable
+            out += self.call(main, main_regs, names[0])
         out += self.block(main, main_regs, main_regs, self.size, 0)
         out += self.fold(main_regs, lows[0], temp=1)
         out.append(Insn(isa.EXIT_OP))
         for i, name in enumerate(names):
             callee_regs = list(range(8))
-            shape = FunctionShape(bases=[Base(10, lows[i + 1], WINDOW), Base(9, 0, MEM_SIZE), Base(8, 0, WINDOW)],
+            shape = FunctionShape(bases=[Base(10, lows[i + 1], WINDOW, stack=True), Base(9, 0, MEM_SIZE),
+                                         Base(8, 0, WINDOW, stack=True)],
                                   callees=names[i + 1:], window_lo=lows[i + 1], counter_regs=[6, 7])
             out += [Label(name), Insn(isa.ALU64 | isa.MOV | isa.X, 9, 1), Insn(isa.ALU64 | isa.MOV | isa.X, 8, 2)]
             for reg in (0, 1, 2, 6, 7):
                 out += isa.lddw(reg, self.value64())
             out += self.init_window(lows[i + 1], callee_regs)
+            if shape.callees:
+                out += self.call(shape, callee_regs, shape.callees[0])
             out += self.block(shape, callee_regs, callee_regs, max(2, self.size // 2), 1)
             out += self.fold(callee_regs, lows[i + 1], temp=1)
             out.append(Insn(isa.EXIT_OP))

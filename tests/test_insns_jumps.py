@@ -175,13 +175,15 @@ def test_backward_jump_loop(engine):
 
 
 def test_ja_counts_lddw_as_two_slots(engine):
-    # `ja +2` skips the two slots of the ld_imm64
-    assert run("mov %r0, 1\nja +2\nlddw %r0, 5\nexit", engine) == 1
+    # `ja +2` skips the two slots of the ld_imm64, which a non-empty memory (r2 != 0) reaches
+    text = "mov %r0, 1\njne %r2, 0, +1\nja +2\nlddw %r0, 5\nexit"
+    assert (run(text, engine), run(text, engine, b"x")) == (1, 5)
 
 
 def test_gotol(engine):
-    # ja32 (gotol, JMP32|JA, target in imm) skips the mov
-    assert run("mov %r0, 1\nja32 done\nmov %r0, 2\ndone:\nexit", engine) == 1
+    # ja32 (gotol, JMP32|JA, target in imm) skips the mov, which a non-empty memory reaches
+    text = "mov %r0, 1\njne %r2, 0, +1\nja32 done\nmov %r0, 2\ndone:\nexit"
+    assert (run(text, engine), run(text, engine, b"x")) == (1, 2)
 
 
 def test_gotol_backward(engine):

@@ -84,9 +84,9 @@ def test_declaring_a_key_after_compiling_fails():
     ("gotol_or_nop", 1, isa.GOTOL_OP), ("nop_or_gotol", 3, isa.GOTOL_OP),
 ])
 def test_assembler_and_disassembler_flavours(mnemonic, src, opcode):
-    insns = Program.from_asm(f"{mnemonic} +1\nexit\nexit").insns
-    assert (insns[0].opcode, insns[0].src) == (opcode, src)
-    assert disasm.insn_text(insns[0]) == f"{mnemonic} +0x1"
+    insns = Program.from_asm(f"mov %r0, 0\n{mnemonic} +1\nexit\nexit").insns
+    assert (insns[1].opcode, insns[1].src) == (opcode, src)
+    assert disasm.insn_text(insns[1]) == f"{mnemonic} +0x1"
 
 
 def test_concurrent_toggle_and_run_stress():

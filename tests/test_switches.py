@@ -84,8 +84,9 @@ def random_tree_program(rng: random.Random) -> tuple[list[Insn], list[int]]:
 
     emit(rng.randrange(2, 7))
     join = len(insns)
-    insns.append(Insn(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, 5000))
-    insns.append(Insn(isa.JMP | isa.EXIT))
+    if to_join:  # else every leaf exits, and a join would be unreachable (which the verifier refuses)
+        insns.append(Insn(isa.ALU64 | isa.ADD | isa.K, 0, 0, 0, 5000))
+        insns.append(Insn(isa.JMP | isa.EXIT))
     for slot in to_join:
         insns[slot] = Insn(insns[slot].opcode, insns[slot].dst, 0, join - slot - 1, insns[slot].imm)
     return insns, constants
@@ -120,7 +121,10 @@ def test_random_trees_are_recovered():
         insns, _ = random_tree_program(random.Random(seed))
         program = Program(insns)
         f = program.facts.functions[0]
-        switches = find_switches(program.insns, f.start, f.end, program.facts)
+        # A tree may compare the same value twice, so that the verifier proves a subtree dead: the
+        # JIT lowers dead code as a trap, so a switch found there is not in the IR.
+        switches = {root: switch for root, switch in find_switches(program.insns, f.start, f.end, program.facts).items()
+                    if root not in program.facts.dead}
         if switches:
             recovered += 1
             ir = program.compile().ir

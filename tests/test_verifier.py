@@ -2,10 +2,13 @@
 VerifierError with the kernel's message (kernel/bpf/verifier.c wording)."""
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 import bpfjit
 from bpfjit import VerifierError
+from bpfjit.errors import BPFRuntimeError
 from bpfjit.program import Program
 
 REJECTED = [
@@ -136,8 +139,26 @@ def test_map_value_bounds_and_null_checks(tmp_path):
     assert ok.test_run(engine="interp").retval == 0
 
 
-def test_unverified_by_default_and_opt_in_for_objects():
+def test_verified_by_default_and_sandboxed_on_opt_out():
+    # Program, from_asm and load verify unless told not to; verify=False loads what the verifier
+    # refuses, and the bad access ends the run cleanly, with the same message on both engines.
     hostile = "lddw %r1, 0x4141414141414141\nstxdw [%r1], %r1\nmov %r0, 0\nexit"
-    assert Program.from_asm(hostile).verification is None  # unverified: checked at run time instead
-    obj = bpfjit.load(pytest.importorskip("pathlib").Path(__file__).parent / "progs" / "xdp_parse.o", verify=True)
+    with pytest.raises(VerifierError, match=r"insn 2: R1 invalid mem access 'scalar'"):
+        Program.from_asm(hostile)
+    unverified = Program.from_asm(hostile, verify=False)
+    assert unverified.verification is None
+    for engine in ("interp", "jit"):
+        with pytest.raises(BPFRuntimeError, match=r"^insn 2: invalid write of 8 bytes at 0x4141414141414141$"):
+            unverified.run(bytes(8), engine=engine)
+    assert Program.from_asm("mov %r0, 0\nexit").verification is not None
+
+    progs = pathlib.Path(__file__).parent / "progs"
+    obj = bpfjit.load(progs / "xdp_parse.o")
     assert all(p.verification is not None for p in obj.programs.values())
+    with pytest.raises(VerifierError, match=r"^unchecked_lookup: insn 7: R0 invalid mem access 'map_value_or_null'"):
+        bpfjit.load(progs / "rejected_lines.o")
+    loose = bpfjit.load(progs / "rejected_lines.o", verify=False)
+    assert all(p.verification is None for p in loose.programs.values())
+    for engine in ("interp", "jit"):  # the lookup of key 64 (skb->len) finds nothing: NULL
+        with pytest.raises(BPFRuntimeError, match=r"^insn 7: invalid read of 8 bytes at 0x0$"):
+            loose.programs["unchecked_lookup"].test_run(bytes(64), engine=engine)
