@@ -267,7 +267,7 @@ class Program:
         if env.status == Status.HELPER_FAILED:
             helper = program.env.helpers.get(env.value)
             raise_for_status(env, run.errors[0] if run.errors else None, helper.name if helper else "")
-        raise_for_status(env)
+        raise_for_status(env, regions=regions)
         return 0 if env.status == Status.UNWOUND else retval
 
     def _function_caller(self, engine: str, env: RunEnv, regions: Regions, sandboxed: bool):

@@ -406,8 +406,11 @@ class _FunctionLowering:
 
     # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
     def lower_ld(self, insn: Insn, index: int) -> None:
-        address = insn.src not in (0, isa.PSEUDO_FUNC)  # a map handle or a map value's address
-        self.set_known(insn.dst, self.env.ld_imm64_value(insn, index), address)
+        value = self.env.ld_imm64_value(insn, index)
+        # A map handle or a map value's address is a symbol bound at link time; none is ever 0
+        # (LLVM takes a global's address as non-null), so a 0 (nothing to name) stays a number.
+        address = insn.src not in (0, isa.PSEUDO_FUNC) and value != 0
+        self.set_known(insn.dst, value, address)
 
     # --- LDX / ST / STX ------------------------------------------------------------------------
     def lower_ldx(self, insn: Insn, index: int) -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import enum
+from typing import TYPE_CHECKING
 
 from bpfjit.errors import BPFError, BPFRuntimeError
+
+if TYPE_CHECKING:
+    from .memory import Regions
 
 
 class Status(enum.IntEnum):
@@ -85,7 +89,8 @@ class HelperFault(BPFError):
     ``insn N: bpf_<helper>: <message>`` by either engine."""
 
 
-def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, helper_name: str = "") -> None:
+def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, helper_name: str = "",
+                     regions: "Regions | None" = None) -> None:
     """Raise the BPFRuntimeError a failed run deserves; return quietly for OK and UNWOUND."""
     status = Status(env.status)
     if status in (Status.OK, Status.UNWOUND, Status.TAIL_CALL):
@@ -102,7 +107,9 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         raise BPFRuntimeError(env.insn, "reached an instruction the verifier proved unreachable (a bpfjit bug)")
     if status in (Status.BAD_READ, Status.BAD_WRITE):
         kind = "read" if status == Status.BAD_READ else "write"
-        raise BPFRuntimeError(env.insn, f"invalid {kind} of {env.access_size} bytes at {env.value:#x}")
+        region = regions.find(env.value, env.access_size) if regions is not None else None
+        where = f" (read-only {region.name})" if region is not None and not region.writable else ""
+        raise BPFRuntimeError(env.insn, f"invalid {kind} of {env.access_size} bytes at {env.value:#x}{where}")
     if isinstance(helper_error, HelperFault):
         prefix = "" if helper_name.startswith("bpf_") else "bpf_"
         raise BPFRuntimeError(env.insn, f"{prefix}{helper_name}: {helper_error}")

@@ -127,7 +127,7 @@ def test_assembly_has_no_source_lines():
     with pytest.raises(VerifierError) as caught:
         Program.from_asm("exit", verify=True)
     assert caught.value.line is None
-    assert str(caught.value) == "prog: insn 0: R0 !read_ok"
+    assert str(caught.value) == "prog: insn 0: R0 !read_ok | 0: (95) exit"  # no source part
 
 
 def test_object_lists_the_line_of_every_slot():
