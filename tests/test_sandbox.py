@@ -74,7 +74,8 @@ def test_a_store_through_a_wild_pointer():
 def test_a_read_past_the_memory_is_an_error_not_a_heap_value(verify):
     # A raw program's memory has a run-time size: verified or not, the access is checked when it runs.
     prog = Program.from_asm("ldxdw %r0, [%r1+1000]\nexit", verify=verify)
-    assert re.fullmatch(r"insn 0: invalid read of 8 bytes at 0x[0-9a-f]+", same_error(prog, bytes(16)))
+    # Each run copies the memory to a buffer of its own: the address is its base + 1000.
+    assert same_error_but_the_address(prog, bytes(16)) == "insn 0: invalid read of 8 bytes at ADDR"
     assert prog.run(bytes(1000) + bytes(range(1, 9))) == 0x0807060504030201  # in bounds: the bytes at 1000
 
 
