@@ -129,7 +129,9 @@ def helper_callback(helper: Helper):
         try:
             return int(helper.impl(a, b, c, d, e)) & MASK64
         except BaseException as exc:  # never let an exception unwind through native frames
-            run = run_context.current()
+            run = run_context.current_or_none()
+            if run is None:  # called from native code outside any run: nowhere to report it
+                return 0
             if run.env.status == Status.OK:  # else a callback it ran failed and said where
                 run.env.status, run.env.value, run.env.insn = Status.HELPER_FAILED, helper.id, INSN_PENDING
             run.errors.append(exc)

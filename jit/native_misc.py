@@ -89,5 +89,5 @@ def symbols() -> dict[str, int]:
     engine's callback wrapper, which reports its failure in the run's RunEnv)."""
     from .engine import helper_callback  # engine imports native_helpers, which imports this
     if not _slow_path:
-        _slow_path.append(helper_callback(Helper(stdhelpers.SPIN_LOCK, "spin_lock", stdhelpers.spin_lock)))
+        _slow_path.append(helper_callback(Helper(stdhelpers.SPIN_LOCK, "spin_lock", stdhelpers.wait_for_spin_lock)))
     return {SLOW_SPIN_LOCK: ctypes.cast(_slow_path[0], ctypes.c_void_p).value}

@@ -39,10 +39,15 @@ _local = threading.local()
 
 
 def current() -> RunContext:
-    stack = getattr(_local, "stack", None)
-    if not stack:
+    found = current_or_none()
+    if found is None:
         raise RuntimeError("no BPF program is running on this thread")
-    return stack[-1]
+    return found
+
+
+def current_or_none() -> RunContext | None:
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
 
 
 @contextmanager

@@ -178,14 +178,20 @@ def spin_lock(address, *_):
     this function when the lock stays held past its own spins; both agree on the memory word.
     """
     helper_args.check(address, 4, 1, write=True)
-    run = run_context.current()
+    return wait_for_spin_lock(address)
+
+
+def wait_for_spin_lock(address, *_):
+    """Spin (yielding the GIL) until the lock word goes 0 -> 1. Also the native lock's slow path
+    (its address proven by the verifier), which may come from a thread no run is on."""
+    run = run_context.current_or_none()
     give_up = time.monotonic() + SPIN_LOCK_PATIENCE
     while True:
         if ATOMICS.cmpxchg32(address, 0, 1) == 0:
             return 0
         # A verified program never waits long: a lock still held this long was taken and never
         # released (the verifier's pairing rule, absent for an unverified program).
-        if run.env.stop or time.monotonic() > give_up:
+        if (run is not None and run.env.stop) or time.monotonic() > give_up:
             raise HelperFault(f"the bpf_spin_lock at {address:#x} is still held: taken and never released")
         time.sleep(0)
 
