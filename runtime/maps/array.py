@@ -25,10 +25,6 @@ class ArrayMap(Map):
     indexed = True
 
     def _validate(self) -> None:
-        if self.max_entries == 0:
-            raise self._err("max_entries must be at least 1", E.EINVAL)
-        if self.key_size != 4:
-            raise self._err(f"array maps need key_size 4, got {self.key_size}", E.EINVAL)
         if self.value_size == 0:
             raise self._err("value_size must be at least 1", E.EINVAL)
         self._check_flags(ARRAY_CREATE_FLAG_MASK)

@@ -122,6 +122,11 @@ class Map:
         if (self.map_flags & BPF_F_RDONLY and self.map_flags & BPF_F_WRONLY) or \
                 (self.map_flags & BPF_F_RDONLY_PROG and self.map_flags & BPF_F_WRONLY_PROG):
             raise self._err("map_flags ask for both read-only and write-only access", E.EINVAL)
+        if self.indexed:  # array-like maps: u32 indexes into max_entries slots
+            if self.max_entries == 0:
+                raise self._err("max_entries must be at least 1", E.EINVAL)
+            if self.key_size != 4:
+                raise self._err(f"array maps need key_size 4, got {self.key_size}", E.EINVAL)
         self._validate()
         self._check_lock_offset()
         # The header comes first: the map lock and the native bookkeeping live in its native half.
