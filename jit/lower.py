@@ -48,7 +48,7 @@ from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_C
                                    FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
                                    MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM
-from bpfjit.verifier.facts import Facts, Function
+from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
 from .sites import MODULE_PROLOGUE, site_asm
 from .copies import Copy, find_copies
@@ -59,7 +59,6 @@ _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND
            isa.LSH: "shl", isa.RSH: "lshr", isa.ARSH: "ashr"}
 _PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
                isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
-SLOT_BYTES = 8  # a stack slot (verifier/facts.py zeroed_slots)
 _LIKELY = 1 << 20  # branch weight of an access check's pass (a failure ends the run: keep it cold)
 _RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
 
@@ -297,7 +296,7 @@ class _FunctionLowering:
             self.register_frame()
         for function, number in sorted(self.facts.zeroed_slots):
             if function == start:  # read before written on some path: zero, as the interpreter
-                self.emit(f"store i64 0, ptr {self.stack_ptr(-SLOT_BYTES * (number + 1))}, align 8")
+                self.emit(f"store i64 0, ptr {self.stack_ptr(-SLOT_SIZE * (number + 1))}, align 8")
         self.branch(f"b{start}")
         absorbed = frozenset().union(*(s.absorbed | s.skipped for s in self.switches.values()))
         done_until = start  # slots below this were lowered as part of a copy

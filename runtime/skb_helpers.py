@@ -11,12 +11,13 @@ import ctypes
 
 from errno import EFAULT, EINVAL
 
+from bpfjit.isa import MASK32
+
 from . import helper_args, run_context
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
 
 ENOTSUPP = 524  # the kernel's own "operation not supported" (not in errno)
-MASK32 = (1 << 32) - 1
 CSUM_DIFF_MAX = 512  # the kernel's scratch buffer: 128 words
 
 

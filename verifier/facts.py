@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 
+SLOT_SIZE = 8  # a stack slot: slot k is [fp - 8(k+1), fp - 8k) (zeroed_slots; verifier/state.py)
+
+
 @dataclass(frozen=True)
 class Function:
     """A BPF function: slots [start, end). Function 0 is the program's entry."""

@@ -17,10 +17,10 @@ from typing import Any
 
 from bpfjit import isa
 
+from .facts import SLOT_SIZE
 from .log import Rejected
 from .scalar import Scalar, alu, format_scalar
 
-SLOT_SIZE = 8
 STACK_SLOTS = isa.STACK_SIZE // SLOT_SIZE
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 ARG_REGS = (1, 2, 3, 4, 5)

@@ -24,14 +24,14 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 from bpfjit import isa
-from bpfjit.isa import Insn
+from bpfjit.isa import MASK64, Insn
 
+from .precision import is_conditional_jump
 from .prune import Liveness
 from .scalar import MASK32, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Scalar
 from .state import EMPTY_SLOT, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, offset_by, spill_slot
 from .tnum import UNKNOWN
 
-MASK64 = (1 << 64) - 1
 THRESHOLD_ROUNDS = 3  # widenings of one loop head that stop at thresholds; later ones go to extremes
 
 
@@ -46,8 +46,7 @@ class Thresholds:
         """The immediates of the program's conditional jumps, each with its neighbours."""
         values = set()
         for insn in insns:
-            if insn.cls in (isa.JMP, isa.JMP32) and insn.source == isa.K and \
-                    insn.op not in (isa.JA, isa.CALL, isa.EXIT, isa.JCOND):
+            if is_conditional_jump(insn) and insn.source == isa.K:
                 values.update(insn.imm + delta for delta in (-1, 0, 1))
         return Thresholds(tuple(sorted(values)), tuple(sorted(v for v in values if v >= 0)))
 
