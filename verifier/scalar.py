@@ -71,7 +71,10 @@ class Scalar:
     @staticmethod
     def from_load(size_bytes: int, signed: bool) -> Scalar:
         """An unknown value loaded with a `size_bytes` load (sign-extending when `signed`)."""
-        return (sign_extend if signed else truncate)(UNKNOWN_SCALAR, size_bytes)
+        key = (size_bytes, signed)
+        if key not in _LOADED:
+            _LOADED[key] = (sign_extend if signed else truncate)(UNKNOWN_SCALAR, size_bytes)
+        return _LOADED[key]
 
     @property
     def is_const(self) -> bool:
@@ -96,6 +99,9 @@ class Scalar:
 
 
 _FIELDS = tuple(f.name for f in fields(Scalar))
+
+
+_LOADED: dict[tuple[int, bool], Scalar] = {}  # Scalar.from_load's answers
 
 
 class _Reg:
@@ -390,7 +396,31 @@ def _imm_operand(insn: Insn) -> Scalar:
     return Scalar.const(s32(insn.imm))
 
 
+# Results of alu and refine by their operands: a path through a loop or along many branches
+# computes the same operations on the same values again and again, and a Scalar is immutable.
+_MEMO_LIMIT = 1 << 16
+_alu_memo: dict = {}
+_refine_memo: dict = {}
+
+
+def _memo(table: dict, key: tuple, compute):
+    found = table.get(key)
+    if found is None:
+        if len(table) >= _MEMO_LIMIT:
+            table.clear()
+        found = table[key] = compute()
+    return found
+
+
 def alu(insn: Insn, dst: Scalar, src: Scalar | None = None, log: list[str] | None = None) -> Scalar:
+    """The new dst of a scalar ALU/ALU64 instruction; see :func:`_alu`. Without a `log` to
+    write to, results are remembered by their operands."""
+    if log is not None:
+        return _alu(insn, dst, src, log)
+    return _memo(_alu_memo, (insn, dst, None if insn.source == isa.K else src), lambda: _alu(insn, dst, src, None))
+
+
+def _alu(insn: Insn, dst: Scalar, src: Scalar | None, log: list[str] | None) -> Scalar:
     """The new dst of a scalar ALU/ALU64 instruction (6.12 ``check_alu_op`` for scalars).
 
     For BPF_K the operand is taken from ``insn.imm`` as the kernel takes it (sign-extended, also
@@ -654,6 +684,16 @@ _NOT_JSET = _REVERSE[isa.JSET]  # the fall-through of JSET (the kernel spells it
 
 def refine(insn: Insn, dst: Scalar, src: Scalar | None, taken: bool, *, same_register: bool = False,
            log: list[str] | None = None) -> tuple[Scalar, Scalar] | None:
+    """See :func:`_refine_edge`; without a `log` to write to, results are remembered by their operands."""
+    if log is not None:
+        return _refine_edge(insn, dst, src, taken, same_register, log)
+    key = (insn, dst, None if insn.source == isa.K else src, taken, same_register)
+    found = _memo(_refine_memo, key, lambda: _refine_edge(insn, dst, src, taken, same_register, None) or ())
+    return found or None
+
+
+def _refine_edge(insn: Insn, dst: Scalar, src: Scalar | None, taken: bool, same_register: bool,
+                 log: list[str] | None) -> tuple[Scalar, Scalar] | None:
     """(dst, src) on the taken (or fall-through) edge of a conditional jump, or None when
     :func:`branch_taken` rules that edge out. Like the kernel, a decided jump refines nothing and
     an undecided one refines both operands (``reg_set_min_max``). For BPF_K, `src` is ignored and
