@@ -24,8 +24,8 @@ from .jit.engine import CompiledProgram, compile_program
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
-from .runtime.context import (ETH_HLEN, PROGRAM_TYPES, RUN_CTX, XDP_HEADROOM, build_native_ctx, ctx_only_image,
-                              user_ctx)
+from .runtime.context import (ETH_HLEN, MAX_PACKET_LEN, PROGRAM_TYPES, RUN_CTX, XDP_HEADROOM, build_native_ctx,
+                              ctx_only_image, user_ctx)
 from .runtime.limits import Limits, Watchdog
 from .runtime.memory import Buffer, Region, Regions
 from .runtime import run_context
@@ -304,6 +304,9 @@ class Program:
             return self._ctx_only_memory(data, ctx)
         if len(data) < self.type.min_data:
             raise BPFError(f"{self.name}: {self.type.name} programs need at least {self.type.min_data} bytes of data")
+        if len(data) > MAX_PACKET_LEN:
+            raise BPFError(f"{self.name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
+                           "a program may see")
         packet = Buffer(XDP_HEADROOM + len(data), bytes(XDP_HEADROOM) + data)
         pulled = 0 if self.type.sees_l2 else ETH_HLEN
         start = packet.address + XDP_HEADROOM + pulled

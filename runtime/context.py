@@ -25,6 +25,9 @@ from bpfjit.errors import BPFError
 
 XDP_HEADROOM = 256  # XDP_PACKET_HEADROOM: room in front of the packet for bpf_xdp_adjust_head
 ETH_HLEN = 14
+# The longest packet a program sees (the kernel's MAX_PACKET_OFF): the verifier proves no packet
+# range past it, and bounds a pointer checked against data_end by it; test runs refuse more.
+MAX_PACKET_LEN = 0xFFFF
 
 # What a pointer field holds, named after the register type the kernel verifier gives its value.
 PACKET, PACKET_END, PACKET_META = "packet", "packet_end", "packet_meta"

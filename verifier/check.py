@@ -20,7 +20,7 @@ from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime.helpers import HelperRegistry
 
-from . import calls, jumps, precision
+from . import calls, jumps, precision, termination
 from .alu import check_alu
 from .cfg import writes_frame_pointer
 from .facts import Facts
@@ -37,8 +37,8 @@ JUMP_SEQUENCE_LIMIT = 8192  # saved branches waiting to be explored (BPF_COMPLEX
 # Inside a loop a new state is kept only after this many instructions or jumps since the last one
 # kept (the kernel's heuristic: comparing against every iteration's state costs more than it saves).
 LOOP_KEEP_INSNS, LOOP_KEEP_JUMPS = 100, 20
-# Raw programs: a loop head is widened once it has been reached this often while a state kept
-# there is still being explored (short constant loops are walked, and stay exact).
+# A loop head is widened once a path has come back to it this often (short constant loops are
+# walked, and stay exact).
 WIDEN_AFTER = 3
 
 # What a pseudo ld_imm64 refers to: ("map", info), ("map_value", info, offset), ("func", start).
@@ -56,6 +56,8 @@ class Checkpoint:
     misses: int = 0  # later states it did not
     signature: tuple = ()  # what an equal state must also have (a cheap filter for loop checks)
     widened: bool = False  # a loop head's state that holds every visit so far (verifier/widen.py)
+    trips: int = 0  # at a loop head: the trips of the loop this path made before (states kept here above it)
+    rounds: int = 0  # ... and how often those trips were widened
     # Precision (verifier/precision.py): the places whose bounds the paths from here depended on.
     precise: set = field(default_factory=set)
     all_precise: bool = False
@@ -96,7 +98,10 @@ class ProgramSpec:
     ctx_field: Callable[[int, int, bool], Reg | None] | None  # None: raw (r1 = memory, r2 = length)
     packet_writable: bool = True
     return_range: tuple[int, int] | None = None
-    widen_loops: bool = False  # raw programs: loops are widened, not walked (verifier/widen.py)
+    widen_loops: bool = False  # loops are widened, not walked (verifier/widen.py)
+    # Widened loops must be shown to end (verifier/termination.py), else Unproven is raised. Every
+    # scalar is then compared as precise, which that proof relies on, and precision is not tracked.
+    prove_termination: bool = False
     # The functions whose address the program takes (function tokens): a callx through a number
     # loaded from memory (a function pointer in global data) may reach any of them, and the JIT
     # refuses any other value at run time (BAD_CALLX).
@@ -127,10 +132,14 @@ class Verifier:
         self.current_index = 0
         self.jumps_processed = 0
         self.last_kept = (0, 0)  # (insns, jumps) processed when a state was last kept
-        self.loop_visits: dict[int, int] = {}  # loop head -> visits while a state there is explored
-        self.widenings: dict[int, int] = {}  # loop head -> times widened
+        self.widened_heads: set[int] = set()  # loop heads a widened state was kept at
         self.thresholds = Thresholds.of(insns) if spec.widen_loops else None
         self.loop_heads = loop_heads(facts.successors, facts.function_starts) if spec.widen_loops else frozenset()
+        self.track_precision = not spec.prove_termination
+        # Loop head -> the loop's counters that no arrival there has shown unbounded yet, each with
+        # the hull of its bounds at those arrivals (verifier/termination.py).
+        self.loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
+        self.counters: dict[int, dict] = {head: {c: None for c in loop.counters} for head, loop in self.loops.items()}
 
     def new_id(self) -> int:
         self.ids += 1
@@ -147,6 +156,9 @@ class Verifier:
                 self.log.resume(source, index, state.text())
             self._walk(index, state)
         self.stats.seconds = time.perf_counter() - started
+        self.stats.loops_widened = len(self.widened_heads)
+        if self.spec.prove_termination:
+            self._check_termination()
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
                        frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited)
 
@@ -189,10 +201,11 @@ class Verifier:
             try:
                 if writes_frame_pointer(insn):
                     raise Rejected("frame pointer is read only")
-                record = precision.step(state, insn, index)
-                self._demand_operands(state, insn)
+                if self.track_precision:
+                    record = precision.step(state, insn, index)
+                    self._demand_operands(state, insn)
                 following = self._step(state, insn, index)
-                if following and precision.is_conditional_jump(insn):
+                if following and self.track_precision and precision.is_conditional_jump(insn):
                     self._demand_jump(following[0][1], insn, decided=len(following) == 1)
             except Rejected as rejected:
                 self.log.insn(index, insn_text(insn, self._imm64_name))
@@ -204,8 +217,9 @@ class Verifier:
             if not following:
                 self._path_done(state)
                 return
-            for _, successor in following:
-                successor.history.append(record)
+            if self.track_precision:
+                for _, successor in following:
+                    successor.history.append(record)
             (index, state), *others = following
             try:
                 for target, other in reversed(others):
@@ -265,11 +279,13 @@ class Verifier:
             return [(insn.jump_target(index), state)]
         if opcode == isa.MAY_GOTO_OP:
             return [(index + 1, state), (insn.jump_target(index), state.copy())]
-        return jumps.branch(state, insn, index)
+        return jumps.branch(state, insn, index, fit_packet=self.spec.widen_loops)
 
     # --- precision ------------------------------------------------------------------------------
     def demand_precise(self, state: State, regnos: list[int]) -> None:
         """The bounds of these registers of the current frame decide something now."""
+        if not self.track_precision:
+            return
         depth = len(state.frames) - 1
         precision.demand(state, [(depth, "r", regno) for regno in regnos], self.insns)
 
@@ -355,6 +371,8 @@ class Verifier:
         # A state that came from a widened one holds more than the path can reach: an exact
         # repeat proves an endless loop only against states kept since the last widening.
         widened_above = state.parent.widened_depth if state.parent else -1
+        if index in self.counters:
+            self._note_counters(self.counters[index], state)
         for checkpoint in kept:
             if not checkpoint.branches or checkpoint.widened:
                 continue
@@ -365,9 +383,11 @@ class Verifier:
         for checkpoint in kept:
             if checkpoint.branches and not checkpoint.widened:
                 continue
-            if covers(checkpoint.state, state, self.liveness, index, checkpoint.precise_places()):
+            precise = checkpoint.precise_places() if self.track_precision else None
+            if covers(checkpoint.state, state, self.liveness, index, precise, widened=checkpoint.widened):
                 checkpoint.hits += 1
-                precision.inherit(state, checkpoint, self.insns)
+                if self.track_precision:
+                    precision.inherit(state, checkpoint, self.insns)
                 if checkpoint.branches:  # a widened loop head still being explored
                     _enter_loop(state, checkpoint)
                 elif checkpoint.loop_entry is not None and checkpoint.loop_entry.branches:
@@ -384,13 +404,15 @@ class Verifier:
         if not at_widened_head and looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
                 and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
-        base = next((c for c in reversed(kept) if c.branches), None)
-        self._keep(index, state, signature)
-        if at_widened_head and base is not None and self._widen(index, state, base):
-            self._keep(index, state, self._signature(index, state), widened=True)
+        base = _ancestor_at(kept, state) if at_widened_head else None
+        trips, rounds = (base.trips + 1, base.rounds) if base else (0, 0)
+        self._keep(index, state, signature, trips=trips, rounds=rounds)
+        if base is not None and trips > WIDEN_AFTER and self._widen(index, state, base, rounds + 1):
+            self._keep(index, state, self._signature(index, state), widened=True, trips=trips, rounds=rounds + 1)
         return False
 
-    def _keep(self, index: int, state: State, signature: tuple, widened: bool = False) -> None:
+    def _keep(self, index: int, state: State, signature: tuple, widened: bool = False, trips: int = 0,
+              rounds: int = 0) -> None:
         """Keep a copy of `state` at `index`; the path goes on from it."""
         kept = self.checkpoints[index]
         self.last_kept = (self.stats.insns_processed, self.jumps_processed)
@@ -398,7 +420,8 @@ class Verifier:
         depth = parent.depth + 1 if parent else 0
         checkpoint = Checkpoint(state.copy(), 1, parent, signature=signature, widened=widened,
                                 history=state.history, depth=depth,
-                                widened_depth=depth if widened else parent.widened_depth if parent else -1)
+                                widened_depth=depth if widened else parent.widened_depth if parent else -1,
+                                trips=trips, rounds=rounds)
         checkpoint.state.parent = None
         checkpoint.state.history = []
         kept.append(checkpoint)
@@ -409,20 +432,41 @@ class Verifier:
         state.parent = checkpoint
         state.history = []
 
-    def _widen(self, index: int, state: State, base: Checkpoint) -> bool:
-        """Raw programs: once a loop head keeps coming back, make `state` one that holds this
-        visit and `base`, the latest state kept there before (verifier/widen.py); whether it did."""
-        visits = self.loop_visits[index] = self.loop_visits.get(index, 0) + 1
-        if visits <= WIDEN_AFTER:
-            return False
-        rounds = self.widenings[index] = self.widenings.get(index, 0) + 1
+    def _widen(self, index: int, state: State, base: Checkpoint, rounds: int) -> bool:
+        """Once a loop keeps coming back to its head, make `state` one that holds this trip and
+        `base`, the state kept there on the trip before (verifier/widen.py); whether it did.
+        rounds: the how-manyth widening of this entry into the loop."""
+        if self.spec.prove_termination and not self.counters[index]:
+            raise termination.Unproven(f"the loop at insn {index} has no bounded counter")
         thresholds = self.thresholds if rounds <= THRESHOLD_ROUNDS else NO_THRESHOLDS
-        joined = widen(base.state, state, self.liveness, index, thresholds)
+        joined = widen(base.state, state, self.liveness, index, thresholds, self.new_id)
         if not joined:
             return False
         for frame, wide in zip(state.frames, joined.frames):
             frame.regs, frame.stack = wide.regs, wide.stack
+        self.widened_heads.add(index)
         return True
+
+    @staticmethod
+    def _note_counters(counters: dict, state: State) -> None:
+        """An arrival at a loop head: drop the counters it shows unbounded, widen the others' hulls."""
+        for counter, hull in list(counters.items()):
+            bounds = termination.counter_range(counter, state)
+            if bounds is None:
+                del counters[counter]
+            else:
+                counters[counter] = bounds if hull is None else (min(hull[0], bounds[0]), max(hull[1], bounds[1]))
+
+    def _check_termination(self) -> None:
+        """Each widened loop has a bounded counter, and few enough trips that the kernel's walk of
+        it would stay inside the kernel's limit (else the walk decides, as the kernel would)."""
+        for head in self.widened_heads:
+            counters = self.counters[head]
+            if not counters:
+                raise termination.Unproven(f"the loop at insn {head} has no bounded counter")
+            trips = min(termination.most_trips(c, *hull) for c, hull in counters.items())
+            if trips * self.loops[head].shortest_trip > INSN_LIMIT:
+                raise termination.Unproven(f"the loop at insn {head} may make {trips} trips")
 
     def _signature(self, index: int, state: State) -> tuple:
         """The live registers of the current frame without their ids: equal states share it."""
@@ -448,6 +492,18 @@ class Verifier:
 
     def _error(self, index: int, message: str) -> VerifierError:
         return error(index, message, self.log)
+
+
+def _ancestor_at(kept: list[Checkpoint], state: State) -> Checkpoint | None:
+    """The latest of the states kept here that this path comes from: the previous trip of the
+    loop (a state kept here by another path is not one, and is never widened with)."""
+    here = {id(checkpoint) for checkpoint in kept}
+    checkpoint = state.parent
+    while checkpoint is not None:
+        if id(checkpoint) in here:
+            return checkpoint
+        checkpoint = checkpoint.parent
+    return None
 
 
 def _enter_loop(state: State, head: Checkpoint) -> None:

@@ -13,12 +13,11 @@ from dataclasses import replace
 
 from bpfjit import isa
 from bpfjit.isa import Insn
+from bpfjit.runtime.context import MAX_PACKET_LEN
 
 from . import scalar as values
 from .state import Reg, RegType, Slot, State, const, require_init
 
-# Beyond this offset from the packet start no range is proven (the kernel's MAX_PACKET_OFF).
-MAX_PACKET_OFF = 0xFFFF
 
 _NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON)
 
@@ -30,9 +29,11 @@ _PACKET_EDGES_SWAPPED = {isa.JGT: (True, True), isa.JLT: (False, False), isa.JGE
                          isa.JLE: (False, True)}
 
 
-def branch(state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
+def branch(state: State, insn: Insn, index: int, fit_packet: bool = False) -> list[tuple[int, State]]:
     """The possible successors of a conditional jump, each with its refined state (fall-through
-    first, as the kernel explores it)."""
+    first, as the kernel explores it). fit_packet: a packet pointer proven before data_end also
+    gets its variable offset bounded by the longest packet (which the kernel does not do, and
+    widened loops need: verifier/widen.py)."""
     regs = state.regs
     dst = regs[insn.dst]
     require_init(dst, insn.dst)
@@ -48,7 +49,7 @@ def branch(state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
     other = state.copy()
     edges = []
     for outcome, successor, edge_state in ((False, after, state), (True, target, other)):
-        if _refine(edge_state, insn, dst, src, outcome):
+        if _refine(edge_state, insn, dst, src, outcome, fit_packet):
             edges.append((successor, edge_state))
     return edges
 
@@ -65,7 +66,7 @@ def _known_outcome(insn: Insn, dst: Reg, src: Reg) -> bool | None:
     return None
 
 
-def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool) -> bool:
+def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packet: bool) -> bool:
     """Narrow state for one edge; False when no value can take that edge."""
     if dst.is_scalar and src.is_scalar:
         same = insn.source == isa.X and insn.dst == insn.src
@@ -83,7 +84,7 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool) -> bool:
                 _null_check(state, pointer, is_null=(insn.op == isa.JEQ) == taken)
                 return True
     if insn.cls == isa.JMP and insn.source == isa.X:
-        _packet_range(state, insn, dst, src, taken)
+        _packet_range(state, insn, dst, src, taken, fit_packet)
     return True
 
 
@@ -105,7 +106,7 @@ def _null_check(state: State, pointer: Reg, is_null: bool) -> None:
         state.refs = [ref for ref in state.refs if ref.id != pointer.ref_obj_id]
 
 
-def _packet_range(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool) -> None:
+def _packet_range(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packet: bool) -> None:
     pairs = ((dst, src, _PACKET_EDGES), (src, dst, _PACKET_EDGES_SWAPPED))
     for low, high, table in pairs:
         if insn.op not in table or not _packet_pair(low, high):
@@ -115,19 +116,35 @@ def _packet_range(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool) -> 
             continue
         if low.off < 0 or (low.off == 0 and strict):
             return
-        if low.value.umax > MAX_PACKET_OFF or low.value.umax + low.off > MAX_PACKET_OFF:
+        proven = low.off + (1 if strict else 0)
+        fit = fit_packet and low.type == RegType.PTR_TO_PACKET
+        value = _fit(low.value, MAX_PACKET_LEN - proven) if fit else low.value
+        if value.umax > MAX_PACKET_LEN or value.umax + low.off > MAX_PACKET_LEN:
             return
-        _widen_range(state, low, low.off + (1 if strict else 0))
+        _widen_range(state, low, proven, fit)
         return
 
 
-def _widen_range(state: State, pointer: Reg, proven: int) -> None:
-    """Every packet pointer derived from the same one (same type and id) has `proven` bytes."""
+def _widen_range(state: State, pointer: Reg, proven: int, fit_packet: bool) -> None:
+    """Every packet pointer derived from the same one (same type and id) has `proven` bytes;
+    fit_packet: and its variable offset leaves room for them in the longest packet."""
     def widen(reg: Reg) -> Reg:
         if reg.type == pointer.type and reg.id == pointer.id:
-            return replace(reg, range=max(reg.range, proven))
+            value = _fit(reg.value, MAX_PACKET_LEN - proven) if fit_packet else reg.value
+            return replace(reg, range=max(reg.range, proven), value=value)
         return reg
     _for_each_reg(state, widen)
+
+
+def _fit(value: values.Scalar, limit: int) -> values.Scalar:
+    if value.is_const or value.umax <= limit:
+        return value
+    try:
+        return values.Scalar.from_range(max(value.smin, 0), min(value.smax, limit), value.umin, min(value.umax, limit),
+                                        value.s32_min, value.s32_max, value.u32_min, value.u32_max,
+                                        var_off=value.var_off)
+    except ValueError:  # no such pointer: the edge is never taken, and the range says no more
+        return value
 
 
 def _packet_pair(low: Reg, high: Reg) -> bool:

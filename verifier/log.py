@@ -24,6 +24,9 @@ class Stats:
     peak_states: int = 0
     max_states_per_insn: int = 0
     seconds: float = 0.0
+    # Loops checked once for all their trips (verifier/widen.py) instead of trip by trip as the
+    # kernel does: where this is not 0, the figures above are smaller than the kernel's.
+    loops_widened: int = 0
 
 
 @dataclass

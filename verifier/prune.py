@@ -98,25 +98,31 @@ class Liveness:
 
 
 class _Ids:
-    """A one-to-one map between the ids of the old state and those of the new one."""
+    """A one-to-one map between the ids of the old state and those of the new one (as the
+    kernel's check_ids), or, against a widened state, a map from old ids to new ones: two
+    pointers a widened state does not relate may be related in the new one, which then knows
+    more, never less."""
 
-    def __init__(self) -> None:
+    def __init__(self, one_to_one: bool = True) -> None:
         self.forward: dict[int, int] = {}
-        self.backward: dict[int, int] = {}
+        self.backward: dict[int, int] | None = {} if one_to_one else None
 
     def same(self, old: int, new: int) -> bool:
         if not old and not new:
             return True
         if self.forward.setdefault(old, new) != new:
             return False
-        return self.backward.setdefault(new, old) == old
+        return self.backward is None or self.backward.setdefault(new, old) == old
 
 
-def covers(old: State, new: State, liveness: Liveness, index: int, precise: AbstractSet | None = None) -> bool:
+def covers(old: State, new: State, liveness: Liveness, index: int, precise: AbstractSet | None = None,
+           widened: bool = False) -> bool:
     """Whether every concrete state of `new` at `index` is one of `old` (as far as the rest of
     the program may look). precise: the places (verifier/precision.py) whose scalar bounds the
-    paths from `old` depended on; the other scalars of `old` hold any scalar. None: all."""
-    return _compare(old, new, liveness, index, exact=False, precise=precise)
+    paths from `old` depended on; the other scalars of `old` hold any scalar. None: all.
+    widened: `old` is a widened state (verifier/widen.py), whose ids and packet pointers are
+    compared by what they mean rather than one to one."""
+    return _compare(old, new, liveness, index, exact=False, precise=precise, widened=widened)
 
 
 def equal(old: State, new: State, liveness: Liveness, index: int) -> bool:
@@ -125,12 +131,12 @@ def equal(old: State, new: State, liveness: Liveness, index: int) -> bool:
 
 
 def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool,
-             precise: AbstractSet | None = None) -> bool:
+             precise: AbstractSet | None = None, widened: bool = False) -> bool:
     if len(old.frames) != len(new.frames) or len(old.refs) != len(new.refs):
         return False
     if (old.lock is None) != (new.lock is None):
         return False
-    ids = _Ids()
+    ids = _Ids(one_to_one=not widened)
     if old.lock and ((old.lock.map_handle, old.lock.offset) != (new.lock.map_handle, new.lock.offset)
                      or not ids.same(old.lock.reg_id, new.lock.reg_id)):
         return False
@@ -167,13 +173,21 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
     if (old.map, old.mem_size, old.frameno, old.subprog, old.rdonly, old.ringbuf) != \
             (new.map, new.mem_size, new.frameno, new.subprog, new.rdonly, new.ringbuf):
         return False
-    if old.type in PACKET_TYPES and (new.range < old.range or old.off != new.off):
+    if old.type in PACKET_TYPES and not _packet_covers(old, new, ids.backward is None):
         return False
     if not (ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)):
         return False
     if old.off != new.off:  # a widened pointer (verifier/widen.py): compare whole offsets
         return is_subset(offset_by(old.value, old.off), offset_by(new.value, new.off))
     return is_subset(old.value, new.value)
+
+
+def _packet_covers(old: Reg, new: Reg, widened: bool) -> bool:
+    """The new packet pointer may access every byte the old one may: the same offset and a
+    range at least as long, or, against a widened pointer, no less room behind and ahead."""
+    if old.off == new.off:
+        return new.range >= old.range
+    return widened and new.off >= old.off and new.range - new.off >= old.range - old.off
 
 
 def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool, depth: int = 0,

@@ -6,6 +6,8 @@ the verifier's view (:class:`~.check.ProgramSpec`, map descriptions), then runs 
 """
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Sequence
 
 from bpfjit import isa
@@ -20,6 +22,7 @@ from .facts import Facts
 from .log import Rejected
 from .scalar import Scalar
 from .state import MapInfo, Reg, RegType, scalar
+from .termination import Unproven
 
 # The register a load of a pointer field of the context gives (the field's kind in runtime.context).
 _POINTER_FIELDS = {PACKET: Reg(RegType.PTR_TO_PACKET, Scalar.const(0)),
@@ -36,6 +39,7 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
 
     log_level 1 writes the log of a rejection only (the path to the error); 2 the log of every
     instruction's state, accepted or not."""
+    started = time.perf_counter()
     raw = prog_type.layout is None
     tokens = tuple(env.callx_targets(facts.function_starts)) if env.function_tokens is not None else ()
     spec = ProgramSpec(None if raw else _ctx_fields(prog_type.layout),
@@ -44,12 +48,24 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
     targets = _PseudoTargets(env)
     if log_level != 1:
         return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
+    if not raw:
+        # First with loops widened (verifier/widen.py) and shown to end (verifier/termination.py):
+        # a loop is then checked once instead of trip by trip. A widened state holds every state
+        # the kernel's walk would reach, so what this accepts the walk accepts too (but for its
+        # size limits); what it cannot show is decided by the walk, with the kernel's messages.
+        fast = replace(spec, widen_loops=True, prove_termination=True)
+        try:
+            return Verifier(insns, facts, fast, env.helpers, targets, 0).run()
+        except (VerifierError, Unproven):
+            pass
     # As libbpf does: verify without a log (a log of every instruction costs as much as the
     # checks), and only for a rejection verify again to write the path that led to it.
     try:
-        return Verifier(insns, facts, spec, env.helpers, targets, 0).run()
+        verdict = Verifier(insns, facts, spec, env.helpers, targets, 0).run()
     except VerifierError:
-        return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
+        verdict = Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
+    verdict.stats.seconds = time.perf_counter() - started  # the attempts before count too
+    return verdict
 
 
 def inputs(insns: Sequence[Insn], env: Environment, prog_type: ProgramType) -> str:

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.isa import MASK64, Insn
+from bpfjit.runtime.context import MAX_PACKET_LEN
 
 from .precision import is_conditional_jump
 from .prune import Liveness
 from .scalar import MASK32, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Scalar
-from .state import EMPTY_SLOT, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, offset_by, spill_slot
-from .tnum import UNKNOWN
+from .state import EMPTY_SLOT, NOT_INIT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State, offset_by, spill_slot
+from .tnum import Tnum
 
 THRESHOLD_ROUNDS = 3  # widenings of one loop head that stop at thresholds; later ones go to extremes
 
@@ -90,12 +91,16 @@ def loop_heads(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int])
     return frozenset(heads)
 
 
-def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Thresholds = NO_THRESHOLDS) \
-        -> State | None:
+def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Thresholds = NO_THRESHOLDS,
+          new_id: Callable[[], int] | None = None) -> State | None:
     """A state holding both (None when they differ in a way no single state can hold: other
-    frames, locks or references, or registers of different pointer types)."""
+    frames, locks or references, or registers of different pointer types).
+
+    new_id: where pointers' ids differ between the two, the widened pointer takes a fresh id,
+    one per pair of ids (copies stay copies); without it such pointers cannot be widened."""
     if len(old.frames) != len(new.frames) or old.refs != new.refs or old.lock != new.lock:
         return None
+    ids = _IdPairs(new_id)
     frames = []
     for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
         if (a.frameno, a.subprog, a.callsite, a.callback_ret) != (b.frameno, b.subprog, b.callsite, b.callback_ret):
@@ -103,11 +108,12 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
         live = liveness.frame_live(new, depth, index)
         regs = []
         for number, (x, y) in enumerate(zip(a.regs, b.regs)):
-            joined = widen_reg(x, y, thresholds) if number in live else NOT_INIT
+            joined = widen_reg(x, y, thresholds, ids) if number in live else NOT_INIT
             if joined is None:
                 return None
             regs.append(joined)
-        frames.append(Frame(regs, _widen_stack(a, b, thresholds), b.frameno, b.subprog, b.callsite, b.callback_ret))
+        stack = _widen_stack(a, b, thresholds, ids)
+        frames.append(Frame(regs, stack, b.frameno, b.subprog, b.callsite, b.callback_ret))
     return State(frames, list(new.refs), replace(new.lock) if new.lock else None, new.parent)
 
 
@@ -129,44 +135,93 @@ def widen_scalar(old: Scalar, new: Scalar, thresholds: Thresholds = NO_THRESHOLD
               low(old.u32_min, new.u32_min, False, 0), high(old.u32_max, new.u32_max, False, MASK32))
     bounds = tuple(max(S32_MIN, min(b, S32_MAX)) if i == 4 or i == 5 else
                    min(b, MASK32) if i in (6, 7) else b for i, b in enumerate(bounds))
-    var_off = old.var_off if old.var_off.contains(new.var_off) else UNKNOWN
+    var_off = old.var_off if old.var_off.contains(new.var_off) else _alignment(old.var_off, new.var_off)
     try:
         return Scalar.from_range(*bounds, var_off=var_off)
     except ValueError:  # cannot happen for sets that both hold `new`; stay sound regardless
         return Scalar.unknown()
 
 
-def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS) -> Reg | None:
+class _IdPairs:
+    """The ids of a widened state: an id both states share stays; each pair of differing ids
+    gets one fresh id (None when no fresh ids may be made)."""
+
+    def __init__(self, new_id: Callable[[], int] | None):
+        self.new_id = new_id
+        self.fresh: dict[tuple[int, int], int] = {}
+
+    def __call__(self, old: int, new: int) -> int | None:
+        if old == new:
+            return old
+        if self.new_id is None:
+            return None
+        if (old, new) not in self.fresh:
+            self.fresh[(old, new)] = self.new_id()
+        return self.fresh[(old, new)]
+
+
+def _alignment(old: Tnum, new: Tnum) -> Tnum:
+    """What stays known of two tnums that differ: the low bits both know alike (a counter moving
+    by 8 stays a multiple of 8), every bit above them unknown (so the bounds alone say how far)."""
+    joined = old.union(new)
+    low = (joined.mask & -joined.mask) - 1  # the bits below the lowest unknown one
+    return Tnum(joined.value & low, MASK64 & ~low)
+
+
+def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS, ids: _IdPairs | None = None) -> Reg | None:
     if old == new:
         return old
     if RegType.NOT_INIT in (old.type, new.type):
         return NOT_INIT  # unset on some path: a later read is an error either way
     if old.is_scalar and new.is_scalar:
         return Reg(RegType.SCALAR, widen_scalar(old.value, new.value, thresholds))
-    if old.id != new.id or old.ref_obj_id != new.ref_obj_id or old.range != new.range:
+    same = dict(value=new.value, off=new.off, id=new.id, range=new.range)
+    if old.ref_obj_id != new.ref_obj_id or replace(old, **same) != new:
+        return None  # another kind of pointer, another map or frame, another reference
+    pointer_id = (ids or _IdPairs(None))(old.id, new.id)
+    if pointer_id is None:
         return None
-    if replace(old, value=new.value, off=new.off) != new:
-        return None  # another kind of pointer, another map or frame
+    if old.type in PACKET_TYPES and (old.off, old.range) != (new.off, new.range):
+        return _widen_packet(old, new, thresholds, pointer_id)
     if old.off == new.off:
-        return replace(old, value=widen_scalar(old.value, new.value, thresholds))
+        return replace(old, value=widen_scalar(old.value, new.value, thresholds), id=pointer_id)
     # Moving fixed offsets become part of the variable one.
     whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), thresholds)
-    return replace(old, off=0, value=whole)
+    return replace(old, off=0, value=whole, id=pointer_id)
 
 
-def _widen_stack(old: Frame, new: Frame, thresholds: Thresholds) -> dict[int, Slot]:
+def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -> Reg:
+    """A packet pointer walking the packet: its whole offset becomes variable, and it keeps the
+    bytes proven past it on both visits. A pointer whose offset is inside the largest packet on
+    both stays inside it when widened (verifier/jumps.py refines a checked pointer's offset to
+    fit the packet, so a walk bounded by data_end converges there)."""
+    old_whole, new_whole = offset_by(old.value, old.off), offset_by(new.value, new.off)
+    whole = widen_scalar(old_whole, new_whole, thresholds)
+    if whole.umax > MAX_PACKET_LEN and max(old_whole.umax, new_whole.umax) <= MAX_PACKET_LEN \
+            and min(old_whole.smin, new_whole.smin) >= 0:
+        low = min(old_whole.umin, new_whole.umin)
+        whole = Scalar.from_range(low, MAX_PACKET_LEN, low, MAX_PACKET_LEN)
+    ahead = max(0, min(old.range - old.off, new.range - new.off))
+    return replace(old, off=0, value=whole, id=pointer_id, range=ahead)
+
+
+def _widen_stack(old: Frame, new: Frame, thresholds: Thresholds, ids: _IdPairs) -> dict[int, Slot]:
     stack = {}
     for number in set(old.stack) | set(new.stack):
         a, b = old.slot(number), new.slot(number)
-        slot = a if a == b else _widen_slot(a, b, thresholds)
+        slot = a if a == b else _widen_slot(a, b, thresholds, ids)
         if slot != EMPTY_SLOT:
             stack[number] = slot
     return stack
 
 
-def _widen_slot(a: Slot, b: Slot, thresholds: Thresholds) -> Slot:
+def _widen_slot(a: Slot, b: Slot, thresholds: Thresholds, ids: _IdPairs) -> Slot:
     if a.is_spill and b.is_spill and a.spilled.is_scalar and b.spilled.is_scalar:
         return spill_slot(Reg(RegType.SCALAR, widen_scalar(a.spilled.value, b.spilled.value, thresholds)))
+    if a.is_spill and b.is_spill and a.spilled.is_pointer and b.spilled.is_pointer:
+        joined = widen_reg(a.spilled, b.spilled, thresholds, ids)
+        if joined is not None:
+            return spill_slot(joined)
     return Slot(tuple(_widen_byte(x, y) for x, y in zip(a.kinds, b.kinds)))
 
 

@@ -24,6 +24,7 @@ class Outcome:
     states_total: int | None = None
     peak_states: int | None = None
     max_states_per_insn: int | None = None
+    loops_widened: int | None = None  # loops checked once for all trips (then the figures are below the kernel's)
     message: str = ""  # the verifier's message (the kernel's wording), or why the object did not load
     insn_index: int | None = None  # the rejected instruction's index in the linked program
     insn: str = ""  # ... as the log prints it: "(79) r1 = *(u64 *)(r0 +0)"
@@ -71,12 +72,13 @@ def _verify(path: str, name: str, log_level: int) -> Outcome:
         return Outcome(short, name, "error", message=str(error))
     stats = program.verification.stats
     return Outcome(short, name, "success", round(stats.seconds * 1e6), stats.insns_processed, stats.states_total,
-                   stats.peak_states, stats.max_states_per_insn, log=program.verification.log)
+                   stats.peak_states, stats.max_states_per_insn, stats.loops_widened, log=program.verification.log)
 
 
 _COLUMNS = (("File", "file"), ("Program", "program"), ("Verdict", "verdict"), ("Duration (us)", "duration_us"),
-            ("Insns", "insns_processed"), ("States", "states_total"), ("Peak states", "peak_states"))
-_NUMERIC = {"duration_us", "insns_processed", "states_total", "peak_states"}
+            ("Insns", "insns_processed"), ("States", "states_total"), ("Peak states", "peak_states"),
+            ("Widened loops", "loops_widened"))
+_NUMERIC = {"duration_us", "insns_processed", "states_total", "peak_states", "loops_widened"}
 
 
 def _cell(value: object) -> str:

@@ -1,0 +1,274 @@
+"""Widened loops for every program type, and the counters that show they end.
+
+The kernel walks a loop trip by trip; bpfjit first checks each loop once for all its trips
+(verifier/widen.py) and accepts only if every widened loop has a counter that moves one way on
+every trip and stays bounded (verifier/termination.py). Whatever that cannot show is walked as
+the kernel walks it, so verdicts and messages stay the kernel's. tests/progs/loops.c holds the
+C loops; the kernel's own verdicts on them are in the comments.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+import bpfjit
+from bpfjit import BPFError, VerifierError
+from bpfjit.asm import assemble_insns
+from bpfjit.program import Program
+from bpfjit.verifier import cfg, check, termination
+from bpfjit.verifier.termination import Delta
+
+PROGS = pathlib.Path(__file__).parent / "progs"
+BENCH = pathlib.Path(__file__).parent.parent / "bench" / "progs"
+
+
+def loops_of(text: str) -> dict[int, termination.Loop]:
+    insns = assemble_insns(text)
+    facts = cfg.analyse(insns, helper_ids=range(256))
+    heads = frozenset(t for s, targets in facts.successors.items() for t in targets if t <= s)
+    return termination.loops(insns, facts.successors, heads)
+
+
+def counters_of(text: str) -> set[Delta]:
+    (loop,) = loops_of(text).values()
+    return set(loop.counters)
+
+
+# --- the counters a loop body shows ----------------------------------------------------------
+
+@pytest.mark.parametrize("step,counter", [
+    ("add %r1, 1", Delta(("r", 1), 1, 1, 64)),     # i++
+    ("add32 %r1, 3", Delta(("r", 1), 3, 3, 32)),   # 32-bit arithmetic: a 32-bit counter
+    ("sub %r1, 1", Delta(("r", 1), -1, -1, 64)),   # counting down
+])
+def test_a_register_moved_by_a_constant_is_a_counter(step, counter):
+    assert counters_of(f"""
+        mov %r1, 0
+        {step}
+        jlt %r1, 10, -2
+        exit
+    """) == {counter}
+
+
+def test_a_counter_spilled_to_the_stack_is_followed_through_the_slot():
+    found = counters_of("""
+        stdw [%r10-8], 0
+        ldxdw %r1, [%r10-8]
+        add %r1, 1
+        stxdw [%r10-8], %r1
+        jlt %r1, 10, -4
+        exit
+    """)
+    assert found == {Delta(("s", -8, 8), 1, 1, 64)}
+
+
+def test_paths_with_different_steps_give_a_range_of_steps():
+    assert counters_of("""
+        mov %r1, 0
+        ldxb %r2, [%r10-1]
+        jeq %r2, 0, +2
+        add %r1, 2
+        ja +1
+        add %r1, 1
+        jlt %r1, 10, -6
+        exit
+    """) == {Delta(("r", 1), 1, 2, 64)}
+
+
+@pytest.mark.parametrize("body", [
+    "mov %r1, 0",                     # reset on every trip
+    "add %r1, 0",                     # never moves
+    "mul %r1, 2",                     # not a constant step
+    "call 1",                         # a helper clobbers r1
+])
+def test_no_counter_where_the_register_does_not_move_by_a_constant(body):
+    assert counters_of(f"""
+        mov %r1, 0
+        {body}
+        jlt %r1, 10, -2
+        exit
+    """) == set()
+
+
+def test_a_path_that_does_not_move_the_counter_spoils_it():
+    assert counters_of("""
+        mov %r1, 0
+        ldxb %r2, [%r10-1]
+        jeq %r2, 0, +1
+        add %r1, 1
+        jlt %r1, 10, -4
+        exit
+    """) == set()
+
+
+def test_a_callee_saved_register_survives_a_helper_call():
+    assert counters_of("""
+        mov %r6, 0
+        call 7
+        add %r6, 1
+        jlt %r6, 10, -3
+        exit
+    """) == {Delta(("r", 6), 1, 1, 64)}
+
+
+def test_a_store_through_another_pointer_may_overwrite_a_stack_counter():
+    assert counters_of("""
+        stdw [%r10-8], 0
+        ldxdw %r1, [%r10-8]
+        add %r1, 1
+        stxdw [%r10-8], %r1
+        stdw [%r2+0], 0
+        jlt %r1, 10, -5
+        exit
+    """) == set()
+
+
+def test_the_shortest_trip_counts_the_instructions_around_the_loop():
+    (loop,) = loops_of("""
+        mov %r1, 0
+        add %r1, 1
+        jeq %r1, 5, +1
+        add %r1, 1
+        jlt %r1, 10, -4
+        exit
+    """).values()
+    assert loop.shortest_trip == 3
+
+
+def test_most_trips_from_the_counter_bounds():
+    assert termination.most_trips(Delta(("r", 1), 1, 1, 64), 0, 9) == 10
+    assert termination.most_trips(Delta(("r", 1), 8, 8, 64), 8, 248) == 31
+    assert termination.most_trips(Delta(("r", 1), -2, -1, 64), 0, 9) == 10
+
+
+# --- verdicts --------------------------------------------------------------------------------
+
+def load(name: str, path: pathlib.Path = PROGS / "loops.o") -> bpfjit.Program:
+    return bpfjit.load(str(path), programs=[name]).programs[name]
+
+
+@pytest.mark.parametrize("name", ["prefix_sums", "copy_counted"])
+def test_user_loops_are_checked_once_for_all_trips(name):
+    stats = load(name).verification.stats
+    assert stats.loops_widened >= 1
+    # The kernel walks prefix_sums in 1,016 instructions and copy_counted in 5,607.
+    assert stats.insns_processed < 800
+
+
+def test_a_checksum_loop_over_a_whole_datagram_is_not_walked_trip_by_trip():
+    """The kernel processes 326,575 instructions for the bench's checksum (740 trips, each
+    splitting on data_end); widened, its two loops take a few hundred."""
+    stats = load("checksum", BENCH / "checksum.bpf.o").verification.stats
+    assert stats.loops_widened == 2
+    assert stats.insns_processed < 2000
+
+
+def test_a_loop_whose_counter_bounds_are_lost_is_walked_as_the_kernel_walks_it():
+    """sum_words counts down a 64-bit register but tests a zero-extended copy of it, so the
+    counter's own bounds say nothing: the loop is walked (the kernel: 8,886 instructions)."""
+    program = load("sum_words")
+    assert program.verification.stats.loops_widened == 0
+    assert program.verification.stats.insns_processed > 740
+
+
+@pytest.mark.parametrize("name,data", [
+    ("sum_words", bytes(range(200))),
+    ("sum_words", b"\xff" * 1500),
+    ("prefix_sums", b"\x00" * 14),
+    ("copy_counted", bytes([40]) + bytes(range(1, 100))),
+    ("copy_counted", bytes([63]) + bytes(range(1, 30))),
+])
+def test_widened_programs_run_to_the_interpreters_result(name, data):
+    results = {engine: load(name).test_run(data, engine=engine).retval for engine in ("jit", "interp")}
+    assert results["jit"] == results["interp"]
+
+
+def test_a_loop_writing_one_past_its_buffer_is_rejected_with_the_kernels_message():
+    with pytest.raises(VerifierError) as caught:
+        load("copy_overrun")
+    assert caught.value.message == "invalid write to stack R7 off=0 size=1"
+
+
+COUNTED_LOOP = """
+    mov %r0, 0
+    mov %r1, 0
+    add %r0, %r1
+    add %r1, 1
+    jlt %r1, {trips}, -3
+    exit
+"""
+
+
+def test_a_counted_loop_is_accepted_without_walking_it():
+    program = Program.from_asm(COUNTED_LOOP.format(trips=100000), prog_type="xdp")
+    assert program.verification.stats.loops_widened == 1
+    assert program.verification.stats.insns_processed < 100
+
+
+def test_a_loop_too_long_for_the_kernels_walk_is_walked_and_rejected_as_the_kernel_does(monkeypatch):
+    """The counter proves 1,000 trips of 3 instructions: more than the (lowered) limit, so the
+    kernel's walk would stop at it, and bpfjit walks it too rather than accept."""
+    monkeypatch.setattr(check, "INSN_LIMIT", 2000)
+    with pytest.raises(VerifierError) as caught:
+        Program.from_asm(COUNTED_LOOP.format(trips=1000), prog_type="xdp")
+    assert caught.value.message == "BPF program is too large. Processed 2001 insn"
+
+
+def test_an_endless_loop_gets_the_kernels_message():
+    with pytest.raises(VerifierError) as caught:
+        Program.from_asm("""
+            mov %r0, 1
+            mov %r1, 0
+            add %r1, 0
+            jeq %r0, 1, -2
+            exit
+        """, prog_type="xdp")
+    assert caught.value.message == "infinite loop detected at insn 2"
+
+
+# A pointer walking the packet, checked for 2 bytes and read for 4: wrong on every trip.
+PACKET_WALK_READS_TOO_MUCH = """
+    ldxw %r2, [%r1+0]
+    ldxw %r3, [%r1+4]
+    mov %r0, 0
+    mov %r4, 0
+    mov %r5, %r2
+    add %r5, 2
+    jgt %r5, %r3, +5
+    ldxw %r6, [%r2+0]
+    add %r0, %r6
+    add %r2, 2
+    add %r4, 1
+    jlt %r4, 100, -8
+    exit
+"""
+
+
+def test_a_widened_packet_pointer_keeps_only_the_range_each_trip_proved():
+    with pytest.raises(VerifierError) as caught:
+        Program.from_asm(PACKET_WALK_READS_TOO_MUCH, prog_type="xdp")
+    assert caught.value.message.startswith("invalid access to packet, off=0 size=4")
+    fixed = Program.from_asm(PACKET_WALK_READS_TOO_MUCH.replace("add %r5, 2", "add %r5, 4"), prog_type="xdp")
+    assert fixed.verification.stats.loops_widened == 1
+    data = bytes(range(64))
+    assert fixed.test_run(data).retval == fixed.test_run(data, engine="interp").retval
+
+
+def test_a_packet_longer_than_the_verifier_assumes_is_refused():
+    """Widened loops bound a checked packet pointer by the longest packet (65,535 bytes, the
+    kernel's MAX_PACKET_OFF): test runs refuse longer ones."""
+    program = Program.from_asm("mov %r0, 2\nexit", prog_type="xdp")
+    assert program.test_run(bytes(65535)).retval == 2
+    with pytest.raises(BPFError, match="65536 bytes is longer than the 65535"):
+        program.test_run(bytes(65536))
+
+
+def test_verify_reports_widened_loops(capsys):
+    from bpfjit.cli import main
+    main(["verify", "--json", str(PROGS / "loops.o")])
+    records = {r["program"]: r for r in json.loads(capsys.readouterr().out)}
+    assert records["prefix_sums"]["loops_widened"] == 4
+    assert records["sum_words"]["loops_widened"] == 0
+    assert records["copy_overrun"]["verdict"] == "failure"
