@@ -249,7 +249,7 @@ def check(insn: Insn, index: int) -> None:
     """Reject unknown opcodes and reserved fields the way the kernel does (per class)."""
     if insn.dst > MAX_REG or insn.src > MAX_REG:
         bad = insn.dst if insn.dst > MAX_REG else insn.src
-        raise DecodeError(index, f"invalid register r{bad} (opcode {insn.opcode:#04x})")
+        raise DecodeError(index, f"R{bad} is invalid (opcode {insn.opcode:#04x}: registers are r0-r10)")
     _CHECKS[insn.cls](insn, index)
 
 

@@ -91,19 +91,21 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
         return pointer  # adding a known zero leaves a map pointer as it is (6.12 allows it)
     if pointer.type in _FIXED:
         raise Rejected(f"R{insn.dst} pointer arithmetic on {pointer.type_name()} prohibited")
+    amount = offset.value
+    # A raw program's memory (bpfjit's own type): every access through it is checked at run
+    # time, so the pointer may move by anything (an end pointer r1 + r2, as clang writes
+    # i < len loops).
+    raw = pointer.type == RegType.PTR_TO_MEM and pointer.mem_size < 0
+    if not raw:
+        _sane_offset(amount, pointer)  # the kernel checks the offset before the operator
     if op == isa.SUB and not dst.is_pointer:
         raise Rejected(f"R{insn.dst} tried to subtract pointer from scalar")
     if op in (isa.AND, isa.OR, isa.XOR):
         raise Rejected(f"R{insn.dst} bitwise operator {_OP_NAMES[op]} on pointer prohibited")
     if op not in (isa.ADD, isa.SUB):
         raise Rejected(f"R{insn.dst} pointer arithmetic with {_OP_NAMES[op]} operator prohibited")
-    amount = offset.value
-    if pointer.type == RegType.PTR_TO_MEM and pointer.mem_size < 0:
-        # A raw program's memory (bpfjit's own type): every access through it is checked at
-        # run time, so the pointer may move by anything (an end pointer r1 + r2, as clang
-        # writes i < len loops).
+    if raw:
         return replace(pointer, value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount))
-    _sane_offset(amount, pointer)
     if amount.is_const:
         delta = isa.s64(amount.const_value)
         moved = replace(pointer, off=pointer.off + (-delta if op == isa.SUB else delta))
