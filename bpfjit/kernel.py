@@ -143,7 +143,8 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
                     ctx: bytes | None = None, repeat: int = 1,
                     rodata: dict[str, bytes] | None = None,
                     map_updates: dict[str, list[tuple[bytes, bytes]]] | None = None,
-                    timeout: float = 60) -> KernelResult:
+                    timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
+                    program_types: dict[str, str] | None = None) -> KernelResult:
     """Load ``program`` of the object at ``object_path`` into the kernel and test-run it.
 
     program: a program's name (``bpf_program__name``, i.e. its function) or its section name;
@@ -161,6 +162,10 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
     map_updates: entries written after the load and before the run: map name (or suffix) ->
         [(key, value)]; per-CPU values must hold every CPU's slot (see KernelResult).
     timeout: seconds before the child is killed ("kernel engine failed: timed out").
+    map_options: creation attributes set before the load, as ``bpfjit.load(maps=...)`` takes them
+        (``bpf_map__set_max_entries`` / ``bpf_map__set_map_flags``).
+    program_types: enum bpf_prog_type names (without BPF_PROG_TYPE_) by program name, set before
+        the load (``bpf_program__set_type``).
 
     Raises KernelEngineError for everything that goes wrong (bad request, libbpf missing, not
     permitted, verifier rejection with the verifier's words, failed run, dead child).
@@ -180,6 +185,8 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
         "rodata": {name: bytes(value).hex() for name, value in (rodata or {}).items()},
         "map_updates": {name: [[bytes(k).hex(), bytes(v).hex()] for k, v in entries]
                         for name, entries in (map_updates or {}).items()},
+        "map_options": {name: dict(options) for name, options in (map_options or {}).items()},
+        "program_types": dict(program_types or {}),
     }
     reply = _call_child(request, timeout)
     res = reply["result"]

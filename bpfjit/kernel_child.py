@@ -32,10 +32,16 @@ ITERABLE_MAP_TYPES = frozenset({MAP_HASH, MAP_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU
                                 MAP_LRU_PERCPU_HASH, MAP_LPM_TRIE, MAP_ARRAY_OF_MAPS, MAP_HASH_OF_MAPS})
 PERCPU_MAP_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_PERCPU_HASH})
 
-# enum bpf_prog_type values used for test-run rules
-PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP, PROG_CGROUP_SKB = 1, 3, 4, 6, 8
-PROG_LWT_IN, PROG_LWT_OUT, PROG_LWT_XMIT, PROG_RAW_TRACEPOINT, PROG_LWT_SEG6LOCAL = 10, 11, 12, 17, 19
-PROG_SYSCALL = 31
+# enum bpf_prog_type values (uapi), by name without BPF_PROG_TYPE_: for test-run rules and for
+# program types set before load (bpf_program__set_type)
+PROG_TYPES = {"SOCKET_FILTER": 1, "KPROBE": 2, "SCHED_CLS": 3, "SCHED_ACT": 4, "TRACEPOINT": 5, "XDP": 6,
+              "PERF_EVENT": 7, "CGROUP_SKB": 8, "LWT_IN": 10, "LWT_OUT": 11, "LWT_XMIT": 12, "SK_SKB": 14,
+              "RAW_TRACEPOINT": 17, "LWT_SEG6LOCAL": 19, "SYSCALL": 31}
+PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP, PROG_CGROUP_SKB = (
+    PROG_TYPES[n] for n in ("SOCKET_FILTER", "SCHED_CLS", "SCHED_ACT", "XDP", "CGROUP_SKB"))
+PROG_LWT_IN, PROG_LWT_OUT, PROG_LWT_XMIT, PROG_RAW_TRACEPOINT, PROG_LWT_SEG6LOCAL = (
+    PROG_TYPES[n] for n in ("LWT_IN", "LWT_OUT", "LWT_XMIT", "RAW_TRACEPOINT", "LWT_SEG6LOCAL"))
+PROG_SYSCALL = PROG_TYPES["SYSCALL"]
 PACKET_PROG_TYPES = frozenset({PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP,
                                PROG_CGROUP_SKB, PROG_LWT_IN, PROG_LWT_OUT, PROG_LWT_XMIT,
                                PROG_LWT_SEG6LOCAL})
@@ -108,6 +114,7 @@ class _Child:
             ("bpf_program__fd", INT, [P]),
             ("bpf_program__type", INT, [P]),
             ("bpf_program__set_autoload", INT, [P, ct.c_bool]),
+            ("bpf_program__set_type", INT, [P, INT]),
             ("bpf_program__set_log_buf", INT, [P, P, SZ]),
             ("bpf_map__name", S, [P]),
             ("bpf_map__fd", INT, [P]),
@@ -117,6 +124,8 @@ class _Child:
             ("bpf_map__max_entries", U32, [P]),
             ("bpf_map__initial_value", P, [P, ct.POINTER(SZ)]),
             ("bpf_map__set_initial_value", INT, [P, P, SZ]),
+            ("bpf_map__set_max_entries", INT, [P, U32]),
+            ("bpf_map__set_map_flags", INT, [P, U32]),
             ("bpf_map_get_next_key", INT, [INT, P, P]),
             ("bpf_map_lookup_elem", INT, [INT, P, P]),
             ("bpf_map_update_elem", INT, [INT, P, P, ct.c_uint64]),
@@ -224,6 +233,7 @@ class _Child:
         if not obj:
             raise self._fail(f"libbpf cannot open {path}", ct.get_errno())
         try:
+            self._set_program_types(obj, req.get("program_types", {}))
             prog = self._select_program(obj, req["program"], load_all)
             name = lib.bpf_program__name(prog).decode()
             log = ct.create_string_buffer(1 << 24)
@@ -246,6 +256,12 @@ class _Child:
                 ret = lib.bpf_map__set_initial_value(mp, ct.cast(cbuf, ct.c_void_p), len(value))
                 if ret:
                     raise self._fail(f"setting the initial value of {wanted!r}", self._errno(ret))
+            for wanted, options in req.get("map_options", {}).items():
+                mp = self._find_map(maps, wanted)
+                for attribute, value in options.items():
+                    ret = getattr(lib, f"bpf_map__set_{attribute}")(mp, value)
+                    if ret:
+                        raise self._fail(f"setting {attribute} of map {wanted!r}", self._errno(ret))
             ret = lib.bpf_object__load(obj)
             if ret:
                 raise self._fail(f"loading program {name!r} of {path}", self._errno(ret),
@@ -261,6 +277,18 @@ class _Child:
             return result
         finally:
             lib.bpf_object__close(obj)
+
+    def _set_program_types(self, obj, types: dict) -> None:
+        """Program types named before load, for sections libbpf cannot type."""
+        lib = self.lib
+        prog = lib.bpf_object__next_program(obj, None)
+        while prog:
+            kernel_type = types.get(lib.bpf_program__name(prog).decode())
+            if kernel_type is not None:
+                ret = lib.bpf_program__set_type(prog, PROG_TYPES[kernel_type])
+                if ret:
+                    raise self._fail(f"setting the type of {lib.bpf_program__name(prog).decode()!r}", self._errno(ret))
+            prog = lib.bpf_object__next_program(obj, prog)
 
     def _select_program(self, obj, wanted: str | None, load_all: bool):
         lib = self.lib

@@ -18,9 +18,10 @@ so a program the checks reject does not stop the others.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import isa
 from .btf import fix_datasecs
@@ -28,7 +29,7 @@ from .errors import BPFError, BTFError, ObjectError, VerifierError
 from .program import Program
 from .runtime import btf as btf_module
 from .runtime import elf
-from .runtime.context import program_type_for_section
+from .runtime.context import PROGRAM_TYPES, program_type_for_section
 from .runtime.environment import ArrayLayout, Environment, HashLayout, func_token
 from .runtime.map_types import MapType
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
@@ -136,7 +137,8 @@ class Object:
 
     def __init__(self, path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
                  trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
-                 verify: bool = True, log_level: int = 1):
+                 verify: bool = True, log_level: int = 1, maps: Mapping[str, Mapping[str, int]] | None = None,
+                 program_types: Mapping[str, str] | None = None):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         self.trace_log: list[str] = []
@@ -150,7 +152,7 @@ class Object:
         fix_datasecs(self.btf, self.elf)
         self._variables = {d.name: self._datasec_vars(d.name) for d in self.elf.data_sections}
         self.maps: dict[str, Map] = {}
-        self._create_btf_maps()
+        self._create_btf_maps(maps or {})
         self._create_data_maps(rodata or {})
         self._initialise_data_pointers()  # .rodata is frozen before the verifier sees it, as libbpf does
         self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
@@ -160,6 +162,7 @@ class Object:
         self.programs: dict[str, Program] = {}
         by_number = {f.number: f for f in self.elf.functions}
         chosen = self._programs_to_load(programs)
+        types = self._program_types(program_types or {})
         for linked in self.elf.programs:
             if linked.name not in chosen:
                 continue
@@ -170,7 +173,7 @@ class Object:
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
                               array_map=self._array_layout,
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
-            ptype = program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
+            ptype = types.get(linked.name) or program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
             try:
                 program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
             except VerifierError as error:
@@ -194,6 +197,18 @@ class Object:
             raise BPFError(f"{self.name}: no program named {', '.join(map(repr, unknown))} "
                            f"(programs: {', '.join(known) or 'none'})")
         return set(names)
+
+    def _program_types(self, types: Mapping[str, str]) -> dict[str, str]:
+        """program_types={...}: a type for programs whose section does not say it (libbpf's
+        bpf_program__set_type before load)."""
+        known = [p.name for p in self.elf.programs]
+        for name, type_name in types.items():
+            if name not in known:
+                raise BPFError(f"{self.name}: program_types names no program {name!r} (programs: {', '.join(known)})")
+            if type_name not in PROGRAM_TYPES:
+                raise BPFError(f"{self.name}: program {name!r}: unknown program type {type_name!r} "
+                               f"(known: {', '.join(PROGRAM_TYPES)})")
+        return dict(types)
 
     @functools.cached_property
     def btf_ext(self) -> btf_module.BTFExt | None:
@@ -263,16 +278,27 @@ class Object:
     def _lock_offset(self, type_id: int) -> int | None:
         return self.btf.find_special_fields(type_id).spin_lock if type_id else None
 
-    def _create_btf_maps(self) -> None:
-        if not self.elf.map_symbols:
-            return
-        size = max(off + size for off, size in self.elf.map_symbols.values())
-        self._map_defs = {d.name: d for d in btf_module.map_definitions(self.btf, size)}
+    def _create_btf_maps(self, options: Mapping[str, Mapping[str, int]]) -> None:
+        self._map_defs = {}
+        if self.elf.map_symbols:
+            size = max(off + size for off, size in self.elf.map_symbols.values())
+            self._map_defs = {d.name: d for d in btf_module.map_definitions(self.btf, size)}
+        unknown = sorted(set(options) - set(self._map_defs))
+        if unknown:
+            raise BPFError(f"{self.name}: maps= names no map {', '.join(map(repr, unknown))} "
+                           f"(maps: {', '.join(self._map_defs) or 'none'})")
         for name in self.elf.map_names:
             if name in self._map_defs:
                 d = self._map_defs[name]
-                self.maps[name] = create_map(self._spec(d, name), self.btf, self.ncpus,
-                                             self._lock_offset(d.value_type_id))
+                spec = _with_options(self._spec(d, name), options.get(name, {}), self.name)
+                try:
+                    created = create_map(spec, self.btf, self.ncpus, self._lock_offset(d.value_type_id))
+                except BPFError as error:
+                    if spec.max_entries:
+                        raise
+                    raise BPFError(f"{error} (the object leaves the size to its loader: give it with "
+                                   f"maps={{'{name}': {{'max_entries': N}}}}, or --set-map {name}.max_entries=N)") from None
+                self.maps[name] = created
             elif name in self.elf.map_symbols:
                 raise ObjectError(f"{self.name}: map '{name}' in .maps has no BTF definition (the .maps "
                                   "DATASEC does not list it: build with clang -g)")
@@ -377,6 +403,21 @@ class Object:
         return None
 
 
+# What a loader may set on a map before load (libbpf's bpf_map__set_max_entries / _set_map_flags).
+MAP_OPTIONS = ("max_entries", "map_flags")
+
+
+def _with_options(spec: MapSpec, options: Mapping[str, int], where: str) -> MapSpec:
+    unknown = sorted(set(options) - set(MAP_OPTIONS))
+    if unknown:
+        raise BPFError(f"{where}: map {spec.name!r}: {', '.join(unknown)} cannot be set before load "
+                       f"(settable: {', '.join(MAP_OPTIONS)})")
+    for attribute, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+            raise BPFError(f"{where}: map {spec.name!r}: {attribute} must be an unsigned 32-bit int, got {value!r}")
+    return dataclasses.replace(spec, **options)
+
+
 def program_names(path: str | os.PathLike) -> list[str]:
     """The names of an object's programs, in section order, without loading anything (those of
     ``?`` sections included: they load when named)."""
@@ -385,7 +426,8 @@ def program_names(path: str | os.PathLike) -> list[str]:
 
 def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
          trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
-         verify: bool = True, log_level: int = 1) -> Object:
+         verify: bool = True, log_level: int = 1, maps: Mapping[str, Mapping[str, int]] | None = None,
+         program_types: Mapping[str, str] | None = None) -> Object:
     """Load a BPF ELF object: create its maps and global data, link and check its programs.
 
     rodata: values for ``const volatile`` globals, set before .rodata is frozen.
@@ -399,5 +441,10 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     ``; <text> @ <file>:<line>``). ``verify=False`` runs the programs unverified, sandboxed: every
     memory access and helper pointer is checked at run time (jit/lower.py).
     log_level: 1 or 2, as the kernel's.
+    maps: creation attributes to set before the maps are created, by map name, as libbpf's
+    ``bpf_map__set_max_entries`` / ``bpf_map__set_map_flags`` do between open and load:
+    ``maps={"backends": {"max_entries": 4096}}`` (a map declared with ``max_entries`` 0 needs it).
+    program_types: a program type by program name, for sections libbpf cannot type
+    (``bpf_program__set_type``): ``program_types={"prog": "xdp"}``.
     """
-    return Object(path, rodata, ncpus, trace, programs, verify, log_level)
+    return Object(path, rodata, ncpus, trace, programs, verify, log_level, maps, program_types)

@@ -12,8 +12,9 @@ from typing import Any, Sequence
 from .. import asm
 from ..errors import AsmError, BPFError
 from ..helpers import HelperRegistry
-from ..object import Object, is_elf, load
+from ..object import MAP_OPTIONS, Object, is_elf, load
 from ..program import ENGINES, Program, RunResult
+from ..runtime.context import PROGRAM_TYPES
 
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"
@@ -123,11 +124,49 @@ def _parse_keys(items: Sequence[str] | None) -> dict[str, bool]:
     return states
 
 
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """What a loader sets between open and load, as libbpf's bpf_map__set_* / bpf_program__set_type."""
+    p.add_argument("--set-map", action="append", metavar="NAME.ATTR=VALUE", dest="map_options",
+                   help=f"set a map's creation attribute before load ({', '.join(MAP_OPTIONS)}; repeatable), "
+                        "e.g. --set-map backends.max_entries=4096")
+    p.add_argument("--prog-type", action="append", metavar="PROG=TYPE", dest="program_types",
+                   help=f"load a program as this type, for sections that do not say it (repeatable; "
+                        f"types: {', '.join(PROGRAM_TYPES)})")
+
+
+def parse_load_options(args: argparse.Namespace) -> dict[str, dict]:
+    """``--set-map`` and ``--prog-type`` as bpfjit.load()'s maps= and program_types=."""
+    maps: dict[str, dict[str, int]] = {}
+    for item in getattr(args, "map_options", None) or ():
+        target, sep, value = item.partition("=")
+        name, dot, attribute = target.strip().rpartition(".")
+        if not sep or not dot or not name or not attribute:
+            raise BPFError(f"--set-map {item!r}: expected NAME.ATTR=VALUE, e.g. backends.max_entries=4096")
+        try:
+            maps.setdefault(name, {})[attribute] = int(value.strip(), 0)
+        except ValueError:
+            raise BPFError(f"--set-map {item!r}: {value.strip()!r} is not an integer") from None
+    types: dict[str, str] = {}
+    for item in getattr(args, "program_types", None) or ():
+        name, sep, type_name = item.partition("=")
+        if not sep or not name.strip() or not type_name.strip():
+            raise BPFError(f"--prog-type {item!r}: expected PROG=TYPE, e.g. parse=xdp")
+        types[name.strip()] = type_name.strip()
+    return {"maps": maps or None, "program_types": types or None}
+
+
 def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None,
-                verify: bool = True) -> Object:
-    """bpfjit.load() of a file named on the command line, with its static keys set."""
+                verify: bool = True, options: dict[str, dict] | None = None, program: str | None = None) -> Object:
+    """bpfjit.load() of a file named on the command line (with the load options of
+    parse_load_options), with its static keys set. With `program` named, an object whose other
+    programs do not load is loaded with that one alone (as the kernel engine does)."""
     _require_elf(path)
-    obj = load(path, rodata=rodata or None, verify=verify)
+    try:
+        obj = load(path, rodata=rodata or None, verify=verify, **(options or {}))
+    except BPFError:
+        if program is None:
+            raise
+        obj = load(path, rodata=rodata or None, verify=verify, programs=[program], **(options or {}))
     for name, enabled in (keys or {}).items():
         if name not in obj.static_keys:
             known = ", ".join(obj.static_keys) or "none"

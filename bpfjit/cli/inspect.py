@@ -11,6 +11,7 @@ from .common import (
     _jsonable,
     _parse_keys,
     _parse_rodata,
+    parse_load_options,
     _pick_program,
     _require_elf,
     _run_input,
@@ -37,7 +38,8 @@ def cmd_prog_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prog_dump(args: argparse.Namespace) -> int:
-    obj = load_object(args.file, keys=_parse_keys(args.key), verify=not args.no_verify)
+    obj = load_object(args.file, keys=_parse_keys(args.key), verify=not args.no_verify,
+                      options=parse_load_options(args))
     program = _pick_program(obj, args.program)
     if args.ir:
         compiled = program.compile()
@@ -66,7 +68,8 @@ def _map_record(m) -> dict:
 
 
 def cmd_map_dump(args: argparse.Namespace) -> int:
-    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify)
+    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify,
+                      options=parse_load_options(args))
     if args.map is not None and args.map not in obj.maps:
         raise BPFError(f"{obj.name}: no map named {args.map!r} (maps: {', '.join(obj.maps) or 'none'})")
     data, ctx = _run_input(args)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from ..errors import BPFError
 from ..program import ENGINES
 from . import bench, verify
+from .common import add_load_options
 from .bytecode import cmd_asm, cmd_conformance_plugin, cmd_disasm
 from .common import (
     OBJECT_ENGINES,
@@ -49,6 +50,7 @@ def _add_run_inputs(p: argparse.ArgumentParser, engines: Sequence[str], default_
                    help="set a const volatile global before load (repeatable)")
     _add_no_verify_option(p)
     _add_key_option(p)
+    add_load_options(p)
 
 
 def _add_no_verify_option(p: argparse.ArgumentParser) -> None:
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--ir", action="store_true", help="LLVM IR, unoptimised then optimised")
     _add_no_verify_option(p)
     _add_key_option(p)
+    add_load_options(p)
     p.set_defaults(func=cmd_prog_dump)
 
     bench.add_parser(verbs)

@@ -7,10 +7,12 @@ import json
 from ..errors import BPFError
 from ..object import is_elf
 from ..program import RunResult
+from ..runtime.context import PROGRAM_TYPES
 from .common import (
     _hexdump,
     _parse_keys,
     _parse_rodata,
+    parse_load_options,
     _pick_program,
     _print_result,
     _read,
@@ -46,7 +48,8 @@ def run_object(args: argparse.Namespace) -> int:
     """``bpfjit run OBJECT``: one program of an ELF object on one engine, bpftool prog run style."""
     if args.key and args.engine == "kernel":
         raise BPFError("--key needs the jit or interp engine: the kernel has no static keys")
-    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify)
+    obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify,
+                      options=parse_load_options(args), program=args.program)
     program = _pick_program(obj, args.program)
     data, ctx = _run_input(args)
     data = data if data is not None else b""
@@ -54,7 +57,11 @@ def run_object(args: argparse.Namespace) -> int:
     if args.engine == "kernel":
         from ..kernel import kernel_test_run
         images = obj.rodata_images() if args.rodata else None
-        k = kernel_test_run(obj.path, program.name, data, ctx, repeat, rodata=images)
+        options = parse_load_options(args)
+        kernel_types = {name: PROGRAM_TYPES[type_name].kernel_type
+                        for name, type_name in (options["program_types"] or {}).items()}
+        k = kernel_test_run(obj.path, program.name, data, ctx, repeat, rodata=images,
+                            map_options=options["maps"], program_types=kernel_types)
         result = RunResult(k.retval, k.data_out, float(k.duration_ns), k.ctx_out)
     else:
         result = timed_run(program, data, ctx, repeat, args.engine)

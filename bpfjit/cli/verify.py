@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import BPFError, VerifierError
 from ..object import load, program_names
-from .common import _require_elf
+from .common import _require_elf, add_load_options, parse_load_options
 
 
 @dataclass
@@ -41,6 +41,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", type=int, choices=(1, 2), default=1,
                    help="log detail: 1 the path to the error, 2 every instruction's state")
     p.add_argument("--json", action="store_true", help="one JSON record per program")
+    add_load_options(p)
     p.set_defaults(func=cmd_verify)
 
 
@@ -53,7 +54,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if args.prog not in names:
                 raise BPFError(f"{path}: no program {args.prog!r} (programs: {', '.join(names)})")
             names = [args.prog]
-        outcomes += [_verify(path, name, args.log_level) for name in names]
+        outcomes += [_verify(path, name, args.log_level, parse_load_options(args)) for name in names]
     if args.json:
         print(json.dumps([asdict(o) for o in outcomes]))
     else:
@@ -61,10 +62,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(o.verdict == "success" for o in outcomes) else 1
 
 
-def _verify(path: str, name: str, log_level: int) -> Outcome:
+def _verify(path: str, name: str, log_level: int, options: dict) -> Outcome:
     short = path.rsplit("/", 1)[-1]
     try:
-        program = load(path, programs=[name], verify=True, log_level=log_level).programs[name]
+        program = load(path, programs=[name], verify=True, log_level=log_level, **options).programs[name]
     except VerifierError as error:
         return Outcome(short, name, "failure", message=error.message, insn_index=error.index, insn=error.insn,
                        source_line=error.line or "", log=error.log)
