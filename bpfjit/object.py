@@ -296,8 +296,8 @@ class Object:
                 except BPFError as error:
                     if spec.max_entries:
                         raise
-                    raise BPFError(f"{error} (the object leaves the size to its loader: give it with "
-                                   f"maps={{'{name}': {{'max_entries': N}}}}, or --set-map {name}.max_entries=N)") from None
+                    raise BPFError(f"{error} (the object leaves the size to its loader: give it with maps="
+                                   f"{{'{name}': {{'max_entries': N}}}}, or --set-map {name}.max_entries=N)") from None
                 self.maps[name] = created
             elif name in self.elf.map_symbols:
                 raise ObjectError(f"{self.name}: map '{name}' in .maps has no BTF definition (the .maps "

@@ -31,21 +31,28 @@ from .sites import Site, read_sites
 
 HELPER_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *(ctypes.c_uint64,) * 5)
 REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
-                               ctypes.c_uint64, ctypes.c_uint64)
+                               ctypes.c_uint64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64))
 
 # Every run enters jitted code here: test_run's repeat loop, shared by every program, calls the
 # program's main function (r1 = ctx, r2 = len, r3-r5 = 0) n times. The callee is an argument, so
 # LLVM cannot see (or hoist) the work, and the loop is compiled once per process instead of once
 # per program. It first records in RunEnv.stack_top where the program's native frames begin (the
 # stack pointer at the call, less the return address): the BPF stack frames lie below it, and
-# helpers accept pointers into the native stack only there (runtime/helper_args.py).
+# helpers accept pointers into the native stack only there (runtime/helper_args.py). It times
+# the runs itself (CLOCK_MONOTONIC around the loop, as the kernel's test run does), so a run's
+# duration is the program's, not the Python call's around it.
 REPEAT_IR = f"""
-define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n) {{
+declare i32 @clock_gettime(i32, ptr)
+
+define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n, ptr %elapsed) {{
 entry:
+  %before = alloca [2 x i64]
+  %after = alloca [2 x i64]
   %sp = call i64 asm sideeffect "movq %rsp, $0", "=r"()
   %top = sub i64 %sp, 8
   %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
   store i64 %top, ptr %top_field
+  call i32 @clock_gettime(i32 1, ptr %before)
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %loop ]
@@ -54,6 +61,18 @@ loop:
   %more = icmp ult i64 %next, %n
   br i1 %more, label %loop, label %done
 done:
+  call i32 @clock_gettime(i32 1, ptr %after)
+  %s0 = load i64, ptr %before
+  %s1 = load i64, ptr %after
+  %ns0_at = getelementptr inbounds i64, ptr %before, i64 1
+  %ns1_at = getelementptr inbounds i64, ptr %after, i64 1
+  %ns0 = load i64, ptr %ns0_at
+  %ns1 = load i64, ptr %ns1_at
+  %seconds = sub i64 %s1, %s0
+  %whole = mul i64 %seconds, 1000000000
+  %part = sub i64 %ns1, %ns0
+  %total = add i64 %whole, %part
+  store i64 %total, ptr %elapsed
   ret i64 %r
 }}
 """
@@ -165,12 +184,14 @@ class CompiledProgram:
         self._entry_address = self._engine.get_function_address("bpf_f0")
         self._finalizer = weakref.finalize(self, _release, self._engine)
 
-    def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1) -> int:
+    def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
         """Run the program (repeat times, in a native loop); return r0 of the last run.
 
-        How the run ended is left in env for the caller (bpfjit.program) to act on.
+        How the run ended is left in env for the caller (bpfjit.program) to act on; the
+        nanoseconds the runs took, measured around the native loop, in `elapsed`.
         """
-        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1))
+        timing = elapsed if elapsed is not None else ctypes.c_uint64()
+        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1), ctypes.byref(timing))
 
     def call_function(self, env: RunEnv, start: int, args: list[int]) -> int:
         """Call the BPF function at slot `start` (a helper's callback) with r1-r5 = args."""
