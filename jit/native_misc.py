@@ -1,15 +1,20 @@
 """LLVM IR of the native helpers that are not map operations: ``bpf_spin_lock`` /
-``bpf_spin_unlock`` and the clocks.
+``bpf_spin_unlock``, the clocks and ``bpf_get_prandom_u32``.
 
 The spin lock runs the protocol of runtime/stdhelpers.py ``spin_lock`` (an atomic 0 -> 1 on the
 lock word, 0 to release) on the same word. It spins a bounded number of times; a lock still held
 after that is handed to the Python helper itself through a process-wide callback, which waits
 out ``SPIN_LOCK_PATIENCE`` and fails the run if the lock never comes free (a verified program
 never gets there: its locks are always released). Only that slow path enters Python.
+
+``bpf_get_prandom_u32`` is splitmix64 over one process-wide 64-bit word, advanced atomically (so
+threads never share a value), seeded from the OS at start: as the kernel's per-cpu prandom,
+statistically random and not for secrets.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 
 from bpfjit.runtime import stdhelpers
@@ -17,11 +22,14 @@ from bpfjit.runtime.helpers import Helper
 
 EXTERNAL_FUNCTIONS = ("clock_gettime",)
 SLOW_SPIN_LOCK = "bpfjit_spin_lock_slow"
+PRANDOM_STATE = "bpfjit_prandom_state"
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment
 SPINS = 1 << 20  # pause-spins before the slow path: tens of milliseconds
 
 MODULE_IR = f"""
 declare i32 @clock_gettime(i32, ptr)
 declare i64 @{SLOW_SPIN_LOCK}(i64, i64, i64, i64, i64)
+@{PRANDOM_STATE} = external global i64
 
 define i64 @bpfjit_native_spin_lock(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
 entry:
@@ -71,6 +79,21 @@ define i64 @bpfjit_native_ktime_get_boot_ns(i64 %r1, i64 %r2, i64 %r3, i64 %r4, 
   %t = call i64 @clock(i32 {time.CLOCK_BOOTTIME})
   ret i64 %t
 }}
+
+define i64 @bpfjit_native_get_prandom_u32(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+  %old = atomicrmw add ptr @{PRANDOM_STATE}, i64 {GOLDEN_GAMMA} monotonic
+  %z0 = add i64 %old, {GOLDEN_GAMMA}
+  %a = lshr i64 %z0, 30
+  %z1 = xor i64 %z0, %a
+  %z2 = mul i64 %z1, {0xBF58476D1CE4E5B9}
+  %b = lshr i64 %z2, 27
+  %z3 = xor i64 %z2, %b
+  %z4 = mul i64 %z3, {0x94D049BB133111EB}
+  %c = lshr i64 %z4, 31
+  %z5 = xor i64 %z4, %c
+  %r = and i64 %z5, 4294967295
+  ret i64 %r
+}}
 """
 
 #: helper id -> (the standard Python implementation it replaces, its function in MODULE_IR).
@@ -79,15 +102,18 @@ FUNCTIONS = {
     stdhelpers.SPIN_UNLOCK: (stdhelpers.spin_unlock, "bpfjit_native_spin_unlock"),
     stdhelpers.KTIME_GET_NS: (stdhelpers.ktime_get_ns, "bpfjit_native_ktime_get_ns"),
     stdhelpers.KTIME_GET_BOOT_NS: (stdhelpers.ktime_get_boot_ns, "bpfjit_native_ktime_get_boot_ns"),
+    stdhelpers.GET_PRANDOM_U32: (stdhelpers.get_prandom_u32, "bpfjit_native_get_prandom_u32"),
 }
 
 _slow_path: list[object] = []  # the callback, alive as long as the process (the module is never freed)
+_prandom_state = ctypes.c_uint64(int.from_bytes(os.urandom(8), "little"))  # likewise
 
 
 def symbols() -> dict[str, int]:
     """The module's own symbols: the slow path of the spin lock (the Python helper, through the
-    engine's callback wrapper, which reports its failure in the run's RunEnv)."""
+    engine's callback wrapper, which reports its failure in the run's RunEnv) and prandom's word."""
     from .engine import helper_callback  # engine imports native_helpers, which imports this
     if not _slow_path:
         _slow_path.append(helper_callback(Helper(stdhelpers.SPIN_LOCK, "spin_lock", stdhelpers.wait_for_spin_lock)))
-    return {SLOW_SPIN_LOCK: ctypes.cast(_slow_path[0], ctypes.c_void_p).value}
+    return {SLOW_SPIN_LOCK: ctypes.cast(_slow_path[0], ctypes.c_void_p).value,
+            PRANDOM_STATE: ctypes.addressof(_prandom_state)}
