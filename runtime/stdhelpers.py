@@ -19,7 +19,7 @@ from typing import Callable
 from bpfjit.isa import MASK64
 
 from . import helper_args, maps, run_context
-from . import skb_helpers
+from . import skb_helpers, sock_helpers
 from .helpers import Helper, HelperRegistry, Prototype, errno_result
 from .kernel_helpers import helper_name
 from .maps.native import ATOMICS, CPU_NUMBERING
@@ -303,7 +303,7 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
         (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
     ]
-    table += skb_helpers.TABLE
+    table += skb_helpers.TABLE + sock_helpers.TABLE
     registry = HelperRegistry([Helper(i, helper_name(i), fn, Prototype(ret, args)) for i, fn, args, ret in table])
     registry.add(trace_printk_helper(trace))
     registry.register(GET_SMP_PROCESSOR_ID, lambda *_: current_cpu(ncpus), "get_smp_processor_id",

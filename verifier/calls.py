@@ -3,7 +3,9 @@
 A helper's prototype (``runtime.helpers.Prototype``: one kind per argument, a return kind) says
 what each argument register must hold (``check_func_arg``): the map, a key or value of that map's
 size, memory of the size the next argument gives, the context, a function, a ring-buffer record
-to release, a spin lock at its exact place. After the call r1-r5 are unreadable and r0 holds the
+to release, a spin lock at its exact place, a socket (acquired by a lookup, released by
+bpf_sk_release; a cast gives the same object). Map types and helpers must fit each other
+(``check_map_func_compatibility``). After the call r1-r5 are unreadable and r0 holds the
 result (``check_helper_call``). A bpf-to-bpf call pushes a frame whose r1-r5 are the caller's and
 whose stack is new; its exit hands r0 back. The main program's exit needs a readable scalar r0,
 no reference left unreleased and no lock held.
@@ -23,8 +25,8 @@ from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .memory import Access, mark_written
 from .scalar import Scalar, format_scalar
-from .state import (ARG_REGS, CALLER_SAVED, NOT_INIT, Frame, Lock, MapInfo, Reference, Reg, RegType, State,
-                    require_init, scalar)
+from .state import (ARG_REGS, CALLER_SAVED, NOT_INIT, PACKET_TYPES, Frame, Lock, MapInfo, Reference, Reg, RegType,
+                    State, require_init, scalar, spill_slot)
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -34,15 +36,59 @@ _MEMORY_TYPES = (RegType.PTR_TO_STACK, RegType.PTR_TO_PACKET, RegType.PTR_TO_PAC
 _MEMORY_EXPECTED = "fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_"
 # Helpers a program may call while it holds a bpf_spin_lock.
 _ALLOWED_UNDER_LOCK = {"spin_unlock"}
-# Helpers that work only on some map types, and those types (check_map_func_compatibility).
-_MAP_HELPERS = {
-    "ringbuf_output": {MapType.RINGBUF}, "ringbuf_reserve": {MapType.RINGBUF},
-    "ringbuf_query": {MapType.RINGBUF}, "tail_call": {MapType.PROG_ARRAY},
-    "map_push_elem": {MapType.QUEUE, MapType.STACK}, "map_pop_elem": {MapType.QUEUE, MapType.STACK},
-    "map_peek_elem": {MapType.QUEUE, MapType.STACK},
+# check_map_func_compatibility, both of its halves: the helpers each special map type works with
+# (other map types work with any helper that takes a map) ...
+_SOCKET_MAP_HELPERS = {"map_lookup_elem", "sk_select_reuseport", "map_update_elem", "map_delete_elem"}
+_MAP_TYPE_HELPERS = {
+    MapType.PROG_ARRAY: {"tail_call"},
+    MapType.PERF_EVENT_ARRAY: {"perf_event_read", "perf_event_output", "skb_output", "perf_event_read_value",
+                               "xdp_output"},
+    MapType.RINGBUF: {"ringbuf_output", "ringbuf_reserve", "ringbuf_query"},
+    MapType.STACK_TRACE: {"get_stackid"},
+    MapType.CGROUP_ARRAY: {"skb_under_cgroup", "current_task_under_cgroup"},
+    MapType.CGROUP_STORAGE: {"get_local_storage"}, MapType.PERCPU_CGROUP_STORAGE: {"get_local_storage"},
+    MapType.DEVMAP: {"redirect_map", "map_lookup_elem"}, MapType.DEVMAP_HASH: {"redirect_map", "map_lookup_elem"},
+    MapType.CPUMAP: {"redirect_map"},
+    MapType.XSKMAP: {"redirect_map", "map_lookup_elem"},
+    MapType.ARRAY_OF_MAPS: {"map_lookup_elem"}, MapType.HASH_OF_MAPS: {"map_lookup_elem"},
+    MapType.SOCKMAP: {"sk_redirect_map", "sock_map_update", "msg_redirect_map", *_SOCKET_MAP_HELPERS},
+    MapType.SOCKHASH: {"sk_redirect_hash", "sock_hash_update", "msg_redirect_hash", *_SOCKET_MAP_HELPERS},
+    MapType.REUSEPORT_SOCKARRAY: {"sk_select_reuseport"},
+    MapType.QUEUE: {"map_peek_elem", "map_pop_elem", "map_push_elem"},
+    MapType.STACK: {"map_peek_elem", "map_pop_elem", "map_push_elem"},
+    MapType.SK_STORAGE: {"sk_storage_get", "sk_storage_delete"},
 }
-# Map types no lookup/update/delete helper works on.
-_NO_ELEMENT_HELPERS = {MapType.RINGBUF, MapType.PROG_ARRAY, MapType.QUEUE, MapType.STACK}
+# ... and the map types each special helper works with.
+_HELPER_MAP_TYPES = {name: {kind for kind, names in _MAP_TYPE_HELPERS.items() if name in names}
+                     for name in set().union(*_MAP_TYPE_HELPERS.values())
+                     - {"map_lookup_elem", "map_update_elem", "map_delete_elem"}}
+# Program types that may update and delete elements of a SOCKMAP or SOCKHASH with the generic map
+# helpers (may_update_sockmap; sock_ops programs may only delete), by the kernel's type name.
+_SOCKMAP_WRITERS = {"SOCKET_FILTER", "SCHED_CLS", "SCHED_ACT", "XDP", "SK_REUSEPORT", "FLOW_DISSECTOR", "SK_LOOKUP"}
+# Socket pointer arguments: which register types each kind takes, and how the log lists them.
+_SOCK_COMMON_TYPES = (RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK,
+                      RegType.PTR_TO_XDP_SOCK)
+_BTF_SOCK_COMMON_TYPES = (*_SOCK_COMMON_TYPES, RegType.PTR_TO_BTF_ID)
+_SOCKET_ARGS = {
+    "sock_common": (_SOCK_COMMON_TYPES, "sock_common, sock, tcp_sock, xdp_sock"),
+    "btf_sock_common": (_BTF_SOCK_COMMON_TYPES, "sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_"),
+}
+_SOCKET_ARGS["btf_sock_common_or_null"] = _SOCKET_ARGS["sock_release"] = _SOCKET_ARGS["btf_sock_common"]
+_PACKET_POINTERS = (*PACKET_TYPES, RegType.PTR_TO_PACKET_END)
+# Helpers that may move or resize the packet (bpf_helper_changes_pkt_data): every packet pointer
+# is invalid after them. A tail call may reach a program that calls one.
+_CHANGES_PACKET = {"clone_redirect", "l3_csum_replace", "l4_csum_replace", "lwt_push_encap", "lwt_seg6_action",
+                   "lwt_seg6_adjust_srh", "lwt_seg6_store_bytes", "msg_pop_data", "msg_pull_data", "msg_push_data",
+                   "skb_adjust_room", "skb_change_head", "skb_change_proto", "skb_change_tail", "skb_pull_data",
+                   "skb_store_bytes", "skb_vlan_pop", "skb_vlan_push", "store_hdr_opt", "xdp_adjust_head",
+                   "xdp_adjust_meta", "xdp_adjust_tail", "tail_call"}
+# Helpers whose result is a new reference the program must release (is_acquire_function), and
+# those whose result is the same object as their socket argument (is_ptr_cast_function).
+_ACQUIRE = {"sk_lookup_tcp", "sk_lookup_udp", "skc_lookup_tcp"}
+_CASTS = {"sk_fullsock", "tcp_sock", "skc_to_tcp6_sock", "skc_to_tcp_sock", "skc_to_tcp_timewait_sock",
+          "skc_to_tcp_request_sock", "skc_to_udp6_sock"}
+_SOCKET_RESULTS = {"sock_or_null": RegType.PTR_TO_SOCKET, "sock_common_or_null": RegType.PTR_TO_SOCK_COMMON,
+                   "tcp_sock_or_null": RegType.PTR_TO_TCP_SOCK, "btf_id_or_null": RegType.PTR_TO_BTF_ID}
 
 
 @dataclass
@@ -52,6 +98,7 @@ class _CallMeta:
     memory: tuple[int, Reg] | None = None  # (regno, reg) of the memory the next size argument sizes
     uninit_memory: bool = False
     release_id: int = 0
+    ref_obj_id: int = 0  # the reference an argument is (a cast's result is the same object)
     record_size: int = 0
     callback: int | None = None  # start slot of a callback function argument
 
@@ -69,7 +116,7 @@ def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
     callback_regs = list(state.regs)
     for regno in CALLER_SAVED:
         state.regs[regno] = NOT_INIT
-    state.regs[0] = _result(v, helper.proto.ret if helper is not None else "integer", meta, state, index)
+    state.regs[0] = _result(v, helper.proto.ret if helper is not None else "integer", name, meta, state, index)
     if meta.callback is not None:
         v.verify_callback(state, meta.callback, callback_regs, name, index)
 
@@ -78,13 +125,25 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
                name: str) -> None:
     reg = state.regs[regno]
     require_init(reg, regno)
+    if reg.ref_obj_id:
+        meta.ref_obj_id = reg.ref_obj_id
     if kind in ("any", "integer"):
         return
     if kind in ("map", "prog_array"):
         if reg.type != RegType.CONST_PTR_TO_MAP or reg.maybe_null:
             raise Rejected(f"R{regno} type={reg.type_name()} expected=map_ptr")
         meta.map = reg.map
-        _map_compatible(reg.map, name, helper_id)
+        _map_compatible(v, reg.map, name, helper_id)
+        return
+    if kind == "value" and name == "map_update_elem" and meta.map is not None \
+            and meta.map.map_type in (MapType.SOCKMAP, MapType.SOCKHASH):
+        kind = "btf_sock_common"  # the value of a socket map is the socket (resolve_map_arg_type)
+    if kind == "value_or_null":
+        if reg.is_null:
+            return
+        kind = "value"
+    if kind in _SOCKET_ARGS:
+        _socket_arg(reg, regno, kind, meta)
         return
     if kind in ("key", "value", "uninit_value"):
         if meta.map is None:
@@ -144,12 +203,32 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
     raise Rejected(f"unsupported arg type {kind} of helper {name}#{helper_id}")
 
 
-def _map_compatible(info: MapInfo, name: str, helper_id: int) -> None:
-    allowed = _MAP_HELPERS.get(name)
-    element_op = name in ("map_lookup_elem", "map_update_elem", "map_delete_elem")
-    if (allowed is not None and info.map_type not in allowed) or \
-            (element_op and info.map_type in _NO_ELEMENT_HELPERS):
+def _map_compatible(v: "Verifier", info: MapInfo, name: str, helper_id: int) -> None:
+    helpers = _MAP_TYPE_HELPERS.get(info.map_type)
+    types = _HELPER_MAP_TYPES.get(name)
+    fits = (helpers is None or name in helpers) and (types is None or info.map_type in types)
+    if fits and name in ("map_update_elem", "map_delete_elem") \
+            and info.map_type in (MapType.SOCKMAP, MapType.SOCKHASH):
+        program = v.spec.kernel_type if hasattr(v.spec, "kernel_type") else ""
+        if not (program in _SOCKMAP_WRITERS or (program == "SOCK_OPS" and name == "map_delete_elem")):
+            raise Rejected("cannot update sockmap in this context\n"
+                           f"cannot pass map_type {info.map_type} into func bpf_{name}#{helper_id}")
+    if not fits:
         raise Rejected(f"cannot pass map_type {info.map_type} into func bpf_{name}#{helper_id}")
+
+
+def _socket_arg(reg: Reg, regno: int, kind: str, meta: _CallMeta) -> None:
+    """A socket pointer argument (ARG_PTR_TO_SOCK_COMMON, ARG_PTR_TO_BTF_ID_SOCK_COMMON, the
+    latter maybe NULL or released)."""
+    if kind == "btf_sock_common_or_null" and reg.is_null:
+        return
+    types, expected = _SOCKET_ARGS[kind]
+    if reg.type not in types or reg.maybe_null:
+        raise Rejected(f"R{regno} type={reg.type_name()} expected={expected}")
+    if kind == "sock_release":
+        if not reg.ref_obj_id:
+            raise Rejected(f"R{regno} must be referenced when passed to release function")
+        meta.release_id = reg.ref_obj_id
 
 
 def _size(v: "Verifier", state: State, regno: int, reg: Reg, meta: _CallMeta, zero_ok: bool) -> None:
@@ -238,6 +317,8 @@ def _special_effects(state: State, name: str, meta: _CallMeta) -> None:
         if (state.lock.map_handle, state.lock.reg_id) != (reg.map.handle, reg.id):
             raise Rejected("bpf_spin_unlock of different lock")
         state.lock = None
+    if name in _CHANGES_PACKET:
+        _forget_packet_pointers(state)
     if meta.release_id:
         if not any(ref.id == meta.release_id for ref in state.refs):
             raise Rejected("R1 must be referenced when passed to release function")
@@ -246,7 +327,17 @@ def _special_effects(state: State, name: str, meta: _CallMeta) -> None:
             frame.regs[:] = [scalar() if r.ref_obj_id == meta.release_id else r for r in frame.regs]
 
 
-def _result(v: "Verifier", ret: str, meta: _CallMeta, state: State, index: int) -> Reg:
+def _forget_packet_pointers(state: State) -> None:
+    """clear_all_pkt_pointers: every packet pointer, in a register or spilled, becomes an unknown
+    number (what the kernel makes of an invalidated pointer in a privileged program)."""
+    for frame in state.frames:
+        frame.regs[:] = [scalar() if reg.type in _PACKET_POINTERS else reg for reg in frame.regs]
+        for number, slot in list(frame.stack.items()):
+            if slot.is_spill and slot.spilled.type in _PACKET_POINTERS:
+                frame.stack[number] = spill_slot(scalar())
+
+
+def _result(v: "Verifier", ret: str, name: str, meta: _CallMeta, state: State, index: int) -> Reg:
     if ret == "void":
         return NOT_INIT
     if ret == "map_value_or_null":
@@ -254,13 +345,32 @@ def _result(v: "Verifier", ret: str, meta: _CallMeta, state: State, index: int) 
         if info is not None and info.inner is not None and info.map_type in (MapType.ARRAY_OF_MAPS,
                                                                              MapType.HASH_OF_MAPS):
             return Reg(RegType.CONST_PTR_TO_MAP, map=info.inner, maybe_null=True, id=v.new_id())
+        # The kernel gives these their socket type at the NULL check; bpfjit at the call.
+        if info is not None and info.map_type == MapType.XSKMAP:
+            return Reg(RegType.PTR_TO_XDP_SOCK, maybe_null=True, id=v.new_id())
+        if info is not None and info.map_type in (MapType.SOCKMAP, MapType.SOCKHASH):
+            return _acquired(v, state, index, RegType.PTR_TO_SOCKET)
         return Reg(RegType.PTR_TO_MAP_VALUE, map=info, maybe_null=True, id=v.new_id())
+    if ret in _SOCKET_RESULTS:
+        kind = _SOCKET_RESULTS[ret]
+        if name in _ACQUIRE:
+            return _acquired(v, state, index, kind)
+        return Reg(kind, maybe_null=True, id=v.new_id(), ref_obj_id=meta.ref_obj_id if name in _CASTS else 0)
     if ret == "ringbuf_mem_or_null":
         reference = v.new_id()
         state.refs.append(Reference(reference, index))
         return Reg(RegType.PTR_TO_MEM, mem_size=meta.record_size, maybe_null=True, ringbuf=True,
                    id=reference, ref_obj_id=reference)
     return scalar(Scalar.unknown() if ret != "u32" else Scalar.from_load(4, False))
+
+
+def _acquired(v: "Verifier", state: State, index: int, kind: RegType) -> Reg:
+    """A maybe-NULL pointer to a new reference (a socket a lookup took): the kernel numbers the
+    NULL check first, then the reference, and the pointer carries the reference's id."""
+    v.new_id()
+    reference = v.new_id()
+    state.refs.append(Reference(reference, index))
+    return Reg(kind, maybe_null=True, id=reference, ref_obj_id=reference)
 
 
 # --- bpf-to-bpf calls and exits -------------------------------------------------------------------

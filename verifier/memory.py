@@ -4,8 +4,8 @@ Each pointer type has its bounds (``check_mem_access`` and its per-type helpers 
 the stack of the frame it points into ([-512, 0), strictly aligned, with spills and fills that
 keep a register's type), a map value ([0, value_size), read-only maps not writable, the spin lock
 not touched), the context (only its fields, per program type), the packet (only [0, range) as
-proven by a comparison with ``data_end``), and sized memory (ring-buffer records). Anything else
-is not memory. Messages are the kernel's.
+proven by a comparison with ``data_end``), sized memory (ring-buffer records), and sockets (read
+only, their uapi fields: verifier/sockets.py). Anything else is not memory. Messages are the kernel's.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bpfjit.isa import Insn
 from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .scalar import Scalar, sign_extend, truncate
+from .sockets import SOCKET_TYPES, readable
 from .state import (PACKET_TYPES, SLOT_SIZE, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, const,
                     require_init, scalar, spill_slot)
 
@@ -130,6 +131,8 @@ class MemoryChecker:
                 raise Rejected(f"R{access.regno} cannot write into {reg.type_name()}")
             self._region(reg, access, reg.map.key_size, "map key")
             return self._loaded(access)
+        if kind in SOCKET_TYPES:
+            return self._socket(reg, access)
         raise Rejected(f"R{access.regno} invalid mem access '{reg.type_name()}'")
 
     @staticmethod
@@ -192,6 +195,18 @@ class MemoryChecker:
         if loaded.is_scalar and access.signed:
             return scalar(sign_extend(loaded.value, access.size))
         return loaded
+
+    # --- sockets --------------------------------------------------------------------------------
+    def _socket(self, reg: Reg, access: Access) -> Reg:
+        """check_sock_access: read-only, and only the fields of the socket view (verifier/sockets.py)."""
+        if access.write:
+            raise Rejected(f"R{access.regno} cannot write into {reg.type_name()}")
+        if reg.value.smin < 0:
+            raise _negative_min(access.regno)
+        off = reg.off + access.off + (reg.value.const_value if reg.value.is_const else MAX_VAR_OFF)
+        if not readable(reg.type, off, access.size):
+            raise Rejected(f"R{access.regno} invalid {reg.type_name()} access off={off} size={access.size}")
+        return self._loaded(access)
 
     # --- the packet -----------------------------------------------------------------------------
     def _packet(self, reg: Reg, access: Access) -> Reg:

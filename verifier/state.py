@@ -41,6 +41,9 @@ class RegType(enum.Enum):
     PTR_TO_MEM = "mem"
     PTR_TO_FUNC = "func"
     PTR_TO_SOCK_COMMON = "sock_common"
+    PTR_TO_SOCKET = "sock"
+    PTR_TO_TCP_SOCK = "tcp_sock"
+    PTR_TO_XDP_SOCK = "xdp_sock"
     PTR_TO_BTF_ID = "ptr_"
 
 
@@ -76,7 +79,7 @@ class Reg:
     maybe_null: bool = False
     map: MapInfo | None = None
     id: int = 0  # shared by copies: a NULL check or a packet range check refines them all
-    ref_obj_id: int = 0  # an acquired reference this pointer is (ring-buffer records)
+    ref_obj_id: int = 0  # an acquired reference this pointer is (ring-buffer records, sockets)
     range: int = 0  # packet pointers: bytes [0, range) past the pointer are in the packet
     mem_size: int = 0  # PTR_TO_MEM: the size of the memory
     frameno: int = 0  # PTR_TO_STACK: the frame whose stack it points into
@@ -99,6 +102,8 @@ class Reg:
     def type_name(self) -> str:
         """The kernel's name for the type, with its prefixes and ``_or_null`` suffix."""
         prefix = ("rdonly_" if self.rdonly else "") + ("ringbuf_" if self.ringbuf else "")
+        if self.type == RegType.PTR_TO_BTF_ID and self.maybe_null:
+            return prefix + "ptr_or_null_"  # the kernel's one exception to its "_or_null" suffix
         return prefix + self.type.value + ("_or_null" if self.maybe_null else "")
 
 

@@ -7,7 +7,7 @@ the verifier's view (:class:`~.check.ProgramSpec`, map descriptions), then runs 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from bpfjit import isa
@@ -33,6 +33,13 @@ _POINTER_FIELDS = {PACKET: Reg(RegType.PTR_TO_PACKET, Scalar.const(0)),
 _READ_ONLY_PACKET = {"socket"}
 
 
+@dataclass
+class ProgramRules(ProgramSpec):
+    """The program type's rules, with its kernel name (``enum bpf_prog_type`` without the prefix;
+    empty for raw programs), which some helper rules depend on (may_update_sockmap)."""
+    kernel_type: str = ""
+
+
 def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: ProgramType,
            log_level: int = 1) -> Verdict:
     """Prove the program safe, or raise VerifierError with the kernel's message and the log.
@@ -42,9 +49,9 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
     started = time.perf_counter()
     raw = prog_type.layout is None
     tokens = tuple(env.callx_targets(facts.function_starts)) if env.function_tokens is not None else ()
-    spec = ProgramSpec(None if raw else _ctx_fields(prog_type.layout),
-                       packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw,
-                       callx_targets=tokens)
+    spec = ProgramRules(None if raw else _ctx_fields(prog_type.layout),
+                        packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw,
+                        callx_targets=tokens, kernel_type=prog_type.kernel_type)
     targets = _PseudoTargets(env)
     if log_level != 1:
         return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()

@@ -1,6 +1,8 @@
 """BPF maps in native memory with stable addresses: one class per map type, one module per family
 (``base``: header, registry and the dict-like API; ``array``, ``hash``, ``queue``, ``ringbuf``,
-``fd_array``; ``create``: the type -> class table; ``uapi``: the kernel's constants).
+``fd_array``; ``kernel_objects``: maps of kernel objects bpfjit does not have, always empty:
+``sockets``, ``sk_storage``, ``stack_trace``; ``create``: the type -> class table; ``uapi``: the
+kernel's constants).
 
 The interpreter, the JIT and Python code all work on the same bytes: a value's address never
 changes while its map lives (storage is allocated once, at creation, and never reallocated), so
@@ -50,6 +52,9 @@ from .fd_array import ArrayOfMaps, HashOfMaps, ProgArray
 from .hash import HashMap, LruHashMap, LruPercpuHashMap, PercpuHashMap
 from .queue import QueueMap, StackMap
 from .ringbuf import RingBuf, ringbuf_from_record
+from .sk_storage import SkStorageMap
+from .sockets import ReuseportSockArray, SockHash, SockMap, XskMap
+from .stack_trace import StackTraceMap
 from .uapi import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU,
                    BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_F_WRONLY_PROG, BPF_NOEXIST,
                    BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP)
@@ -57,7 +62,8 @@ from .uapi import (BPF_ANY, BPF_EXIST, BPF_F_INNER_MAP, BPF_F_LOCK, BPF_F_MMAPAB
 __all__ = [
     "MapSpec", "Map", "ArrayMap", "PercpuArrayMap", "HashMap", "PercpuHashMap", "LruHashMap",
     "LruPercpuHashMap", "QueueMap", "StackMap", "RingBuf", "ProgArray", "ArrayOfMaps",
-    "HashOfMaps", "create_map", "map_from_handle", "ringbuf_from_record", "find_region",
+    "HashOfMaps", "SockMap", "SockHash", "XskMap", "ReuseportSockArray", "SkStorageMap", "StackTraceMap",
+    "create_map", "map_from_handle", "ringbuf_from_record", "find_region",
     "live_maps", "HEADER", "HEADER_SIZE", "MapType",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK", "BPF_F_INNER_MAP", "BPF_F_MMAPABLE",
     "BPF_F_NO_COMMON_LRU", "BPF_F_NO_PREALLOC", "BPF_F_RDONLY", "BPF_F_RDONLY_PROG", "BPF_F_WRONLY",

@@ -165,8 +165,8 @@ class Map:
         lo = self.lock_offset
         if lo is None:
             return
-        if self.map_type not in (MapType.HASH, MapType.ARRAY):
-            raise self._err("struct bpf_spin_lock is only supported in hash and array map values",
+        if self.map_type not in (MapType.HASH, MapType.ARRAY, MapType.SK_STORAGE):
+            raise self._err("struct bpf_spin_lock is only supported in hash, array and sk_storage map values",
                             E.EOPNOTSUPP)
         if self.map_flags & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG):
             raise self._err("a value with a struct bpf_spin_lock cannot be BPF_F_RDONLY_PROG or "

@@ -13,6 +13,9 @@ from .fd_array import ArrayOfMaps, HashOfMaps, ProgArray
 from .hash import HashMap, LruHashMap, LruPercpuHashMap, PercpuHashMap
 from .queue import QueueMap, StackMap
 from .ringbuf import RingBuf
+from .sk_storage import SkStorageMap
+from .sockets import ReuseportSockArray, SockHash, SockMap, XskMap
+from .stack_trace import StackTraceMap
 
 
 _CLASSES: dict[int, type[Map]] = {
@@ -28,6 +31,12 @@ _CLASSES: dict[int, type[Map]] = {
     MapType.QUEUE: QueueMap,
     MapType.STACK: StackMap,
     MapType.RINGBUF: RingBuf,
+    MapType.STACK_TRACE: StackTraceMap,
+    MapType.SOCKMAP: SockMap,
+    MapType.SOCKHASH: SockHash,
+    MapType.XSKMAP: XskMap,
+    MapType.REUSEPORT_SOCKARRAY: ReuseportSockArray,
+    MapType.SK_STORAGE: SkStorageMap,
 }
 
 

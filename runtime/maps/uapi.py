@@ -33,6 +33,12 @@ HTAB_CREATE_FLAG_MASK = (BPF_F_NO_PREALLOC | BPF_F_NO_COMMON_LRU | BPF_F_NUMA_NO
                          | BPF_F_ACCESS_MASK | BPF_F_ZERO_SEED)
 QUEUE_STACK_CREATE_FLAG_MASK = BPF_F_NUMA_NODE | BPF_F_ACCESS_MASK
 RINGBUF_CREATE_FLAG_MASK = BPF_F_NUMA_NODE
+# net/core/sock_map.c (SOCKMAP, SOCKHASH) and net/xdp/xskmap.c (XSKMAP)
+SOCK_CREATE_FLAG_MASK = BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY
+# kernel/bpf/bpf_local_storage.c (SK_STORAGE)
+LOCAL_STORAGE_CREATE_FLAG_MASK = BPF_F_NO_PREALLOC | BPF_F_CLONE
+# kernel/bpf/stackmap.c (STACK_TRACE)
+STACK_CREATE_FLAG_MASK = BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_STACK_BUILD_ID
 
 # ring buffer
 BPF_RB_NO_WAKEUP = 1
@@ -50,6 +56,11 @@ RINGBUF_MAX_RECORD_SZ = 0xFFFFFFFF // 4
 KMALLOC_MAX_SIZE = 1 << 22          # x86-64 SLUB: 4 MiB
 PCPU_MIN_UNIT_SIZE = 32 << 10       # largest per-cpu value (round_up(value_size, 8))
 MAX_BPF_STACK = 512                 # hash keys must fit on the BPF stack
+PERF_EVENT_MAX_STACK = 127          # sysctl kernel.perf_event_max_stack's default: frames per trace
+STACK_BUILD_ID_SIZE = 32            # sizeof(struct bpf_stack_build_id)
+# BPF_LOCAL_STORAGE_MAX_VALUE_SIZE: U16_MAX less sizeof(struct bpf_local_storage_elem) (x86-64: 128,
+# its data is cache-line aligned)
+LOCAL_STORAGE_MAX_VALUE_SIZE = 0xFFFF - 128
 PAGE_SIZE = mmap.PAGESIZE
 # Our own guard: refuse a single map needing more native memory than this (ENOMEM).
 MAX_MAP_BYTES = 1 << 31

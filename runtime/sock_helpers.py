@@ -1,0 +1,98 @@
+"""The socket helpers (socket lookups, socket pointer casts, socket-local storage, socket cookies,
+flow hashes, FIB lookups), with what they can answer in userspace, where there are no sockets,
+no routing table and no flow dissector.
+
+Their prototypes are the kernel's, so that the verifier checks a program as Linux does (socket
+pointer types, references taken by lookups and dropped by bpf_sk_release). At run time no socket
+exists: ``skb->sk`` is NULL, a lookup finds nothing (NULL), so the helpers that take a socket
+are never reached by a verified program; those that take the context give what a socket-less
+packet gives. See docs/semantics.md#socket-maps-and-helpers.
+"""
+from __future__ import annotations
+
+import ctypes
+from errno import EAFNOSUPPORT, EINVAL, ENODEV, ENOENT
+
+from . import helper_args, run_context
+from .context import LOOPBACK_IFINDEX, SK_BUFF
+from .helpers import errno_result
+from .kernel_helpers import HELPER_IDS
+
+# struct bpf_fib_lookup (uapi): 64 bytes; family (u8) at 0, ifindex (u32) at 8.
+FIB_LOOKUP_SIZE = 64
+FIB_LOOKUP_FLAGS = 0x3F  # BPF_FIB_LOOKUP_DIRECT | OUTPUT | SKIP_NEIGH | TBID | SRC | MARK
+AF_INET, AF_INET6 = 2, 10
+BPF_FIB_LKUP_RET_NOT_FWDED = 4  # "packet is not forwarded": no route
+
+
+def no_socket(*_: int) -> int:
+    """A lookup or cast that finds no socket: NULL (there are none in userspace)."""
+    return 0
+
+
+def sk_release(sk: int, *_: int) -> int:
+    """Drop a socket reference: a verified program holds none (lookups find no socket)."""
+    return 0
+
+
+def sk_storage_delete(handle: int, sk: int, *_: int) -> int:
+    """No socket has storage: -ENOENT, as for a socket without any."""
+    return errno_result(ENOENT)
+
+
+def get_socket_cookie(ctx: int, *_: int) -> int:
+    """The cookie of the skb's socket, 0 without one (skb->sk is always NULL here)."""
+    return 0
+
+
+def get_hash_recalc(ctx: int, *_: int) -> int:
+    """skb->hash as the run's context holds it (what ctx_in set; 0 by default). The kernel
+    computes a flow hash, seeded randomly at boot, with its flow dissector; bpfjit has none."""
+    region = run_context.current().regions.named("context")
+    if region is None or region.start != ctx or region.size != SK_BUFF.native_size:
+        return 0  # not an skb program's context
+    return ctypes.c_uint32.from_address(ctx + SK_BUFF.field("hash").native_offset).value
+
+
+def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
+    """bpf_fib_lookup's argument checks (as net/core/filter.c makes them), then "not forwarded":
+    bpfjit has no routing table. The loopback device (ifindex 1) is the only one."""
+    size &= 0xFFFF_FFFF
+    if size < FIB_LOOKUP_SIZE or flags & ~FIB_LOOKUP_FLAGS:
+        return errno_result(EINVAL)
+    data = helper_args.read(params, FIB_LOOKUP_SIZE, 2)
+    if data[0] not in (AF_INET, AF_INET6):
+        return errno_result(EAFNOSUPPORT)
+    if int.from_bytes(data[8:12], "little") != LOOPBACK_IFINDEX:
+        return errno_result(ENODEV)
+    return BPF_FIB_LKUP_RET_NOT_FWDED
+
+
+def _lookup(ctx: int, tuple_: int, size: int, *_: int) -> int:
+    """bpf_sk_lookup_tcp/udp, bpf_skc_lookup_tcp: the tuple is read (it must be the program's
+    memory), and no socket matches it."""
+    helper_args.check(tuple_, size & 0xFFFF_FFFF, 2)
+    return 0
+
+
+_SOCK_COMMON_CASTS = ("skc_to_tcp6_sock", "skc_to_tcp_sock", "skc_to_tcp_timewait_sock",
+                      "skc_to_tcp_request_sock", "skc_to_udp6_sock")
+
+# (helper id, implementation, argument kinds, return kind), as runtime/stdhelpers.py's table.
+_LOOKUP_ARGS = ("ctx", "mem", "size", "any", "any")
+TABLE = [
+    (HELPER_IDS["sk_lookup_tcp"], _lookup, _LOOKUP_ARGS, "sock_or_null"),
+    (HELPER_IDS["sk_lookup_udp"], _lookup, _LOOKUP_ARGS, "sock_or_null"),
+    (HELPER_IDS["skc_lookup_tcp"], _lookup, _LOOKUP_ARGS, "sock_common_or_null"),
+    (HELPER_IDS["sk_release"], sk_release, ("sock_release",), "integer"),
+    (HELPER_IDS["sk_fullsock"], no_socket, ("sock_common",), "sock_or_null"),
+    (HELPER_IDS["tcp_sock"], no_socket, ("sock_common",), "tcp_sock_or_null"),
+    (HELPER_IDS["get_listener_sock"], no_socket, ("sock_common",), "sock_or_null"),
+    *((HELPER_IDS[name], no_socket, ("btf_sock_common",), "btf_id_or_null") for name in _SOCK_COMMON_CASTS),
+    (HELPER_IDS["sk_storage_get"], no_socket, ("map", "btf_sock_common_or_null", "value_or_null", "any"),
+     "map_value_or_null"),
+    (HELPER_IDS["sk_storage_delete"], sk_storage_delete, ("map", "btf_sock_common"), "integer"),
+    (HELPER_IDS["get_socket_cookie"], get_socket_cookie, ("ctx",), "integer"),
+    (HELPER_IDS["get_hash_recalc"], get_hash_recalc, ("ctx",), "integer"),
+    (HELPER_IDS["fib_lookup"], fib_lookup, ("ctx", "mem", "size", "any"), "integer"),
+]
