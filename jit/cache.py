@@ -43,6 +43,7 @@ DIGEST = 32  # bytes of SHA-256 in front of each object
 # layouts, function tokens and helper properties (environment.py).
 DEPENDENCIES = (("bpfjit", "isa.py"), ("bpfjit.runtime", "status.py"), ("bpfjit.runtime", "hash_index.py"),
                 ("bpfjit.runtime", "environment.py"), ("bpfjit.runtime", "context.py"),
+                ("bpfjit.runtime", "packet_loads.py"),
                 ("bpfjit.runtime.maps", "hash_table.py"))
 # The verifier decides which accesses the code checks (its facts), and its verdicts are cached
 # here too (bpfjit/verdicts.py): its whole package is part of the digest.

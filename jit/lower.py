@@ -43,6 +43,7 @@ from bpfjit import isa
 from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
+from bpfjit.runtime.packet_loads import is_legacy_load
 from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
                                    FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT, FIELD_REGIONS,
                                    FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
@@ -50,6 +51,7 @@ from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_C
 from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
+from .packet_loads import lower_legacy_load
 from .sites import MODULE_PROLOGUE, site_asm
 from .copies import Copy, find_copies
 from .switches import Fold, Switch, find_switches
@@ -237,6 +239,13 @@ class _FunctionLowering:
         self.emit("ret i64 0")
         self.terminated = True
 
+    def leave(self, value: str) -> None:
+        """Return `value` from this function (an exit)."""
+        if self.sandboxed_memory:  # this call's frame is gone
+            self.emit(f"store i64 %frame_slot, ptr {self.env_field(FIELD_FRAME_COUNT)}")
+        self.emit(f"ret i64 {value}")
+        self.terminated = True
+
     def unique(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
@@ -353,7 +362,8 @@ class _FunctionLowering:
     def find_segments(self) -> dict[int, tuple[int, tuple[int, ...]]]:
         """Straight-line runs of the function, by first slot: how many instructions each holds
         and the positions (0-based, in instructions) of its ld_imm64s, which take two slots.
-        A segment ends before a block start and after a call, a jump or an exit."""
+        A segment ends before a block start and after a call, a jump, an exit or a legacy packet
+        load (which may return)."""
         segments: dict[int, tuple[int, tuple[int, ...]]] = {}
         first, count, wide, boundary = self.function.start, 0, [], False
         for index in isa.slots(self.insns, self.function.start, self.function.end):
@@ -364,7 +374,8 @@ class _FunctionLowering:
             if insn.is_lddw:
                 wide.append(count)
             count += 1
-            boundary = insn.is_jump  # calls, exits and jumps are all of the jump classes
+            # Calls, exits and jumps are all of the jump classes; a legacy packet load may return.
+            boundary = insn.is_jump or is_legacy_load(insn)
         if count:
             segments[first] = (count, tuple(wide))
         return segments
@@ -403,8 +414,11 @@ class _FunctionLowering:
             stop = self.value(f"load volatile i64, ptr {self.env_field(FIELD_STOP)}")
             self.return_if(self.value(f"icmp ne i64 {stop}, 0"), Status.TIME_BUDGET, index)
 
-    # --- LD (ld_imm64): every pseudo source is a constant by now -------------------------------
+    # --- LD: ld_imm64 (every pseudo source is a constant by now) and the legacy packet loads ----
     def lower_ld(self, insn: Insn, index: int) -> None:
+        if is_legacy_load(insn):
+            lower_legacy_load(self, insn, index)
+            return
         value = self.env.ld_imm64_value(insn, index)
         # A map handle or a map value's address is a symbol bound at link time; none is ever 0
         # (LLVM takes a global's address as non-null), so a 0 (nothing to name) stays a number.
@@ -564,10 +578,7 @@ class _FunctionLowering:
     def lower_jmp(self, insn: Insn, index: int) -> None:
         op = insn.op
         if op == isa.EXIT:
-            if self.sandboxed_memory:  # this call's frame is gone
-                self.emit(f"store i64 %frame_slot, ptr {self.env_field(FIELD_FRAME_COUNT)}")
-            self.emit(f"ret i64 {self.reg(0)}")
-            self.terminated = True
+            self.leave(self.reg(0))
         elif op == isa.CALL:
             self.lower_call(insn, index)
         elif op == isa.JA and insn.src & isa.STATIC_BRANCH_JA:  # a patchable static-branch site
@@ -815,7 +826,7 @@ class _FunctionLowering:
 
 # A sandboxed program's access check: inside a live BPF frame, or inside one of the run's regions
 # (writable, for a write). Regions are (start, size, writable) u64 triples.
-_ACCESS_OK = f"""define internal i1 @bpfjit_access_ok(ptr %env, i64 %a, i64 %n, i1 %w) {{
+ACCESS_OK = f"""define internal i1 @bpfjit_access_ok(ptr %env, i64 %a, i64 %n, i1 %w) {{
 entry:
   %fcp = getelementptr inbounds i64, ptr %env, i64 {FIELD_FRAME_COUNT}
   %fc = load i64, ptr %fcp
@@ -882,9 +893,10 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
     real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     # In the sandboxed variant any call may spend the budget, and a checked access may fail in
-    # any function: callers must always look.
+    # any function (a legacy packet load at a header offset too): callers must always look.
     may_stop = sandboxed or counts_depth or not facts.verified or bool(facts.checked_accesses or facts.dead) or any(
-        insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL for insn in real)
+        (insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL) or is_legacy_load(insn)
+        for insn in real)
     parts = MODULE_PROLOGUE + [
         "declare i16 @llvm.bswap.i16(i16)",
         "declare i32 @llvm.bswap.i32(i32)",
@@ -894,7 +906,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
         "",
     ]
     if not facts.verified:
-        parts += _ACCESS_OK
+        parts += ACCESS_OK
     for function in facts.functions:
         lowering = _FunctionLowering(insns, function, facts, env, symbols, may_stop, counts_depth, sandboxed)
         parts += lowering.lower() + lowering.module_globals + [""]

@@ -21,6 +21,7 @@ from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
 
 from .environment import Environment
 from .memory import Buffer, Region, Regions
+from .packet_loads import SKB_DATA, SKB_DATA_END, names_header, offset_of
 from .status import MAX_CALL_FRAMES, MAY_GOTO_BUDGET, RunEnv, Status, raise_for_status
 
 CLOCK_EVERY = 1024  # instructions between two looks at the clock when a run has a time budget
@@ -170,12 +171,34 @@ class Interpreter:
     def address(self, reg: int, off: int) -> int:
         return (self.regs[reg] + off) & MASK64
 
-    # --- LD: ld_imm64 (legacy packet loads are rejected before a run) ----------------------------
-    def ld(self, insn: Insn) -> None:
+    # --- LD: ld_imm64 and the legacy packet loads -----------------------------------------------
+    def ld(self, insn: Insn) -> int | None:
         if not insn.is_lddw:
-            raise BPFRuntimeError(self.pc, "legacy packet access (BPF_LD_ABS/IND) is not supported")
+            return self.legacy_load(insn)
         self.set_reg(insn.dst, self.imm64[self.pc])
         self.pc += 2
+        return None
+
+    def legacy_load(self, insn: Insn) -> int | None:
+        """BPF_LD_ABS/IND: r0 = the packet's bytes at the offset, big-endian (runtime/packet_loads.py).
+
+        The skb pointers are read through r6 with checked loads, and so is the packet: an
+        unverified program may have put anything in r6."""
+        size = isa.SIZE_BYTES[insn.size]
+        skb = self.regs[6]
+        data = self.load((skb + SKB_DATA) & MASK64, 8)
+        headlen = self.load((skb + SKB_DATA_END) & MASK64, 8) - data
+        offset = offset_of(insn, self.regs[insn.src])
+        if names_header(offset):
+            self.status.access_size = size
+            self.fail(Status.BAD_READ, (data + offset) & MASK64)
+        if not 0 <= offset <= headlen - size:  # the kernel's failed load: return 0 from this function
+            self.set_reg(0, 0)
+            return self.exit()
+        self.check_access(data + offset, size, write=False)
+        self.set_reg(0, int.from_bytes(ctypes.string_at(data + offset, size), "big"))  # network order
+        self.pc += 1
+        return None
 
     # --- LDX / ST / STX ------------------------------------------------------------------------
     def ldx(self, insn: Insn) -> None:

@@ -360,8 +360,6 @@ REJECTED = [
     ("unknown JMP op 0xf0", MOV_R0_0 + _slot(isa.JMP | 0xF0) + EXIT, DecodeError, 1),
     ("LD class, mode IMM, size W", MOV_R0_0 + _slot(isa.LD) + EXIT, DecodeError, 1),
     ("LD ABS with dst", MOV_R0_0 + _slot(0x20, 1) + EXIT, DecodeError, 1),
-    ("legacy LD ABS", MOV_R0_0 + _slot(0x20, imm=1) + EXIT, ProgramError, 1),
-    ("legacy LD IND", MOV_R0_0 + _slot(0x40, 0, 1, imm=1) + EXIT, ProgramError, 1),
     ("gotox", MOV_R0_0 + _slot(isa.GOTOX_OP, 1) + EXIT, ProgramError, 1),
     ("jump past the end", MOV_R0_0 + _slot(isa.JA_OP, off=1) + EXIT, ProgramError, 1),
     ("jump far past the end", MOV_R0_0 + _slot(isa.JMP | isa.JEQ | isa.K, 0, off=0x7FFF) + EXIT, ProgramError, 1),
@@ -473,6 +471,8 @@ RUNTIME_FAILURES = [
     ("recursion through callx", lddw_bytes(1, -1, src=isa.PSEUDO_FUNC) + _slot(isa.CALLX_OP, 1) + EXIT),
     ("callx to garbage", lddw_bytes(1, 0x1234) + _slot(isa.CALLX_OP, 1) + EXIT),
     ("gotol loop", MOV_R0_0 + _slot(isa.GOTOL_OP, imm=-1) + EXIT),
+    ("legacy LD ABS without an skb in r6", MOV_R0_0 + _slot(0x20, imm=1) + EXIT),
+    ("legacy LD IND without an skb in r6", MOV_R0_0 + _slot(0x40, 0, 1, imm=1) + EXIT),
 ]
 
 

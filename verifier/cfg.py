@@ -115,8 +115,6 @@ def writes_frame_pointer(insn: Insn) -> bool:
 def _check_insn(insn: Insn, index: int, helper_ids: Container[int], frame_pointer_writes: bool) -> None:
     if frame_pointer_writes and writes_frame_pointer(insn):
         raise ProgramError(index, "frame pointer is read only")
-    if insn.cls == isa.LD and not insn.is_lddw:
-        raise ProgramError(index, "legacy packet access (BPF_LD_ABS/IND) is not supported")
     if insn.opcode == isa.GOTOX_OP:
         raise ProgramError(index, "gotox needs jump tables (.jumptables), which this program lacks")
     if insn.opcode == isa.CALL_OP:

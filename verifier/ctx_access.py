@@ -54,6 +54,8 @@ def _transfer(insn: Insn, state: _State) -> _State:
         return _kill(state, insn.dst)
     if insn.is_lddw:
         return _kill(state, insn.dst)
+    if cls == isa.LD:  # BPF_LD_ABS/IND: r0-r5 are clobbered, as by a call
+        return _kill(state, 0, 1, 2, 3, 4, 5)
     if cls == isa.LDX:
         if insn.src == isa.FRAME_POINTER and insn.size == isa.DW and insn.mode == isa.MEM:
             return _copy(state, insn.dst, ("stack", insn.off))

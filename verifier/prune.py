@@ -38,6 +38,8 @@ def _uses_defs(insn: Insn) -> tuple[frozenset[int], frozenset[int]]:
         return frozenset(uses), frozenset({insn.dst})
     if insn.is_lddw:
         return frozenset(), frozenset({insn.dst})
+    if cls == isa.LD:  # BPF_LD_ABS/IND: the skb in r6 (and src) read, r0-r5 written as by a call
+        return frozenset({6, insn.src} if insn.mode == isa.IND else {6}), _CLOBBERED
     if cls == isa.LDX:
         return frozenset({insn.src}), frozenset({insn.dst})
     if cls == isa.ST:
