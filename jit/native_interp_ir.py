@@ -1,0 +1,717 @@
+"""The LLVM IR of the native interpreter: one loop that executes any pre-decoded BPF program.
+
+The loop is written once (here, as IR text) and compiled once per process (jit/native_interp.py);
+no program is ever compiled for it. It reads the image jit/native_interp_image.py builds: 8-byte
+slots laid out as the kernel's ``struct bpf_insn`` (opcode, dst:4 src:4, off:16, imm:32), with
+every ld_imm64 already resolved into its two imm fields, helper calls renumbered into a dense
+table of native function pointers, and the few instructions no engine runs turned into a trap.
+
+Shape, as a C interpreter such as uBPF has it: registers in an ``[16 x i64]`` array indexed by the
+slot's 4-bit fields, a pc, and one handler block per opcode. Dispatch reads the slot, takes its
+opcode and jumps through a 256-entry table: either ``indirectbr`` over a table of
+``blockaddress`` es (DISPATCH_INDIRECT: LLVM's tail duplication copies the jump into the end of
+every handler, so each handler predicts its own successor: "threaded code") or a ``switch`` that
+LLVM lowers to a jump table (DISPATCH_SWITCH: the same jump, but shared by all handlers).
+jit/native_interp.py records which one it builds and why.
+
+BPF-to-BPF calls keep a frame stack in the same native frame: for each of the MAX_CALL_FRAMES
+frames a 512-byte BPF stack (zeroed on entry, as the reference interpreter's) and a record of the
+caller's r1-r10, its return slot and its may_goto budget. A callee starts with r1-r5 of its
+caller and r0, r6-r9 zero; its exit restores the caller's registers but r0
+(runtime/interp.py, the oracle).
+
+Two variants are built from this one description:
+
+* ``fast``: for verified programs without a budget. Accesses are unchecked, except those the
+  verifier left to the run (Facts.checked_accesses: a raw program's memory, whose size only the run
+  knows), which the image marks with a spare addressing mode and which are compared with
+  ``[RunEnv.mem_start, + mem_size)`` as the JIT does.
+* ``checked``: for unverified programs and runs with a budget. Every load, store and atomic is
+  checked by the JIT's ``@bpfjit_access_ok`` (jit/lower.py) against the run's regions and the live
+  BPF frames (registered in RunEnv.frames, as the sandboxed JIT's); every instruction spends one
+  step of RunEnv.max_steps, and every 1024 steps the watchdog's stop flag is read.
+
+A failed run records its status, instruction and detail in the RunEnv and returns 0, like the JIT;
+``raise_for_status`` (runtime/status.py) turns that into the same error. TRAP is this engine's own
+status: the image names the reason (legacy packet loads, kfuncs, gotox, unknown helpers), which
+the reference interpreter reports at the same instruction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bpfjit import isa
+from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN, FIELD_MAX_STEPS,
+                                   FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_STACK_TOP, FIELD_STATUS, FIELD_STEPS,
+                                   FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAY_GOTO_BUDGET,
+                                   SANDBOX_FRAMES, Status)
+
+from .lower import ACCESS_OK
+
+DISPATCH_INDIRECT = "indirectbr"
+DISPATCH_SWITCH = "switch"
+VARIANTS = ("fast", "checked")
+
+TRAP = 0x100  # RunEnv.status of an instruction the image turned into a trap (TRAP_OPCODE)
+TRAP_OPCODE = 0x00  # LD|IMM|W: no engine accepts it, so the image may use it for its traps
+STOPS_ON_ZERO = 1  # helper table flag: a zero result unwinds the run (bpf_conformance's helper 5)
+POLL_EVERY = 1024  # steps between two looks at the watchdog's stop flag (checked variant)
+
+# Checked accesses of the fast variant: the image moves them to an addressing mode no program
+# may use (the structure check rejects it), so the dispatch itself tells them apart.
+CHECKED_MODE = {isa.LDX | isa.MEM: isa.LDX | isa.ABS, isa.LDX | isa.MEMSX: isa.LDX | isa.IND,
+                isa.ST | isa.MEM: isa.ST | isa.ABS, isa.STX | isa.MEM: isa.STX | isa.ABS,
+                isa.STX | isa.ATOMIC: isa.STX | isa.IND}
+
+# The image's fields (jit/native_interp_image.py ImageHeader), each 8 bytes.
+(IMAGE_CODE, IMAGE_HELPERS, IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT,
+ IMAGE_BRANCHES) = range(7)
+# A frame record: the caller's r1-r10 (slots 0-9), its return slot, its may_goto budget.
+RECORD_WORDS = 16
+RECORD_RETURN, RECORD_MAY_GOTO = 10, 11
+
+_WIDTH = {isa.B: 8, isa.H: 16, isa.W: 32, isa.DW: 64}
+_BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND: "and", isa.XOR: "xor",
+           isa.LSH: "shl", isa.RSH: "lshr", isa.ARSH: "ashr"}
+_PREDICATES = {isa.JEQ: "eq", isa.JNE: "ne", isa.JGT: "ugt", isa.JGE: "uge", isa.JLT: "ult", isa.JLE: "ule",
+               isa.JSGT: "sgt", isa.JSGE: "sge", isa.JSLT: "slt", isa.JSLE: "sle"}
+_RMW = {isa.ADD: "add", isa.OR: "or", isa.AND: "and", isa.XOR: "xor"}
+
+
+@dataclass
+class _Function:
+    """One interpreter function being written: its lines and a counter for fresh names."""
+    checked: bool
+    dispatch: str
+    lines: list[str] = field(default_factory=list)
+    counter: int = 0
+    handlers: dict[int, str] = field(default_factory=dict)  # opcode -> label
+
+    @property
+    def name(self) -> str:
+        return f"@bpfjit_interp_{'checked' if self.checked else 'fast'}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append(f"  {line}")
+
+    def label(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+
+    def value(self, expression: str) -> str:
+        self.counter += 1
+        name = f"%v{self.counter}"
+        self.emit(f"{name} = {expression}")
+        return name
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def env_field(self, index: int) -> str:
+        return self.value(f"getelementptr inbounds i64, ptr %env, i64 {index}")
+
+    def image_word(self, index: int, ty: str = "ptr") -> str:
+        """Field `index` of the image header (IMAGE_*), loaded as ty."""
+        return self.value(f"load {ty}, ptr {self.value(f'getelementptr inbounds i64, ptr %img, i64 {index}')}")
+
+    def reg_ptr(self, reg: str) -> str:
+        return self.value(f"getelementptr inbounds [16 x i64], ptr %regs, i64 0, i64 {reg}")
+
+    def load_reg(self, reg: str) -> str:
+        return self.value(f"load i64, ptr {self.reg_ptr(reg)}")
+
+    def store_reg(self, reg: str, value: str) -> None:
+        self.emit(f"store i64 {value}, ptr {self.reg_ptr(reg)}")
+
+    def goto_pc(self, pc: str) -> None:
+        self.emit(f"store i64 {pc}, ptr %pc_slot")
+        self.emit("br label %dispatch")
+
+    def next_pc(self, slots: int = 1) -> None:
+        self.goto_pc(self.value(f"add i64 %pc, {slots}"))
+
+    def fail(self, status: int, value: str | None = None, at: str = "%pc") -> None:
+        """End the run: record status, the instruction (at) and the detail; return 0."""
+        self.emit(f"store i64 {status}, ptr {self.env_field(FIELD_STATUS)}")
+        self.emit(f"store i64 {at}, ptr {self.env_field(FIELD_INSN)}")
+        if value is not None:
+            self.emit(f"store i64 {value}, ptr {self.env_field(FIELD_VALUE)}")
+        self.emit("store i64 0, ptr %ret_slot")
+        self.emit("br label %leave")
+
+    def branch_if(self, condition: str, weight_taken: bool | None = None) -> tuple[str, str]:
+        """Split on condition; return (taken label, fall-through label) and continue in neither."""
+        taken, other = self.fresh("yes"), self.fresh("no")
+        prof = ""
+        if weight_taken is not None:
+            weights = "1, i32 2000" if not weight_taken else "2000, i32 1"
+            prof = f", !prof !{{!\"branch_weights\", i32 {weights}}}"
+        self.emit(f"br i1 {condition}, label %{taken}, label %{other}{prof}")
+        return taken, other
+
+    # --- memory ---------------------------------------------------------------------------------
+    def address(self, base: str) -> str:
+        """[base + off] as an integer (base: 'dst' or 'src')."""
+        return self.value(f"add i64 {self.load_reg(f'%{base}')}, %off")
+
+    def checked_pointer(self, address: str, bits: int, write: bool, raw_check: bool) -> str:
+        """A pointer for an access of bits/8 bytes at address, checked first where the variant
+        asks: everything in the checked variant, the raw program's memory for a marked access."""
+        size = bits // 8
+        if self.checked:
+            ok = self.value(f"call i1 @bpfjit_access_ok(ptr %env, i64 {address}, i64 {size}, i1 {int(write)})")
+        elif raw_check:
+            start = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_START)}")
+            length = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_SIZE)}")
+            fits = self.value(f"icmp uge i64 {length}, {size}")
+            rel = self.value(f"sub i64 {address}, {start}")
+            inside = self.value(f"icmp ule i64 {rel}, {self.value(f'sub i64 {length}, {size}')}")
+            ok = self.value(f"and i1 {fits}, {inside}")
+        else:
+            return self.value(f"inttoptr i64 {address} to ptr")
+        fine, bad = self.branch_if(ok, weight_taken=True)
+        self.label(bad)
+        self.emit(f"store i64 {size}, ptr {self.env_field(FIELD_ACCESS_SIZE)}")
+        self.fail(int(Status.BAD_WRITE if write else Status.BAD_READ), address)
+        self.label(fine)
+        return self.value(f"inttoptr i64 {address} to ptr")
+
+
+class _LoopBuilder:
+    """Writes one variant of the interpreter function (and its dispatch table)."""
+
+    def __init__(self, checked: bool, dispatch: str):
+        self.f = _Function(checked, dispatch)
+
+    def build(self) -> list[str]:
+        f = self.f
+        handlers = self.handler_writers()
+        f.handlers.update((opcode, f"h{opcode:02x}") for opcode in sorted(handlers))
+        self.prologue()
+        self.dispatch_block()
+        for opcode, label in f.handlers.items():
+            f.label(label)
+            handlers[opcode](opcode)
+        self.shared_blocks()
+        header = [f"define internal i64 {f.name}(ptr %img, ptr %env, i64 %start, i64 %a1, i64 %a2, i64 %a3, "
+                  "i64 %a4, i64 %a5) {"]
+        return header + f.lines + ["}", ""] + self.table()
+
+    # --- entry, dispatch, exit --------------------------------------------------------------------
+    def prologue(self) -> None:
+        f = self.f
+        f.label("entry")
+        f.emit("%regs = alloca [16 x i64], align 16")
+        f.emit(f"%records = alloca [{MAX_CALL_FRAMES * RECORD_WORDS} x i64], align 16")
+        f.emit(f"%stacks = alloca [{MAX_CALL_FRAMES * isa.STACK_SIZE} x i8], align 16")
+        f.emit("%pc_slot = alloca i64")
+        f.emit("%depth_slot = alloca i64")
+        f.emit("%ret_slot = alloca i64")
+        f.emit("%steps_slot = alloca i64")
+        f.emit(f"%code = load ptr, ptr {f.value(f'getelementptr inbounds i64, ptr %img, i64 {IMAGE_CODE}')}")
+        for reg in range(16):
+            value = f"%a{reg}" if 1 <= reg <= 5 else "0"
+            f.store_reg(str(reg), value)
+        f.emit(f"call void @llvm.memset.p0.i64(ptr %stacks, i8 0, i64 {isa.STACK_SIZE}, i1 false)")
+        f.store_reg("10", f.value(f"ptrtoint ptr {f.value(f'getelementptr i8, ptr %stacks, i64 {isa.STACK_SIZE}')} "
+                                  "to i64"))
+        f.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr {self.record_field('0', RECORD_MAY_GOTO)}")
+        f.emit("store i64 %start, ptr %pc_slot")
+        f.emit("store i64 0, ptr %depth_slot")
+        if f.checked:
+            f.emit(f"%frames_at_entry = load i64, ptr {f.env_field(FIELD_FRAME_COUNT)}")
+            f.emit(f"store i64 {f.value(f'load volatile i64, ptr {f.env_field(FIELD_STEPS)}')}, ptr %steps_slot")
+            self.register_frame("%frames_at_entry", "%stacks", "%start")
+        f.emit("br label %dispatch")
+
+    def register_frame(self, count: str, base_ptr: str, at: str) -> None:
+        """Checked variant: list a BPF stack in RunEnv.frames (CALL_DEPTH at `at` when the list is
+        full: callbacks nest frames of several invocations there)."""
+        f = self.f
+        full, room = f.branch_if(f.value(f"icmp uge i64 {count}, {SANDBOX_FRAMES}"), weight_taken=False)
+        f.label(full)
+        f.fail(int(Status.CALL_DEPTH), at=at)
+        f.label(room)
+        slot = f.value(f"add i64 {count}, {FIELD_FRAMES}")
+        f.emit(f"store i64 {f.value(f'ptrtoint ptr {base_ptr} to i64')}, "
+               f"ptr {f.value(f'getelementptr inbounds i64, ptr %env, i64 {slot}')}")
+        f.emit(f"store i64 {f.value(f'add i64 {count}, 1')}, ptr {f.env_field(FIELD_FRAME_COUNT)}")
+
+    def record_field(self, depth: str, word: int) -> str:
+        index = self.f.value(f"add i64 {self.f.value(f'mul i64 {depth}, {RECORD_WORDS}')}, {word}")
+        return self.f.value(f"getelementptr inbounds i64, ptr %records, i64 {index}")
+
+    def dispatch_block(self) -> None:
+        f = self.f
+        f.label("dispatch")
+        f.emit("%pc = load i64, ptr %pc_slot")
+        if f.checked:
+            self.spend_step()
+        f.emit("%slot_ptr = getelementptr inbounds i64, ptr %code, i64 %pc")
+        f.emit("%insn = load i64, ptr %slot_ptr")
+        f.emit("%opcode = and i64 %insn, 255")
+        f.emit("%dst_field = lshr i64 %insn, 8")
+        f.emit("%dst = and i64 %dst_field, 15")
+        f.emit("%src_field = lshr i64 %insn, 12")
+        f.emit("%src = and i64 %src_field, 15")
+        f.emit("%off_field = lshr i64 %insn, 16")
+        f.emit("%off16 = trunc i64 %off_field to i16")
+        f.emit("%off = sext i16 %off16 to i64")
+        f.emit("%imm_field = lshr i64 %insn, 32")
+        f.emit("%imm32 = trunc i64 %imm_field to i32")
+        f.emit("%imm = sext i32 %imm32 to i64")
+        if f.dispatch == DISPATCH_INDIRECT:
+            f.emit(f"%target_ptr = getelementptr inbounds [256 x ptr], ptr {self.table_name}, i64 0, i64 %opcode")
+            f.emit("%target = load ptr, ptr %target_ptr")
+            labels = ", ".join(f"label %{label}" for label in dict.fromkeys(self.table_labels()))
+            f.emit(f"indirectbr ptr %target, [{labels}]")
+        else:
+            cases = " ".join(f"i64 {opcode}, label %{label}" for opcode, label in f.handlers.items())
+            f.emit(f"switch i64 %opcode, label %trap [ {cases} ]")
+
+    def spend_step(self) -> None:
+        """Checked variant: one step of the budget per instruction; the stop flag now and then."""
+        f = self.f
+        steps = f.value(f"add i64 {f.value('load i64, ptr %steps_slot')}, 1")
+        f.emit(f"store i64 {steps}, ptr %steps_slot")
+        budget = f.value(f"load i64, ptr {f.env_field(FIELD_MAX_STEPS)}")
+        over, within = f.branch_if(f.value(f"icmp ugt i64 {steps}, {budget}"), weight_taken=False)
+        f.label(over)
+        f.fail(int(Status.STEP_BUDGET))
+        f.label(within)
+        poll, go_on = f.branch_if(f.value(f"icmp eq i64 {f.value(f'and i64 {steps}, {POLL_EVERY - 1}')}, 0"),
+                                  weight_taken=False)
+        f.label(poll)
+        stop = f.value(f"load volatile i64, ptr {f.env_field(FIELD_STOP)}")
+        stopped, running = f.branch_if(f.value(f"icmp ne i64 {stop}, 0"), weight_taken=False)
+        f.label(stopped)
+        f.fail(int(Status.TIME_BUDGET))
+        f.label(running)
+        f.emit(f"br label %{go_on}")
+        f.label(go_on)
+
+    @property
+    def table_name(self) -> str:
+        return f"{self.f.name}_table"
+
+    def table_labels(self) -> list[str]:
+        return [self.f.handlers.get(opcode, "trap") for opcode in range(256)]
+
+    def table(self) -> list[str]:
+        if self.f.dispatch != DISPATCH_INDIRECT:
+            return []
+        entries = ", ".join(f"ptr blockaddress({self.f.name}, %{label})" for label in self.table_labels())
+        return [f"{self.table_name} = internal constant [256 x ptr] [{entries}]", ""]
+
+    def shared_blocks(self) -> None:
+        """The blocks handlers jump to: trap, local call, helper call, and the one way out."""
+        f = self.f
+        f.label("trap")
+        f.fail(TRAP)
+        self.local_call()
+        self.helper_call()
+        f.label("leave")
+        if f.checked:
+            f.emit(f"store volatile i64 {f.value('load i64, ptr %steps_slot')}, ptr {f.env_field(FIELD_STEPS)}")
+            f.emit(f"store i64 %frames_at_entry, ptr {f.env_field(FIELD_FRAME_COUNT)}")
+        f.emit(f"ret i64 {f.value('load i64, ptr %ret_slot')}")
+
+    def local_call(self) -> None:
+        """Enter the function at %call_target: save the caller's registers, open a zeroed frame."""
+        f = self.f
+        f.label("call_local")
+        f.emit("%call_target = phi i64 " + ", ".join(f"[ {value}, %{block} ]" for value, block in self.call_sources))
+        depth = f.value("load i64, ptr %depth_slot")
+        inner = f.value(f"add i64 {depth}, 1")
+        deep, fine = f.branch_if(f.value(f"icmp uge i64 {inner}, {MAX_CALL_FRAMES}"), weight_taken=False)
+        f.label(deep)
+        f.fail(int(Status.CALL_DEPTH))
+        f.label(fine)
+        record = self.record_field(depth, 0)
+        f.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {record}, ptr {f.reg_ptr('1')}, i64 80, i1 false)")
+        f.emit(f"store i64 {f.value('add i64 %pc, 1')}, ptr {self.record_field(depth, RECORD_RETURN)}")
+        f.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr {self.record_field(inner, RECORD_MAY_GOTO)}")
+        base = f.value(f"getelementptr inbounds i8, ptr %stacks, i64 {f.value(f'mul i64 {inner}, {isa.STACK_SIZE}')}")
+        f.emit(f"call void @llvm.memset.p0.i64(ptr {base}, i8 0, i64 {isa.STACK_SIZE}, i1 false)")
+        if f.checked:
+            self.register_frame(f.value(f"load i64, ptr {f.env_field(FIELD_FRAME_COUNT)}"), base, "%pc")
+        for reg in (0, 6, 7, 8, 9):
+            f.store_reg(str(reg), "0")
+        top = f.value(f"getelementptr inbounds i8, ptr {base}, i64 {isa.STACK_SIZE}")
+        f.store_reg("10", f.value(f"ptrtoint ptr {top} to i64"))
+        f.emit(f"store i64 {inner}, ptr %depth_slot")
+        f.goto_pc("%call_target")
+
+    def helper_call(self) -> None:
+        """Call entry %helper_index of the helper table with r1-r5; r0 = its result."""
+        f = self.f
+        f.label("call_helper")
+        f.emit("%helper_index = phi i64 " + ", ".join(f"[ {v}, %{b} ]" for v, b in self.helper_sources))
+        table = f.image_word(IMAGE_HELPERS)
+        entry = f.value(f"getelementptr inbounds i64, ptr {table}, i64 {f.value('mul i64 %helper_index, 2')}")
+        function = f.value(f"load ptr, ptr {entry}")
+        flags = f.value(f"load i64, ptr {f.value(f'getelementptr inbounds i64, ptr {entry}, i64 1')}")
+        args = ", ".join(f"i64 {f.load_reg(str(reg))}" for reg in range(1, 6))
+        if f.checked:  # a callback the helper runs spends the same budget
+            f.emit(f"store volatile i64 {f.value('load i64, ptr %steps_slot')}, ptr {f.env_field(FIELD_STEPS)}")
+        result = f.value(f"call i64 {function}({args})")
+        if f.checked:
+            f.emit(f"store i64 {f.value(f'load volatile i64, ptr {f.env_field(FIELD_STEPS)}')}, ptr %steps_slot")
+        f.store_reg("0", result)
+        stops = f.value(f"icmp ne i64 {f.value(f'and i64 {flags}, {STOPS_ON_ZERO}')}, 0")
+        unwind = f.value(f"and i1 {stops}, {f.value(f'icmp eq i64 {result}, 0')}")
+        unwound, going = f.branch_if(unwind, weight_taken=False)
+        f.label(unwound)
+        f.emit(f"store i64 {int(Status.UNWOUND)}, ptr {f.env_field(FIELD_STATUS)}")
+        f.emit("store i64 0, ptr %ret_slot")
+        f.emit("br label %leave")
+        f.label(going)
+        status = f.value(f"load volatile i64, ptr {f.env_field(FIELD_STATUS)}")
+        stopped, fine = f.branch_if(f.value(f"icmp ne i64 {status}, 0"), weight_taken=False)
+        f.label(stopped)
+        # A failure the helper reported is placed here; one a callback of it placed stays put.
+        insn_ptr = f.env_field(FIELD_INSN)
+        placed = f.value(f"load i64, ptr {insn_ptr}")
+        pending = f.value(f"icmp eq i64 {placed}, {INSN_PENDING - (1 << 64)}")
+        f.emit(f"store i64 {f.value(f'select i1 {pending}, i64 %pc, i64 {placed}')}, ptr {insn_ptr}")
+        f.emit("store i64 0, ptr %ret_slot")
+        f.emit("br label %leave")
+        f.label(fine)
+        f.next_pc()
+
+    # --- handlers --------------------------------------------------------------------------------
+    def handler_writers(self) -> dict:
+        writers = {}
+        for cls in (isa.ALU, isa.ALU64):
+            for op in (isa.ADD, isa.SUB, isa.MUL, isa.DIV, isa.OR, isa.AND, isa.LSH, isa.RSH, isa.NEG, isa.MOD,
+                       isa.XOR, isa.MOV, isa.ARSH, isa.END):
+                for source in (isa.K, isa.X):
+                    writers[cls | op | source] = self.alu
+        for cls in (isa.JMP, isa.JMP32):
+            for op in (*_PREDICATES, isa.JSET):
+                for source in (isa.K, isa.X):
+                    writers[cls | op | source] = self.conditional_jump
+        writers.update({isa.JA_OP: self.ja, isa.GOTOL_OP: self.ja, isa.MAY_GOTO_OP: self.may_goto,
+                        isa.CALL_OP: self.call, isa.CALLX_OP: self.callx, isa.EXIT_OP: self.exit,
+                        isa.LDDW: self.lddw})
+        for size in (isa.B, isa.H, isa.W, isa.DW):
+            for mode, writer in ((isa.LDX | isa.MEM, self.ldx), (isa.ST | isa.MEM, self.st),
+                                 (isa.STX | isa.MEM, self.stx), (isa.STX | isa.ATOMIC, self.atomic)):
+                writers[mode | size] = writer
+                writers[CHECKED_MODE[mode] | size] = writer
+            if size != isa.DW:
+                writers[isa.LDX | isa.MEMSX | size] = self.ldx
+                writers[CHECKED_MODE[isa.LDX | isa.MEMSX] | size] = self.ldx
+        self.call_sources: list[tuple[str, str]] = []
+        self.helper_sources: list[tuple[str, str]] = []
+        return writers
+
+    def alu(self, opcode: int) -> None:
+        f = self.f
+        op, bits = opcode & 0xF0, 64 if opcode & 0x07 == isa.ALU64 else 32
+        ty = f"i{bits}"
+        d64 = f.load_reg("%dst")
+        if op == isa.END:
+            result = self.byte_swap(opcode, d64)
+            f.store_reg("%dst", result)
+            f.next_pc()
+            return
+        s64 = f.load_reg("%src") if opcode & isa.X else "%imm"
+        d, s = (d64, s64) if bits == 64 else (f.value(f"trunc i64 {d64} to i32"), f.value(f"trunc i64 {s64} to i32"))
+        if op == isa.NEG:
+            result = f.value(f"sub {ty} 0, {d}")
+        elif op == isa.MOV:
+            result = self.move(opcode, s, s64, ty)
+        elif op in (isa.DIV, isa.MOD):
+            result = self.divide(op, d, s, ty)
+        elif op in (isa.LSH, isa.RSH, isa.ARSH):
+            result = f.value(f"{_BINOPS[op]} {ty} {d}, {f.value(f'and {ty} {s}, {bits - 1}')}")
+        else:
+            result = f.value(f"{_BINOPS[op]} {ty} {d}, {s}")
+        f.store_reg("%dst", result if bits == 64 else f.value(f"zext i32 {result} to i64"))
+        f.next_pc()
+
+    def move(self, opcode: int, s: str, s64: str, ty: str) -> str:
+        """mov, and movsx (off 8/16/32 of a register move: the source's low bits sign-extended)."""
+        f = self.f
+        if not opcode & isa.X:
+            return s
+        result = s
+        for width in (8, 16, 32):
+            narrow = f.value(f"trunc i64 {s64} to i{width}")
+            extended = f.value(f"sext i{width} {narrow} to {ty}") if ty != f"i{width}" else narrow
+            result = f.value(f"select i1 {f.value(f'icmp eq i64 %off, {width}')}, {ty} {extended}, {ty} {result}")
+        return result
+
+    def divide(self, op: int, d: str, s: str, ty: str) -> str:
+        """BPF division: by zero gives 0 (div) or dst (mod); signed (off 1) truncates toward zero,
+        and INT_MIN / -1 wraps to INT_MIN with remainder 0. LLVM's UB cases never execute."""
+        f = self.f
+        zero = f.value(f"icmp eq {ty} {s}, 0")
+        minus_one = f.value(f"icmp eq {ty} {s}, -1")
+        signed = f.value("icmp eq i64 %off, 1")
+        unsafe = f.value(f"or i1 {zero}, {f.value(f'and i1 {signed}, {minus_one}')}")
+        divisor = f.value(f"select i1 {unsafe}, {ty} 1, {ty} {s}")
+        name = "div" if op == isa.DIV else "rem"
+        unsigned_result = f.value(f"u{name} {ty} {d}, {divisor}")
+        signed_result = f.value(f"s{name} {ty} {d}, {divisor}")
+        result = f.value(f"select i1 {signed}, {ty} {signed_result}, {ty} {unsigned_result}")
+        by_minus_one = f.value(f"sub {ty} 0, {d}") if op == isa.DIV else "0"
+        result = f.value(f"select i1 {f.value(f'and i1 {signed}, {minus_one}')}, {ty} {by_minus_one}, {ty} {result}")
+        return f.value(f"select i1 {zero}, {ty} {'0' if op == isa.DIV else d}, {ty} {result}")
+
+    def byte_swap(self, opcode: int, d: str) -> str:
+        """le (ALU, K): a truncation to imm bits on x86; be and bswap: the low imm bits swapped."""
+        f = self.f
+        results = []
+        for width in (16, 32, 64):
+            narrow = d if width == 64 else f.value(f"trunc i64 {d} to i{width}")
+            if opcode & 0x07 == isa.ALU and not opcode & isa.X:
+                value = narrow
+            else:
+                value = f.value(f"call i{width} @llvm.bswap.i{width}(i{width} {narrow})")
+            results.append(value if width == 64 else f.value(f"zext i{width} {value} to i64"))
+        wide = f.value(f"select i1 {f.value('icmp eq i64 %imm, 32')}, i64 {results[1]}, i64 {results[2]}")
+        return f.value(f"select i1 {f.value('icmp eq i64 %imm, 16')}, i64 {results[0]}, i64 {wide}")
+
+    def conditional_jump(self, opcode: int) -> None:
+        f = self.f
+        d = f.load_reg("%dst")
+        s = f.load_reg("%src") if opcode & isa.X else "%imm"
+        ty = "i64"
+        if opcode & 0x07 == isa.JMP32:
+            d, s, ty = f.value(f"trunc i64 {d} to i32"), f.value(f"trunc i64 {s} to i32"), "i32"
+        op = opcode & 0xF0
+        if op == isa.JSET:
+            taken = f.value(f"icmp ne {ty} {f.value(f'and {ty} {d}, {s}')}, 0")
+        else:
+            taken = f.value(f"icmp {_PREDICATES[op]} {ty} {d}, {s}")
+        self.jump_if(taken, "%off")
+
+    def jump_if(self, taken: str, offset: str) -> None:
+        f = self.f
+        step = f.value(f"select i1 {taken}, i64 {offset}, i64 0")
+        f.goto_pc(f.value(f"add i64 {f.value('add i64 %pc, 1')}, {step}"))
+
+    def ja(self, opcode: int) -> None:
+        """ja (off), gotol (imm), and the static-branch flavours (src != 0): their site's byte in
+        the image's branch table says whether they jump now."""
+        f = self.f
+        if opcode == isa.GOTOL_OP:
+            self.jump_if("true", "%imm")
+            return
+        keyed, plain = f.branch_if(f.value("icmp ne i64 %src, 0"), weight_taken=False)
+        f.label(plain)
+        self.jump_if("true", "%off")
+        f.label(keyed)
+        table = f.image_word(IMAGE_BRANCHES)
+        byte = f.value(f"load volatile i8, ptr {f.value(f'getelementptr inbounds i8, ptr {table}, i64 %pc')}")
+        self.jump_if(f.value(f"icmp ne i8 {byte}, 0"), "%off")
+
+    def may_goto(self, opcode: int) -> None:
+        """may_goto: falls through while this frame's budget lasts, then branches."""
+        f = self.f
+        budget_ptr = self.record_field(f.value("load i64, ptr %depth_slot"), RECORD_MAY_GOTO)
+        left = f.value(f"load i64, ptr {budget_ptr}")
+        spent = f.value(f"icmp eq i64 {left}, 0")
+        less = f.value(f"sub i64 {left}, 1")
+        f.emit(f"store i64 {f.value(f'select i1 {spent}, i64 0, i64 {less}')}, ptr {budget_ptr}")
+        self.jump_if(spent, "%off")
+
+    def call(self, opcode: int) -> None:
+        """call: a helper (src 0, imm = its index in the helper table) or a BPF function (src 1)."""
+        f = self.f
+        local, helper = f.branch_if(f.value("icmp eq i64 %src, 1"))
+        f.label(local)
+        target = f.value(f"add i64 {f.value('add i64 %pc, 1')}, %imm")
+        self.call_sources.append((target, local))
+        f.emit("br label %call_local")
+        f.label(helper)
+        self.helper_sources.append(("%imm", helper))
+        f.emit("br label %call_helper")
+
+    def callx(self, opcode: int) -> None:
+        """callx: a BPF function's token (the image's function table), else a helper id where the
+        program's environment allows it (the image's helper-id table), else BAD_CALLX."""
+        f = self.f
+        target = f.load_reg("%dst")
+        for table, count, sources, block in (
+                (IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT, self.call_sources, "call_local"),
+                (IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, self.helper_sources, "call_helper")):
+            found, value, missing = self.scan_pairs(f.image_word(table), f.image_word(count, "i64"), target)
+            f.label(found)
+            sources.append((value, found))
+            f.emit(f"br label %{block}")
+            f.label(missing)
+        f.fail(int(Status.BAD_CALLX), target)
+
+    def scan_pairs(self, table: str, count: str, key: str) -> tuple[str, str, str]:
+        """A linear search of (key, value) u64 pairs. Returns (found label, value, missing label);
+        the code continues in neither."""
+        f = self.f
+        before, head, body, found, missing = (f.fresh(f"scan_{part}")
+                                              for part in ("before", "head", "body", "found", "missing"))
+        i, i_next = f.fresh("%i"), f.fresh("%i_next")
+        f.emit(f"br label %{before}")
+        f.label(before)
+        f.emit(f"br label %{head}")
+        f.label(head)
+        f.emit(f"{i} = phi i64 [ 0, %{before} ], [ {i_next}, %{body} ]")
+        f.emit(f"br i1 {f.value(f'icmp ult i64 {i}, {count}')}, label %{body}, label %{missing}")
+        f.label(body)
+        pair = f.value(f"getelementptr inbounds i64, ptr {table}, i64 {f.value(f'mul i64 {i}, 2')}")
+        value = f.value(f"load i64, ptr {f.value(f'getelementptr inbounds i64, ptr {pair}, i64 1')}")
+        f.emit(f"{i_next} = add i64 {i}, 1")
+        hit = f.value(f"icmp eq i64 {f.value(f'load i64, ptr {pair}')}, {key}")
+        f.emit(f"br i1 {hit}, label %{found}, label %{head}")
+        return found, value, missing
+
+    def exit(self, opcode: int) -> None:
+        """exit: the run's result from the main frame, else back to the caller with this r0."""
+        f = self.f
+        depth = f.value("load i64, ptr %depth_slot")
+        last, inner = f.branch_if(f.value(f"icmp eq i64 {depth}, 0"))
+        f.label(last)
+        f.emit(f"store i64 {f.load_reg('0')}, ptr %ret_slot")
+        f.emit("br label %leave")
+        f.label(inner)
+        outer = f.value(f"sub i64 {depth}, 1")
+        f.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {f.reg_ptr('1')}, ptr {self.record_field(outer, 0)}, i64 80, "
+               "i1 false)")
+        f.emit(f"store i64 {outer}, ptr %depth_slot")
+        if f.checked:
+            count = f.env_field(FIELD_FRAME_COUNT)
+            live = f.value(f"load i64, ptr {count}")
+            f.emit(f"store i64 {f.value(f'sub i64 {live}, 1')}, ptr {count}")
+        f.goto_pc(f.value(f"load i64, ptr {self.record_field(outer, RECORD_RETURN)}"))
+
+    def lddw(self, opcode: int) -> None:
+        """ld_imm64: the image holds the resolved value in the imm fields of its two slots."""
+        f = self.f
+        high_slot = f.value(f"load i64, ptr {f.value('getelementptr inbounds i64, ptr %slot_ptr, i64 1')}")
+        high = f.value(f"and i64 {high_slot}, -4294967296")
+        f.store_reg("%dst", f.value(f"or i64 {high}, {f.value('and i64 %imm_field, 4294967295')}"))
+        f.next_pc(2)
+
+    def ldx(self, opcode: int) -> None:
+        f = self.f
+        bits = _WIDTH[opcode & 0x18]
+        raw_check = opcode & 0xE0 in (isa.ABS, isa.IND)
+        pointer = f.checked_pointer(f.address("src"), bits, False, raw_check)
+        value = f.value(f"load i{bits}, ptr {pointer}, align 1")
+        extend = "sext" if opcode & 0xE0 in (isa.MEMSX, CHECKED_MODE[isa.LDX | isa.MEMSX] & 0xE0) else "zext"
+        f.store_reg("%dst", value if bits == 64 else f.value(f"{extend} i{bits} {value} to i64"))
+        f.next_pc()
+
+    def st(self, opcode: int) -> None:
+        self.store(opcode, "%imm")
+
+    def stx(self, opcode: int) -> None:
+        self.store(opcode, self.f.load_reg("%src"))
+
+    def store(self, opcode: int, value: str) -> None:
+        f = self.f
+        bits = _WIDTH[opcode & 0x18]
+        pointer = f.checked_pointer(f.address("dst"), bits, True, opcode & 0xE0 == isa.ABS)
+        narrow = value if bits == 64 else f.value(f"trunc i64 {value} to i{bits}")
+        f.emit(f"store i{bits} {narrow}, ptr {pointer}, align 1")
+        f.next_pc()
+
+    def atomic(self, opcode: int) -> None:
+        """The atomic operations, chosen by imm; any other imm traps (the structure check
+        rejects it before a run)."""
+        f = self.f
+        bits = _WIDTH[opcode & 0x18]
+        ty, align = f"i{bits}", bits // 8
+        raw_check = opcode & 0xE0 == isa.IND
+        cases = [(imm, f.fresh("atomic")) for imm in sorted(isa.ATOMIC_IMMS)]
+        targets = " ".join(f"i64 {imm}, label %{label}" for imm, label in cases)
+        f.emit(f"switch i64 %imm, label %trap [ {targets} ]")
+        for imm, label in cases:
+            f.label(label)
+            if imm == isa.LOAD_ACQ:
+                pointer = f.checked_pointer(f.address("src"), bits, False, raw_check)
+                value = f.value(f"load atomic {ty}, ptr {pointer} acquire, align {align}")
+                f.store_reg("%dst", value if bits == 64 else f.value(f"zext {ty} {value} to i64"))
+                f.next_pc()
+                continue
+            pointer = f.checked_pointer(f.address("dst"), bits, True, raw_check)
+            source = f.load_reg("%src")
+            operand = source if bits == 64 else f.value(f"trunc i64 {source} to {ty}")
+            if imm == isa.STORE_REL:
+                f.emit(f"store atomic {ty} {operand}, ptr {pointer} release, align {align}")
+                f.next_pc()
+                continue
+            if imm == isa.CMPXCHG:
+                r0 = f.load_reg("0")
+                expected = r0 if bits == 64 else f.value(f"trunc i64 {r0} to {ty}")
+                pair = f.value(f"cmpxchg ptr {pointer}, {ty} {expected}, {ty} {operand} seq_cst seq_cst, "
+                               f"align {align}")
+                old = f.value(f"extractvalue {{ {ty}, i1 }} {pair}, 0")
+                f.store_reg("0", old if bits == 64 else f.value(f"zext {ty} {old} to i64"))
+                f.next_pc()
+                continue
+            operation = "xchg" if imm == isa.XCHG else _RMW[imm & ~isa.FETCH]
+            old = f.value(f"atomicrmw {operation} ptr {pointer}, {ty} {operand} seq_cst, align {align}")
+            if imm & isa.FETCH:
+                f.store_reg("%src", old if bits == 64 else f.value(f"zext {ty} {old} to i64"))
+            f.next_pc()
+
+
+def module_ir(dispatch: str = DISPATCH_INDIRECT) -> str:
+    """The interpreter module: both variants, and per variant two entry points:
+
+    ``i64 @bpfjit_interp_<variant>_repeat(ptr image, ptr env, i64 r1, i64 r2, i64 n)`` runs the
+    program from slot 0 n times (stopping early when a run fails) and returns the last r0;
+    ``i64 @bpfjit_interp_<variant>_call(ptr image, ptr env, i64 start, ptr args)`` runs the function
+    at slot `start` once with r1-r5 = args[0..4] (a helper's callback).
+    """
+    parts = [*(f"declare i{bits} @llvm.bswap.i{bits}(i{bits})" for bits in (16, 32, 64)),
+             "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+             "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)", "", *ACCESS_OK, ""]
+    for variant in VARIANTS:
+        parts += _LoopBuilder(variant == "checked", dispatch).build()
+        parts += _entries(variant)
+    return "\n".join(parts) + "\n"
+
+
+def _entries(variant: str) -> list[str]:
+    core = f"@bpfjit_interp_{variant}"
+    return f"""
+define i64 {core}_repeat(ptr %img, ptr %env, i64 %r1, i64 %r2, i64 %n) {{
+entry:
+  %sp = call i64 asm sideeffect "movq %rsp, $0", "=r"()
+  %top = sub i64 %sp, 8
+  %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
+  store i64 %top, ptr %top_field
+  %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %next, %again ]
+  %r = call i64 {core}(ptr %img, ptr %env, i64 0, i64 %r1, i64 %r2, i64 0, i64 0, i64 0)
+  %status = load volatile i64, ptr %status_field
+  %failed = icmp ne i64 %status, 0
+  br i1 %failed, label %done, label %again
+again:
+  %next = add i64 %i, 1
+  %more = icmp ult i64 %next, %n
+  br i1 %more, label %loop, label %done
+done:
+  ret i64 %r
+}}
+
+define i64 {core}_call(ptr %img, ptr %env, i64 %start, ptr %args) {{
+entry:
+  %p2 = getelementptr inbounds i64, ptr %args, i64 1
+  %p3 = getelementptr inbounds i64, ptr %args, i64 2
+  %p4 = getelementptr inbounds i64, ptr %args, i64 3
+  %p5 = getelementptr inbounds i64, ptr %args, i64 4
+  %a1 = load i64, ptr %args
+  %a2 = load i64, ptr %p2
+  %a3 = load i64, ptr %p3
+  %a4 = load i64, ptr %p4
+  %a5 = load i64, ptr %p5
+  %r = call i64 {core}(ptr %img, ptr %env, i64 %start, i64 %a1, i64 %a2, i64 %a3, i64 %a4, i64 %a5)
+  ret i64 %r
+}}
+""".splitlines()
