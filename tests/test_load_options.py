@@ -49,7 +49,8 @@ def test_map_flags_are_set_before_load():
 
 @pytest.mark.parametrize("maps,message", [
     ({"nope": {"max_entries": 1}}, "maps= names no map 'nope' (maps: lengths)"),
-    ({"lengths": {"key_size": 8}}, "map 'lengths': key_size cannot be set before load (settable: max_entries, map_flags)"),
+    ({"lengths": {"key_size": 8}},
+     "map 'lengths': key_size cannot be set before load (settable: max_entries, map_flags)"),
     ({"lengths": {"max_entries": -1}}, "map 'lengths': max_entries must be an unsigned 32-bit int, got -1"),
     ({"lengths": {"max_entries": "8"}}, "map 'lengths': max_entries must be an unsigned 32-bit int, got '8'"),
 ])
@@ -85,7 +86,8 @@ def test_the_cli_takes_the_same_options(capsys):
             "--data-hex", FRAME.hex(), "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["retval"] == 42
-    assert main(["verify", OBJECT, "--set-map", "lengths.max_entries=8", "--prog-type", "first_byte=xdp", "--json"]) == 0
+    options = ["--set-map", "lengths.max_entries=8", "--prog-type", "first_byte=xdp"]
+    assert main(["verify", OBJECT, *options, "--json"]) == 0
     assert {r["verdict"] for r in json.loads(capsys.readouterr().out)} == {"success"}
 
 

@@ -9,6 +9,7 @@ arithmetic, and not every pointer may move; the difference of two pointers is an
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import AbstractSet, Sequence
 
 from bpfjit import isa
 from bpfjit.isa import Insn
@@ -53,6 +54,22 @@ def check_alu(state: State, insn: Insn, new_id) -> None:
         regs[insn.dst] = _pointer_alu(insn, dst, src, is64, new_id)
         return
     regs[insn.dst] = scalar(values.alu(insn, dst.value, src.value))
+
+
+def zero_extension(insns: Sequence[Insn], index: int, block_starts: AbstractSet[int], state: State) -> Insn | None:
+    """``rX <<= 32; rX >>= 32`` on a scalar, the second not a jump target: clang's zero extension
+    of a 32-bit value where it has no ALU32 (cpu v1/v2), the same as ``wX = wX``, which this
+    returns. Checked as that one instruction, the value keeps its link to the copies it came from,
+    so a loop that tests a zero-extended copy of its counter refines the counter too (the kernel
+    loses the link: only widened checks, which need it, use this)."""
+    if index + 1 >= len(insns) or index + 1 in block_starts:
+        return None
+    first, second = insns[index], insns[index + 1]
+    shift = isa.ALU64 | isa.K
+    if first.opcode != shift | isa.LSH or second.opcode != shift | isa.RSH or first.dst != second.dst \
+            or first.imm != 32 or second.imm != 32 or not state.regs[first.dst].is_scalar:
+        return None
+    return Insn(isa.ALU | isa.MOV | isa.X, first.dst, first.dst)
 
 
 def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:

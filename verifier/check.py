@@ -20,8 +20,8 @@ from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime.helpers import HelperRegistry
 
-from . import calls, jumps, precision, termination
-from .alu import check_alu
+from . import calls, jumps, legacy_packet, precision, termination
+from .alu import check_alu, zero_extension
 from .cfg import writes_frame_pointer
 from .facts import Facts
 from .insn_text import insn_text
@@ -106,6 +106,7 @@ class ProgramSpec:
     # loaded from memory (a function pointer in global data) may reach any of them, and the JIT
     # refuses any other value at run time (BAD_CALLX).
     callx_targets: tuple[int, ...] = ()
+    kernel_type: str = ""  # enum bpf_prog_type without its prefix ("" for raw programs)
 
 
 class Verifier:
@@ -230,6 +231,12 @@ class Verifier:
     def _step(self, state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
         cls = insn.cls
         if cls in (isa.ALU, isa.ALU64):
+            extension = zero_extension(self.insns, index, self.facts.block_starts, state) \
+                if self.spec.widen_loops else None
+            if extension is not None:  # the pair, as the one 32-bit move it is
+                check_alu(state, extension, self.new_id)
+                self.visited.add(index + 1)
+                return [(index + 2, state)]
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
             self._note_pointer(index, state.regs[insn.src])
@@ -245,7 +252,7 @@ class Verifier:
             state.regs[insn.dst] = self._ld_imm64(insn, index)
             return [(index + 2, state)]
         elif cls == isa.LD:
-            raise Rejected("BPF_LD_[ABS|IND] instructions not allowed for this program type")
+            return legacy_packet.check(self, state, insn, index)
         else:
             return self._jump(state, insn, index)
         return [(index + 1, state)]

@@ -12,9 +12,8 @@ from typing import Any, Sequence
 from .. import asm
 from ..errors import AsmError, BPFError
 from ..helpers import HelperRegistry
-from ..object import MAP_OPTIONS, Object, is_elf, load
+from ..object import MAP_OPTIONS, PROGRAM_TYPES, Object, is_elf, load
 from ..program import ENGINES, Program, RunResult
-from ..runtime.context import PROGRAM_TYPES
 
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"

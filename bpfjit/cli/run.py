@@ -5,9 +5,8 @@ import argparse
 import json
 
 from ..errors import BPFError
-from ..object import is_elf
+from ..object import PROGRAM_TYPES, is_elf
 from ..program import RunResult
-from ..runtime.context import PROGRAM_TYPES
 from .common import (
     _hexdump,
     _parse_keys,
