@@ -390,12 +390,12 @@ def local_call(v: "Verifier", state: State, target: int, index: int) -> int:
 def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
     """Leave the current function: the slot the caller continues at, or None at program exit."""
     r0 = state.regs[0]
-    require_init(r0, 0)
     frame = state.frame
     if len(state.frames) > 1:
         if r0.type == RegType.PTR_TO_STACK and r0.frameno == frame.frameno:
             raise Rejected("cannot return stack pointer to the caller")
         if frame.callback_ret is not None:  # the helper's caller goes on along its own path
+            require_init(r0, 0)
             v.demand_precise(state, [0])
             _check_range(r0, frame.callback_ret, "At callback return")
             return None
@@ -403,8 +403,9 @@ def exit_insn(v: "Verifier", state: State, index: int) -> int | None:
         caller = state.frame
         for regno in CALLER_SAVED:
             caller.regs[regno] = NOT_INIT
-        caller.regs[0] = r0
+        caller.regs[0] = r0  # as the kernel, even unset: only the caller's use of it is refused
         return frame.callsite + 1
+    require_init(r0, 0)
     if state.lock is not None:
         raise Rejected("bpf_spin_unlock is missing")
     if state.refs:

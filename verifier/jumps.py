@@ -19,7 +19,8 @@ from . import scalar as values
 from .state import Reg, RegType, Slot, State, const, require_init
 
 
-_NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON)
+_NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON,
+               RegType.PTR_TO_SOCKET, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK)
 
 # For `dst op src` with dst the lower pointer (pkt) and src the end: on which edge (True: the
 # taken one) the comparison proves that dst lies before the end, and whether that bound is strict.
@@ -79,10 +80,16 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
             _set_scalar(state, insn.src, src, new_src)
         return True
     if insn.cls == isa.JMP and insn.op in (isa.JEQ, isa.JNE):
-        for pointer, other in ((dst, src), (src, dst)):
-            if pointer.maybe_null and other.is_null:
-                _null_check(state, pointer, is_null=(insn.op == isa.JEQ) == taken)
-                return True
+        # The kernel's NULL check is `if rX ==/!= 0` with rX the maybe-NULL pointer; and of two
+        # pointers compared equal, one that may be NULL is not, since the other is not.
+        if insn.source == isa.K and insn.imm == 0 and dst.maybe_null:
+            _null_check(state, dst, is_null=(insn.op == isa.JEQ) == taken)
+            return True
+        if insn.source == isa.X and dst.is_pointer and src.is_pointer and dst.maybe_null != src.maybe_null \
+                and RegType.PTR_TO_BTF_ID not in (dst.type, src.type) and (insn.op == isa.JEQ) == taken:
+            regno = insn.dst if dst.maybe_null else insn.src
+            state.regs[regno] = replace(state.regs[regno], maybe_null=False)
+            return True
     if insn.cls == isa.JMP and insn.source == isa.X:
         _packet_range(state, insn, dst, src, taken, fit_packet)
     return True
@@ -102,7 +109,7 @@ def _null_check(state: State, pointer: Reg, is_null: bool) -> None:
             return reg
         return const(0) if is_null else replace(reg, maybe_null=False)
     _for_each_reg(state, settle)
-    if is_null and pointer.ref_obj_id:  # a NULL record needs no release
+    if is_null and pointer.ref_obj_id and pointer.ref_obj_id == pointer.id:  # a NULL record needs no release
         state.refs = [ref for ref in state.refs if ref.id != pointer.ref_obj_id]
 
 
