@@ -52,6 +52,7 @@ class Row:
     jit_ns: float | None = None
     native_ns: float | None = None
     interp_ns: float | None = None       # on interp_data
+    native_interp_ns: float | None = None  # engine="native" (the native interpreter), on the full data
     jit_small_ns: float | None = None    # the JIT on interp_data, for the speedup
     kernel_ns: float | None = None
     kernel_note: str = ""
@@ -71,6 +72,10 @@ class Row:
     @property
     def interp_over_jit(self) -> float | None:
         return self.interp_ns / self.jit_small_ns if self.interp_ns and self.jit_small_ns else None
+
+    @property
+    def native_interp_over_jit(self) -> float | None:
+        return self.native_interp_ns / self.jit_ns if self.native_interp_ns and self.jit_ns else None
 
     @property
     def jit_over_kernel(self) -> float | None:
@@ -146,6 +151,14 @@ def time_jit(case: Case, cpu: str, data: bytes, rounds: int, calibrate: bool = F
 def time_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
     program = checked_program(case, cpu, "interp", data)
     return median([program.test_run(data, engine="interp").duration_ns for _ in range(rounds)])
+
+
+def time_native_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
+    """The native interpreter, its repeat loop sized to about 20 ms a round."""
+    program = checked_program(case, cpu, "native", data)
+    repeat = runs_for(program.test_run(data, engine="native").duration_ns)
+    program.test_run(data, repeat=repeat, engine="native")  # warm-up
+    return median([program.test_run(data, repeat=repeat, engine="native").duration_ns for _ in range(rounds)])
 
 
 def time_native(native: NativeLibrary, case: Case, data: bytes, rounds: int) -> float:
@@ -250,6 +263,8 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
     step(f"{case.name}: interp")
     row.interp_ns = time_interp(case, cpu, small, max(1, rounds // 2))
     row.jit_small_ns = time_jit(case, cpu, small, rounds, calibrate=True)
+    step(f"{case.name}: native interpreter")
+    row.native_interp_ns = time_native_interp(case, cpu, data, rounds)
     step(f"{case.name}: native")
     if native is not None:
         row.native_ns = time_native(native, case, data, rounds)
@@ -259,4 +274,4 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
     return row
 
 
-STEPS_PER_CASE = 6
+STEPS_PER_CASE = 7

@@ -20,7 +20,9 @@ from . import asm as assembler
 from . import disasm, isa, verdicts
 from .errors import BPFError, VerifierError
 from .isa import Insn
+from .jit import native_interp
 from .jit.engine import CompiledProgram, compile_program
+from .jit.native_interp_image import build_image
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
@@ -39,8 +41,12 @@ from .verifier.insn_text import insn_text
 from .verifier.ctx_access import rewrite_ctx_access
 from .verifier.verify import inputs as verifier_inputs, verify as verify_program
 
-Engine = Literal["jit", "interp"]
+Engine = Literal["jit", "interp", "native"]
+# The engines every behaviour is checked on: the JIT and the reference interpreter (the oracle).
 ENGINES: tuple[str, ...] = ("jit", "interp")
+# ... and those a run may choose: also the native interpreter (jit/native_interp.py), a preview
+# of issue 16 (no LD_ABS/IND yet; a static key toggled during a run reaches it at the next run).
+RUN_ENGINES: tuple[str, ...] = (*ENGINES, "native")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class Program:
                 self.env.ld_imm64_value(insn, index)
         self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
+        self._native: tuple | None = None  # (image, helper table) for the native interpreter
 
     def _verify(self, log_level: int) -> Verdict:
         """The verifier's verdict: from the cache when this program was accepted before."""
@@ -159,6 +166,23 @@ class Program:
                 self._attach_sites(compiled)
                 self._compiled[sandboxed] = compiled
             return compiled
+
+    def _native_image(self) -> "native_interp.ProgramImage":
+        """The program pre-decoded for the native interpreter (built once), its static branches
+        set to their keys' state now."""
+        with self._compile_lock:
+            if self._native is None:
+                helpers = native_interp.HelperTable(self.env, self.facts.verified and self.facts.helper_args_proven)
+                image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses,
+                                    helpers.address)
+                self._native = (image, helpers)  # the helper table's callbacks live as long as the image
+            image = self._native[0]
+        image.refresh_static_branches()
+        return image
+
+    def _native_checked(self, sandboxed: bool) -> bool:
+        """The native interpreter's checked variant: for unverified programs and budgeted runs."""
+        return not self.facts.verified or sandboxed
 
     def _attach_sites(self, compiled: CompiledProgram) -> None:
         by_key: dict[int, list[NativeSite]] = {}
@@ -221,8 +245,8 @@ class Program:
         ("instruction budget of N exhausted", "time budget of X s exhausted"). Budgeted JIT
         runs use a separately compiled, counting variant of the program and repeat from Python.
         """
-        if engine not in ENGINES:
-            raise BPFError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+        if engine not in RUN_ENGINES:
+            raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         limits = Limits(max_steps, timeout)
         repeat = max(1, int(repeat))
         memory = self._run_memory(bytes(data), ctx)
@@ -235,6 +259,9 @@ class Program:
                 native = ctypes.c_uint64()  # timed by the native repeat loop itself
                 retval = self._invoke("jit", memory, regions, watchdog, repeat, native)
                 elapsed = native.value
+            elif engine == "native" and not self._may_tail_call and not limits.bounded:
+                retval = self._invoke("native", memory, regions, watchdog, repeat)  # the repeat loop is native
+                elapsed = time.perf_counter_ns() - start
             else:
                 for _ in range(repeat):
                     retval = self._invoke(engine, memory, regions, watchdog)
@@ -257,10 +284,14 @@ class Program:
             # The JIT keeps a verified program's stack in native frames: helpers may accept
             # pointers there (an unverified one's frames are listed in env.frames instead).
             run = RunContext(env, program.env, caller, regions,
-                             native_stack=engine == "jit" and program.facts.verified)
+                             native_stack=engine in ("jit", "native") and program.facts.verified)
             with run_context.active(run):
                 if engine == "jit":
                     retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat, elapsed)
+                elif engine == "native":
+                    image = program._native_image()
+                    retval = native_interp.interpreter().run(image, env, memory.r1, memory.r2, repeat,
+                                                             program._native_checked(sandboxed))
                 else:
                     interpreter = Interpreter(program.insns, program.env, program.facts.function_starts)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
@@ -278,6 +309,9 @@ class Program:
         if engine == "jit":
             compiled = self.compile(sandboxed)
             return lambda start, args: compiled.call_function(env, start, args)
+        if engine == "native":
+            image, checked = self._native_image(), self._native_checked(sandboxed)
+            return lambda start, args: native_interp.interpreter().call_function(image, env, start, args, checked)
 
         def interpret(start: int, args: list[int]) -> int:
             interpreter = Interpreter(self.insns, self.env, self.facts.function_starts)

@@ -13,7 +13,7 @@ from .. import asm
 from ..errors import AsmError, BPFError
 from ..helpers import HelperRegistry
 from ..object import MAP_OPTIONS, PROGRAM_TYPES, Object, is_elf, load
-from ..program import ENGINES, Program, RunResult
+from ..program import RUN_ENGINES, Program, RunResult
 
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"
@@ -22,7 +22,7 @@ INTERP_REPEAT = 20   # the interpreter is ~100-1000x slower: time it on fewer ru
 JIT_REPEAT = 10_000  # per packet, in the JIT's native repeat loop
 PROGRESS_AFTER_NS = 1e9  # runs expected to take longer than this get a progress bar (on a TTY)
 CHUNK_NS = 1e8           # ... and are run in chunks of about this long
-OBJECT_ENGINES = (*ENGINES, "kernel")
+OBJECT_ENGINES = (*RUN_ENGINES, "kernel")
 
 XDP_ACTIONS = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}
 TC_ACTIONS = {-1: "TC_ACT_UNSPEC", 0: "TC_ACT_OK", 1: "TC_ACT_RECLASSIFY", 2: "TC_ACT_SHOT",

@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Callable, Sequence
 
 from ..errors import BPFError
-from ..program import ENGINES
+from ..program import RUN_ENGINES
 from . import bench, verify
 from .common import add_load_options
 from .bytecode import cmd_asm, cmd_conformance_plugin, cmd_disasm
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="OBJECT")
     p.add_argument("-m", "--map", help="only this map (default: all)")
     p.add_argument("-p", "--program", help="run this program first (with --data/--data-hex ...)")
-    _add_run_inputs(p, ENGINES, None)
+    _add_run_inputs(p, RUN_ENGINES, None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_map_dump)
 
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("conformance-plugin", help="bpf_conformance plugin: program hex on stdin")
     p.add_argument("memory", nargs="?", help="memory in hex")
-    p.add_argument("--engine", choices=ENGINES, default="jit")
+    p.add_argument("--engine", choices=RUN_ENGINES, default="jit")
     p.set_defaults(func=cmd_conformance_plugin)
     return parser
 
