@@ -209,9 +209,15 @@ class _FunctionLowering:
 
     def in_raw_memory(self, address: str, size: int | str) -> str:
         """Whether [address, address + size) lies in a raw program's memory,
-        [RunEnv.mem_start, + mem_size)."""
-        start = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_START)}")
-        length = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_SIZE)}")
+        [RunEnv.mem_start, + mem_size). The main function is entered with r1 = mem_start and
+        r2 = mem_size (bpfjit.program passes the same two values to both), so it compares with
+        its own arguments: LLVM then sees that an access at r1 + i with i below a bound derived
+        from r2 is inside, and drops the check (a byte loop becomes a memcpy again)."""
+        if self.function.start == 0:
+            start, length = "%a1", "%a2"
+        else:
+            start = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_START)}")
+            length = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_SIZE)}")
         fits = self.value(f"icmp uge i64 {length}, {size}")
         inside = self.value(f"icmp ule i64 {self.value(f'sub i64 {address}, {start}')}, "
                             f"{self.value(f'sub i64 {length}, {size}')}")
