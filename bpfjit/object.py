@@ -172,7 +172,8 @@ class Object:
             keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
                               array_map=self._array_layout,
-                              hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys)
+                              hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys,
+                              returns_int=self._returns_int(linked))
             ptype = types.get(linked.name) or program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
             try:
                 program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
@@ -216,6 +217,28 @@ class Object:
         messages read it, a plain load does not pay for it (as libbpf, which goes on without a
         .BTF.ext it cannot parse)."""
         return btf_module.parse_btf_ext(self.elf.btf_ext, self.btf) if self.elf.btf_ext else None
+
+    def _returns_int(self, linked: elf.LinkedProgram) -> dict[int, bool] | None:
+        """Per function start of a program that has legacy packet loads, whether its BTF
+        prototype returns an int or an enum (the kernel's check_btf_func); None without
+        func_info. Other programs do not need it, and do not pay for parsing .BTF.ext."""
+        if not any(insn.cls == isa.LD and not insn.is_lddw for insn in linked.insns):
+            return None
+        try:
+            ext = self.btf_ext
+        except BTFError:
+            return None
+        if ext is None or not ext.func_info:
+            return None
+        records = {(section, info.insn_index): info.type_id for section, infos in ext.func_info.items()
+                   for info in infos}
+        found = {}
+        for slot, origin in enumerate(linked.origins):
+            if origin in records:
+                proto = self.btf.resolved(self.btf.type(records[origin]).type)
+                returned = proto.return_type if isinstance(proto, btf_module.FuncProto) else 0
+                found[slot] = bool(returned) and self.btf.resolved(returned).kind in _INT_KINDS
+        return found
 
     # --- source lines of verifier messages ------------------------------------------------------
     def source_lines(self, program: str) -> SourceMap | None:
@@ -402,6 +425,8 @@ class Object:
                     return _value_bytes(m)[address - base:address - base + size]
         return None
 
+
+_INT_KINDS = (btf_module.Kind.INT, btf_module.Kind.ENUM, btf_module.Kind.ENUM64)
 
 # What a loader may set on a map before load (libbpf's bpf_map__set_max_entries / _set_map_flags).
 MAP_OPTIONS = ("max_entries", "map_flags")

@@ -74,6 +74,10 @@ class Environment:
     frozen_bytes: Callable[[int, int], bytes | None] = lambda address, size: None
     # Static-branch sites (JA with a flavour) by slot, and the key that switches each.
     static_keys: dict[int, StaticKey] = field(default_factory=dict)
+    # Per function start slot, whether its BTF prototype (.BTF.ext func_info) returns an int or
+    # an enum; None without func_info (raw bytecode). The kernel's rule for subprograms with
+    # legacy packet loads reads it (verifier/legacy_packet.py).
+    returns_int: dict[int, bool] | None = None
 
     def static_branch_jumps(self, index: int, insn: Insn) -> bool:
         """Whether the static-branch JA at `index` jumps now: iff its key is enabled XOR it is

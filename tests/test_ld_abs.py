@@ -15,6 +15,9 @@ from bpfjit.program import ENGINES, Program
 from bpfjit.runtime.packet_loads import SKF_LL_OFF, offset_of
 from bpfjit.isa import ABS, IND, LD, W, Insn
 from bpfjit.verifier import cfg
+from bpfjit.asm import assemble_insns
+from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.stdhelpers import standard_helpers
 from bpfjit.verifier.legacy_packet import check_subprograms
 
 ETHERNET = bytes(range(0xA0, 0xAE))  # 14 bytes, seen by tc only
@@ -72,20 +75,36 @@ def test_out_of_range_returns_zero_from_the_program(body):
     assert runs(prog) == [0, 0]
 
 
+SUBPROGRAM_LOAD = """
+    call local load
+    add %r0, 1000
+    exit
+load:
+    mov %r6, %r1
+    ldabsw 40
+    mov %r0, 1
+    exit
+"""
+
+
 def test_out_of_range_inside_a_subprogram_returns_zero_to_the_caller():
-    # The kernel's hidden exit leaves the current function only: main goes on with r0 = 0.
-    prog = Program.from_asm("""
-        call local load
-        add %r0, 1000
-        exit
-    load:
-        mov %r6, %r1
-        ldabsw 40
-        mov %r0, 1
-        exit
-    """, prog_type="socket")
+    # The kernel's hidden exit leaves the current function only: main goes on with r0 = 0. The
+    # subprogram returns an int by its BTF prototype (as clang's func_info would say).
+    env = Environment(standard_helpers(print), returns_int={0: True, 3: True})
+    prog = Program(assemble_insns(SUBPROGRAM_LOAD), env, prog_type="socket")
     assert runs(prog) == [1000, 1000]
     assert runs(prog, ETHERNET + bytes(44)) == [1001, 1001]
+
+
+@pytest.mark.parametrize("returns_int,message", [
+    (None, "LD_ABS is not allowed in subprogs without BTF"),
+    ({0: True, 3: False}, "LD_ABS is only allowed in functions that return 'int'."),
+])
+def test_a_subprogram_with_legacy_loads_must_return_an_int_by_its_btf(returns_int, message):
+    env = Environment(standard_helpers(print), returns_int=returns_int)
+    with pytest.raises(VerifierError) as caught:
+        Program(assemble_insns(SUBPROGRAM_LOAD), env, prog_type="socket")
+    assert caught.value.message == message and caught.value.index == 3
 
 
 def test_loads_keep_the_callee_saved_registers():
@@ -132,9 +151,10 @@ def test_offset_is_the_low_32_bits_signed():
 
 # --- the verifier -----------------------------------------------------------------------------------
 
-def rejected(text: str, prog_type: str = "socket") -> VerifierError:
+def rejected(text: str, prog_type: str = "socket", returns_int: dict[int, bool] | None = None) -> VerifierError:
     with pytest.raises(VerifierError) as info:
-        Program.from_asm(text, prog_type=prog_type)
+        env = Environment(standard_helpers(print), returns_int=returns_int)
+        Program(assemble_insns(text), env, prog_type=prog_type)
     return info.value
 
 
@@ -202,7 +222,7 @@ def test_a_subprogram_must_cope_with_the_failed_load():
         ldabsw 0
         mov %r0, 1
         exit
-    """)
+    """, returns_int={0: True, 5: True})
     assert error.message == "R9 !read_ok"
 
 

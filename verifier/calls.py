@@ -209,7 +209,7 @@ def _map_compatible(v: "Verifier", info: MapInfo, name: str, helper_id: int) -> 
     fits = (helpers is None or name in helpers) and (types is None or info.map_type in types)
     if fits and name in ("map_update_elem", "map_delete_elem") \
             and info.map_type in (MapType.SOCKMAP, MapType.SOCKHASH):
-        program = v.spec.kernel_type if hasattr(v.spec, "kernel_type") else ""
+        program = v.spec.kernel_type
         if not (program in _SOCKMAP_WRITERS or (program == "SOCK_OPS" and name == "map_delete_elem")):
             raise Rejected("cannot update sockmap in this context\n"
                            f"cannot pass map_type {info.map_type} into func bpf_{name}#{helper_id}")

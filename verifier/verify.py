@@ -7,7 +7,7 @@ the verifier's view (:class:`~.check.ProgramSpec`, map descriptions), then runs 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Sequence
 
 from bpfjit import isa
@@ -17,6 +17,7 @@ from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
 from bpfjit.runtime.environment import Environment
 
+from . import legacy_packet
 from .check import ProgramSpec, Verdict, Verifier
 from .facts import Facts
 from .log import Rejected
@@ -33,13 +34,6 @@ _POINTER_FIELDS = {PACKET: Reg(RegType.PTR_TO_PACKET, Scalar.const(0)),
 _READ_ONLY_PACKET = {"socket"}
 
 
-@dataclass
-class ProgramRules(ProgramSpec):
-    """The program type's rules, with its kernel name (``enum bpf_prog_type`` without the prefix;
-    empty for raw programs), which some helper rules depend on (may_update_sockmap)."""
-    kernel_type: str = ""
-
-
 def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: ProgramType,
            log_level: int = 1) -> Verdict:
     """Prove the program safe, or raise VerifierError with the kernel's message and the log.
@@ -49,9 +43,10 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
     started = time.perf_counter()
     raw = prog_type.layout is None
     tokens = tuple(env.callx_targets(facts.function_starts)) if env.function_tokens is not None else ()
-    spec = ProgramRules(None if raw else _ctx_fields(prog_type.layout),
-                        packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw,
-                        callx_targets=tokens, kernel_type=prog_type.kernel_type)
+    spec = ProgramSpec(None if raw else _ctx_fields(prog_type.layout),
+                       packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw,
+                       callx_targets=tokens, kernel_type=prog_type.kernel_type)
+    legacy_packet.check_subprograms(insns, facts, env.returns_int)
     targets = _PseudoTargets(env)
     if log_level != 1:
         return Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
@@ -92,6 +87,8 @@ def inputs(insns: Sequence[Insn], env: Environment, prog_type: ProgramType) -> s
             parts.append(f"{index} {_target_text(target)}")
     if env.function_tokens is not None:
         parts.append(f"callx {sorted(env.function_tokens.values())} {env.callx_reaches_helpers}")
+    if env.returns_int is not None:
+        parts.append(f"returns_int {sorted(env.returns_int.items())}")
     return "\n".join(parts)
 
 
