@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 
-from errno import EFAULT, EINVAL
+from errno import EFAULT, EINVAL, ENOMEM
 
 from bpfjit.isa import MASK32
 
@@ -32,6 +32,14 @@ def skb_load_bytes(skb: int, offset: int, to: int, size: int, *_: int) -> int:
         return errno_result(EFAULT)
     ctypes.memmove(to, packet.start + offset, size)
     return 0
+
+
+def skb_pull_data(skb: int, length: int, *_: int) -> int:
+    """Make the first `length` bytes (0: the linear part) direct-accessible. A test run's packet is
+    all linear already, so only a length past its end fails, with the kernel's -ENOMEM
+    (pskb_may_pull). The verifier has forgotten every packet pointer: the program reloads them."""
+    packet = run_context.current().regions.named("packet")
+    return errno_result(ENOMEM) if packet is None or (length & MASK32) > packet.size else 0
 
 
 def csum_diff(source: int, source_size: int, target: int, target_size: int, seed: int) -> int:
@@ -63,4 +71,5 @@ TABLE = [
     (HELPER_IDS["skb_load_bytes"], skb_load_bytes, ("ctx", "any", "uninit_mem", "size"), "integer"),
     (HELPER_IDS["csum_diff"], csum_diff, ("mem", "size_or_zero", "mem", "size_or_zero", "any"), "integer"),
     (HELPER_IDS["csum_update"], csum_update, ("ctx", "any"), "integer"),
+    (HELPER_IDS["skb_pull_data"], skb_pull_data, ("ctx", "any"), "integer"),
 ]

@@ -80,3 +80,53 @@ def test_csum_diff_is_the_folded_difference(engine):
 def test_csum_diff_refuses_sizes_that_are_not_words(engine):
     odd = program(CSUM_DIFF.format(source=1, target=2, source_size=3, seed=0), "tc")
     assert odd.test_run(bytes(64), engine=engine).retval == -EINVAL & MASK64
+
+
+# bpf_skb_pull_data, then a packet pointer read again from the ctx (the old ones are forgotten):
+# r0 = the call's result << 8 | the first byte past the Ethernet header.
+PULL_DATA = """
+    mov %r6, %r1
+    mov %r2, {length}
+    call 39
+    mov %r7, %r0
+    lsh %r7, 8
+    ldxw %r2, [%r6+76]
+    ldxw %r3, [%r6+80]
+    mov %r4, %r2
+    add %r4, 15
+    jgt %r4, %r3, +3
+    ldxb %r0, [%r2+14]
+    or %r0, %r7
+    exit
+    mov %r0, %r7
+    exit
+"""
+
+
+@pytest.mark.parametrize("engine", ["jit", "interp", "native"])
+@pytest.mark.parametrize("length,result", [(0, 0), (len(FRAME), 0), (len(FRAME) + 1, -12)])
+def test_skb_pull_data_succeeds_up_to_the_packets_end_and_is_enomem_past_it(engine, length, result):
+    got = program(PULL_DATA.format(length=length), prog_type="tc").test_run(FRAME, engine=engine).retval
+    assert got == ((result << 8) | FRAME[14]) & MASK64
+
+
+def test_packet_pointers_from_before_a_pull_are_forgotten():
+    from bpfjit import VerifierError
+    stale = """
+        mov %r6, %r1
+        ldxw %r8, [%r6+76]
+        ldxw %r9, [%r6+80]
+        mov %r4, %r8
+        add %r4, 1
+        jgt %r4, %r9, +5
+        mov %r1, %r6
+        mov %r2, 0
+        call 39
+        ldxb %r0, [%r8+0]
+        exit
+        mov %r0, 0
+        exit
+    """
+    with pytest.raises(VerifierError) as caught:
+        program(stale, prog_type="tc")
+    assert caught.value.message == "R8 invalid mem access 'scalar'"
