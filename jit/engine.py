@@ -268,6 +268,20 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     return CompiledProgram(ir, optimised, times, engine, callbacks, exported, read_sites(engine), bindings)
 
 
+def shared_object(ir: str) -> bytes:
+    """The object code of a module every program shares, compiled once per machine at O2 (the
+    native helpers, the native interpreter): from the object cache under the hash of its IR, else
+    optimised and emitted now and stored there."""
+    _, cpu, features = host()
+    key = cache.key(ir, 2, cpu, features)
+    cached = cache.lookup(key)
+    if cached is not None:
+        return cached[0]
+    obj, optimised = optimise_and_emit(ir, 2, CompileTimes())
+    cache.store(key, obj, optimised)
+    return obj
+
+
 def optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
     tm = compiling_machine()
     t0 = time.perf_counter()

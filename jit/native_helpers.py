@@ -20,7 +20,7 @@ import llvmlite.binding as llvm
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.maps import native as shared
 
-from . import cache, native_maps, native_misc
+from . import native_maps, native_misc
 
 MODULE_IR = native_maps.MODULE_IR + native_misc.MODULE_IR
 FUNCTIONS = {**native_maps.FUNCTIONS, **native_misc.FUNCTIONS}
@@ -42,14 +42,7 @@ def _build() -> dict[int, int]:
     """Compile (or fetch from the cache) and link the helper module: helper id -> address."""
     global _engine
     from . import engine  # engine imports this module: its target machines are needed only now
-    _, cpu, features = engine.host()
-    key = cache.key(MODULE_IR, 2, cpu, features)
-    cached = cache.lookup(key)
-    if cached is not None:
-        obj = cached[0]
-    else:
-        obj, optimised = engine.optimise_and_emit(MODULE_IR, 2, engine.CompileTimes())
-        cache.store(key, obj, optimised)
+    obj = engine.shared_object(MODULE_IR)
     linked = llvm.create_mcjit_compiler(engine.empty_module(), engine.linking_machine())
     linked.set_object_cache(getbuffer_func=lambda module: obj)
     with engine.link_lock:

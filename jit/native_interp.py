@@ -36,7 +36,7 @@ from bpfjit.isa import MASK64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.status import RunEnv
 
-from . import cache, engine, native_helpers
+from . import engine, native_helpers
 from .native_interp_image import ProgramImage
 from .native_interp_ir import DISPATCH_INDIRECT, TRAP, VARIANTS, module_ir
 
@@ -75,7 +75,7 @@ class NativeInterpreter:
     fast variant trusts the verifier's proofs, as the normal JIT code does."""
 
     def __init__(self, dispatch: str = DISPATCH):
-        obj = cached_object(module_ir(dispatch))
+        obj = engine.shared_object(module_ir(dispatch))
         self._engine = llvm.create_mcjit_compiler(engine.empty_module(), engine.linking_machine())
         self._engine.set_object_cache(getbuffer_func=lambda module: obj)
         with engine.link_lock:
@@ -102,19 +102,6 @@ class NativeInterpreter:
                                                               start, words)
         raise_for_trap(env, image)
         return result
-
-
-def cached_object(ir: str) -> bytes:
-    """The object code of a module compiled once per machine (O2): from the object cache under
-    the hash of its IR, else optimised and emitted now and stored there."""
-    _, cpu, features = engine.host()
-    key = cache.key(ir, 2, cpu, features)
-    cached = cache.lookup(key)
-    if cached is not None:
-        return cached[0]
-    obj, optimised = engine.optimise_and_emit(ir, 2, engine.CompileTimes())
-    cache.store(key, obj, optimised)
-    return obj
 
 
 def raise_for_trap(env: RunEnv, image: ProgramImage) -> None:

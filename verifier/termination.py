@@ -25,6 +25,7 @@ from bpfjit import isa
 from bpfjit.isa import MASK32, MASK64, Insn
 
 from .log import Rejected
+from .memory import read_fixed
 from .state import State
 
 Location = tuple  # ("r", regno) or ("s", fp offset, size)
@@ -272,7 +273,6 @@ def _scalar_at(loc: Location, state: State):
     if loc[0] == "r":
         reg = frame.regs[loc[1]]
     else:
-        from .memory import read_fixed  # memory imports this package's state; read lazily
         if not -isa.STACK_SIZE <= loc[1] < 0:
             return None
         try:
