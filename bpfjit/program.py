@@ -14,7 +14,7 @@ import ctypes
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 from . import asm as assembler
 from . import disasm, isa, verdicts
@@ -26,12 +26,12 @@ from .jit.native_interp_image import build_image
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
-from .runtime.context import (ETH_HLEN, MAX_PACKET_LEN, PROGRAM_TYPES, RUN_CTX, XDP_HEADROOM, build_native_ctx,
-                              ctx_only_image, user_ctx)
+from .runtime.context import PROGRAM_TYPES
 from .runtime.limits import Limits, Watchdog
-from .runtime.memory import Buffer, Region, Regions
+from .runtime.memory import Regions
 from .runtime import run_context
 from .runtime.run_context import RunContext
+from .runtime.run_memory import RunMemory, run_memory
 from .runtime.static_keys import NativeSite, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
 from .runtime.stdhelpers import TAIL_CALL
@@ -56,16 +56,6 @@ class RunResult:
     data_out: bytes
     duration_ns: float
     ctx_out: bytes | None = None
-
-
-@dataclass
-class _RunMemory:
-    """The memory of one test run: r1/r2, the regions the program may touch, how to read results."""
-    r1: int
-    r2: int
-    regions: list[Region]
-    buffers: list[Buffer]  # kept alive for the run
-    read_out: Callable[[], tuple[bytes, bytes | None]]
 
 
 class Program:
@@ -249,7 +239,7 @@ class Program:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         limits = Limits(max_steps, timeout)
         repeat = max(1, int(repeat))
-        memory = self._run_memory(bytes(data), ctx)
+        memory = run_memory(self.type, self.name, bytes(data), ctx)
         regions = Regions(self.env.regions + memory.regions)
         if engine == "jit":
             self.compile(limits.bounded)
@@ -269,7 +259,7 @@ class Program:
         data_out, ctx_out = memory.read_out()
         return RunResult(retval, data_out, elapsed / repeat, ctx_out)
 
-    def _invoke(self, engine: str, memory: _RunMemory, regions: Regions, watchdog: Watchdog,
+    def _invoke(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                 repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
         """One invocation (or `repeat` native ones): tail calls followed, failures raised."""
         env = watchdog.new_env()
@@ -317,48 +307,3 @@ class Program:
             interpreter = Interpreter(self.insns, self.env, self.facts.function_starts)
             return interpreter.run_function(start, args, regions, env)
         return interpret
-
-    def _ctx_only_memory(self, data: bytes, ctx: bytes | None) -> _RunMemory:
-        """r1 = a copy of the ctx and nothing else (raw_tp, syscall, tracing types); a syscall
-        program's ctx comes back as ctx_out, as BPF_PROG_TEST_RUN copies it back."""
-        if data:
-            raise BPFError(f"{self.name}: {self.type.name} programs run on a ctx alone: pass ctx=..., no data")
-        image = Buffer(self.type.layout.size, ctx_only_image(self.type, ctx))
-        writable = any(f.writable for f in self.type.layout.fields)
-        region = Region(image.address, image.size, writable, "context")
-        given = len(ctx or b"")
-        read_out = (lambda: (b"", image.read()[:given])) if writable else (lambda: (b"", None))
-        return _RunMemory(image.address, 0, [region], [image], read_out)
-
-    def _run_memory(self, data: bytes, ctx: bytes | None) -> _RunMemory:
-        if self.type.layout is None:
-            if ctx:
-                raise BPFError(f"{self.name}: raw programs take no ctx (r1 is the data)")
-            buffer = Buffer(len(data), data)
-            region = Region(buffer.address, buffer.size, True, "program memory")
-            return _RunMemory(buffer.address, buffer.size, [region], [buffer], lambda: (buffer.read(), None))
-        if self.type.test_run == RUN_CTX:
-            return self._ctx_only_memory(data, ctx)
-        if len(data) < self.type.min_data:
-            raise BPFError(f"{self.name}: {self.type.name} programs need at least {self.type.min_data} bytes of data")
-        if len(data) > MAX_PACKET_LEN:
-            raise BPFError(f"{self.name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
-                           "a program may see")
-        packet = Buffer(XDP_HEADROOM + len(data), bytes(XDP_HEADROOM) + data)
-        pulled = 0 if self.type.sees_l2 else ETH_HLEN
-        start = packet.address + XDP_HEADROOM + pulled
-        native = Buffer(self.type.layout.native_size,
-                        build_native_ctx(self.type, ctx, start, len(data) - pulled, data))
-        layout = self.type.layout
-
-        def read_out() -> tuple[bytes, bytes | None]:
-            fields = {f.name: f for f in layout.fields}
-            image = native.read()
-            begin = int.from_bytes(image[fields["data"].native_offset:][:8], "little")
-            end = int.from_bytes(image[fields["data_end"].native_offset:][:8], "little")
-            # A pulled Ethernet header comes back zeroed, as the kernel pushes it back.
-            return bytes(pulled) + ctypes.string_at(begin, max(0, end - begin)), user_ctx(self.type, image, start)
-
-        regions = [Region(start, len(data) - pulled, True, "packet"),
-                   Region(native.address, native.size, True, "context")]
-        return _RunMemory(native.address, 0, regions, [packet, native], read_out)

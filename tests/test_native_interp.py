@@ -37,6 +37,7 @@ from bpfjit.runtime import run_context
 from bpfjit.runtime.helpers import HelperRegistry, unwind_helper
 from bpfjit.runtime.memory import Regions
 from bpfjit.runtime.run_context import RunContext
+from bpfjit.runtime.run_memory import run_memory
 from bpfjit.runtime.status import RunEnv, Status, raise_for_status
 
 from conftest import conformance_case, conformance_helpers, conformance_params
@@ -56,7 +57,7 @@ def run_native_ctx(prog: Program, data: bytes = b"", max_steps: int | None = Non
                    ctx: bytes | None = None) -> tuple[int, bytes, bytes | None]:
     """run_native with a ctx in (packet programs) and out: (r0, data_out, ctx_out)."""
     native = native or interpreter()
-    memory = prog._run_memory(bytes(data), ctx)
+    memory = run_memory(prog.type, prog.name, bytes(data), ctx)
     regions = Regions(prog.env.regions + memory.regions)
     verified = prog.facts.verified
     checked = not verified or max_steps is not None
