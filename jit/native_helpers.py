@@ -6,10 +6,12 @@ native memory without entering Python. This module answers, per helper id, where
 implementation is; the engine binds ``@bpfjit_h<id>`` to it instead of a ctypes callback.
 Programs that were not verified keep the Python helpers, which check every pointer.
 
-Every native helper lives in one LLVM module (jit/native_maps.py, jit/native_misc.py), compiled
-once per process on first use (its object code kept in the object cache, jit/cache.py) and never
-freed. Its external symbols (libc functions, the cpu-numbering words of runtime/maps/native.py)
-are bound when it is linked, like a program's.
+Every native helper lives in one LLVM module (jit/native_maps.py, native_queue.py,
+native_ringbuf.py, native_misc.py), compiled once per process on first use (its object code kept
+in the object cache, jit/cache.py) and never freed. Its external symbols (libc functions, the
+cpu-numbering words of runtime/maps/native.py) are bound when it is linked, like a program's.
+``bpf_get_smp_processor_id`` depends on the object's per-CPU slot count, so each count gets a
+one-function module of its own, linked to the helper module (jit/native_misc.py).
 """
 from __future__ import annotations
 
@@ -19,38 +21,60 @@ import llvmlite.binding as llvm
 
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.maps import native as shared
+from bpfjit.runtime.stdhelpers import GET_SMP_PROCESSOR_ID
 
-from . import native_maps, native_misc
+from . import native_maps, native_misc, native_queue, native_ringbuf
 
-MODULE_IR = native_maps.MODULE_IR + native_misc.MODULE_IR
-FUNCTIONS = {**native_maps.FUNCTIONS, **native_misc.FUNCTIONS}
+_PARTS = (native_maps, native_queue, native_ringbuf, native_misc)
+MODULE_IR = "".join(part.MODULE_IR for part in _PARTS)
+FUNCTIONS = {helper_id: entry for part in _PARTS for helper_id, entry in part.FUNCTIONS.items()}
 
 _lock = threading.Lock()
-_engine: llvm.ExecutionEngine | None = None
+_engines: list[llvm.ExecutionEngine] = []  # the linked modules, alive as long as the process
 _addresses: dict[int, int] = {}
+_cpu_number: list[int] = []  # the helper module's cpu_number, which the processor-id modules call
+_processor_ids: dict[int, int] = {}  # per-CPU slot count -> its bpf_get_smp_processor_id
 
 
 def _symbols() -> dict[str, int]:
-    names = native_maps.EXTERNAL_FUNCTIONS + native_misc.EXTERNAL_FUNCTIONS
+    names = native_maps.EXTERNAL_FUNCTIONS + native_misc.EXTERNAL_FUNCTIONS + native_ringbuf.EXTERNAL_FUNCTIONS
     return {**{name: shared.libc_address(name) for name in names},
             native_maps.CPU_KEY: shared.CPU_NUMBERING.key_address,
             native_maps.CPU_COUNTER: shared.CPU_NUMBERING.counter_address,
             **native_misc.symbols()}
 
 
-def _build() -> dict[int, int]:
-    """Compile (or fetch from the cache) and link the helper module: helper id -> address."""
-    global _engine
+def _link(ir: str, symbols: dict[str, int]) -> llvm.ExecutionEngine:
+    """Compile (or fetch from the cache) a module of native helpers and link it in memory."""
     from . import engine  # engine imports this module: its target machines are needed only now
-    obj = engine.shared_object(MODULE_IR)
+    obj = engine.shared_object(ir)
     linked = llvm.create_mcjit_compiler(engine.empty_module(), engine.linking_machine())
     linked.set_object_cache(getbuffer_func=lambda module: obj)
     with engine.link_lock:
-        for name, address in _symbols().items():
+        for name, address in symbols.items():
             llvm.add_symbol(name, address)
         linked.finalize_object()
-    _engine = linked
-    return {helper_id: linked.get_function_address(name) for helper_id, (_, name) in FUNCTIONS.items()}
+    _engines.append(linked)
+    return linked
+
+
+def _helper_module() -> dict[int, int]:
+    """Helper id -> address in the helper module, linked on first use (the caller holds _lock)."""
+    if not _addresses:
+        linked = _link(MODULE_IR, _symbols())
+        _addresses.update({helper_id: linked.get_function_address(name)
+                           for helper_id, (_, name) in FUNCTIONS.items()})
+        _cpu_number.append(linked.get_function_address(native_misc.CPU_NUMBER))
+    return _addresses
+
+
+def _processor_id(ncpus: int) -> int:
+    """The bpf_get_smp_processor_id of programs with `ncpus` per-CPU slots (the caller holds _lock)."""
+    if ncpus not in _processor_ids:
+        _helper_module()
+        linked = _link(native_misc.processor_id_ir(ncpus), {native_misc.CPU_NUMBER: _cpu_number[0]})
+        _processor_ids[ncpus] = linked.get_function_address(native_misc.PROCESSOR_ID)
+    return _processor_ids[ncpus]
 
 
 def native_address(helper_id: int, env: Environment) -> int | None:
@@ -59,15 +83,20 @@ def native_address(helper_id: int, env: Environment) -> int | None:
     Only the standard helpers have native twins: a helper the user registered under the same id
     replaces the standard one, and keeps its Python implementation."""
     helper = env.helpers.get(helper_id)
-    if helper_id not in FUNCTIONS or helper is None or helper.impl is not FUNCTIONS[helper_id][0]:
+    if helper is None:
+        return None
+    if helper_id == GET_SMP_PROCESSOR_ID:
+        ncpus = native_misc.processor_id_slots(helper)
+        if ncpus is None:
+            return None
+        with _lock:
+            return _processor_id(ncpus)
+    if helper_id not in FUNCTIONS or helper.impl is not FUNCTIONS[helper_id][0]:
         return None
     with _lock:
-        if not _addresses:
-            _addresses.update(_build())
-    return _addresses[helper_id]
+        return _helper_module()[helper_id]
 
 
 def bound_natively(address: int) -> bool:
     """Whether address is one of the native helpers (and so no ctypes callback)."""
-    return address in _addresses.values()
-
+    return address in _addresses.values() or address in _processor_ids.values()

@@ -10,6 +10,7 @@ reads what it needs from the map header r1 points at, so one definition serves e
 from __future__ import annotations
 
 import errno
+from typing import Callable
 
 from bpfjit.runtime import stdhelpers
 from bpfjit.runtime.hash_index import MULTIPLIER, NULLS
@@ -69,6 +70,25 @@ define internal void @set_u32(ptr %h, i64 %off, i32 %v) alwaysinline {{
   %p = getelementptr i8, ptr %h, i64 %off
   store i32 %v, ptr %p
   ret void
+}}
+
+; Element %index of the array whose address is the u64 at %h + %base and whose stride the u32 at
+; %h + %stride.
+define internal ptr @strided(ptr %h, i64 %base, i64 %stride, i32 %index) alwaysinline {{
+  %b = call i64 @u64_at(ptr %h, i64 %base)
+  %st32 = call i32 @u32_at(ptr %h, i64 %stride)
+  %st = zext i32 %st32 to i64
+  %i = zext i32 %index to i64
+  %o = mul i64 %i, %st
+  %a = add i64 %b, %o
+  %p = inttoptr i64 %a to ptr
+  ret ptr %p
+}}
+
+define internal i1 @flag_set(i64 %flags, i64 %bit) alwaysinline {{
+  %f = and i64 %flags, %bit
+  %set = icmp ne i64 %f, 0
+  ret i1 %set
 }}
 
 ; &table[index] of the u32 table whose address is the u64 at %h + %off
@@ -202,13 +222,7 @@ define internal i32 @bucket(ptr %h, ptr %key) {{
 }}
 
 define internal ptr @key_at(ptr %h, i32 %slot) alwaysinline {{
-  %kb = call i64 @u64_at(ptr %h, i64 {KEY_BASE})
-  %ks32 = call i32 @u32_at(ptr %h, i64 {KEY_STRIDE})
-  %ks = zext i32 %ks32 to i64
-  %s = zext i32 %slot to i64
-  %o = mul i64 %s, %ks
-  %a = add i64 %kb, %o
-  %p = inttoptr i64 %a to ptr
+  %p = call ptr @strided(ptr %h, i64 {KEY_BASE}, i64 {KEY_STRIDE}, i32 %slot)
   ret ptr %p
 }}
 
@@ -692,11 +706,15 @@ drop:
 }}
 """
 
-#: helper id -> (the standard Python implementation it replaces, its function in MODULE_IR).
-FUNCTIONS = {
-    stdhelpers.MAP_LOOKUP_ELEM: (stdhelpers.map_lookup_elem, "bpfjit_native_map_lookup_elem"),
-    stdhelpers.MAP_UPDATE_ELEM: (stdhelpers.map_update_elem, "bpfjit_native_map_update_elem"),
-    stdhelpers.MAP_DELETE_ELEM: (stdhelpers.map_delete_elem, "bpfjit_native_map_delete_elem"),
-}
+
+def twins(*helpers: tuple[int, Callable[..., int]]) -> dict[int, tuple[Callable[..., int], str]]:
+    """Helper id -> (the standard Python implementation a native helper replaces, the name of
+    the native one: ``bpfjit_native_`` and the Python one's name)."""
+    return {helper_id: (impl, f"bpfjit_native_{impl.__name__}") for helper_id, impl in helpers}
+
+
+FUNCTIONS = twins((stdhelpers.MAP_LOOKUP_ELEM, stdhelpers.map_lookup_elem),
+                  (stdhelpers.MAP_UPDATE_ELEM, stdhelpers.map_update_elem),
+                  (stdhelpers.MAP_DELETE_ELEM, stdhelpers.map_delete_elem))
 
 MODULE_IR = _DECLARATIONS + _COMMON + _HASH + _MUTEX_CALLS + _LOOKUP + _UPDATE + _DELETE

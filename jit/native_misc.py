@@ -1,5 +1,5 @@
 """LLVM IR of the native helpers that are not map operations: ``bpf_spin_lock`` /
-``bpf_spin_unlock``, the clocks and ``bpf_get_prandom_u32``.
+``bpf_spin_unlock``, the clocks, ``bpf_get_prandom_u32`` and ``bpf_get_smp_processor_id``.
 
 The spin lock runs the protocol of runtime/stdhelpers.py ``spin_lock`` (an atomic 0 -> 1 on the
 lock word, 0 to release) on the same word. It spins a bounded number of times; a lock still held
@@ -10,21 +10,37 @@ never gets there: its locks are always released). Only that slow path enters Pyt
 ``bpf_get_prandom_u32`` is splitmix64 over one process-wide 64-bit word, advanced atomically (so
 threads never share a value), seeded from the OS at start: as the kernel's per-cpu prandom,
 statistically random and not for secrets.
+
+``bpf_get_smp_processor_id`` is the slot a program's per-CPU map helpers use on this thread: the
+thread's cpu number (jit/native_maps.py ``cpu_number``, runtime/maps/native.py) modulo the number
+of per-CPU slots its object was loaded with. That number is a constant of the program's helper
+registry, not of the helper module, so each count gets its own one-function module
+(:func:`processor_id_ir`) calling the helper module's ``cpu_number``.
+
+``bpf_probe_read_kernel(_str)`` stay Python: they may read only the run's memory (its regions, and
+its stack frames up to RunEnv.stack_top), which a native helper, handed r1-r5 and no RunEnv,
+cannot see.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import time
 
 from bpfjit.runtime import stdhelpers
 from bpfjit.runtime.helpers import Helper
+from bpfjit.runtime.maps.native import processor_id
+
+from .native_maps import twins
 
 EXTERNAL_FUNCTIONS = ("clock_gettime",)
 SLOW_SPIN_LOCK = "bpfjit_spin_lock_slow"
 PRANDOM_STATE = "bpfjit_prandom_state"
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # splitmix64's increment
 SPINS = 1 << 20  # pause-spins before the slow path: tens of milliseconds
+CPU_NUMBER = "bpfjit_native_cpu_number"
+PROCESSOR_ID = "bpfjit_native_get_smp_processor_id"
 
 MODULE_IR = f"""
 declare i32 @clock_gettime(i32, ptr)
@@ -94,16 +110,43 @@ define i64 @bpfjit_native_get_prandom_u32(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i6
   %r = and i64 %z5, 4294967295
   ret i64 %r
 }}
+
+; The thread's cpu number, for the modules of processor_id_ir.
+define i64 @{CPU_NUMBER}() {{
+  %c = call i64 @cpu_number()
+  ret i64 %c
+}}
 """
 
-#: helper id -> (the standard Python implementation it replaces, its function in MODULE_IR).
-FUNCTIONS = {
-    stdhelpers.SPIN_LOCK: (stdhelpers.spin_lock, "bpfjit_native_spin_lock"),
-    stdhelpers.SPIN_UNLOCK: (stdhelpers.spin_unlock, "bpfjit_native_spin_unlock"),
-    stdhelpers.KTIME_GET_NS: (stdhelpers.ktime_get_ns, "bpfjit_native_ktime_get_ns"),
-    stdhelpers.KTIME_GET_BOOT_NS: (stdhelpers.ktime_get_boot_ns, "bpfjit_native_ktime_get_boot_ns"),
-    stdhelpers.GET_PRANDOM_U32: (stdhelpers.get_prandom_u32, "bpfjit_native_get_prandom_u32"),
-}
+
+def processor_id_ir(ncpus: int) -> str:
+    """The module of ``bpf_get_smp_processor_id`` for programs whose per-CPU maps have `ncpus`
+    slots: the slot jit/native_maps.py ``map_cpu`` gives those maps on this thread."""
+    return f"""
+declare i64 @{CPU_NUMBER}()
+
+define i64 @{PROCESSOR_ID}(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+  %c = call i64 @{CPU_NUMBER}()
+  %slot = urem i64 %c, {ncpus}
+  ret i64 %slot
+}}
+"""
+
+
+def processor_id_slots(helper: Helper) -> int | None:
+    """The per-CPU slot count of a standard ``bpf_get_smp_processor_id`` (runtime/maps/native.py
+    ``processor_id`` bound to it), or None for any other implementation."""
+    impl = helper.impl
+    if isinstance(impl, functools.partial) and impl.func is processor_id and len(impl.args) == 1 \
+            and isinstance(impl.args[0], int) and impl.args[0] >= 1:
+        return impl.args[0]
+    return None
+
+
+FUNCTIONS = twins((stdhelpers.SPIN_LOCK, stdhelpers.spin_lock), (stdhelpers.SPIN_UNLOCK, stdhelpers.spin_unlock),
+                  (stdhelpers.KTIME_GET_NS, stdhelpers.ktime_get_ns),
+                  (stdhelpers.KTIME_GET_BOOT_NS, stdhelpers.ktime_get_boot_ns),
+                  (stdhelpers.GET_PRANDOM_U32, stdhelpers.get_prandom_u32))
 
 _slow_path: list[object] = []  # the callback, alive as long as the process (the module is never freed)
 _prandom_state = ctypes.c_uint64(int.from_bytes(os.urandom(8), "little"))  # likewise

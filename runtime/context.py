@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from bpfjit.errors import BPFError
 
 XDP_HEADROOM = 256  # XDP_PACKET_HEADROOM: room in front of the packet for bpf_xdp_adjust_head
+# The head of the headroom holds a struct xdp_frame (40 bytes on x86-64) that neither the packet
+# nor its metadata may grow into.
+XDP_FRAME_SIZE = 40
+XDP_META_MAX = 255  # metadata is at most skb_shared_info.meta_len's (u8) largest value
 ETH_HLEN = 14
 # The longest packet a program sees (the kernel's MAX_PACKET_OFF): the verifier proves no packet
 # range past it, and bounds a pointer checked against data_end by it; test runs refuse more.
@@ -293,11 +297,13 @@ _NO_PACKET_RUN = {
 
 
 def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, data_len: int,
-                     frame: bytes = b"") -> bytes:
-    """The native context of a packet program's run: the user's ctx values, pointers filled in.
+                     frame: bytes = b"", meta_len: int = 0) -> bytes:
+    """The native context of a packet program's run: the user's ctx values, pointers filled in
+    (``data_meta`` meta_len bytes before ``data``).
 
     Like BPF_PROG_TEST_RUN, a ctx given by the user may only set the input fields the program
-    type accepts: the pointer fields must be zero and bytes past the struct must be zero.
+    type accepts: the pointer fields must be zero and bytes past the struct must be zero. (An
+    xdp_md's offsets are taken apart by :func:`xdp_input` first.)
     """
     layout = ptype.layout
     if ptype.test_run != RUN_PACKET or layout is None:
@@ -311,7 +317,7 @@ def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, dat
                 raise BPFError(f"ctx: {layout.struct_name}.{field.name} is set by the runtime and must be zero")
             continue
         native[field.native_offset:field.native_offset + field.size] = value
-    pointers = {PACKET: data_start, PACKET_END: data_start + data_len, PACKET_META: data_start,
+    pointers = {PACKET: data_start, PACKET_END: data_start + data_len, PACKET_META: data_start - meta_len,
                 SOCK_COMMON_OR_NULL: 0}
     for field in layout.fields:
         if field.pointer:
@@ -326,12 +332,55 @@ def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, dat
     return bytes(native)
 
 
+@dataclass(frozen=True)
+class XdpInput:
+    """How BPF_PROG_TEST_RUN splits an XDP program's data_in, as its xdp_md ctx_in says."""
+    meta_len: int  # the first meta_len bytes are metadata, in front of data
+    end: int  # data_in up to here is the linear part; the rest goes to frags
+    ctx: bytes  # the ctx with its offsets cleared: the input fields build_native_ctx takes
+
+
+def xdp_input(ctx: bytes | None, data_len: int) -> XdpInput:
+    """The kernel's reading of an XDP ctx_in (bpf_prog_test_run_xdp, xdp_convert_md_to_buff):
+    ``data`` is the metadata's length and ``data_end`` the linear part's end, both offsets into
+    data_in; ``data_meta`` must be 0; ``egress_ifindex`` must be 0; an ``rx_queue_index`` needs
+    an ``ingress_ifindex``, and the only device is the loopback (ifindex 1, one rx queue). The
+    kernel's errno for each refusal ends the message."""
+    user = _user_bytes(XDP_MD, ctx)
+    data, data_end, data_meta, ingress, rx_queue, egress = struct.unpack("<6I", user)
+    if ctx is None:
+        data_end = data_len
+    meta_room = XDP_HEADROOM - XDP_FRAME_SIZE
+    if data_meta:
+        raise BPFError("ctx: xdp_md.data_meta must be 0: the metadata starts data_in (EINVAL)")
+    if data_end > data_len:
+        raise BPFError(f"ctx: xdp_md.data_end ({data_end}) is past the {data_len} bytes of data (EINVAL)")
+    if data > data_end:
+        raise BPFError(f"ctx: xdp_md.data ({data}) is past xdp_md.data_end ({data_end}) (EINVAL)")
+    if data % 4 or data > min(XDP_META_MAX, meta_room):
+        raise BPFError(f"ctx: xdp_md.data ({data}) is the metadata's length: a multiple of 4, at most "
+                       f"{meta_room // 4 * 4} (EINVAL)")
+    if data_len - data < ETH_HLEN:
+        raise BPFError(f"xdp programs need at least {ETH_HLEN} bytes of data after the metadata, got "
+                       f"{data_len - data} (EINVAL)")
+    if egress:
+        raise BPFError("ctx: xdp_md.egress_ifindex must be 0 (EINVAL)")
+    if rx_queue and not ingress:
+        raise BPFError("ctx: xdp_md.rx_queue_index needs an ingress_ifindex (EINVAL)")
+    if ingress and ingress != LOOPBACK_IFINDEX:
+        raise BPFError(f"ctx: xdp_md.ingress_ifindex {ingress}: no such device; a test run has only the "
+                       f"loopback device, ifindex {LOOPBACK_IFINDEX} (ENODEV)")
+    if rx_queue:
+        raise BPFError(f"ctx: xdp_md.rx_queue_index {rx_queue}: the loopback device has only rx queue 0 (EINVAL)")
+    return XdpInput(data, data_end, bytes(12) + user[12:])
+
+
 def _user_bytes(layout: ContextLayout, ctx: bytes | None) -> bytes:
     """The user's ctx as exactly `layout.size` bytes (shorter is zero-padded; longer must be zeros)."""
     user = bytes(ctx or b"")
     if len(user) > layout.size:
         if any(user[layout.size:]):
-            raise BPFError(f"ctx: bytes past the {layout.size}-byte struct {layout.struct_name} must be zero")
+            raise BPFError(f"ctx: bytes past the {layout.size}-byte struct {layout.struct_name} must be zero (E2BIG)")
         user = user[:layout.size]
     return user.ljust(layout.size, b"\0")
 
@@ -355,7 +404,8 @@ def ctx_only_image(ptype: ProgramType, ctx: bytes | None) -> bytes:
 
 
 def user_ctx(ptype: ProgramType, native: bytes, data_start: int) -> bytes:
-    """The program's view of a native context after a run (ctx_out), packet pointers as offsets.
+    """The program's view of a native context after a run (ctx_out), packet pointers as offsets
+    from data_start (an XDP run's data_meta, as xdp_convert_buff_to_md reports them).
 
     A hidden value field at a visible field's offset holds what the user passed in; it comes
     after that field in the layout and so wins.

@@ -12,6 +12,7 @@ against the memory of the run (runtime/helper_args.py): a bad one is a clean err
 from __future__ import annotations
 
 import ctypes
+import functools
 import random
 import time
 from typing import Callable
@@ -19,10 +20,10 @@ from typing import Callable
 from bpfjit.isa import MASK64
 
 from . import helper_args, maps, run_context
-from . import skb_helpers, sock_helpers
+from . import skb_helpers, sock_helpers, xdp_helpers
 from .helpers import Helper, HelperRegistry, Prototype, errno_result
 from .kernel_helpers import helper_name
-from .maps.native import ATOMICS, CPU_NUMBERING
+from .maps.native import ATOMICS, processor_id
 from .printk import format_printk
 from .status import BPF_MAX_LOOPS, MAX_TAIL_CALLS, HelperFault, Status
 
@@ -42,7 +43,7 @@ FOR_EACH_MAP_ELEM, LOOP = 164, 181
 def current_cpu(ncpus: int) -> int:
     """The "CPU" a run is on: one slot per worker thread, numbered as threads first run (the same
     number the native helpers see: runtime/maps/native.py)."""
-    return CPU_NUMBERING.current() % ncpus
+    return processor_id(ncpus)
 
 
 def _map(handle: int, kind: type[maps.Map] = maps.Map, arg: int = 1) -> maps.Map:
@@ -303,9 +304,9 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
         (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
     ]
-    table += skb_helpers.TABLE + sock_helpers.TABLE
+    table += skb_helpers.TABLE + sock_helpers.TABLE + xdp_helpers.TABLE
     registry = HelperRegistry([Helper(i, helper_name(i), fn, Prototype(ret, args)) for i, fn, args, ret in table])
     registry.add(trace_printk_helper(trace))
-    registry.register(GET_SMP_PROCESSOR_ID, lambda *_: current_cpu(ncpus), "get_smp_processor_id",
+    registry.register(GET_SMP_PROCESSOR_ID, functools.partial(processor_id, ncpus), "get_smp_processor_id",
                       Prototype("integer"))
     return registry

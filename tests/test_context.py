@@ -50,10 +50,13 @@ def test_xdp_rejects_frames_shorter_than_ethernet(xdp_prog):
 def test_xdp_ctx_input_fields(engine):
     # r0 = ctx->ingress_ifindex + ctx->rx_queue_index
     prog = Program.from_asm("ldxw %r0, [%r1+12]\nldxw %r2, [%r1+16]\nadd %r0, %r2\nexit", prog_type="xdp")
-    ctx = struct.pack("<6I", 0, 0, 0, 7, 3, 0)
-    assert prog.test_run(bytes(20), ctx=ctx, engine=engine).retval == 10
-    with pytest.raises(BPFError, match="xdp_md.data is set by the runtime"):
-        prog.test_run(bytes(20), ctx=struct.pack("<6I", 1, 0, 0, 0, 0, 0), engine=engine)
+    # The kernel's test run knows the loopback device (ifindex 1) and its queue 0 only.
+    ctx = struct.pack("<6I", 0, 20, 0, 1, 0, 0)
+    assert prog.test_run(bytes(20), ctx=ctx, engine=engine).retval == 1
+    with pytest.raises(BPFError, match="xdp_md.data_meta must be 0"):
+        prog.test_run(bytes(20), ctx=struct.pack("<6I", 0, 20, 1, 0, 0, 0), engine=engine)
+    with pytest.raises(BPFError, match="ENODEV"):
+        prog.test_run(bytes(20), ctx=struct.pack("<6I", 0, 20, 0, 7, 0, 0), engine=engine)
 
 
 def test_packet_writes_through_data_pointer(engine):

@@ -290,3 +290,12 @@ def test_ringbuf_has_no_dict_api():
     assert rb.update(b"", b"", 0) == -errno.EOPNOTSUPP
     assert rb.delete(b"") == -errno.EOPNOTSUPP
     assert bool(rb)
+
+
+def test_ringbuf_corrupt_header_is_an_error_not_a_wild_read():
+    rb = mk("rb", MapType.RINGBUF, 0, 0, PAGE)
+    assert rb.output(b"ok") == 0
+    poke(rb.data_base, struct.pack("<I", (1 << 30) - 1))  # a program wrote over the length
+    with pytest.raises(MapError) as info:
+        rb.poll(lambda sample: None)
+    assert info.value.errno == errno.EINVAL and "corrupt header" in str(info.value)

@@ -124,16 +124,18 @@ def test_xdp_runs_on_the_loopback_device(engine):
     prog = load("ldxw %r0, [%r1+12]\nexit", "xdp")
     result = prog.test_run(bytes(64), engine=engine)
     assert result.retval == 1 and struct.unpack_from("<I", result.ctx_out, 12)[0] == 0
-    ctx = struct.pack("<6I", 0, 0, 0, 5, 0, 0)
+    ctx = struct.pack("<6I", 0, 64, 0, 1, 0, 0)
     result = prog.test_run(bytes(64), ctx=ctx, engine=engine)
-    assert result.retval == 5 and struct.unpack_from("<I", result.ctx_out, 12)[0] == 5
+    assert result.retval == 1 and struct.unpack_from("<I", result.ctx_out, 12)[0] == 1
+    with pytest.raises(BPFError, match="ENODEV"):  # no other device exists in a test run
+        prog.test_run(bytes(64), ctx=struct.pack("<6I", 0, 64, 0, 5, 0, 0), engine=engine)
 
 
 def test_sk_skb_cannot_be_test_run():
     prog = load("mov %r0, 0\nexit", "sk_skb")
     with pytest.raises(BPFError, match="sk_skb programs are not test-run on a packet: neither the kernel nor "
                                        "bpfjit can test-run them"):
-        prog.test_run(bytes(64), engine="interp")
+        prog.test_run(bytes(64), engine="reference")
 
 
 @pytest.mark.parametrize("ptype, text, ctx, expected", [

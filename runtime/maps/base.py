@@ -24,7 +24,8 @@ HEADER_SIZE = 64
 #:   0 u32 map_type   4 u32 key_size   8 u32 value_size   12 u32 max_entries   16 u32 map_flags
 #:  20 u32 elem_stride (value stride: arrays, hashes, map-in-map handle tables; 0 otherwise)
 #:  24 u64 value_base (arrays: value 0 of cpu 0; hashes: the value pool; array-of-maps: handle
-#:         table; ring buffer: data area (mapped twice back to back); 0 otherwise)
+#:         table; queues and stacks: the element ring; ring buffer: data area (mapped twice back
+#:         to back); 0 otherwise)
 #:  32 u32 ncpus      36 u32 map id (unique per process, like the kernel's map id)
 #:  40 u64 cpu_stride (per-cpu arrays: bytes between one cpu's values and the next cpu's);
 #:         ring buffer: consumer position
@@ -181,12 +182,11 @@ class Map:
             raise owner._err(f"{what} would need {size} bytes (limit {MAX_MAP_BYTES})", E.ENOMEM)
         return Buffer(size)
 
-    def _write_header(self, pos0: int | None = None, pos1: int | None = None) -> None:
+    def _write_header(self) -> None:
         self._header.write(HEADER.pack(
             self.map_type, self.key_size, self.value_size, self.max_entries, self.map_flags,
             self.elem_stride, self.value_base, self._nslots, self.id & 0xFFFFFFFF,
-            self.cpu_stride if pos0 is None else pos0, self.key_base if pos1 is None else pos1,
-            HEADER_MAGIC))
+            self.cpu_stride, self.key_base, HEADER_MAGIC))
 
     def _make_regions(self) -> list[Region]:
         return [Region(self.handle, HEADER_SIZE, False, f"map {self.name} header"),

@@ -30,6 +30,14 @@ The header's native half (``handle + HEADER_SIZE``, :data:`EXT`; programs never 
   80  u64    hash maps: the free stack (u32 per slot, the next slot to use on top)
   88  u64    hash maps: the order list (u32 previous, u32 next per slot)
 ====  =====  ==================================================================================
+
+Queue and stack maps use 44 and 48 for their ring of ``max_entries + 1`` value slots (at the
+header's ``value_base``): ``head`` (the next slot to write) and ``tail`` (the oldest element);
+empty when they are equal, full when ``head + 1`` wraps onto ``tail``, as the kernel's
+queue_stack_maps.c. Ring buffers use 44 for the wakeup word (a futex: bumped by every submit that
+wakes consumers), 64 for the pending position (the oldest record that may still be reserved,
+kernel/bpf/ringbuf.c ``pending_pos``) and 72 for the number of consumers waiting on the wakeup
+word; their consumer and producer positions are in the header (runtime/maps/base.py).
 """
 from __future__ import annotations
 
@@ -43,11 +51,28 @@ EXT_NBUCKETS, EXT_KEY_STRIDE, EXT_HEADS, EXT_LINKS, EXT_FREE, EXT_ORDER = 56, 60
 MUTEX_SIZE = 40
 EXT = struct.Struct("<40sIIIIIIQQQQ")
 assert EXT.size == EXT_SIZE
+EXT_QUEUE_HEAD, EXT_QUEUE_TAIL = 44, 48
+EXT_RB_WAKEUPS, EXT_RB_PENDING, EXT_RB_WAITERS = 44, 64, 72
+SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129  # x86-64: how a ring buffer's consumers wait
 
 _libc = ctypes.CDLL(None, use_errno=True)
 for _name in ("pthread_mutex_init", "pthread_mutex_lock", "pthread_mutex_unlock", "pthread_mutex_destroy"):
     getattr(_libc, _name).argtypes = [ctypes.c_void_p] if _name != "pthread_mutex_init" else [ctypes.c_void_p] * 2
     getattr(_libc, _name).restype = ctypes.c_int
+
+
+class NativeField:
+    """A field of a map header's native half (``map.native + offset``) as a Python attribute: the
+    native helpers read and write the same word."""
+
+    def __init__(self, offset: int, kind: type[ctypes._SimpleCData]):
+        self.offset, self.kind = offset, kind
+
+    def __get__(self, owner_map: object, owner: type) -> int:
+        return self.kind.from_address(owner_map.native + self.offset).value
+
+    def __set__(self, owner_map: object, value: int) -> None:
+        self.kind.from_address(owner_map.native + self.offset).value = value
 
 
 def libc_address(name: str) -> int:
@@ -120,3 +145,9 @@ class _CpuNumbering:
 
 
 CPU_NUMBERING = _CpuNumbering()
+
+
+def processor_id(ncpus: int, *_: int) -> int:
+    """bpf_get_smp_processor_id for a program whose per-CPU maps have ``ncpus`` slots: the slot
+    its per-CPU map helpers use on this thread (the native helper computes the same)."""
+    return CPU_NUMBERING.current() % ncpus

@@ -6,17 +6,22 @@ import errno as E
 from typing import Any, Iterator
 
 from .base import Map
+from .native import EXT_QUEUE_HEAD, EXT_QUEUE_TAIL, NativeField
 from .uapi import BPF_ANY, BPF_EXIST, BPF_NOEXIST, KMALLOC_MAX_SIZE, QUEUE_STACK_CREATE_FLAG_MASK
 
 
 class QueueMap(Map):
     """BPF_MAP_TYPE_QUEUE (FIFO). Elements live in a native ring of ``max_entries + 1`` slots,
-    like the kernel's. Kernel side: ``push(value, flags)``, ``pop(out_address)``,
+    like the kernel's; its head and tail are words of the header's native half
+    (runtime/maps/native.py), changed under the map lock by these methods and by the native
+    helpers (jit/native_queue.py) alike. Kernel side: ``push(value, flags)``, ``pop(out_address)``,
     ``peek(out_address)``; Python side: ``push_elem``, ``pop_elem``, ``peek_elem``, ``len``,
     ``values()`` (in pop order), ``clear``."""
 
     type_name = "queue"
     stack = False
+    head = NativeField(EXT_QUEUE_HEAD, ctypes.c_uint32)  # the next slot to write
+    tail = NativeField(EXT_QUEUE_TAIL, ctypes.c_uint32)  # the oldest element
 
     def _validate(self) -> None:
         if self.key_size != 0:
@@ -31,14 +36,10 @@ class QueueMap(Map):
     def _allocate(self) -> None:
         self._size = self.max_entries + 1
         self._elems = self._alloc(self._size * self.value_size, "the elements", self)
-        self._head = 0  # next slot to write
-        self._tail = 0  # oldest element
+        self.value_base = self._elems.address
 
-    def _is_full(self) -> bool:
-        head = self._head + 1
-        if head >= self._size:
-            head = 0
-        return head == self._tail
+    def _slot(self, index: int) -> int:
+        return self.value_base + index * self.value_size
 
     # kernel side
 
@@ -48,34 +49,31 @@ class QueueMap(Map):
         if flags & BPF_NOEXIST or flags > BPF_EXIST:
             return -E.EINVAL
         with self._lock:
-            if self._is_full():
+            head = self.head
+            following = head + 1 if head + 1 < self._size else 0
+            if following == self.tail:
                 if not flags & BPF_EXIST:
                     return -E.E2BIG
-                self._tail += 1
-                if self._tail >= self._size:
-                    self._tail = 0
-            ctypes.memmove(self._elems.address + self._head * self.value_size,
-                           self._fit(value), self.value_size)
-            self._head += 1
-            if self._head >= self._size:
-                self._head = 0
+                self.tail = following + 1 if following + 1 < self._size else 0
+            ctypes.memmove(self._slot(head), self._fit(value), self.value_size)
+            self.head = following
         return 0
 
     def _get(self, out_address: int, delete: bool) -> int:
         with self._lock:
-            if self._head == self._tail:
+            head, tail = self.head, self.tail
+            if head == tail:
                 ctypes.memset(out_address, 0, self.value_size)
                 return -E.ENOENT
             if self.stack:
-                index = self._head - 1 if self._head > 0 else self._size - 1
+                index = head - 1 if head > 0 else self._size - 1
                 if delete:
-                    self._head = index
+                    self.head = index
             else:
-                index = self._tail
+                index = tail
                 if delete:
-                    self._tail = index + 1 if index + 1 < self._size else 0
-            ctypes.memmove(out_address, self._elems.address + index * self.value_size,
-                           self.value_size)
+                    self.tail = index + 1 if index + 1 < self._size else 0
+            ctypes.memmove(out_address, self._slot(index), self.value_size)
         return 0
 
     def pop(self, out_address: int) -> int:
@@ -121,20 +119,36 @@ class QueueMap(Map):
         self._check_user_read()
         return self._get_elem(False)
 
+    def update_elem(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
+        """BPF_MAP_UPDATE_ELEM from user space, which on a queue or stack is a push (the key
+        must be None: the kernel takes a NULL key)."""
+        self._no_key(key, "update")
+        self.push_elem(value, flags)
+
+    def lookup_elem(self, key: Any, flags: int = 0) -> Any:
+        """BPF_MAP_LOOKUP_ELEM from user space, which on a queue or stack is a peek."""
+        self._no_key(key, "lookup")
+        if flags:
+            raise self._err(f"lookup flags {flags:#x} are invalid here", E.EINVAL)
+        return self.peek_elem()
+
+    def _no_key(self, key: Any, what: str) -> None:
+        if key is not None:
+            raise self._err(f"{what}: queue and stack maps have no key (pass None)", E.EINVAL)
+
     def _raw_values(self) -> list[bytes]:
         with self._lock:
+            head, tail = self.head, self.tail
             out = []
             if self.stack:
-                i = self._head
-                while i != self._tail:
+                i = head
+                while i != tail:
                     i = i - 1 if i > 0 else self._size - 1
-                    out.append(ctypes.string_at(self._elems.address + i * self.value_size,
-                                                self.value_size))
+                    out.append(ctypes.string_at(self._slot(i), self.value_size))
             else:
-                i = self._tail
-                while i != self._head:
-                    out.append(ctypes.string_at(self._elems.address + i * self.value_size,
-                                                self.value_size))
+                i = tail
+                while i != head:
+                    out.append(ctypes.string_at(self._slot(i), self.value_size))
                     i = i + 1 if i + 1 < self._size else 0
             return out
 
@@ -148,11 +162,11 @@ class QueueMap(Map):
 
     def __len__(self) -> int:
         with self._lock:
-            return (self._head - self._tail) % self._size
+            return (self.head - self.tail) % self._size
 
     def _raw_clear(self) -> None:
         with self._lock:
-            self._head = self._tail = 0
+            self.head = self.tail = 0
 
     def keys(self) -> list[Any]:
         raise self._unsupported("keys()")
