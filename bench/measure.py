@@ -51,9 +51,9 @@ class Row:
     cpu: str
     jit_ns: float | None = None
     native_ns: float | None = None
-    interp_ns: float | None = None       # on interp_data
-    native_interp_ns: float | None = None  # engine="native" (the native interpreter), on the full data
-    jit_small_ns: float | None = None    # the JIT on interp_data, for the speedup
+    interp_ns: float | None = None       # the native interpreter (engine="interp"), on the full data
+    reference_ns: float | None = None    # the Python reference interpreter, on interp_data
+    jit_small_ns: float | None = None    # the JIT on interp_data, for the reference's ratio
     kernel_ns: float | None = None
     kernel_note: str = ""
     verifier_note: str = ""  # why the verifier rejects the program (it then ran unverified)
@@ -71,11 +71,11 @@ class Row:
 
     @property
     def interp_over_jit(self) -> float | None:
-        return self.interp_ns / self.jit_small_ns if self.interp_ns and self.jit_small_ns else None
+        return self.interp_ns / self.jit_ns if self.interp_ns and self.jit_ns else None
 
     @property
-    def native_interp_over_jit(self) -> float | None:
-        return self.native_interp_ns / self.jit_ns if self.native_interp_ns and self.jit_ns else None
+    def reference_over_jit(self) -> float | None:
+        return self.reference_ns / self.jit_small_ns if self.reference_ns and self.jit_small_ns else None
 
     @property
     def jit_over_kernel(self) -> float | None:
@@ -148,17 +148,17 @@ def time_jit(case: Case, cpu: str, data: bytes, rounds: int, calibrate: bool = F
     return median([program.test_run(data, repeat=repeat, engine="jit").duration_ns for _ in range(rounds)])
 
 
+def time_reference(case: Case, cpu: str, data: bytes, rounds: int) -> float:
+    program = checked_program(case, cpu, "reference", data)
+    return median([program.test_run(data, engine="reference").duration_ns for _ in range(rounds)])
+
+
 def time_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
-    program = checked_program(case, cpu, "interp", data)
-    return median([program.test_run(data, engine="interp").duration_ns for _ in range(rounds)])
-
-
-def time_native_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
     """The native interpreter, its repeat loop sized to about 20 ms a round."""
-    program = checked_program(case, cpu, "native", data)
-    repeat = runs_for(program.test_run(data, engine="native").duration_ns)
-    program.test_run(data, repeat=repeat, engine="native")  # warm-up
-    return median([program.test_run(data, repeat=repeat, engine="native").duration_ns for _ in range(rounds)])
+    program = checked_program(case, cpu, "interp", data)
+    repeat = runs_for(program.test_run(data, engine="interp").duration_ns)
+    program.test_run(data, repeat=repeat, engine="interp")  # warm-up
+    return median([program.test_run(data, repeat=repeat, engine="interp").duration_ns for _ in range(rounds)])
 
 
 def time_native(native: NativeLibrary, case: Case, data: bytes, rounds: int) -> float:
@@ -260,11 +260,11 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
     row.hit_load_ms, row.hit_compile_ms = cache_hit_ms(case, cpu, rounds)
     step(f"{case.name}: jit")
     row.jit_ns = time_jit(case, cpu, data, rounds)
-    step(f"{case.name}: interp")
-    row.interp_ns = time_interp(case, cpu, small, max(1, rounds // 2))
+    step(f"{case.name}: reference interpreter")
+    row.reference_ns = time_reference(case, cpu, small, max(1, rounds // 2))
     row.jit_small_ns = time_jit(case, cpu, small, rounds, calibrate=True)
     step(f"{case.name}: native interpreter")
-    row.native_interp_ns = time_native_interp(case, cpu, data, rounds)
+    row.interp_ns = time_interp(case, cpu, data, rounds)
     step(f"{case.name}: native")
     if native is not None:
         row.native_ns = time_native(native, case, data, rounds)

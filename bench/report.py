@@ -39,7 +39,7 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-COLUMNS = ["program", "jit ns", "native ns", "jit/native", "interp ns", "jit speedup", "ninterp ns", "vs ninterp",
+COLUMNS = ["program", "jit ns", "native ns", "jit/native", "interp ns", "interp/jit", "reference ns", "reference/jit",
            "kernel ns",
            "jit/kernel", "load", "verify", "lower", "optimise", "codegen", "total ms",
            "cached"]
@@ -50,8 +50,8 @@ def table(rows: Iterable[Row], info: dict[str, object]) -> str:
     cells = [COLUMNS]
     for row in rows:
         cells.append([row.label, _ns(row.jit_ns), _ns(row.native_ns), _ratio(row.jit_over_native),
-                      _ns(row.interp_ns), _ratio(row.interp_over_jit), _ns(row.native_interp_ns),
-                      _ratio(row.native_interp_over_jit), _ns(row.kernel_ns),
+                      _ns(row.interp_ns), _ratio(row.interp_over_jit), _ns(row.reference_ns),
+                      _ratio(row.reference_over_jit), _ns(row.kernel_ns),
                       _ratio(row.jit_over_kernel),
                       *(_compile_cell(row, phase)
                         for phase in ("load", "verify", "lower", "optimise", "codegen", "total")),
@@ -62,8 +62,9 @@ def table(rows: Iterable[Row], info: dict[str, object]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     header = (f"CPU: {info['cpu']} ({info['arch']}, {info['cores']} logical cores, {info['hz']}); "
               f"Python {info['python']}, llvmlite {info['llvmlite']}, LLVM {info['llvm']}")
-    notes = ["ns per run, median of rounds; interp ns and jit speedup on the smaller interpreter input;",
-             "ninterp: the native interpreter (engine=\"native\") on the full input; vs ninterp: its time / the JIT's;",
+    notes = ["ns per run, median of rounds; interp: the native interpreter (engine=\"interp\"); interp/jit: its",
+             "time / the JIT's; reference: the Python reference interpreter, on the smaller interpreter input,",
+             "and reference/jit against the JIT on that input;",
              "compile: a cold load + compile in ms (verify = the verifier, with its structural checks and",
              "the ctx rewrite; codegen includes linking); cached: the compile when the object-code cache",
              "has the program."]
@@ -103,7 +104,7 @@ def as_json(rows: Iterable[Row], info: dict[str, object]) -> dict[str, object]:
     for row in rows:
         entry = dataclasses.asdict(row)
         entry.update(label=row.label, jit_over_native=row.jit_over_native,
-                     interp_over_jit=row.interp_over_jit, native_interp_over_jit=row.native_interp_over_jit,
+                     interp_over_jit=row.interp_over_jit, reference_over_jit=row.reference_over_jit,
                      jit_over_kernel=row.jit_over_kernel)
         if row.compile is not None:
             entry["compile"]["total"] = row.compile.total
@@ -112,12 +113,13 @@ def as_json(rows: Iterable[Row], info: dict[str, object]) -> dict[str, object]:
 
 
 def plot_series(rows: list[Row]) -> tuple[list[str], dict[str, list[float | None]]]:
-    """Bars per program: each engine's ns per run on the full input. The interpreter ran on a
-    smaller input; its bar is projected to the full input with the JIT's own ratio between the two."""
-    projected = [row.interp_ns * row.jit_ns / row.jit_small_ns
-                 if row.interp_ns and row.jit_ns and row.jit_small_ns else None for row in rows]
+    """Bars per program: each engine's ns per run on the full input. The reference interpreter
+    ran on a smaller input; its bar is projected to the full input with the JIT's own ratio
+    between the two."""
+    projected = [row.reference_ns * row.jit_ns / row.jit_small_ns
+                 if row.reference_ns and row.jit_ns and row.jit_small_ns else None for row in rows]
     series = {"jit": [row.jit_ns for row in rows], "native (cc -O2)": [row.native_ns for row in rows],
-              "interp (projected)": projected, "native interpreter": [row.native_interp_ns for row in rows]}
+              "interp (native interpreter)": [row.interp_ns for row in rows], "reference (projected)": projected}
     if any(row.kernel_ns for row in rows):
         series["kernel JIT"] = [row.kernel_ns for row in rows]
     return [row.label for row in rows], series

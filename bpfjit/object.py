@@ -1,7 +1,7 @@
 """Loading a clang-built object the way libbpf does: maps, global data, programs ready to run.
 
     obj = bpfjit.load("prog.o", rodata={"threshold": 10})
-    obj.programs["xdp_prog"].test_run(packet)      # jitted; engine="interp" for the interpreter
+    obj.programs["xdp_prog"].test_run(packet)      # jitted; engine="reference" for the interpreter
     obj.maps["counts"][1]                           # dict-like maps, values typed by BTF
     obj.bss.hits                                    # global variables by name, typed by BTF
     obj.static_keys["debug"].enable()               # static keys declared with static_keys.h

@@ -2,7 +2,7 @@
 
     prog = Program.from_asm("mov %r0, %r2\\nexit")
     prog.run(b"abcd")                    # 4, through the JIT
-    prog.run(b"abcd", engine="interp")   # 4, through the reference interpreter
+    prog.run(b"abcd", engine="reference")   # 4, through the reference interpreter
 
 Both engines run on the same native memory and the same helpers (``Environment``), so their
 results can be compared byte for byte. For raw programs r1 points at the memory and r2 holds its
@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 from . import asm as assembler
@@ -23,6 +23,7 @@ from .isa import Insn
 from .jit import native_interp
 from .jit.engine import CompiledProgram, compile_program
 from .jit.native_interp_image import build_image
+from .jit.tiers import Tiering, chunk_runs
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
@@ -32,7 +33,7 @@ from .runtime.memory import Regions
 from .runtime import run_context
 from .runtime.run_context import RunContext
 from .runtime.run_memory import RunMemory, run_memory
-from .runtime.static_keys import NativeSite, StaticKey, set_default
+from .runtime.static_keys import NativeSite, Patchable, PatchableWord, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
 from .runtime.stdhelpers import TAIL_CALL
 from .verifier import cfg
@@ -41,21 +42,25 @@ from .verifier.insn_text import insn_text
 from .verifier.ctx_access import rewrite_ctx_access
 from .verifier.verify import inputs as verifier_inputs, verify as verify_program
 
-Engine = Literal["jit", "interp", "native"]
-# The engines every behaviour is checked on: the JIT and the reference interpreter (the oracle).
-ENGINES: tuple[str, ...] = ("jit", "interp")
-# ... and those a run may choose: also the native interpreter (jit/native_interp.py), a preview
-# of issue 16 (no LD_ABS/IND yet; a static key toggled during a run reaches it at the next run).
-RUN_ENGINES: tuple[str, ...] = (*ENGINES, "native")
+Engine = Literal["jit", "interp", "reference", "auto"]
+# The engines, each one way of running a program, and every behaviour is checked on all three:
+# the JIT, the native interpreter (jit/native_interp.py: no compile per program) and the Python
+# reference interpreter (runtime/interp.py: the oracle).
+ENGINES: tuple[str, ...] = ("jit", "interp", "reference")
+# ... and what a run may choose: also "auto", the tiered start (the native interpreter until the
+# JIT's code is ready; bpfjit/tiers.py).
+RUN_ENGINES: tuple[str, ...] = (*ENGINES, "auto")
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What BPF_PROG_TEST_RUN reports: r0, the data after the run, mean time per run, ctx_out."""
+    """What BPF_PROG_TEST_RUN reports: r0, the data after the run, mean time per run, ctx_out;
+    and how many of the runs each engine ran (engine="auto" may have run on two)."""
     retval: int
     data_out: bytes
     duration_ns: float
     ctx_out: bytes | None = None
+    tiers: dict[str, int] = field(default_factory=dict)
 
 
 class Program:
@@ -93,13 +98,14 @@ class Program:
         # A tail call must leave the native repeat loop, so such programs repeat from Python.
         self._may_tail_call = any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL
                                   for i in self.insns)
-        # Resolving every ld_imm64 now reports a bad pseudo source at load, not at run time.
-        for index, insn in enumerate(self.insns):
-            if insn.is_lddw and not isa.is_filler(self.insns, index):
-                self.env.ld_imm64_value(insn, index)
+        # The native interpreter's image is built now: cheap, it is what lets engine="auto" give a
+        # first result at once, and resolving every ld_imm64 reports a bad pseudo source at load.
+        self._image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses)
         self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
-        self._native: tuple | None = None  # (image, helper table) for the native interpreter
+        self._native_lock = threading.Lock()
+        self._native: native_interp.HelperTable | None = None  # the image's helpers, once bound
+        self._tiering: dict[bool, Tiering] = {}  # by sandboxed: engine="auto"'s background compile
 
     def _verify(self, log_level: int) -> Verdict:
         """The verifier's verdict: from the cache when this program was accepted before."""
@@ -153,39 +159,41 @@ class Program:
             if compiled is None:
                 compiled = compile_program(self.insns, self.facts, self.env, sandboxed=sandboxed,
                                            verified=self.facts.verified and self.facts.helper_args_proven)
-                self._attach_sites(compiled)
+                likely = {site.index: self.insns[site.index].src == isa.STATIC_BRANCH_JA for site in compiled.sites}
+                self._attach_sites(compiled, [(site.index, PatchableWord(NativeSite(site.address, site.target,
+                                                                                    likely[site.index])))
+                                              for site in compiled.sites])
                 self._compiled[sandboxed] = compiled
             return compiled
 
     def _native_image(self) -> "native_interp.ProgramImage":
-        """The program pre-decoded for the native interpreter (built once), its static branches
-        set to their keys' state now."""
-        with self._compile_lock:
+        """The program's image for the native interpreter, its helpers bound on first use; its
+        static-branch sites belong to their keys from then on, as the JIT's do."""
+        with self._native_lock:  # not the compile lock: the image is wanted while the JIT compiles
             if self._native is None:
                 helpers = native_interp.HelperTable(self.env, self.facts.verified and self.facts.helper_args_proven)
-                image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses,
-                                    helpers.address)
-                self._native = (image, helpers)  # the helper table's callbacks live as long as the image
-            image = self._native[0]
-        image.refresh_static_branches()
-        return image
+                self._image.bind_helpers(helpers.address)
+                self._attach_sites(self._image, self._image.branch_flags())
+                self._native = helpers  # its callbacks live as long as the image
+            return self._image
 
     def _native_checked(self, sandboxed: bool) -> bool:
         """The native interpreter's checked variant: for unverified programs and budgeted runs."""
         return not self.facts.verified or sandboxed
 
-    def _attach_sites(self, compiled: CompiledProgram) -> None:
-        by_key: dict[int, list[NativeSite]] = {}
-        for site in compiled.sites:
-            likely = self.insns[site.index].src == isa.STATIC_BRANCH_JA
-            by_key.setdefault(site.index, []).append(NativeSite(site.address, site.target, likely))
-        unkeyed = []
-        for index, sites in by_key.items():
+    def _attach_sites(self, owner: object, sites: Sequence[tuple[int, Patchable]]) -> None:
+        """Hand each static-branch site (slot, patchable) of freshly built code to its key, so
+        toggles reach it from now on; a site without a key is set as a disabled key's."""
+        unkeyed: list[Patchable] = []
+        by_key: dict[int, tuple[StaticKey, list[Patchable]]] = {}
+        for index, site in sites:
             key = self.env.static_keys.get(index)
             if key is None:
-                unkeyed += sites
+                unkeyed.append(site)
             else:
-                key.attach(sites)
+                by_key.setdefault(id(key), (key, []))[1].append(site)
+        for key, keyed in by_key.values():
+            key.attach(owner, keyed)
         set_default(unkeyed)
 
     # --- static keys ---------------------------------------------------------------------------
@@ -195,7 +203,7 @@ class Program:
         For raw bytecode and assembly; objects built with bpfjit's static_keys.h declare their
         keys in the object. Declare keys before the program is first compiled.
         """
-        if self._compiled:
+        if self._compiled or self._native is not None:
             raise BPFError(f"{self.name}: declare static keys before the program is first compiled or run")
         key = StaticKey(key) if isinstance(key, str) else key
         for index in sites:
@@ -241,23 +249,60 @@ class Program:
         repeat = max(1, int(repeat))
         memory = run_memory(self.type, self.name, bytes(data), ctx)
         regions = Regions(self.env.regions + memory.regions)
-        if engine == "jit":
-            self.compile(limits.bounded)
         with Watchdog(limits) as watchdog:
-            start = time.perf_counter_ns()
-            if engine == "jit" and not self._may_tail_call and not limits.bounded:
-                native = ctypes.c_uint64()  # timed by the native repeat loop itself
-                retval = self._invoke("jit", memory, regions, watchdog, repeat, native)
-                elapsed = native.value
-            elif engine == "native" and not self._may_tail_call and not limits.bounded:
-                retval = self._invoke("native", memory, regions, watchdog, repeat)  # the repeat loop is native
-                elapsed = time.perf_counter_ns() - start
+            if engine == "auto":
+                retval, elapsed, tiers = self._tiered_runs(memory, regions, watchdog, repeat)
             else:
-                for _ in range(repeat):
-                    retval = self._invoke(engine, memory, regions, watchdog)
-                elapsed = time.perf_counter_ns() - start
+                retval, elapsed = self._timed_runs(engine, memory, regions, watchdog, repeat)
+                tiers = {engine: repeat}
         data_out, ctx_out = memory.read_out()
-        return RunResult(retval, data_out, elapsed / repeat, ctx_out)
+        return RunResult(retval, data_out, elapsed / repeat, ctx_out, tiers)
+
+    def _timed_runs(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
+                    repeat: int) -> tuple[int, int]:
+        """`repeat` runs on one engine: (r0 of the last, the nanoseconds they took)."""
+        bounded = watchdog.limits.bounded
+        if engine == "jit":
+            self.compile(bounded)
+        start = time.perf_counter_ns()
+        if engine == "jit" and not self._may_tail_call and not bounded:
+            native = ctypes.c_uint64()  # timed by the native repeat loop itself
+            retval = self._invoke("jit", memory, regions, watchdog, repeat, native)
+            return retval, native.value
+        if engine == "interp" and not self._may_tail_call and not bounded:
+            retval = self._invoke("interp", memory, regions, watchdog, repeat)  # the repeat loop is native
+            return retval, time.perf_counter_ns() - start
+        for _ in range(repeat):
+            retval = self._invoke(engine, memory, regions, watchdog)
+        return retval, time.perf_counter_ns() - start
+
+    def _tiered_runs(self, memory: RunMemory, regions: Regions, watchdog: Watchdog,
+                     repeat: int) -> tuple[int, int, dict[str, int]]:
+        """engine="auto": runs on the native interpreter, in growing chunks, until the JIT's code
+        (compiled in the background from the first such run on) is ready; the rest on the JIT."""
+        bounded = watchdog.limits.bounded
+        with self._compile_lock:
+            tiering = self._tiering.get(bounded)
+            if tiering is None:
+                tiering = self._tiering[bounded] = Tiering(lambda: self.compile(bounded))
+        done, elapsed, chunk, tiers = 0, 0, 0, {}
+        while done < repeat:
+            tier = tiering.tier()
+            count = repeat - done if tier == "jit" else chunk_runs(chunk, elapsed / max(done, 1), repeat - done)
+            retval, ns = self._timed_runs(tier, memory, regions, watchdog, count)
+            done, elapsed, chunk = done + count, elapsed + ns, count
+            tiers[tier] = tiers.get(tier, 0) + count
+            tiering.start()
+        return retval, elapsed, tiers
+
+    def wait_for_jit(self, timeout: float | None = None) -> bool:
+        """With engine="auto": block until the JIT's code is ready; whether it is (a compile that
+        failed raises at the next run)."""
+        with self._compile_lock:
+            tiering = self._tiering.get(False)
+            if tiering is None:
+                tiering = self._tiering[False] = Tiering(lambda: self.compile(False))
+        return tiering.wait(timeout)
 
     def _invoke(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                 repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
@@ -274,11 +319,11 @@ class Program:
             # The JIT keeps a verified program's stack in native frames: helpers may accept
             # pointers there (an unverified one's frames are listed in env.frames instead).
             run = RunContext(env, program.env, caller, regions,
-                             native_stack=engine in ("jit", "native") and program.facts.verified)
+                             native_stack=engine in ("jit", "interp") and program.facts.verified)
             with run_context.active(run):
                 if engine == "jit":
                     retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat, elapsed)
-                elif engine == "native":
+                elif engine == "interp":
                     image = program._native_image()
                     retval = native_interp.interpreter().run(image, env, memory.r1, memory.r2, repeat,
                                                              program._native_checked(sandboxed))
@@ -299,7 +344,7 @@ class Program:
         if engine == "jit":
             compiled = self.compile(sandboxed)
             return lambda start, args: compiled.call_function(env, start, args)
-        if engine == "native":
+        if engine == "interp":
             image, checked = self._native_image(), self._native_checked(sandboxed)
             return lambda start, args: native_interp.interpreter().call_function(image, env, start, args, checked)
 

@@ -13,13 +13,15 @@ helper registries. Everything it would have to look up is settled here, once:
 * the function table: (token, start slot) pairs callx looks its target up in;
 * accesses the verifier left to the run (Facts.checked_accesses) moved to a spare addressing mode
   (native_interp_ir.CHECKED_MODE), which the fast variant checks against the raw memory;
-* a byte per slot saying whether a static-branch JA jumps, read at every execution of the site
-  (refresh_static_branches writes the keys' current states);
+* a byte per slot saying whether a static-branch JA jumps, read at every execution of the site;
+  the site's static key writes it when toggled (runtime/static_keys.py BranchFlag), so a toggle
+  reaches a run in progress, as a patched jitted site does;
 * instructions no engine runs (legacy packet loads, gotox, kfunc calls, unknown helpers) turned
   into the trap opcode, with the reference interpreter's message kept for the instruction.
 """
 from __future__ import annotations
 
+import array
 import ctypes
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -27,6 +29,7 @@ from typing import Callable, Iterable, Sequence
 from bpfjit import isa
 from bpfjit.isa import Insn, MASK32
 from bpfjit.runtime.environment import Environment, func_token
+from bpfjit.runtime.static_keys import BranchFlag
 
 from .native_interp_ir import CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE
 
@@ -50,14 +53,24 @@ class ProgramImage:
     traps: dict[int, str]  # slot -> why the reference interpreter refuses the instruction there
     insns: Sequence[Insn]
     env: Environment
+    helper_order: list[int]  # the helper ids, by their index in the code
+    branches: ctypes.Array  # one byte per slot: whether the static-branch JA there jumps now
+    branch_slots: list[int]  # the static-branch JAs' slots
     _arrays: list[ctypes.Array] = field(default_factory=list)  # kept alive with the image
 
-    def refresh_static_branches(self) -> None:
-        """Write each static-branch site's current direction (its key's state) into the image."""
-        branches = self._arrays[-1]
-        for index, insn in enumerate(self.insns):
-            if insn.opcode == isa.JA_OP and insn.src:
-                branches[index] = int(self.env.static_branch_jumps(index, insn))
+    def bind_helpers(self, helper_address: Callable[[int], int]) -> None:
+        """Fill the helper table: the native address to call for each helper id (a native
+        helper, or a ctypes callback the caller keeps alive as long as the image)."""
+        helpers = _pairs((helper_address(helper_id), STOPS_ON_ZERO if self.env.helpers.get(helper_id).stops_on_zero
+                          else 0) for helper_id in self.helper_order)
+        self._arrays.append(helpers)
+        self.header.helpers = ctypes.addressof(helpers)
+
+    def branch_flags(self) -> list[tuple[int, BranchFlag]]:
+        """Each static-branch site's byte (slot, flag), for its key to set from now on."""
+        base = ctypes.addressof(self.branches)
+        return [(index, BranchFlag(base + index, self.insns[index].src == isa.STATIC_BRANCH_JA))
+                for index in self.branch_slots]
 
 
 def encode_slot(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> int:
@@ -70,25 +83,38 @@ def _pairs(pairs: Iterable[tuple[int, int]]) -> ctypes.Array:
     return (ctypes.c_uint64 * max(1, len(flat)))(*flat)
 
 
+# Opcodes whose slot is not their plain encoding: the LD class (ld_imm64, legacy packet loads),
+# calls and gotox; and JA, which may be a static branch.
+_SPECIAL = frozenset({isa.CALL_OP, isa.CALLX_OP, isa.GOTOX_OP, isa.JA_OP}
+                     | {opcode for opcode in range(256) if opcode & 7 == isa.LD})
+
+
 def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterable[int],
-                checked_accesses: Iterable[int], helper_address: Callable[[int], int]) -> ProgramImage:
-    """Pre-decode a structurally checked program (Program.insns: ctx accesses already rewritten).
+                checked_accesses: Iterable[int]) -> ProgramImage:
+    """Pre-decode a structurally checked program (Program.insns: ctx accesses already rewritten),
+    except its helper addresses (ProgramImage.bind_helpers). Resolving each ld_imm64 here is
+    what reports a bad pseudo source at load.
 
     function_starts: the slots where BPF functions start (Facts.function_starts).
     checked_accesses: the accesses a verified program checks at run time (Facts.checked_accesses).
-    helper_address: the native address to call for a helper id (a native helper, or a ctypes
-    callback the caller keeps alive as long as the image)."""
-    checked = frozenset(checked_accesses)
+
+    Cheap enough to run at every load (a program of 100,000 instructions takes tens of ms): most
+    slots are their plain encoding, made in one pass; only the special ones are revisited."""
     starts = frozenset(function_starts)
     helper_index: dict[int, int] = {}
 
     def index_of(helper_id: int) -> int:
         return helper_index.setdefault(helper_id, len(helper_index))
 
-    code = (ctypes.c_uint64 * max(1, len(insns)))()
+    words = array.array("Q", [i.opcode | i.dst << 8 | i.src << 12 | (i.off & 0xFFFF) << 16 | (i.imm & MASK32) << 32
+                              for i in insns] or [0])
+    code = (ctypes.c_uint64 * len(words)).from_buffer(words)
     traps: dict[int, str] = {}
-    for index, insn in enumerate(insns):
-        if isa.is_filler(insns, index):
+    special = [index for index, insn in enumerate(insns) if insn.opcode in _SPECIAL]
+    branch_slots = [index for index in special if insns[index].opcode == isa.JA_OP and insns[index].src]
+    for index in sorted({*special, *checked_accesses}):
+        insn = insns[index]
+        if isa.is_filler(insns, index) or insn.opcode == isa.JA_OP:
             continue
         opcode, dst, src, off, imm = insn.opcode, insn.dst, insn.src, insn.off, insn.imm
         reason = None
@@ -109,7 +135,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                 imm = index_of(imm)
         elif opcode == isa.CALLX_OP:
             dst, imm = insn.callx_reg, 0
-        elif index in checked and insn.cls in (isa.LDX, isa.ST, isa.STX):
+        elif insn.cls in (isa.LDX, isa.ST, isa.STX):  # an access the verifier left to the run
             base = src if insn.cls == isa.LDX or (insn.mode == isa.ATOMIC and imm == isa.LOAD_ACQ) else dst
             if base != isa.FRAME_POINTER:
                 opcode = CHECKED_MODE[insn.cls | insn.mode] | insn.size
@@ -118,18 +144,17 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
             opcode, dst, src, off, imm = TRAP_OPCODE, 0, 0, 0, 0
         code[index] = encode_slot(opcode, dst, src, off, imm)
     helper_ids: list[tuple[int, int]] = []
-    if env.callx_reaches_helpers and any(insn.opcode == isa.CALLX_OP for insn in insns):
+    if env.callx_reaches_helpers and any(insns[index].opcode == isa.CALLX_OP for index in special):
         helper_ids = [(helper.id, index_of(helper.id)) for helper in env.helpers]
-    helpers = _pairs((helper_address(helper_id), STOPS_ON_ZERO if env.helpers.get(helper_id).stops_on_zero else 0)
-                     for helper_id in helper_index)
     if env.function_tokens is None:
         functions = [(func_token(start), start) for start in sorted(starts)]
     else:
         functions = [(token, start) for token, start in env.function_tokens.items() if start in starts]
     ids, function_table = _pairs(helper_ids), _pairs(functions)
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
-    header = ImageHeader(ctypes.addressof(code), ctypes.addressof(helpers), ctypes.addressof(ids), len(helper_ids),
+    header = ImageHeader(ctypes.addressof(code), 0, ctypes.addressof(ids), len(helper_ids),
                          ctypes.addressof(function_table), len(functions), ctypes.addressof(branches))
-    image = ProgramImage(header, traps, insns, env, [code, helpers, ids, function_table, branches])
-    image.refresh_static_branches()
-    return image
+    for index in branch_slots:
+        branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
+    return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots,
+                        [words, ids, function_table])

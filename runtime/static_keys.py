@@ -6,8 +6,9 @@ the "unlikely" flavour) jumps only while its key is enabled; ``goto_or_nop`` (sr
 (key enabled) XOR (likely). Keys start disabled, so every site starts in its flavour's initial
 state.
 
-The interpreter asks the key at every site it executes. Jitted code has no test at all: each site
-is 5 bytes of machine code (jit/sites.py) that toggling rewrites to ``jmp rel32`` or a 5-byte NOP.
+The reference interpreter asks the key at every site it executes; the native interpreter reads a
+byte per site that toggling rewrites (BranchFlag). Jitted code has no test at all: each site is 5
+bytes of machine code (jit/sites.py) that toggling rewrites to ``jmp rel32`` or a 5-byte NOP.
 
 How a toggle stays safe against a concurrent run of the same code: every site lies inside one
 aligned 8-byte word (the JIT aligns it so), and is rewritten with a single aligned 8-byte store
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import threading
+import weakref
 from dataclasses import dataclass
 
 from bpfjit.errors import BPFError
@@ -56,7 +58,7 @@ def _protect(page: int, prot: int) -> None:
 
 
 class PatchableWord:
-    """The aligned 8-byte word holding one site, with its two possible values computed once.
+    """The aligned 8-byte word holding one jitted site, with its two possible values computed once.
 
     No other site shares the word (5 bytes leave room for no second one) and the other 3 bytes
     are code that never changes, so a toggle is a single store of a precomputed value.
@@ -68,6 +70,7 @@ class PatchableWord:
         if offset > 3:
             raise BPFError(f"static-branch site {site.address:#x} crosses an 8-byte boundary")
         self.site = site
+        self.likely = site.likely
         self.page = address & ~(PAGE - 1)
         self.word = ctypes.c_uint64.from_address(address)
         image = bytearray(self.word.value.to_bytes(8, "little"))
@@ -76,27 +79,50 @@ class PatchableWord:
             image[offset:offset + 5] = site_bytes(site, jump)
             self.values[jump] = int.from_bytes(image, "little")
 
+    def write(self, jump: bool) -> None:
+        self.word.value = self.values[jump]  # one aligned 8-byte store
 
-def patch(words: list[tuple[PatchableWord, bool]]) -> None:
-    """Rewrite each site to jump or not, one atomic 8-byte store per site. Callers hold _patch_lock."""
-    pages = {word.page for word, _ in words}
+
+@dataclass(frozen=True)
+class BranchFlag:
+    """An interpreted site: the byte the native interpreter reads each time it executes the JA
+    (jit/native_interp_image.py), 1 while it jumps. A one-byte store is atomic, and needs no
+    page made writable."""
+    address: int
+    likely: bool
+    page = None
+
+    def write(self, jump: bool) -> None:
+        ctypes.c_uint8.from_address(self.address).value = int(jump)
+
+
+Patchable = PatchableWord | BranchFlag
+
+
+def patch(sites: list[tuple[Patchable, bool]]) -> None:
+    """Set each site to jump or not, one atomic store per site. Callers hold _patch_lock."""
+    pages = {site.page for site, _ in sites if site.page is not None}
     for page in pages:
         _protect(page, _PROT_RWX)
     try:
-        for word, jump in words:
-            word.word.value = word.values[jump]  # one aligned 8-byte store
+        for site, jump in sites:
+            site.write(jump)
     finally:
         for page in pages:
             _protect(page, _PROT_RX)
 
 
 class StaticKey:
-    """A named switch over static-branch sites, in any number of programs."""
+    """A named switch over static-branch sites, in any number of programs and on every engine.
+
+    Sites are held per owner (the compiled code or interpreter image they live in), weakly: when
+    a program's code is freed its sites leave the key with it, so a later toggle never writes
+    into freed memory."""
 
     def __init__(self, name: str):
         self.name = name
         self._enabled = False
-        self._native: list[PatchableWord] = []
+        self._sites: list[tuple[weakref.ref, list[Patchable]]] = []  # (owner, its sites)
 
     @property
     def enabled(self) -> bool:
@@ -109,33 +135,42 @@ class StaticKey:
         self.set(False)
 
     def set(self, enabled: bool) -> None:
-        """Switch the key; every jitted site of it is rewritten before this returns."""
+        """Switch the key; every site of it, jitted or interpreted, is set before this returns."""
         with _patch_lock:
             self._enabled = bool(enabled)
-            patch([(word, self._enabled != word.site.likely) for word in self._native])
+            live = self._live()  # strong references: no owner is freed mid-patch
+            patch([(site, self.jumps(site.likely)) for _, sites in live for site in sites])
 
     def jumps(self, likely: bool) -> bool:
         """Whether a site of this key with the given flavour jumps now."""
         return self._enabled != likely
 
-    def attach(self, sites: list[NativeSite]) -> None:
-        """Take over freshly compiled sites, patching them to the key's current state."""
-        words = [PatchableWord(site) for site in sites]
+    def attach(self, owner: object, sites: list[Patchable]) -> None:
+        """Take over the sites of freshly built code (`owner` keeps their memory alive), setting
+        them to the key's current state."""
         with _patch_lock:
-            self._native += words
-            patch([(word, self.jumps(word.site.likely)) for word in words])
+            self._sites.append((weakref.ref(owner), sites))
+            patch([(site, self.jumps(site.likely)) for site in sites])
+
+    def _live(self) -> list[tuple[object, list[Patchable]]]:
+        """The sites whose owners are alive, each with its owner; the others are dropped."""
+        live = [(owner, sites) for ref, sites in self._sites if (owner := ref()) is not None]
+        self._sites = [(weakref.ref(owner), sites) for owner, sites in live]
+        return live
 
     @property
     def native_sites(self) -> list[NativeSite]:
-        return [word.site for word in self._native]
+        """The jitted sites, every copy LLVM made of each."""
+        with _patch_lock:
+            live = self._live()
+        return [site.site for _, sites in live for site in sites if isinstance(site, PatchableWord)]
 
     def __repr__(self) -> str:
         state = "enabled" if self._enabled else "disabled"
-        return f"<StaticKey {self.name!r} {state}, {len(self._native)} jitted sites>"
+        return f"<StaticKey {self.name!r} {state}, {len(self.native_sites)} jitted sites>"
 
 
-def set_default(sites: list[NativeSite]) -> None:
+def set_default(sites: list[Patchable]) -> None:
     """Sites with no key behave as a disabled key's sites: jump iff likely."""
-    words = [PatchableWord(site) for site in sites]
     with _patch_lock:
-        patch([(word, word.site.likely) for word in words])
+        patch([(site, site.likely) for site in sites])

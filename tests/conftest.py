@@ -18,7 +18,7 @@ from bpfjit import asm
 from bpfjit.runtime.helpers import HelperRegistry, unwind_helper
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-ENGINES = ("interp", "jit", "native")  # every engine a run may choose (bpfjit.program.RUN_ENGINES)
+ENGINES = ("reference", "jit", "interp")  # every engine (bpfjit.program.ENGINES), the oracle first
 REQUIRE_OUTSIDE_DATA = "BPFJIT_REQUIRE_OUTSIDE_DATA"
 
 

@@ -37,7 +37,7 @@ DIR_VARIABLE = "BPFJIT_KERNEL_VERIFIER_DIR"
 OUT_OF_SCOPE_NEEDS = frozenset({"prog_type_out_of_scope", "kfunc", "kernel_btf"})
 TEST_DATA_LEN = 64  # test_loader's data_in: 64 zero bytes
 POINTER_VALUE = 0xCAFE4A  # __retval(POINTER_VALUE): "a pointer, do not compare"
-ENGINES = ("jit", "interp")
+ENGINES = ("jit", "interp", "reference")  # bpfjit.program.ENGINES
 INTERP_MAX_STEPS = 2_000_000  # the kernel's programs end in far fewer; a runaway loop raises
 
 ACCEPTED, REJECTED, LOAD_ERROR = "accepted", "rejected", "load error"
@@ -240,7 +240,7 @@ def run_entry(folder: pathlib.Path, entry: Entry, engine: str) -> RunOutcome:
             obj.maps[map_name][init["key"]] = bytes.fromhex(init["value_hex"])
         program = obj.programs[entry.program]
         result = program.test_run(bytes(TEST_DATA_LEN), engine=engine,
-                                  max_steps=INTERP_MAX_STEPS if engine == "interp" else None)
+                                  max_steps=INTERP_MAX_STEPS if engine == "reference" else None)
     except BPFError as error:
         return RunOutcome(engine, None, f"{type(error).__name__}: {error}")
     return RunOutcome(engine, result.retval & 0xFFFF_FFFF)

@@ -19,7 +19,7 @@ from bpfjit.errors import BPFError
 
 GROUPS = ["simple", "prime", "xdp_parse"]
 SERIES = {"jit": [1.02, 2.0e5, 2.5], "native (cc -O2)": [1.0, 3.0e5, None],
-          "interp (projected)": [1.6e4, 1.4e9, 9.0e4], "kernel JIT": [None, None, 7.0]}
+          "reference (projected)": [1.6e4, 1.4e9, 9.0e4], "kernel JIT": [None, None, 7.0]}
 
 
 def bars(figure) -> dict[str, list[tuple[float, float]]]:

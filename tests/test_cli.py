@@ -25,7 +25,7 @@ def run_cli(capsys, *argv: str, stdin: str | None = None, monkeypatch=None) -> t
 
 def test_run_data_file_both_engines(capsys):
     # byte_sum.data sums the bytes of its "-- mem" section (01 02 03 fe ff) in a loop
-    for engine in ("interp", "jit"):
+    for engine in ("reference", "jit"):
         code, out, _ = run_cli(capsys, "run", str(DATA / "byte_sum.data"), "--engine", engine, "--json")
         assert code == 0
         record = json.loads(out)
@@ -88,10 +88,10 @@ def test_default_job_console_script():
     argv = [exe, "run"] if exe else [sys.executable, "-m", "bpfjit.cli", "run"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "engines jit and interp" in done.stdout and "agree on both engines" in done.stdout
+    assert "engines jit, interp, reference" in done.stdout and "agree on every engine" in done.stdout
     assert "XDP_DROP" in done.stdout and "XDP_PASS" in done.stdout and "XDP_TX" in done.stdout
-    assert "mean per packet: jit" in done.stdout and "interp" in done.stdout
-    assert "faster than the interpreter" in done.stdout
+    assert "mean per packet: jit" in done.stdout and "reference" in done.stdout
+    assert "faster than the native interpreter" in done.stdout
 
 
 # --- bench -------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def test_bench_prints_the_table_and_writes_json_and_plot(capsys, tmp_path):
     assert out.startswith("CPU: ") and "\nsimple " in out
     (row,) = json.loads(results.read_text())["results"]
     assert row["name"] == "simple" and row["native_ns"] is None
-    assert 0 < row["jit_small_ns"] < row["interp_ns"] and row["compile"]["total"] > 0
+    assert 0 < row["jit_small_ns"] < row["reference_ns"] and row["compile"]["total"] > 0
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 

@@ -78,7 +78,7 @@ def test_bundled_packets_are_the_ones_the_verdicts_describe():
 
 # --- run OBJECT ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_run_object_json(capsys, engine):
     record = run_json(capsys, "run", GLOBALS, "-p", "prog_a", "--data-hex", FRAME, "--engine", engine)
     assert record["program"] == "prog_a" and record["engine"] == engine
@@ -100,7 +100,7 @@ def test_run_object_rodata_and_trace(capsys):
     changed = run_json(capsys, "run", GLOBALS, "-p", "prog_b", "--data-hex", FRAME, "--rodata", "factor=10")
     assert changed["retval"] - default["retval"] == 10 - 3
     assert default["trace"] == ["hi 0"]
-    code, out, _ = run_cli(capsys, "run", GLOBALS, "-p", "prog_b", "--data-hex", FRAME, "--engine", "interp",
+    code, out, _ = run_cli(capsys, "run", GLOBALS, "-p", "prog_b", "--data-hex", FRAME, "--engine", "reference",
                            "--rodata", "factor=0x10")
     assert code == 0 and f"Return value: {default['retval'] + 16 - 3}" in out
     assert "bpf_trace_printk:\n  hi 0" in out
@@ -111,7 +111,7 @@ def test_run_object_single_program_needs_no_p(capsys):
     assert record["program"] == "firewall" and record["retval"] == XDP_DROP
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_firewall_verdicts_on_every_bundled_packet(capsys, engine):
     for (description, frame), expected in zip(PACKETS, EXPECTED_VERDICTS):
         record = run_json(capsys, "run", FIREWALL, "--data-hex", frame.hex(), "--engine", engine)
@@ -154,9 +154,9 @@ def test_progress_bar_on_a_terminal(capsys, monkeypatch):
     monkeypatch.setattr(cli, "PROGRESS_AFTER_NS", 0)
     monkeypatch.setattr(cli, "CHUNK_NS", 1)  # one run per chunk
     code, out, err = run_cli(capsys, "map", "dump", GLOBALS, "-m", "counts", "-p", "prog_a",
-                             "--data-hex", FRAME, "--repeat", "7", "--engine", "interp", "--json")
+                             "--data-hex", FRAME, "--repeat", "7", "--engine", "reference", "--json")
     assert code == 0
-    assert "[" + "#" * cli.Progress.WIDTH + "] 100% 7/7" in err and "prog_a (interp)" in err
+    assert "[" + "#" * cli.Progress.WIDTH + "] 100% 7/7" in err and "prog_a (reference)" in err
     entries = {e["key"]: e["value"] for e in json.loads(out)["entries"]}
     assert entries[1] == 7
     # The packet carries over from chunk to chunk: 7 echo replies turn the frame around 7 times.
@@ -169,7 +169,7 @@ def test_progress_bar_on_a_terminal(capsys, monkeypatch):
 
 def test_no_progress_bar_when_not_a_terminal(capsys):
     code, _, err = run_cli(capsys, "run", GLOBALS, "-p", "prog_a", "--data-hex", FRAME, "--repeat", "3",
-                           "--engine", "interp")
+                           "--engine", "reference")
     assert code == 0 and err == ""
 
 
@@ -241,7 +241,7 @@ def test_map_dump_after_a_run(capsys):
         "key: 0  value: 0", "key: 1  value: 3", "key: 2  value: 0", "key: 3  value: 0",
         "Found 4 elements"]
     record = run_json(capsys, "map", "dump", GLOBALS, "-m", ".bss", "-p", "prog_a", "--data-hex", FRAME,
-                      "--engine", "interp", "--repeat", "2")
+                      "--engine", "reference", "--repeat", "2")
     assert record["name"] == ".bss" and record["entries"] == [{"key": 0, "value": {"hits": 2}}]
 
 
@@ -336,12 +336,12 @@ def test_default_job_table(capsys):
     for (description, _), verdict in zip(PACKETS, EXPECTED_VERDICTS):
         line = next(line for line in out.splitlines() if description in line)
         assert cli.XDP_ACTIONS[verdict] in line
-    assert "agree on both engines" in out
+    assert "agree on every engine" in out
     assert "map verdicts: XDP_DROP 4, XDP_PASS 5, XDP_TX 1" in out
     for address, count in EXPECTED_SOURCES.items():
         assert f"{address} {count}" in out
     assert "total_packets = 10" in out and "blocked_port = 9" in out
-    assert "mean per packet: jit" in out and "interp" in out and "faster than the interpreter" in out
+    assert "mean per packet: jit" in out and "reference" in out and "faster than the native interpreter" in out
 
 
 def test_default_job_json_with_rodata(capsys):

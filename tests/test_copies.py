@@ -102,7 +102,7 @@ def test_random_copies_agree_with_the_interpreter(seed):
     insns = random_copy_program(rng)
     program = Program(insns)
     data = rng.randbytes(80)  # the farthest byte a copy touches: 39 + 12 + 12 + 12
-    jit, interp = (program.test_run(data, engine=e) for e in ("jit", "interp"))
+    jit, interp = (program.test_run(data, engine=e) for e in ("jit", "reference"))
     assert (jit.retval, jit.data_out) == (interp.retval, interp.data_out), program.disassemble()
 
 
@@ -130,7 +130,7 @@ def test_copies_in_a_clang_object():
     (copy,) = find_copies(program.insns, f.start, f.end, program.facts.block_starts).values()
     assert (copy.size, copy.low, copy.delta) == (5, 6, -6)  # packet bytes 6..10 -> last_source[0..4]
     frame = bytes(range(0x40, 0x40 + 60))
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         obj = bpfjit.load(COPIES)
         result = obj.programs["rewrite"].test_run(frame, engine=engine)
         assert result.retval == 3  # XDP_TX

@@ -38,7 +38,7 @@ BROKEN = [
 def test_broken_file_is_one_error_line_naming_the_line(capsys, tmp_path, text, line, words):
     path = tmp_path / "broken.data"
     path.write_text(text)
-    assert main(["run", str(path), "--engine", "interp"]) == 1
+    assert main(["run", str(path), "--engine", "reference"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith(f"bpfjit: error: {path}: line {line}: "), err
@@ -75,5 +75,5 @@ def test_bad_hex_file_runs_after_the_fix(capsys, tmp_path):
     """The reproducer with its hex repaired runs: the error above came from the bad byte alone."""
     path = tmp_path / "fixed.data"
     path.write_text("-- asm\nldxb %r0, [%r1+1]\nexit\n-- mem\n00 2a 44\n-- result\n0x2a\n")
-    assert main(["run", str(path), "--engine", "interp", "--json"]) == 0
+    assert main(["run", str(path), "--engine", "reference", "--json"]) == 0
     assert '"retval": 42' in capsys.readouterr().out

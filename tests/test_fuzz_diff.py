@@ -478,7 +478,7 @@ def check_program(insns: list[Insn], mem: bytes) -> None:
     code = isa.encode(insns)
     assert isa.decode(code) == insns
     prog = Program.from_bytes(code)
-    expected = prog.test_run(mem, engine="interp", max_steps=MAX_STEPS)
+    expected = prog.test_run(mem, engine="reference", max_steps=MAX_STEPS)
     got = prog.test_run(mem, engine="jit")
     if (got.retval, got.data_out) != (expected.retval, expected.data_out):
         raise AssertionError(

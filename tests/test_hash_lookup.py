@@ -132,7 +132,7 @@ def test_lookups_follow_the_map_through_churn(map_name):
         for probe in rng.sample(pool, 6) + list(model)[:4]:
             want = expect(model, probe)
             assert program.test_run(packet(probe), engine="jit").retval == want, (step, probe)
-            assert program.test_run(packet(probe), engine="interp").retval == want, (step, probe)
+            assert program.test_run(packet(probe), engine="reference").retval == want, (step, probe)
     assert_chains_match(m)
 
 
@@ -158,10 +158,10 @@ def test_two_maps_in_one_program():
     obj = bpfjit.load(OBJ)
     key = bytes(range(24))
     obj.maps["odd"].update(key[:13], struct.pack("<Q", 5))
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         assert obj.programs["lookup_twice"].test_run(packet(key), engine=engine).retval == 5 + 2000
     obj.maps["wide"].update(key, struct.pack("<Q", 70))
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         assert obj.programs["lookup_twice"].test_run(packet(key), engine=engine).retval == 5 + 70
 
 

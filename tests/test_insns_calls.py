@@ -182,7 +182,7 @@ def test_may_goto_terminates_loop_jit():
 @pytest.mark.slow
 def test_may_goto_terminates_loop_interp():
     # The interpreter needs millions of steps here (about 75 s): only with -m slow.
-    _may_goto_unbounded("interp")
+    _may_goto_unbounded("reference")
 
 
 # =============================================================================================

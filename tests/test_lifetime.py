@@ -45,6 +45,6 @@ def test_helper_exception_becomes_bpf_error_on_both_engines():
     helpers = HelperRegistry()
     helpers.register(7, broken, name="broken")
     prog = Program.from_asm("mov %r0, 1\ncall 7\nmov %r0, 5\nexit", helpers=helpers)
-    for engine in ("interp", "jit"):
+    for engine in ("reference", "jit"):
         with pytest.raises(BPFRuntimeError, match="insn 1.*boom"):
             prog.run(engine=engine)

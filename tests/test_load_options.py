@@ -29,7 +29,7 @@ def test_a_map_the_object_leaves_unsized_says_how_to_size_it():
     assert "maps={'lengths': {'max_entries': N}}" in message and "--set-map lengths.max_entries=N" in message
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_a_map_sized_before_load_has_that_size_and_works(engine):
     obj = bpfjit.load(OBJECT, programs=["count_lengths"], maps=SIZED)
     lengths = obj.maps["lengths"]
@@ -67,7 +67,7 @@ def test_a_program_in_an_untyped_section_loads_raw_unless_given_its_type():
     obj = bpfjit.load(OBJECT, programs=["first_byte"], maps=SIZED, program_types={"first_byte": "xdp"})
     program = obj.programs["first_byte"]
     assert program.prog_type == "xdp"
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         assert program.test_run(FRAME, engine=engine).retval == 42
 
 

@@ -122,7 +122,7 @@ def exercise(code: bytes, outcome: Outcome, compile_every: int = 1,
     outcome.loaded += 1
     outcome.ran += 1
     try:
-        result = prog.test_run(MEM, engine="interp", max_steps=MAX_STEPS)
+        result = prog.test_run(MEM, engine="reference", max_steps=MAX_STEPS)
     except BPFError:
         pass
     except Exception as exc:  # noqa: BLE001
@@ -455,7 +455,7 @@ ACCEPTED = [
 def test_accepted_edge_cases(name, code, expected):
     prog = load(code)
     assert prog is not None, name
-    assert prog.run(MEM, engine="interp", max_steps=MAX_STEPS) == expected
+    assert prog.run(MEM, engine="reference", max_steps=MAX_STEPS) == expected
     assert prog.run(MEM, engine="jit") == expected
 
 
@@ -481,7 +481,7 @@ def test_interpreter_catches_runtime_faults(name, code):
     prog = load(code)
     assert prog is not None, name
     with pytest.raises(BPFError, match=r"^insn \d+: "):
-        prog.test_run(MEM, engine="interp", max_steps=MAX_STEPS)
+        prog.test_run(MEM, engine="reference", max_steps=MAX_STEPS)
     prog.compile().close()  # the JIT's sandbox runs them in tests/test_sandbox.py
 
 

@@ -247,7 +247,7 @@ def _end_state(engine: str) -> dict:
 
 
 def test_engines_agree():
-    interp, jit = _end_state("interp"), _end_state("jit")
+    interp, jit = _end_state("reference"), _end_state("jit")
     assert interp == jit
     assert interp["retvals"] == [XDP_PASS] * 2 + [1] + [XDP_PASS] * 5
     assert len(interp["records"]) == 6

@@ -83,15 +83,15 @@ ARRAYS = [MapType.ARRAY, MapType.PERCPU_ARRAY]
 @pytest.mark.parametrize("map_type", HASHES + ARRAYS, ids=lambda t: t.name.lower())
 def test_native_and_python_helpers_leave_the_same_map(map_type):
     key_size = 4 if map_type in ARRAYS else 8
-    maps = {engine: create_map(MapSpec("m", map_type, key_size, 8, 6), ncpus=3) for engine in ("jit", "interp")}
+    maps = {engine: create_map(MapSpec("m", map_type, key_size, 8, 6), ncpus=3) for engine in ("jit", "reference")}
     progs = {engine: map_program(m) for engine, m in maps.items()}
     rng = random.Random(int(map_type))
     for step in range(600):
         data = packet(rng.choice([LOOKUP, UPDATE, UPDATE, DELETE]), rng.choice([0, 0, 1, 2, 4, 7]),
                       rng.randrange(9), rng.getrandbits(64))
         results = {engine: progs[engine].test_run(data, engine=engine).retval for engine in progs}
-        assert results["jit"] == results["interp"], (step, data.hex())
-        assert contents(maps["jit"]) == contents(maps["interp"]), step
+        assert results["jit"] == results["reference"], (step, data.hex())
+        assert contents(maps["jit"]) == contents(maps["reference"]), step
 
 
 def test_errors_full_map_and_flags():
@@ -115,7 +115,7 @@ def test_errors_full_map_and_flags():
 
 
 def test_lru_evicts_the_same_victims_on_both_engines():
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         m = create_map(MapSpec("lru", MapType.LRU_HASH, 8, 8, 3))
         prog = map_program(m)
         for key in (1, 2, 3):

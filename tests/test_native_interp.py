@@ -62,8 +62,8 @@ def run_native_ctx(prog: Program, data: bytes = b"", max_steps: int | None = Non
     verified = prog.facts.verified
     checked = not verified or max_steps is not None
     helpers = HelperTable(prog.env, verified and prog.facts.helper_args_proven)
-    image = build_image(prog.insns, prog.env, prog.facts.function_starts, prog.facts.checked_accesses,
-                        helpers.address)
+    image = build_image(prog.insns, prog.env, prog.facts.function_starts, prog.facts.checked_accesses)
+    image.bind_helpers(helpers.address)
     env = RunEnv(max_steps)
     env.mem_start, env.mem_size = (memory.r1, memory.r2) if prog.type.layout is None else (0, 0)
     table = regions.table()
@@ -89,14 +89,14 @@ def test_conformance(path):
     assert run_native(prog, case.mem)[0] == case.result
     # the checked variant (a budget) gives the same, and so does the reference
     assert run_native(prog, case.mem, max_steps=1 << 40)[0] == case.result
-    assert prog.run(case.mem, engine="interp") == case.result
+    assert prog.run(case.mem, engine="reference") == case.result
 
 
 # --- differential: random valid programs ----------------------------------------------------------
 
 def check_against_reference(insns: list[Insn], mem: bytes) -> None:
     prog = Program.from_bytes(isa.encode(insns))
-    expected = prog.test_run(mem, engine="interp", max_steps=MAX_STEPS)
+    expected = prog.test_run(mem, engine="reference", max_steps=MAX_STEPS)
     for max_steps in (None, MAX_STEPS):
         got = run_native(prog, mem, max_steps=max_steps)
         assert got == (expected.retval, expected.data_out), (
@@ -128,7 +128,7 @@ def test_differential_random_programs_slow():
 def same_error_but_the_address(prog: Program, data: bytes = bytes(8)) -> str:
     """The error of prog on both interpreters, which must agree but for the run's addresses."""
     messages = []
-    for run in (lambda: run_native(prog, data), lambda: prog.run(data, engine="interp")):
+    for run in (lambda: run_native(prog, data), lambda: prog.run(data, engine="reference")):
         with pytest.raises(BPFRuntimeError) as error:
             run()
         messages.append(re.sub(r"0x[0-9a-f]+", "ADDR", str(error.value)))
@@ -165,7 +165,7 @@ def test_sandbox_accepts_the_memory_and_a_callee_frame():
         add %r0, %r3
         exit
     """, verify=False)
-    assert run_native(prog, bytes(7) + b"\x02")[0] == 42 == prog.run(bytes(7) + b"\x02", engine="interp")
+    assert run_native(prog, bytes(7) + b"\x02")[0] == 42 == prog.run(bytes(7) + b"\x02", engine="reference")
 
 
 # --- budgets, traps, calls, helpers ---------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_step_budget_stops_where_the_reference_stops():
         with pytest.raises(BPFRuntimeError) as native:
             run_native(prog, max_steps=budget)
         with pytest.raises(BPFRuntimeError) as reference:
-            prog.test_run(b"", engine="interp", max_steps=budget)
+            prog.test_run(b"", engine="reference", max_steps=budget)
         assert str(native.value) == str(reference.value)
         assert f"instruction budget of {budget} exhausted" in str(native.value)
 
@@ -185,7 +185,9 @@ def test_the_stop_flag_ends_a_run():
     # The watchdog sets RunEnv.stop; a run already stopped ends at its first poll.
     prog = Program.from_asm("loop:\nja loop\nexit", verify=False)
     native = interpreter()
-    image = build_image(prog.insns, prog.env, prog.facts.function_starts, (), HelperTable(prog.env, False).address)
+    image = build_image(prog.insns, prog.env, prog.facts.function_starts, ())
+    helpers = HelperTable(prog.env, False)
+    image.bind_helpers(helpers.address)
     env = RunEnv(timeout=1.0)
     env.stop = 1
     native.run(image, env, 0, 0, checked=True)
@@ -213,14 +215,14 @@ def test_calls_keep_the_callers_registers_and_depth_is_limited():
         mov %r1, 1000
         exit
     """, verify=False)  # the verifier forbids reading r1 after a call: the reference keeps it
-    assert run_native(prog)[0] == 17 == prog.run(b"", engine="interp")
+    assert run_native(prog)[0] == 17 == prog.run(b"", engine="reference")
     # f1 calls itself through a function pointer: only the run can stop it.
     deep = Program([Insn(isa.CALL_OP, src=isa.CALL_LOCAL, imm=1), Insn(isa.EXIT_OP),
                     *isa.lddw(2, -1, isa.PSEUDO_FUNC), Insn(isa.CALLX_OP, dst=2), Insn(isa.EXIT_OP)], verify=False)
     with pytest.raises(BPFRuntimeError) as native:
         run_native(deep)
     with pytest.raises(BPFRuntimeError) as reference:
-        deep.run(b"", engine="interp")
+        deep.run(b"", engine="reference")
     assert str(native.value) == str(reference.value) == "insn 4: more than 8 nested calls"
 
 
@@ -241,7 +243,7 @@ def test_a_failing_helper_names_its_call_and_unwind_stops():
     with pytest.raises(BPFRuntimeError, match=r"insn 1: helper 9 \(boom\) failed: ZeroDivisionError"):
         run_native(prog)
     unwinding = Program.from_asm("mov %r1, 0\ncall 5\nmov %r0, 9\nexit", helpers=helpers)
-    assert run_native(unwinding)[0] == 0 == unwinding.run(b"", engine="interp")
+    assert run_native(unwinding)[0] == 0 == unwinding.run(b"", engine="reference")
 
 
 def test_static_branches_follow_their_key():
@@ -249,7 +251,7 @@ def test_static_branches_follow_their_key():
     key = prog.declare_static_key("k", [1])
     for enabled in (False, True):
         key.set(enabled)
-        expected = prog.run(b"", engine="interp")
+        expected = prog.run(b"", engine="reference")
         assert run_native(prog)[0] == expected
 
 
@@ -290,7 +292,7 @@ def hostile_child(max_steps: int, seeds: list[int]) -> None:
         except (DecodeError, ProgramError):  # not even structurally a program
             continue
         for data in case.inputs:
-            reference = run_once(prog, maps, case, data, "interp", max_steps=max_steps)
+            reference = run_once(prog, maps, case, data, "reference", max_steps=max_steps)
             native = native_outcome(prog, maps, case, data, max_steps)
             print("error" if native.error is not None else "result", flush=True)
             if (native.error is None, native.error_at) != (reference.error is None, reference.error_at):
@@ -352,7 +354,7 @@ def bench_rows() -> list[tuple[str, dict[str, float]]]:
         data = case.interp_data()
         expected = case.expected(data)
         assert prog.test_run(data, engine="jit").retval == expected
-        reference = prog.test_run(data, engine="interp")
+        reference = prog.test_run(data, engine="reference")
         assert reference.retval == expected
         repeat = max(1, int(2e8 // max(reference.duration_ns, 1)))  # ~0.2 s of reference time per round
         times = {}

@@ -55,7 +55,7 @@ def test_a_broken_btf_ext_fails_only_what_reads_it(tmp_path, capsys):
     obj = load_bytes(tmp_path, bytes(data))
     name = next(iter(obj.programs))
     assert obj.programs[name].test_run(bytes(64), engine="jit").retval == \
-        obj.programs[name].test_run(bytes(64), engine="interp").retval
+        obj.programs[name].test_run(bytes(64), engine="reference").retval
     with pytest.raises(BTFError, match="unsupported version 9"):
         _ = obj.btf_ext
     assert bpfjit.cli.main(["prog", "dump", str(GLOBALS), "-p", name]) == 0
@@ -87,7 +87,7 @@ def test_relocation_moved_outside_its_section(tmp_path, capsys):
     """The hostile-input campaign's reproducer: an edit of one r_offset's low two bytes in globals.o moves
     prog_b's `r1 = .rodata+4 ll` (bpf_printk's format string) outside the socket section. The
     loader used to skip it: the ld_imm64 kept its immediate, 4, which bpf_printk then read as an
-    address, and test_run(engine="interp") died of a segfault. Now the load fails, naming the
+    address, and test_run(engine="reference") died of a segfault. Now the load fails, naming the
     file, the relocation table, the relocation, its place and its symbol."""
     data = bytearray(GLOBALS.read_bytes())
     table, _ = section_span(bytes(data), ".relsocket")
@@ -99,7 +99,7 @@ def test_relocation_moved_outside_its_section(tmp_path, capsys):
                r"socket \(120 bytes\)$")
     with pytest.raises(ObjectError, match=message):
         load_bytes(tmp_path, bytes(data))
-    assert bpfjit.cli.main(["run", str(tmp_path / "bad.o"), "-p", "prog_b", "--engine", "interp"]) == 1
+    assert bpfjit.cli.main(["run", str(tmp_path / "bad.o"), "-p", "prog_b", "--engine", "reference"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
     assert err.startswith(f"bpfjit: error: {tmp_path / 'bad.o'}: .relsocket: relocation #3 at socket+0x1048")

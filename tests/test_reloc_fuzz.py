@@ -165,7 +165,7 @@ def run_case(case: dict, folder: Path, stats: dict[str, int]) -> None:
     stats["loaded"] += 1
     for program in obj.programs.values():
         try:
-            program.test_run(bytes(64), engine="interp", max_steps=MAX_STEPS)
+            program.test_run(bytes(64), engine="reference", max_steps=MAX_STEPS)
             stats["ran"] += 1
         except BPFError:
             stats["failed cleanly"] += 1

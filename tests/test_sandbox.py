@@ -34,7 +34,7 @@ from bpfjit.runtime.stdhelpers import standard_helpers
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 GLOBALS = TESTS_DIR / "progs" / "globals.o"
-ENGINES = ("interp", "jit")
+ENGINES = ("reference", "jit")
 ADDRESS = re.compile(r"0x[0-9a-f]+")
 
 
@@ -51,7 +51,7 @@ def errors(prog: Program, data: bytes = bytes(8)) -> dict[str, str]:
 def same_error(prog: Program, data: bytes = bytes(8)) -> str:
     """The one message both engines give."""
     messages = errors(prog, data)
-    assert messages["interp"] == messages["jit"], messages
+    assert messages["reference"] == messages["jit"], messages
     return messages["jit"]
 
 
@@ -59,7 +59,7 @@ def same_error_but_the_address(prog: Program, data: bytes = bytes(8)) -> str:
     """The message both engines give, its address replaced by ADDR (a stack address: each engine
     has its own BPF stack)."""
     messages = {engine: ADDRESS.sub("ADDR", message) for engine, message in errors(prog, data).items()}
-    assert messages["interp"] == messages["jit"], messages
+    assert messages["reference"] == messages["jit"], messages
     return messages["jit"]
 
 

@@ -31,13 +31,13 @@ def program(text: str, prog_type: str = "socket") -> Program:
     return Program.from_asm(text, prog_type=prog_type, helpers=standard_helpers(print))
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_skb_load_bytes_reads_from_the_network_header(engine):
     got = program(LOAD_BYTES.format(offset=2)).test_run(FRAME, engine=engine).retval
     assert got == int.from_bytes(FRAME[14 + 2:14 + 6], "little")
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_skb_load_bytes_past_the_end_is_efault_with_a_zeroed_buffer(engine):
     got = program(LOAD_BYTES.format(offset=48)).test_run(FRAME, engine=engine).retval
     assert got == (-EFAULT & MASK64) << 32 & MASK64  # low half: the destination, zeroed
@@ -65,7 +65,7 @@ def folded(total: int) -> int:
     return total
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_csum_diff_is_the_folded_difference(engine):
     source, target = 0x04030201, 0x08070605
     got = program(CSUM_DIFF.format(source=source, target=target, source_size=4, seed=0), "tc")
@@ -76,7 +76,7 @@ def test_csum_diff_is_the_folded_difference(engine):
     assert seeded.test_run(bytes(64), engine=engine).retval == folded(0x04040404 + 0xFFFFFFFF)
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_csum_diff_refuses_sizes_that_are_not_words(engine):
     odd = program(CSUM_DIFF.format(source=1, target=2, source_size=3, seed=0), "tc")
     assert odd.test_run(bytes(64), engine=engine).retval == -EINVAL & MASK64
@@ -103,7 +103,7 @@ PULL_DATA = """
 """
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp", "native"])
+@pytest.mark.parametrize("engine", ["jit", "reference", "interp"])
 @pytest.mark.parametrize("length,result", [(0, 0), (len(FRAME), 0), (len(FRAME) + 1, -12)])
 def test_skb_pull_data_succeeds_up_to_the_packets_end_and_is_enomem_past_it(engine, length, result):
     got = program(PULL_DATA.format(length=length), prog_type="tc").test_run(FRAME, engine=engine).retval

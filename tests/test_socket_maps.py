@@ -26,7 +26,7 @@ from bpfjit.runtime.stdhelpers import standard_helpers
 
 from map_cases import errno_of, mk
 
-ENGINES = ("jit", "interp")
+ENGINES = ("jit", "reference")
 SK = 168  # offsetof(struct __sk_buff, sk)
 
 

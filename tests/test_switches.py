@@ -109,7 +109,7 @@ def test_random_trees_agree_with_the_interpreter(seed):
     program = Program(insns)
     for value in inputs(constants, rng):
         data = struct.pack("<QQ", value, rng.getrandbits(64))
-        jit, interp = (program.test_run(data, engine=e).retval for e in ("jit", "interp"))
+        jit, interp = (program.test_run(data, engine=e).retval for e in ("jit", "reference"))
         assert jit == interp, (seed, hex(value), program.disassemble())
 
 
@@ -182,7 +182,7 @@ def test_a_compare_reached_from_elsewhere_is_not_absorbed():
     expected = {0: 1, 3: 2, 5: 1, 6: 3, 10: 3, 11: 4, 20: 4, 21: 5, 50: 5, 51: 6, 100: 4}
     for value, result in expected.items():
         data = struct.pack("<Q", value)
-        assert [program.test_run(data, engine=e).retval for e in ("jit", "interp")] == [result] * 2, value
+        assert [program.test_run(data, engine=e).retval for e in ("jit", "reference")] == [result] * 2, value
 
 
 MASK64 = (1 << 64) - 1
@@ -219,4 +219,4 @@ def test_a_folded_switch_with_an_identity_leaf(op):
         after = r0 if value > 20 else PY_OPS[op](r0, k & MASK64 if k >= 0 else k + (1 << 64))
         expected = (after + 5000) & MASK64
         data = struct.pack("<QQ", value, r0)
-        assert [program.test_run(data, engine=e).retval for e in ("jit", "interp")] == [expected] * 2, value
+        assert [program.test_run(data, engine=e).retval for e in ("jit", "reference")] == [expected] * 2, value

@@ -77,13 +77,13 @@ def test_spin_lock_two_threads_jit():
 
 
 def test_spin_lock_two_threads_interp():
-    _hammer("interp", seconds=0.5, batch=5, hold=2)
+    _hammer("reference", seconds=0.5, batch=5, hold=2)
 
 
 def test_busy_loop_agrees_on_both_engines():
     obj = load(OBJ)
     obj.data.loops = 300
-    for engine in ("interp", "jit"):
+    for engine in ("reference", "jit"):
         obj.bss.busy_result = 0
         assert obj.programs["busy"].test_run(PACKET, engine=engine).retval == XDP_PASS
         assert obj.bss.busy_result == _lcg(len(PACKET), 300)

@@ -76,7 +76,7 @@ def test_same_results_on_interp_jit_and_kernel(obj, program):
         if ": 524:" in str(exc):  # ENOTSUPP: BPF_PROG_TEST_RUN does not run this program type
             pytest.skip(f"the kernel cannot test-run {obj.name}:{program} (ENOTSUPP)")
         raise
-    for engine in ("interp", "jit"):
+    for engine in ("reference", "jit"):
         ours = bpfjit.load(obj)
         result = ours.programs[program].test_run(data, repeat=3, engine=engine)
         assert result.retval & 0xFFFF_FFFF == kernel.retval, engine

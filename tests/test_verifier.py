@@ -108,7 +108,7 @@ ACCEPTED = [
 def test_accepted_programs_run_on_both_engines(ptype, text, data, expected):
     prog = Program.from_asm(text, prog_type=ptype, verify=True)
     assert prog.verification is not None and prog.verification.stats.insns_processed > 0
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         assert prog.test_run(data, engine=engine).retval == expected
 
 
@@ -136,7 +136,7 @@ def test_map_value_bounds_and_null_checks(tmp_path):
     with pytest.raises(VerifierError, match="invalid access to map value, value_size=8 off=8 size=1"):
         program("jeq %r0, 0, +2\nldxb %r0, [%r0+8]\nexit\nmov %r0, 0\nexit")
     ok = program("jeq %r0, 0, +2\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit")
-    assert ok.test_run(engine="interp").retval == 0
+    assert ok.test_run(engine="reference").retval == 0
 
 
 def test_verified_by_default_and_sandboxed_on_opt_out():
@@ -147,7 +147,7 @@ def test_verified_by_default_and_sandboxed_on_opt_out():
         Program.from_asm(hostile)
     unverified = Program.from_asm(hostile, verify=False)
     assert unverified.verification is None
-    for engine in ("interp", "jit"):
+    for engine in ("reference", "jit"):
         with pytest.raises(BPFRuntimeError, match=r"^insn 2: invalid write of 8 bytes at 0x4141414141414141$"):
             unverified.run(bytes(8), engine=engine)
     assert Program.from_asm("mov %r0, 0\nexit").verification is not None
@@ -159,6 +159,6 @@ def test_verified_by_default_and_sandboxed_on_opt_out():
         bpfjit.load(progs / "rejected_lines.o")
     loose = bpfjit.load(progs / "rejected_lines.o", verify=False)
     assert all(p.verification is None for p in loose.programs.values())
-    for engine in ("interp", "jit"):  # the lookup of key 64 (skb->len) finds nothing: NULL
+    for engine in ("reference", "jit"):  # the lookup of key 64 (skb->len) finds nothing: NULL
         with pytest.raises(BPFRuntimeError, match=r"^insn 7: invalid read of 8 bytes at 0x0$"):
             loose.programs["unchecked_lookup"].test_run(bytes(64), engine=engine)

@@ -13,7 +13,7 @@ import bpfjit
 PROGS = pathlib.Path(__file__).parent / "progs"
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_a_table_of_safe_functions_verifies_and_runs(engine):
     obj = bpfjit.load(PROGS / "callx_globals.o")
     program = obj.programs["safe_calls"]
@@ -31,7 +31,7 @@ def test_a_reachable_function_unsafe_for_the_arguments_rejects_the_program():
     assert "callx_unsafe.c:9" in str(caught.value)  # deref's line, where the path fails
 
 
-@pytest.mark.parametrize("engine", ["jit", "interp"])
+@pytest.mark.parametrize("engine", ["jit", "reference"])
 def test_the_unsafe_table_runs_only_sandboxed(engine):
     """Unverified, the dereference of a number is a clean run-time error on both engines."""
     obj = bpfjit.load(PROGS / "callx_unsafe.o", verify=False)

@@ -189,7 +189,7 @@ def judge(case: Case, maps: Maps, tally: Tally) -> Job | None:
     tally.accepted += 1
     runs, expected = [], {}
     for index, data in enumerate(case.inputs):
-        outcome = run_once(prog, maps, case, data, "interp", INTERP_STEPS)
+        outcome = run_once(prog, maps, case, data, "reference", INTERP_STEPS)
         if outcome.error and "budget" in outcome.error:
             runs.append(index)
             expected[index] = None
@@ -340,7 +340,7 @@ def _not_comparable(job: Job, index: int) -> bool:
         maps = Maps()
         prog = build(job.case, maps)
         with mock.patch.object(interp, "Buffer", _DirtyBuffer):
-            again = run_once(prog, maps, job.case, job.case.inputs[index], "interp", INTERP_STEPS)
+            again = run_once(prog, maps, job.case, job.case.inputs[index], "reference", INTERP_STEPS)
         kept.append(maps)
         if not again.agrees(job.expected[index]):
             return True

@@ -92,7 +92,7 @@ def test_a_value_nothing_depends_on_is_not_compared():
     assert stats.insns_processed < 2 * 9
     assert program.run(bytes([3])) == 11
     assert program.run(bytes([9])) == 25
-    assert program.run(bytes([9]), engine="interp") == 25
+    assert program.run(bytes([9]), engine="reference") == 25
 
 
 # A raw program's loop bounded by its memory (the micro-benchmarks' shape): the kernel would walk
@@ -132,14 +132,14 @@ def test_a_raw_loop_bounded_by_memory_verifies_and_runs():
     every access through it is checked at run time."""
     program = Program.from_asm(SUM_OF_BYTES, verify=True)
     data = bytes(range(1, 201))
-    for engine in ("jit", "interp"):
+    for engine in ("jit", "reference"):
         assert program.run(data, engine=engine) == sum(data)
 
 
 def test_a_raw_loop_over_a_stack_buffer_keeps_its_bound():
     program = Program.from_asm(CLEAR_STACK_BUFFER, verify=True)
     assert program.run(b"", engine="jit") == 7
-    assert program.run(b"", engine="interp") == 7
+    assert program.run(b"", engine="reference") == 7
 
 
 def test_a_raw_loop_one_past_its_buffer_is_rejected():

@@ -56,7 +56,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_parser(verbs) -> None:
-    p = verbs.add_parser("bench", help="time the benchmark suite on every engine (jit, interp, native, kernel)",
+    p = verbs.add_parser("bench", help="time the benchmark suite on every engine (jit, interp, reference, kernel)",
                          description="Run the benchmark suite (the standard userspace-BPF micro-suite and "
                                      "packet programs) jitted, interpreted and as native C (built with the "
                                      "system compiler), check every result, and print ns per run, the "

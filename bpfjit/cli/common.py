@@ -18,7 +18,8 @@ from ..program import RUN_ENGINES, Program, RunResult
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"
 DEFAULT_PACKETS = "packets.hex"
-INTERP_REPEAT = 20   # the interpreter is ~100-1000x slower: time it on fewer runs
+REFERENCE_REPEAT = 20   # the Python reference is ~100-1000x slower: time it on fewer runs
+INTERP_REPEAT = 2_000  # the native interpreter, in its native repeat loop
 JIT_REPEAT = 10_000  # per packet, in the JIT's native repeat loop
 PROGRESS_AFTER_NS = 1e9  # runs expected to take longer than this get a progress bar (on a TTY)
 CHUNK_NS = 1e8           # ... and are run in chunks of about this long
@@ -236,11 +237,18 @@ def _retval_name(program: Program, retval: int) -> str:
 def _print_result(program: Program, engine: str, result: RunResult, as_json: bool) -> None:
     """The one-line result of a raw program (.data, assembly, bytecode)."""
     if as_json:
-        print(json.dumps({"program": program.name, "engine": engine, "retval": result.retval,
+        print(json.dumps({"program": program.name, "engine": engine, "tiers": result.tiers, "retval": result.retval,
                           "data_out": result.data_out.hex(), "duration_ns": result.duration_ns}))
         return
     print(f"{program.name}: engine={engine} retval={result.retval:#x} ({result.retval}) "
-          f"duration={result.duration_ns:,.1f} ns/run")
+          f"duration={result.duration_ns:,.1f} ns/run{tiers_text(engine, result)}")
+
+
+def tiers_text(engine: str, result: RunResult) -> str:
+    """With engine auto: which tiers ran how many of the runs (else nothing)."""
+    if engine != "auto":
+        return ""
+    return ", tiers: " + ", ".join(f"{tier} {count:,}" for tier, count in result.tiers.items())
 
 
 # --- progress -----------------------------------------------------------------------------------
@@ -306,19 +314,29 @@ def timed_run(program: Program, data: bytes, ctx: bytes | None, repeat: int, eng
     first = program.test_run(data, ctx, repeat=1, engine=engine)
     rest = repeat - 1
     if first.duration_ns * rest <= PROGRESS_AFTER_NS:
-        last = program.test_run(first.data_out, ctx, repeat=rest, engine=engine)
-        return RunResult(last.retval, last.data_out,
-                         (first.duration_ns + last.duration_ns * rest) / repeat, last.ctx_out)
+        return _combined([first, program.test_run(first.data_out, ctx, repeat=rest, engine=engine)])
     chunk = max(1, int(CHUNK_NS / max(first.duration_ns, 1.0)))
-    total_ns, last, done = first.duration_ns, first, 1
+    results, done = [first], 1
     with Progress(repeat, label or f"{program.name} ({engine})") as bar:
         bar.update(done)
         while done < repeat:
             n = min(chunk, repeat - done)
-            last = program.test_run(last.data_out, ctx, repeat=n, engine=engine)
-            total_ns += last.duration_ns * n
+            results.append(program.test_run(results[-1].data_out, ctx, repeat=n, engine=engine))
             done += n
             bar.update(done)
-    return RunResult(last.retval, last.data_out, total_ns / repeat, last.ctx_out)
+    return _combined(results)
+
+
+def _combined(results: list[RunResult]) -> RunResult:
+    """Consecutive test runs as one: the last one's outcome, the mean time over all their runs,
+    and how many runs each tier ran."""
+    runs = [sum(result.tiers.values()) for result in results]
+    tiers: dict[str, int] = {}
+    for result in results:
+        for tier, count in result.tiers.items():
+            tiers[tier] = tiers.get(tier, 0) + count
+    mean = sum(result.duration_ns * count for result, count in zip(results, runs)) / sum(runs)
+    last = results[-1]
+    return RunResult(last.retval, last.data_out, mean, last.ctx_out, tiers)
 
 

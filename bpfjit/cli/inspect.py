@@ -75,7 +75,7 @@ def cmd_map_dump(args: argparse.Namespace) -> int:
     data, ctx = _run_input(args)
     if args.program is not None or data is not None:
         if args.engine == "kernel":
-            raise BPFError("map dump shows bpfjit's own maps: run with --engine jit or interp")
+            raise BPFError("map dump shows bpfjit's own maps: run with one of bpfjit's engines, not --engine kernel")
         program = _pick_program(obj, args.program)
         timed_run(program, data or b"", ctx, args.repeat or 1, args.engine)
     maps = [obj.maps[args.map]] if args.map is not None else list(obj.maps.values())

@@ -19,6 +19,7 @@ from .common import (
     _run_input,
     load_object,
     load_program,
+    tiers_text,
     timed_run,
 )
 from .main_job import run_default
@@ -46,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_object(args: argparse.Namespace) -> int:
     """``bpfjit run OBJECT``: one program of an ELF object on one engine, bpftool prog run style."""
     if args.key and args.engine == "kernel":
-        raise BPFError("--key needs the jit or interp engine: the kernel has no static keys")
+        raise BPFError("--key needs one of bpfjit's engines: the kernel has no static keys")
     obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify,
                       options=parse_load_options(args), program=args.program)
     program = _pick_program(obj, args.program)
@@ -61,20 +62,21 @@ def run_object(args: argparse.Namespace) -> int:
                         for name, type_name in (options["program_types"] or {}).items()}
         k = kernel_test_run(obj.path, program.name, data, ctx, repeat, rodata=images,
                             map_options=options["maps"], program_types=kernel_types)
-        result = RunResult(k.retval, k.data_out, float(k.duration_ns), k.ctx_out)
+        result = RunResult(k.retval, k.data_out, float(k.duration_ns), k.ctx_out, {"kernel": repeat})
     else:
         result = timed_run(program, data, ctx, repeat, args.engine)
     name = _retval_name(program, result.retval)
     trace = list(obj.trace_log)
     if args.json:
-        print(json.dumps({"program": program.name, "engine": args.engine, "retval": result.retval,
+        print(json.dumps({"program": program.name, "engine": args.engine, "tiers": result.tiers,
+                          "retval": result.retval,
                           "data_out": result.data_out.hex(), "duration_ns": result.duration_ns,
                           "type": program.prog_type, "repeat": repeat, "retval_name": name or None,
                           "ctx_out": None if result.ctx_out is None or ctx is None else result.ctx_out.hex(),
                           "trace": trace}))
         return 0
     print(f"{obj.name}: program {program.name} ({program.prog_type}), engine {args.engine}, "
-          f"{repeat:,} run{'s' if repeat != 1 else ''}")
+          f"{repeat:,} run{'s' if repeat != 1 else ''}{tiers_text(args.engine, result)}")
     print(f"Return value: {result.retval}{f' ({name})' if name else ''}, "
           f"duration{' (average)' if repeat > 1 else ''}: {result.duration_ns:,.1f}ns")
     if result.data_out == data:
