@@ -156,7 +156,9 @@ def time_reference(case: Case, cpu: str, data: bytes, rounds: int) -> float:
 def time_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
     """The native interpreter, its repeat loop sized to about 20 ms a round."""
     program = checked_program(case, cpu, "interp", data)
-    repeat = runs_for(program.test_run(data, engine="interp").duration_ns)
+    once = program.test_run(data, engine="interp").duration_ns  # mostly Python's call, for a short program
+    probe = max(1, min(1000, int(1e6 // max(once, 1.0))))  # about 1 ms of runs: the call's cost fades
+    repeat = runs_for(program.test_run(data, repeat=probe, engine="interp").duration_ns)
     program.test_run(data, repeat=repeat, engine="interp")  # warm-up
     return median([program.test_run(data, repeat=repeat, engine="interp").duration_ns for _ in range(rounds)])
 

@@ -9,10 +9,21 @@ table of native function pointers, and the few instructions no engine runs turne
 Shape, as a C interpreter such as uBPF has it: registers in an ``[16 x i64]`` array indexed by the
 slot's 4-bit fields, a pc, and one handler block per opcode. Dispatch reads the slot, takes its
 opcode and jumps through a 256-entry table: either ``indirectbr`` over a table of
-``blockaddress`` es (DISPATCH_INDIRECT: LLVM's tail duplication copies the jump into the end of
-every handler, so each handler predicts its own successor: "threaded code") or a ``switch`` that
-LLVM lowers to a jump table (DISPATCH_SWITCH: the same jump, but shared by all handlers).
-jit/native_interp.py records which one it builds and why.
+``blockaddress`` es (DISPATCH_INDIRECT) or a ``switch`` that LLVM lowers to a jump table
+(DISPATCH_SWITCH). jit/native_interp.py records which one it builds and why.
+
+What keeps the loop short (each measured on the bench's micro-suite, see jit/native_interp.py):
+
+* the dispatch is three machine instructions (load the slot, mask the opcode, jump), because
+  every handler decodes the fields it uses itself (_Function.decode). That small block is what
+  LLVM's tail duplication copies into the end of every handler, giving each its own predicted
+  jump (threaded code); a dispatch that decoded every field was too large to copy, and all
+  handlers shared one jump;
+* conditional jumps, a plain register move (movsx aside) and division take real branches, not
+  selects (_Function.keep_branch): the next instruction's fetch does not wait on a cmov, and one
+  division runs instead of both the signed and the unsigned one;
+* the fast variant reads the raw program's memory bounds once per run, so a checked access is
+  one subtraction and one compare.
 
 BPF-to-BPF calls keep a frame stack in the same native frame: for each of the MAX_CALL_FRAMES
 frames a 512-byte BPF stack (zeroed on entry, as the reference interpreter's) and a record of the
@@ -86,6 +97,25 @@ class _Function:
     lines: list[str] = field(default_factory=list)
     counter: int = 0
     handlers: dict[int, str] = field(default_factory=dict)  # opcode -> label
+    # The current handler's fields of its instruction (names of i64 values; decode() sets them).
+    dst: str = ""
+    src: str = ""
+    off: str = ""  # sign-extended
+    imm: str = ""  # sign-extended
+    imm_field: str = ""  # the upper 32 bits of the slot, zero-extended
+
+    def decode(self, tag: str) -> None:
+        """Decode the fields of %insn at the top of a handler, under names of its own. Each handler
+        decodes for itself, and LLVM drops what it does not use: the dispatch stays a load, a mask
+        and a jump, instead of decoding every field for every instruction."""
+        self.dst, self.src, self.off, self.imm, self.imm_field = (f"%{name}.{tag}"
+                                                                  for name in ("dst", "src", "off", "imm", "imm_field"))
+        self.emit(f"{self.dst} = and i64 {self.value('lshr i64 %insn, 8')}, 15")
+        self.emit(f"{self.src} = and i64 {self.value('lshr i64 %insn, 12')}, 15")
+        off16 = self.value(f"trunc i64 {self.value('lshr i64 %insn, 16')} to i16")
+        self.emit(f"{self.off} = sext i16 {off16} to i64")
+        self.emit(f"{self.imm_field} = lshr i64 %insn, 32")
+        self.emit(f"{self.imm} = sext i32 {self.value(f'trunc i64 {self.imm_field} to i32')} to i64")
 
     @property
     def name(self) -> str:
@@ -149,10 +179,15 @@ class _Function:
         self.emit(f"br i1 {condition}, label %{taken}, label %{other}{prof}")
         return taken, other
 
+    def keep_branch(self) -> None:
+        """An empty asm statement at the top of one side of a branch: LLVM may not speculate it,
+        so it cannot fold the two sides into a select, and the branch stays a predicted jump."""
+        self.emit('call void asm sideeffect "", ""()')
+
     # --- memory ---------------------------------------------------------------------------------
     def address(self, base: str) -> str:
         """[base + off] as an integer (base: 'dst' or 'src')."""
-        return self.value(f"add i64 {self.load_reg(f'%{base}')}, %off")
+        return self.value(f"add i64 {self.load_reg(getattr(self, base))}, {self.off}")
 
     def checked_pointer(self, address: str, bits: int, write: bool, raw_check: bool) -> str:
         """A pointer for an access of bits/8 bytes at address, checked first where the variant
@@ -161,12 +196,7 @@ class _Function:
         if self.checked:
             ok = self.value(f"call i1 @bpfjit_access_ok(ptr %env, i64 {address}, i64 {size}, i1 {int(write)})")
         elif raw_check:
-            start = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_START)}")
-            length = self.value(f"load i64, ptr {self.env_field(FIELD_MEM_SIZE)}")
-            fits = self.value(f"icmp uge i64 {length}, {size}")
-            rel = self.value(f"sub i64 {address}, {start}")
-            inside = self.value(f"icmp ule i64 {rel}, {self.value(f'sub i64 {length}, {size}')}")
-            ok = self.value(f"and i1 {fits}, {inside}")
+            ok = self.value(f"icmp ult i64 {self.value(f'sub i64 {address}, %mem_start')}, %mem_limit{size}")
         else:
             return self.value(f"inttoptr i64 {address} to ptr")
         fine, bad = self.branch_if(ok, weight_taken=True)
@@ -191,6 +221,7 @@ class _LoopBuilder:
         self.dispatch_block()
         for opcode, label in f.handlers.items():
             f.label(label)
+            f.decode(label)
             handlers[opcode](opcode)
         self.shared_blocks()
         header = [f"define internal i64 {f.name}(ptr %img, ptr %env, i64 %start, i64 %a1, i64 %a2, i64 %a3, "
@@ -218,11 +249,24 @@ class _LoopBuilder:
         f.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr {self.record_field('0', RECORD_MAY_GOTO)}")
         f.emit("store i64 %start, ptr %pc_slot")
         f.emit("store i64 0, ptr %depth_slot")
-        if f.checked:
+        if not f.checked:
+            self.memory_limits()
+        else:
             f.emit(f"%frames_at_entry = load i64, ptr {f.env_field(FIELD_FRAME_COUNT)}")
             f.emit(f"store i64 {f.value(f'load volatile i64, ptr {f.env_field(FIELD_STEPS)}')}, ptr %steps_slot")
             self.register_frame("%frames_at_entry", "%stacks", "%start")
         f.emit("br label %dispatch")
+
+    def memory_limits(self) -> None:
+        """Fast variant: the raw program's memory, read once per run (nothing changes it during
+        one): an access of n bytes at a is inside it iff a - %mem_start < %mem_limit<n>, that is
+        mem_size - n + 1, or 0 when n bytes do not fit at all. One compare per checked access."""
+        f = self.f
+        f.emit(f"%mem_start = load i64, ptr {f.env_field(FIELD_MEM_START)}")
+        length = f.value(f"load i64, ptr {f.env_field(FIELD_MEM_SIZE)}")
+        for size in (1, 2, 4, 8):
+            fits = f.value(f"icmp uge i64 {length}, {size}")
+            f.emit(f"%mem_limit{size} = select i1 {fits}, i64 {f.value(f'sub i64 {length}, {size - 1}')}, i64 0")
 
     def register_frame(self, count: str, base_ptr: str, at: str) -> None:
         """Checked variant: list a BPF stack in RunEnv.frames (CALL_DEPTH at `at` when the list is
@@ -250,16 +294,6 @@ class _LoopBuilder:
         f.emit("%slot_ptr = getelementptr inbounds i64, ptr %code, i64 %pc")
         f.emit("%insn = load i64, ptr %slot_ptr")
         f.emit("%opcode = and i64 %insn, 255")
-        f.emit("%dst_field = lshr i64 %insn, 8")
-        f.emit("%dst = and i64 %dst_field, 15")
-        f.emit("%src_field = lshr i64 %insn, 12")
-        f.emit("%src = and i64 %src_field, 15")
-        f.emit("%off_field = lshr i64 %insn, 16")
-        f.emit("%off16 = trunc i64 %off_field to i16")
-        f.emit("%off = sext i16 %off16 to i64")
-        f.emit("%imm_field = lshr i64 %insn, 32")
-        f.emit("%imm32 = trunc i64 %imm_field to i32")
-        f.emit("%imm = sext i32 %imm32 to i64")
         if f.dispatch == DISPATCH_INDIRECT:
             f.emit(f"%target_ptr = getelementptr inbounds [256 x ptr], ptr {self.table_name}, i64 0, i64 %opcode")
             f.emit("%target = load ptr, ptr %target_ptr")
@@ -410,13 +444,13 @@ class _LoopBuilder:
         f = self.f
         op, bits = opcode & 0xF0, 64 if opcode & 0x07 == isa.ALU64 else 32
         ty = f"i{bits}"
-        d64 = f.load_reg("%dst")
+        d64 = f.load_reg(f.dst)
         if op == isa.END:
             result = self.byte_swap(opcode, d64)
-            f.store_reg("%dst", result)
+            f.store_reg(f.dst, result)
             f.next_pc()
             return
-        s64 = f.load_reg("%src") if opcode & isa.X else "%imm"
+        s64 = f.load_reg(f.src) if opcode & isa.X else f.imm
         d, s = (d64, s64) if bits == 64 else (f.value(f"trunc i64 {d64} to i32"), f.value(f"trunc i64 {s64} to i32"))
         if op == isa.NEG:
             result = f.value(f"sub {ty} 0, {d}")
@@ -428,37 +462,57 @@ class _LoopBuilder:
             result = f.value(f"{_BINOPS[op]} {ty} {d}, {f.value(f'and {ty} {s}, {bits - 1}')}")
         else:
             result = f.value(f"{_BINOPS[op]} {ty} {d}, {s}")
-        f.store_reg("%dst", result if bits == 64 else f.value(f"zext i32 {result} to i64"))
+        f.store_reg(f.dst, result if bits == 64 else f.value(f"zext i32 {result} to i64"))
         f.next_pc()
 
     def move(self, opcode: int, s: str, s64: str, ty: str) -> str:
-        """mov, and movsx (off 8/16/32 of a register move: the source's low bits sign-extended)."""
+        """mov, and movsx (off 8/16/32 of a register move: the source's low bits sign-extended).
+
+        A register move is the commonest instruction: a plain one (off 0) branches past the
+        sign extensions instead of paying their selects."""
         f = self.f
         if not opcode & isa.X:
             return s
+        sign_extend, plain = f.branch_if(f.value(f"icmp ne i64 {f.off}, 0"))
+        f.label(plain)
+        f.store_reg(f.dst, s64 if ty == "i64" else f.value(f"zext i32 {s} to i64"))
+        f.next_pc()
+        f.label(sign_extend)
+        f.keep_branch()
         result = s
         for width in (8, 16, 32):
             narrow = f.value(f"trunc i64 {s64} to i{width}")
             extended = f.value(f"sext i{width} {narrow} to {ty}") if ty != f"i{width}" else narrow
-            result = f.value(f"select i1 {f.value(f'icmp eq i64 %off, {width}')}, {ty} {extended}, {ty} {result}")
+            result = f.value(f"select i1 {f.value(f'icmp eq i64 {f.off}, {width}')}, {ty} {extended}, {ty} {result}")
         return result
 
     def divide(self, op: int, d: str, s: str, ty: str) -> str:
         """BPF division: by zero gives 0 (div) or dst (mod); signed (off 1) truncates toward zero,
-        and INT_MIN / -1 wraps to INT_MIN with remainder 0. LLVM's UB cases never execute."""
+        and INT_MIN / -1 wraps to INT_MIN with remainder 0. LLVM's UB cases never execute.
+
+        Branches, not selects: exactly one division runs (a 64-bit divide costs tens of cycles,
+        and LLVM computes both sides of a select)."""
         f = self.f
-        zero = f.value(f"icmp eq {ty} {s}, 0")
-        minus_one = f.value(f"icmp eq {ty} {s}, -1")
-        signed = f.value("icmp eq i64 %off, 1")
-        unsafe = f.value(f"or i1 {zero}, {f.value(f'and i1 {signed}, {minus_one}')}")
-        divisor = f.value(f"select i1 {unsafe}, {ty} 1, {ty} {s}")
         name = "div" if op == isa.DIV else "rem"
-        unsigned_result = f.value(f"u{name} {ty} {d}, {divisor}")
-        signed_result = f.value(f"s{name} {ty} {d}, {divisor}")
-        result = f.value(f"select i1 {signed}, {ty} {signed_result}, {ty} {unsigned_result}")
+        zero = f.value(f"icmp eq {ty} {s}, 0")
+        signed = f.value(f"icmp eq i64 {f.off}, 1")
+        minus_one = f.value(f"and i1 {signed}, {f.value(f'icmp eq {ty} {s}, -1')}")
+        special, divide = f.branch_if(f.value(f"or i1 {zero}, {minus_one}"), weight_taken=False)
+        join = f.fresh("divided")
+        f.label(special)
         by_minus_one = f.value(f"sub {ty} 0, {d}") if op == isa.DIV else "0"
-        result = f.value(f"select i1 {f.value(f'and i1 {signed}, {minus_one}')}, {ty} {by_minus_one}, {ty} {result}")
-        return f.value(f"select i1 {zero}, {ty} {'0' if op == isa.DIV else d}, {ty} {result}")
+        special_result = f.value(f"select i1 {zero}, {ty} {'0' if op == isa.DIV else d}, {ty} {by_minus_one}")
+        f.emit(f"br label %{join}")
+        f.label(divide)
+        signed_block, unsigned_block = f.branch_if(signed)
+        results = []
+        for block, kind in ((signed_block, "s"), (unsigned_block, "u")):
+            f.label(block)
+            results.append((f.value(f"{kind}{name} {ty} {d}, {s}"), block))
+            f.emit(f"br label %{join}")
+        f.label(join)
+        incoming = ", ".join(f"[ {value}, %{block} ]" for value, block in [(special_result, special), *results])
+        return f.value(f"phi {ty} {incoming}")
 
     def byte_swap(self, opcode: int, d: str) -> str:
         """le (ALU, K): a truncation to imm bits on x86; be and bswap: the low imm bits swapped."""
@@ -471,13 +525,13 @@ class _LoopBuilder:
             else:
                 value = f.value(f"call i{width} @llvm.bswap.i{width}(i{width} {narrow})")
             results.append(value if width == 64 else f.value(f"zext i{width} {value} to i64"))
-        wide = f.value(f"select i1 {f.value('icmp eq i64 %imm, 32')}, i64 {results[1]}, i64 {results[2]}")
-        return f.value(f"select i1 {f.value('icmp eq i64 %imm, 16')}, i64 {results[0]}, i64 {wide}")
+        wide = f.value(f"select i1 {f.value(f'icmp eq i64 {f.imm}, 32')}, i64 {results[1]}, i64 {results[2]}")
+        return f.value(f"select i1 {f.value(f'icmp eq i64 {f.imm}, 16')}, i64 {results[0]}, i64 {wide}")
 
     def conditional_jump(self, opcode: int) -> None:
         f = self.f
-        d = f.load_reg("%dst")
-        s = f.load_reg("%src") if opcode & isa.X else "%imm"
+        d = f.load_reg(f.dst)
+        s = f.load_reg(f.src) if opcode & isa.X else f.imm
         ty = "i64"
         if opcode & 0x07 == isa.JMP32:
             d, s, ty = f.value(f"trunc i64 {d} to i32"), f.value(f"trunc i64 {s} to i32"), "i32"
@@ -486,27 +540,38 @@ class _LoopBuilder:
             taken = f.value(f"icmp ne {ty} {f.value(f'and {ty} {d}, {s}')}, 0")
         else:
             taken = f.value(f"icmp {_PREDICATES[op]} {ty} {d}, {s}")
-        self.jump_if(taken, "%off")
+        self.jump_if(taken, f.off)
 
     def jump_if(self, taken: str, offset: str) -> None:
+        """Go to pc + 1 + offset when taken, else to pc + 1, by a real branch (keep_branch): a
+        cmov would make the next instruction's fetch wait for the comparison, where a predicted
+        branch lets the loop run ahead."""
         f = self.f
-        step = f.value(f"select i1 {taken}, i64 {offset}, i64 0")
-        f.goto_pc(f.value(f"add i64 {f.value('add i64 %pc, 1')}, {step}"))
+        after = f.value("add i64 %pc, 1")
+        if taken == "true":
+            f.goto_pc(f.value(f"add i64 {after}, {offset}"))
+            return
+        yes, no = f.branch_if(taken)
+        f.label(yes)
+        f.keep_branch()
+        f.goto_pc(f.value(f"add i64 {after}, {offset}"))
+        f.label(no)
+        f.goto_pc(after)
 
     def ja(self, opcode: int) -> None:
         """ja (off), gotol (imm), and the static-branch flavours (src != 0): their site's byte in
         the image's branch table says whether they jump now."""
         f = self.f
         if opcode == isa.GOTOL_OP:
-            self.jump_if("true", "%imm")
+            self.jump_if("true", f.imm)
             return
-        keyed, plain = f.branch_if(f.value("icmp ne i64 %src, 0"), weight_taken=False)
+        keyed, plain = f.branch_if(f.value(f"icmp ne i64 {f.src}, 0"), weight_taken=False)
         f.label(plain)
-        self.jump_if("true", "%off")
+        self.jump_if("true", f.off)
         f.label(keyed)
         table = f.image_word(IMAGE_BRANCHES)
         byte = f.value(f"load volatile i8, ptr {f.value(f'getelementptr inbounds i8, ptr {table}, i64 %pc')}")
-        self.jump_if(f.value(f"icmp ne i8 {byte}, 0"), "%off")
+        self.jump_if(f.value(f"icmp ne i8 {byte}, 0"), f.off)
 
     def may_goto(self, opcode: int) -> None:
         """may_goto: falls through while this frame's budget lasts, then branches."""
@@ -516,25 +581,25 @@ class _LoopBuilder:
         spent = f.value(f"icmp eq i64 {left}, 0")
         less = f.value(f"sub i64 {left}, 1")
         f.emit(f"store i64 {f.value(f'select i1 {spent}, i64 0, i64 {less}')}, ptr {budget_ptr}")
-        self.jump_if(spent, "%off")
+        self.jump_if(spent, f.off)
 
     def call(self, opcode: int) -> None:
         """call: a helper (src 0, imm = its index in the helper table) or a BPF function (src 1)."""
         f = self.f
-        local, helper = f.branch_if(f.value("icmp eq i64 %src, 1"))
+        local, helper = f.branch_if(f.value(f"icmp eq i64 {f.src}, 1"))
         f.label(local)
-        target = f.value(f"add i64 {f.value('add i64 %pc, 1')}, %imm")
+        target = f.value(f"add i64 {f.value('add i64 %pc, 1')}, {f.imm}")
         self.call_sources.append((target, local))
         f.emit("br label %call_local")
         f.label(helper)
-        self.helper_sources.append(("%imm", helper))
+        self.helper_sources.append((f.imm, helper))
         f.emit("br label %call_helper")
 
     def callx(self, opcode: int) -> None:
         """callx: a BPF function's token (the image's function table), else a helper id where the
         program's environment allows it (the image's helper-id table), else BAD_CALLX."""
         f = self.f
-        target = f.load_reg("%dst")
+        target = f.load_reg(f.dst)
         for table, count, sources, block in (
                 (IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT, self.call_sources, "call_local"),
                 (IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, self.helper_sources, "call_helper")):
@@ -590,7 +655,7 @@ class _LoopBuilder:
         f = self.f
         high_slot = f.value(f"load i64, ptr {f.value('getelementptr inbounds i64, ptr %slot_ptr, i64 1')}")
         high = f.value(f"and i64 {high_slot}, -4294967296")
-        f.store_reg("%dst", f.value(f"or i64 {high}, {f.value('and i64 %imm_field, 4294967295')}"))
+        f.store_reg(f.dst, f.value(f"or i64 {high}, {f.value(f'and i64 {f.imm_field}, 4294967295')}"))
         f.next_pc(2)
 
     def ldx(self, opcode: int) -> None:
@@ -600,14 +665,14 @@ class _LoopBuilder:
         pointer = f.checked_pointer(f.address("src"), bits, False, raw_check)
         value = f.value(f"load i{bits}, ptr {pointer}, align 1")
         extend = "sext" if opcode & 0xE0 in (isa.MEMSX, CHECKED_MODE[isa.LDX | isa.MEMSX] & 0xE0) else "zext"
-        f.store_reg("%dst", value if bits == 64 else f.value(f"{extend} i{bits} {value} to i64"))
+        f.store_reg(f.dst, value if bits == 64 else f.value(f"{extend} i{bits} {value} to i64"))
         f.next_pc()
 
     def st(self, opcode: int) -> None:
-        self.store(opcode, "%imm")
+        self.store(opcode, self.f.imm)
 
     def stx(self, opcode: int) -> None:
-        self.store(opcode, self.f.load_reg("%src"))
+        self.store(opcode, self.f.load_reg(self.f.src))
 
     def store(self, opcode: int, value: str) -> None:
         f = self.f
@@ -626,17 +691,17 @@ class _LoopBuilder:
         raw_check = opcode & 0xE0 == isa.IND
         cases = [(imm, f.fresh("atomic")) for imm in sorted(isa.ATOMIC_IMMS)]
         targets = " ".join(f"i64 {imm}, label %{label}" for imm, label in cases)
-        f.emit(f"switch i64 %imm, label %trap [ {targets} ]")
+        f.emit(f"switch i64 {f.imm}, label %trap [ {targets} ]")
         for imm, label in cases:
             f.label(label)
             if imm == isa.LOAD_ACQ:
                 pointer = f.checked_pointer(f.address("src"), bits, False, raw_check)
                 value = f.value(f"load atomic {ty}, ptr {pointer} acquire, align {align}")
-                f.store_reg("%dst", value if bits == 64 else f.value(f"zext {ty} {value} to i64"))
+                f.store_reg(f.dst, value if bits == 64 else f.value(f"zext {ty} {value} to i64"))
                 f.next_pc()
                 continue
             pointer = f.checked_pointer(f.address("dst"), bits, True, raw_check)
-            source = f.load_reg("%src")
+            source = f.load_reg(f.src)
             operand = source if bits == 64 else f.value(f"trunc i64 {source} to {ty}")
             if imm == isa.STORE_REL:
                 f.emit(f"store atomic {ty} {operand}, ptr {pointer} release, align {align}")
@@ -654,7 +719,7 @@ class _LoopBuilder:
             operation = "xchg" if imm == isa.XCHG else _RMW[imm & ~isa.FETCH]
             old = f.value(f"atomicrmw {operation} ptr {pointer}, {ty} {operand} seq_cst, align {align}")
             if imm & isa.FETCH:
-                f.store_reg("%src", old if bits == 64 else f.value(f"zext {ty} {old} to i64"))
+                f.store_reg(f.src, old if bits == 64 else f.value(f"zext {ty} {old} to i64"))
             f.next_pc()
 
 
