@@ -27,7 +27,7 @@ import time
 import pytest
 
 from bpfjit import asm, isa
-from bpfjit.errors import BPFRuntimeError
+from bpfjit.errors import BPFRuntimeError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.jit.native_interp import HelperTable, NativeInterpreter, interpreter
 from bpfjit.jit.native_interp_image import build_image
@@ -95,7 +95,12 @@ def test_conformance(path):
 # --- differential: random valid programs ----------------------------------------------------------
 
 def check_against_reference(insns: list[Insn], mem: bytes) -> None:
-    prog = Program.from_bytes(isa.encode(insns))
+    try:
+        prog = Program.from_bytes(isa.encode(insns))
+    except VerifierError as error:  # a valid loop of more trips than the kernel's budget walks
+        if "BPF program is too large" not in error.message:
+            raise
+        prog = Program.from_bytes(isa.encode(insns), verify=False)
     expected = prog.test_run(mem, engine="reference", max_steps=MAX_STEPS)
     for max_steps in (None, MAX_STEPS):
         got = run_native(prog, mem, max_steps=max_steps)
