@@ -16,8 +16,8 @@ helper registries. Everything it would have to look up is settled here, once:
 * a byte per slot saying whether a static-branch JA jumps, read at every execution of the site;
   the site's static key writes it when toggled (runtime/static_keys.py BranchFlag), so a toggle
   reaches a run in progress, as a patched jitted site does;
-* instructions no engine runs (legacy packet loads, gotox, kfunc calls, unknown helpers) turned
-  into the trap opcode, with the reference interpreter's message kept for the instruction.
+* instructions no engine runs (gotox, kfunc calls, unknown helpers) turned into the trap opcode,
+  with the reference interpreter's message kept for the instruction.
 """
 from __future__ import annotations
 
@@ -122,8 +122,6 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
             value = env.ld_imm64_value(insn, index)
             src, imm = 0, value & MASK32
             code[index + 1] = encode_slot(0, imm=value >> 32)
-        elif insn.cls == isa.LD:
-            reason = "legacy packet access (BPF_LD_ABS/IND) is not supported"
         elif opcode == isa.GOTOX_OP:
             reason = "gotox needs jump tables, which raw programs do not have"
         elif opcode == isa.CALL_OP and src == isa.CALL_KFUNC:

@@ -44,7 +44,7 @@ Two variants are built from this one description:
 
 A failed run records its status, instruction and detail in the RunEnv and returns 0, like the JIT;
 ``raise_for_status`` (runtime/status.py) turns that into the same error. TRAP is this engine's own
-status: the image names the reason (legacy packet loads, kfuncs, gotox, unknown helpers), which
+status: the image names the reason (kfuncs, gotox, unknown helpers), which
 the reference interpreter reports at the same instruction.
 """
 from __future__ import annotations
@@ -56,6 +56,8 @@ from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_FRAME_COUNT, FIELD_F
                                    FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_STACK_TOP, FIELD_STATUS, FIELD_STEPS,
                                    FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAY_GOTO_BUDGET,
                                    SANDBOX_FRAMES, Status)
+
+from bpfjit.runtime.packet_loads import SKB_DATA, SKB_DATA_END, SKF_LL_OFF
 
 from .lower import ACCESS_OK
 
@@ -428,6 +430,9 @@ class _LoopBuilder:
         writers.update({isa.JA_OP: self.ja, isa.GOTOL_OP: self.ja, isa.MAY_GOTO_OP: self.may_goto,
                         isa.CALL_OP: self.call, isa.CALLX_OP: self.callx, isa.EXIT_OP: self.exit,
                         isa.LDDW: self.lddw})
+        for size in (isa.B, isa.H, isa.W):
+            for mode in (isa.ABS, isa.IND):
+                writers[isa.LD | mode | size] = self.legacy_load
         for size in (isa.B, isa.H, isa.W, isa.DW):
             for mode, writer in ((isa.LDX | isa.MEM, self.ldx), (isa.ST | isa.MEM, self.st),
                                  (isa.STX | isa.MEM, self.stx), (isa.STX | isa.ATOMIC, self.atomic)):
@@ -649,6 +654,46 @@ class _LoopBuilder:
             live = f.value(f"load i64, ptr {count}")
             f.emit(f"store i64 {f.value(f'sub i64 {live}, 1')}, ptr {count}")
         f.goto_pc(f.value(f"load i64, ptr {self.record_field(outer, RECORD_RETURN)}"))
+
+    def legacy_load(self, opcode: int) -> None:
+        """BPF_LD_ABS / BPF_LD_IND, as jit/packet_loads.py lowers them: r0 = the packet's bytes at
+        the offset (imm, plus the source register's low 32 bits for IND, a signed 32-bit sum),
+        big-endian, when [offset, offset + size) lies inside [skb->data, data_end) of the context
+        in r6; a header offset (SKF_LL_OFF up to 0) stops the run with BAD_READ, and any other
+        offset returns 0 from the current function, as the kernel's hidden exit does."""
+        f = self.f
+        bits = _WIDTH[opcode & 0x18]
+        size = bits // 8
+        skb = f.load_reg("6")
+        data, end = (f.value(f"load i64, ptr {f.checked_pointer(f.value(f'add i64 {skb}, {field}'), 64, False, False)}")
+                     for field in (SKB_DATA, SKB_DATA_END))
+        if opcode & 0xE0 == isa.ABS:
+            offset = f.imm
+        else:
+            total = f.value(f"add i64 {f.load_reg(f.src)}, {f.imm}")
+            offset = f.value(f"sext i32 {f.value(f'trunc i64 {total} to i32')} to i64")
+        last = f.value(f"sub i64 {f.value(f'sub i64 {end}, {data}')}, {size}")
+        inside = f.value(f"and i1 {f.value(f'icmp sge i64 {offset}, 0')}, {f.value(f'icmp sle i64 {offset}, {last}')}")
+        found, missed = f.branch_if(inside, weight_taken=True)
+        f.label(missed)
+        address = f.value(f"add i64 {data}, {offset}")
+        below_zero = f.value(f"icmp slt i64 {offset}, 0")
+        header = f.value(f"and i1 {below_zero}, {f.value(f'icmp sge i64 {offset}, {SKF_LL_OFF}')}")
+        named, failed = f.branch_if(header)
+        f.label(named)
+        f.emit(f"store i64 {size}, ptr {f.env_field(FIELD_ACCESS_SIZE)}")
+        f.fail(int(Status.BAD_READ), address)
+        f.label(failed)
+        f.store_reg("0", "0")
+        f.emit(f"br label %{self.f.handlers[isa.EXIT_OP]}")
+        f.label(found)
+        pointer = f.checked_pointer(f.value(f"add i64 {data}, {offset}"), bits, False, False)
+        ty = f"i{bits}"
+        loaded = f.value(f"load {ty}, ptr {pointer}, align 1")
+        if bits > 8:
+            loaded = f.value(f"call {ty} @llvm.bswap.{ty}({ty} {loaded})")
+        f.store_reg("0", f.value(f"zext {ty} {loaded} to i64"))
+        f.next_pc()
 
     def lddw(self, opcode: int) -> None:
         """ld_imm64: the image holds the resolved value in the imm fields of its two slots."""
