@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import llvmlite.binding as llvm
 
@@ -83,7 +83,7 @@ _repeat: tuple[llvm.ExecutionEngine, object] | None = None
 def repeat_loop():
     """The shared repeat loop (compiled on first use; its engine lives as long as the process)."""
     global _repeat
-    with _repeat_lock:
+    with _repeat_lock, llvm_lock:
         if _repeat is None:
             tm = target_machine()
             module = llvm.parse_assembly(REPEAT_IR)
@@ -96,9 +96,13 @@ def repeat_loop():
 _host_lock = threading.Lock()
 _host: tuple[llvm.Target, str, str] | None = None
 _local = threading.local()  # per thread: the target machine that optimises and emits code
-# Binding the module's symbols (llvm.add_symbol is process-wide) and resolving them in
-# finalize_object() must happen together: two programs may bind the same name differently.
-link_lock = threading.Lock()
+# Everything that touches LLVM's global context (parsing, optimising, emitting, creating and
+# closing engines, linking) holds this lock: the context is not thread-safe, and the tiered
+# start (jit/tiers.py) and threads that run programs compile from several threads. Binding a
+# module's symbols (llvm.add_symbol is process-wide) and resolving them in finalize_object() also
+# happen together under it: two programs may bind the same name differently. Re-entrant: an
+# engine's finalizer may run (a garbage collection) while its thread holds it.
+llvm_lock = threading.RLock()
 
 
 def host() -> tuple[llvm.Target, str, str]:
@@ -217,7 +221,8 @@ class CompiledProgram:
 
 
 def _release(engine: llvm.ExecutionEngine) -> None:
-    engine.close()
+    with llvm_lock:
+        engine.close()
 
 
 def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_level: int = 2,
@@ -250,19 +255,8 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
         obj, optimised = optimise_and_emit(ir, opt_level, times)
         cache.store(cache_key, obj, optimised)
     t1 = time.perf_counter()
-    engine = llvm.create_mcjit_compiler(empty_module(), linking_machine())
-    try:
-        # MCJIT compiles the module it was created with when it finalizes; its object cache
-        # hook hands it the program's object code instead, so no code generation runs here.
-        engine.set_object_cache(getbuffer_func=lambda module: obj)
-        bindings = symbols.bindings(helper_address)
-        with link_lock:
-            for name, address in bindings.items():
-                llvm.add_symbol(name, address)
-            engine.finalize_object()
-    except RuntimeError as exc:
-        engine.close()
-        raise JITError(f"linking the compiled program failed: {exc}") from None
+    bindings = symbols.bindings(helper_address)
+    engine = link_object(obj, bindings)
     times.link = time.perf_counter() - t1
     exported = frozenset(env.callx_targets(facts.function_starts))
     return CompiledProgram(ir, optimised, times, engine, callbacks, exported, read_sites(engine), bindings)
@@ -270,19 +264,35 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
 
 def shared_object(ir: str) -> bytes:
     """The object code of a module every program shares, compiled once per machine at O2 (the
-    native helpers, the native interpreter): from the object cache under the hash of its IR, else
-    optimised and emitted now and stored there."""
+    native helpers): from the object cache under the hash of its IR, else optimised and emitted
+    now and stored there."""
     _, cpu, features = host()
-    key = cache.key(ir, 2, cpu, features)
-    cached = cache.lookup(key)
+    return _cached_object(cache.key(ir, 2, cpu, features), lambda: ir)
+
+
+def sourced_object(name: str, build_ir: Callable[[], str]) -> bytes:
+    """As shared_object, for a module whose IR is a function of bpfjit's digested sources alone
+    (cache.code_digest: the native interpreter's loop): it is looked up under its name, so a
+    process whose cache has it never builds its IR (about 10 ms of Python)."""
+    _, cpu, features = host()
+    return _cached_object(cache.key(f"; the shared module {name}", 2, cpu, features), build_ir)
+
+
+def _cached_object(cache_key: str, build_ir: Callable[[], str]) -> bytes:
+    cached = cache.lookup(cache_key)
     if cached is not None:
         return cached[0]
-    obj, optimised = optimise_and_emit(ir, 2, CompileTimes())
-    cache.store(key, obj, optimised)
+    obj, optimised = optimise_and_emit(build_ir(), 2, CompileTimes())
+    cache.store(cache_key, obj, optimised)
     return obj
 
 
 def optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
+    with llvm_lock:
+        return _optimise_and_emit(ir, opt_level, times)
+
+
+def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
     tm = compiling_machine()
     t0 = time.perf_counter()
     try:
@@ -306,6 +316,24 @@ def optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[byt
     obj = tm.emit_object(module)
     times.optimise, times.codegen = t1 - t0, time.perf_counter() - t1
     return obj, optimised
+
+
+def link_object(obj: bytes, symbols: dict[str, int]) -> llvm.ExecutionEngine:
+    """An engine holding object code linked in memory, its undefined symbols bound to these
+    addresses (JITError if it cannot be linked)."""
+    with llvm_lock:
+        engine = llvm.create_mcjit_compiler(empty_module(), linking_machine())
+        try:
+            # MCJIT compiles the module it was created with when it finalizes; its object cache
+            # hook hands it the object code instead, so no code generation runs here.
+            engine.set_object_cache(getbuffer_func=lambda module: obj)
+            for name, address in symbols.items():
+                llvm.add_symbol(name, address)
+            engine.finalize_object()
+        except RuntimeError as exc:
+            engine.close()
+            raise JITError(f"linking compiled code failed: {exc}") from None
+    return engine
 
 
 def empty_module() -> llvm.ModuleRef:

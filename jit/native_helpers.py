@@ -47,13 +47,7 @@ def _symbols() -> dict[str, int]:
 def _link(ir: str, symbols: dict[str, int]) -> llvm.ExecutionEngine:
     """Compile (or fetch from the cache) a module of native helpers and link it in memory."""
     from . import engine  # engine imports this module: its target machines are needed only now
-    obj = engine.shared_object(ir)
-    linked = llvm.create_mcjit_compiler(engine.empty_module(), engine.linking_machine())
-    linked.set_object_cache(getbuffer_func=lambda module: obj)
-    with engine.link_lock:
-        for name, address in symbols.items():
-            llvm.add_symbol(name, address)
-        linked.finalize_object()
+    linked = engine.link_object(engine.shared_object(ir), symbols)
     _engines.append(linked)
     return linked
 

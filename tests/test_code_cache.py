@@ -237,3 +237,17 @@ def test_every_module_the_jit_imports_is_digested_or_accounted_for():
     outside = {name for name in imported if not name.startswith("bpfjit.jit")}
     assert outside - set(NOT_DIGESTED) <= digested, "a module the JIT imports is neither digested nor exempt"
     assert {"bpfjit.jit.lower", "bpfjit.jit.engine", "bpfjit.jit.cache", "bpfjit.isa"} <= digested
+
+
+def test_the_interpreter_loop_is_built_from_digested_sources_alone():
+    """Its object code is cached under its name and the code digest, not its IR
+    (engine.sourced_object): every bpfjit module its IR is built from must be in the digest."""
+    digested = {name.removesuffix(".py").replace("/", ".") for name, _ in cache.source_files()}
+    source = pathlib.Path(cache.__file__).parent / "native_interp_ir.py"
+    imported = {imported_module(node.module, alias.name) for node in ast.walk(ast.parse(source.read_text()))
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.startswith("bpfjit")
+                for alias in node.names}
+    relative = {node.module for node in ast.walk(ast.parse(source.read_text()))
+                if isinstance(node, ast.ImportFrom) and node.level == 1}
+    assert imported and imported <= digested
+    assert relative == {"lower"}  # jit/lower.py, digested with the whole of jit/

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -124,3 +126,35 @@ def test_the_cli_says_which_tiers_ran(tmp_path, capsys):
     assert record["engine"] == "auto" and record["tiers"] == {"interp": 1} and record["retval"] == 1
     assert main(["run", str(source), "--engine", "auto", "--data-hex", "00" * 8]) == 0
     assert "tiers: interp 1" in capsys.readouterr().out
+
+
+CONCURRENT_COMPILES = """
+import threading
+from bpfjit.isa import Insn
+from bpfjit.program import Program
+
+def straight(n):
+    return Program([Insn(0xB7, 0, 0, 0, 0), *[Insn(0x07, 0, 0, 0, 1)] * n, Insn(0x95)], verify=False)
+
+programs = [straight(2_000 + k) for k in range(3)]
+for program in programs:  # each starts its own background compile
+    assert program.test_run(engine="auto").tiers == {"interp": 1}
+results = []
+threads = [threading.Thread(target=lambda k=k: results.append(straight(100 + k).run() == 100 + k)) for k in range(6)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert all(program.wait_for_jit(60) for program in programs) and results == [True] * 6
+assert [program.test_run(engine="auto").retval for program in programs] == [2_000, 2_001, 2_002]
+print("ok")
+"""
+
+
+def test_programs_compile_on_several_threads_at_once():
+    """Background compiles and threads compiling their own programs share LLVM's context, which
+    is not thread-safe (two background compiles once aborted the process in an LLVM assertion,
+    before every use of the context took jit/engine.py's llvm_lock; the race is rare, so this
+    is a smoke test): in a child process, so that a crash fails this test alone."""
+    done = subprocess.run([sys.executable, "-c", CONCURRENT_COMPILES], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
