@@ -126,6 +126,15 @@ _SKB_FIELDS = (
     ("sk", 168, 8, WHOLE, SOCK_COMMON_OR_NULL), ("gso_size", 176, 4, NARROW, None),
     ("hwtstamp", 184, 8, WHOLE, None),
 )
+_SKB_SPANS = {name: (offset, size) for name, offset, size, _, _ in _SKB_FIELDS}
+# The __sk_buff fields a test run takes from ctx_in (convert___skb_to_skb); every other byte of
+# ctx_in must be zero. ctx_out is ctx_in with SKB_CTX_OUT written back (convert_skb_to___skb).
+SKB_CTX_IN = ("mark", "priority", "ingress_ifindex", "ifindex", "cb", "tstamp", "wire_len", "gso_segs",
+              "gso_size", "hwtstamp")
+SKB_CTX_OUT = ("mark", "priority", "ingress_ifindex", "ifindex", "cb", "tstamp", "wire_len", "gso_segs",
+               "hwtstamp")
+GSO_MAX_SEGS = 0xFFFF
+GSO_LEGACY_MAX_SIZE = 0x10000  # the largest wire_len a test run takes
 # The socket fields (family .. local_port): only program types with a socket behind the skb.
 _SOCKET_FIELDS = frozenset({"family", "remote_ip4", "local_ip4", "remote_port", "local_port",
                             *(f"{side}_ip6[{i}]" for side in ("remote", "local") for i in range(4))})
@@ -310,13 +319,21 @@ def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, dat
         raise BPFError(f"{ptype.name} programs are not test-run on a packet: {_NO_PACKET_RUN[ptype.test_run]}")
     user = _user_bytes(layout, ctx)
     native = bytearray(layout.native_size)
-    for field in layout.fields:
-        value = user[field.offset:field.offset + field.size]
-        if field.pointer:
-            if field.visible and any(value):
-                raise BPFError(f"ctx: {layout.struct_name}.{field.name} is set by the runtime and must be zero")
-            continue
-        native[field.native_offset:field.native_offset + field.size] = value
+    if layout.struct_name == "__sk_buff":
+        _check_skb_input(user, data_len)
+        for name in SKB_CTX_IN:  # at their uapi offsets, also those the program type cannot read
+            offset, size = _SKB_SPANS[name]
+            native[offset:offset + size] = user[offset:offset + size]
+        if ctx is not None and not struct.unpack_from("<I", user, _SKB_SPANS["wire_len"][0])[0]:
+            struct.pack_into("<I", native, _SKB_SPANS["wire_len"][0], data_len)
+    else:
+        for field in layout.fields:
+            value = user[field.offset:field.offset + field.size]
+            if field.pointer:
+                if field.visible and any(value):
+                    raise BPFError(f"ctx: {layout.struct_name}.{field.name} is set by the runtime and must be zero")
+                continue
+            native[field.native_offset:field.native_offset + field.size] = value
     pointers = {PACKET: data_start, PACKET_END: data_start + data_len, PACKET_META: data_start - meta_len,
                 SOCK_COMMON_OR_NULL: 0}
     for field in layout.fields:
@@ -330,6 +347,37 @@ def build_native_ctx(ptype: ProgramType, ctx: bytes | None, data_start: int, dat
     if not struct.unpack_from("<I", native, device.native_offset)[0]:
         struct.pack_into("<I", native, device.native_offset, LOOPBACK_IFINDEX)
     return bytes(native)
+
+
+def _check_skb_input(user: bytes, skb_len: int) -> None:
+    """The kernel's checks of an __sk_buff ctx_in (bpf_prog_test_run_skb, convert___skb_to_skb):
+    only the SKB_CTX_IN fields may be set, the device must exist (the loopback is the only one),
+    and wire_len, when given, covers the packet and fits a legacy GSO packet."""
+    ifindex, wire_len, gso_segs = (struct.unpack_from("<I", user, _SKB_SPANS[name][0])[0]
+                                   for name in ("ifindex", "wire_len", "gso_segs"))
+    if ifindex > LOOPBACK_IFINDEX:
+        raise BPFError(f"ctx: __sk_buff.ifindex {ifindex}: no such device; a test run has only the loopback "
+                       f"device, ifindex {LOOPBACK_IFINDEX} (ENODEV)")
+    allowed = {offset + i for name in SKB_CTX_IN for offset, size in [_SKB_SPANS[name]] for i in range(size)}
+    bad = next((i for i, byte in enumerate(user) if byte and i not in allowed), None)
+    if bad is not None:
+        name = next((n for n, (offset, size) in _SKB_SPANS.items() if offset <= bad < offset + size), f"byte {bad}")
+        raise BPFError(f"ctx: __sk_buff.{name} must be 0: a test run takes only {', '.join(SKB_CTX_IN)} (EINVAL)")
+    if wire_len and not skb_len <= wire_len <= GSO_LEGACY_MAX_SIZE:
+        raise BPFError(f"ctx: __sk_buff.wire_len {wire_len} must be between the packet's {skb_len} bytes and "
+                       f"{GSO_LEGACY_MAX_SIZE} (EINVAL)")
+    if gso_segs > GSO_MAX_SEGS:
+        raise BPFError(f"ctx: __sk_buff.gso_segs {gso_segs} is over {GSO_MAX_SEGS} (EINVAL)")
+
+
+def skb_ctx_out(native: bytes, ctx: bytes | None) -> bytes:
+    """An skb program's ctx_out: the ctx_in given (zeros without one) with the SKB_CTX_OUT fields
+    as the run left them (convert_skb_to___skb copies back nothing else)."""
+    out = bytearray(_user_bytes(SK_BUFF, ctx))
+    for name in SKB_CTX_OUT:
+        offset, size = _SKB_SPANS[name]
+        out[offset:offset + size] = native[offset:offset + size]
+    return bytes(out)
 
 
 @dataclass(frozen=True)

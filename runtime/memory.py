@@ -59,6 +59,13 @@ class Regions:
     def remove(self, region: Region) -> None:
         self._regions.remove(region)
 
+    def replace(self, old: Region, new: Region) -> None:
+        """Put new where old was (a packet that moved or changed size); appended if old is gone."""
+        if old in self._regions:
+            self._regions[self._regions.index(old)] = new
+        else:
+            self._regions.append(new)
+
     def table(self) -> ctypes.Array:
         """The regions as (start, size, writable) u64 triples, for the JIT's sandbox check."""
         flat = [number for r in self._regions for number in (r.start, r.size, int(r.writable))]

@@ -3,7 +3,11 @@ programs get a copy of the data (r1, r2 = its length); skb programs a context ar
 the packet, with headroom in front; XDP programs the kernel's xdp_buff (:class:`XdpBuffer`): one
 page with 256 bytes of headroom and the shared-info tail reserved, the rest of a long input in
 page-sized frags, metadata in front of the packet; ctx-only types (raw_tp, syscall, tracing) a
-copy of the context alone. After the run, ``read_out`` gives data_out and ctx_out."""
+copy of the context alone. After the run, ``read_out`` gives data_out and ctx_out.
+
+The packet helpers move and resize the packet (runtime/xdp_helpers.py, runtime/skb_helpers.py):
+:class:`XdpBuffer` and :class:`SkbBuffer` say where it is, and :func:`move_packet_region` keeps
+the run's "packet" region on it."""
 from __future__ import annotations
 
 import ctypes
@@ -13,15 +17,17 @@ from typing import Callable
 
 from bpfjit.errors import BPFError
 
-from .context import (ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD, ProgramType,
-                      build_native_ctx, ctx_only_image, user_ctx, xdp_input)
+from . import run_context
+from .context import (ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD, ContextLayout,
+                      ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
 PAGE_SIZE = 4096  # an XDP test run's frame size, and the size of each frag
 SHARED_INFO_SIZE = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)): reserved at a page's end
 XDP_LINEAR_MAX = PAGE_SIZE - XDP_HEADROOM - SHARED_INFO_SIZE  # 3520 bytes of packet in the page
 MAX_SKB_FRAGS = 17  # more frags than this and the kernel's test run fails with -ENOMEM
-_DATA, _DATA_END, _DATA_META = (XDP_MD.field(name).native_offset for name in ("data", "data_end", "data_meta"))
+# SKB_MAX_ALLOC: the longest packet the skb helpers grow a packet to (BPF_SKB_MAX_LEN).
+SKB_MAX_LEN = (PAGE_SIZE << 2) - SHARED_INFO_SIZE
 
 
 @dataclass
@@ -33,6 +39,21 @@ class RunMemory:
     buffers: list[Buffer]  # kept alive for the run
     read_out: Callable[[], tuple[bytes, bytes | None]]
     xdp: "XdpBuffer | None" = None  # an XDP run's xdp_buff (the helpers find it by its ctx)
+    skb: "SkbBuffer | None" = None  # an skb program's sk_buff
+
+
+def move_packet_region(old: Region, new: Region) -> None:
+    """Point the running program's "packet" region at new instead of old, in the region list the
+    interpreter and helpers check and in the table the sandboxed JIT reads (RunEnv.regions)."""
+    run = run_context.current()
+    run.regions.replace(old, new)
+    env = run.env
+    if env.regions:
+        table = (ctypes.c_uint64 * (3 * env.region_count)).from_address(env.regions)
+        for i in range(0, len(table), 3):
+            if (table[i], table[i + 1]) == (old.start, old.size):
+                table[i], table[i + 1] = new.start, new.size
+                break
 
 
 def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
@@ -46,6 +67,9 @@ def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) ->
         return RunMemory(buffer.address, buffer.size, [region], [buffer], lambda: (buffer.read(), None))
     if ptype.test_run == RUN_CTX:
         return _ctx_only_memory(ptype, name, data, ctx)
+    if ctx is not None and not ctx:
+        # BPF_PROG_TEST_RUN refuses a ctx_in pointer with ctx_size_in 0.
+        raise BPFError(f"{name}: ctx is empty: pass None for no ctx, or the {ptype.layout.struct_name} (EINVAL)")
     if ptype.layout is XDP_MD:
         return _xdp_memory(ptype, data, ctx)
     return _packet_memory(ptype, name, data, ctx)
@@ -65,34 +89,136 @@ def _ctx_only_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | No
 
 
 def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
-    """r1 = the native context around a copy of the packet, XDP_HEADROOM bytes after its buffer's
-    start; a type that does not see layer 2 starts at the network header."""
+    """r1 = the native context around the test run's sk_buff (:class:`SkbBuffer`) for a copy of
+    the packet; a type that does not see layer 2 starts at the network header."""
     if len(data) < ptype.min_data:
         raise BPFError(f"{name}: {ptype.name} programs need at least {ptype.min_data} bytes of data")
     if len(data) > MAX_PACKET_LEN:
         raise BPFError(f"{name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
                        "a program may see")
-    packet = Buffer(XDP_HEADROOM + len(data), bytes(XDP_HEADROOM) + data)
+    storage = Buffer(XDP_HEADROOM + len(data) + SHARED_INFO_SIZE, bytes(XDP_HEADROOM) + data)
     pulled = 0 if ptype.sees_l2 else ETH_HLEN
-    start = packet.address + XDP_HEADROOM + pulled
-    native = Buffer(ptype.layout.native_size, build_native_ctx(ptype, ctx, start, len(data) - pulled, data))
+    start = storage.address + XDP_HEADROOM + pulled
     layout = ptype.layout
+    native = Buffer(layout.native_size, build_native_ctx(ptype, ctx, start, len(data) - pulled, data))
+    region = Region(start, len(data) - pulled, True, "packet")
+    # Under tc the mac header is data and the network header 14 bytes on; a socket filter's data
+    # is its network header, with the mac header pulled in front of it.
+    skb = SkbBuffer(native, layout, storage, region, network=ETH_HLEN - pulled, mac=-pulled)
+    _SKB_BUFFERS[native.address] = skb
 
     def read_out() -> tuple[bytes, bytes | None]:
-        fields = {f.name: f for f in layout.fields}
-        image = native.read()
-        begin = int.from_bytes(image[fields["data"].native_offset:][:8], "little")
-        end = int.from_bytes(image[fields["data_end"].native_offset:][:8], "little")
         # A pulled Ethernet header comes back zeroed, as the kernel pushes it back.
-        return bytes(pulled) + ctypes.string_at(begin, max(0, end - begin)), user_ctx(ptype, image, start)
+        return bytes(pulled) + skb.contents(), skb_ctx_out(native.read(), ctx)
 
-    regions = [Region(start, len(data) - pulled, True, "packet"),
-               Region(native.address, native.size, True, "context")]
-    return RunMemory(native.address, 0, regions, [packet, native], read_out)
+    regions = [region, Region(native.address, native.size, True, "context")]
+    return RunMemory(native.address, 0, regions, [storage, native], read_out, skb=skb)
+
+
+class _NativePointers:
+    """data, data_end (and data_meta) of a packet, kept where the program reads them: in its
+    native context, at the offsets the layout gives."""
+    ctx: Buffer
+    layout: ContextLayout
+
+    def _pointer(self, name: str) -> int:
+        return ctypes.c_uint64.from_address(self.ctx.address + self.layout.field(name).native_offset).value
+
+    def _set_pointer(self, name: str, value: int) -> None:
+        ctypes.c_uint64.from_address(self.ctx.address + self.layout.field(name).native_offset).value = value
+
+    data = property(lambda self: self._pointer("data"), lambda self, v: self._set_pointer("data", v))
+    data_end = property(lambda self: self._pointer("data_end"), lambda self, v: self._set_pointer("data_end", v))
+    data_meta = property(lambda self: self._pointer("data_meta"), lambda self, v: self._set_pointer("data_meta", v))
 
 
 @dataclass(eq=False)
-class XdpBuffer:
+class SkbBuffer(_NativePointers):
+    """A test run's sk_buff (bpf_prog_test_run_skb): a linear packet with room around it, and the
+    state of the skb the skb helpers read and change: where the mac and network headers are
+    (offsets from data), whether it carries an encapsulation, the tunnel key a program set.
+
+    ``data`` and ``data_end`` live in the native context, where the program reads them; a helper
+    that moves them calls :meth:`moved`, which keeps ``len`` and the run's "packet" region on
+    [data, data_end). A packet that outgrows its storage moves to a bigger one, as the kernel's
+    pskb_expand_head does; the old storage stays alive (and out of the regions) until the run ends.
+    """
+    ctx: Buffer
+    layout: ContextLayout
+    storage: Buffer
+    region: Region
+    network: int  # network header - data
+    mac: int  # mac header - data
+    encapsulation: bool = False
+    tunnel_key: bytes | None = None  # the struct bpf_tunnel_key set, with its flags (skb_helpers)
+    retired: list[Buffer] = field(default_factory=list)
+
+    def length(self) -> int:
+        return self.data_end - self.data
+
+    def contents(self) -> bytes:
+        return ctypes.string_at(self.data, self.length())
+
+    def value(self, name: str) -> int:
+        """A u32 field of the native __sk_buff (skb->protocol, vlan_tci, ...)."""
+        return ctypes.c_uint32.from_address(self.ctx.address + self.layout.field(name).native_offset).value
+
+    def set_value(self, name: str, value: int) -> None:
+        ctypes.c_uint32.from_address(self.ctx.address + self.layout.field(name).native_offset).value = value
+
+    def _make_room(self, head: int, tail: int) -> None:
+        """At least head bytes free in front of data and tail bytes after data_end."""
+        start, end = self.storage.address, self.storage.address + self.storage.size
+        if self.data - start >= head and end - self.data_end >= tail:
+            return
+        length = self.length()
+        bigger = Buffer(XDP_HEADROOM + head + length + tail + SHARED_INFO_SIZE)
+        data = bigger.address + XDP_HEADROOM + head
+        ctypes.memmove(data, self.data, length)
+        self.retired.append(self.storage)
+        self.storage, self.data, self.data_end = bigger, data, data + length
+
+    def push(self, size: int) -> None:
+        """size more bytes in front of data (skb_push); their contents are the caller's to set."""
+        self._make_room(size, 0)
+        self.data -= size
+        self.moved()
+
+    def pull(self, size: int) -> None:
+        self.data += size
+        self.moved()
+
+    def put(self, size: int) -> None:
+        """size zeroed bytes after data_end (skb_put)."""
+        self._make_room(0, size)
+        ctypes.memset(self.data_end, 0, size)
+        self.data_end += size
+        self.moved()
+
+    def trim(self, size: int) -> None:
+        self.data_end -= size
+        self.moved()
+
+    def moved(self) -> None:
+        """After data or data_end moved: len, data_meta (no metadata in front of an skb's data)
+        and the run's "packet" region follow."""
+        self.data_meta = self.data
+        self.set_value("len", self.length())
+        new = Region(self.data, self.length(), True, "packet")
+        move_packet_region(self.region, new)
+        self.region = new
+
+
+_SKB_BUFFERS: "weakref.WeakValueDictionary[int, SkbBuffer]" = weakref.WeakValueDictionary()
+
+
+def skb_buffer(ctx: int) -> SkbBuffer | None:
+    """The sk_buff of the skb program's run whose native context is at ctx (None: no such run)."""
+    return _SKB_BUFFERS.get(ctx)
+
+
+@dataclass(eq=False)
+class XdpBuffer(_NativePointers):
     """An XDP test run's xdp_buff, as bpf_prog_test_run_xdp builds it: the packet starts
     XDP_HEADROOM bytes into one page (metadata taken from ctx_in just before it) and may reach up
     to the page's reserved shared-info tail; input past the linear part sits in page-sized frags.
@@ -121,15 +247,7 @@ class XdpBuffer:
         """Where the linear part must end: the page's shared-info tail starts here."""
         return self.page.address + PAGE_SIZE - SHARED_INFO_SIZE
 
-    def _pointer(self, offset: int) -> int:
-        return ctypes.c_uint64.from_address(self.ctx.address + offset).value
-
-    def _set_pointer(self, offset: int, value: int) -> None:
-        ctypes.c_uint64.from_address(self.ctx.address + offset).value = value
-
-    data = property(lambda self: self._pointer(_DATA), lambda self, v: self._set_pointer(_DATA, v))
-    data_end = property(lambda self: self._pointer(_DATA_END), lambda self, v: self._set_pointer(_DATA_END, v))
-    data_meta = property(lambda self: self._pointer(_DATA_META), lambda self, v: self._set_pointer(_DATA_META, v))
+    layout: ContextLayout = XDP_MD
 
     def length(self) -> int:
         """xdp_get_buff_len: the linear part from data, and every frag."""

@@ -18,12 +18,12 @@ from errno import EACCES, EFAULT, EINVAL
 
 from bpfjit.isa import MASK32
 
-from . import helper_args, run_context
+from . import helper_args
 from .context import ETH_HLEN, XDP_META_MAX
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
 from .memory import Region
-from .run_memory import PAGE_SIZE, XdpBuffer, xdp_buffer
+from .run_memory import PAGE_SIZE, XdpBuffer, move_packet_region, xdp_buffer
 from .status import HelperFault
 
 XDP_ACCESS_MAX = 0xFFFF  # bpf_xdp_pointer: offsets and lengths past this are -EFAULT
@@ -42,21 +42,10 @@ def _buffer(ctx: int) -> XdpBuffer:
 
 
 def _follow(xdp: XdpBuffer) -> None:
-    """Point the run's "packet" region at [data_meta, data_end) again, in the region list the
-    interpreter and helpers check and in the table the sandboxed JIT reads (RunEnv.regions)."""
-    run = run_context.current()
-    old, new = xdp.region, Region(xdp.data_meta, xdp.data_end - xdp.data_meta, True, "packet")
-    if run.regions.named("packet") == old:
-        run.regions.remove(old)
-    run.regions.add(new.start, new.size, new.writable, new.name)
+    """Point the run's "packet" region at [data_meta, data_end) again."""
+    new = Region(xdp.data_meta, xdp.data_end - xdp.data_meta, True, "packet")
+    move_packet_region(xdp.region, new)
     xdp.region = new
-    env = run.env
-    if env.regions:
-        table = (ctypes.c_uint64 * (3 * env.region_count)).from_address(env.regions)
-        for i in range(0, len(table), 3):
-            if (table[i], table[i + 1]) == (old.start, old.size):
-                table[i], table[i + 1] = new.start, new.size
-                break
 
 
 def xdp_adjust_head(ctx: int, offset: int, *_: int) -> int:

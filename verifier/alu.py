@@ -2,8 +2,10 @@
 
 Scalars go through :mod:`.scalar` (the kernel's ``adjust_scalar_min_max_vals``). A pointer may
 only move by an offset (``ptr += scalar``, ``ptr -= scalar``, ``scalar += ptr``) in 64-bit
-arithmetic, and not every pointer may move; the difference of two pointers is an unknown scalar
-(privileged mode). Everything else on a pointer is rejected with the kernel's message
+arithmetic, and not every pointer may move; the difference of two pointers, in 64 or 32 bits, is
+an unknown scalar, and so is any 32-bit subtraction involving a pointer (privileged mode: the
+kernel allows BPF_SUB of two pointers before it looks at the width, and turns a 32-bit
+``ptr -= x`` or ``x -= ptr`` into an unknown number). Everything else on a pointer is rejected with the kernel's message
 (``adjust_ptr_min_max_vals``, ``check_alu_op``).
 """
 from __future__ import annotations
@@ -94,13 +96,15 @@ def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:
 def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
     op = insn.op
     if dst.is_pointer and src.is_pointer:
-        if op == isa.SUB and is64:
+        if op == isa.SUB:
             return scalar()
         raise Rejected(f"R{insn.dst} pointer {_OP_NAMES[op]} pointer prohibited")
     if op in (isa.NEG, isa.END):
         return scalar()  # privileged: the pointer becomes a number
     pointer, offset = (dst, src) if dst.is_pointer else (src, dst)
     if not is64:
+        if op == isa.SUB:  # privileged: a 32-bit difference is a meaningless number, not an error
+            return scalar()
         raise Rejected(f"R{insn.dst} 32-bit pointer arithmetic prohibited")
     if pointer.maybe_null:
         raise Rejected(f"R{insn.dst} pointer arithmetic on {pointer.type_name()} prohibited, null-check it first")
