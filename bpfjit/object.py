@@ -19,25 +19,27 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
 import functools
 import os
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import isa
 from .btf import fix_datasecs
-from .errors import BPFError, BTFError, ObjectError, VerifierError
+from .errors import BPFError, BTFError, MapError, ObjectError, VerifierError
 from .program import Program
 from .runtime import btf as btf_module
 from .runtime import elf
 from .runtime.context import PROGRAM_TYPES, program_type_for_section
 from .runtime.environment import ArrayLayout, Environment, HashLayout, func_token
-from .runtime.map_types import MapType
+from .runtime.map_types import MapType, map_type_name
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
+from .runtime.maps.create import supported
 from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.static_keys import StaticKey
 from .runtime.kernel_helpers import HELPER_IDS
-from .runtime.stdhelpers import standard_helpers
+from .runtime.stdhelpers import PYTHON_ONLY_MAP_TYPES, serve_maps_from_python, standard_helpers
 from .source_lines import SourceMap, annotate_log, source_map
 from .verifier.insn_text import insn_text
 
@@ -152,14 +154,21 @@ class Object:
         fix_datasecs(self.btf, self.elf)
         self._variables = {d.name: self._datasec_vars(d.name) for d in self.elf.data_sections}
         self.maps: dict[str, Map] = {}
+        # Maps of a type bpfjit does not implement, by name: why each is missing. Only the programs
+        # that use one are refused (self.refused); the rest of the object loads.
+        self.unavailable_maps: dict[str, str] = {}
         self._create_btf_maps(maps or {})
         self._create_data_maps(rodata or {})
         self._initialise_data_pointers()  # .rodata is frozen before the verifier sees it, as libbpf does
         self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
         self.helpers = standard_helpers(self._on_trace, ncpus)
+        if any(m.map_type in PYTHON_ONLY_MAP_TYPES for m in self.maps.values()):
+            serve_maps_from_python(self.helpers)
         for helper in _user_helpers:
             self.helpers.add(helper)
-        self.programs: dict[str, Program] = {}
+        self.programs: dict[str, Program] = _Programs()
+        # Programs not loaded because they use an unavailable map, by name: why.
+        self.refused: dict[str, str] = self.programs.refused
         by_number = {f.number: f for f in self.elf.functions}
         chosen = self._programs_to_load(programs)
         types = self._program_types(program_types or {})
@@ -168,6 +177,13 @@ class Object:
                 continue
             if linked.link_error is not None:
                 raise linked.link_error
+            missing = self._unavailable_maps_of(linked)
+            if missing:
+                reason = f"{self.name}: program {linked.name} uses {missing}"
+                if programs is not None:  # asked for by name: its refusal is the load's error
+                    raise MapError(reason, errno.EOPNOTSUPP)
+                self.refused[linked.name] = reason
+                continue
             tokens = {func_token(n): start for n, start in linked.function_tokens.items() if n in linked.address_taken}
             keys = {index: self.static_keys[name] for index, name in linked.static_sites}
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
@@ -314,8 +330,12 @@ class Object:
             if name in self._map_defs:
                 d = self._map_defs[name]
                 spec = _with_options(self._spec(d, name), options.get(name, {}), self.name)
+                if spec.map_type in MapType.__members__.values() and not supported(spec.map_type):
+                    self.unavailable_maps[name] = (f"map {name}: map type {map_type_name(spec.map_type)} "
+                                                   f"({int(spec.map_type)}) is not supported")
+                    continue
                 try:
-                    created = create_map(spec, self.btf, self.ncpus, self._lock_offset(d.value_type_id))
+                    created = create_map(spec, self.btf, self.ncpus, self._lock_offset(d.value_type_id), d.map_extra)
                 except BPFError as error:
                     if spec.max_entries:
                         raise
@@ -361,6 +381,10 @@ class Object:
             outer = next((d for d in self._map_defs.values() if d.offset <= offset < d.offset + d.size), None)
             if outer is None:
                 raise ObjectError(f"{self.name}: .rel.maps entry at {offset:#x} lies in no map")
+            for name in (outer.name, target[1] if target[0] == "map" else None):
+                if name in self.unavailable_maps:
+                    raise ObjectError(f"{self.name}: .rel.maps entry at {offset:#x} needs "
+                                      f"{self.unavailable_maps[name]}")
             slot, misaligned = divmod(offset - outer.offset - self.btf.size(outer.def_type_id), 8)
             kind = self.maps[outer.name].map_type
             wants = "func" if kind == MapType.PROG_ARRAY else (
@@ -368,7 +392,7 @@ class Object:
             if slot < 0 or misaligned or target[0] != wants:
                 what = "program" if target[0] == "func" else "map"
                 raise ObjectError(f"{self.name}: .rel.maps entry at {offset:#x} is not a {what} slot of "
-                                  f"{outer.name} ({kind.name})")
+                                  f"{outer.name} ({map_type_name(kind)})")
             if target[0] == "func":
                 program = self.programs.get(by_number[target[1]].name)
                 if program is not None:  # a program not loaded leaves its slot empty
@@ -376,10 +400,19 @@ class Object:
             else:
                 self.maps[outer.name].update_elem(slot, self.maps[target[1]])
 
+    def _unavailable_maps_of(self, linked: elf.LinkedProgram) -> str:
+        """What an ld_imm64 of the program names among the unavailable maps ("" if nothing)."""
+        used = {self.elf.map_names[insn.imm] for insn in linked.insns
+                if insn.is_lddw and insn.src in (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_IDX_VALUE)
+                and 0 <= insn.imm < len(self.elf.map_names)}
+        return ", ".join(self.unavailable_maps[name] for name in sorted(used) if name in self.unavailable_maps)
+
     def _pointer_value(self, target: tuple) -> int:
         if target[0] == "func":
             return func_token(target[1])
         if target[0] == "map":
+            if target[1] in self.unavailable_maps:
+                raise ObjectError(f"{self.name}: global data points at {self.unavailable_maps[target[1]]}")
             return self.maps[target[1]].handle
         _, section, addend = target
         return self.maps[section].value_address(0) + addend
@@ -427,6 +460,27 @@ class Object:
 
 
 _INT_KINDS = (btf_module.Kind.INT, btf_module.Kind.ENUM, btf_module.Kind.ENUM64)
+
+
+class RefusedProgram(ObjectError, KeyError):
+    """``obj.programs[name]`` of a program the load refused (it uses a map of a type bpfjit does not
+    implement): a KeyError, as for any program not loaded, that says why."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _Programs(dict):
+    """The loaded programs by name; looking up a refused one raises RefusedProgram with the reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: dict[str, str] = {}
+
+    def __missing__(self, name: str) -> Program:
+        if name in self.refused:
+            raise RefusedProgram(f"{self.refused[name]}: the program was not loaded")
+        raise KeyError(name)
 
 # What a loader may set on a map before load (libbpf's bpf_map__set_max_entries / _set_map_flags).
 MAP_OPTIONS = ("max_entries", "map_flags")

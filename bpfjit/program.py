@@ -31,7 +31,7 @@ from .runtime.context import PROGRAM_TYPES
 from .runtime.limits import Limits, Watchdog
 from .runtime.memory import Regions
 from .runtime import run_context
-from .runtime.run_context import RunContext
+from .runtime.run_context import Redirect, RedirectInfo, RunContext
 from .runtime.run_memory import RunMemory, run_memory
 from .runtime.static_keys import NativeSite, Patchable, PatchableWord, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
@@ -47,6 +47,9 @@ Engine = Literal["jit", "interp", "reference", "auto"]
 # the JIT, the native interpreter (jit/native_interp.py: no compile per program) and the Python
 # reference interpreter (runtime/interp.py: the oracle).
 ENGINES: tuple[str, ...] = ("jit", "interp", "reference")
+# The action that makes the kernel act on a redirect helper's record: XDP_REDIRECT for XDP programs,
+# TC_ACT_REDIRECT for the skb programs that have bpf_redirect (tc, tc actions, lwt_xmit).
+XDP_REDIRECT, TC_ACT_REDIRECT = 4, 7
 # ... and what a run may choose: also "auto", the tiered start (the native interpreter until the
 # JIT's code is ready; bpfjit/tiers.py).
 RUN_ENGINES: tuple[str, ...] = (*ENGINES, "auto")
@@ -55,12 +58,15 @@ RUN_ENGINES: tuple[str, ...] = (*ENGINES, "auto")
 @dataclass(frozen=True)
 class RunResult:
     """What BPF_PROG_TEST_RUN reports: r0, the data after the run, mean time per run, ctx_out;
-    and how many of the runs each engine ran (engine="auto" may have run on two)."""
+    how many of the runs each engine ran (engine="auto" may have run on two); and where the
+    packet would go: ``redirect`` is set when the program returned the redirect action
+    (XDP_REDIRECT, TC_ACT_REDIRECT) after a redirect helper recorded a target, else None."""
     retval: int
     data_out: bytes
     duration_ns: float
     ctx_out: bytes | None = None
     tiers: dict[str, int] = field(default_factory=dict)
+    redirect: Redirect | None = None
 
 
 class Program:
@@ -249,17 +255,20 @@ class Program:
         repeat = max(1, int(repeat))
         memory = run_memory(self.type, self.name, bytes(data), ctx)
         regions = Regions(self.env.regions + memory.regions)
+        redirect = RedirectInfo()
         with Watchdog(limits) as watchdog:
             if engine == "auto":
-                retval, elapsed, tiers = self._tiered_runs(memory, regions, watchdog, repeat)
+                retval, elapsed, tiers = self._tiered_runs(memory, regions, watchdog, repeat, redirect)
             else:
-                retval, elapsed = self._timed_runs(engine, memory, regions, watchdog, repeat)
+                retval, elapsed = self._timed_runs(engine, memory, regions, watchdog, repeat, redirect)
                 tiers = {engine: repeat}
         data_out, ctx_out = memory.read_out()
-        return RunResult(retval, data_out, elapsed / repeat, ctx_out, tiers)
+        redirect_action = XDP_REDIRECT if self.type.kernel_type == "XDP" else TC_ACT_REDIRECT
+        target = redirect.target if retval & isa.MASK32 == redirect_action else None
+        return RunResult(retval, data_out, elapsed / repeat, ctx_out, tiers, target)
 
     def _timed_runs(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
-                    repeat: int) -> tuple[int, int]:
+                    repeat: int, redirect: RedirectInfo) -> tuple[int, int]:
         """`repeat` runs on one engine: (r0 of the last, the nanoseconds they took)."""
         bounded = watchdog.limits.bounded
         if engine == "jit":
@@ -267,17 +276,17 @@ class Program:
         start = time.perf_counter_ns()
         if engine == "jit" and not self._may_tail_call and not bounded:
             native = ctypes.c_uint64()  # timed by the native repeat loop itself
-            retval = self._invoke("jit", memory, regions, watchdog, repeat, native)
+            retval = self._invoke("jit", memory, regions, watchdog, redirect, repeat, native)
             return retval, native.value
         if engine == "interp" and not self._may_tail_call and not bounded:
-            retval = self._invoke("interp", memory, regions, watchdog, repeat)  # the repeat loop is native
+            retval = self._invoke("interp", memory, regions, watchdog, redirect, repeat)  # the repeat loop is native
             return retval, time.perf_counter_ns() - start
         for _ in range(repeat):
-            retval = self._invoke(engine, memory, regions, watchdog)
+            retval = self._invoke(engine, memory, regions, watchdog, redirect)
         return retval, time.perf_counter_ns() - start
 
     def _tiered_runs(self, memory: RunMemory, regions: Regions, watchdog: Watchdog,
-                     repeat: int) -> tuple[int, int, dict[str, int]]:
+                     repeat: int, redirect: RedirectInfo) -> tuple[int, int, dict[str, int]]:
         """engine="auto": runs on the native interpreter, in growing chunks, until the JIT's code
         (compiled in the background from the first such run on) is ready; the rest on the JIT."""
         bounded = watchdog.limits.bounded
@@ -289,7 +298,7 @@ class Program:
         while done < repeat:
             tier = tiering.tier()
             count = repeat - done if tier == "jit" else chunk_runs(chunk, elapsed / max(done, 1), repeat - done)
-            retval, ns = self._timed_runs(tier, memory, regions, watchdog, count)
+            retval, ns = self._timed_runs(tier, memory, regions, watchdog, count, redirect)
             done, elapsed, chunk = done + count, elapsed + ns, count
             tiers[tier] = tiers.get(tier, 0) + count
             tiering.start()
@@ -305,7 +314,7 @@ class Program:
         return tiering.wait(timeout)
 
     def _invoke(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
-                repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
+                redirect: RedirectInfo, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
         """One invocation (or `repeat` native ones): tail calls followed, failures raised."""
         env = watchdog.new_env()
         sandboxed = watchdog.limits.bounded
@@ -319,7 +328,8 @@ class Program:
             # The JIT keeps a verified program's stack in native frames: helpers may accept
             # pointers there (an unverified one's frames are listed in env.frames instead).
             run = RunContext(env, program.env, caller, regions,
-                             native_stack=engine in ("jit", "interp") and program.facts.verified)
+                             native_stack=engine in ("jit", "interp") and program.facts.verified,
+                             program_type=program.type.kernel_type, redirect=redirect)
             with run_context.active(run):
                 if engine == "jit":
                     retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat, elapsed)

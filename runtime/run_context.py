@@ -22,6 +22,29 @@ from .status import RunEnv
 FunctionCaller = Callable[[int, list[int]], int]
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """Where a redirecting program sends the packet, as the last redirect helper of the run asked:
+    an interface (``bpf_redirect``: ``ifindex``) or an entry of a redirect map
+    (``bpf_redirect_map``: the map's name and the key). ``flags``: the helper's flags that say how
+    (``BPF_F_INGRESS`` for a tc redirect; ``BPF_F_BROADCAST`` / ``BPF_F_EXCLUDE_INGRESS`` for a
+    DEVMAP or DEVMAP_HASH, whose key then does not matter)."""
+
+    ifindex: int | None = None
+    map: str | None = None
+    key: int | None = None
+    flags: int = 0
+
+
+@dataclass
+class RedirectInfo:
+    """The kernel's per-CPU ``bpf_redirect_info`` for one test run: what the last redirect helper
+    recorded (None: nothing, or a redirect_map lookup that missed, which clears it). It lasts the
+    whole test run, across tail calls and repeats, as the kernel's does."""
+
+    target: Redirect | None = None
+
+
 @dataclass
 class RunContext:
     env: RunEnv
@@ -32,6 +55,10 @@ class RunContext:
     # accept pointers there only when this is set (runtime/helper_args.py).
     native_stack: bool = False
     tail_call_target: Any = None  # the Program a successful bpf_tail_call switches to
+    # The running program's kernel type (enum bpf_prog_type without the prefix): helpers whose
+    # kernel implementation depends on it (bpf_redirect: XDP or skb) read it.
+    program_type: str = ""
+    redirect: RedirectInfo = field(default_factory=RedirectInfo)
     errors: list[BaseException] = field(default_factory=list)  # exceptions of failed helpers
 
 

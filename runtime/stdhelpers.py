@@ -12,19 +12,23 @@ against the memory of the run (runtime/helper_args.py): a bad one is a clean err
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import random
 import time
 from typing import Callable
 
-from bpfjit.isa import MASK64
+from bpfjit.isa import MASK32, MASK64
 
 from . import helper_args, maps, run_context
 from . import skb_helpers, sock_helpers, xdp_helpers
 from .helpers import Helper, HelperRegistry, Prototype, errno_result
 from .kernel_helpers import helper_name
+from .map_types import MapType
 from .maps.native import ATOMICS, processor_id
+from .maps.perf_event import PerfEventArray
 from .printk import format_printk
+from .run_memory import skb_buffer, xdp_buffer
 from .status import BPF_MAX_LOOPS, MAX_TAIL_CALLS, HelperFault, Status
 
 EINVAL, ENOENT, E2BIG, EFAULT = 22, 2, 7, 14
@@ -38,6 +42,7 @@ PROBE_READ_KERNEL, PROBE_READ_KERNEL_STR = 113, 115
 KTIME_GET_BOOT_NS = 125
 RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_SUBMIT, RINGBUF_DISCARD, RINGBUF_QUERY = 130, 131, 132, 133, 134
 FOR_EACH_MAP_ELEM, LOOP = 164, 181
+REDIRECT, REDIRECT_MAP, PERF_EVENT_OUTPUT = 23, 51, 25
 
 
 def current_cpu(ncpus: int) -> int:
@@ -264,6 +269,80 @@ def for_each_map_elem(handle, callback, ctx, flags, *_):
     return visited
 
 
+# --- redirects (net/core/filter.c): record the target in the run, return the action -------------
+
+XDP_ABORTED, XDP_REDIRECT, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 4, 2, 7
+BPF_F_INGRESS, BPF_F_BROADCAST, BPF_F_EXCLUDE_INGRESS = 1, 1 << 3, 1 << 4
+# bpf_redirect_map's fallback: the low bits of its flags, an action among XDP_ABORTED..XDP_TX.
+REDIRECT_FALLBACK_MASK = 3
+# The flags beyond the fallback each redirect map type accepts.
+REDIRECT_MAP_FLAGS = {MapType.DEVMAP: BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS,
+                      MapType.DEVMAP_HASH: BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS,
+                      MapType.CPUMAP: 0, MapType.XSKMAP: 0}
+
+
+def redirect(ifindex, flags, *_):
+    """bpf_redirect: XDP (bpf_xdp_redirect) takes no flags; the skb programs' takes
+    BPF_F_INGRESS. A bad flag is XDP_ABORTED / TC_ACT_SHOT and records nothing."""
+    run = run_context.current()
+    xdp = run.program_type == "XDP"
+    if flags & ~(0 if xdp else BPF_F_INGRESS):
+        return XDP_ABORTED if xdp else TC_ACT_SHOT
+    run.redirect.target = run_context.Redirect(ifindex=ifindex & MASK32, flags=flags)
+    return XDP_REDIRECT if xdp else TC_ACT_REDIRECT
+
+
+def redirect_map(handle, key, flags, *_):
+    """bpf_redirect_map: XDP_REDIRECT when the map holds the key (or for a DEVMAP broadcast),
+    else the fallback action in the flags' low bits; XDP_ABORTED for flags the map does not take."""
+    m = _map(handle)
+    allowed = REDIRECT_MAP_FLAGS.get(MapType(m.map_type)) if m.map_type in REDIRECT_MAP_FLAGS else None
+    if allowed is None:
+        raise HelperFault(f"map {m.name} is not a redirect map (DEVMAP, DEVMAP_HASH, CPUMAP or XSKMAP) (arg 1)")
+    if flags & ~(REDIRECT_FALLBACK_MASK | allowed):
+        return XDP_ABORTED
+    run = run_context.current()
+    index = key & MASK32  # the maps' keys are u32: the kernel passes the u64 argument as one
+    if not m.lookup(index.to_bytes(4, "little")) and not flags & BPF_F_BROADCAST:
+        run.redirect.target = None
+        return flags & REDIRECT_FALLBACK_MASK
+    run.redirect.target = run_context.Redirect(map=m.name, key=index, flags=flags & allowed)
+    return XDP_REDIRECT
+
+
+# --- perf event output (kernel/trace/bpf_trace.c, net/core/filter.c) ------------------------------
+
+BPF_F_INDEX_MASK, BPF_F_CURRENT_CPU = 0xFFFF_FFFF, 0xFFFF_FFFF
+BPF_F_CTXLEN_MASK = 0xFFFFF << 32
+
+
+def perf_event_output(ctx, handle, flags, data, size):
+    """bpf_perf_event_output: a sample of `size` bytes at `data` into the map's slot for the flags'
+    index (BPF_F_CURRENT_CPU: this CPU's). From an XDP or skb program the flags' bits 32-51 ask
+    for that many bytes of the packet after the data (bpf_xdp_event_output,
+    bpf_skb_event_output): -EFAULT when the packet is shorter."""
+    events = _map(handle, PerfEventArray, arg=2)
+    sample = helper_args.read(data, size & MASK32, 4)
+    xdp, skb = xdp_buffer(ctx), skb_buffer(ctx)
+    packet_program = xdp is not None or skb is not None
+    if flags & ~(BPF_F_INDEX_MASK | (BPF_F_CTXLEN_MASK if packet_program else 0)):
+        return errno_result(EINVAL)
+    wanted = (flags & BPF_F_CTXLEN_MASK) >> 32
+    if wanted:
+        length = xdp.length() if xdp is not None else skb.length()
+        if wanted > length:
+            return errno_result(EFAULT)
+        if xdp is not None:
+            copied = ctypes.create_string_buffer(wanted)
+            xdp.copy(0, ctypes.addressof(copied), wanted, into_packet=False)
+            sample += copied.raw
+        else:
+            sample += ctypes.string_at(skb.data, wanted)
+    cpu = current_cpu(events.possible_cpus)
+    index = flags & BPF_F_INDEX_MASK
+    return events.output(cpu if index == BPF_F_CURRENT_CPU else index, cpu, sample) & MASK64
+
+
 # --- trace_printk -------------------------------------------------------------------------------
 
 def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
@@ -276,6 +355,30 @@ def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
         return printed.length
     # The kernel declares only fmt and its size: r3-r5 may be unset when the format uses fewer.
     return Helper(TRACE_PRINTK, "trace_printk", trace_printk, Prototype("integer", ("mem", "size")))
+
+
+# Map types whose program-side operations only these Python helpers implement: the native twins of
+# the map helpers (jit/native_maps.py, native_queue.py) know arrays, hashes, queues, stacks and the
+# always-empty maps of kernel objects, and would answer "absent" (or worse) for these.
+PYTHON_ONLY_MAP_TYPES = frozenset({MapType.LPM_TRIE, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
+                                   MapType.BLOOM_FILTER})
+MAP_HELPER_IDS = (MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_PUSH_ELEM, MAP_POP_ELEM, MAP_PEEK_ELEM)
+
+
+def serve_maps_from_python(registry: HelperRegistry) -> None:
+    """Give the map helpers of `registry` implementations that the engines do not swap for the native
+    twins (those bind only to these very functions): for an object with a map of
+    PYTHON_ONLY_MAP_TYPES, whose calls must reach the Python helpers on every engine."""
+    for helper_id in MAP_HELPER_IDS:
+        helper = registry.get(helper_id)
+        if helper is not None:
+            registry.add(dataclasses.replace(helper, impl=_python_only(helper.impl)))
+
+
+def _python_only(fn):
+    def call(*regs):
+        return fn(*regs)
+    return call
 
 
 def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegistry:
@@ -303,6 +406,9 @@ def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegi
         (TAIL_CALL, tail_call, ("ctx", "prog_array", "integer"), "integer"),
         (LOOP, loop, ("integer", "func", "stack_or_null", "integer"), "integer"),
         (FOR_EACH_MAP_ELEM, for_each_map_elem, ("map", "func", "stack_or_null", "integer"), "integer"),
+        (REDIRECT, redirect, ("integer", "integer"), "integer"),
+        (REDIRECT_MAP, redirect_map, ("map", "integer", "integer"), "integer"),
+        (PERF_EVENT_OUTPUT, perf_event_output, ("ctx", "map", "integer", "mem", "size_or_zero"), "integer"),
     ]
     table += skb_helpers.TABLE + sock_helpers.TABLE + xdp_helpers.TABLE
     registry = HelperRegistry([Helper(i, helper_name(i), fn, Prototype(ret, args)) for i, fn, args, ret in table])

@@ -56,8 +56,8 @@ def test_create_map_in_map_classes():
 
 def test_unsupported_type_names_map_and_type():
     with pytest.raises(MapError) as info:
-        mk("perfy", MapType.PERF_EVENT_ARRAY, 4, 4, 4)
-    assert "perfy" in str(info.value) and "PERF_EVENT_ARRAY" in str(info.value)
+        mk("cgroups", MapType.CGROUP_ARRAY, 4, 4, 4)
+    assert "cgroups" in str(info.value) and "CGROUP_ARRAY" in str(info.value)
     assert info.value.errno == errno.EOPNOTSUPP
     assert isinstance(info.value, BPFError)
     with pytest.raises(MapError) as info:

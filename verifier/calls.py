@@ -56,6 +56,7 @@ _MAP_TYPE_HELPERS = {
     MapType.REUSEPORT_SOCKARRAY: {"sk_select_reuseport"},
     MapType.QUEUE: {"map_peek_elem", "map_pop_elem", "map_push_elem"},
     MapType.STACK: {"map_peek_elem", "map_pop_elem", "map_push_elem"},
+    MapType.BLOOM_FILTER: {"map_peek_elem", "map_push_elem"},
     MapType.SK_STORAGE: {"sk_storage_get", "sk_storage_delete"},
 }
 # ... and the map types each special helper works with.

@@ -9,8 +9,12 @@ from bpfjit.errors import MapError
 from ..map_types import MapType, map_type_name
 from .array import ArrayMap, PercpuArrayMap
 from .base import Map, MapSpec
+from .bloom import BloomFilter
+from .devices import CpuMap, DevMap, DevMapHash
 from .fd_array import ArrayOfMaps, HashOfMaps, ProgArray
 from .hash import HashMap, LruHashMap, LruPercpuHashMap, PercpuHashMap
+from .lpm_trie import LpmTrie
+from .perf_event import PerfEventArray
 from .queue import QueueMap, StackMap
 from .ringbuf import RingBuf
 from .sk_storage import SkStorageMap
@@ -37,17 +41,25 @@ _CLASSES: dict[int, type[Map]] = {
     MapType.XSKMAP: XskMap,
     MapType.REUSEPORT_SOCKARRAY: ReuseportSockArray,
     MapType.SK_STORAGE: SkStorageMap,
+    MapType.DEVMAP: DevMap,
+    MapType.DEVMAP_HASH: DevMapHash,
+    MapType.CPUMAP: CpuMap,
+    MapType.LPM_TRIE: LpmTrie,
+    MapType.BLOOM_FILTER: BloomFilter,
+    MapType.PERF_EVENT_ARRAY: PerfEventArray,
 }
 
 
 def create_map(spec: MapSpec, btf: Any = None, ncpus: int = 1,
-               lock_offset: int | None = None) -> Map:
+               lock_offset: int | None = None, map_extra: int = 0) -> Map:
     """Create the map ``spec`` describes (MapError naming the map for an unsupported type or
     invalid sizes/flags, with the errno the kernel's BPF_MAP_CREATE would give).
 
     ``btf`` (optional) provides ``encode_value(type_id, value)`` / ``format_value(type_id,
     data)`` for BTF-shaped Python keys and values; ``ncpus`` is the number of per-cpu slots;
-    ``lock_offset`` is the offset of the value's ``struct bpf_spin_lock``, if any."""
+    ``lock_offset`` is the offset of the value's ``struct bpf_spin_lock``, if any; ``map_extra``
+    the BTF definition's ``map_extra`` (a bloom filter's number of hash functions; any other map
+    type must have 0, as BPF_MAP_CREATE requires)."""
     cls = _CLASSES.get(int(spec.map_type))
     if cls is None:
         try:
@@ -56,6 +68,10 @@ def create_map(spec: MapSpec, btf: Any = None, ncpus: int = 1,
             raise MapError(f"map {spec.name}: unknown map type {spec.map_type}", E.EINVAL) from None
         raise MapError(f"map {spec.name}: map type {map_type_name(spec.map_type)} "
                        f"({int(spec.map_type)}) is not supported", E.EOPNOTSUPP)
+    if cls is BloomFilter:
+        return BloomFilter(spec, btf, ncpus, lock_offset, map_extra)
+    if map_extra:
+        raise MapError(f"map {spec.name}: map_extra is only for bloom filters", E.EINVAL)
     return cls(spec, btf=btf, ncpus=ncpus, lock_offset=lock_offset)
 
 
