@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import pathlib
+import re
 import threading
 import time
 import weakref
@@ -292,6 +293,19 @@ def optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[byt
         return _optimise_and_emit(ir, opt_level, times)
 
 
+# A module with more basic blocks than this is optimised by a short pipeline whose cost grows
+# about linearly with its size. O2's SimplifyCFG is quadratic in a switch's cases (hoisting
+# common code from, and deduplicating, thousands of successors), InstCombine in the compares on
+# one value (its dominating-condition cache), and codegen's tail merging and block placement in
+# blocks with common tails: a chain of 8,000 compares took 20-60 s at O2, 0.4 s this way.
+# Every program of the bench and the tests has at most 150 blocks and keeps O2.
+LARGE_MODULE_BLOCKS = 1000
+_LARGE_PASSES = ("sroa", "instruction_combine", "sccp", "dead_code_elimination")
+# Codegen options for those modules, as (option, its value then, its value otherwise).
+_LARGE_CODEGEN = (("enable-tail-merge", "false", "true"), ("disable-block-placement", "true", "false"))
+_LABEL = re.compile(r"^[^\s;]\S*:$", re.M)
+
+
 def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[bytes, str]:
     tm = compiling_machine()
     t0 = time.perf_counter()
@@ -302,6 +316,7 @@ def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[by
         module.verify()
     except RuntimeError as exc:
         raise JITError(f"LLVM rejected the generated IR: {exc}") from None
+    large = len(_LABEL.findall(ir)) > LARGE_MODULE_BLOCKS
     pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
     # Below O3, no loop vectorizer, SLP vectorizer, unrolling or interleaving: they cost a
     # third to two thirds of a loop program's compile time (log2_int: 44 -> 14 ms) and bought
@@ -310,10 +325,22 @@ def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[by
     pto.loop_vectorization = pto.slp_vectorization = vectorize
     pto.loop_unrolling = pto.loop_interleaving = vectorize
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(module, pb)
+    if large:
+        passes = llvm.create_new_module_pass_manager()
+        for name in _LARGE_PASSES:
+            getattr(passes, f"add_{name}_pass")()
+        passes.run(module, pb)
+    else:
+        pb.getModulePassManager().run(module, pb)
     optimised = str(module)
     t1 = time.perf_counter()
-    obj = tm.emit_object(module)
+    try:
+        for option, value, _ in _LARGE_CODEGEN if large else ():
+            llvm.set_option("", f"-{option}={value}")  # process-wide: the caller holds llvm_lock
+        obj = tm.emit_object(module)
+    finally:
+        for option, _, default in _LARGE_CODEGEN if large else ():
+            llvm.set_option("", f"-{option}={default}")
     times.optimise, times.codegen = t1 - t0, time.perf_counter() - t1
     return obj, optimised
 

@@ -35,7 +35,7 @@ _SIGNED = {isa.JSGT: isa.JGT, isa.JSGE: isa.JGE, isa.JSLT: isa.JLT, isa.JSLE: is
 _FOLLOWED = (isa.JEQ, isa.JNE, *_UNSIGNED, *_SIGNED)
 _IDENTITY = {isa.ADD: 0, isa.SUB: 0, isa.OR: 0, isa.XOR: 0, isa.AND: -1}  # and MOV, which has none
 MIN_TESTS = 3      # a smaller tree is left to LLVM as it is
-MAX_CASES = 1024   # values that may become cases (the default takes the rest)
+MAX_CASES = 1 << 16  # values that may become cases (the default takes the rest)
 
 Intervals = list[tuple[int, int]]  # inclusive, disjoint
 
@@ -115,10 +115,11 @@ def find_switches(insns: Sequence[Insn], start: int, end: int, facts: Facts) -> 
     predecessors = facts.predecessor_counts(start, end)
     found: dict[int, Switch] = {}
     absorbed: set[int] = set()
+    tried: set[int] = set()  # the interior compares of trees too large to recover
     for index in tests:
-        if index in absorbed:
+        if index in absorbed or index in tried:
             continue
-        switch = _recover(insns, index, start, end, block_starts, predecessors)
+        switch = _recover(insns, index, start, end, block_starts, predecessors, tried)
         if switch is not None:
             found[index] = switch
             absorbed |= switch.absorbed
@@ -126,7 +127,10 @@ def find_switches(insns: Sequence[Insn], start: int, end: int, facts: Facts) -> 
 
 
 def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_starts: frozenset[int],
-             predecessors: dict[int, int]) -> Switch | None:
+             predecessors: dict[int, int], tried: set[int]) -> Switch | None:
+    """The switch rooted at `root`, or None. A tree with more than MAX_CASES cases adds its
+    interior compares to `tried`: they are not tried as roots again, so the search stays linear
+    in the function's size (a chain of n compares would otherwise be walked from each of them)."""
     first = insns[root]
     bits = 32 if first.cls == isa.JMP32 else 64
     top = (1 << bits) - 1
@@ -167,6 +171,7 @@ def _recover(insns: Sequence[Insn], root: int, start: int, end: int, block_start
     size = {leaf: sum(hi - lo + 1 for lo, hi in parts) for leaf, parts in leaves.items()}
     default = max(size, key=lambda leaf: (size[leaf], -leaf))
     if sum(size.values()) - size[default] > MAX_CASES:
+        tried |= absorbed
         return None
     cases = sorted((value ^ bias, leaf) for leaf, parts in leaves.items() if leaf != default
                    for lo, hi in parts for value in range(lo, hi + 1))
