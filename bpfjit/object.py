@@ -39,7 +39,7 @@ from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.static_keys import StaticKey
 from .runtime.kernel_helpers import HELPER_IDS
-from .runtime.stdhelpers import PYTHON_ONLY_MAP_TYPES, serve_maps_from_python, standard_helpers
+from .runtime.stdhelpers import standard_helpers
 from .source_lines import SourceMap, annotate_log, source_map
 from .verifier.insn_text import insn_text
 
@@ -162,8 +162,6 @@ class Object:
         self._initialise_data_pointers()  # .rodata is frozen before the verifier sees it, as libbpf does
         self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
         self.helpers = standard_helpers(self._on_trace, ncpus)
-        if any(m.map_type in PYTHON_ONLY_MAP_TYPES for m in self.maps.values()):
-            serve_maps_from_python(self.helpers)
         for helper in _user_helpers:
             self.helpers.add(helper)
         self.programs: dict[str, Program] = _Programs()

@@ -15,11 +15,13 @@ one-function module of its own, linked to the helper module (jit/native_misc.py)
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 
 import llvmlite.binding as llvm
 
 from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.helpers import Helper
 from bpfjit.runtime.maps import native as shared
 from bpfjit.runtime.stdhelpers import GET_SMP_PROCESSOR_ID
 
@@ -36,12 +38,27 @@ _cpu_number: list[int] = []  # the helper module's cpu_number, which the process
 _processor_ids: dict[int, int] = {}  # per-CPU slot count -> its bpf_get_smp_processor_id
 
 
+_python_fallbacks: list[object] = []  # their callbacks, alive as long as the module
+
+
 def _symbols() -> dict[str, int]:
     names = native_maps.EXTERNAL_FUNCTIONS + native_misc.EXTERNAL_FUNCTIONS + native_ringbuf.EXTERNAL_FUNCTIONS
     return {**{name: shared.libc_address(name) for name in names},
             native_maps.CPU_KEY: shared.CPU_NUMBERING.key_address,
             native_maps.CPU_COUNTER: shared.CPU_NUMBERING.counter_address,
-            **native_misc.symbols()}
+            **native_misc.symbols(), **_python_fallback_symbols()}
+
+
+def _python_fallback_symbols() -> dict[str, int]:
+    """The Python map helpers the native ones hand the map types they do not know, through the
+    engine's callback wrapper (which reports a failure in the run's RunEnv)."""
+    from .engine import helper_callback  # engine imports this module
+    symbols = {}
+    for helper_id, impl in native_maps.PYTHON_FALLBACKS.items():
+        callback = helper_callback(Helper(helper_id, impl.__name__, impl))
+        _python_fallbacks.append(callback)
+        symbols[native_maps.PYTHON_PREFIX + impl.__name__] = ctypes.cast(callback, ctypes.c_void_p).value
+    return symbols
 
 
 def _link(ir: str, symbols: dict[str, int]) -> llvm.ExecutionEngine:

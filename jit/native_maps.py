@@ -38,6 +38,14 @@ ORDER = HEADER_SIZE + layout.EXT_ORDER
 EXTERNAL_FUNCTIONS = ("pthread_mutex_lock", "pthread_mutex_unlock", "memcmp", "pthread_getspecific",
                       "pthread_setspecific")
 CPU_KEY, CPU_COUNTER = "bpfjit_cpu_key", "bpfjit_cpu_counter"
+#: The Python helpers that the native map helpers (these and jit/native_queue.py's) hand the map
+#: types they do not know, by helper id; each is the symbol PYTHON_PREFIX + its name, bound to
+#: the helper through the engine's callback wrapper (jit/native_helpers.py).
+PYTHON_PREFIX = "bpfjit_python_"
+PYTHON_FALLBACKS = {helper_id: impl for helper_id, impl in (
+    (stdhelpers.MAP_LOOKUP_ELEM, stdhelpers.map_lookup_elem), (stdhelpers.MAP_UPDATE_ELEM, stdhelpers.map_update_elem),
+    (stdhelpers.MAP_DELETE_ELEM, stdhelpers.map_delete_elem), (stdhelpers.MAP_PUSH_ELEM, stdhelpers.map_push_elem),
+    (stdhelpers.MAP_POP_ELEM, stdhelpers.map_pop_elem), (stdhelpers.MAP_PEEK_ELEM, stdhelpers.map_peek_elem))}
 
 
 _DECLARATIONS = f"""
@@ -50,7 +58,8 @@ declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 @{CPU_KEY} = external global i32
 @{CPU_COUNTER} = external global i64
-"""
+""" + "".join(f"declare i64 @{PYTHON_PREFIX}{impl.__name__}(i64, i64, i64, i64, i64)\n"
+              for impl in PYTHON_FALLBACKS.values())
 
 # Small functions over one header %h; LLVM inlines them into the helpers.
 _COMMON = f"""
@@ -414,6 +423,15 @@ done:
 """
 
 
+def python_fallback(name: str, args: tuple[str, ...] = ("%r1", "%r2", "%r3", "%r4", "%r5")) -> str:
+    """IR that hands the call (its five arguments, named `args` in the function) to the Python
+    helper `name` and returns its result: for the map types the native code does not know (LPM
+    tries, device maps, bloom filters, maps of kernel objects...), so that a native helper
+    serves every map type, the rare ones at Python's speed."""
+    return (f"  %python = call i64 @{PYTHON_PREFIX}{name}({', '.join(f'i64 {arg}' for arg in args)})\n"
+            "  ret i64 %python")
+
+
 def _type_in(value: str, types: tuple[MapType, ...], name: str) -> str:
     """IR computing i1 %name = value is one of types."""
     lines, acc = [], "false"
@@ -461,9 +479,11 @@ define internal void @unlock(ptr %h) alwaysinline {{
 
 # --- the helpers ------------------------------------------------------------------------------
 
-_LOOKUP = _dispatch("bpfjit_native_map_lookup_elem", "none", {
+_LOOKUP = _dispatch("bpfjit_native_map_lookup_elem", "other", {
     "array": (MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.ARRAY_OF_MAPS), "hash": HASHES + (MapType.HASH_OF_MAPS,),
 }) + f"""
+other:
+{python_fallback("map_lookup_elem")}
 none:
   ret i64 0
 array:
@@ -528,7 +548,7 @@ hash_done:
 }}
 """
 
-_UPDATE = _dispatch("bpfjit_native_map_update_elem", "unsupported", {
+_UPDATE = _dispatch("bpfjit_native_map_update_elem", "other", {
     "array": (MapType.ARRAY, MapType.PERCPU_ARRAY), "hash": HASHES, "einval": (MapType.QUEUE, MapType.STACK),
 }, r4="%flags", prelude=f"""
   %value = inttoptr i64 %r3 to ptr
@@ -539,8 +559,8 @@ _UPDATE = _dispatch("bpfjit_native_map_update_elem", "unsupported", {
   %lo1 = call i32 @u32_at(ptr %h, i64 {LOCK_OFFSET})
   %no_lock = icmp eq i32 %lo1, 0
   %bad_lock = and i1 %wants, %no_lock""") + f"""
-unsupported:
-  ret i64 {-errno.EOPNOTSUPP}
+other:
+{python_fallback("map_update_elem", ("%r1", "%r2", "%r3", "%flags", "%r5"))}
 einval:
   ret i64 {-errno.EINVAL}
 e2big:
@@ -675,11 +695,11 @@ unlock_e2big:
 }}
 """
 
-_DELETE = _dispatch("bpfjit_native_map_delete_elem", "unsupported", {
+_DELETE = _dispatch("bpfjit_native_map_delete_elem", "other", {
     "einval": (MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.QUEUE, MapType.STACK), "hash": HASHES,
 }) + f"""
-unsupported:
-  ret i64 {-errno.EOPNOTSUPP}
+other:
+{python_fallback("map_delete_elem")}
 einval:
   ret i64 {-errno.EINVAL}
 hash:

@@ -3,9 +3,9 @@
 
 They make the decisions of QueueMap.push and QueueMap._get (the kernel's queue_stack_maps.c) on
 the same head and tail words (runtime/maps/native.py), under the same map lock, so a queue that
-programs push to while Python pops stays one queue. The verifier allows these helpers only on
-queue and stack maps. The functions live in the helper module of jit/native_maps.py and use its
-small functions (``u32_at``, ``lock``, ``set_u32``...) and declarations.
+programs push to while Python pops stays one queue. The verifier allows these helpers on queue,
+stack and bloom-filter maps; a bloom filter goes to the Python helper. The functions live in the
+helper module of jit/native_maps.py and use its small functions (``u32_at``, ``lock``, ``set_u32``...) and declarations.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bpfjit.runtime.maps import HEADER_SIZE
 from bpfjit.runtime.maps import native as layout
 from bpfjit.runtime.maps.uapi import BPF_EXIST, BPF_NOEXIST
 
-from .native_maps import MAX_ENTRIES, TYPE, VALUE_BASE, VALUE_SIZE, twins
+from .native_maps import MAX_ENTRIES, TYPE, VALUE_BASE, VALUE_SIZE, python_fallback, twins
 
 HEAD = HEADER_SIZE + layout.EXT_QUEUE_HEAD
 TAIL = HEADER_SIZE + layout.EXT_QUEUE_TAIL
@@ -88,12 +88,26 @@ copy:
 }}
 """
 
+def _queue_or_python(name: str, args: tuple[str, ...] = ("%r1", "%r2", "%r3", "%r4", "%r5")) -> str:
+    """IR that goes on at %queue_map for a queue or stack (the map header in %h), and hands any
+    other map (a bloom filter) to the Python helper `name`."""
+    return f"""  %type = call i32 @u32_at(ptr %h, i64 {TYPE})
+  %is_queue = icmp eq i32 %type, {int(MapType.QUEUE)}
+  %is_stack = icmp eq i32 %type, {int(MapType.STACK)}
+  %ring = or i1 %is_queue, %is_stack
+  br i1 %ring, label %queue_map, label %other
+other:
+{python_fallback(name, args)}"""
+
+
 _HELPERS = f"""
 ; QueueMap.push: -EINVAL for BPF_NOEXIST or unknown flags; full: -E2BIG, or with BPF_EXIST the
 ; oldest element makes room.
 define i64 @bpfjit_native_map_push_elem(i64 %r1, i64 %r2, i64 %flags, i64 %r4, i64 %r5) {{
 entry:
   %h = inttoptr i64 %r1 to ptr
+{_queue_or_python("map_push_elem", ("%r1", "%r2", "%flags", "%r4", "%r5"))}
+queue_map:
   %value = inttoptr i64 %r2 to ptr
   %has_noexist = call i1 @flag_set(i64 %flags, i64 {BPF_NOEXIST})
   %unknown = icmp ugt i64 %flags, {BPF_EXIST}
@@ -127,14 +141,20 @@ write:
 }}
 
 define i64 @bpfjit_native_map_pop_elem(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+entry:
   %h = inttoptr i64 %r1 to ptr
+{_queue_or_python("map_pop_elem")}
+queue_map:
   %out = inttoptr i64 %r2 to ptr
   %r = call i64 @queue_get(ptr %h, ptr %out, i1 true)
   ret i64 %r
 }}
 
 define i64 @bpfjit_native_map_peek_elem(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+entry:
   %h = inttoptr i64 %r1 to ptr
+{_queue_or_python("map_peek_elem")}
+queue_map:
   %out = inttoptr i64 %r2 to ptr
   %r = call i64 @queue_get(ptr %h, ptr %out, i1 false)
   ret i64 %r

@@ -12,7 +12,6 @@ against the memory of the run (runtime/helper_args.py): a bad one is a clean err
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import functools
 import random
 import time
@@ -360,27 +359,6 @@ def trace_printk_helper(sink: Callable[[str], None]) -> Helper:
 # Map types whose program-side operations only these Python helpers implement: the native twins of
 # the map helpers (jit/native_maps.py, native_queue.py) know arrays, hashes, queues, stacks and the
 # always-empty maps of kernel objects, and would answer "absent" (or worse) for these.
-PYTHON_ONLY_MAP_TYPES = frozenset({MapType.LPM_TRIE, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP,
-                                   MapType.BLOOM_FILTER})
-MAP_HELPER_IDS = (MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_PUSH_ELEM, MAP_POP_ELEM, MAP_PEEK_ELEM)
-
-
-def serve_maps_from_python(registry: HelperRegistry) -> None:
-    """Give the map helpers of `registry` implementations that the engines do not swap for the native
-    twins (those bind only to these very functions): for an object with a map of
-    PYTHON_ONLY_MAP_TYPES, whose calls must reach the Python helpers on every engine."""
-    for helper_id in MAP_HELPER_IDS:
-        helper = registry.get(helper_id)
-        if helper is not None:
-            registry.add(dataclasses.replace(helper, impl=_python_only(helper.impl)))
-
-
-def _python_only(fn):
-    def call(*regs):
-        return fn(*regs)
-    return call
-
-
 def standard_helpers(trace: Callable[[str], None], ncpus: int = 1) -> HelperRegistry:
     """The kernel helpers bpfjit implements in Python; trace receives bpf_printk messages."""
     table = [

@@ -146,3 +146,17 @@ def test_the_firewall_program(engine):
     assert obj.programs["forget"].test_run(frame("172.16.0.1"), engine=engine).retval == 0
     assert obj.programs["forget"].test_run(frame("172.16.0.1"), engine=engine).retval == errno.ENOENT
     assert firewall.test_run(frame("172.16.0.1"), engine=engine).retval == XDP_PASS
+
+
+def test_the_native_map_helpers_serve_an_object_with_a_trie(engine):
+    """The native lookup hands the trie, a type it does not know, to the Python helper itself:
+    the object's helpers stay the native ones (for its other maps), and the trie's answers are
+    the reference's."""
+    from bpfjit.jit.native_helpers import bound_natively, native_address
+    from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM
+    obj = load(OBJ)
+    program = obj.programs["firewall"]
+    assert all(bound_natively(native_address(helper, program.env)) for helper in (MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM))
+    obj.maps["rules"][net("10.0.0.0/8")] = XDP_DROP
+    assert program.test_run(frame("10.1.2.3"), engine=engine).retval == XDP_DROP
+    assert program.test_run(frame("11.1.2.3"), engine=engine).retval == XDP_PASS
