@@ -49,8 +49,15 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance_plugin(args: argparse.Namespace) -> int:
-    """bpf_conformance's plugin protocol: program hex on stdin, memory hex in argv, r0 in hex out."""
-    code = _hex_arg(sys.stdin.read().strip(), "program on stdin")
+    """bpf_conformance's plugin protocol: program hex on stdin, memory hex in argv, r0 in hex out.
+
+    The official runner (``bpf_conformance_runner``) writes hex as space-separated bytes, and with
+    ``--elf true`` sends an ELF object instead of raw bytecode (and adds ``--elf`` to argv). The
+    object is told apart by its magic number, as ``bpfjit disasm`` does: no valid program starts
+    with those bytes (they decode as an ALU instruction with a non-zero offset).
+    """
+    data = _hex_arg(sys.stdin.read().strip(), "program on stdin")
+    code = _elf_program(data) if is_elf(data) else data
     mem = _hex_arg(args.memory, "memory argument") if args.memory else b""
     helpers = HelperRegistry([unwind_helper()])
     try:
@@ -64,3 +71,11 @@ def cmd_conformance_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _elf_program(data: bytes) -> bytes:
+    """The bytecode of the runner's ELF object: its one code section (``.text``, function ``main``),
+    whose calls are already PC-relative and which has no map relocations to apply."""
+    sections = code_sections(data, name="ELF object on stdin")
+    if len(sections) != 1:
+        names = ", ".join(s.name for s in sections) or "none"
+        raise BPFError(f"ELF object on stdin: expected one code section, found {len(sections)} ({names})")
+    return sections[0].code

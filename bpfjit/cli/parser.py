@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "jitted to x86-64 through LLVM.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
 
-    p = verbs.add_parser("run", help="run a program (no FILE: the bundled firewall on both engines)",
+    p = verbs.add_parser("run", help="run a program (no FILE: the bundled firewall on every engine)",
                          description="Run an ELF object's program, a .data test file, .asm/.s assembly or raw "
                                      "bytecode. Without FILE: the bundled XDP firewall over the bundled "
                                      "packets on both engines (checked against each other, then timed).")
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("conformance-plugin", help="bpf_conformance plugin: program hex on stdin")
     p.add_argument("memory", nargs="?", help="memory in hex")
     p.add_argument("--engine", choices=RUN_ENGINES, default="jit")
+    p.add_argument("--elf", action="store_true",
+                   help="stdin is an ELF object (bpf_conformance_runner --elf true); also known by its magic number")
     p.set_defaults(func=cmd_conformance_plugin)
     return parser
 
