@@ -11,12 +11,10 @@ import ctypes
 import re
 from typing import Sequence
 
-import llvmlite.binding as llvm
 
 from . import disasm, isa
 from .errors import BPFError
 from .isa import Insn
-from .jit.engine import target_machine
 from .jit.sites import Site
 from .object import Object
 from .program import Program
@@ -79,13 +77,10 @@ def xlated_listing(obj: Object, program: Program) -> str:
 def jited_listing(program: Program) -> str:
     """x86-64 assembly of the program's optimised module, as LLVM's code generator emits it, then
     the live bytes of its static-branch sites."""
+    from .jit.engine import assembly_of  # only a listing of jitted code needs LLVM
     compiled = program.compile()
-    tm = target_machine()
     try:
-        module = llvm.parse_assembly(compiled.optimised_ir)
-        module.triple = tm.triple
-        module.data_layout = str(tm.target_data)
-        listing = tm.emit_assembly(module)
+        listing = assembly_of(compiled.optimised_ir)
     except RuntimeError as exc:
         raise BPFError(f"{program.name}: LLVM could not emit assembly: {exc}") from None
     return listing + _static_site_listing(program, compiled.sites)

@@ -14,14 +14,12 @@ import ctypes
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from . import asm as assembler
 from . import disasm, isa, verdicts
 from .errors import BPFError, VerifierError
 from .isa import Insn
-from .jit import native_interp
-from .jit.engine import CompiledProgram, compile_program
 from .jit.native_interp_image import build_image
 from .jit.tiers import Tiering, chunk_runs
 from .runtime.environment import Environment
@@ -41,6 +39,10 @@ from .verifier.check import Verdict
 from .verifier.insn_text import insn_text
 from .verifier.ctx_access import rewrite_ctx_access
 from .verifier.verify import inputs as verifier_inputs, verify as verify_program
+
+if TYPE_CHECKING:  # the JIT's modules load llvmlite: imported where a program is compiled or run
+    from .jit import native_interp
+    from .jit.engine import CompiledProgram
 
 Engine = Literal["jit", "interp", "reference", "auto"]
 # The engines, each one way of running a program, and every behaviour is checked on all three:
@@ -160,6 +162,7 @@ class Program:
         sandboxed: the variant runs with a budget use (max_steps, timeout), which counts the
         instructions it executes and polls the stop flag; the normal code does neither.
         """
+        from .jit.engine import compile_program
         with self._compile_lock:
             compiled = self._compiled.get(sandboxed)
             if compiled is None:
@@ -175,6 +178,7 @@ class Program:
     def _native_image(self) -> "native_interp.ProgramImage":
         """The program's image for the native interpreter, its helpers bound on first use; its
         static-branch sites belong to their keys from then on, as the JIT's do."""
+        from .jit import native_interp
         with self._native_lock:  # not the compile lock: the image is wanted while the JIT compiles
             if self._native is None:
                 helpers = native_interp.HelperTable(self.env, self.facts.verified and self.facts.helper_args_proven)
@@ -335,8 +339,8 @@ class Program:
                     retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat, elapsed)
                 elif engine == "interp":
                     image = program._native_image()
-                    retval = native_interp.interpreter().run(image, env, memory.r1, memory.r2, repeat,
-                                                             program._native_checked(sandboxed))
+                    retval = _interpreter().run(image, env, memory.r1, memory.r2, repeat,
+                                                program._native_checked(sandboxed))
                 else:
                     interpreter = Interpreter(program.insns, program.env, program.facts.function_starts)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
@@ -356,9 +360,15 @@ class Program:
             return lambda start, args: compiled.call_function(env, start, args)
         if engine == "interp":
             image, checked = self._native_image(), self._native_checked(sandboxed)
-            return lambda start, args: native_interp.interpreter().call_function(image, env, start, args, checked)
+            return lambda start, args: _interpreter().call_function(image, env, start, args, checked)
 
         def interpret(start: int, args: list[int]) -> int:
             interpreter = Interpreter(self.insns, self.env, self.facts.function_starts)
             return interpreter.run_function(start, args, regions, env)
         return interpret
+
+
+def _interpreter() -> "native_interp.NativeInterpreter":
+    """The process's native interpreter (its module imported only now: it loads llvmlite)."""
+    from .jit import native_interp
+    return native_interp.interpreter()

@@ -28,8 +28,6 @@ import pathlib
 import tempfile
 from typing import TYPE_CHECKING
 
-import llvmlite
-import llvmlite.binding as llvm
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -96,6 +94,8 @@ def code_digest() -> str | None:
 
 
 def key(ir: str, opt_level: int, cpu: str, features: str) -> str:
+    import llvmlite  # here, not at the top: the verdict cache (bpfjit/verdicts.py) needs no LLVM
+    import llvmlite.binding as llvm
     digest = hashlib.sha256()
     for part in (code_digest() or "", llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), cpu,
                  features, str(opt_level), ir):

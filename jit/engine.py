@@ -345,6 +345,17 @@ def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[by
     return obj, optimised
 
 
+def assembly_of(ir: str) -> str:
+    """x86-64 assembly of a module (optimised IR), as the code generator emits it for this host
+    (RuntimeError if LLVM cannot)."""
+    with llvm_lock:
+        tm = target_machine()
+        module = llvm.parse_assembly(ir)
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        return tm.emit_assembly(module)
+
+
 def link_object(obj: bytes, symbols: dict[str, int]) -> llvm.ExecutionEngine:
     """An engine holding object code linked in memory, its undefined symbols bound to these
     addresses (JITError if it cannot be linked)."""

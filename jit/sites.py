@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import llvmlite.binding as llvm
+if TYPE_CHECKING:
+    import llvmlite.binding as llvm
 
 SECTION = ".data.bpfjit_sites"
 RECORD = ctypes.c_uint64 * 3

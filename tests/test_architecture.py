@@ -165,7 +165,7 @@ sys.meta_path.insert(0, BlockLlvmlite())
 for name in {modules!r}:
     importlib.import_module(name)
 try:
-    importlib.import_module("bpfjit.program")
+    importlib.import_module("bpfjit.jit.engine")
 except ImportError as exc:
     assert "llvmlite is blocked" in str(exc), exc
 else:
@@ -183,6 +183,25 @@ def test_lower_layers_import_without_llvmlite():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"imported {len(modules)} modules" in result.stdout
+
+
+def test_the_api_and_the_cli_load_no_llvm_until_a_program_is_compiled():
+    """Issue 12: `import bpfjit`, loading objects and `bpfjit --help` need no LLVM (it costs a
+    process 100-300 ms to load); only compiling or running a program on a native engine does."""
+    modules = ["bpfjit", "bpfjit.program", "bpfjit.object", "bpfjit.cli.parser", "bpfjit.listing"]
+    script = textwrap.dedent(_WITHOUT_LLVMLITE.format(modules=modules)) + textwrap.dedent("""
+        from bpfjit.cli import main
+        try:
+            main(["--help"])
+        except SystemExit as done:
+            assert done.code == 0
+        from bpfjit.program import Program
+        assert Program.from_asm("mov %r0, 7\\nexit").run(engine="reference") == 7
+        print("no llvm")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: bpfjit" in result.stdout and result.stdout.rstrip().endswith("no llvm")
 
 
 def _in_packages(path: pathlib.Path) -> bool:
