@@ -35,7 +35,7 @@ class Case:
     expected: Callable[[bytes], int]
     repeat: int                        # runs per JIT / native timing round
     interp_data: Callable[[], bytes]   # the interpreter's input (smaller when the full one is slow)
-    check_memory: bool = False         # the data after a run must be the memcpy result
+    memory: Callable[[bytes], bytes] | None = None  # the data a run must leave, from its input
     prelude: str = "native_suite.h"
     group: str = "micro"               # "micro": the standard suite; "packet": XDP programs
     check_state: Callable[[Any, int], None] | None = None
@@ -44,13 +44,26 @@ class Case:
         return PROGS / (f"{self.source}.bpf.o" if cpu == "v3" else f"{self.source}.{cpu}.bpf.o")
 
     def cpu_variants(self) -> list[str]:
-        return ["v3"] + [cpu for cpu in ("v4",) if self.object_path(cpu).exists()]
+        """v3, then v4 where its code differs, and clang's default cpu where the program is also
+        built as users build it without -mcpu (``default``)."""
+        return ["v3"] + [cpu for cpu in ("v4", "default") if self.object_path(cpu).exists()]
 
 
-def expected_memory(data: bytes) -> bytes:
+def halves_copied(data: bytes) -> bytes:
     """memcpy's result: the first half copied over the second."""
     half = len(data) // 2
     return data[:half] * 2
+
+
+# memcpy_regions: a constant-size copy between constant offsets of one buffer (bench/progs).
+REGION, REGION_SRC, REGION_DST = 4096, 64, 8192
+
+
+def region_copied(data: bytes) -> bytes:
+    """memcpy_regions' result: REGION bytes from REGION_SRC copied to REGION_DST."""
+    out = bytearray(data)
+    out[REGION_DST:REGION_DST + REGION] = data[REGION_SRC:REGION_SRC + REGION]
+    return bytes(out)
 
 
 # --- inputs and expected results -----------------------------------------------------------------
@@ -137,7 +150,10 @@ MICRO_CASES = [
     Case("strcmp_fail", "strcmp_halves", "strcmp_halves", lambda: halves_data(MIB, 0.27),
          strcmp_expected, 60, lambda: halves_data(1024, 0.27)),
     Case("memcpy", "memcpy", "memcpy_bench", lambda: memcpy_data(MIB), lambda d: len(d) // 2, 20,
-         lambda: memcpy_data(1024), check_memory=True),
+         lambda: memcpy_data(1024), memory=halves_copied),
+    # The shape users write: a fixed-size byte loop between two regions of one buffer.
+    Case("memcpy_regions", "memcpy_regions", "memcpy_regions_bench", lambda: memcpy_data(8192), lambda d: REGION,
+         20_000, lambda: memcpy_data(8192), memory=region_copied),
     Case("switch", "switch", "switch_bench", lambda: switch_data(4096), switch_expected, 1_000,
          lambda: switch_data(256)),
 ]

@@ -21,7 +21,7 @@ import bpfjit
 from bpfjit.errors import BPFError, VerifierError
 from bpfjit import kernel
 
-from .cases import Case, expected_memory
+from .cases import Case
 from .native import NativeLibrary
 
 
@@ -117,7 +117,7 @@ def check(engine: str, case: Case, retval: int, memory: bytes | None, data: byte
     expected = case.expected(data)
     if retval != expected:
         raise WrongResult(f"{case.name}: {engine} returned {retval:#x}, expected {expected:#x}")
-    if case.check_memory and memory != expected_memory(data):
+    if case.memory is not None and memory != case.memory(data):
         raise WrongResult(f"{case.name}: {engine} left the wrong memory")
 
 

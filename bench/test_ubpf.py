@@ -44,7 +44,7 @@ def test_a_wrong_result_is_refused(driver):
 
 def test_memory_the_program_leaves_is_checked(driver):
     # memcpy's result without the copy: the right r0 (half the length), the memory untouched.
-    case = next(case for case in MICRO_CASES if case.check_memory)
+    case = next(case for case in MICRO_CASES if case.memory is not None)
     no_copy = Program.from_asm("mov %r0, %r2\nrsh %r0, 1\nexit").bytecode
     with pytest.raises(measure.WrongResult, match="left the wrong memory"):
         driver.time(case, no_copy, case.interp_data(), rounds=1, budget_ms=ONE_RUN_MS)

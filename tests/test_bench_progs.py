@@ -173,6 +173,12 @@ def test_bench_objects_are_fresh(source, prelude, tmp_path):
         assert not v4.exists(), f"{v4.name} has the v3 code: build.sh keeps v4 objects only where they differ"
     else:
         assert v4.exists() and _code(v4) == fresh["v4"], f"{v4.name} is stale: run bench/progs/build.sh"
+    default = PROGS / f"{source}.default.bpf.o"  # built without -mcpu, as users build it
+    if default.exists():
+        out = tmp_path / "default.o"
+        done = subprocess.run([clang, *CLANG_FLAGS, "-include", prelude, "-c", f"{source}.c", "-o", str(out)],
+                              cwd=PROGS, capture_output=True, text=True)
+        assert done.returncode == 0 and _code(out) == _code(default), f"{default.name} is stale: run build.sh"
 
 
 def _code(path: pathlib.Path) -> list[tuple[str, bytes]]:

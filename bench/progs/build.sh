@@ -19,9 +19,11 @@ build() {
     fi
 }
 
-for name in simple memory_a_plus_b log2_int prime strcmp_halves memcpy switch; do
+for name in simple memory_a_plus_b log2_int prime strcmp_halves memcpy memcpy_regions switch; do
     build $name bpf_suite.h
 done
+# switch also as users build it, at clang's default cpu (no -mcpu): NAME.default.bpf.o.
+clang-19 $flags -include bpf_suite.h -c switch.c -o switch.default.bpf.o
 
 # Packet programs: XDP programs, one source each, built here with bpf_xdp.h and at bench time
 # for the host with native_xdp.h (bpfjit.bench.packets, bpfjit.bench.native).
