@@ -74,6 +74,19 @@ def xlated_listing(obj: Object, program: Program) -> str:
     return "\n".join(out) + "\n"
 
 
+def annotated_ir(program: Program, ir: str) -> str:
+    """The lowered IR with each instruction's comment (``; insn N``) given its disassembly."""
+    from .jit.lower import INSN_COMMENT
+    lines = []
+    for line in ir.splitlines():
+        marker = line.strip()
+        if marker.startswith(INSN_COMMENT) and marker[len(INSN_COMMENT):].isdigit():
+            index = int(marker[len(INSN_COMMENT):])
+            line = f"{line}: {disasm.insn_text(program.insns[index])}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def jited_listing(program: Program) -> str:
     """x86-64 assembly of the program's optimised module, as LLVM's code generator emits it, then
     the live bytes of its static-branch sites."""

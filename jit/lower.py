@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from bpfjit import isa
+from bpfjit.disasm import insn_text
+from bpfjit.errors import BPFError, JITError
 from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
@@ -55,6 +57,8 @@ from .packet_loads import lower_legacy_load
 from .sites import MODULE_PROLOGUE, site_asm
 from .copies import Copy, find_copies
 from .switches import Fold, Switch, find_switches
+
+INSN_COMMENT = "; insn "  # + the slot: the comment before each instruction's IR
 
 _INT = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
 _BINOPS = {isa.ADD: "add", isa.SUB: "sub", isa.MUL: "mul", isa.OR: "or", isa.AND: "and", isa.XOR: "xor",
@@ -345,10 +349,20 @@ class _FunctionLowering:
         self.emit(f"store i64 {self.value('add i64 %frame_slot, 1')}, ptr {count_ptr}")
 
     def lower_insn(self, insn: Insn, index: int) -> None:
+        """One instruction, under a comment naming its slot in the IR (INSN_COMMENT; a listing
+        adds the disassembly, which would cost a cache hit a few microseconds per instruction);
+        a failure names the instruction too."""
+        self.lines.append(f"  {INSN_COMMENT}{index}")
         if index in self.facts.dead:  # no path reaches it: a trap, as the kernel's dead code
             self.fail(Status.DEAD_CODE, index)
             return
-        self.lowerings[insn.cls](insn, index)
+        try:
+            self.lowerings[insn.cls](insn, index)
+        except BPFError:
+            raise
+        except Exception as exc:  # a bug of the lowering: say where, not only what
+            raise JITError(f"insn {index} ({insn_text(insn)}): lowering failed: {type(exc).__name__}: {exc}") \
+                from exc
 
     def __post_init__(self) -> None:
         self.switches = {} if self.sandboxed else \

@@ -20,6 +20,8 @@ import pytest
 from bpfjit.runtime import elf
 from packets import inet_csum
 
+import bpfjit
+from bpfjit import disasm
 from bpfjit.cli import common as cli
 from bpfjit.cli import main, read_packets
 from bpfjit.errors import BPFError
@@ -218,6 +220,11 @@ def test_prog_dump_ir(capsys):
     assert code == 0
     unoptimised, optimised = out.split("; ---- prog_b: LLVM IR after optimisation ----")
     assert "(unoptimised)" in unoptimised and "define" in unoptimised and "define" in optimised
+    # Each instruction's IR follows a comment with its slot and its disassembly.
+    program = bpfjit.load(GLOBALS).programs["prog_b"]
+    for index in (0, len(program.insns) - 1):
+        assert f"; insn {index}: {disasm.insn_text(program.insns[index])}\n" in unoptimised
+
 
 
 # --- map ----------------------------------------------------------------------------------------

@@ -203,6 +203,7 @@ def test_unreadable_sources_turn_the_cache_off(cache_dir, fresh_digest, monkeypa
 # contribute reaches the object code only through the IR, which the key holds whole.
 NOT_DIGESTED = {
     "bpfjit.errors": "exception types, raised around compiling",
+    "bpfjit.disasm": "an instruction's text, for the message of a lowering that failed",
     "bpfjit.verifier.facts": "the facts; the lowering's use of them is in jit/, their values in the IR",
     "bpfjit.runtime.helpers": "helper objects; ids and properties are written into the IR",
     "bpfjit.runtime.stdhelpers": "helper ids: which calls the lowering inlines shows in the IR",

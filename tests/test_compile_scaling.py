@@ -1,11 +1,13 @@
-"""Compile cost that grows about linearly with a program's size (issue 12): switch recovery
-tries each compare as a root at most once, and large modules take a short pass pipeline. Times
-are measured in the bench, not asserted here: these tests check the mechanisms and that the
-code they give is right."""
+"""The compiler at scale and when it fails (issue 12). Compile cost grows about linearly with a
+program's size: switch recovery tries each compare as a root at most once, and large modules
+take a short pass pipeline. Times are measured in the bench, not asserted here: these tests check
+the mechanisms and that the code they give is right. A bug of the lowering names the
+instruction it was lowering."""
 from __future__ import annotations
 
 import pytest
 
+from bpfjit.errors import JITError
 from bpfjit.isa import Insn
 from bpfjit.jit import engine, switches
 from bpfjit.program import Program
@@ -51,3 +53,11 @@ def test_large_modules_take_the_short_pipeline_and_stay_right(monkeypatch, large
         memory = value.to_bytes(8, "little")
         assert program.run(memory) == expected & (1 << 64) - 1 == program.run(memory, engine="reference")
     assert bool(taken) == large
+
+
+def test_a_lowering_bug_names_the_instruction(monkeypatch):
+    from bpfjit.jit.lower import _FunctionLowering
+    program = Program.from_asm("mov %r0, 1\nexit")
+    monkeypatch.setattr(_FunctionLowering, "lower_alu", lambda *args: 1 // 0)
+    with pytest.raises(JITError, match=r"insn 0 \(r0 = 0x1\): lowering failed: ZeroDivisionError"):
+        program.compile()

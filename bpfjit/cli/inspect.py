@@ -6,7 +6,7 @@ import json
 
 from .. import btf as btf_module
 from ..errors import BPFError
-from ..listing import jited_listing, map_references, xlated_listing
+from ..listing import annotated_ir, jited_listing, map_references, xlated_listing
 from .common import (
     _jsonable,
     _parse_keys,
@@ -44,7 +44,7 @@ def cmd_prog_dump(args: argparse.Namespace) -> int:
     if args.ir:
         compiled = program.compile()
         print(f"; ---- {program.name}: LLVM IR as lowered from BPF (unoptimised) ----")
-        print(compiled.ir.rstrip())
+        print(annotated_ir(program, compiled.ir).rstrip())
         print()
         print(f"; ---- {program.name}: LLVM IR after optimisation ----")
         print(compiled.optimised_ir.rstrip())
