@@ -12,7 +12,7 @@ Pruning compares the registers the rest of the function may read (liveness from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from bpfjit import isa
@@ -29,7 +29,7 @@ from .log import Rejected, Stats, VerifierLog, error
 from .memory import MemoryChecker
 from .prune import Liveness, covers, equal
 from .scalar import Scalar
-from .state import NOT_INIT, SLOT_SIZE, Frame, MapInfo, Reg, RegType, Slot, SlotKind, State, scalar
+from .state import NOT_INIT, RAW_LENGTH_ID, SLOT_SIZE, Frame, MapInfo, Reg, RegType, Slot, SlotKind, State, scalar
 from .widen import NO_THRESHOLDS, THRESHOLD_ROUNDS, Thresholds, loop_heads, widen
 
 INSN_LIMIT = 1_000_000
@@ -181,7 +181,7 @@ class Verifier:
         regs = [NOT_INIT] * 11
         if self.spec.ctx_field is None:  # raw: memory whose size only the run knows, and its length
             regs[1] = Reg(RegType.PTR_TO_MEM, Scalar.const(0), mem_size=-1)
-            regs[2] = scalar()
+            regs[2] = replace(scalar(), id=RAW_LENGTH_ID)
         else:
             regs[1] = Reg(RegType.PTR_TO_CTX, Scalar.const(0))
         regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0))
@@ -239,11 +239,11 @@ class Verifier:
                 return [(index + 2, state)]
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
-            self._note_pointer(index, state.regs[insn.src])
+            self._note_pointer(index, state.regs[insn.src], insn)
             self.memory.load(state, insn)
         elif cls in (isa.ST, isa.STX):
             self._note_pointer(index, state.regs[insn.dst if not (cls == isa.STX and insn.mode == isa.ATOMIC
-                                                                    and insn.imm == isa.LOAD_ACQ) else insn.src])
+                                                                    and insn.imm == isa.LOAD_ACQ) else insn.src], insn)
             if cls == isa.STX and insn.mode == isa.ATOMIC:
                 self.memory.atomic(state, insn)
             else:
@@ -345,10 +345,11 @@ class Verifier:
             return f"map[id:{target[1].handle}][0]+{target[2]}"
         return f"{insn.imm64:#x}"
 
-    def _note_pointer(self, index: int, reg: Reg) -> None:
+    def _note_pointer(self, index: int, reg: Reg, insn: Insn) -> None:
         """One memory instruction must use the context on all paths or on none (the rewrite of
-        its offset depends on it); one that may use raw memory is checked at run time."""
-        if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0:
+        its offset depends on it); one that may use raw memory is checked at run time, unless
+        on this path it lies inside the bytes a test of the length proved (Reg.range)."""
+        if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and not _inside_proven_raw(reg, insn):
             self.checked_accesses.add(index)
         seen = self.pointer_kinds.setdefault(index, reg.type)
         if (seen == RegType.PTR_TO_CTX) != (reg.type == RegType.PTR_TO_CTX):
@@ -530,3 +531,10 @@ def _callback_args(helper: str, caller_regs: list[Reg]) -> list[Reg]:
                 Reg(RegType.PTR_TO_MAP_VALUE, Scalar.const(0), map=info), caller_regs[3]]
     return [scalar(), caller_regs[3]]
 
+
+def _inside_proven_raw(reg: Reg, insn: Insn) -> bool:
+    """Whether the access of insn through reg (a raw program's memory) stays within the bytes a
+    test of the length proved on this path: [0, reg.range) from the memory's start."""
+    start = reg.off + insn.off
+    return reg.value.smin >= 0 and start + reg.value.smin >= 0 and \
+        start + reg.value.umax + isa.SIZE_BYTES[insn.size] <= reg.range

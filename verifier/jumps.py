@@ -16,7 +16,7 @@ from bpfjit.isa import Insn
 from bpfjit.runtime.context import MAX_PACKET_LEN
 
 from . import scalar as values
-from .state import Reg, RegType, Slot, State, const, require_init
+from .state import RAW_LENGTH_ID, Reg, RegType, Slot, State, const, require_init
 
 
 _NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON,
@@ -100,6 +100,18 @@ def _set_scalar(state: State, regno: int, old: Reg, value) -> None:
     state.regs[regno] = new
     if old.id:
         _for_each_reg(state, lambda reg: replace(reg, value=value) if reg.is_scalar and reg.id == old.id else reg)
+    if old.id == RAW_LENGTH_ID and value.umin:
+        _prove_raw_bytes(state, value.umin)
+
+
+def _prove_raw_bytes(state: State, length: int) -> None:
+    """A raw program's length is at least `length`: so many bytes of its memory exist, for every
+    pointer into it (bpfjit's own rule: the kernel has no raw programs)."""
+    def prove(reg: Reg) -> Reg:
+        if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and reg.range < length:
+            return replace(reg, range=length)
+        return reg
+    _for_each_reg(state, prove)
 
 
 def _null_check(state: State, pointer: Reg, is_null: bool) -> None:

@@ -177,6 +177,8 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
         return False
     if old.type in PACKET_TYPES and not _packet_covers(old, new, ids.backward is None):
         return False
+    if new.range < old.range and old.type == RegType.PTR_TO_MEM:  # fewer proven raw bytes
+        return False
     if not (ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)):
         return False
     if old.off != new.off:  # a widened pointer (verifier/widen.py): compare whole offsets

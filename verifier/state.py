@@ -80,7 +80,8 @@ class Reg:
     map: MapInfo | None = None
     id: int = 0  # shared by copies: a NULL check or a packet range check refines them all
     ref_obj_id: int = 0  # an acquired reference this pointer is (ring-buffer records, sockets)
-    range: int = 0  # packet pointers: bytes [0, range) past the pointer are in the packet
+    range: int = 0  # packet pointers: bytes [0, range) past the pointer are in the packet; a raw
+    # program's memory (PTR_TO_MEM, mem_size < 0): bytes [0, range) from its start exist
     mem_size: int = 0  # PTR_TO_MEM: the size of the memory
     frameno: int = 0  # PTR_TO_STACK: the frame whose stack it points into
     subprog: int = 0  # PTR_TO_FUNC: the start slot of the function
@@ -108,6 +109,10 @@ class Reg:
 
 
 NOT_INIT = Reg(RegType.NOT_INIT)
+# The id of a raw program's length (r2 at entry) and its copies: a branch that bounds it from
+# below proves that many bytes of the raw memory (verifier/jumps.py). Negative, so no id the
+# verifier hands out (from 1 up) is ever equal to it.
+RAW_LENGTH_ID = -1
 
 
 def offset_by(value: Scalar, off: int) -> Scalar:

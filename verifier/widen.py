@@ -183,11 +183,12 @@ def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS, ids: _
         return None
     if old.type in PACKET_TYPES and (old.off, old.range) != (new.off, new.range):
         return _widen_packet(old, new, thresholds, pointer_id)
+    proven = min(old.range, new.range)  # a raw program's memory: the bytes both paths proved
     if old.off == new.off:
-        return replace(old, value=widen_scalar(old.value, new.value, thresholds), id=pointer_id)
+        return replace(old, value=widen_scalar(old.value, new.value, thresholds), id=pointer_id, range=proven)
     # Moving fixed offsets become part of the variable one.
     whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), thresholds)
-    return replace(old, off=0, value=whole, id=pointer_id)
+    return replace(old, off=0, value=whole, id=pointer_id, range=proven)
 
 
 def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -> Reg:
