@@ -100,6 +100,21 @@ other:
 {python_fallback(name, args)}"""
 
 
+def _taker(name: str, delete: bool) -> str:
+    """bpf_map_<name>_elem: the next element to r2, removed when `delete` (pop) or not (peek)."""
+    return f"""
+define i64 @bpfjit_native_map_{name}_elem(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
+entry:
+  %h = inttoptr i64 %r1 to ptr
+{_queue_or_python(f"map_{name}_elem")}
+queue_map:
+  %out = inttoptr i64 %r2 to ptr
+  %r = call i64 @queue_get(ptr %h, ptr %out, i1 {str(delete).lower()})
+  ret i64 %r
+}}
+"""
+
+
 _HELPERS = f"""
 ; QueueMap.push: -EINVAL for BPF_NOEXIST or unknown flags; full: -E2BIG, or with BPF_EXIST the
 ; oldest element makes room.
@@ -140,26 +155,7 @@ write:
   ret i64 0
 }}
 
-define i64 @bpfjit_native_map_pop_elem(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
-entry:
-  %h = inttoptr i64 %r1 to ptr
-{_queue_or_python("map_pop_elem")}
-queue_map:
-  %out = inttoptr i64 %r2 to ptr
-  %r = call i64 @queue_get(ptr %h, ptr %out, i1 true)
-  ret i64 %r
-}}
-
-define i64 @bpfjit_native_map_peek_elem(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{
-entry:
-  %h = inttoptr i64 %r1 to ptr
-{_queue_or_python("map_peek_elem")}
-queue_map:
-  %out = inttoptr i64 %r2 to ptr
-  %r = call i64 @queue_get(ptr %h, ptr %out, i1 false)
-  ret i64 %r
-}}
-"""
+""" + _taker("pop", delete=True) + _taker("peek", delete=False)
 
 FUNCTIONS = twins((stdhelpers.MAP_PUSH_ELEM, stdhelpers.map_push_elem),
                   (stdhelpers.MAP_POP_ELEM, stdhelpers.map_pop_elem),
