@@ -293,11 +293,7 @@ class Program:
                      repeat: int, redirect: RedirectInfo) -> tuple[int, int, dict[str, int]]:
         """engine="auto": runs on the native interpreter, in growing chunks, until the JIT's code
         (compiled in the background from the first such run on) is ready; the rest on the JIT."""
-        bounded = watchdog.limits.bounded
-        with self._compile_lock:
-            tiering = self._tiering.get(bounded)
-            if tiering is None:
-                tiering = self._tiering[bounded] = Tiering(lambda: self.compile(bounded))
+        tiering = self._tiering_for(watchdog.limits.bounded)
         done, elapsed, chunk, tiers = 0, 0, 0, {}
         while done < repeat:
             tier = tiering.tier()
@@ -311,11 +307,15 @@ class Program:
     def wait_for_jit(self, timeout: float | None = None) -> bool:
         """With engine="auto": block until the JIT's code is ready; whether it is (a compile that
         failed raises at the next run)."""
-        with self._compile_lock:
-            tiering = self._tiering.get(False)
-            if tiering is None:
-                tiering = self._tiering[False] = Tiering(lambda: self.compile(False))
-        return tiering.wait(timeout)
+        return self._tiering_for(False).wait(timeout)
+
+    def _tiering_for(self, sandboxed: bool) -> Tiering:
+        """The tiering of this variant of the code (made on first use). Not under the compile
+        lock, which the background compile holds for as long as it runs."""
+        with self._native_lock:
+            if sandboxed not in self._tiering:
+                self._tiering[sandboxed] = Tiering(lambda: self.compile(sandboxed))
+            return self._tiering[sandboxed]
 
     def _invoke(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                 redirect: RedirectInfo, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:

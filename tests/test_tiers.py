@@ -57,6 +57,29 @@ def test_tiers_agree_with_the_reference():
     assert program.test_run(engine="auto").tiers == {"jit": 1}
 
 
+def test_runs_during_the_compile_are_not_held_up_by_it(monkeypatch):
+    """The background compile holds the program's compile lock for as long as it runs; a run
+    meanwhile takes the interpreter at once instead of waiting for that lock."""
+    program = Program.from_asm(COUNTER)
+    release, compiling = threading.Event(), threading.Event()
+    original = Program.compile
+
+    def slow_compile(self, sandboxed=False):
+        with self._compile_lock:
+            compiling.set()
+            release.wait(60)
+        return original(self, sandboxed)
+
+    monkeypatch.setattr(Program, "compile", slow_compile)
+    first = program.test_run(bytes(8), engine="auto")
+    assert compiling.wait(30)
+    second = program.test_run(first.data_out, engine="auto", repeat=3)
+    assert not release.is_set() and second.tiers == {"interp": 3} and second.retval == 4
+    release.set()
+    assert program.wait_for_jit(timeout=60)
+    assert program.test_run(second.data_out, engine="auto").tiers == {"jit": 1}
+
+
 def test_a_failed_compile_fails_the_next_run():
     tiering = Tiering(lambda: 1 // 0)
     assert tiering.tier() == "interp"
