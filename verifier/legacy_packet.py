@@ -27,7 +27,8 @@ from bpfjit.runtime.packet_loads import is_legacy_load
 from . import calls
 from .facts import Facts
 from .log import Rejected
-from .state import CALLER_SAVED, NOT_INIT, Reg, RegType, State, const, require_init, scalar
+from .memory import check_ctx_base
+from .state import CALLER_SAVED, NOT_INIT, RegType, State, const, require_init, scalar
 
 if TYPE_CHECKING:
     from .check import Verifier
@@ -55,7 +56,7 @@ def check(v: "Verifier", state: State, insn: Insn, index: int) -> list[tuple[int
         raise Rejected("at the time of BPF_LD_ABS|IND R6 != pointer to skb")
     if insn.mode == isa.IND:
         require_init(regs[insn.src], insn.src)
-    _check_unmodified(ctx)
+    check_ctx_base(ctx, CTX_REG, "disallowed")  # r6 must point at the context's start
     for regno in CALLER_SAVED:
         regs[regno] = NOT_INIT
     regs[0] = scalar()
@@ -67,16 +68,6 @@ def check(v: "Verifier", state: State, insn: Insn, index: int) -> list[tuple[int
     if after is None:  # a callback's return: the helper's caller goes on along its own path
         return [(index + 1, state)]
     return [(after, failed), (index + 1, state)]
-
-
-def _check_unmodified(ctx: Reg) -> None:
-    """r6 must point at the start of the context (check_ptr_off_reg, in its order)."""
-    if ctx.off < 0:
-        raise Rejected(f"negative offset ctx ptr R{CTX_REG} off={ctx.off} disallowed")
-    if ctx.off:
-        raise Rejected(f"dereference of modified ctx ptr R{CTX_REG} off={ctx.off} disallowed")
-    if not (ctx.value.is_const and ctx.value.const_value == 0):
-        raise Rejected(f"variable ctx access var_off={ctx.value.var_off} disallowed")
 
 
 def check_subprograms(insns: Sequence[Insn], facts: Facts, returns_int: Mapping[int, bool] | None) -> None:

@@ -179,12 +179,7 @@ class MemoryChecker:
 
     # --- the context ----------------------------------------------------------------------------
     def _ctx(self, reg: Reg, access: Access) -> Reg:
-        if reg.off < 0:
-            raise Rejected(f"negative offset ctx ptr R{access.regno} off={reg.off} disallowed")
-        if reg.off:
-            raise Rejected(f"dereference of modified ctx ptr R{access.regno} off={reg.off} disallowed")
-        if not (reg.value.is_const and reg.value.const_value == 0):
-            raise Rejected(f"variable ctx access var_off={reg.value.var_off} off={access.off} size={access.size}")
+        check_ctx_base(reg, access.regno, f"off={access.off} size={access.size}")
         loaded = self.ctx_field(access.off, access.size, access.write)
         if loaded is None:
             raise Rejected(f"invalid bpf_context access off={access.off} size={access.size}")
@@ -250,6 +245,18 @@ class MemoryChecker:
             return NOT_INIT
         self.note_read(frame, low, high)
         return scalar(Scalar.from_load(access.size, access.signed))
+
+
+def check_ctx_base(reg: Reg, regno: int, variable_detail: str) -> None:
+    """A context pointer must point at the context's start (the kernel's check_ptr_off_reg, in
+    its order); variable_detail ends the message about a variable offset, which the kernel
+    words per caller."""
+    if reg.off < 0:
+        raise Rejected(f"negative offset ctx ptr R{regno} off={reg.off} disallowed")
+    if reg.off:
+        raise Rejected(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    if not (reg.value.is_const and reg.value.const_value == 0):
+        raise Rejected(f"variable ctx access var_off={reg.value.var_off} {variable_detail}")
 
 
 def _offset_text(var: Scalar) -> str:
