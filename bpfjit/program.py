@@ -98,7 +98,8 @@ class Program:
             self.facts = replace(self.facts, verified=True,
                                  checked_accesses=self.verification.checked_accesses,
                                  helper_args_proven=self.verification.helper_args_proven,
-                                 zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead)
+                                 zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead,
+                                 pointer_moves=self.verification.pointer_moves)
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)

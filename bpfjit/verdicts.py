@@ -32,7 +32,7 @@ def lookup(verdict_key: str) -> Verdict | None:
         fields = json.loads(data)
         return Verdict(Stats(**fields["stats"]), "", frozenset(fields["checked_accesses"]),
                        bool(fields["helper_args_proven"]), frozenset(map(tuple, fields["uninit_stack_reads"])),
-                       frozenset(fields["dead"]))
+                       frozenset(fields["dead"]), {int(k): v for k, v in fields["pointer_moves"].items()})
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -40,5 +40,6 @@ def lookup(verdict_key: str) -> Verdict | None:
 def store(verdict_key: str, verdict: Verdict) -> None:
     fields = {"stats": vars(verdict.stats), "checked_accesses": sorted(verdict.checked_accesses),
               "helper_args_proven": verdict.helper_args_proven,
-              "uninit_stack_reads": sorted(verdict.uninit_stack_reads), "dead": sorted(verdict.dead)}
+              "uninit_stack_reads": sorted(verdict.uninit_stack_reads), "dead": sorted(verdict.dead),
+              "pointer_moves": verdict.pointer_moves}
     cache.write_entry(f"{verdict_key}.verdict", json.dumps(fields).encode())

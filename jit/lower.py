@@ -49,8 +49,8 @@ from bpfjit.runtime.packet_loads import is_legacy_load
 from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
                                    FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT, FIELD_REGIONS,
                                    FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
-                                   MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
-from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM
+                                   BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
+from bpfjit.runtime.stdhelpers import E2BIG, EINVAL, LOOP, MAP_LOOKUP_ELEM, loop as standard_loop
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
 from .packet_loads import lower_legacy_load
@@ -78,14 +78,48 @@ class Symbols:
     address, ``@bpfjit_h<id>`` for a helper) and the engine binds the names when it links the
     machine code, so the same program lowers to the same IR, and compiles to the same object
     code, in every process: that is what lets the object code be cached (jit/cache.py).
+
+    An address inside a memory region (a map's values, global data) is named as its region's
+    symbol plus an offset, and one symbol stands for each stretch of touching regions: LLVM takes
+    two distinct globals never to share a byte, so two names for one region would let it reorder
+    a store through one past a load through the other.
     """
+    # [start, end) of each stretch of touching or overlapping regions, sorted.
+    spans: list[tuple[int, int]] = field(default_factory=list)
     addresses: dict[int, str] = field(default_factory=dict)
     helpers: set[int] = field(default_factory=set)
 
-    def address(self, value: int) -> str:
-        """An i64 constant for `value`, an address known only in this process."""
-        name = self.addresses.setdefault(value & isa.MASK64, f"bpfjit_a{len(self.addresses)}")
-        return f"ptrtoint (ptr @{name} to i64)"
+    @classmethod
+    def over(cls, regions: Sequence[tuple[int, int]]) -> "Symbols":
+        """Symbols for a program whose memory regions are these (start, size) pairs."""
+        spans: list[tuple[int, int]] = []
+        for start, size in sorted(regions):
+            end = start + max(size, 1)
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            else:
+                spans.append((start, end))
+        return cls(spans)
+
+    def anchor(self, value: int) -> int:
+        """The address `value` is named from: the start of the stretch of regions it lies in,
+        else itself (a map handle)."""
+        for start, end in self.spans:
+            if start <= value < end:
+                return start
+        return value & isa.MASK64
+
+    def pointer(self, value: int, anchor: int | None = None) -> str:
+        """A ptr constant for `value`, an address known only in this process, named from
+        `anchor` (by default the start of its region)."""
+        anchor = self.anchor(value) if anchor is None else anchor
+        name = self.addresses.setdefault(anchor, f"bpfjit_a{len(self.addresses)}")
+        offset = s64((value - anchor) & isa.MASK64)
+        return f"@{name}" if offset == 0 else f"getelementptr (i8, ptr @{name}, i64 {offset})"
+
+    def address(self, value: int, anchor: int | None = None) -> str:
+        """The same as an i64 constant."""
+        return f"ptrtoint (ptr {self.pointer(value, anchor)} to i64)"
 
     def helper(self, helper_id: int) -> str:
         self.helpers.add(helper_id)
@@ -127,8 +161,10 @@ class _FunctionLowering:
     # Registers known to hold a constant since the start of the current block (ld_imm64 and
     # moves): lets map lookups be inlined and loads from frozen maps be folded.
     known: dict[int, int] = field(default_factory=dict)
-    # The known registers whose value is a process-specific address (emitted through symbols).
-    addresses: set[int] = field(default_factory=set)
+    # The known registers whose value is a process-specific address (emitted through symbols),
+    # with the address their ld_imm64 named it from (Symbols.anchor): a pointer moved past its
+    # region keeps its region's name.
+    anchors: dict[int, int] = field(default_factory=dict)
     # Module-level definitions the function needs (the constant tables of folded switches).
     module_globals: list[str] = field(default_factory=list)
 
@@ -163,17 +199,47 @@ class _FunctionLowering:
             return self.value(f"ptrtoint ptr {self.stack_ptr(0)} to i64")
         return self.value(f"load i64, ptr %r{reg}")
 
-    def set_reg(self, reg: int, value: str) -> None:
+    def set_reg(self, reg: int, value: str, pointer: str | None = None) -> None:
+        """Set a register; `pointer`: a ptr to the same address, derived from the pointer the
+        value was computed from (see typed_pointers), where the value may be a pointer."""
         self.emit(f"store i64 {value}, ptr %r{reg}")
+        if pointer is not None and self.typed_pointers:
+            self.emit(f"store ptr {pointer}, ptr %p{reg}")
         self.known.pop(reg, None)
-        self.addresses.discard(reg)
+        self.anchors.pop(reg, None)
 
-    def set_known(self, reg: int, value: int, address: bool = False) -> None:
+    def set_address(self, reg: int, value: str) -> None:
+        """Set a register to an i64 that may be a pointer not derived from another (a load, a
+        call's result): its ptr is the integer cast back."""
+        self.set_reg(reg, value, self.value(f"inttoptr i64 {value} to ptr") if self.typed_pointers else None)
+
+    def set_known(self, reg: int, value: int, anchor: int | None = None) -> None:
+        """Set a register to a constant; anchor: the value is an address named from it."""
         value &= isa.MASK64
-        self.set_reg(reg, self.symbols.address(value) if address else _const(value, 64))
+        if anchor is None:
+            self.set_reg(reg, _const(value, 64))
+        else:
+            self.set_reg(reg, self.symbols.address(value, anchor), self.symbols.pointer(value, anchor))
+            self.anchors[reg] = anchor
         self.known[reg] = value
-        if address:
-            self.addresses.add(reg)
+
+    def reg_pointer(self, reg: int) -> str:
+        """The register's value as a ptr derived from the pointer it came from (typed_pointers)."""
+        if reg == isa.FRAME_POINTER:
+            return self.stack_ptr(0)
+        return self.value(f"load ptr, ptr %p{reg}")
+
+    @property
+    def typed_pointers(self) -> bool:
+        """Whether each register also has a ptr twin, derived from the pointer its value came
+        from (``r1 += 8`` as a getelementptr of r1's ptr, not an integer add cast to a ptr at
+        each access). Through integer casts LLVM cannot tell two accesses apart or follow an
+        address across a loop; through getelementptrs it sees, for instance, that a loop copies
+        between two ranges of one buffer, and makes it one memcpy. Only the 64-bit ADD/SUB that
+        the verifier saw move a pointer (Facts.pointer_moves), moves, 64-bit loads and calls set
+        the twin: the others produce numbers, which the verifier never lets a program access
+        memory through. Not for a sandboxed (unverified) program, which may use anything."""
+        return not self.sandboxed_memory
 
     def reg32(self, reg: int) -> str:
         return self.value(f"trunc i64 {self.reg(reg)} to i32")
@@ -185,7 +251,7 @@ class _FunctionLowering:
         """A pointer to [reg + off]; r10-relative accesses stay inside the frame's alloca."""
         if reg == isa.FRAME_POINTER:
             return self.stack_ptr(off)
-        base = self.value(f"inttoptr i64 {self.reg(reg)} to ptr")
+        base = self.reg_pointer(reg) if self.typed_pointers else self.value(f"inttoptr i64 {self.reg(reg)} to ptr")
         return self.value(f"getelementptr i8, ptr {base}, i64 {off}") if off else base
 
     @property
@@ -209,7 +275,7 @@ class _FunctionLowering:
         else:
             ok = self.in_raw_memory(address, size)
         self.guard(ok, address, size, write, index)
-        return self.value(f"inttoptr i64 {address} to ptr")
+        return self.pointer(reg, off) if self.typed_pointers else self.value(f"inttoptr i64 {address} to ptr")
 
     def in_raw_memory(self, address: str, size: int | str) -> str:
         """Whether [address, address + size) lies in a raw program's memory,
@@ -307,7 +373,12 @@ class _FunctionLowering:
         self.emit(f"%stack = alloca [{isa.STACK_SIZE} x i8], align 16")
         for reg in range(10):
             self.emit(f"%r{reg} = alloca i64")
-            self.set_reg(reg, f"%a{reg}" if 1 <= reg <= 5 else "0")
+            if self.typed_pointers:
+                self.emit(f"%p{reg} = alloca ptr")
+            if 1 <= reg <= 5:
+                self.set_address(reg, f"%a{reg}")
+            else:
+                self.set_reg(reg, "0")
         self.emit("%may_goto = alloca i64")
         self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
         if self.sandboxed_memory:  # nothing proved what it reads: a zeroed stack, as the interpreter's
@@ -443,7 +514,7 @@ class _FunctionLowering:
         # A map handle or a map value's address is a symbol bound at link time; none is ever 0
         # (LLVM takes a global's address as non-null), so a 0 (nothing to name) stays a number.
         address = insn.src not in (0, isa.PSEUDO_FUNC) and value != 0
-        self.set_known(insn.dst, value, address)
+        self.set_known(insn.dst, value, self.symbols.anchor(value) if address else None)
 
     # --- LDX / ST / STX ------------------------------------------------------------------------
     def lower_ldx(self, insn: Insn, index: int) -> None:
@@ -457,12 +528,16 @@ class _FunctionLowering:
                 self.set_known(insn.dst, value)
                 return
         ptr = self.access(insn.src, insn.off, bits // 8, False, index)
-        loaded = self.value(f"load {_INT[bits]}, ptr {ptr}, align 1")
+        self.set_loaded(insn.dst, self.value(f"load {_INT[bits]}, ptr {ptr}, align 1"), bits,
+                        "sext" if insn.mode == isa.MEMSX else "zext")
+
+    def set_loaded(self, reg: int, loaded: str, bits: int, extend: str = "zext") -> None:
+        """Set a register to a value read from memory: 64 bits may be a pointer (a spill filled,
+        a pointer field of the context), narrower ones are numbers."""
         if bits == 64:
-            self.set_reg(insn.dst, loaded)
-            return
-        extend = "sext" if insn.mode == isa.MEMSX else "zext"
-        self.set_reg(insn.dst, self.value(f"{extend} {_INT[bits]} {loaded} to i64"))
+            self.set_address(reg, loaded)
+        else:
+            self.set_reg(reg, self.value(f"{extend} {_INT[bits]} {loaded} to i64"))
 
     def store(self, ptr: str, value64: str, bits: int) -> None:
         if bits != 64:
@@ -485,8 +560,7 @@ class _FunctionLowering:
         ty, align = _INT[bits], bits // 8
         if insn.imm == isa.LOAD_ACQ:
             ptr = self.access(insn.src, insn.off, align, False, index)
-            loaded = self.value(f"load atomic {ty}, ptr {ptr} acquire, align {align}")
-            self.set_reg(insn.dst, loaded if bits == 64 else self.value(f"zext {ty} {loaded} to i64"))
+            self.set_loaded(insn.dst, self.value(f"load atomic {ty}, ptr {ptr} acquire, align {align}"), bits)
             return
         ptr = self.access(insn.dst, insn.off, align, True, index)
         operand = self.reg(insn.src)
@@ -504,7 +578,7 @@ class _FunctionLowering:
             old = self.value(f"atomicrmw {op} ptr {ptr}, {ty} {operand} seq_cst, align {align}")
             result_reg = insn.src if insn.imm & isa.FETCH else None
         if result_reg is not None:
-            self.set_reg(result_reg, old if bits == 64 else self.value(f"zext {ty} {old} to i64"))
+            self.set_loaded(result_reg, old, bits)
 
     # --- ALU / ALU64 ---------------------------------------------------------------------------
     def lower_alu(self, insn: Insn, index: int) -> None:
@@ -519,10 +593,15 @@ class _FunctionLowering:
                 self.set_known(insn.dst, insn.imm)
                 return
             if insn.src in self.known:
-                self.set_known(insn.dst, self.known[insn.src], insn.src in self.addresses)
+                self.set_known(insn.dst, self.known[insn.src], self.anchors.get(insn.src))
                 return
+            self.set_reg(insn.dst, self.reg(insn.src), self.reg_pointer(insn.src) if self.typed_pointers else None)
+            return
         if op == isa.ADD and bits == 64 and insn.source == isa.K and insn.dst in self.known:
-            self.set_known(insn.dst, self.known[insn.dst] + insn.imm, insn.dst in self.addresses)
+            self.set_known(insn.dst, self.known[insn.dst] + insn.imm, self.anchors.get(insn.dst))
+            return
+        if bits == 64 and index in self.facts.pointer_moves and self.typed_pointers:
+            self.move_pointer(insn, self.facts.pointer_moves[index])
             return
         if op == isa.MOV and insn.is_movsx:
             narrow = self.value(f"trunc i64 {self.reg(insn.src)} to {_INT[insn.off]}")
@@ -545,6 +624,19 @@ class _FunctionLowering:
         if bits == 32:
             result = self.value(f"zext i32 {result} to i64")
         self.set_reg(insn.dst, result)
+
+    def move_pointer(self, insn: Insn, moved: int) -> None:
+        """A 64-bit ADD/SUB that moves the pointer in register `moved` (-1: which one depends on
+        the path): the ptr twin is that pointer's, moved by the other operand."""
+        op = _BINOPS[insn.op]
+        result = self.value(f"{op} i64 {self.reg(insn.dst)}, {self.operand(insn, 64)}")
+        if moved < 0:
+            self.set_address(insn.dst, result)
+            return
+        by = self.operand(insn, 64) if moved == insn.dst else self.reg(insn.dst)
+        if insn.op == isa.SUB:
+            by = self.value(f"sub i64 0, {by}")
+        self.set_reg(insn.dst, result, self.value(f"getelementptr i8, ptr {self.reg_pointer(moved)}, i64 {by}"))
 
     def dst(self, insn: Insn, bits: int) -> str:
         return self.reg(insn.dst) if bits == 64 else self.reg32(insn.dst)
@@ -719,8 +811,13 @@ class _FunctionLowering:
         if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and self.facts.helper_args_proven and \
                 (self.inline_array_lookup(self.known[1]) or self.inline_hash_lookup(self.known[1])):
             return
+        # bpf_loop, unless the user registered one of their own under its id
+        if helper_id == LOOP and helper.impl is standard_loop and 2 in self.known \
+                and self.env.function_of(self.known[2]) is not None:
+            self.inline_loop(self.env.function_of(self.known[2]), index)
+            return
         result = self.value(f"call i64 {self.symbols.helper(helper_id)}({self.args()})")
-        self.set_reg(0, result)
+        self.set_address(0, result)
         if helper.stops_on_zero:
             self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
         self.propagate_stop(index)
@@ -730,11 +827,16 @@ class _FunctionLowering:
         layout = self.env.array_map(handle)
         if layout is None:
             return False
-        key = self.value(f"load i32, ptr {self.value(f'inttoptr i64 {self.reg(2)} to ptr')}, align 1")
+        key = self.value(f"load i32, ptr {self.pointer(2, 0)}, align 1")
         wide = self.value(f"zext i32 {key} to i64")
         inside = self.value(f"icmp ult i64 {wide}, {layout.max_entries}")
         address = self.element_address(layout.value_base, wide, layout.stride)
-        self.set_reg(0, self.value(f"select i1 {inside}, i64 {address}, i64 0"))
+        value = self.value(f"select i1 {inside}, i64 {address}, i64 0")
+        if self.typed_pointers:  # the value as a pointer into the map's region, or NULL
+            element = self.element_ptr(layout.value_base, wide, layout.stride)
+            self.set_reg(0, value, self.value(f"select i1 {inside}, ptr {element}, ptr null"))
+        else:
+            self.set_reg(0, value)
         return True
 
     def inline_hash_lookup(self, handle: int) -> bool:
@@ -744,7 +846,7 @@ class _FunctionLowering:
         layout = self.env.hash_map(handle)
         if layout is None:
             return False
-        key = self.value(f"inttoptr i64 {self.reg(2)} to ptr")
+        key = self.pointer(2, 0)
         words, hashed = [], "0"
         for offset, size in key_chunks(layout.key_size):
             words.append(self.load_chunk(key, offset, size))
@@ -779,9 +881,11 @@ class _FunctionLowering:
         self.emit(f"br i1 {self.value(f'icmp eq i32 {at}, {marker}')}, label %{done}, label %{start}")
         self.lines.append(f"{found}:")
         value = self.element_address(layout.value_base, slot, layout.stride)
+        element = self.element_ptr(layout.value_base, slot, layout.stride)
         self.emit(f"br label %{done}")
         self.lines.append(f"{done}:")
-        self.set_reg(0, self.value(f"phi i64 [ 0, %{end} ], [ {value}, %{found} ]"))
+        self.set_reg(0, self.value(f"phi i64 [ 0, %{end} ], [ {value}, %{found} ]"),
+                     self.value(f"phi ptr [ null, %{end} ], [ {element}, %{found} ]"))
         return True
 
     def load_chunk(self, base: str, offset: int, size: int) -> str:
@@ -796,21 +900,63 @@ class _FunctionLowering:
         return self.value(f"add i64 {offset}, {self.symbols.address(base)}")
 
     def element_ptr(self, base: int, index: str, stride: int) -> str:
-        return self.value(f"inttoptr i64 {self.element_address(base, index, stride)} to ptr")
+        """The same as a pointer derived from the symbol base is named by (Symbols)."""
+        offset = self.value(f"mul i64 {index}, {stride}")
+        return self.value(f"getelementptr i8, ptr {self.symbols.pointer(base)}, i64 {offset}")
 
-    def call_local(self, start: int, index: int) -> None:
+    def inline_loop(self, callback: int, index: int) -> None:
+        """bpf_loop(count, callback, ctx, flags) as a native loop that calls the callback
+        directly, as the kernel inlines it: the helper's errors first (flags: -EINVAL, count
+        over BPF_MAX_LOOPS: -E2BIG), then callback(i, ctx) for i < count until it returns 1;
+        r0 = the calls made."""
+        count, ctx = self.reg(1), self.reg(3)
+        bad_flags = self.value(f"icmp ne i64 {self.reg(4)}, 0")
+        too_many = self.value(f"icmp ugt i64 {count}, {BPF_MAX_LOOPS}")
+        refused, head, body, stopped, finished, done = (
+            self.unique(f"loop_{part}") for part in ("refused", "head", "body", "stopped", "finished", "done"))
+        before = self.unique("loop_entry")
+        self.emit(f"br label %{before}")
+        self.lines.append(f"{before}:")
+        self.emit(f"br i1 {self.value(f'or i1 {bad_flags}, {too_many}')}, label %{refused}, label %{head}")
+        self.lines.append(f"{refused}:")
+        error = self.value(f"select i1 {bad_flags}, i64 {-EINVAL}, i64 {-E2BIG}")
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{head}:")
+        at, following, latch = self.tmp(), self.tmp(), self.unique("loop_latch")
+        self.emit(f"{at} = phi i64 [ 0, %{before} ], [ {following}, %{latch} ]")
+        self.emit(f"br i1 {self.value(f'icmp ult i64 {at}, {count}')}, label %{body}, label %{finished}")
+        self.lines.append(f"{body}:")
+        stop = self.call_local(callback, index, f"i64 {at}, i64 {ctx}, i64 0, i64 0, i64 0")
+        self.emit(f"br label %{latch}")
+        self.lines.append(f"{latch}:")
+        self.emit(f"{following} = add i64 {at}, 1")
+        self.emit(f"br i1 {self.value(f'icmp eq i64 {stop}, 1')}, label %{stopped}, label %{head}")
+        self.lines.append(f"{stopped}:")
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{finished}:")
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{done}:")
+        self.set_reg(0, self.value(f"phi i64 [ {error}, %{refused} ], [ {following}, %{stopped} ], "
+                                   f"[ {count}, %{finished} ]"))
+
+    def call_local(self, start: int, index: int, args: str | None = None) -> str:
+        """Call the BPF function at `start` with r1-r5 (or `args`); r0 = its result, returned."""
+        call = f"call i64 @bpf_f{start}(ptr %env, {args or self.args()})"
         if not self.counts_depth:
-            self.set_reg(0, self.value(f"call i64 @bpf_f{start}(ptr %env, {self.args()})"))
+            result = self.value(call)
+            self.set_address(0, result)
             if self.may_stop:
                 self.propagate_stop()
-            return
+            return result
         depth_ptr = self.env_field(FIELD_DEPTH)
         depth = self.value(f"load i64, ptr {depth_ptr}")
         self.return_if(self.value(f"icmp uge i64 {depth}, {MAX_CALL_FRAMES - 1}"), Status.CALL_DEPTH, index)
         self.emit(f"store i64 {self.value(f'add i64 {depth}, 1')}, ptr {depth_ptr}")
-        self.set_reg(0, self.value(f"call i64 @bpf_f{start}(ptr %env, {self.args()})"))
+        result = self.value(call)
+        self.set_address(0, result)
         self.emit(f"store i64 {depth}, ptr {depth_ptr}")
         self.propagate_stop()
+        return result
 
     def lower_call(self, insn: Insn, index: int) -> None:
         if insn.source == isa.X:
@@ -909,7 +1055,7 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
                   sandboxed: bool = False) -> tuple[str, Symbols]:
     """The whole LLVM module (as text) for a checked program, and the names it leaves to bind.
     sandboxed: the variant that spends the run's instruction and time budgets."""
-    symbols = Symbols()
+    symbols = Symbols.over([(region.start, region.size) for region in env.regions])
     real = [insn for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     # In the sandboxed variant any call may spend the budget, and a checked access may fail in

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import BPFError, VerifierError
@@ -90,6 +90,8 @@ class Verdict:
     uninit_stack_reads: frozenset[tuple[int, int]] = frozenset()
     # Instructions no path reaches (Facts.dead).
     dead: frozenset[int] = frozenset()
+    # 64-bit ADD/SUB that move a pointer: slot -> the register holding it (Facts.pointer_moves).
+    pointer_moves: Mapping[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,6 +129,7 @@ class Verifier:
         self.pending: list[tuple[int, int, State]] = []  # (from, to, state) saved branches
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
         self.checked_accesses: set[int] = set()  # memory insns that may use raw memory (Verdict)
+        self.pointer_moves: dict[int, int] = {}  # Verdict.pointer_moves
         self.visited: set[int] = set()  # instructions some path reached (the others are dead)
         self.helper_args_proven = True
         self.ids = 0
@@ -161,7 +164,8 @@ class Verifier:
         if self.spec.prove_termination:
             self._check_termination()
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
-                       frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited)
+                       frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited,
+                       dict(self.pointer_moves))
 
     def _check_reachable(self) -> None:
         """Every instruction of a function must be reachable from its start (the kernel's
@@ -237,6 +241,7 @@ class Verifier:
                 check_alu(state, extension, self.new_id)
                 self.visited.add(index + 1)
                 return [(index + 2, state)]
+            self._note_pointer_move(state, insn, index)
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
             self._note_pointer(index, state.regs[insn.src], insn)
@@ -344,6 +349,21 @@ class Verifier:
         if target[0] == "map_value":
             return f"map[id:{target[1].handle}][0]+{target[2]}"
         return f"{insn.imm64:#x}"
+
+    def _note_pointer_move(self, state: State, insn: Insn, index: int) -> None:
+        """Record which register a 64-bit ADD/SUB moves a pointer in (-1 when paths differ), so
+        that the JIT can derive the result from that pointer (Facts.pointer_moves)."""
+        if insn.cls != isa.ALU64 or insn.op not in (isa.ADD, isa.SUB):
+            return
+        regs = state.regs
+        if regs[insn.dst].is_pointer:
+            moved = insn.dst
+        elif insn.source == isa.X and insn.op == isa.ADD and regs[insn.src].is_pointer:
+            moved = insn.src
+        else:
+            return
+        if self.pointer_moves.setdefault(index, moved) != moved:
+            self.pointer_moves[index] = -1
 
     def _note_pointer(self, index: int, reg: Reg, insn: Insn) -> None:
         """One memory instruction must use the context on all paths or on none (the rewrite of

@@ -7,7 +7,7 @@ run-time check can make safe. The JIT imports this module and nothing else of th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 
@@ -47,6 +47,11 @@ class Facts:
     # trap, as the kernel sanitizes dead code, and they may hold what a live path may not (a
     # write to r10).
     dead: frozenset[int] = frozenset()
+    # 64-bit ADD/SUB instructions that move a pointer on some path, by slot: the register that
+    # holds the pointer (the destination, or the source of ``scalar += ptr``), -1 when paths
+    # differ. The JIT derives the result from that pointer, so that LLVM sees pointer arithmetic
+    # (jit/lower.py).
+    pointer_moves: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def function_starts(self) -> frozenset[int]:

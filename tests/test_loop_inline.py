@@ -1,0 +1,104 @@
+"""bpf_loop inlined by the JIT (jit/lower.py: inline_loop): a native loop that calls the
+callback directly, as the kernel inlines it, with the helper's results on every engine.
+
+The program reads count, flags and a stop index from its memory, runs
+bpf_loop(count, f, &slots, flags) where f(i, ctx) adds i * i to the sum in ctx and returns 1
+when i is the stop index, then writes the sum after its inputs and returns bpf_loop's result.
+Expected values are worked out by hand in the comments.
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bpfjit import isa
+from bpfjit.asm import assemble_insns
+from bpfjit.isa import Insn
+from bpfjit.program import Program
+from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.helpers import Prototype
+from bpfjit.runtime.stdhelpers import LOOP, standard_helpers
+
+MAIN = """
+    mov %r9, %r1
+    ldxdw %r6, [%r9+0]
+    ldxdw %r7, [%r9+8]
+    ldxdw %r8, [%r9+16]
+    stdw [%r10-8], 0
+    stxdw [%r10-16], %r8
+    mov %r1, %r6
+    lddw %r2, 0
+    mov %r3, %r10
+    add %r3, -16
+    mov %r4, %r7
+    call 181
+    ldxdw %r1, [%r10-8]
+    stxdw [%r9+24], %r1
+    exit
+"""
+CALLBACK = """
+    ldxdw %r3, [%r2+0]
+    ldxdw %r4, [%r2+8]
+    mov %r5, %r1
+    mul %r5, %r1
+    add %r4, %r5
+    stxdw [%r2+8], %r4
+    mov %r0, 0
+    jne %r1, %r3, +1
+    mov %r0, 1
+    exit
+"""
+NEVER = 1 << 40  # a stop index no iteration reaches
+MAX_LOOPS = 1 << 23  # the kernel's BPF_MAX_LOOPS
+
+
+def program(helpers=None) -> Program:
+    main = assemble_insns(MAIN)
+    start = len(main)
+    loads = [i for i, insn in enumerate(main) if insn.is_lddw]
+    main[loads[0]] = Insn(isa.LDDW, 2, isa.PSEUDO_FUNC, 0, start - loads[0] - 1)  # r2 = f
+    return Program(main + assemble_insns(CALLBACK), Environment(helpers or standard_helpers(lambda line: None)))
+
+
+def run(prog: Program, engine: str, count: int, flags: int, stop: int) -> tuple[int, int]:
+    result = prog.test_run(struct.pack("<4Q", count, flags, stop, 0), engine=engine)
+    return result.retval, struct.unpack_from("<Q", result.data_out, 24)[0]
+
+
+CASES = [
+    (10, 0, NEVER, 10, 285),  # every iteration: 0 + 1 + 4 + ... + 81
+    (10, 0, 3, 4, 14),  # i = 3 returns 1: four calls, 0 + 1 + 4 + 9
+    (0, 0, NEVER, 0, 0),  # no call
+    (10, 1, NEVER, (1 << 64) - 22, 0),  # flags: -EINVAL before any call
+    (MAX_LOOPS + 1, 0, 0, (1 << 64) - 7, 0),  # over BPF_MAX_LOOPS: -E2BIG before any call
+    (MAX_LOOPS, 0, 0, 1, 0),  # at the bound: allowed; i = 0 stops it at once
+]
+
+
+@pytest.mark.parametrize("count,flags,stop,loops,total", CASES)
+def test_bpf_loop_results(engine, count, flags, stop, loops, total):
+    assert run(program(), engine, count, flags, stop) == (loops, total)
+
+
+def test_the_jitted_loop_calls_no_python_helper():
+    ir = program().compile().ir
+    assert "@bpfjit_h181" not in ir  # no binding of helper 181: no ctypes callback either
+    assert "call i64 @bpf_f16(" in ir  # the callback (slot 16: after 14 insns, one an lddw), called directly
+
+
+def test_a_users_own_bpf_loop_is_called_instead():
+    helpers = standard_helpers(lambda line: None)
+    standard = helpers.get(LOOP)
+    calls = []
+
+    def counted(count, callback, ctx, flags, *_):
+        calls.append(count)
+        return 99
+
+    helpers.register(LOOP, counted, "bpf_loop", standard.proto)
+    prog = program(helpers)
+    assert "@bpfjit_h181" in prog.compile().ir
+    for engine in ("jit", "reference"):
+        assert run(prog, engine, 5, 0, NEVER) == (99, 0)
+    assert calls == [5, 5]
