@@ -37,6 +37,9 @@ JUMP_SEQUENCE_LIMIT = 8192  # saved branches waiting to be explored (BPF_COMPLEX
 # Inside a loop a new state is kept only after this many instructions or jumps since the last one
 # kept (the kernel's heuristic: comparing against every iteration's state costs more than it saves).
 LOOP_KEEP_INSNS, LOOP_KEEP_JUMPS = 100, 20
+# Elsewhere, a state is kept only after at least this many instructions and jumps since the last
+# one (the kernel's is_state_visited: half the states, a fifth of the time).
+KEEP_INSNS, KEEP_JUMPS = 8, 2
 # A loop head is widened once a path has come back to it this often (short constant loops are
 # walked, and stay exact).
 WIDEN_AFTER = 3
@@ -139,6 +142,9 @@ class Verifier:
         self.widened_heads: set[int] = set()  # loop heads a widened state was kept at
         self.thresholds = Thresholds.of(insns) if spec.widen_loops else None
         self.loop_heads = loop_heads(facts.successors, facts.function_starts) if spec.widen_loops else frozenset()
+        # Where a path may come back (back-edge targets): states are always kept there, so that
+        # an endless loop is seen and a loop can be widened from its first trip.
+        self.back_targets = self.loop_heads or loop_heads(facts.successors, facts.function_starts)
         self.track_precision = not spec.prove_termination
         # Loop head -> the loop's counters that no arrival there has shown unbounded yet, each with
         # the hull of its bounds at those arrivals (verifier/termination.py).
@@ -429,9 +435,11 @@ class Verifier:
         # Raw programs keep every state at a loop head, exactly (an exact repeat must be seen as
         # the endless loop it is) and then, once the loop keeps coming back, widened.
         at_widened_head = looping and index in self.loop_heads
-        if not at_widened_head and looping and self.stats.insns_processed - self.last_kept[0] < LOOP_KEEP_INSNS \
-                and self.jumps_processed - self.last_kept[1] < LOOP_KEEP_JUMPS:
+        insns, jumps = self.stats.insns_processed - self.last_kept[0], self.jumps_processed - self.last_kept[1]
+        if not at_widened_head and looping and insns < LOOP_KEEP_INSNS and jumps < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
+        if index not in self.back_targets and (insns < KEEP_INSNS or jumps < KEEP_JUMPS):
+            return False
         base = _ancestor_at(kept, state) if at_widened_head else None
         trips, rounds = (base.trips + 1, base.rounds) if base else (0, 0)
         self._keep(index, state, signature, trips=trips, rounds=rounds)
