@@ -43,14 +43,15 @@ from bpfjit import isa
 from bpfjit.disasm import insn_text
 from bpfjit.errors import BPFError, JITError
 from bpfjit.isa import Insn, s64
-from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.environment import ArrayLayout, Environment
 from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
 from bpfjit.runtime.packet_loads import is_legacy_load
 from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
                                    FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT, FIELD_REGIONS,
                                    FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
                                    BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
-from bpfjit.runtime.stdhelpers import E2BIG, EINVAL, LOOP, MAP_LOOKUP_ELEM, loop as standard_loop
+from bpfjit.runtime.stdhelpers import (E2BIG, EINVAL, FOR_EACH_MAP_ELEM, LOOP, MAP_LOOKUP_ELEM,
+                                       for_each_map_elem as standard_for_each, loop as standard_loop)
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
 from .packet_loads import lower_legacy_load
@@ -811,10 +812,16 @@ class _FunctionLowering:
         if helper_id == MAP_LOOKUP_ELEM and 1 in self.known and self.facts.helper_args_proven and \
                 (self.inline_array_lookup(self.known[1]) or self.inline_hash_lookup(self.known[1])):
             return
-        # bpf_loop, unless the user registered one of their own under its id
-        if helper_id == LOOP and helper.impl is standard_loop and 2 in self.known \
-                and self.env.function_of(self.known[2]) is not None:
-            self.inline_loop(self.env.function_of(self.known[2]), index)
+        # bpf_loop and for_each_map_elem (on an array map), unless the user registered helpers
+        # of their own under their ids
+        callback = self.env.function_of(self.known[2]) if 2 in self.known else None
+        if callback is not None and helper_id == LOOP and helper.impl is standard_loop:
+            self.inline_loop(callback, index)
+            return
+        layout = self.env.array_map(self.known[1]) if 1 in self.known else None
+        if callback is not None and layout is not None and helper_id == FOR_EACH_MAP_ELEM \
+                and helper.impl is standard_for_each and self.facts.verified:  # the key slot is no checked region
+            self.inline_for_each(callback, index, layout)
             return
         result = self.value(f"call i64 {self.symbols.helper(helper_id)}({self.args()})")
         self.set_address(0, result)
@@ -912,21 +919,44 @@ class _FunctionLowering:
         count, ctx = self.reg(1), self.reg(3)
         bad_flags = self.value(f"icmp ne i64 {self.reg(4)}, 0")
         too_many = self.value(f"icmp ugt i64 {count}, {BPF_MAX_LOOPS}")
-        refused, head, body, stopped, finished, done = (
+        refused = self.value(f"or i1 {bad_flags}, {too_many}")
+        error = self.value(f"select i1 {bad_flags}, i64 {-EINVAL}, i64 {-E2BIG}")
+        self.callback_loop(callback, index, count, refused, error, lambda i: f"i64 {i}, i64 {ctx}, i64 0, i64 0, i64 0")
+
+    def inline_for_each(self, callback: int, index: int, layout: ArrayLayout) -> None:
+        """bpf_for_each_map_elem(map, callback, ctx, flags) on an array map as a native loop:
+        -EINVAL for flags, else callback(map, &key, &value, ctx) for each slot until it returns
+        1; r0 = the elements visited. The key lives in a slot of this function's own, as the
+        kernel's lives on its stack (the callback may only read it)."""
+        handle, ctx = self.reg(1), self.reg(3)
+        refused = self.value(f"icmp ne i64 {self.reg(4)}, 0")
+        key = self.entry_alloca("i32")
+        key_address = self.value(f"ptrtoint ptr {key} to i64")
+
+        def args(slot: str) -> str:
+            self.emit(f"store i32 {self.value(f'trunc i64 {slot} to i32')}, ptr {key}")
+            value = self.value(f"ptrtoint ptr {self.element_ptr(layout.value_base, slot, layout.stride)} to i64")
+            return f"i64 {handle}, i64 {key_address}, i64 {value}, i64 {ctx}, i64 0"
+        self.callback_loop(callback, index, str(layout.max_entries), refused, str(-EINVAL), args)
+
+    def callback_loop(self, callback: int, index: int, count: str, refused: str, error: str,
+                      args: Callable[[str], str]) -> None:
+        """r0 = error where `refused` holds; else call the callback with args(i) for i < count
+        until it returns 1, and r0 = the calls made (bpf_loop and for_each_map_elem inlined)."""
+        no, head, body, stopped, finished, done = (
             self.unique(f"loop_{part}") for part in ("refused", "head", "body", "stopped", "finished", "done"))
         before = self.unique("loop_entry")
         self.emit(f"br label %{before}")
         self.lines.append(f"{before}:")
-        self.emit(f"br i1 {self.value(f'or i1 {bad_flags}, {too_many}')}, label %{refused}, label %{head}")
-        self.lines.append(f"{refused}:")
-        error = self.value(f"select i1 {bad_flags}, i64 {-EINVAL}, i64 {-E2BIG}")
+        self.emit(f"br i1 {refused}, label %{no}, label %{head}")
+        self.lines.append(f"{no}:")
         self.emit(f"br label %{done}")
         self.lines.append(f"{head}:")
         at, following, latch = self.tmp(), self.tmp(), self.unique("loop_latch")
         self.emit(f"{at} = phi i64 [ 0, %{before} ], [ {following}, %{latch} ]")
         self.emit(f"br i1 {self.value(f'icmp ult i64 {at}, {count}')}, label %{body}, label %{finished}")
         self.lines.append(f"{body}:")
-        stop = self.call_local(callback, index, f"i64 {at}, i64 {ctx}, i64 0, i64 0, i64 0")
+        stop = self.call_local(callback, index, args(at))
         self.emit(f"br label %{latch}")
         self.lines.append(f"{latch}:")
         self.emit(f"{following} = add i64 {at}, 1")
@@ -936,8 +966,15 @@ class _FunctionLowering:
         self.lines.append(f"{finished}:")
         self.emit(f"br label %{done}")
         self.lines.append(f"{done}:")
-        self.set_reg(0, self.value(f"phi i64 [ {error}, %{refused} ], [ {following}, %{stopped} ], "
+        self.set_reg(0, self.value(f"phi i64 [ {error}, %{no} ], [ {following}, %{stopped} ], "
                                    f"[ {count}, %{finished} ]"))
+
+    def entry_alloca(self, ty: str) -> str:
+        """A slot of `ty` allocated in the function's entry block (where mem2reg and the frame
+        layout expect every alloca)."""
+        name = self.unique("%slot")
+        self.lines.insert(self.lines.index("entry:") + 1, f"  {name} = alloca {ty}")
+        return name
 
     def call_local(self, start: int, index: int, args: str | None = None) -> str:
         """Call the BPF function at `start` with r1-r5 (or `args`); r0 = its result, returned."""
