@@ -1,5 +1,6 @@
 """Listings of a loaded program, as bpftool shows a program in the kernel: the BPF that runs
-(``--xlated``), the x86-64 code the JIT made (``--jited``), and the maps a program uses.
+(``--xlated``, with the functions each function pointer and callx may lead to), the x86-64 code
+the JIT made (``--jited``), and the maps a program uses.
 
 They live here, beside the orchestration, because they read what only a loaded object knows (the
 linker's function placement, BTF line info, the map table) and what only the JIT can print (LLVM's
@@ -50,6 +51,18 @@ def _map_note(obj: Object, insn: Insn) -> str:
     return f"\t; map[{name}]" if insn.src == isa.PSEUDO_MAP_IDX else f"\t; map[{name}][0]+{insn.next_imm}"
 
 
+def _call_note(names: dict[int, str], program: Program, index: int) -> str:
+    """Where a function pointer leads: the function an ld_imm64 of one names, or the functions a
+    callx may reach (those the engines dispatch to: every function whose address is taken)."""
+    insn = program.insns[index]
+    if insn.is_lddw and insn.src == isa.PSEUDO_FUNC:
+        return f"\t; func {names.get(index + 1 + insn.imm, '?')}"
+    if insn.opcode == isa.CALLX_OP and insn.source == isa.X:
+        targets = program.env.callx_targets(program.facts.function_starts)
+        return "\t; may call " + ", ".join(names.get(start, f"f{start}") for start in targets)
+    return ""
+
+
 def xlated_listing(obj: Object, program: Program) -> str:
     """The program as it runs (ctx accesses rewritten, subprograms appended), with the names of its
     functions and, where BTF line info has them, the source lines (``; ...``) above their code."""
@@ -69,7 +82,7 @@ def xlated_listing(obj: Object, program: Program) -> str:
             if source is not None and source != last:
                 out.append(f"; {source.text}")
                 last = source
-            line += _map_note(obj, program.insns[index])
+            line += _map_note(obj, program.insns[index]) + _call_note(dict(symbols), program, index)
         out.append(line)
     return "\n".join(out) + "\n"
 

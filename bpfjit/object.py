@@ -31,7 +31,7 @@ from .program import Program
 from .runtime import btf as btf_module
 from .runtime import elf
 from .runtime.context import PROGRAM_TYPES, program_type_for_section
-from .runtime.environment import ArrayLayout, Environment, HashLayout, func_token
+from .runtime.environment import FUNC_TOKEN_BASE, ArrayLayout, Environment, HashLayout, func_token
 from .runtime.map_types import MapType, map_type_name
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
 from .runtime.maps.create import supported
@@ -79,15 +79,64 @@ def register_helper(id_or_name: int | str, fn: HelperFn, prototype: Prototype | 
 
 
 def _value_bytes(m: Map) -> bytes:
-    """The value of a single-element global-data map."""
-    return ctypes.string_at(m.value_address(0), m.value_size)
+    """The value of a single-element global-data map, its bpf_spin_lock word read as zero (the
+    lock's state is no value: the kernel hides it from user space too)."""
+    data = ctypes.string_at(m.value_address(0), m.value_size)
+    lock = m.lock_offset
+    return data if lock is None else data[:lock] + bytes(4) + data[lock + 4:]
 
 
 def _write_value(m: Map, offset: int, data: bytes) -> None:
-    """Write into a global-data map's value (natively: the loader may write frozen .rodata)."""
+    """Write into a global-data map's value (natively: the loader may write frozen .rodata),
+    around its bpf_spin_lock word, which only the lock helpers change (a program may hold it)."""
     if offset < 0 or offset + len(data) > m.value_size:
         raise BPFError(f"write of {len(data)} bytes at {offset} outside {m.name} ({m.value_size} bytes)")
-    ctypes.memmove(m.value_address(0) + offset, data, len(data))
+    lock = m.lock_offset
+    pieces = [(offset, data)]
+    if lock is not None and offset < lock + 4 and lock < offset + len(data):
+        pieces = [(offset, data[:max(lock - offset, 0)]), (lock + 4, data[lock + 4 - offset:])]
+    for start, piece in pieces:
+        if piece:
+            ctypes.memmove(m.value_address(0) + start, piece, len(piece))
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionHandle:
+    """A BPF function of a loaded object, as a function-pointer global holds it: what reading one
+    gives, and what assigning one takes (``obj.globals["hook"] = obj.functions["trace_len"]``)."""
+    name: str
+    number: int  # object-wide: programs see func_token(number)
+    owner: "Object" = dataclasses.field(compare=False, repr=False)
+
+
+class _FunctionPointers:
+    """Function pointers of global data as Python values (the BTF codec's FunctionCodec): a
+    handle, or None for NULL; only a function whose prototype fits the pointer's may be stored,
+    as the verifier assumes of every write into the slot."""
+
+    def __init__(self, obj: "Object", variable: str):
+        self.obj = obj
+        self.variable = variable
+
+    def decode(self, proto_id: int, raw: int) -> Any:
+        if raw == 0:
+            return None
+        number = raw - FUNC_TOKEN_BASE
+        functions = self.obj.elf.functions
+        return FunctionHandle(functions[number].name, number, self.obj) if 0 <= number < len(functions) else raw
+
+    def encode(self, proto_id: int, value: Any) -> int:
+        if value is None:
+            return 0
+        if not isinstance(value, FunctionHandle):
+            raise BPFError(f"{self.variable} is a function pointer: assign a function (obj.functions[name]) or "
+                           f"None, not {value!r}")
+        if value.owner is not self.obj or value.name not in self.obj.functions:
+            raise BPFError(f"{self.variable}: {value.name} is not a function of {self.obj.name} a pointer may name")
+        why = self.obj.prototype_mismatch(value.name, self.variable, proto_id)
+        if why is not None:
+            raise BPFError(f"cannot assign {value.name} to {self.variable}: {why}")
+        return func_token(value.number)
 
 
 class Globals:
@@ -107,13 +156,21 @@ class Globals:
     def __getitem__(self, name: str) -> Any:
         m, offset, size, type_id = self._find(name)
         data = _value_bytes(m)[offset:offset + size]
-        return self._obj.btf.format_value(type_id, data)
+        return self._obj.btf.format_value(type_id, data, _FunctionPointers(self._obj, name))
 
     def __setitem__(self, name: str, value: Any) -> None:
         m, offset, size, type_id = self._find(name)
         if m.frozen:
             raise BPFError(f"{name} is in {m.name}, which is frozen after load (set it with load(rodata=...))")
-        _write_value(m, offset, self._obj.btf.encode_value(type_id, value))
+        if isinstance(value, (bytes, bytearray, memoryview)) and btf_module.function_pointers(self._obj.btf, type_id):
+            raise BPFError(f"{name} holds function pointers: assign functions (obj.functions[name]) or None, "
+                           "not bytes")
+        data = self._obj.btf.encode_value(type_id, value, _FunctionPointers(self._obj, name))
+        for slot in btf_module.function_pointers(self._obj.btf, type_id, name):
+            if offset + slot.offset in self._obj._initialised_slots.get(m.name, ()) and \
+                    not any(data[slot.offset:slot.offset + 8]):
+                raise BPFError(f"{slot.name} is initialised with a function: it can name another one, not None")
+        _write_value(m, offset, data)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -187,7 +244,8 @@ class Object:
             env = Environment(self.helpers, self._regions(), self._resolve, tokens, callx_reaches_helpers=False,
                               array_map=self._array_layout,
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys,
-                              returns_int=self._returns_int(linked))
+                              returns_int=self._returns_int(linked),
+                              function_pointers=self._function_pointer_facts(linked))
             ptype = types.get(linked.name) or program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
             try:
                 program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
@@ -199,6 +257,32 @@ class Object:
             self.programs[linked.name] = program
         self._initialise_map_values(by_number)
         self.globals = Globals(self, [d.name for d in self.elf.data_sections])
+
+    @functools.cached_property
+    def functions(self) -> dict[str, FunctionHandle]:
+        """The functions a function pointer may name (those whose address the object takes), by
+        name: what a function-pointer global accepts (``obj.globals["hook"] = obj.functions["f"]``)."""
+        taken = set().union(*(p.address_taken for p in self.elf.programs))
+        return {f.name: FunctionHandle(f.name, f.number, self) for f in self.elf.functions if f.number in taken}
+
+    @functools.cached_property
+    def _prototypes(self) -> dict[str, int]:
+        return btf_module.function_prototypes(self.btf)
+
+    def prototype_mismatch(self, function: str, pointer: str, proto_id: int) -> str | None:
+        """Why the function named so may not be stored in the function pointer named pointer (of
+        prototype proto_id), in the kernel's words; None if it may."""
+        if function not in self._prototypes:
+            return f"{function}() has no BTF prototype"
+        return btf_module.prototype_mismatch(self.btf, function, self._prototypes[function], pointer, proto_id)
+
+    def _function_pointer_facts(self, linked: elf.LinkedProgram) -> btf_module.FunctionPointerFacts:
+        """What the verifier needs to type a program's function pointers in global data: the name
+        of each function a pointer may name, by start slot, and the slots the data initialises."""
+        names = {start: self.elf.functions[number].name for number, start in linked.function_tokens.items()
+                 if number in linked.address_taken}
+        return btf_module.FunctionPointerFacts(names, {self.maps[section].handle: offsets for section, offsets
+                                                       in self._initialised_slots.items()})
 
     def _programs_to_load(self, names: Sequence[str] | None) -> set[str]:
         """The programs to check and prepare: those named, or every one not marked ``?``."""
@@ -363,12 +447,24 @@ class Object:
                            "no read-only section holds")
 
     def _initialise_data_pointers(self) -> None:
-        """Pointer words in global data; then freeze .rodata, so that the verifier may take its
-        loads as constants and refuse stores into it."""
+        """Pointer words in global data (a function in a function-pointer slot must fit its
+        prototype, as every later write must); then freeze .rodata, so that the verifier may take
+        its loads as constants and refuse stores into it."""
+        # Section -> offsets of its function-pointer slots that start out naming a function.
+        self._initialised_slots: dict[str, frozenset[int]] = {}
         for d in self.elf.data_sections:
             m = self.maps[d.name]
+            slots = {slot.offset: slot for slot in btf_module.function_pointers(self.btf, m.value_type_id)} \
+                if m.value_type_id else {}
             for offset, target in d.pointers:
+                if target[0] == "func" and offset in slots:
+                    name, slot = self.elf.functions[target[1]].name, slots[offset]
+                    why = self.prototype_mismatch(name, slot.name, slot.proto_id)
+                    if why is not None:
+                        raise ObjectError(f"{self.name}: {d.name}: {slot.name} = {name}: {why}")
                 _write_value(m, offset, self._pointer_value(target).to_bytes(8, "little"))
+            self._initialised_slots[d.name] = frozenset(offset for offset, target in d.pointers
+                                                        if target[0] == "func" and offset in slots)
         for d in self.elf.data_sections:
             if d.kind == "rodata":
                 self.maps[d.name].freeze()

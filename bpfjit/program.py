@@ -102,7 +102,8 @@ class Program:
                                  pointer_moves=self.verification.pointer_moves)
         self.insns = self.original_insns
         if self.type.layout is not None:
-            self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout)
+            self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout,
+                                            self.verification.ctx_accesses if self.verification else None)
         self.check_seconds = time.perf_counter() - started  # checks + rewrite: "verify" in bench
         # A tail call must leave the native repeat loop, so such programs repeat from Python.
         self._may_tail_call = any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL

@@ -13,6 +13,7 @@ from bpfjit import isa
 from bpfjit.errors import ProgramError
 from bpfjit.isa import Insn
 
+from .btf.functions import FunctionPointerFacts
 from .helpers import HelperRegistry
 from .memory import Region
 from .static_keys import StaticKey
@@ -78,6 +79,12 @@ class Environment:
     # an enum; None without func_info (raw bytecode). The kernel's rule for subprograms with
     # legacy packet loads reads it (verifier/legacy_packet.py).
     returns_int: dict[int, bool] | None = None
+    # The functions a pointer may name and the slots the object's data initialises (None for raw
+    # bytecode): the verifier types function pointers in global data with them.
+    function_pointers: FunctionPointerFacts | None = None
+    # The program's jump tables (cpu v4 .jumptables, runtime/jump_tables.py): each the slots its
+    # entries name, which gotox may reach.
+    jump_tables: tuple[tuple[int, ...], ...] = ()
 
     def static_branch_jumps(self, index: int, insn: Insn) -> bool:
         """Whether the static-branch JA at `index` jumps now: iff its key is enabled XOR it is

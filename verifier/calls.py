@@ -7,7 +7,9 @@ to release, a spin lock at its exact place, a socket (acquired by a lookup, rele
 bpf_sk_release; a cast gives the same object). Map types and helpers must fit each other
 (``check_map_func_compatibility``). After the call r1-r5 are unreadable and r0 holds the
 result (``check_helper_call``). A bpf-to-bpf call pushes a frame whose r1-r5 are the caller's and
-whose stack is new; its exit hands r0 back. The main program's exit needs a readable scalar r0,
+whose stack is new; its exit hands r0 back. A callx (bpfjit's: the kernel has none) enters
+each function its register may hold: a tracked function pointer, not NULL, whose functions fit
+the prototype of the slot it was loaded from. The main program's exit needs a readable scalar r0,
 no reference left unreleased and no lock held.
 """
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import TYPE_CHECKING
 
 from bpfjit import isa
 from bpfjit.isa import Insn
+from bpfjit.runtime.btf import Kind
+from bpfjit.runtime.btf import functions as btf_functions
+from bpfjit.runtime.btf.functions import FunctionPointerFacts
 from bpfjit.runtime.kernel_helpers import helper_name
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.status import MAX_CALL_FRAMES
@@ -25,10 +30,12 @@ from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .memory import Access, mark_written
 from .scalar import Scalar, format_scalar
-from .state import (ARG_REGS, CALLER_SAVED, NOT_INIT, PACKET_TYPES, Frame, Lock, MapInfo, Reference, Reg, RegType,
-                    State, require_init, scalar, spill_slot)
+from .state import (ARG_REGS, CALLER_SAVED, NOT_INIT, PACKET_TYPES, Frame, FuncSlot, Lock, MapInfo, Reference, Reg,
+                    RegType, State, require_init, scalar, spill_slot)
 
 if TYPE_CHECKING:
+    from bpfjit.runtime.maps import Map
+
     from .check import Verifier
 
 _MEMORY_TYPES = (RegType.PTR_TO_STACK, RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META, RegType.PTR_TO_MAP_KEY,
@@ -135,6 +142,10 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
             raise Rejected(f"R{regno} type={reg.type_name()} expected=map_ptr")
         meta.map = reg.map
         _map_compatible(v, reg.map, name, helper_id)
+        if name == "map_update_elem" and reg.map.func_slots:
+            # The helper would copy the value's function pointers from the program's memory,
+            # where nothing says they fit their slots.
+            raise Rejected(f"map '{reg.map.name}' holds function pointers: bpf_map_update_elem cannot write it")
         return
     if kind == "value" and name == "map_update_elem" and meta.map is not None \
             and meta.map.map_type in (MapType.SOCKMAP, MapType.SOCKHASH):
@@ -183,6 +194,8 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
     if kind == "func":
         if reg.type != RegType.PTR_TO_FUNC:
             raise Rejected(f"R{regno} type={reg.type_name()} expected=func")
+        if reg.subprog < 0:
+            raise Rejected(f"R{regno} is a function pointer loaded from memory: a callback must be a known function")
         meta.callback = reg.subprog
         return
     if kind == "stack_or_null":
@@ -376,10 +389,62 @@ def _acquired(v: "Verifier", state: State, index: int, kind: RegType) -> Reg:
 
 # --- bpf-to-bpf calls and exits -------------------------------------------------------------------
 
-def local_call(v: "Verifier", state: State, target: int, index: int) -> int:
-    """Enter the function at slot `target`: a new frame with the caller's r1-r5; return `target`.
+def callx(v: "Verifier", state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
+    """callx rX (bpfjit's indirect call: the kernel has none): one path into each function the
+    register may hold, each with the caller's r1-r5.
 
-    bpfjit also lets callx reach a function whose pointer (PTR_TO_FUNC) the verifier tracked."""
+    A function pointer the verifier tracked (an ld_imm64 of a function, a load of a
+    function-pointer slot) reaches the functions it may be, and must not be NULL: a pointer
+    loaded from a writable slot is checked first (``if (hook) hook(ctx);``). A number (a pointer
+    in memory BTF does not type) may be any function whose address the object takes; the
+    engines end the run at any other value."""
+    regno = insn.callx_reg
+    target = state.regs[regno]
+    require_init(target, regno)
+    if target.type == RegType.PTR_TO_FUNC and not target.maybe_null:
+        starts = sorted(target.callees)
+    elif target.is_scalar and v.spec.callx_targets:
+        starts = list(v.spec.callx_targets)
+    else:
+        raise Rejected(f"callx R{regno} type={target.type_name()} expected=func")
+    if not starts:
+        raise Rejected(f"callx R{regno}: no function of the program fits the pointer's prototype")
+    paths = [state] + [state.copy() for _ in starts[1:]]
+    return [(local_call(v, path, start, index), path) for start, path in zip(starts, paths)]
+
+
+def function_slots(found: "Map", facts: FunctionPointerFacts | None) -> tuple[FuncSlot, ...]:
+    """The function-pointer slots of a global-data section (a map whose BTF value type is a
+    DATASEC), each with the program's functions that fit it (facts: what the loader knows of
+    them; None: a program without function names has no typed slots).
+
+    Only global data: Python writes it through ``obj.globals``, which checks what it stores;
+    other maps' function pointers stay numbers."""
+    btf, type_id = found.btf, found.value_type_id
+    if btf is None or not type_id or facts is None or btf.resolved(type_id).kind != Kind.DATASEC:
+        return ()
+    pointers = btf_functions.function_pointers(btf, type_id)
+    if not pointers:
+        return ()
+    prototypes = btf_functions.function_prototypes(btf)
+    initialised = facts.initialised.get(found.handle, frozenset())
+    slots = []
+    for pointer in pointers:
+        fits, misfits = set(), []
+        for start, name in sorted(facts.names.items()):
+            why = (btf_functions.prototype_mismatch(btf, name, prototypes[name], pointer.name, pointer.proto_id)
+                   if name in prototypes else f"{name}() has no BTF prototype")
+            if why is None:
+                fits.add(start)
+            else:
+                misfits.append((start, why))
+        slots.append(FuncSlot(pointer.offset, pointer.name, frozenset(fits), tuple(misfits),
+                              pointer.offset not in initialised))
+    return tuple(slots)
+
+
+def local_call(v: "Verifier", state: State, target: int, index: int) -> int:
+    """Enter the function at slot `target`: a new frame with the caller's r1-r5; return `target`."""
     if state.lock is not None:
         raise Rejected("function calls are not allowed while holding a lock")
     if len(state.frames) >= MAX_CALL_FRAMES:

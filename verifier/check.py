@@ -95,6 +95,9 @@ class Verdict:
     dead: frozenset[int] = frozenset()
     # 64-bit ADD/SUB that move a pointer: slot -> the register holding it (Facts.pointer_moves).
     pointer_moves: Mapping[int, int] = field(default_factory=dict)
+    # Memory instructions that access the context (on every path that reaches them): the ones
+    # whose offsets the ctx rewrite turns into the native context's (verifier/ctx_access.py).
+    ctx_accesses: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -171,7 +174,8 @@ class Verifier:
             self._check_termination()
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
                        frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited,
-                       dict(self.pointer_moves))
+                       dict(self.pointer_moves),
+                       ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items() if kind == RegType.PTR_TO_CTX))
 
     def _check_reachable(self) -> None:
         """Every instruction of a function must be reachable from its start (the kernel's
@@ -281,16 +285,7 @@ class Verifier:
             calls.helper_call(self, state, insn, index)
             return [(index + 1, state)]
         if opcode == isa.CALLX_OP:
-            target = state.regs[insn.callx_reg]
-            if target.type == RegType.PTR_TO_FUNC:
-                return [(calls.local_call(self, state, target.subprog, index), state)]
-            if target.is_scalar and self.spec.callx_targets:
-                # bpfjit's callx through a pointer in global data: every function it may be,
-                # each a path of its own (any other value ends the run at the call).
-                paths = [state] + [state.copy() for _ in self.spec.callx_targets[1:]]
-                return [(calls.local_call(self, path, start, index), path)
-                        for start, path in zip(self.spec.callx_targets, paths)]
-            raise Rejected(f"callx R{insn.callx_reg} type={target.type_name()} expected=func")
+            return calls.callx(self, state, insn, index)
         if opcode in (isa.JA_OP, isa.GOTOL_OP):
             if insn.src:  # a static branch: both ways, whatever the key says now
                 return [(index + 1, state), (insn.jump_target(index), state.copy())]

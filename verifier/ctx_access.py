@@ -8,12 +8,14 @@ An access through a register that may hold ctx on some paths only is rejected, a
 rejects mixing pointer types; an access to no known field fails with the kernel's message
 ``invalid bpf_context access off=N size=M``.
 
-Subprograms receive ctx when every call site passes it in the same argument register.
+Subprograms receive ctx when every call site passes it in the same argument register. A verified
+program needs none of this: the verifier says which instructions access the context, including
+those of functions only a function pointer reaches.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import AbstractSet, Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import ProgramError
@@ -119,10 +121,19 @@ def _analyse(insns: Sequence[Insn], facts: Facts) -> dict[int, _State]:
         entries = new_entries
 
 
-def rewrite_ctx_access(insns: Sequence[Insn], facts: Facts, layout: ContextLayout) -> list[Insn]:
-    """The program with every access through the ctx pointer turned into a native-context access."""
-    states = _analyse(insns, facts)
+def rewrite_ctx_access(insns: Sequence[Insn], facts: Facts, layout: ContextLayout,
+                       ctx_accesses: AbstractSet[int] | None = None) -> list[Insn]:
+    """The program with every access through the ctx pointer turned into a native-context access.
+
+    ctx_accesses: the memory instructions the verifier saw access the context (the kernel's
+    convert_ctx_accesses reads the same from its walk); None for an unverified program, whose
+    accesses the dataflow below finds (a function only a callx reaches then gets nothing)."""
     out = list(insns)
+    if ctx_accesses is not None:
+        for index in ctx_accesses:
+            out[index] = _rewrite(insns[index], index, layout)
+        return out
+    states = _analyse(insns, facts)
     for index, state in states.items():
         insn = insns[index]
         if insn.cls == isa.LDX:

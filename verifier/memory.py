@@ -19,8 +19,8 @@ from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .scalar import Scalar, sign_extend, truncate
 from .sockets import SOCKET_TYPES, readable
-from .state import (PACKET_TYPES, SLOT_SIZE, NOT_INIT, Frame, Reg, RegType, Slot, SlotKind, State, const,
-                    require_init, scalar, spill_slot)
+from .state import (PACKET_TYPES, SLOT_SIZE, NOT_INIT, Frame, FuncSlot, Reg, RegType, Slot, SlotKind, State,
+                    const, require_init, scalar, spill_slot)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class MemoryChecker:
         if kind == RegType.PTR_TO_STACK:
             return self._stack(state, reg, access, value)
         if kind == RegType.PTR_TO_MAP_VALUE:
-            return self._map_value(reg, access)
+            return self._map_value(reg, access, value)
         if kind == RegType.PTR_TO_CTX:
             return self._ctx(reg, access)
         if kind in PACKET_TYPES:
@@ -157,7 +157,7 @@ class MemoryChecker:
             raise Rejected(f"{detail}\nR{access.regno} max value is outside of the allowed memory range")
 
     # --- map values -----------------------------------------------------------------------------
-    def _map_value(self, reg: Reg, access: Access) -> Reg:
+    def _map_value(self, reg: Reg, access: Access, value: Reg | None) -> Reg:
         info = reg.map
         off = reg.off + access.off
         if access.write and info.read_only:
@@ -170,12 +170,38 @@ class MemoryChecker:
             low, high = reg.value.smin + off, reg.value.umax + off + access.size
             if low < lock + 4 and lock < high:
                 raise Rejected("bpf_spin_lock cannot be accessed directly by load/store")
+        if info.func_slots:
+            if access.write:
+                _check_func_slot_write(reg, access, off, value)
+            else:
+                loaded = self._func_slot_load(reg, access, off)
+                if loaded is not None:
+                    return loaded
         if not access.write and reg.value.is_const and info.frozen_read is not None:
             data = info.frozen_read(off + reg.value.const_value, access.size)
             if data is not None:
                 number = int.from_bytes(data, "little")
                 return const(isa.sign_extend(number, 8 * access.size) if access.signed else number)
         return self._loaded(access)
+
+    def _func_slot_load(self, reg: Reg, access: Access, off: int) -> Reg | None:
+        """A load of whole function-pointer slots (one, or any of an array's by a variable
+        index): a PTR_TO_FUNC that may be any function fitting them, NULL unless the slots are
+        initialised with a function or frozen non-zero. None for a load that is not of whole slots (it
+        gives a scalar)."""
+        slots = _slots_at(reg, access.size, off)
+        if slots is None:
+            return None
+        info = reg.map
+        frozen = [info.frozen_read(slot.offset, SLOT_SIZE) if info.frozen_read is not None else None
+                  for slot in slots]
+        if frozen and all(data == bytes(SLOT_SIZE) for data in frozen):
+            return const(0)
+        maybe_null = any(slot.nullable and (data is None or data == bytes(SLOT_SIZE))
+                         for slot, data in zip(slots, frozen))
+        targets = frozenset().union(*(slot.targets for slot in slots))
+        return Reg(RegType.PTR_TO_FUNC, subprog=-1, targets=targets, maybe_null=maybe_null,
+                   id=self.new_id() if maybe_null else 0)
 
     # --- the context ----------------------------------------------------------------------------
     def _ctx(self, reg: Reg, access: Access) -> Reg:
@@ -245,6 +271,49 @@ class MemoryChecker:
             return NOT_INIT
         self.note_read(frame, low, high)
         return scalar(Scalar.from_load(access.size, access.signed))
+
+
+def _slots_at(reg: Reg, size: int, off: int) -> list[FuncSlot] | None:
+    """The function-pointer slots an access of size bytes at reg + off may be exactly (each
+    offset its variable part allows is one slot's start), or None if it may be anything else."""
+    var = reg.value
+    if size != SLOT_SIZE or var.var_off.mask & (SLOT_SIZE - 1) or (var.var_off.value + off) % SLOT_SIZE:
+        return None
+    if var.umax - var.umin > reg.map.value_size:
+        return None
+    slots = [reg.map.func_slot(start) for start in range(var.umin + off, var.umax + off + 1, SLOT_SIZE)]
+    return None if None in slots else slots
+
+
+def _check_func_slot_write(reg: Reg, access: Access, off: int, value: Reg | None) -> None:
+    """A write that touches a function-pointer slot: only a whole-slot store (BPF_DW, at a
+    known offset) of NULL or of a function that fits the slot, as the kernel allows only
+    BPF_DW stores of the right type into a kptr slot; helpers may not write one at all."""
+    var = reg.value
+    low, high = var.smin + off, var.umax + off + access.size
+    touched = [slot for slot in reg.map.func_slots if low < slot.offset + SLOT_SIZE and slot.offset < high]
+    if not touched:
+        return
+    slot = touched[0]
+    if value is None:
+        raise Rejected(f"function pointer {slot.name} cannot be accessed indirectly by helper")
+    if not var.is_const:
+        raise Rejected(f"function pointer {slot.name} access cannot have variable offset")
+    if access.size != SLOT_SIZE:
+        raise Rejected(f"function pointer {slot.name} access size must be BPF_DW")
+    if low != slot.offset:
+        raise Rejected(f"function pointer {slot.name} access misaligned expected={slot.offset} off={low}")
+    if value.is_null and slot.nullable:
+        return
+    if value.is_null or value.maybe_null and not slot.nullable:
+        raise Rejected(f"function pointer {slot.name} is initialised with a function: it cannot be NULL")
+    if value.type != RegType.PTR_TO_FUNC:
+        raise Rejected(f"invalid function pointer access, R{access.regno} type={value.type_name()} "
+                       f"expected=func ({slot.name})")
+    for start in sorted(value.callees):
+        misfit = slot.misfit(start)
+        if misfit is not None:
+            raise Rejected(misfit)
 
 
 def check_ctx_base(reg: Reg, regno: int, variable_detail: str) -> None:

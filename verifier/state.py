@@ -51,6 +51,27 @@ PACKET_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
 
 
 @dataclass(frozen=True)
+class FuncSlot:
+    """A function-pointer slot of a map value (``static int (*hook)(struct xdp_md *)``).
+
+    Only functions whose BTF prototype fits the slot's may be stored there (every write is
+    checked: the program's stores here, Python's and the object's initial data at load), so a
+    load of it is NULL or one of `targets`, and a call through it is checked against each."""
+    offset: int
+    name: str  # as C names it: hook, tracers[1]
+    targets: frozenset[int]  # start slots of the program's functions that fit the prototype
+    # Why each other address-taken function of the program does not fit: (start slot, message).
+    misfits: tuple[tuple[int, str], ...] = ()
+    nullable: bool = True  # False: the object's data sets it to a function, and NULL is refused
+
+    def misfit(self, start: int) -> str | None:
+        """Why the function at start may not be stored here (None if it may)."""
+        if start in self.targets:
+            return None
+        return dict(self.misfits).get(start, f"the function at insn {start} has no BTF prototype")
+
+
+@dataclass(frozen=True)
 class MapInfo:
     """What the verifier needs of a map: the kernel's ``bpf_map`` as a program sees it."""
     name: str
@@ -65,6 +86,13 @@ class MapInfo:
     frozen_read: Any = field(default=None, compare=False)
     handle: int = 0  # the runtime's identity of the map
     write_only: bool = False  # BPF_F_WRONLY_PROG: the program may not read values
+    # The value's function-pointer slots (BTF types them; global data has them): what a load of
+    # one gives and what a store into one must be.
+    func_slots: tuple[FuncSlot, ...] = ()
+
+    def func_slot(self, offset: int) -> FuncSlot | None:
+        """The function-pointer slot that starts at offset, if any."""
+        return next((slot for slot in self.func_slots if slot.offset == offset), None)
 
     def __str__(self) -> str:
         return f"map={self.name},ks={self.key_size},vs={self.value_size}"
@@ -84,7 +112,9 @@ class Reg:
     # program's memory (PTR_TO_MEM, mem_size < 0): bytes [0, range) from its start exist
     mem_size: int = 0  # PTR_TO_MEM: the size of the memory
     frameno: int = 0  # PTR_TO_STACK: the frame whose stack it points into
-    subprog: int = 0  # PTR_TO_FUNC: the start slot of the function
+    subprog: int = 0  # PTR_TO_FUNC: the start slot of the function (-1: one of `targets`)
+    # PTR_TO_FUNC loaded from a function-pointer slot: the functions it may be (FuncSlot.targets).
+    targets: frozenset[int] = frozenset()
     rdonly: bool = False
     ringbuf: bool = False
 
@@ -99,6 +129,11 @@ class Reg:
     @property
     def is_null(self) -> bool:
         return self.is_scalar and self.value.is_const and self.value.const_value == 0
+
+    @property
+    def callees(self) -> frozenset[int]:
+        """PTR_TO_FUNC: the start slots of the functions a call through it may reach."""
+        return self.targets if self.subprog < 0 else frozenset({self.subprog})
 
     def type_name(self) -> str:
         """The kernel's name for the type, with its prefixes and ``_or_null`` suffix."""

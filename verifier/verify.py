@@ -17,7 +17,7 @@ from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
 from bpfjit.runtime.environment import Environment
 
-from . import legacy_packet
+from . import calls, legacy_packet
 from .check import ProgramSpec, Verdict, Verifier
 from .facts import Facts
 from .log import Rejected
@@ -99,7 +99,8 @@ def _target_text(target: tuple) -> str:
         frozen = info.frozen_read(0, info.value_size) if info.frozen_read is not None else None
         return (f"{info.map_type}/{info.key_size}/{info.value_size}/{info.max_entries}/{info.read_only}/"
                 f"{info.write_only}/"
-                f"{info.lock_offset}/{frozen.hex() if frozen is not None else '-'}/{info_text(info.inner)}")
+                f"{info.lock_offset}/{frozen.hex() if frozen is not None else '-'}/{info_text(info.inner)}/"
+                f"{info.func_slots}")
     kind, *rest = target
     if kind in ("map", "map_value"):
         return f"{kind} {info_text(rest[0])} {rest[1:]}"
@@ -172,4 +173,5 @@ def _describe(found: "runtime_maps.Map", env: Environment) -> MapInfo:
         frozen_read = lambda off, size: env.frozen_bytes(base + off, size)  # noqa: E731
     return MapInfo(found.name, found.map_type, found.key_size, found.value_size, found.max_entries,
                    bool(found.map_flags & runtime_maps.BPF_F_RDONLY_PROG), found.lock_offset, inner_info, frozen_read,
-                   found.handle, bool(found.map_flags & runtime_maps.BPF_F_WRONLY_PROG))
+                   found.handle, bool(found.map_flags & runtime_maps.BPF_F_WRONLY_PROG),
+                   calls.function_slots(found, env.function_pointers))

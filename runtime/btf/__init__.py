@@ -10,7 +10,8 @@ Layered like pyelftools' readers, one job per module:
   (:func:`parse_btf_ext`: func_info, line_info, CO-RE relocations);
 * :mod:`.index` -- the :class:`BTF` container: lookups, modifiers, sizes and alignment, DATASECs;
 * :mod:`.ctext` (:func:`describe`), :mod:`.values` (:func:`format_value`, :func:`encode_value`),
-  :mod:`.special` (:func:`find_special_fields`), :mod:`.mapdefs` (:func:`map_definitions`),
+  :mod:`.special` (:func:`find_special_fields`), :mod:`.functions` (function-pointer slots and
+  prototype matching), :mod:`.mapdefs` (:func:`map_definitions`),
   :mod:`.text` (:func:`dump_records`, :func:`dump_lines`) -- each a function of a ``BTF``.
 
 Types live in ``BTF.types`` (index = type id; id 0 is ``void``). Every problem with the input is a
@@ -38,7 +39,9 @@ from .types import (FUNC_EXTERN, FUNC_GLOBAL, FUNC_STATIC, INT_BOOL, INT_CHAR, I
                     VAR_STATIC, Array, BTFType, Datasec, DatasecVar, DeclTag, Enum, EnumValue,
                     Float, Func, FuncProto, Fwd, Int, Kind, Member, Modifier, Param, Ptr, Struct,
                     UnknownType, Var, VarSecInfo, Void, kind_name)
-from .values import encode_value, format_value
+from .functions import (FunctionPointer, FunctionPointerFacts, function_pointers, function_prototypes,
+                        prototype_mismatch, prototype_of)
+from .values import FunctionCodec, encode_value, format_value
 
 __all__ = [
     "BTF", "BTF_EXT_CORE_HDR_LEN", "BTF_HDR_LEN", "BTF_MAGIC", "BTF_VERSION", "FUNC_EXTERN",
@@ -46,9 +49,11 @@ __all__ = [
     "MAX_NESTING", "MAX_SPECIAL_FIELDS", "MODIFIER_KINDS", "PIN_BY_NAME", "PIN_NONE",
     "VAR_GLOBAL_ALLOCATED", "VAR_GLOBAL_EXTERN", "VAR_STATIC", "Array", "BTFExt", "BTFHeader",
     "BTFType", "CoreRelo", "CoreReloKind", "Datasec", "DatasecVar", "DeclTag", "Enum", "EnumValue",
-    "Float", "Func", "FuncInfo", "FuncProto", "Fwd", "Int", "Kind", "KptrField", "LineInfo",
+    "Float", "Func", "FuncInfo", "FuncProto", "FunctionCodec", "FunctionPointer", "FunctionPointerFacts",
+    "Fwd", "Int", "Kind", "KptrField", "LineInfo",
     "MapDef", "Member", "Modifier", "Param", "Ptr", "SpecialFields", "Struct", "UnknownType", "Var",
     "VarSecInfo", "Void", "describe", "dump_lines", "dump_records", "encode_value",
-    "find_special_fields", "format_value", "kind_name", "map_definitions", "parse_btf",
-    "parse_btf_ext"
+    "find_special_fields", "format_value", "function_pointers", "function_prototypes", "kind_name",
+    "map_definitions", "parse_btf",
+    "parse_btf_ext", "prototype_mismatch", "prototype_of"
 ]

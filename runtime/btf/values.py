@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bpfjit.errors import BTFError
 
 from .ctext import describe
+from .functions import prototype_of
 from .types import (MAX_NESTING, Array, Datasec, Enum, Float, Int, Member, Ptr, Struct, Var,
                     kind_name, too_deep)
 
@@ -24,36 +25,49 @@ if TYPE_CHECKING:
 _FLOAT_FORMATS = {2: "e", 4: "f", 8: "d"}  # long double (12, 16 bytes) is read as raw bytes
 
 
-def format_value(btf: BTF, type_id: int, data: bytes) -> Any:
+class FunctionCodec(Protocol):
+    """How function pointers (pointers to a FUNC_PROTO) read and write as Python values: a
+    loader gives them as handles naming functions, and checks what is assigned to one."""
+
+    def decode(self, proto_id: int, raw: int) -> Any:
+        """The Python value of the pointer word raw, of a pointer to proto_id."""
+
+    def encode(self, proto_id: int, value: Any) -> int:
+        """The pointer word for value, or a BPFError why it cannot be stored there."""
+
+
+def format_value(btf: BTF, type_id: int, data: bytes, codec: FunctionCodec | None = None) -> Any:
     """Decode ``data`` (exactly ``size(type_id)`` bytes) as Python data: ints, bools (BOOL
     encoding), floats, lists (arrays, char arrays included), dicts (structs, unions, DATASECs;
-    members of anonymous struct/union members appear directly in the parent dict)."""
+    members of anonymous struct/union members appear directly in the parent dict). codec: what
+    function pointers read as (else they are ints, as other pointers)."""
     data = bytes(data)
     size = btf.size(type_id)
     if len(data) != size:
         raise BTFError(f"BTF: type id {type_id}: value of {len(data)} bytes, expected {size}")
-    return _format(btf, type_id, data, 0, 0)
+    return _format(btf, type_id, data, 0, 0, codec)
 
 
-def encode_value(btf: BTF, type_id: int, value: Any) -> bytes:
+def encode_value(btf: BTF, type_id: int, value: Any, codec: FunctionCodec | None = None) -> bytes:
     """The inverse of :func:`format_value`: ``size(type_id)`` bytes for ``value``.
 
     Accepts bytes of the exact size for any type, ints (ints, enums, pointers, bools),
     floats (FLOAT), dicts (structs/unions/DATASECs; missing members are 0, an unknown member
-    is an error), lists/tuples (arrays; the length must match).
+    is an error), lists/tuples (arrays; the length must match). codec: what function pointers
+    accept (else ints, as other pointers).
     """
     size = btf.size(type_id)
     try:
         buf = bytearray(size)
     except MemoryError:
         raise BTFError(f"BTF: type id {type_id}: {size} bytes is too large to encode") from None
-    _encode(btf, type_id, value, buf, 0, 0)
+    _encode(btf, type_id, value, buf, 0, 0, codec)
     return bytes(buf)
 
 
 # --- decoding ---------------------------------------------------------------------------------------
 
-def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int) -> Any:
+def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int, codec: FunctionCodec | None) -> Any:
     if depth > MAX_NESTING:
         raise too_deep(type_id)
     tid = btf.resolve(type_id)
@@ -69,7 +83,9 @@ def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int) -> Any:
         raw = _uint(btf, data, off, t.size)
         return _sext(raw, 8 * t.size) if t.signed else raw
     if isinstance(t, Ptr):
-        return _uint(btf, data, off, 8)
+        raw = _uint(btf, data, off, 8)
+        proto = prototype_of(btf, tid) if codec is not None else None
+        return raw if proto is None else codec.decode(proto, raw)
     if isinstance(t, Float):
         if off + t.size > len(data):
             raise BTFError(f"BTF: value too short: {t.size} bytes at offset {off}")
@@ -81,11 +97,11 @@ def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int) -> Any:
         esize = btf.size(t.type, depth + 1)
         if esize == 0 and t.nelems > 1 << 20:
             raise BTFError(f"BTF: type id {tid}: {t.nelems} zero-sized elements")
-        return [_format(btf, t.type, data, off + i * esize, depth + 1) for i in range(t.nelems)]
+        return [_format(btf, t.type, data, off + i * esize, depth + 1, codec) for i in range(t.nelems)]
     if isinstance(t, Struct):
         out: dict[str, Any] = {}
         for m in t.members:
-            value = _format_member(btf, t, m, data, off, depth)
+            value = _format_member(btf, t, m, data, off, depth, codec)
             if m.name:
                 out[m.name] = value
             elif isinstance(value, dict):
@@ -98,14 +114,15 @@ def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int) -> Any:
             if offset + vsize > t.size:
                 raise BTFError(f"BTF: type id {tid}: variable '{var.name}' at offset "
                                f"{offset} (+{vsize}) past the section size {t.size}")
-            out[var.name] = _format(btf, var.type, data, off + offset, depth + 1)
+            out[var.name] = _format(btf, var.type, data, off + offset, depth + 1, codec)
         return out
     if isinstance(t, Var):
-        return _format(btf, t.type, data, off, depth + 1)
+        return _format(btf, t.type, data, off, depth + 1, codec)
     raise BTFError(f"BTF: type id {type_id}: cannot format a {kind_name(t.kind)} value")
 
 
-def _format_member(btf: BTF, s: Struct, m: Member, data: bytes, base: int, depth: int) -> Any:
+def _format_member(btf: BTF, s: Struct, m: Member, data: bytes, base: int, depth: int,
+                   codec: FunctionCodec | None) -> Any:
     bitsize, signed = _bitfield(btf, s, m)
     if bitsize:
         first, shift, nbytes = _bitfield_span(s, m, bitsize, f"BTF: type id {s.id}: bitfield "
@@ -116,7 +133,7 @@ def _format_member(btf: BTF, s: Struct, m: Member, data: bytes, base: int, depth
             return bool(raw)
         return _sext(raw, bitsize) if signed else raw
     _check_member_fits(btf, s, m, depth, f"BTF: type id {s.id}: member '{m.name}'")
-    return _format(btf, m.type, data, base + m.byte_offset, depth + 1)
+    return _format(btf, m.type, data, base + m.byte_offset, depth + 1, codec)
 
 
 def _uint(btf: BTF, data: bytes, off: int, size: int, bitfield: bool = False) -> int:
@@ -135,7 +152,8 @@ def _sext(raw: int, bits: int) -> int:
 
 # --- encoding ---------------------------------------------------------------------------------------
 
-def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth: int) -> None:
+def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth: int,
+            codec: FunctionCodec | None) -> None:
     if depth > MAX_NESTING:
         raise too_deep(type_id)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -149,6 +167,8 @@ def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth:
     tid = btf.resolve(type_id)
     t = btf.types[tid]
     what = f"BTF: type id {type_id} ({describe(btf, type_id)})"
+    if isinstance(t, Ptr) and codec is not None and (proto := prototype_of(btf, tid)) is not None:
+        value = codec.encode(proto, value)
     if isinstance(t, (Int, Enum, Ptr)):
         size = 8 if isinstance(t, Ptr) else t.size
         bits, shift = _int_field(t) if isinstance(t, Int) else (8 * size, 0)
@@ -174,7 +194,7 @@ def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth:
             raise BTFError(f"{what}: expected {t.nelems} elements, got {len(value)}")
         esize = btf.size(t.type, depth + 1)
         for i, item in enumerate(value):
-            _encode(btf, t.type, item, buf, off + i * esize, depth + 1)
+            _encode(btf, t.type, item, buf, off + i * esize, depth + 1, codec)
         return
     if isinstance(t, Struct):
         if not isinstance(value, Mapping):
@@ -185,7 +205,7 @@ def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth:
                 raise BTFError(f"{what}: no member '{key}'")
         for key, item in value.items():
             owner, m, base = paths[key]
-            _encode_member(btf, owner, m, item, buf, off + base, depth)
+            _encode_member(btf, owner, m, item, buf, off + base, depth, codec)
         return
     if isinstance(t, Datasec):
         if not isinstance(value, Mapping):
@@ -198,10 +218,10 @@ def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth:
             vsize = btf.size(var.type, depth + 1)
             if offset + vsize > len(buf) - off:
                 raise BTFError(f"{what}: variable '{key}' at offset {offset} past the end")
-            _encode(btf, var.type, item, buf, off + offset, depth + 1)
+            _encode(btf, var.type, item, buf, off + offset, depth + 1, codec)
         return
     if isinstance(t, Var):
-        _encode(btf, t.type, value, buf, off, depth + 1)
+        _encode(btf, t.type, value, buf, off, depth + 1, codec)
         return
     raise BTFError(f"{what}: cannot encode a {kind_name(t.kind)} value")
 
@@ -224,7 +244,7 @@ def _member_paths(btf: BTF, s: Struct, depth: int) -> dict[str, tuple[Struct, Me
 
 
 def _encode_member(btf: BTF, s: Struct, m: Member, value: Any, buf: bytearray, base: int,
-                   depth: int) -> None:
+                   depth: int, codec: FunctionCodec | None) -> None:
     bitsize, _signed = _bitfield(btf, s, m)
     what = f"BTF: type id {s.id}: member '{m.name}'"
     if bitsize:
@@ -240,7 +260,7 @@ def _encode_member(btf: BTF, s: Struct, m: Member, value: Any, buf: bytearray, b
         buf[first:first + nbytes] = word.to_bytes(nbytes, "little")
         return
     _check_member_fits(btf, s, m, depth, what)
-    _encode(btf, m.type, value, buf, base + m.byte_offset, depth + 1)
+    _encode(btf, m.type, value, buf, base + m.byte_offset, depth + 1, codec)
 
 
 def _int_bits(value: Any, bits: int, what: str) -> int:
