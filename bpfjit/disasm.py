@@ -8,6 +8,10 @@ llvm-objdump 19 prints ``<unknown>`` (load-acquire/store-release, gotox) or igno
 (static-branch flavours of JA, callx with the register in imm) we print the syntax newer LLVM
 versions and the kernel use.
 ``listing`` lays out a whole function the way ``llvm-objdump -d`` does.
+
+Both take ``llvm=22`` for the text of llvm-objdump 22 (the objects clang-22 builds, with jump
+tables): it names the 32-bit register of a narrow load or store (``w1 = *(u32 *)(r1 + 0x0)``,
+``*(u8 *)(r2 + 0x0) = w1``) where LLVM 19 prints ``r1``.
 """
 from __future__ import annotations
 
@@ -52,12 +56,26 @@ def _ptr(size: int, reg: int, off: int, signed: bool = False) -> str:
     return "*" + _cast(size, reg, off, signed)
 
 
-def insn_text(insn: Insn) -> str:
+LLVM_VERSIONS = (19, 22)  # the llvm-objdump versions whose text insn_text can give
+
+
+def insn_text(insn: Insn, llvm: int = 19) -> str:
     """The llvm-objdump text of one instruction (for ld_imm64, the text of the pair)."""
+    if llvm not in LLVM_VERSIONS:
+        raise ValueError(f"no llvm-objdump {llvm} syntax (known: {', '.join(map(str, LLVM_VERSIONS))})")
+    if llvm >= 22 and insn.cls in (isa.LDX, isa.STX) and insn.mode == isa.MEM and insn.size != isa.DW:
+        return _narrow_access(insn)
     return {
         isa.LD: _ld, isa.LDX: _ldx, isa.ST: _st, isa.STX: _stx,
         isa.ALU: _alu, isa.ALU64: _alu, isa.JMP: _jmp, isa.JMP32: _jmp,
     }[insn.cls](insn)
+
+
+def _narrow_access(insn: Insn) -> str:
+    """LLVM 22's text of a narrow load or store: the value register is the 32-bit one."""
+    if insn.cls == isa.LDX:
+        return f"w{insn.dst} = {_ptr(insn.size, insn.src, insn.off)}"
+    return f"{_ptr(insn.size, insn.dst, insn.off)} = w{insn.src}"
 
 
 def _ld(insn: Insn) -> str:
@@ -140,9 +158,9 @@ def _jmp(insn: Insn) -> str:
     return f"if {r}{insn.dst} {_JMP_SYMBOLS[op]} {operand} goto {_signed_off(insn.off)}"
 
 
-def disassemble(insns: Sequence[Insn]) -> list[tuple[int, str]]:
+def disassemble(insns: Sequence[Insn], llvm: int = 19) -> list[tuple[int, str]]:
     """(index, text) for every instruction, skipping the filler slots of ld_imm64."""
-    return [(i, insn_text(insn)) for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
+    return [(i, insn_text(insn, llvm)) for i, insn in enumerate(insns) if not isa.is_filler(insns, i)]
 
 
 def _jump_annotation(insn: Insn, index: int, symbols: list[tuple[int, str]]) -> str:
@@ -160,17 +178,18 @@ def _jump_annotation(insn: Insn, index: int, symbols: list[tuple[int, str]]) -> 
 
 
 def listing(insns: Sequence[Insn], symbols: Iterable[tuple[int, str]] = ((0, "prog"),),
-            relocations: dict[int, str] | None = None) -> str:
+            relocations: dict[int, str] | None = None, llvm: int = 19) -> str:
     """A function listing in llvm-objdump -d layout.
 
     symbols: (slot index, name) of each function symbol in the section, in order.
     relocations: slot index -> text of an ``R_BPF_...`` line to print after it (llvm-objdump -dr).
+    llvm: the llvm-objdump version whose text to give (19 or 22).
     """
     ordered = sorted(symbols)
     starts = dict(ordered)
     code = isa.encode(insns)
     lines: list[str] = []
-    for index, text in disassemble(insns):
+    for index, text in disassemble(insns, llvm):
         if index in starts:
             if lines:
                 lines.append("")

@@ -37,6 +37,7 @@ from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_
 from .runtime.maps.create import supported
 from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
+from .runtime.jump_tables import create_table_map
 from .runtime.static_keys import StaticKey
 from .runtime.kernel_helpers import HELPER_IDS
 from .runtime.stdhelpers import standard_helpers
@@ -217,6 +218,8 @@ class Object:
         self._create_btf_maps(maps or {})
         self._create_data_maps(rodata or {})
         self._initialise_data_pointers()  # .rodata is frozen before the verifier sees it, as libbpf does
+        # Each program's jump tables, a map each, as libbpf's (not among obj.maps, as not in libbpf's).
+        self._jump_table_maps = {table.name: create_table_map(table) for table in self.elf.jump_tables}
         self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
         self.helpers = standard_helpers(self._on_trace, ncpus)
         for helper in _user_helpers:
@@ -513,11 +516,11 @@ class Object:
 
     # --- what programs run against --------------------------------------------------------------
     def _regions(self) -> list[Region]:
-        return [region for m in self.maps.values() for region in m.regions()]
+        return [region for m in (*self.maps.values(), *self._jump_table_maps.values()) for region in m.regions()]
 
     def _resolve(self, insn, index: int) -> int:
         name = self.elf.map_names[insn.imm]
-        m = self.maps[name]
+        m = self.maps.get(name) or self._jump_table_maps[name]
         if insn.src == isa.PSEUDO_MAP_IDX:  # the map itself
             return m.handle
         return m.value_address(0) + insn.next_imm  # PSEUDO_MAP_IDX_VALUE: into the value

@@ -25,6 +25,7 @@ from .jit.tiers import Tiering, chunk_runs
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
+from .runtime.jump_tables import program_tables
 from .runtime.context import PROGRAM_TYPES
 from .runtime.limits import Limits, Watchdog
 from .runtime.memory import Regions
@@ -90,7 +91,8 @@ class Program:
         started = time.perf_counter()
         self.facts = cfg.analyse(self.original_insns, self.env.helpers,
                                  self.env.function_tokens.values() if self.env.function_tokens else (),
-                                 frame_pointer_writes=not verify)
+                                 frame_pointer_writes=not verify,
+                                 jump_tables=program_tables(self.original_insns, self.env.ld_imm64_value))
         # What the verifier proved (None: not verified).
         self.verification: Verdict | None = None
         if verify:

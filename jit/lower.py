@@ -54,6 +54,7 @@ from bpfjit.runtime.stdhelpers import (E2BIG, EINVAL, FOR_EACH_MAP_ELEM, LOOP, M
                                        for_each_map_elem as standard_for_each, loop as standard_loop)
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
+from .jump_tables import lower_gotox
 from .packet_loads import lower_legacy_load
 from .sites import MODULE_PROLOGUE, site_asm
 from .copies import Copy, find_copies
@@ -694,6 +695,8 @@ class _FunctionLowering:
             self.leave(self.reg(0))
         elif op == isa.CALL:
             self.lower_call(insn, index)
+        elif insn.opcode == isa.GOTOX_OP:
+            lower_gotox(self, insn, index)
         elif op == isa.JA and insn.src & isa.STATIC_BRANCH_JA:  # a patchable static-branch site
             self.emit(site_asm(index, f"b{index + 1}", f"b{insn.jump_target(index)}"))
             self.terminated = True

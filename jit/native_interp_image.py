@@ -16,7 +16,10 @@ helper registries. Everything it would have to look up is settled here, once:
 * a byte per slot saying whether a static-branch JA jumps, read at every execution of the site;
   the site's static key writes it when toggled (runtime/static_keys.py BranchFlag), so a toggle
   reaches a run in progress, as a patched jitted site does;
-* instructions no engine runs (gotox, kfunc calls, unknown helpers) turned into the trap opcode,
+* the targets of gotox: one u32 per slot naming the set of gotox instructions that may jump
+  there (those of the function whose jump tables hold it: runtime/jump_tables.py), and in each
+  gotox's imm the number of its set;
+* instructions no engine runs (kfunc calls, unknown helpers) turned into the trap opcode,
   with the reference interpreter's message kept for the instruction.
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Callable, Iterable, Sequence
 from bpfjit import isa
 from bpfjit.isa import Insn, MASK32
 from bpfjit.runtime.environment import Environment, func_token
+from bpfjit.runtime.jump_tables import BAD_TARGET, gotox_targets, program_tables
 from bpfjit.runtime.static_keys import BranchFlag
 
 from .native_interp_ir import CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE
@@ -44,13 +48,15 @@ class ImageHeader(ctypes.Structure):
         ("functions", ctypes.c_void_p),  # (token, start slot) u64 pairs, for callx
         ("function_count", ctypes.c_uint64),
         ("branches", ctypes.c_void_p),  # one byte per slot: the static-branch JA there jumps now
+        ("gotox_targets", ctypes.c_void_p),  # one u32 per slot: the gotox set that may jump there (0: none)
+        ("slot_count", ctypes.c_uint64),
     ]
 
 
 @dataclass
 class ProgramImage:
     header: ImageHeader
-    traps: dict[int, str]  # slot -> why the reference interpreter refuses the instruction there
+    traps: dict[int, str]  # slot -> why the reference interpreter refuses the instruction there (or may)
     insns: Sequence[Insn]
     env: Environment
     helper_order: list[int]  # the helper ids, by their index in the code
@@ -110,6 +116,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                               for i in insns] or [0])
     code = (ctypes.c_uint64 * len(words)).from_buffer(words)
     traps: dict[int, str] = {}
+    gotox_sets, gotox_targets_table = _gotox_table(insns, starts, env)
     special = [index for index, insn in enumerate(insns) if insn.opcode in _SPECIAL]
     branch_slots = [index for index in special if insns[index].opcode == isa.JA_OP and insns[index].src]
     for index in sorted({*special, *checked_accesses}):
@@ -123,7 +130,8 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
             src, imm = 0, value & MASK32
             code[index + 1] = encode_slot(0, imm=value >> 32)
         elif opcode == isa.GOTOX_OP:
-            reason = "gotox needs jump tables, which raw programs do not have"
+            imm = gotox_sets[index]
+            traps[index] = BAD_TARGET  # what a jump to a slot the set does not hold stops with
         elif opcode == isa.CALL_OP and src == isa.CALL_KFUNC:
             reason = "kfunc calls are not supported"
         elif opcode == isa.CALL_OP and src == isa.CALL_HELPER:
@@ -151,8 +159,23 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     ids, function_table = _pairs(helper_ids), _pairs(functions)
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
     header = ImageHeader(ctypes.addressof(code), 0, ctypes.addressof(ids), len(helper_ids),
-                         ctypes.addressof(function_table), len(functions), ctypes.addressof(branches))
+                         ctypes.addressof(function_table), len(functions), ctypes.addressof(branches),
+                         ctypes.addressof(gotox_targets_table), len(insns))
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots,
-                        [words, ids, function_table])
+                        [words, ids, function_table, gotox_targets_table])
+
+
+def _gotox_table(insns: Sequence[Insn], starts: frozenset[int],
+                 env: Environment) -> tuple[dict[int, int], ctypes.Array]:
+    """Each gotox's set number (from 1; the gotox of one function share theirs), and the u32 per
+    slot that names the set whose targets include it (0: a slot no gotox may reach)."""
+    numbers: dict[frozenset[int], int] = {}
+    table = (ctypes.c_uint32 * max(1, len(insns)))()
+    sets = {}
+    for index, targets in gotox_targets(insns, starts, program_tables(insns, env.ld_imm64_value)).items():
+        sets[index] = numbers.setdefault(targets, len(numbers) + 1)
+        for target in targets:
+            table[target] = sets[index]
+    return sets, table

@@ -44,8 +44,12 @@ Two variants are built from this one description:
 
 A failed run records its status, instruction and detail in the RunEnv and returns 0, like the JIT;
 ``raise_for_status`` (runtime/status.py) turns that into the same error. TRAP is this engine's own
-status: the image names the reason (kfuncs, gotox, unknown helpers), which
+status: the image names the reason (kfuncs, unknown helpers), which
 the reference interpreter reports at the same instruction.
+
+``gotox rX`` jumps to the slot rX holds (an entry of a jump table), once the image's table of
+jump-table targets says that slot is one of the gotox's function's (its imm names the set);
+any other value traps, with the reference interpreter's error.
 """
 from __future__ import annotations
 
@@ -78,7 +82,7 @@ CHECKED_MODE = {isa.LDX | isa.MEM: isa.LDX | isa.ABS, isa.LDX | isa.MEMSX: isa.L
 
 # The image's fields (jit/native_interp_image.py ImageHeader), each 8 bytes.
 (IMAGE_CODE, IMAGE_HELPERS, IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT,
- IMAGE_BRANCHES) = range(7)
+ IMAGE_BRANCHES, IMAGE_GOTOX_TARGETS, IMAGE_SLOT_COUNT) = range(9)
 # A frame record: the caller's r1-r10 (slots 0-9), its return slot, its may_goto budget.
 RECORD_WORDS = 16
 RECORD_RETURN, RECORD_MAY_GOTO = 10, 11
@@ -427,9 +431,9 @@ class _LoopBuilder:
             for op in (*_PREDICATES, isa.JSET):
                 for source in (isa.K, isa.X):
                     writers[cls | op | source] = self.conditional_jump
-        writers.update({isa.JA_OP: self.ja, isa.GOTOL_OP: self.ja, isa.MAY_GOTO_OP: self.may_goto,
-                        isa.CALL_OP: self.call, isa.CALLX_OP: self.callx, isa.EXIT_OP: self.exit,
-                        isa.LDDW: self.lddw})
+        writers.update({isa.JA_OP: self.ja, isa.GOTOL_OP: self.ja, isa.GOTOX_OP: self.gotox,
+                        isa.MAY_GOTO_OP: self.may_goto, isa.CALL_OP: self.call, isa.CALLX_OP: self.callx,
+                        isa.EXIT_OP: self.exit, isa.LDDW: self.lddw})
         for size in (isa.B, isa.H, isa.W):
             for mode in (isa.ABS, isa.IND):
                 writers[isa.LD | mode | size] = self.legacy_load
@@ -577,6 +581,22 @@ class _LoopBuilder:
         table = f.image_word(IMAGE_BRANCHES)
         byte = f.value(f"load volatile i8, ptr {f.value(f'getelementptr inbounds i8, ptr {table}, i64 %pc')}")
         self.jump_if(f.value(f"icmp ne i8 {byte}, 0"), f.off)
+
+    def gotox(self, opcode: int) -> None:
+        """gotox rX: to the slot rX holds, if the image's target table gives that slot the set
+        this gotox names in its imm (the targets of its function's jump tables)."""
+        f = self.f
+        target = f.load_reg(f.dst)
+        inside = f.value(f"icmp ult i64 {target}, {f.image_word(IMAGE_SLOT_COUNT, 'i64')}")
+        slot = f.value(f"select i1 {inside}, i64 {target}, i64 0")
+        owners = f.image_word(IMAGE_GOTOX_TARGETS)
+        owner = f.value(f"load i32, ptr {f.value(f'getelementptr inbounds i32, ptr {owners}, i64 {slot}')}")
+        named = f.value(f"icmp eq i64 {f.value(f'zext i32 {owner} to i64')}, {f.imm_field}")
+        go, bad = f.branch_if(f.value(f"and i1 {inside}, {named}"), weight_taken=True)
+        f.label(bad)
+        f.fail(TRAP)
+        f.label(go)
+        f.goto_pc(target)
 
     def may_goto(self, opcode: int) -> None:
         """may_goto: falls through while this frame's budget lasts, then branches."""

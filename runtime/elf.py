@@ -27,6 +27,7 @@ from bpfjit.isa import (CALL_LOCAL, CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC,
 
 from .elf_tables import (SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Relocation, Section, Symbol, read_relocations,
                          read_sections, read_symbols)
+from .jump_tables import ENTRY_SIZE, JumpTable
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -149,6 +150,7 @@ _RELOCATION_NAMES = {R_BPF_NONE: "R_BPF_NONE", R_BPF_64_64: "R_BPF_64_64", R_BPF
 MAPS_SECTION = ".maps"
 STATIC_KEYS_SECTION = ".static_keys"
 STATIC_KEY_RECORD = 16  # {u32 JA offset, u32 target offset, u64 key reference | likely bit}
+JUMP_TABLES_SECTION = ".jumptables"  # clang's switch tables (cpu v4): byte offsets in the code section
 _DATA_PREFIXES = {".data": "data", ".rodata": "rodata", ".bss": "bss"}
 
 
@@ -182,7 +184,8 @@ class _ExternCall(ObjectError):
 class LinkedProgram:
     """One program, its callees appended after it, every reference turned into a pseudo source.
 
-    ld_imm64 src=5 (MAP_IDX) and src=6 (MAP_IDX_VALUE) carry an index into ElfObject.map_names.
+    ld_imm64 src=5 (MAP_IDX) and src=6 (MAP_IDX_VALUE) carry an index into ElfObject.map_names;
+    an ld_imm64 of a jump table is an src=6 into the value of that table's map (jump_tables).
     """
     name: str
     section: str
@@ -194,6 +197,7 @@ class LinkedProgram:
     # callx or a helper's callback may reach.
     address_taken: frozenset[int] = frozenset()
     link_error: BPFError | None = None  # why it cannot be linked (then it has no instructions)
+    jump_tables: tuple[JumpTable, ...] = ()  # the .jumptables tables it loads, in this program's slots
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,9 @@ class ElfObject:
     btf_ext: bytes | None
     license: str
     static_keys: tuple[str, ...] = ()  # names of the keys .static_keys declares
+    # Every program's jump tables, each a map of its own (libbpf's BPF_MAP_TYPE_INSN_ARRAY), named
+    # last in map_names in this order.
+    jump_tables: tuple[JumpTable, ...] = ()
 
 
 def read_object(source: Source, name: str | None = None) -> ElfObject:
@@ -400,14 +407,15 @@ class _Loader:
         address_taken = [target[1] for d in data_sections for _, target in d.pointers if target[0] == "func"]
         address_taken += [target[1] for _, target in map_relocations if target[0] == "func"]
         self.sites = self._static_key_sites()
+        self.jump_tables: list[JumpTable] = []  # every linked program's, in map index order
         programs = tuple(self._link_or_note(f, functions, by_place, map_names, address_taken)
                          for f in functions if f.is_program)
         btf = self._section_bytes(".BTF")
         license_bytes = self._section_bytes("license") or b""
         return ElfObject(self.label, programs, tuple(functions), tuple(data_sections), map_symbols, map_relocations,
-                         map_names, btf, self._section_bytes(".BTF.ext"),
-                         license_bytes.split(b"\0", 1)[0].decode(errors="replace"),
-                         tuple(sorted({key for key, _, _ in self.sites.values()})))
+                         map_names + tuple(table.name for table in self.jump_tables), btf,
+                         self._section_bytes(".BTF.ext"), license_bytes.split(b"\0", 1)[0].decode(errors="replace"),
+                         tuple(sorted({key for key, _, _ in self.sites.values()})), tuple(self.jump_tables))
 
     def _map_slot_target(self, reloc: Relocation, maps_size: int, by_place: dict[tuple[str, int], Function],
                          map_symbols: dict[str, tuple[int, int]]) -> tuple:
@@ -477,6 +485,8 @@ class _Loader:
         out: list[Insn] = []
         origins: list[tuple[str, int]] = []
         static_sites: list[tuple[int, str]] = []
+        tables: dict[str, JumpTable] = {}  # this program's, by symbol
+        first_table = len(map_names) + len(self.jump_tables)  # the map index of its first table
         position = 0
         while position < len(order):
             function = order[position]
@@ -500,6 +510,11 @@ class _Loader:
                     if target not in order:
                         order.append(target)
                     pending.append((len(out), target, "call" if insn.is_local_call else "func"))
+                elif insn.is_lddw and reloc and self._is_jump_table(reloc.symbol):
+                    table = tables.get(reloc.symbol.name) or self._jump_table(reloc, function, starts[function.number],
+                                                                            main.name)
+                    tables[table.symbol] = table
+                    insn = self._table_reference(insn, reloc, first_table + list(tables).index(table.symbol))
                 elif insn.is_lddw and reloc:
                     insn = self._data_reference(insn, reloc, map_names)
                 elif insn.is_lddw and insn.src:
@@ -520,8 +535,49 @@ class _Loader:
                 out[index + 1] = Insn(0, imm=out[index].next_imm)
         tokens = {number: start for number, start in starts.items()}
         taken = frozenset(address_taken) | {target.number for _, target, kind in pending if kind == "func"}
+        self.jump_tables.extend(tables.values())
         return LinkedProgram(main.name, main.section, tuple(out), tokens, tuple(origins), tuple(static_sites),
-                             taken)
+                             taken, jump_tables=tuple(tables.values()))
+
+    # --- jump tables ---------------------------------------------------------------------------
+    def _is_jump_table(self, symbol: Symbol) -> bool:
+        return symbol.section >= 0 and self.section_name(symbol.section) == JUMP_TABLES_SECTION
+
+    def _jump_table(self, reloc: Relocation, function: Function, start: int, program: str) -> JumpTable:
+        """The table a relocation names, as libbpf's create_jt_map reads it: the symbol's u64
+        entries are byte offsets in the code section of the function that loads the table; each
+        becomes a slot of the program, where that function starts at `start`. Whether the slots
+        lie inside the function is the structure check's to say (verifier/cfg.py), as the kernel's."""
+        symbol, data = reloc.symbol, self._section_bytes(JUMP_TABLES_SECTION) or b""
+        where = f"map '{JUMP_TABLES_SECTION}'"
+        if symbol.kind == "STT_SECTION" or not symbol.size:
+            raise self.reloc_error(reloc, f"{where}: a jump table is named by a symbol of its size")
+        if symbol.value % ENTRY_SIZE or symbol.size % ENTRY_SIZE:
+            raise self.reloc_error(reloc, f"{where}: jumptable start {symbol.value} and size {symbol.size} "
+                                          f"should be multiples of {ENTRY_SIZE}")
+        if symbol.value + symbol.size > len(data):
+            raise self.reloc_error(reloc, f"{where}: {JUMP_TABLES_SECTION} has {len(data)} bytes, the table "
+                                          f"ends at {symbol.value + symbol.size}")
+        targets = []
+        for number in range(symbol.size // ENTRY_SIZE):
+            offset = symbol.value + number * ENTRY_SIZE
+            (entry,) = struct.unpack_from("<Q", data, offset)
+            slot = start + entry // INSN_SIZE - function.start
+            if entry % INSN_SIZE or not 0 <= slot <= 0xFFFF_FFFF:
+                raise self.reloc_error(reloc, f"{where}: invalid jump table value {entry:#x} at offset {offset}")
+            targets.append(slot)
+        return JumpTable(f"{JUMP_TABLES_SECTION}.{program}.{symbol.name}", symbol.name, tuple(targets))
+
+    def _table_reference(self, insn: Insn, reloc: Relocation, map_index: int) -> Insn:
+        """An ld_imm64 of a jump table: the address of its entries, in the value of its map."""
+        if reloc.type != R_BPF_64_64:
+            raise self.reloc_error(reloc, f"{_RELOCATION_NAMES[reloc.type]} on an ld_imm64 of a jump table: "
+                                          "tables take R_BPF_64_64")
+        offset = insn.imm & 0xFFFF_FFFF
+        if offset >= reloc.symbol.size:
+            raise self.reloc_error(reloc, f"refers to {reloc.symbol_name}+{offset:#x}, past its end "
+                                          f"({reloc.symbol.size} bytes)")
+        return Insn(insn.opcode, insn.dst, PSEUDO_MAP_IDX_VALUE, 0, map_index, offset)
 
     def _static_site(self, insn: Insn, slot: int, section: str, where: str) -> Insn:
         """The JA a .static_keys record names, turned into goto_or_nop (likely) or nop_or_goto."""

@@ -20,6 +20,7 @@ from bpfjit.errors import BPFRuntimeError
 from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
 
 from .environment import Environment
+from .jump_tables import BAD_TARGET, gotox_targets, program_tables
 from .memory import Buffer, Region, Regions
 from .packet_loads import SKB_DATA, SKB_DATA_END, names_header, offset_of
 from .status import MAX_CALL_FRAMES, MAY_GOTO_BUDGET, RunEnv, Status, raise_for_status
@@ -53,6 +54,7 @@ class Interpreter:
         # ld_imm64 values are resolved once, as the JIT does at compile time.
         self.imm64 = {i: env.ld_imm64_value(insn, i) for i, insn in enumerate(insns)
                       if insn.is_lddw and not isa.is_filler(insns, i)}
+        self.gotox = gotox_targets(insns, functions, program_tables(insns, env.ld_imm64_value))
         # One method per instruction class.
         self.handlers = {
             isa.LD: self.ld, isa.LDX: self.ldx, isa.ST: self.st, isa.STX: self.stx,
@@ -263,7 +265,8 @@ class Interpreter:
             return self.call(insn)
         if op == isa.JA:
             if insn.opcode == isa.GOTOX_OP:
-                raise BPFRuntimeError(self.pc, "gotox needs jump tables, which raw programs do not have")
+                self.pc = self.indirect_target(self.regs[insn.dst])
+                return None
             taken = insn.src == 0 or self.env.static_branch_jumps(self.pc, insn)
         elif op == isa.JCOND:  # may_goto: branch once this frame's budget is spent
             frame = self.frames[-1]
@@ -274,6 +277,12 @@ class Interpreter:
             taken = condition(insn, self.regs[insn.dst], self.regs[insn.src])
         self.pc = insn.jump_target(self.pc) if taken else self.pc + 1
         return None
+
+    def indirect_target(self, value: int) -> int:
+        """Where gotox goes: the slot a jump table entry holds, if it is one of its function's."""
+        if value not in self.gotox.get(self.pc, ()):
+            raise BPFRuntimeError(self.pc, BAD_TARGET)
+        return value
 
     def call(self, insn: Insn) -> None:
         if insn.source == isa.X:  # callx: a helper id or a BPF function token

@@ -29,6 +29,7 @@ class Status(enum.IntEnum):
     BAD_READ = 8  # a checked load outside the memory the run may read (value: the address)
     BAD_WRITE = 9  # a checked store outside the memory the run may write (value: the address)
     DEAD_CODE = 10  # an instruction the verifier proved unreachable ran: a verifier bug, stopped
+    BAD_GOTOX = 11  # gotox to a slot no jump table of its function holds (runtime/jump_tables.py)
 
 
 MAX_CALL_FRAMES = 8  # the kernel's limit: the main frame plus seven nested calls
@@ -97,6 +98,9 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         return
     if status == Status.BAD_CALLX:
         raise BPFRuntimeError(env.insn, f"callx to {env.value:#x}, which is neither a helper nor a BPF function")
+    if status == Status.BAD_GOTOX:
+        from .jump_tables import BAD_TARGET
+        raise BPFRuntimeError(env.insn, BAD_TARGET)
     if status == Status.CALL_DEPTH:
         raise BPFRuntimeError(env.insn, f"more than {MAX_CALL_FRAMES} nested calls")
     if status == Status.STEP_BUDGET:

@@ -28,7 +28,7 @@ _OP_NAMES = {isa.ADD: "+=", isa.SUB: "-=", isa.MUL: "*=", isa.DIV: "/=", isa.OR:
              isa.NEG: "neg", isa.END: "endian", isa.MOV: "="}
 # Pointers that may not move at all.
 _FIXED = (RegType.PTR_TO_PACKET_END, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_FUNC, RegType.PTR_TO_SOCKET,
-          RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK)
+          RegType.PTR_TO_SOCK_COMMON, RegType.PTR_TO_TCP_SOCK, RegType.PTR_TO_XDP_SOCK, RegType.PTR_TO_INSN)
 
 
 def check_alu(state: State, insn: Insn, new_id) -> None:

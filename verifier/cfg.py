@@ -4,6 +4,10 @@ These are the checks the kernel verifier makes before it looks at any value: jum
 their function and never land in the middle of an ld_imm64, every function ends in exit or goto,
 calls go to known helpers or to function starts, the call graph has no recursion and at most
 eight frames, and nothing writes the frame pointer. Messages follow the kernel's wording.
+
+A ``gotox`` (an indirect jump through a jump table, cpu v4) may reach every entry of the tables
+of its function (runtime/jump_tables.py); those are its successors here, as in the kernel's
+check_cfg, and the verifier narrows them on each path to the entries the loaded index can name.
 """
 from __future__ import annotations
 
@@ -13,19 +17,21 @@ from bpfjit import isa
 from bpfjit.errors import ProgramError
 from bpfjit.isa import Insn
 
+from bpfjit.runtime.jump_tables import targets_in
 from bpfjit.runtime.status import MAX_CALL_FRAMES
 
 from .facts import Facts, Function
 
 
 def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Iterable[int] = (),
-            frame_pointer_writes: bool = True) -> Facts:
+            frame_pointer_writes: bool = True, jump_tables: Sequence[Sequence[int]] = ()) -> Facts:
     """Check the program's structure and describe its functions and blocks.
 
     entry_points: further function starts known from outside the code (functions whose address
     sits in global data, which only callx reaches). frame_pointer_writes: refuse any write to r10
     here; a program to be verified leaves that to the verifier, which (as the kernel) refuses
-    only writes a path reaches.
+    only writes a path reaches. jump_tables: the slots each of the program's jump tables holds
+    (Environment.jump_tables), which its gotox instructions may reach.
     """
     if not insns:
         raise ProgramError(0, "the program is empty")
@@ -50,6 +56,10 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
                 if not start <= target < end or isa.is_filler(insns, target):
                     raise ProgramError(index, f"jump out of range from insn {index} to {target}")
                 block_starts.update((target, index + 1))
+            if insn.opcode == isa.GOTOX_OP:
+                successors[index] = _gotox_targets(insns, index, start, end, jump_tables)
+                block_starts.update(successors[index] + (index + 1,))
+                continue
             successors[index] = tuple(s for s in _successors(insn, index) if s < end)
         last = end - 1 - (1 if end - 2 >= start and insns[end - 2].is_lddw else 0)
         if not _ends_flow(insns[last]):
@@ -74,6 +84,22 @@ def _successors(insn: Insn, index: int) -> tuple[int, ...]:
     if _ends_flow(insn):  # goto / gotol
         return (target,)
     return (after, target)  # conditional jumps, static-branch JAs, may_goto
+
+
+def _gotox_targets(insns: Sequence[Insn], index: int, start: int, end: int,
+                   jump_tables: Sequence[Sequence[int]]) -> tuple[int, ...]:
+    """Where the gotox at index may jump: its function's tables' entries (the kernel's
+    create_jt), each inside the function and at the start of an instruction."""
+    targets = targets_in(jump_tables, start, end)
+    if not targets:
+        raise ProgramError(index, f"no jump tables found for subprog starting at {start}")
+    for target in targets:
+        if not start <= target < end:
+            raise ProgramError(index, f"jump table for insn {index} points outside of the subprog "
+                                      f"[{start},{end}]")
+        if isa.is_filler(insns, target):
+            raise ProgramError(index, f"jump into the middle of ldimm64 insn {target - 1}")
+    return targets
 
 
 def _function_starts(insns: Sequence[Insn]) -> set[int]:
@@ -115,8 +141,6 @@ def writes_frame_pointer(insn: Insn) -> bool:
 def _check_insn(insn: Insn, index: int, helper_ids: Container[int], frame_pointer_writes: bool) -> None:
     if frame_pointer_writes and writes_frame_pointer(insn):
         raise ProgramError(index, "frame pointer is read only")
-    if insn.opcode == isa.GOTOX_OP:
-        raise ProgramError(index, "gotox needs jump tables (.jumptables), which this program lacks")
     if insn.opcode == isa.CALL_OP:
         if insn.src == isa.CALL_KFUNC:
             raise ProgramError(index, "kfunc calls are not supported")

@@ -290,6 +290,8 @@ class Verifier:
             if insn.src:  # a static branch: both ways, whatever the key says now
                 return [(index + 1, state), (insn.jump_target(index), state.copy())]
             return [(insn.jump_target(index), state)]
+        if opcode == isa.GOTOX_OP:
+            return jumps.indirect_jump(state, insn, self.facts.successors[index])
         if opcode == isa.MAY_GOTO_OP:
             return [(index + 1, state), (insn.jump_target(index), state.copy())]
         return jumps.branch(state, insn, index, fit_packet=self.spec.widen_loops)

@@ -6,6 +6,12 @@ the other, for every copy of it (same id). A packet pointer compared with ``data
 one edge that the bytes before it are in the packet, for every pointer derived from the same one
 (``find_good_pkt_pointers``). Scalars copied from one another share an id and are refined
 together (``sync_linked_regs``).
+
+An indirect jump (``gotox rX``, cpu v4) goes through a jump table (runtime/jump_tables.py), as
+the kernel's check_indirect_jump has it: the table's map value is read only 8 bytes at a time,
+on an entry's boundary, and what is read is a pointer to an instruction that keeps the offset
+range it was read at (:func:`table_load`); the gotox takes every distinct entry in that range,
+each a path of its own, and refuses a range that leaves the table (:func:`indirect_jump`).
 """
 from __future__ import annotations
 
@@ -13,10 +19,14 @@ from dataclasses import replace
 
 from bpfjit import isa
 from bpfjit.isa import Insn
+from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import MAX_PACKET_LEN
+from bpfjit.runtime.jump_tables import ENTRY_SIZE, InsnArray, entries_of
+from bpfjit.runtime.map_types import MapType
 
 from . import scalar as values
-from .state import RAW_LENGTH_ID, Reg, RegType, Slot, State, const, require_init
+from .log import Rejected
+from .state import RAW_LENGTH_ID, MapInfo, Reg, RegType, Slot, State, const, require_init
 
 
 _NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON,
@@ -182,3 +192,59 @@ def _for_each_reg(state: State, change) -> None:
                 changed = change(slot.spilled)
                 if changed is not slot.spilled:
                     frame.stack[number] = Slot(slot.kinds, changed)
+
+
+# --- indirect jumps ------------------------------------------------------------------------------
+
+def is_jump_table(info: MapInfo | None) -> bool:
+    """Whether a map is a jump table (BPF_MAP_TYPE_INSN_ARRAY): its value is read only by
+    table_load, and never written ("writes into insn_array not allowed")."""
+    return info is not None and info.map_type == MapType.INSN_ARRAY
+
+
+def table_load(reg: Reg, off: int, size: int) -> Reg:
+    """What a load of `size` bytes at reg + off from a jump table's value gives (reg: the
+    PTR_TO_MAP_VALUE, already checked to stay inside the value): a pointer to the instruction
+    of the entry there, with the load's offset range, for gotox to read the targets from."""
+    if size != ENTRY_SIZE:
+        raise Rejected(f"Invalid read of {size} bytes from insn_array")
+    tnum = reg.value.var_off
+    if tnum.value % ENTRY_SIZE or tnum.mask % ENTRY_SIZE or (reg.off + off) % ENTRY_SIZE:
+        raise Rejected(f"misaligned value access off {tnum}+{reg.off}+{off} size {size}")
+    return Reg(RegType.PTR_TO_INSN, reg.value, off=reg.off + off, map=reg.map, id=reg.id)
+
+
+_INDEX_LIMIT = 0xFFFF_FFFF * ENTRY_SIZE  # the kernel's bound on a table offset (U32_MAX entries)
+
+
+def indirect_jump(state: State, insn: Insn, allowed: tuple[int, ...]) -> list[tuple[int, State]]:
+    """The paths of `gotox rX`: one per distinct entry the offset range of rX can name (the
+    kernel's check_indirect_jump), the first entry's path last, as the kernel pushes them.
+    allowed: the targets the structure check found for this gotox (its function's tables)."""
+    regno = insn.dst
+    reg = state.regs[regno]
+    require_init(reg, regno)
+    if reg.type != RegType.PTR_TO_INSN:
+        raise Rejected(f"R{regno} has type {reg.type_name()}, expected PTR_TO_INSN")
+    low, high = reg.value.umin + reg.off, reg.value.umax + reg.off
+    for name, value, bound in (("umin", reg.value.umin, low), ("umax", reg.value.umax, high)):
+        if bound > _INDEX_LIMIT or bound < 0:
+            raise Rejected(f"the sum of R{regno} {name}_value {value} is too big")
+    entries = reg.map.value_size // ENTRY_SIZE
+    first, last = low // ENTRY_SIZE, high // ENTRY_SIZE
+    if last >= entries:
+        raise Rejected(f"R{regno} points to outside of jump table: [{first},{last}] max_entries {entries}")
+    targets = sorted(set(_entries(reg.map)[first:last + 1]))
+    for target in targets:
+        if target not in allowed:
+            raise Rejected(f"gotox at R{regno} reaches insn {target}, which no jump table of its function holds")
+    paths = [(target, state.copy()) for target in targets[:-1]]
+    return [(targets[-1], state)] + paths[::-1]
+
+
+def _entries(info: MapInfo) -> tuple[int, ...]:
+    """A jump table's entries (instruction slots), read from its map as the kernel reads them."""
+    table = runtime_maps.map_from_handle(info.handle)
+    if not isinstance(table, InsnArray):
+        raise Rejected(f"jump table {info.name} is gone")
+    return entries_of(table)

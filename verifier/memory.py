@@ -15,6 +15,7 @@ from typing import Callable
 from bpfjit import isa
 from bpfjit.isa import Insn
 
+from . import jumps
 from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .scalar import Scalar, sign_extend, truncate
@@ -160,6 +161,8 @@ class MemoryChecker:
     def _map_value(self, reg: Reg, access: Access, value: Reg | None) -> Reg:
         info = reg.map
         off = reg.off + access.off
+        if access.write and jumps.is_jump_table(info):
+            raise Rejected("writes into insn_array not allowed")
         if access.write and info.read_only:
             raise Rejected(f"write into map forbidden, value_size={info.value_size} off={off} size={access.size}")
         if not access.write and info.write_only:
@@ -170,6 +173,8 @@ class MemoryChecker:
             low, high = reg.value.smin + off, reg.value.umax + off + access.size
             if low < lock + 4 and lock < high:
                 raise Rejected("bpf_spin_lock cannot be accessed directly by load/store")
+        if jumps.is_jump_table(info):
+            return jumps.table_load(reg, access.off, access.size)
         if info.func_slots:
             if access.write:
                 _check_func_slot_write(reg, access, off, value)

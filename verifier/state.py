@@ -45,6 +45,7 @@ class RegType(enum.Enum):
     PTR_TO_TCP_SOCK = "tcp_sock"
     PTR_TO_XDP_SOCK = "xdp_sock"
     PTR_TO_BTF_ID = "ptr_"
+    PTR_TO_INSN = "insn"  # an entry of a jump table: only gotox uses it (verifier/jumps.py)
 
 
 PACKET_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
@@ -180,7 +181,8 @@ def format_reg(reg: Reg) -> str:
         parts.append(f"id={reg.id}")
     if reg.ref_obj_id:
         parts.append(f"ref_obj_id={reg.ref_obj_id}")
-    if reg.type in (RegType.PTR_TO_MAP_VALUE, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_KEY) and reg.map:
+    if reg.type in (RegType.PTR_TO_MAP_VALUE, RegType.CONST_PTR_TO_MAP, RegType.PTR_TO_MAP_KEY,
+                    RegType.PTR_TO_INSN) and reg.map:
         parts.append(str(reg.map))
     if reg.off:
         parts.append(f"off={reg.off}")

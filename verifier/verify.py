@@ -16,6 +16,7 @@ from bpfjit.isa import Insn
 from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
 from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.jump_tables import program_tables
 
 from . import calls, legacy_packet
 from .check import ProgramSpec, Verdict, Verifier
@@ -89,6 +90,9 @@ def inputs(insns: Sequence[Insn], env: Environment, prog_type: ProgramType) -> s
         parts.append(f"callx {sorted(env.function_tokens.values())} {env.callx_reaches_helpers}")
     if env.returns_int is not None:
         parts.append(f"returns_int {sorted(env.returns_int.items())}")
+    tables = program_tables(insns, env.ld_imm64_value)
+    if tables:
+        parts.append(f"jump tables {tables}")
     return "\n".join(parts)
 
 
@@ -155,8 +159,9 @@ class _PseudoTargets:
 
 
 def _value_base(candidate: "runtime_maps.Map") -> int | None:
-    """Where the one value of a single-element array map (global data) starts."""
-    if candidate.map_type != runtime_maps.MapType.ARRAY or candidate.max_entries != 1:
+    """Where the one value of a single-element array map (global data, a jump table) starts."""
+    if candidate.map_type not in (runtime_maps.MapType.ARRAY, runtime_maps.MapType.INSN_ARRAY) \
+            or candidate.max_entries != 1:
         return None
     return candidate.value_address(0)
 
