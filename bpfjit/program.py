@@ -101,7 +101,8 @@ class Program:
                                  checked_accesses=self.verification.checked_accesses,
                                  helper_args_proven=self.verification.helper_args_proven,
                                  zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead,
-                                 pointer_moves=self.verification.pointer_moves)
+                                 pointer_moves=self.verification.pointer_moves,
+                                 callx_sites=self.verification.callx_sites)
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout,
@@ -112,7 +113,8 @@ class Program:
                                   for i in self.insns)
         # The native interpreter's image is built now: cheap, it is what lets engine="auto" give a
         # first result at once, and resolving every ld_imm64 reports a bad pseudo source at load.
-        self._image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses)
+        self._image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses,
+                                  self.facts.callx_sites)
         self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
         self._native_lock = threading.Lock()
@@ -346,7 +348,8 @@ class Program:
                     retval = _interpreter().run(image, env, memory.r1, memory.r2, repeat,
                                                 program._native_checked(sandboxed))
                 else:
-                    interpreter = Interpreter(program.insns, program.env, program.facts.function_starts)
+                    interpreter = Interpreter(program.insns, program.env, program.facts.function_starts,
+                                              program.facts.callx_sites)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
             if env.status != Status.TAIL_CALL:
                 break
@@ -367,7 +370,7 @@ class Program:
             return lambda start, args: _interpreter().call_function(image, env, start, args, checked)
 
         def interpret(start: int, args: list[int]) -> int:
-            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts)
+            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, self.facts.callx_sites)
             return interpreter.run_function(start, args, regions, env)
         return interpret
 

@@ -1010,7 +1010,8 @@ class _FunctionLowering:
         """Dispatch on the target value: helper ids and BPF function tokens, anything else fails."""
         target = self.reg(insn.callx_reg)
         helpers = [h.id for h in self.env.helpers] if self.env.callx_reaches_helpers else []
-        functions = self.env.callx_targets(self.facts.function_starts)
+        functions = sorted(self.facts.callx_sites[index]) if index in self.facts.callx_sites \
+            else self.env.callx_targets(self.facts.function_starts)
         cases = [f"i64 {h}, label %cx{index}h{h}" for h in helpers]
         cases += [f"i64 {_const(self.env.token_of(f), 64)}, label %cx{index}f{f}" for f in functions]
         self.emit(f"switch i64 {target}, label %cx{index}bad [ {' '.join(cases)} ]")

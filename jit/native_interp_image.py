@@ -27,7 +27,7 @@ from __future__ import annotations
 import array
 import ctypes
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.isa import Insn, MASK32
@@ -96,13 +96,14 @@ _SPECIAL = frozenset({isa.CALL_OP, isa.CALLX_OP, isa.GOTOX_OP, isa.JA_OP}
 
 
 def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterable[int],
-                checked_accesses: Iterable[int]) -> ProgramImage:
+                checked_accesses: Iterable[int], callx_sites: Mapping[int, frozenset[int]] | None = None) -> ProgramImage:
     """Pre-decode a structurally checked program (Program.insns: ctx accesses already rewritten),
     except its helper addresses (ProgramImage.bind_helpers). Resolving each ld_imm64 here is
     what reports a bad pseudo source at load.
 
     function_starts: the slots where BPF functions start (Facts.function_starts).
     checked_accesses: the accesses a verified program checks at run time (Facts.checked_accesses).
+    callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites).
 
     Cheap enough to run at every load (a program of 100,000 instructions takes tens of ms): most
     slots are their plain encoding, made in one pass; only the special ones are revisited."""
@@ -118,6 +119,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     traps: dict[int, str] = {}
     gotox_sets, gotox_targets_table = _gotox_table(insns, starts, env)
     special = [index for index, insn in enumerate(insns) if insn.opcode in _SPECIAL]
+    functions, callx_refs = _function_table(insns, special, starts, env, callx_sites or {})
     branch_slots = [index for index in special if insns[index].opcode == isa.JA_OP and insns[index].src]
     for index in sorted({*special, *checked_accesses}):
         insn = insns[index]
@@ -140,7 +142,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
             else:
                 imm = index_of(imm)
         elif opcode == isa.CALLX_OP:
-            dst, imm = insn.callx_reg, 0
+            dst, imm = insn.callx_reg, callx_refs[index]
         elif insn.cls in (isa.LDX, isa.ST, isa.STX):  # an access the verifier left to the run
             base = src if insn.cls == isa.LDX or (insn.mode == isa.ATOMIC and imm == isa.LOAD_ACQ) else dst
             if base != isa.FRAME_POINTER:
@@ -152,10 +154,6 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     helper_ids: list[tuple[int, int]] = []
     if env.callx_reaches_helpers and any(insns[index].opcode == isa.CALLX_OP for index in special):
         helper_ids = [(helper.id, index_of(helper.id)) for helper in env.helpers]
-    if env.function_tokens is None:
-        functions = [(func_token(start), start) for start in sorted(starts)]
-    else:
-        functions = [(token, start) for token, start in env.function_tokens.items() if start in starts]
     ids, function_table = _pairs(helper_ids), _pairs(functions)
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
     header = ImageHeader(ctypes.addressof(code), 0, ctypes.addressof(ids), len(helper_ids),
@@ -165,6 +163,28 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots,
                         [words, ids, function_table, gotox_targets_table])
+
+
+def _function_table(insns: Sequence[Insn], special: Sequence[int], starts: frozenset[int], env: Environment,
+                    callx_sites: Mapping[int, frozenset[int]]) -> tuple[list[tuple[int, int]], dict[int, int]]:
+    """The (token, start slot) pairs callx looks its target up in, and for each callx the run
+    of pairs it looks in, as its imm: the first pair's index, plus the count << 16. A verified
+    program's callx has a run of its own, the functions the verifier followed it into (those
+    whose prototype fits); the others share the run of every function with a token."""
+    if env.function_tokens is None:
+        functions = [(func_token(start), start) for start in sorted(starts)]
+    else:
+        functions = [(token, start) for token, start in env.function_tokens.items() if start in starts]
+    every = len(functions) << 16
+    refs = {}
+    for index in special:
+        if insns[index].opcode == isa.CALLX_OP:
+            if index in callx_sites:
+                refs[index] = len(functions) | len(callx_sites[index]) << 16
+                functions += [(env.token_of(start), start) for start in sorted(callx_sites[index])]
+            else:
+                refs[index] = every
+    return functions, refs
 
 
 def _gotox_table(insns: Sequence[Insn], starts: frozenset[int],

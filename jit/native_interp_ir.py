@@ -621,14 +621,18 @@ class _LoopBuilder:
         f.emit("br label %call_helper")
 
     def callx(self, opcode: int) -> None:
-        """callx: a BPF function's token (the image's function table), else a helper id where the
-        program's environment allows it (the image's helper-id table), else BAD_CALLX."""
+        """callx: a BPF function's token (in the run of the image's function table its imm names:
+        the first pair's index, plus the count << 16), else a helper id where the program's
+        environment allows it (the image's helper-id table), else BAD_CALLX."""
         f = self.f
         target = f.load_reg(f.dst)
+        first = f.value(f"mul i64 {f.value(f'and i64 {f.imm_field}, 65535')}, 2")
+        functions = f.value(f"getelementptr inbounds i64, ptr {f.image_word(IMAGE_FUNCTIONS)}, i64 {first}")
         for table, count, sources, block in (
-                (IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT, self.call_sources, "call_local"),
-                (IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, self.helper_sources, "call_helper")):
-            found, value, missing = self.scan_pairs(f.image_word(table), f.image_word(count, "i64"), target)
+                (functions, f.value(f"lshr i64 {f.imm_field}, 16"), self.call_sources, "call_local"),
+                (f.image_word(IMAGE_HELPER_IDS), f.image_word(IMAGE_HELPER_ID_COUNT, "i64"), self.helper_sources,
+                 "call_helper")):
+            found, value, missing = self.scan_pairs(table, count, target)
             f.label(found)
             sources.append((value, found))
             f.emit(f"br label %{block}")

@@ -14,6 +14,7 @@ import ctypes
 import threading
 import time
 from dataclasses import dataclass
+from typing import Mapping
 
 from bpfjit import isa
 from bpfjit.errors import BPFRuntimeError
@@ -46,11 +47,14 @@ class Unwind(Exception):
 
 
 class Interpreter:
-    def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int]):
-        """functions: the slot indexes where BPF functions start (valid callx targets)."""
+    def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int],
+                 callx_sites: Mapping[int, frozenset[int]] | None = None):
+        """functions: the slot indexes where BPF functions start (valid callx targets);
+        callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites)."""
         self.insns = insns
         self.env = env
         self.functions = functions
+        self.callx_sites = callx_sites or {}
         # ld_imm64 values are resolved once, as the JIT does at compile time.
         self.imm64 = {i: env.ld_imm64_value(insn, i) for i, insn in enumerate(insns)
                       if insn.is_lddw and not isa.is_filler(insns, i)}
@@ -288,7 +292,7 @@ class Interpreter:
         if insn.source == isa.X:  # callx: a helper id or a BPF function token
             target = self.regs[insn.callx_reg]
             function = self.env.function_of(target)
-            if function in self.functions:
+            if function in self.callx_sites.get(self.pc, self.functions):
                 self.call_local(function)
             elif self.env.callx_reaches_helpers and target in self.env.helpers:
                 self.call_helper(target)

@@ -7,13 +7,16 @@ Expected values are derived by hand from the C sources: trace_length gives the p
 trace_first_byte its first byte, trace_count the number of packets it has seen."""
 from __future__ import annotations
 
+import ctypes
 import pathlib
+import struct
 import threading
 
 import pytest
 
 import bpfjit
 from bpfjit.listing import xlated_listing
+from bpfjit.runtime.environment import func_token
 
 from conftest import ENGINES
 
@@ -143,3 +146,19 @@ def test_the_xlated_listing_names_the_call_targets():
     callx = [line for line in listing.splitlines() if "callx" in line]
     assert len(callx) == 2
     assert all(line.endswith("; may call trace_length, trace_first_byte, trace_count, read_word") for line in callx)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_callx_reaches_only_the_functions_that_fit_even_behind_the_checks(engine):
+    """A token written into the slot's memory directly (as a native tool could: no Python check
+    sees it) names read_word, whose prototype does not fit hook's: every engine ends the run at
+    the callx instead of calling it with the ctx, which read_word would dereference as a u64*."""
+    obj = bpfjit.load(PROGS / "debug_point.o")
+    obj.globals["hook"] = obj.functions["trace_length"]
+    bss = obj.maps[".bss"]
+    raw = ctypes.string_at(bss.value_base, bss.value_size)
+    offset = raw.index(struct.pack("<Q", func_token(obj.functions["trace_length"].number)))
+    wrong = func_token(obj.functions["read_word"].number)
+    ctypes.memmove(bss.value_base + offset, struct.pack("<Q", wrong), 8)
+    with pytest.raises(bpfjit.BPFRuntimeError, match=f"callx to {wrong:#x}, which is neither a helper nor a BPF function"):
+        obj.programs["debug_point"].test_run(PACKET, engine=engine)

@@ -409,6 +409,7 @@ def callx(v: "Verifier", state: State, insn: Insn, index: int) -> list[tuple[int
         raise Rejected(f"callx R{regno} type={target.type_name()} expected=func")
     if not starts:
         raise Rejected(f"callx R{regno}: no function of the program fits the pointer's prototype")
+    v.callx_sites.setdefault(index, set()).update(starts)
     paths = [state] + [state.copy() for _ in starts[1:]]
     return [(local_call(v, path, start, index), path) for start, path in zip(starts, paths)]
 

@@ -98,6 +98,8 @@ class Verdict:
     # Memory instructions that access the context (on every path that reaches them): the ones
     # whose offsets the ctx rewrite turns into the native context's (verifier/ctx_access.py).
     ctx_accesses: frozenset[int] = frozenset()
+    # Each callx, by slot: the functions some path called through it (Facts.callx_sites).
+    callx_sites: Mapping[int, frozenset[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class Verifier:
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
         self.checked_accesses: set[int] = set()  # memory insns that may use raw memory (Verdict)
         self.pointer_moves: dict[int, int] = {}  # Verdict.pointer_moves
+        self.callx_sites: dict[int, set[int]] = {}  # Verdict.callx_sites
         self.visited: set[int] = set()  # instructions some path reached (the others are dead)
         self.helper_args_proven = True
         self.ids = 0
@@ -175,7 +178,8 @@ class Verifier:
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
                        frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited,
                        dict(self.pointer_moves),
-                       ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items() if kind == RegType.PTR_TO_CTX))
+                       ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items() if kind == RegType.PTR_TO_CTX),
+                       callx_sites={index: frozenset(starts) for index, starts in self.callx_sites.items()})
 
     def _check_reachable(self) -> None:
         """Every instruction of a function must be reachable from its start (the kernel's
