@@ -15,7 +15,8 @@ API::
 
     kernel_available() -> (bool, reason)        # can a trivial socket filter be loaded? (cached)
     kernel_test_run(object_path, program, data=b"", ctx=None, repeat=1, rodata=None,
-                    map_updates=None, timeout=60) -> KernelResult
+                    map_updates=None, timeout=60, data_size_out=None, ctx_size_out=None) -> KernelResult
+    kernel_test_runs(object_path, program, runs, ...) -> KernelRuns   # several runs on one load
 
 How the object is loaded (in the child, through ctypes on ``libbpf.so.1``):
 
@@ -24,7 +25,8 @@ How the object is loaded (in the child, through ctypes on ``libbpf.so.1``):
   initial values are set with ``bpf_map__set_initial_value``; then
   ``bpf_object__load`` (maps created, global data populated and ``.rodata`` frozen, as libbpf does).
 - ``map_updates`` are written with ``bpf_map_update_elem(BPF_ANY)`` after the load, before the run.
-- ``bpf_prog_test_run_opts`` runs the program ``repeat`` times on ``data`` (and ``ctx``).
+- ``bpf_prog_test_run_opts`` runs the program ``repeat`` times on ``data`` (and ``ctx``), once per
+  requested run, in order, on the same maps (as an attached program sees packet after packet).
 - Then every map of the object is read back with ``bpf_map_get_next_key`` + ``bpf_map_lookup_elem``.
 
 A program the verifier rejects raises :class:`~bpfjit.errors.KernelEngineError` whose message ends
@@ -38,12 +40,13 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 from .errors import KernelEngineError
 
-__all__ = ["KernelResult", "MapInfo", "kernel_available", "kernel_test_run", "split_per_cpu",
-           "LIBBPF_SONAME"]
+__all__ = ["KernelResult", "KernelRun", "KernelRuns", "MapInfo", "kernel_available", "kernel_test_run",
+           "kernel_test_runs", "split_per_cpu", "LIBBPF_SONAME"]
 
 LIBBPF_SONAME = "libbpf.so.1"
 CHILD_MODULE = "bpfjit.kernel_child"  # what the child process runs (python -m)
@@ -89,6 +92,11 @@ class KernelResult:
     map_info: type, key/value size, max_entries of every map.
     possible_cpus: ``libbpf_num_possible_cpus()``.
     prog_type: the program's ``enum bpf_prog_type``.
+    errno: ``errno.ENOSPC`` when ``data_size_out`` or ``ctx_size_out`` cut an output short (the
+        kernel still reports retval and the full sizes), else 0.
+    data_size_out / ctx_size_out: the full sizes the kernel reported (ctx_size_out None when no
+        ctx was copied out).
+    syscall_ns: the wall time of the ``bpf_prog_test_run_opts`` call, measured in the child.
     """
 
     retval: int
@@ -99,6 +107,10 @@ class KernelResult:
     map_info: dict[str, MapInfo] = field(default_factory=dict)
     possible_cpus: int = 1
     prog_type: int = 0
+    errno: int = 0
+    data_size_out: int = 0
+    ctx_size_out: int | None = None
+    syscall_ns: int = 0
 
     def map(self, name: str) -> list[tuple[bytes, bytes]]:
         """The entries of a map by its exact name, or by a suffix such as ``".bss"``/``"counters"``."""
@@ -108,6 +120,29 @@ class KernelResult:
         if len(found) != 1:
             raise KeyError(f"{name!r}: {'ambiguous' if found else 'no such map'} (maps: {sorted(self.maps)})")
         return self.maps[found[0]]
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    """The input of one BPF_PROG_TEST_RUN (see :func:`kernel_test_run` for each field)."""
+
+    data: bytes = b""
+    ctx: bytes | None = None
+    repeat: int = 1
+    data_size_out: int | None = None
+    ctx_size_out: int | None = None
+
+
+@dataclass(frozen=True)
+class KernelRuns:
+    """Several test runs of one program on one load: each run's result, or the error the kernel
+    (or the child's own input checks) gave for it; then the maps after the last run."""
+
+    results: list[KernelResult | KernelEngineError]
+    maps: dict[str, list[tuple[bytes, bytes]]]
+    map_info: dict[str, MapInfo]
+    possible_cpus: int
+    prog_type: int
 
 
 def split_per_cpu(value: bytes, value_size: int, possible_cpus: int) -> list[bytes]:
@@ -144,7 +179,8 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
                     rodata: dict[str, bytes] | None = None,
                     map_updates: dict[str, list[tuple[bytes, bytes]]] | None = None,
                     timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
-                    program_types: dict[str, str] | None = None) -> KernelResult:
+                    program_types: dict[str, str] | None = None,
+                    data_size_out: int | None = None, ctx_size_out: int | None = None) -> KernelResult:
     """Load ``program`` of the object at ``object_path`` into the kernel and test-run it.
 
     program: a program's name (``bpf_program__name``, i.e. its function) or its section name;
@@ -166,41 +202,83 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
         (``bpf_map__set_max_entries`` / ``bpf_map__set_map_flags``).
     program_types: enum bpf_prog_type names (without BPF_PROG_TYPE_) by program name, set before
         the load (``bpf_program__set_type``).
+    data_size_out / ctx_size_out: the sizes of the output buffers handed to the kernel, as
+        ``Program.test_run`` takes them (None: buffers larger than any output; ctx_size_out
+        without ctx passes a ctx_out buffer alone; ctx_size_out 0 a ctx_out of no size).
 
     Raises KernelEngineError for everything that goes wrong (bad request, libbpf missing, not
     permitted, verifier rejection with the verifier's words, failed run, dead child).
     """
+    runs = kernel_test_runs(object_path, program, [KernelRun(data, ctx, repeat, data_size_out, ctx_size_out)],
+                            rodata, map_updates, timeout, map_options, program_types)
+    result = runs.results[0]
+    if isinstance(result, KernelEngineError):
+        raise result
+    return replace(result, maps=runs.maps, map_info=runs.map_info, possible_cpus=runs.possible_cpus,
+                   prog_type=runs.prog_type)
+
+
+def kernel_test_runs(object_path, program: str | None, runs: Sequence[KernelRun],
+                     rodata: dict[str, bytes] | None = None,
+                     map_updates: dict[str, list[tuple[bytes, bytes]]] | None = None,
+                     timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
+                     program_types: dict[str, str] | None = None) -> KernelRuns:
+    """Load the object once and test-run ``program`` on each run's input in turn (map state carries
+    from run to run, as for packets reaching an attached program); the arguments are those of
+    :func:`kernel_test_run`. A run the kernel refuses is a KernelEngineError in its slot, and the
+    runs after it still happen; a failed load or a dead child raises."""
     path = os.fspath(object_path)
     if not os.path.isfile(path):
         raise KernelEngineError(f"{path}: no such object file")
-    if not isinstance(repeat, int) or repeat < 0:
-        raise KernelEngineError(f"repeat must be a non-negative int, not {repeat!r}")
+    for run in runs:
+        if not isinstance(run.repeat, int) or run.repeat < 0:
+            raise KernelEngineError(f"repeat must be a non-negative int, not {run.repeat!r}")
     request = {
         "op": "test_run",
         "object": os.path.abspath(path),
         "program": program,
-        "data": bytes(data).hex(),
-        "ctx": None if ctx is None else bytes(ctx).hex(),
-        "repeat": repeat,
+        "runs": [{"data": bytes(run.data).hex(), "ctx": None if run.ctx is None else bytes(run.ctx).hex(),
+                  "repeat": run.repeat, "data_size_out": run.data_size_out, "ctx_size_out": run.ctx_size_out}
+                 for run in runs],
         "rodata": {name: bytes(value).hex() for name, value in (rodata or {}).items()},
         "map_updates": {name: [[bytes(k).hex(), bytes(v).hex()] for k, v in entries]
                         for name, entries in (map_updates or {}).items()},
         "map_options": {name: dict(options) for name, options in (map_options or {}).items()},
         "program_types": dict(program_types or {}),
     }
-    reply = _call_child(request, timeout)
-    res = reply["result"]
-    return KernelResult(
-        retval=res["retval"],
-        data_out=bytes.fromhex(res["data_out"]),
-        ctx_out=None if res["ctx_out"] is None else bytes.fromhex(res["ctx_out"]),
-        duration_ns=res["duration_ns"],
+    res = _call_child(request, timeout)["result"]
+    return KernelRuns(
+        results=[_run_result(run) for run in res["runs"]],
         maps={name: [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in entries]
               for name, entries in res["maps"].items()},
         map_info={name: MapInfo(**info) for name, info in res["map_info"].items()},
         possible_cpus=res["possible_cpus"],
         prog_type=res["prog_type"],
     )
+
+
+def _run_result(run: dict) -> KernelResult | KernelEngineError:
+    """One run of the child's reply: its result, or the error it ended in."""
+    if not run["ok"]:
+        return _engine_error(run)
+    return KernelResult(
+        retval=run["retval"],
+        data_out=bytes.fromhex(run["data_out"]),
+        ctx_out=None if run["ctx_out"] is None else bytes.fromhex(run["ctx_out"]),
+        duration_ns=run["duration_ns"],
+        errno=run["errno"],
+        data_size_out=run["data_size_out"],
+        ctx_size_out=run["ctx_size_out"],
+        syscall_ns=run["syscall_ns"],
+    )
+
+
+def _engine_error(reply: dict, note: str = "") -> KernelEngineError:
+    exc = KernelEngineError(reply["message"] + note)
+    exc.errno = reply.get("errno", 0)
+    exc.verifier_log = reply.get("verifier_log", "")
+    exc.libbpf_log = reply.get("libbpf_log", "")
+    return exc
 
 
 def _tainted() -> str | None:
@@ -256,10 +334,6 @@ def _call_child(request: dict, timeout: float) -> dict:
         raise KernelEngineError(f"kernel engine failed: child exited with status {code} "
                                 f"without a result{note}{detail}") from None
     if not reply["ok"]:
-        exc = KernelEngineError(reply["message"] + note)
-        exc.errno = reply.get("errno", 0)
-        exc.verifier_log = reply.get("verifier_log", "")
-        exc.libbpf_log = reply.get("libbpf_log", "")
-        raise exc
+        raise _engine_error(reply, note)
     return reply
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from .kernel import (
     ABORT_HOOK,
@@ -28,6 +29,7 @@ from .kernel import (
 )
 
 ETH_HLEN = 14
+ENOSPC = 28
 ITERABLE_MAP_TYPES = frozenset({MAP_HASH, MAP_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_HASH,
                                 MAP_LRU_PERCPU_HASH, MAP_LPM_TRIE, MAP_ARRAY_OF_MAPS, MAP_HASH_OF_MAPS})
 PERCPU_MAP_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_PERCPU_HASH})
@@ -272,9 +274,10 @@ class _Child:
                 mp = self._find_map(maps, wanted)
                 for khex, vhex in entries:
                     self._update(mp, wanted, bytes.fromhex(khex), bytes.fromhex(vhex))
-            result = self._run(fd, prog_type, name, req)
-            result["maps"], result["map_info"] = self._read_maps(maps)
-            return result
+            runs = [self._run_or_error(fd, prog_type, name, run) for run in req["runs"]]
+            entries, info = self._read_maps(maps)
+            return {"runs": runs, "maps": entries, "map_info": info, "possible_cpus": self._cpus(),
+                    "prog_type": prog_type}
         finally:
             lib.bpf_object__close(obj)
 
@@ -390,17 +393,25 @@ class _Child:
                 raise self._fail(f"iterating map {name!r}", self._errno(ret))
         return entries, info
 
-    def _run(self, fd: int, prog_type: int, name: str, req: dict) -> dict:
+    def _run_or_error(self, fd: int, prog_type: int, name: str, run: dict) -> dict:
+        """One run's reply: its result, or the error it ended in (the next runs still happen)."""
+        try:
+            return {"ok": True, **self._run(fd, prog_type, name, run)}
+        except _ChildError as exc:
+            return {"ok": False, "message": str(exc), "errno": exc.errno}
+
+    def _run(self, fd: int, prog_type: int, name: str, run: dict) -> dict:
         ct, lib = self.ct, self.lib
-        data = bytes.fromhex(req["data"])
-        ctx = None if req["ctx"] is None else bytes.fromhex(req["ctx"])
-        repeat = req["repeat"]
+        data = bytes.fromhex(run["data"])
+        ctx = None if run["ctx"] is None else bytes.fromhex(run["ctx"])
+        repeat = run["repeat"]
+        data_size_out, ctx_size_out = run["data_size_out"], run["ctx_size_out"]
         if prog_type in PACKET_PROG_TYPES and len(data) < ETH_HLEN:
             kind = "XDP" if prog_type == PROG_XDP else "packet"
             raise _ChildError(f"kernel engine: {kind} test runs need at least {ETH_HLEN} bytes of "
                               f"data (ETH_HLEN), got {len(data)}; to show an XDP program a shorter "
                               f"frame, pass ctx (struct xdp_md) with data_end < len(data): the "
-                              f"rest goes to a fragment")
+                              f"rest goes to a fragment (EINVAL)", 22)
         ctx_only = prog_type in CTX_ONLY_PROG_TYPES
         if ctx_only:
             if data:
@@ -415,37 +426,48 @@ class _Child:
         out = None
         if data:
             din = ct.create_string_buffer(data, len(data))
-            out = ct.create_string_buffer(len(data) + 65536)
-            keep += [din, out]
+            keep.append(din)
             opts.data_in, opts.data_size_in = ct.cast(din, ct.c_void_p), len(data)
-            opts.data_out, opts.data_size_out = ct.cast(out, ct.c_void_p), len(out)
+        if data or data_size_out is not None:
+            # No size asked: a buffer larger than any packet a program can make of this one.
+            out = ct.create_string_buffer(data_size_out or len(data) + 65536)
+            keep.append(out)
+            opts.data_out, opts.data_size_out = ct.cast(out, ct.c_void_p), data_size_out or len(out)
         cin = cout = None
         if ctx is not None:
             cin = ct.create_string_buffer(ctx, max(len(ctx), 1))
             opts.ctx_in, opts.ctx_size_in = ct.cast(cin, ct.c_void_p), len(ctx)
-            if not ctx_only:
-                cout = ct.create_string_buffer(max(len(ctx), 4096))
-                opts.ctx_out, opts.ctx_size_out = ct.cast(cout, ct.c_void_p), len(cout)
+        if ctx_size_out is not None or (ctx is not None and not ctx_only):
+            size = max(len(ctx or b""), 4096) if ctx_size_out is None else ctx_size_out
+            cout = ct.create_string_buffer(max(size, 1))  # size 0: a ctx_out the kernel refuses
+            opts.ctx_out, opts.ctx_size_out = ct.cast(cout, ct.c_void_p), size
+        data_buffer, ctx_buffer = opts.data_size_out, opts.ctx_size_out
+        started = time.perf_counter_ns()
         ret = lib.bpf_prog_test_run_opts(fd, ct.byref(opts))
-        if ret:
-            err = self._errno(ret)
+        syscall_ns = time.perf_counter_ns() - started
+        err = self._errno(ret) if ret else 0
+        data_cut = out is not None and opts.data_size_out > data_buffer
+        ctx_cut = cout is not None and opts.ctx_size_out > ctx_buffer
+        if err and not (err == ENOSPC and (data_cut or ctx_cut)):
             hint = ""
             if err == 22:  # EINVAL
                 hint = (" (the kernel refused the input: wrong data/ctx size, non-zero ctx fields it "
                         "does not accept, or a program type without test-run support)")
             raise self._fail(f"BPF_PROG_TEST_RUN of {name!r}{hint}", err)
-        if ctx is None:
-            ctx_out = None
-        elif ctx_only:
+        if ctx_only and ctx is not None:
             ctx_out = cin.raw[:len(ctx)].hex()
+        elif cout is None or data_cut:  # data cut short: the kernel copies no ctx
+            ctx_out = None
         else:
-            ctx_out = cout.raw[:opts.ctx_size_out].hex()
+            ctx_out = cout.raw[:min(opts.ctx_size_out, ctx_buffer)].hex()
         return {"retval": opts.retval,
-                "data_out": out.raw[:opts.data_size_out].hex() if out is not None else "",
+                "data_out": out.raw[:min(opts.data_size_out, data_buffer)].hex() if out is not None else "",
                 "ctx_out": ctx_out,
                 "duration_ns": opts.duration,
-                "possible_cpus": self._cpus(),
-                "prog_type": prog_type}
+                "errno": err,
+                "data_size_out": opts.data_size_out if out is not None else 0,
+                "ctx_size_out": None if ctx_out is None else (len(ctx) if ctx_only else opts.ctx_size_out),
+                "syscall_ns": syscall_ns}
 
 if __name__ == "__main__":
     sys.exit(_child_main())

@@ -31,7 +31,7 @@ from .runtime.limits import Limits, Watchdog
 from .runtime.memory import Regions
 from .runtime import run_context
 from .runtime.run_context import Redirect, RedirectInfo, RunContext
-from .runtime.run_memory import RunMemory, run_memory
+from .runtime.run_memory import OutputSizes, RunMemory, run_memory
 from .runtime.static_keys import NativeSite, Patchable, PatchableWord, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
 from .runtime.stdhelpers import TAIL_CALL
@@ -63,13 +63,27 @@ class RunResult:
     """What BPF_PROG_TEST_RUN reports: r0, the data after the run, mean time per run, ctx_out;
     how many of the runs each engine ran (engine="auto" may have run on two); and where the
     packet would go: ``redirect`` is set when the program returned the redirect action
-    (XDP_REDIRECT, TC_ACT_REDIRECT) after a redirect helper recorded a target, else None."""
+    (XDP_REDIRECT, TC_ACT_REDIRECT) after a redirect helper recorded a target, else None.
+
+    ``data_size_out`` and ``ctx_size_out`` are the full sizes of the outputs (None: the same as
+    what was copied). ``errno`` is ``errno.ENOSPC`` when the caller's ``data_size_out`` or
+    ``ctx_size_out`` cut an output short, as the kernel's test run fails then while still
+    reporting retval and the full sizes; otherwise 0."""
     retval: int
     data_out: bytes
     duration_ns: float
     ctx_out: bytes | None = None
     tiers: dict[str, int] = field(default_factory=dict)
     redirect: Redirect | None = None
+    data_size_out: int | None = None
+    ctx_size_out: int | None = None
+    errno: int = 0
+
+    def __post_init__(self) -> None:
+        if self.data_size_out is None:
+            object.__setattr__(self, "data_size_out", len(self.data_out))
+        if self.ctx_size_out is None and self.ctx_out is not None:
+            object.__setattr__(self, "ctx_size_out", len(self.ctx_out))
 
 
 class Program:
@@ -181,6 +195,17 @@ class Program:
                 self._compiled[sandboxed] = compiled
             return compiled
 
+    def prepare(self, engine: Engine = "jit") -> None:
+        """Build now what the first run on `engine` would build (the JIT's code; the native
+        interpreter and the program's bound image), so that timed runs time the program alone."""
+        if engine not in RUN_ENGINES:
+            raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
+        if engine == "jit":
+            self.compile()
+        elif engine == "interp":
+            self._native_image()
+            _interpreter()
+
     def _native_image(self) -> "native_interp.ProgramImage":
         """The program's image for the native interpreter, its helpers bound on first use; its
         static-branch sites belong to their keys from then on, as the JIT's do."""
@@ -244,12 +269,19 @@ class Program:
         return result.retval
 
     def test_run(self, data: bytes | bytearray = b"", ctx: bytes | None = None, repeat: int = 1,
-                 engine: Engine = "jit", max_steps: int | None = None, timeout: float | None = None) -> RunResult:
+                 engine: Engine = "jit", max_steps: int | None = None, timeout: float | None = None,
+                 data_size_out: int | None = None, ctx_size_out: int | None = None) -> RunResult:
         """BPF_PROG_TEST_RUN: run `repeat` times on the same memory (state in maps persists).
 
         Raw programs get r1 = a copy of data, r2 = its length. Packet programs (xdp, socket, tc)
         get r1 = their context, built from ctx (the uapi struct's bytes, pointer fields zero)
         around a copy of data; data_out is the packet afterwards and ctx_out the context.
+
+        data_size_out and ctx_size_out are the sizes of the caller's output buffers, with the
+        kernel's rules (docs/semantics.md, Test runs): an output longer than its buffer is cut
+        to it, its full size is reported and RunResult.errno is ENOSPC; data_size_out None or 0
+        copies the whole packet; a ctx_size_out alone runs on a zeroed ctx; ctx_size_out 0 is
+        refused (EINVAL), as are either size for ctx-only program types.
         duration_ns is the mean time per run; for the JIT the repeat loop is native code and times
         itself (CLOCK_MONOTONIC around the loop, as the kernel's test run), without Python's call.
 
@@ -263,7 +295,7 @@ class Program:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         limits = Limits(max_steps, timeout)
         repeat = max(1, int(repeat))
-        memory = run_memory(self.type, self.name, bytes(data), ctx)
+        memory = run_memory(self.type, self.name, bytes(data), ctx, OutputSizes(data_size_out, ctx_size_out))
         regions = Regions(self.env.regions + memory.regions)
         redirect = RedirectInfo()
         with Watchdog(limits) as watchdog:
@@ -272,10 +304,11 @@ class Program:
             else:
                 retval, elapsed = self._timed_runs(engine, memory, regions, watchdog, repeat, redirect)
                 tiers = {engine: repeat}
-        data_out, ctx_out = memory.read_out()
+        out = memory.output()
         redirect_action = XDP_REDIRECT if self.type.kernel_type == "XDP" else TC_ACT_REDIRECT
         target = redirect.target if retval & isa.MASK32 == redirect_action else None
-        return RunResult(retval, data_out, elapsed / repeat, ctx_out, tiers, target)
+        return RunResult(retval, out.data_out, elapsed / repeat, out.ctx_out, tiers, target,
+                         out.data_size_out, out.ctx_size_out, out.errno)
 
     def _timed_runs(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                     repeat: int, redirect: RedirectInfo) -> tuple[int, int]:

@@ -3,7 +3,8 @@ programs get a copy of the data (r1, r2 = its length); skb programs a context ar
 the packet, with headroom in front; XDP programs the kernel's xdp_buff (:class:`XdpBuffer`): one
 page with 256 bytes of headroom and the shared-info tail reserved, the rest of a long input in
 page-sized frags, metadata in front of the packet; ctx-only types (raw_tp, syscall, tracing) a
-copy of the context alone. After the run, ``read_out`` gives data_out and ctx_out.
+copy of the context alone. After the run, ``read_out`` gives data_out and ctx_out, and
+``output`` what of them fits the caller's buffers (``data_size_out``, ``ctx_size_out``).
 
 The packet helpers move and resize the packet (runtime/xdp_helpers.py, runtime/skb_helpers.py):
 :class:`XdpBuffer` and :class:`SkbBuffer` say where it is, and :func:`move_packet_region` keeps
@@ -11,6 +12,7 @@ the run's "packet" region on it."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,8 +20,8 @@ from typing import Callable
 from bpfjit.errors import BPFError
 
 from . import run_context
-from .context import (ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD, ContextLayout,
-                      ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
+from .context import (ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
+                      ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
 PAGE_SIZE = 4096  # an XDP test run's frame size, and the size of each frag
@@ -40,6 +42,71 @@ class RunMemory:
     read_out: Callable[[], tuple[bytes, bytes | None]]
     xdp: "XdpBuffer | None" = None  # an XDP run's xdp_buff (the helpers find it by its ctx)
     skb: "SkbBuffer | None" = None  # an skb program's sk_buff
+    sizes: "OutputSizes" = field(default_factory=lambda: OutputSizes())
+
+    def output(self) -> "Output":
+        """data_out and ctx_out as BPF_PROG_TEST_RUN copies them into the caller's buffers."""
+        data_out, ctx_out = self.read_out()
+        frags = sum(self.xdp.frag_sizes) if self.xdp is not None else 0
+        return copy_out(data_out, ctx_out, frags, self.sizes)
+
+
+@dataclass(frozen=True)
+class OutputSizes:
+    """The caller's output buffers (BPF_PROG_TEST_RUN's data_size_out and ctx_size_out).
+
+    data: None or 0 copies the whole packet (the kernel's "no size hint"), N at most N bytes.
+    ctx: None copies the whole context; N at most N bytes; 0 is a ctx_out buffer of no size,
+    which the kernel refuses (EINVAL) before it runs anything."""
+    data: int | None = None
+    ctx: int | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """What the caller gets back: the bytes copied, the full sizes, and errno.ENOSPC when a
+    buffer was too small (the run happened and retval stands, as in the kernel)."""
+    data_out: bytes
+    data_size_out: int
+    ctx_out: bytes | None
+    ctx_size_out: int | None
+    errno: int = 0
+
+
+def check_output_sizes(ptype: ProgramType, name: str, sizes: OutputSizes) -> None:
+    """Refuse the buffers the kernel refuses before a run (BPFError naming the field and errno)."""
+    for field_name, size in (("data_size_out", sizes.data), ("ctx_size_out", sizes.ctx)):
+        if size is not None and (not isinstance(size, int) or not 0 <= size <= 0xFFFF_FFFF):
+            raise BPFError(f"{name}: {field_name} must be an int from 0 to 2**32-1, not {size!r}")
+    if sizes.ctx == 0:
+        # bpf_prog_test_run refuses a ctx_out pointer whose ctx_size_out is 0.
+        raise BPFError(f"{name}: ctx_size_out is 0: pass None for no ctx_out, or the size of its buffer (EINVAL)")
+    if ptype.test_run == RUN_CTX and (sizes.data is not None or sizes.ctx is not None):
+        # bpf_prog_test_run_raw_tp / _syscall take neither data_out nor ctx_out.
+        which = "data_size_out" if sizes.data is not None else "ctx_size_out"
+        raise BPFError(f"{name}: {ptype.name} programs copy nothing out: {which} must be None (EINVAL)")
+    if ptype.test_run == RUN_MEMORY and sizes.ctx is not None:
+        raise BPFError(f"{name}: raw programs have no ctx: ctx_size_out must be None (EINVAL)")
+
+
+def copy_out(data_out: bytes, ctx_out: bytes | None, frags: int, sizes: OutputSizes) -> Output:
+    """bpf_test_finish, then bpf_ctx_finish: cut each output to its buffer, report its full size,
+    ENOSPC when cut. With XDP frags (`frags` bytes of them) the kernel copies every frag and
+    shortens the linear part instead, and refuses (ENOSPC, nothing reported) a buffer that
+    cannot hold the frags; data cut short means no ctx_out at all."""
+    full = len(data_out)
+    if sizes.data and full > sizes.data:
+        linear = sizes.data - frags
+        if linear < 0:
+            raise BPFError(f"data_size_out {sizes.data} cannot hold the packet's {frags} bytes of frags: "
+                           "the kernel copies nothing back (ENOSPC)")
+        cut = data_out[:linear] + data_out[full - frags:] if frags else data_out[:sizes.data]
+        return Output(cut, full, None, None, errno.ENOSPC)
+    if ctx_out is None:
+        return Output(data_out, full, None, None)
+    if sizes.ctx is not None and len(ctx_out) > sizes.ctx:
+        return Output(data_out, full, ctx_out[:sizes.ctx], len(ctx_out), errno.ENOSPC)
+    return Output(data_out, full, ctx_out, len(ctx_out))
 
 
 def move_packet_region(old: Region, new: Region) -> None:
@@ -56,9 +123,21 @@ def move_packet_region(old: Region, new: Region) -> None:
                 break
 
 
-def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
-    """The memory program `name` of type `ptype` runs on, for this data and ctx (BPFError for
-    input the kernel's test run refuses)."""
+def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None,
+               sizes: OutputSizes | None = None) -> RunMemory:
+    """The memory program `name` of type `ptype` runs on, for this data and ctx, whose results go
+    to buffers of these sizes (BPFError for input the kernel's test run refuses)."""
+    sizes = sizes or OutputSizes()
+    check_output_sizes(ptype, name, sizes)
+    if ctx is None and sizes.ctx:
+        # A ctx_out buffer alone: the kernel runs on a zeroed context (bpf_ctx_init) and copies it out.
+        ctx = bytes(ptype.layout.size)
+    memory = _memory(ptype, name, data, ctx)
+    memory.sizes = sizes
+    return memory
+
+
+def _memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
     if ptype.layout is None:
         if ctx:
             raise BPFError(f"{name}: raw programs take no ctx (r1 is the data)")

@@ -8,15 +8,14 @@ what the kernel answered (errno, retval, data_out, ctx_out, the maps the case na
 runs every case on a bpfjit engine and says, for each, whether bpfjit gives the kernel's answer
 and if not, the first difference.
 
-Two parts of the kernel's interface have no counterpart in ``Program.test_run`` yet (issue 15,
-point 6): the size of the caller's output buffers, and the errno of a refused input. The first is
-applied here to bpfjit's whole data_out and ctx_out as bpf_test_finish / bpf_ctx_finish apply it
-(copy what fits, report the full size, -ENOSPC when cut short); for the second, bpfjit's error
-message must name the kernel's errno, as "(EINVAL)".
+Each case's output buffer sizes go to ``Program.test_run`` as ``data_size_out`` and
+``ctx_size_out``, whose ENOSPC is ``RunResult.errno``. An input the kernel refuses must raise a
+bpfjit error whose message names the kernel's errno, as "(EINVAL)".
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import pathlib
@@ -122,7 +121,9 @@ def run_case(obj: bpfjit.Object, entry: Entry, case: dict[str, Any], engine: str
     kernel = case["kernel"]
     ctx = None if case["ctx_in"] is None else bytes.fromhex(case["ctx_in"])
     try:
-        result = obj.programs[entry.program].test_run(bytes.fromhex(case["data_in"]), ctx=ctx, engine=engine)
+        result = obj.programs[entry.program].test_run(bytes.fromhex(case["data_in"]), ctx=ctx, engine=engine,
+                                                      data_size_out=case["data_size_out"],
+                                                      ctx_size_out=case["ctx_size_out"])
     except BPFError as error:
         if kernel["errno"] in (0, ENOSPC):
             raise
@@ -135,25 +136,17 @@ def run_case(obj: bpfjit.Object, entry: Entry, case: dict[str, Any], engine: str
     return "; ".join(d for d in differences if d)
 
 
-def _copied(full: bytes, buffer_size: int | None) -> tuple[bytes | None, bool]:
-    """What the kernel copies of `full` into a buffer of that size (None: no buffer), and
-    whether it was cut short (-ENOSPC)."""
-    if not buffer_size:
-        return None, False
-    return full[:buffer_size], len(full) > buffer_size
-
-
 def _compare_run(case: dict[str, Any], kernel: dict[str, Any], result: Any) -> list[str]:
-    data_out, data_cut = _copied(result.data_out, case["data_size_out"])
-    ctx_out, ctx_cut = _copied(result.ctx_out or b"", case["ctx_size_out"])
-    ours = {"errno": ENOSPC if data_cut or ctx_cut else 0, "retval": result.retval & 0xFFFF_FFFF,
-            "data_size_out": len(result.data_out)}
+    ours = {"errno": ENOSPC if result.errno == errno.ENOSPC else result.errno,
+            "retval": result.retval & 0xFFFF_FFFF, "data_size_out": result.data_size_out}
     theirs = {"errno": kernel["errno"], "retval": kernel["retval"] & 0xFFFF_FFFF,
               "data_size_out": kernel["data_size_out"]}
     if "data_out" in kernel:
-        ours["data_out"], theirs["data_out"] = (data_out or b"").hex(), kernel["data_out"]
+        ours["data_out"], theirs["data_out"] = result.data_out.hex(), kernel["data_out"]
     if "ctx_out" in kernel:
-        ours["ctx_out"], theirs["ctx_out"] = (ctx_out or b"").hex(), kernel["ctx_out"]
+        ours["ctx_out"], theirs["ctx_out"] = (result.ctx_out or b"").hex(), kernel["ctx_out"]
+    if "ctx_size_out" in kernel:
+        ours["ctx_size_out"], theirs["ctx_size_out"] = result.ctx_size_out, kernel["ctx_size_out"]
     return [f"{name}: kernel {_short(theirs[name])}, bpfjit {_short(ours[name])}"
             for name in theirs if ours[name] != theirs[name]]
 

@@ -16,7 +16,7 @@ from conftest import ENGINES
 KNOWN_FILE = pathlib.Path(__file__).resolve().parent / "kernel_progs_known.txt"
 
 # Today's figures; later work may only raise them. Before the XDP helpers: 6 objects, 86 cases.
-FLOORS = {"objects_loading": 26, "cases_agreeing": 185}
+FLOORS = {"objects_loading": 26, "cases_agreeing": 186}
 
 
 def known_differences() -> dict[str, str]:

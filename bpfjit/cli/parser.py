@@ -53,6 +53,17 @@ def _add_run_inputs(p: argparse.ArgumentParser, engines: Sequence[str], default_
     add_load_options(p)
 
 
+def _size(text: str) -> int:
+    """An output buffer's size: a u32, as BPF_PROG_TEST_RUN takes it."""
+    try:
+        size = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= size <= 0xFFFF_FFFF:
+        raise argparse.ArgumentTypeError(f"{size} is not a size from 0 to 4294967295")
+    return size
+
+
 def _add_no_verify_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="do not verify: run sandboxed (every memory access checked at run time)")
@@ -81,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="ELF object, .data test file, .asm/.s assembly, or raw bytecode")
     p.add_argument("-p", "--program", help="the object's program to run (default: its only one)")
     _add_run_inputs(p, OBJECT_ENGINES, None)
+    p.add_argument("--pcap", metavar="FILE",
+                   help="run once on each packet of this capture (classic pcap), maps kept from packet to "
+                        "packet; prints each packet's action and the actions' counts")
+    p.add_argument("--data-size-out", type=_size, metavar="N",
+                   help="the data_out buffer's size: a longer packet out is cut to N bytes (ENOSPC)")
+    p.add_argument("--ctx-size-out", type=_size, metavar="N",
+                   help="the ctx_out buffer's size: a longer context out is cut to N bytes (ENOSPC)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_run)
 
