@@ -19,9 +19,13 @@ from bpfjit.runtime.maps import HEADER_SIZE
 from bpfjit.runtime.maps import native as layout
 from bpfjit.runtime.maps.uapi import BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST
 
+from . import native_lpm
+
 # Header fields (runtime/maps/base.py HEADER) and its native half (+ HEADER_SIZE).
-TYPE, KEY_SIZE, VALUE_SIZE, MAX_ENTRIES, ELEM_STRIDE, VALUE_BASE, NSLOTS, CPU_STRIDE, KEY_BASE = \
-    0, 4, 8, 12, 20, 24, 32, 40, 48
+TYPE, KEY_SIZE, VALUE_SIZE, MAX_ENTRIES, ELEM_STRIDE, VALUE_BASE, NSLOTS, CPU_STRIDE, KEY_BASE = (
+    layout.HEADER_TYPE, layout.HEADER_KEY_SIZE, layout.HEADER_VALUE_SIZE, layout.HEADER_MAX_ENTRIES,
+    layout.HEADER_ELEM_STRIDE, layout.HEADER_VALUE_BASE, layout.HEADER_NSLOTS, layout.HEADER_CPU_STRIDE,
+    layout.HEADER_KEY_BASE)
 MUTEX = HEADER_SIZE + layout.EXT_MUTEX
 LOCK_OFFSET = HEADER_SIZE + layout.EXT_LOCK_OFFSET
 NFREE = HEADER_SIZE + layout.EXT_NFREE
@@ -425,9 +429,9 @@ done:
 
 def python_fallback(name: str, args: tuple[str, ...] = ("%r1", "%r2", "%r3", "%r4", "%r5")) -> str:
     """IR that hands the call (its five arguments, named `args` in the function) to the Python
-    helper `name` and returns its result: for the map types the native code does not know (LPM
-    tries, device maps, bloom filters, maps of kernel objects...), so that a native helper
-    serves every map type, the rare ones at Python's speed."""
+    helper `name` and returns its result: for the map types the native code does not know (device
+    maps, bloom filters, maps of kernel objects, LPM tries' updates and deletes...), so that a
+    native helper serves every map type, the rare ones at Python's speed."""
     return (f"  %python = call i64 @{PYTHON_PREFIX}{name}({', '.join(f'i64 {arg}' for arg in args)})\n"
             "  ret i64 %python")
 
@@ -481,11 +485,15 @@ define internal void @unlock(ptr %h) alwaysinline {{
 
 _LOOKUP = _dispatch("bpfjit_native_map_lookup_elem", "other", {
     "array": (MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.ARRAY_OF_MAPS), "hash": HASHES + (MapType.HASH_OF_MAPS,),
+    "lpm": (MapType.LPM_TRIE,),
 }) + f"""
 other:
 {python_fallback("map_lookup_elem")}
 none:
   ret i64 0
+lpm:
+  %match = call i64 @{native_lpm.LOOKUP}(ptr %h, ptr %key)
+  ret i64 %match
 array:
   %index32 = load i32, ptr %key, align 1
   %index = zext i32 %index32 to i64
@@ -737,4 +745,4 @@ FUNCTIONS = twins((stdhelpers.MAP_LOOKUP_ELEM, stdhelpers.map_lookup_elem),
                   (stdhelpers.MAP_UPDATE_ELEM, stdhelpers.map_update_elem),
                   (stdhelpers.MAP_DELETE_ELEM, stdhelpers.map_delete_elem))
 
-MODULE_IR = _DECLARATIONS + _COMMON + _HASH + _MUTEX_CALLS + _LOOKUP + _UPDATE + _DELETE
+MODULE_IR = _DECLARATIONS + _COMMON + _HASH + _MUTEX_CALLS + native_lpm.MODULE_IR + _LOOKUP + _UPDATE + _DELETE

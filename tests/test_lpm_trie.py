@@ -149,9 +149,9 @@ def test_the_firewall_program(engine):
 
 
 def test_the_native_map_helpers_serve_an_object_with_a_trie(engine):
-    """The native lookup hands the trie, a type it does not know, to the Python helper itself:
-    the object's helpers stay the native ones (for its other maps), and the trie's answers are
-    the reference's."""
+    """The object's map helpers stay the native ones: the lookup walks the trie's native index
+    (jit/native_lpm.py; tests/test_lpm_native.py has the rest), and the trie's answers are the
+    reference's."""
     from bpfjit.jit.native_helpers import bound_natively, native_address
     from bpfjit.runtime.stdhelpers import MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM
     obj = load(OBJ)

@@ -38,6 +38,18 @@ queue_stack_maps.c. Ring buffers use 44 for the wakeup word (a futex: bumped by 
 wakes consumers), 64 for the pending position (the oldest record that may still be reserved,
 kernel/bpf/ringbuf.c ``pending_pos``) and 72 for the number of consumers waiting on the wakeup
 word; their consumer and producer positions are in the header (runtime/maps/base.py).
+
+LPM tries (runtime/maps/lpm_trie.py) keep their binary trie in a pool of nodes: 44 is the
+**sequence word** (odd while a writer reshapes the trie: lockless lookups check it, as readers of
+a seqlock do), 64 the pool's address, 72 the link to the root. A **link** is a u64: the node's
+prefix length in the high half and its byte offset in the pool in the low half (0: no node; the
+pool's first node is never used), so a walk learns where the next node is and how long its prefix
+is from one load. A node (:data:`LPM_NODE_CHILDREN` ...) holds the links to its two children, its
+prefix length, its value slot + 1 (0: an intermediate node, which holds no prefix of its own) and
+the key's data as last written, zero-padded to whole 8-byte words.
+
+The native helpers also read the header's own fields (:data:`HEADER_TYPE` ...; base.py's
+``HEADER`` lays them out).
 """
 from __future__ import annotations
 
@@ -53,6 +65,10 @@ EXT = struct.Struct("<40sIIIIIIQQQQ")
 assert EXT.size == EXT_SIZE
 EXT_QUEUE_HEAD, EXT_QUEUE_TAIL = 44, 48
 EXT_RB_WAKEUPS, EXT_RB_PENDING, EXT_RB_WAITERS = 44, 64, 72
+EXT_LPM_SEQ, EXT_LPM_NODES, EXT_LPM_ROOT = 44, 64, 72
+LPM_NODE_CHILDREN, LPM_NODE_PREFIXLEN, LPM_NODE_VALUE, LPM_NODE_DATA = 0, 16, 20, 24
+HEADER_TYPE, HEADER_KEY_SIZE, HEADER_VALUE_SIZE, HEADER_MAX_ENTRIES, HEADER_ELEM_STRIDE, HEADER_VALUE_BASE, \
+    HEADER_NSLOTS, HEADER_CPU_STRIDE, HEADER_KEY_BASE = 0, 4, 8, 12, 20, 24, 32, 40, 48
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129  # x86-64: how a ring buffer's consumers wait
 
 _libc = ctypes.CDLL(None, use_errno=True)
