@@ -81,7 +81,7 @@ class KernelResult:
     data_out: the packet after the run (empty when no data was given).
     ctx_out: the context after the run when ``ctx`` was given, else None.
     duration_ns: the kernel's mean time per run in ns (0 for program types that do not time runs).
-    maps: every map of the object by libbpf's name (``bpf_map__name``; global-data maps are called
+    maps: every map of the object (or those ``read_maps`` names) by libbpf's name (``bpf_map__name``; global-data maps are called
         e.g. ``"kernel_c.bss"``, see :meth:`map`) -> its entries after the run as
         ``(key bytes, value bytes)`` in ``bpf_map_get_next_key`` order. Global-data maps
         (.data/.rodata/.bss/.kconfig) have one entry: key ``b"\\0\\0\\0\\0"``, value = the section.
@@ -180,7 +180,8 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
                     map_updates: dict[str, list[tuple[bytes, bytes]]] | None = None,
                     timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
                     program_types: dict[str, str] | None = None,
-                    data_size_out: int | None = None, ctx_size_out: int | None = None) -> KernelResult:
+                    data_size_out: int | None = None, ctx_size_out: int | None = None,
+                    read_maps: Sequence[str] | None = None) -> KernelResult:
     """Load ``program`` of the object at ``object_path`` into the kernel and test-run it.
 
     program: a program's name (``bpf_program__name``, i.e. its function) or its section name;
@@ -205,12 +206,15 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
     data_size_out / ctx_size_out: the sizes of the output buffers handed to the kernel, as
         ``Program.test_run`` takes them (None: buffers larger than any output; ctx_size_out
         without ctx passes a ctx_out buffer alone; ctx_size_out 0 a ctx_out of no size).
+    read_maps: the maps (names or suffixes) whose entries ``KernelResult.maps`` holds after the
+        runs; None: every map's. Reading back a large map takes the child a long time (an array
+        of 2^25 entries: minutes), so a caller that needs none passes ().
 
     Raises KernelEngineError for everything that goes wrong (bad request, libbpf missing, not
     permitted, verifier rejection with the verifier's words, failed run, dead child).
     """
     runs = kernel_test_runs(object_path, program, [KernelRun(data, ctx, repeat, data_size_out, ctx_size_out)],
-                            rodata, map_updates, timeout, map_options, program_types)
+                            rodata, map_updates, timeout, map_options, program_types, read_maps)
     result = runs.results[0]
     if isinstance(result, KernelEngineError):
         raise result
@@ -222,7 +226,8 @@ def kernel_test_runs(object_path, program: str | None, runs: Sequence[KernelRun]
                      rodata: dict[str, bytes] | None = None,
                      map_updates: dict[str, list[tuple[bytes, bytes]]] | None = None,
                      timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
-                     program_types: dict[str, str] | None = None) -> KernelRuns:
+                     program_types: dict[str, str] | None = None,
+                     read_maps: Sequence[str] | None = None) -> KernelRuns:
     """Load the object once and test-run ``program`` on each run's input in turn (map state carries
     from run to run, as for packets reaching an attached program); the arguments are those of
     :func:`kernel_test_run`. A run the kernel refuses is a KernelEngineError in its slot, and the
@@ -245,6 +250,7 @@ def kernel_test_runs(object_path, program: str | None, runs: Sequence[KernelRun]
                         for name, entries in (map_updates or {}).items()},
         "map_options": {name: dict(options) for name, options in (map_options or {}).items()},
         "program_types": dict(program_types or {}),
+        "read_maps": None if read_maps is None else list(read_maps),
     }
     res = _call_child(request, timeout)["result"]
     return KernelRuns(

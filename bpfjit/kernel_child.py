@@ -275,7 +275,9 @@ class _Child:
                 for khex, vhex in entries:
                     self._update(mp, wanted, bytes.fromhex(khex), bytes.fromhex(vhex))
             runs = [self._run_or_error(fd, prog_type, name, run) for run in req["runs"]]
-            entries, info = self._read_maps(maps)
+            read = None if req.get("read_maps") is None else {
+                self._find_map(maps, wanted) for wanted in req["read_maps"]}
+            entries, info = self._read_maps(maps, read)
             return {"runs": runs, "maps": entries, "map_info": info, "possible_cpus": self._cpus(),
                     "prog_type": prog_type}
         finally:
@@ -361,7 +363,8 @@ class _Child:
         if ret:
             raise self._fail(f"updating map {name!r}", self._errno(ret))
 
-    def _read_maps(self, maps: dict) -> tuple[dict, dict]:
+    def _read_maps(self, maps: dict, read: set | None) -> tuple[dict, dict]:
+        """Every map's attributes, and the entries of those in `read` (None: of every map)."""
         ct, lib = self.ct, self.lib
         entries, info = {}, {}
         for name, mp in maps.items():
@@ -370,6 +373,8 @@ class _Child:
             iterable = mtype in ITERABLE_MAP_TYPES and ksize > 0
             info[name] = {"type": mtype, "key_size": ksize, "value_size": vsize,
                           "max_entries": lib.bpf_map__max_entries(mp), "iterable": iterable}
+            if read is not None and mp not in read:
+                continue
             entries[name] = []
             if not iterable:
                 continue

@@ -154,6 +154,15 @@ def test_counters_after_five_runs():
     assert sum(int.from_bytes(v, "little") for v in per_cpu) == 5
 
 
+def test_only_the_maps_asked_for_are_read_back():
+    result = kernel_test_run(COUNTERS, "count", bytes(61), repeat=2, read_maps=["by_len", ".bss"])
+    assert sorted(result.maps) == sorted(name for name in result.map_info if name.endswith(("by_len", ".bss")))
+    assert result.map("by_len") == [(u32(61), u64(2))]
+    assert global_value(result, "runs") == 2
+    assert sorted(result.map_info) == sorted(kernel_test_run(COUNTERS, "count", bytes(61)).maps)  # all listed
+    assert kernel_test_run(COUNTERS, "count", bytes(61), read_maps=()).maps == {}
+
+
 def test_rodata_set_before_load_changes_the_verdict():
     packet = bytes(40)
     result = kernel_test_run(COUNTERS, "count", packet, repeat=2, rodata={".rodata": u32(40)})

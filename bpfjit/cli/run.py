@@ -91,7 +91,7 @@ def run_object(args: argparse.Namespace) -> int:
     if args.engine == "kernel":
         from ..kernel import kernel_test_run
         k = kernel_test_run(obj.path, program.name, data, ctx, repeat, **_kernel_load(args, obj),
-                            **_output_sizes(args))
+                            **_output_sizes(args), read_maps=())  # the output shows no map
         result = _from_kernel(k, repeat)
     else:
         result = _test_run(args, program, data, ctx, repeat)
@@ -196,7 +196,7 @@ def _kernel_capture(args: argparse.Namespace, obj: Object, program: Program, pac
     from ..kernel import KernelRun, kernel_test_runs
     runs = kernel_test_runs(obj.path, program.name, [KernelRun(data, None, 1, args.data_size_out, args.ctx_size_out)
                                                      for data in packets],
-                            timeout=60 + len(packets) / 1000, **_kernel_load(args, obj))
+                            timeout=60 + len(packets) / 1000, **_kernel_load(args, obj), read_maps=())
     outcomes = [result if isinstance(result, BPFError) else _from_kernel(result, 1) for result in runs.results]
     return outcomes, sum(result.syscall_ns for result in runs.results if not isinstance(result, BPFError))
 
