@@ -6,11 +6,14 @@ bench. Inputs come from random.Random(seed), so every run times the same work.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pathlib
 import random
 import struct
 from typing import Any, Callable
+
+from bpfjit.packets import ETH_P_IP, udp4_frame
 
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
 MASK64 = (1 << 64) - 1
@@ -23,9 +26,16 @@ class Case:
 
     The BPF object is progs/SOURCE.bpf.o (and progs/SOURCE.v4.bpf.o where -mcpu=v4 code differs);
     the native twin is SOURCE.c compiled with ``prelude``, exporting ``FUNCTION(mem, len)`` and
-    ``repeat_FUNCTION(mem, len, n)``. ``check_state``, when given, is called with a freshly loaded
+    ``repeat_FUNCTION(mem, len, n)``; a case whose ``prelude`` is None has no native twin (its
+    native column stays empty). ``check_state``, when given, is called with a freshly loaded
     object after ``runs`` runs of the program and raises AssertionError when the maps or globals
     are not what those runs must leave.
+
+    A program whose state fills up as it runs (records in a ring buffer no one consumes) gives
+    ``drain``, called with its object before every timing round, and ``max_repeat``, the runs one
+    round may make before it would fill: timing then measures the work, not the full ring. Its
+    ``warmup_rounds`` are enough to write all of the ring once: bpfjit maps a ring's pages on first
+    touch, where the kernel allocates them with the map, and the page faults are no run's work.
     """
 
     name: str
@@ -36,9 +46,16 @@ class Case:
     repeat: int                        # runs per JIT / native timing round
     interp_data: Callable[[], bytes]   # the interpreter's input (smaller when the full one is slow)
     memory: Callable[[bytes], bytes] | None = None  # the data a run must leave, from its input
-    prelude: str = "native_suite.h"
-    group: str = "micro"               # "micro": the standard suite; "packet": XDP programs
+    prelude: str | None = "native_suite.h"
+    group: str = "micro"               # "micro": the standard suite; "packet", "helper": XDP programs
     check_state: Callable[[Any, int], None] | None = None
+    drain: Callable[[Any], None] | None = None
+    max_repeat: int = 5_000_000
+    warmup_rounds: int = 1
+
+    @property
+    def native_twin(self) -> bool:
+        return self.prelude is not None
 
     def object_path(self, cpu: str = "v3") -> pathlib.Path:
         return PROGS / (f"{self.source}.bpf.o" if cpu == "v3" else f"{self.source}.{cpu}.bpf.o")
@@ -156,4 +173,200 @@ MICRO_CASES = [
          20_000, lambda: memcpy_data(8192), memory=region_copied),
     Case("switch", "switch", "switch_bench", lambda: switch_data(4096), switch_expected, 1_000,
          lambda: switch_data(256)),
+]
+
+
+# --- the helper-heavy XDP programs (bench/progs: hash_churn.c, ringbuf_events.c, ...) -------------
+#
+# Each works from the IPv4 source address of a 64-byte UDP frame (bench/progs/xdp_source.h) and
+# calls one family of helpers many times per run; each models here what its C comment says.
+
+XDP_ABORTED, XDP_DROP, XDP_PASS = 0, 1, 2
+MASK32 = (1 << 32) - 1
+
+
+def helper_frame() -> bytes:
+    """The helper programs' input: a 64-byte IPv4/UDP frame (22 bytes of payload)."""
+    return udp4_frame(40000, 9000, random.Random(21).randbytes(22))
+
+
+def untouched_verdict(frame: bytes) -> int | None:
+    """xdp_source.h's verdict on a frame the program does not work on: XDP_DROP when it is too
+    short for its Ethernet or IPv4 header, XDP_PASS when it is not IPv4; None for an IPv4 frame."""
+    if len(frame) < 14:
+        return XDP_DROP
+    if int.from_bytes(frame[12:14], "big") != ETH_P_IP:
+        return XDP_PASS
+    return XDP_DROP if len(frame) < 34 else None
+
+
+def ipv4_source(frame: bytes) -> int:
+    return int.from_bytes(frame[26:30], "big")
+
+
+def helper_expected(frame: bytes) -> int:
+    """Every helper program's verdict when none of its helper calls fails."""
+    verdict = untouched_verdict(frame)
+    return XDP_PASS if verdict is None else verdict
+
+
+def worked_sources(frames: list[bytes]) -> list[int]:
+    """The source addresses of the frames a helper program works on, in order."""
+    return [ipv4_source(frame) for frame in frames if untouched_verdict(frame) is None]
+
+
+def churn_keys(saddr: int) -> list[int]:
+    return [(saddr + i * 0x9E3779B9) & MASK32 for i in range(64)]
+
+
+def hash_churn_state(frames: list[bytes]) -> dict[str, Any]:
+    """churn_sum (every key squared, read back) and the map, empty again after each run."""
+    total = sum(key * key for saddr in worked_sources(frames) for key in churn_keys(saddr))
+    return {"churn_sum": total & MASK64, "entries": {}}
+
+
+def lru_keys(saddr: int) -> list[int]:
+    return [saddr ^ (i * 0x01000193 & MASK32) for i in range(64)]
+
+
+def lru_churn_state(frames: list[bytes], capacity: int = 32) -> dict[str, Any]:
+    """lru_sum, and the flow cache as a least-recently-used cache of `capacity` leaves it (an
+    update or a lookup makes its key the most recent)."""
+    cache: collections.OrderedDict[int, int] = collections.OrderedDict()
+    total = 0
+    for saddr in worked_sources(frames):
+        for key in lru_keys(saddr):
+            cache[key] = key * 3
+            cache.move_to_end(key)
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+            total += cache[key]
+    return {"lru_sum": total & MASK64, "entries": dict(cache)}
+
+
+def percpu_counter_state(frames: list[bytes], slots: int = 64) -> list[dict[str, int]]:
+    """Each slot's packets and bytes, summed over the CPUs."""
+    counts = [{"packets": 0, "bytes": 0} for _ in range(slots)]
+    for frame in frames:
+        if untouched_verdict(frame) is None:
+            saddr = ipv4_source(frame)
+            for i in range(64):
+                slot = counts[((saddr + i * i) & MASK32) % slots]
+                slot["packets"] += 1
+                slot["bytes"] += len(frame)
+    return counts
+
+
+def spin_counter_state(frames: list[bytes]) -> dict[str, int]:
+    sources = worked_sources(frames)
+    total = sum((saddr >> (i & 31)) & 0xFF for saddr in sources for i in range(64))
+    return {"hits": 64 * len(sources), "total": total}
+
+
+def loop_squares_state(frames: list[bytes]) -> dict[str, int]:
+    """The globals the last worked frame leaves (zeros if none was worked on)."""
+    sources = worked_sources(frames)
+    if not sources:
+        return {"squares_sum": 0, "squares_loops": 0}
+    return {"squares_sum": sum((sources[-1] + i) ** 2 for i in range(1000)) & MASK64, "squares_loops": 1000}
+
+
+def queue_churn_state(frames: list[bytes]) -> dict[str, Any]:
+    """queue_sum: every popped value folded in FIFO order; the queue is empty again."""
+    folded = 0
+    for saddr in worked_sources(frames):
+        for i in range(16):
+            folded = (folded * 31 + saddr * (i + 1)) & MASK64
+    return {"queue_sum": folded, "queued": 0}
+
+
+EVENT = struct.Struct("<IHH")  # ringbuf_events.c's struct event: saddr, index, length
+RINGBUF_RECORD = 8 + 8         # its record in the ring: the 8-byte header, then the 8-byte event
+
+
+def ringbuf_submit_state(frames: list[bytes]) -> dict[str, Any]:
+    """The events ringbuf_submit leaves in the ring, in order, and the bytes they hold."""
+    records = [EVENT.pack(ipv4_source(frame), i, len(frame))
+               for frame in frames if untouched_verdict(frame) is None for i in range(16)]
+    return {"records": records, "held": RINGBUF_RECORD * len(records), "rb_full": 0}
+
+
+def ringbuf_discard_state(frames: list[bytes]) -> dict[str, Any]:
+    """No event to read, but ringbuf_discard's records still hold their bytes: a discarded record
+    keeps its space until the consumer passes it."""
+    return {"records": [], "held": RINGBUF_RECORD * 16 * len(worked_sources(frames)), "rb_full": 0}
+
+
+def read_ring(obj: Any) -> dict[str, Any]:
+    """The ring's committed records (consumed: the ring is empty after), the bytes it held, and
+    rb_full."""
+    ring = obj.maps["events"]
+    held = ring.avail_data
+    records: list[bytes] = []
+    ring.consume(records.append)
+    return {"records": records, "held": held, "rb_full": obj.bss["rb_full"]}
+
+
+def read_percpu_counts(obj: Any) -> list[dict[str, int]]:
+    return [{field: sum(cpu[field] for cpu in per_cpu) for field in ("packets", "bytes")}
+            for _, per_cpu in sorted(obj.maps["slot_counts"].items())]
+
+
+Model = Callable[[list[bytes]], Any]  # frames -> the state one run on each must leave
+Reader = Callable[[Any], Any]         # object -> its state, in the model's shape
+
+HELPER_STATES: dict[str, tuple[Model, Reader]] = {
+    "hash_churn": (hash_churn_state,
+                   lambda obj: {"churn_sum": obj.bss["churn_sum"], "entries": dict(obj.maps["churn"].items())}),
+    "lru_churn": (lru_churn_state,
+                  lambda obj: {"lru_sum": obj.bss["lru_sum"], "entries": dict(obj.maps["flow_cache"].items())}),
+    "percpu_counter": (percpu_counter_state, read_percpu_counts),
+    "spin_counter": (spin_counter_state,
+                     lambda obj: {name: obj.maps["counter"][0][name] for name in ("hits", "total")}),
+    "loop_squares": (loop_squares_state,
+                     lambda obj: {name: obj.bss[name] for name in ("squares_sum", "squares_loops")}),
+    "queue_churn": (queue_churn_state,
+                    lambda obj: {"queue_sum": obj.bss["queue_sum"], "queued": len(obj.maps["work"])}),
+    "ringbuf_submit": (ringbuf_submit_state, read_ring),
+    "ringbuf_discard": (ringbuf_discard_state, read_ring),
+}
+
+
+def check_helper_state(name: str, obj: Any, frames: list[bytes]) -> None:
+    """AssertionError unless helper program `name`'s maps and globals are what one run on each of
+    frames leaves (a ring buffer is consumed by the check)."""
+    model, read = HELPER_STATES[name]
+    got, want = read(obj), model(frames)
+    assert got == want, f"{name} after {len(frames)} runs: {got}, expected {want}"
+
+
+def _state_check(name: str) -> Callable[[Any, int], None]:
+    return lambda obj, runs: check_helper_state(name, obj, [helper_frame()] * runs)
+
+
+def drain_ring(obj: Any) -> None:
+    """Consume every record of the ring, as a user-space reader polling it does."""
+    obj.maps["events"].consume(lambda record: None)
+
+
+RING_RUNS = 10_000  # runs per round: 16 records of 16 bytes each fill 2.5 MB of the 4 MB ring
+RING_WARMUP = 2     # rounds: 5 MB, so every page of the ring is written before timing
+
+
+def _helper_case(name: str, repeat: int, source: str | None = None) -> Case:
+    ring = {"drain": drain_ring, "max_repeat": RING_RUNS, "warmup_rounds": RING_WARMUP} \
+        if name.startswith("ringbuf_") else {}
+    return Case(name, source or name, name, helper_frame, helper_expected, repeat, helper_frame, prelude=None,
+                group="helper", check_state=_state_check(name), **ring)
+
+
+HELPER_CASES = [
+    _helper_case("hash_churn", 2_000),
+    _helper_case("lru_churn", 5_000),
+    _helper_case("percpu_counter", 50_000),
+    _helper_case("spin_counter", 50_000),
+    _helper_case("loop_squares", 20_000),
+    _helper_case("queue_churn", 50_000),
+    _helper_case("ringbuf_submit", RING_RUNS, "ringbuf_events"),
+    _helper_case("ringbuf_discard", RING_RUNS, "ringbuf_events"),
 ]

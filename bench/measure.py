@@ -123,6 +123,11 @@ def check(engine: str, case: Case, retval: int, memory: bytes | None, data: byte
 
 def checked_program(case: Case, cpu: str, engine: str, data: bytes):
     """A fresh program whose first run on `data` was checked (result, memory, maps and globals)."""
+    return checked_object(case, cpu, engine, data)[0]
+
+
+def checked_object(case: Case, cpu: str, engine: str, data: bytes):
+    """checked_program's program, and its object (for a case that drains it between rounds)."""
     program, obj = load_program(case, cpu, verify=True)
     result = program.test_run(data, engine=engine)
     check(engine, case, result.retval, result.data_out, data)
@@ -131,21 +136,35 @@ def checked_program(case: Case, cpu: str, engine: str, data: bytes):
             case.check_state(obj, 1)
         except AssertionError as exc:
             raise WrongResult(f"{case.name}: {engine} left the wrong state: {exc}") from None
-    return program
+    return program, obj
 
 
-def runs_for(ns_per_run: float, budget_ns: float = 20e6) -> int:
-    """Runs that take about budget_ns: enough to swamp the clock and the call."""
-    return max(1, min(5_000_000, int(budget_ns / max(ns_per_run, 0.5))))
+def runs_for(ns_per_run: float, budget_ns: float = 20e6, most: int = 5_000_000) -> int:
+    """Runs that take about budget_ns: enough to swamp the clock and the call (at most `most`)."""
+    return max(1, min(most, int(budget_ns / max(ns_per_run, 0.5))))
+
+
+def timed_rounds(case: Case, program, obj, data: bytes, engine: str, repeat: int, rounds: int) -> float:
+    """The median ns per run of `rounds` rounds of `repeat` runs, after the case's warm-up rounds;
+    a case whose state fills up is drained before each round."""
+    def one_round() -> float:
+        if case.drain is not None:
+            case.drain(obj)
+        return program.test_run(data, repeat=repeat, engine=engine).duration_ns
+
+    for _ in range(case.warmup_rounds):
+        one_round()
+    return median([one_round() for _ in range(rounds)])
 
 
 def time_jit(case: Case, cpu: str, data: bytes, rounds: int, calibrate: bool = False) -> float:
     """calibrate: runs per round chosen to take about 20 ms on this data (for the interpreter's
     smaller input), instead of the case's repeat."""
-    program = checked_program(case, cpu, "jit", data)
-    repeat = runs_for(program.test_run(data, repeat=100).duration_ns) if calibrate else case.repeat
-    program.test_run(data, repeat=repeat, engine="jit")  # warm-up
-    return median([program.test_run(data, repeat=repeat, engine="jit").duration_ns for _ in range(rounds)])
+    program, obj = checked_object(case, cpu, "jit", data)
+    repeat = case.repeat
+    if calibrate:
+        repeat = runs_for(program.test_run(data, repeat=100).duration_ns, most=case.max_repeat)
+    return timed_rounds(case, program, obj, data, "jit", repeat, rounds)
 
 
 def time_reference(case: Case, cpu: str, data: bytes, rounds: int) -> float:
@@ -155,12 +174,12 @@ def time_reference(case: Case, cpu: str, data: bytes, rounds: int) -> float:
 
 def time_interp(case: Case, cpu: str, data: bytes, rounds: int) -> float:
     """The native interpreter, its repeat loop sized to about 20 ms a round."""
-    program = checked_program(case, cpu, "interp", data)
+    program, obj = checked_object(case, cpu, "interp", data)
     once = program.test_run(data, engine="interp").duration_ns  # mostly Python's call, for a short program
     probe = max(1, min(1000, int(1e6 // max(once, 1.0))))  # about 1 ms of runs: the call's cost fades
-    repeat = runs_for(program.test_run(data, repeat=probe, engine="interp").duration_ns)
-    program.test_run(data, repeat=repeat, engine="interp")  # warm-up
-    return median([program.test_run(data, repeat=repeat, engine="interp").duration_ns for _ in range(rounds)])
+    repeat = runs_for(program.test_run(data, repeat=probe, engine="interp").duration_ns,
+                      most=case.max_repeat)
+    return timed_rounds(case, program, obj, data, "interp", repeat, rounds)
 
 
 def time_native(native: NativeLibrary, case: Case, data: bytes, rounds: int) -> float:
@@ -268,7 +287,7 @@ def measure(case: Case, cpu: str, native: NativeLibrary | None, rounds: int, ker
     step(f"{case.name}: native interpreter")
     row.interp_ns = time_interp(case, cpu, data, rounds)
     step(f"{case.name}: native")
-    if native is not None:
+    if native is not None and case.native_twin:
         row.native_ns = time_native(native, case, data, rounds)
     step(f"{case.name}: kernel")
     if kernel_engine:

@@ -37,7 +37,7 @@ def build(cases: Iterable[Case], directory: pathlib.Path) -> ctypes.CDLL:
     cc = compiler()
     if cc is None:
         raise NativeBuildError("no C compiler (cc, gcc or clang) on PATH: the native column needs one")
-    cases = list(cases)
+    cases = [case for case in cases if case.native_twin]
     objects = []
     for source, prelude in sorted({(case.source, case.prelude) for case in cases}):
         obj = directory / f"{source}.o"

@@ -31,6 +31,12 @@ for name in xdp_parse checksum hash_counter global_counter xdp_static_branch; do
     build $name bpf_xdp.h
 done
 
+# Helper-heavy packet programs: XDP programs, one source each (ringbuf_events holds two), with
+# bpf_xdp.h; no native twin (their maps and helpers have no host C counterpart).
+for name in hash_churn lru_churn percpu_counter spin_counter loop_squares queue_churn ringbuf_events; do
+    build $name bpf_xdp.h
+done
+
 # Static branches: one hot XDP loop with debug points, four ways.
 clang-19 $flags -DVARIANT_KEYS -c static_branch.c -o static_branch_keys.o
 clang-19 $flags -DVARIANT_FLAG -c static_branch.c -o static_branch_flag.o
