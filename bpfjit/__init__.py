@@ -1,7 +1,7 @@
 """bpfjit: run BPF programs in userspace, interpreted or compiled to x86-64 through LLVM.
 
 The root imports lazily (PEP 562): ``bpfjit.load``, ``bpfjit.Object``, ``bpfjit.Program`` and
-``bpfjit.register_helper`` import the orchestration (and with it llvmlite) on first use, so the
+``bpfjit.register_helper`` (and ``register_kfunc``) import the orchestration (and with it llvmlite) on first use, so the
 layers below it (``bpfjit.runtime``, ``bpfjit.verifier``, ``bpfjit.isa``) import without llvmlite,
 as ARCHITECTURE's layering promises. The errors are light and import at once.
 """
@@ -22,11 +22,12 @@ from .errors import (
 )
 
 # Public name -> the submodule that defines it, imported when the name is first asked for.
-_LAZY = {"Object": "object", "load": "object", "register_helper": "object", "Program": "program"}
+_LAZY = {"Object": "object", "load": "object", "register_helper": "object", "register_kfunc": "object",
+         "Program": "program"}
 
 __all__ = ["AsmError", "BPFError", "BPFRuntimeError", "BTFError", "DecodeError", "JITError", "KernelEngineError",
            "MapError", "ObjectError", "ProgramError", "VerifierError", "Object", "Program", "load",
-           "register_helper"]
+           "register_helper", "register_kfunc"]
 
 
 def __getattr__(name: str) -> object:

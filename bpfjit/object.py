@@ -38,6 +38,8 @@ from .runtime.maps.create import supported
 from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.jump_tables import create_table_map
+from .runtime.kfuncs import object_helpers, register_kfunc  # noqa: F401 (bpfjit.register_kfunc)
+from .runtime.kptrs import KptrFields, ObjectAllocator, kptr_slots
 from .runtime.static_keys import StaticKey
 from .runtime.kernel_helpers import HELPER_IDS
 from .runtime.stdhelpers import standard_helpers
@@ -89,16 +91,20 @@ def _value_bytes(m: Map) -> bytes:
 
 def _write_value(m: Map, offset: int, data: bytes) -> None:
     """Write into a global-data map's value (natively: the loader may write frozen .rodata),
-    around its bpf_spin_lock word, which only the lock helpers change (a program may hold it)."""
+    around its bpf_spin_lock word, which only the lock helpers change (a program may hold it),
+    and its kptr fields, which only bpf_kptr_xchg and the program's stores change."""
     if offset < 0 or offset + len(data) > m.value_size:
         raise BPFError(f"write of {len(data)} bytes at {offset} outside {m.name} ({m.value_size} bytes)")
-    lock = m.lock_offset
-    pieces = [(offset, data)]
-    if lock is not None and offset < lock + 4 and lock < offset + len(data):
-        pieces = [(offset, data[:max(lock - offset, 0)]), (lock + 4, data[lock + 4 - offset:])]
-    for start, piece in pieces:
-        if piece:
-            ctypes.memmove(m.value_address(0) + start, piece, len(piece))
+    start, end = offset, offset + len(data)
+    for low, high in [*((word, word + size) for word, size in m.kept_words()), (end, end)]:
+        if high <= start:
+            continue
+        stop = min(low, end)
+        if stop > start:
+            ctypes.memmove(m.value_address(0) + start, data[start - offset:stop - offset], stop - start)
+        start = max(start, high)
+        if start >= end:
+            break
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +221,8 @@ class Object:
         # Maps of a type bpfjit does not implement, by name: why each is missing. Only the programs
         # that use one are refused (self.refused); the rest of the object loads.
         self.unavailable_maps: dict[str, str] = {}
+        # The objects programs make with bpf_obj_new and keep in kptr fields of map values.
+        self.kptr_objects = ObjectAllocator()
         self._create_btf_maps(maps or {})
         self._create_data_maps(rodata or {})
         self._initialise_data_pointers()  # .rodata is frozen before the verifier sees it, as libbpf does
@@ -222,6 +230,10 @@ class Object:
         self._jump_table_maps = {table.name: create_table_map(table) for table in self.elf.jump_tables}
         self.static_keys: dict[str, StaticKey] = {name: StaticKey(name) for name in self.elf.static_keys}
         self.helpers = standard_helpers(self._on_trace, ncpus)
+        for helper in object_helpers(self.kptr_objects, self.btf):
+            self.helpers.add(helper)
+        if any(m.kptrs is not None for m in self.maps.values()):
+            self._python_map_writes()
         for helper in _user_helpers:
             self.helpers.add(helper)
         self.programs: dict[str, Program] = _Programs()
@@ -248,7 +260,7 @@ class Object:
                               array_map=self._array_layout,
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys,
                               returns_int=self._returns_int(linked),
-                              function_pointers=self._function_pointer_facts(linked))
+                              function_pointers=self._function_pointer_facts(linked), btf=self.btf)
             ptype = types.get(linked.name) or program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
             try:
                 program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
@@ -402,6 +414,26 @@ class Object:
     def _lock_offset(self, type_id: int) -> int | None:
         return self.btf.find_special_fields(type_id).spin_lock if type_id else None
 
+    def _attach_kptrs(self, m: Map, type_id: int) -> None:
+        """Give a map the kptr fields its value type declares (MapError if the map may not
+        have them, or the BTF is wrong for them)."""
+        try:
+            slots, members = kptr_slots(self.btf, type_id)
+        except BTFError as exc:
+            raise MapError(f"map {m.name}: {exc}", errno.EINVAL) from None
+        if slots:
+            m.attach_kptrs(KptrFields(slots, self.kptr_objects), members)
+
+    def _python_map_writes(self) -> None:
+        """Programs of an object whose maps hold kptrs update and delete elements through the
+        Python helpers, which release the objects an overwritten or deleted value holds: the
+        native map helpers (jit/native_maps.py) do not know kptr fields. A helper whose
+        implementation is not the standard function object is never bound natively
+        (jit/native_helpers.py), so a partial of the same function is enough."""
+        for helper_id in (HELPER_IDS["map_update_elem"], HELPER_IDS["map_delete_elem"]):
+            helper = self.helpers.get(helper_id)
+            self.helpers.add(dataclasses.replace(helper, impl=functools.partial(helper.impl)))
+
     def _create_btf_maps(self, options: Mapping[str, Mapping[str, int]]) -> None:
         self._map_defs = {}
         if self.elf.map_symbols:
@@ -421,6 +453,7 @@ class Object:
                     continue
                 try:
                     created = create_map(spec, self.btf, self.ncpus, self._lock_offset(d.value_type_id), d.map_extra)
+                    self._attach_kptrs(created, d.value_type_id)
                 except BPFError as error:
                     if spec.max_entries:
                         raise
@@ -438,6 +471,8 @@ class Object:
             flags = BPF_F_RDONLY_PROG if d.kind == "rodata" else 0
             spec = MapSpec(d.name, MapType.ARRAY, 4, len(d.image), 1, flags, 0, type_id)
             m = create_map(spec, self.btf, 1, self._lock_offset(type_id))
+            if d.kind != "rodata":  # .rodata is read-only for programs: kptrs cannot be there
+                self._attach_kptrs(m, type_id)
             image = bytearray(d.image)
             for var in self._variables.get(d.name, ()):
                 if d.kind == "rodata" and var.name in rodata:
@@ -516,7 +551,8 @@ class Object:
 
     # --- what programs run against --------------------------------------------------------------
     def _regions(self) -> list[Region]:
-        return [region for m in (*self.maps.values(), *self._jump_table_maps.values()) for region in m.regions()]
+        return [region for m in (*self.maps.values(), *self._jump_table_maps.values()) for region in m.regions()] \
+            + [self.kptr_objects.region]
 
     def _resolve(self, insn, index: int) -> int:
         name = self.elf.map_names[insn.imm]

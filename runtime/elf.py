@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Union
 
 from bpfjit.errors import BPFError, DecodeError, ObjectError
-from bpfjit.isa import (CALL_LOCAL, CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE,
-                        STATIC_BRANCH_JA, STATIC_BRANCH_NOP, Insn, decode, is_filler, slots)
+from bpfjit.isa import (CALL_HELPER, CALL_LOCAL, CALL_OP, GOTOL_OP, JA_OP, LDDW, PSEUDO_FUNC, PSEUDO_MAP_IDX,
+                        PSEUDO_MAP_IDX_VALUE, STATIC_BRANCH_JA, STATIC_BRANCH_NOP, Insn, decode, is_filler, slots)
 
 from .elf_tables import (SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS, Relocation, Section, Symbol, read_relocations,
                          read_sections, read_symbols)
 from .jump_tables import ENTRY_SIZE, JumpTable
+from .kfuncs import kfunc_id, known_kfuncs
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -503,8 +504,9 @@ class _Loader:
                     origins.append((function.section, slot))
                     continue
                 if reloc is not None and insn.opcode == CALL_OP and reloc.symbol.section < 0:
-                    raise _ExternCall(self.reloc_error(reloc, f"call to {reloc.symbol_name}, which is not defined "
-                                                              "in this object (kfuncs and externs are not supported)"))
+                    out.append(self._kfunc_call(reloc))
+                    origins.append((function.section, slot))
+                    continue
                 if insn.is_local_call or (insn.is_lddw and reloc and self._is_code(reloc.symbol)):
                     target = self._code_target(insn, slot, function.section, reloc, by_place, _where(function, slot))
                     if target not in order:
@@ -612,6 +614,17 @@ class _Loader:
             raise self.reloc_error(reloc, f"refers to {target_section}+{address:#x}, which is not the start of a "
                                           "function")
         return function
+
+    def _kfunc_call(self, reloc: Relocation) -> Insn:
+        """A call of a ``__ksym`` extern: a call of the helper id bpfjit gives that kfunc
+        (runtime/kfuncs.py), or, for a name no kfunc has, the program cannot be linked."""
+        number = kfunc_id(reloc.symbol_name)
+        if number is None:
+            known = ", ".join(known_kfuncs())
+            raise _ExternCall(self.reloc_error(reloc, f"call to {reloc.symbol_name}, which is not defined "
+                                                      "in this object (kfuncs and externs are not supported): "
+                                                      f"bpfjit knows only the kfuncs {known}"))
+        return Insn(CALL_OP, 0, CALL_HELPER, 0, number)
 
     def _data_reference(self, insn: Insn, reloc: Relocation, map_names: tuple[str, ...]) -> Insn:
         """An ld_imm64 of a map (src 5) or of an address in global data (src 6), as libbpf makes

@@ -7,7 +7,7 @@ same object is what keeps their results comparable byte for byte.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from bpfjit import isa
 from bpfjit.errors import ProgramError
@@ -85,6 +85,9 @@ class Environment:
     # The program's jump tables (cpu v4 .jumptables, runtime/jump_tables.py): each the slots its
     # entries name, which gotox may reach.
     jump_tables: tuple[tuple[int, ...], ...] = ()
+    # The program's BTF (None for raw bytecode): the verifier types bpf_obj_new's objects and
+    # kptr fields by it.
+    btf: Any = None
 
     def static_branch_jumps(self, index: int, insn: Insn) -> bool:
         """Whether the static-branch JA at `index` jumps now: iff its key is enabled XOR it is

@@ -24,9 +24,11 @@ def errno_result(code: int) -> int:
 
 @dataclass(frozen=True)
 class Prototype:
-    """What the verifier will check a call against: the return kind and one kind per argument."""
+    """What the verifier will check a call against: the return kind and one kind per argument;
+    for a kfunc of host objects, the name of their struct (runtime/kfuncs.py)."""
     ret: str = "integer"
     args: tuple[str, ...] = ()
+    struct: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from elftools.elf.elffile import ELFFile
 from bpfjit import isa
 from bpfjit.errors import ObjectError
 from bpfjit.runtime import elf
+from bpfjit.runtime.kfuncs import is_kfunc_call
 from bpfjit.verifier import cfg
 
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
@@ -250,7 +251,7 @@ def test_relocations_of_btf_and_dwarf_are_not_read():
 
 def test_every_committed_object_relocates_only_ld_imm64_and_calls():
     """What clang emits passes the checks: each relocated instruction of each committed object
-    became a pseudo source (ld_imm64 src 4/5/6) or a bpf-to-bpf call."""
+    became a pseudo source (ld_imm64 src 4/5/6), a bpf-to-bpf call or a kfunc call."""
     for path in sorted(PROGS.glob("*.o")):
         data = path.read_bytes()
         obj = elf.read_object(data, path.name)
@@ -260,5 +261,5 @@ def test_every_committed_object_relocates_only_ld_imm64_and_calls():
             for index, origin in enumerate(prog.origins):
                 insn = prog.insns[index]
                 if origin in relocated and not isa.is_filler(prog.insns, index):
-                    assert insn.is_local_call or (insn.is_lddw and insn.src in (
+                    assert insn.is_local_call or is_kfunc_call(insn) or (insn.is_lddw and insn.src in (
                         isa.PSEUDO_FUNC, isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_IDX_VALUE)), (path.name, origin, insn)

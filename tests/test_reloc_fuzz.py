@@ -107,6 +107,7 @@ def make_cases(count: int, seed: int = FUZZ_SEED) -> list[dict]:
 def check_linked(linked, data: bytes) -> None:
     """Every relocated instruction was patched, to a valid target; nothing else was."""
     from bpfjit import isa
+    from bpfjit.runtime.kfuncs import is_kfunc_call
     code_relocations = {(table.target, offset // 8) for table in rel_tables(data).values()
                         if not table.name.startswith(UNREAD) for offset, _, _ in rel_entries(data, table)}
     maps = set(linked.map_symbols)
@@ -116,7 +117,8 @@ def check_linked(linked, data: bytes) -> None:
         for index in isa.slots(prog.insns):
             insn, where = prog.insns[index], f"{prog.name} insn {index} (from {prog.origins[index]})"
             relocated = prog.origins[index] in code_relocations
-            assert not relocated or insn.is_lddw or insn.is_local_call, f"{where}: relocated {insn}"
+            assert not relocated or insn.is_lddw or insn.is_local_call or is_kfunc_call(insn), \
+                f"{where}: relocated {insn}"
             if insn.is_lddw:
                 assert (insn.src != 0) == relocated, f"{where}: relocated={relocated} but {insn}"
                 if insn.src == isa.PSEUDO_MAP_IDX:

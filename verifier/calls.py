@@ -14,7 +14,7 @@ no reference left unreleased and no lock held.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from bpfjit import isa
@@ -26,6 +26,7 @@ from bpfjit.runtime.kernel_helpers import helper_name
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.status import MAX_CALL_FRAMES
 
+from . import kptrs
 from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .memory import Access, mark_written
@@ -109,6 +110,7 @@ class _CallMeta:
     ref_obj_id: int = 0  # the reference an argument is (a cast's result is the same object)
     record_size: int = 0
     callback: int | None = None  # start slot of a callback function argument
+    kptr: kptrs.KptrMeta = field(default_factory=kptrs.KptrMeta)  # kptr fields and objects
 
 
 def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
@@ -117,6 +119,7 @@ def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
     if state.lock is not None and name not in _ALLOWED_UNDER_LOCK:
         raise Rejected("function calls are not allowed while holding a lock")
     meta = _CallMeta()
+    meta.kptr.struct = helper.proto.struct if helper is not None else None
     args = helper.proto.args if helper is not None else ()
     for position, kind in enumerate(args):
         _check_arg(v, state, kind, position + 1, meta, insn.imm, name)
@@ -214,6 +217,11 @@ def _check_arg(v: "Verifier", state: State, kind: str, regno: int, meta: _CallMe
     if kind == "spin_lock":
         _spin_lock_arg(reg, regno)
         return
+    if kind in kptrs.ARG_KINDS:
+        released = kptrs.check_arg(kind, reg, regno, meta.kptr, v.spec.btf,
+                                   lambda regnos: v.demand_precise(state, regnos))
+        meta.release_id = released or meta.release_id
+        return
     raise Rejected(f"unsupported arg type {kind} of helper {name}#{helper_id}")
 
 
@@ -279,7 +287,7 @@ def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write:
         raise Rejected(f"write into map forbidden, value_size={reg.map.value_size} off={reg.off} size={size}")
     # Every other kind is checked like a load (a store, when the helper writes it) of `size`
     # bytes through the argument register.
-    v.memory.access(state, Access(regno, 0, size, write), None)
+    v.memory.access(state, Access(regno, 0, size, write, helper=True), None)
 
 
 def _stack_range(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
@@ -337,8 +345,11 @@ def _special_effects(state: State, name: str, meta: _CallMeta) -> None:
         if not any(ref.id == meta.release_id for ref in state.refs):
             raise Rejected("R1 must be referenced when passed to release function")
         state.refs = [ref for ref in state.refs if ref.id != meta.release_id]
-        for frame in state.frames:
+        for frame in state.frames:  # every copy, in a register or spilled, is gone with it
             frame.regs[:] = [scalar() if r.ref_obj_id == meta.release_id else r for r in frame.regs]
+            for number, slot in list(frame.stack.items()):
+                if slot.is_spill and slot.spilled.ref_obj_id == meta.release_id:
+                    frame.stack[number] = spill_slot(scalar())
 
 
 def _forget_packet_pointers(state: State) -> None:
@@ -375,6 +386,10 @@ def _result(v: "Verifier", ret: str, name: str, meta: _CallMeta, state: State, i
         state.refs.append(Reference(reference, index))
         return Reg(RegType.PTR_TO_MEM, mem_size=meta.record_size, maybe_null=True, ringbuf=True,
                    id=reference, ref_obj_id=reference)
+    obj = kptrs.result(ret, meta.kptr, v.spec.btf,
+                       frozenset(h.proto.struct for h in v.helpers if h.proto.ret == "host_or_null"))
+    if obj is not None:
+        return replace(_acquired(v, state, index, RegType.PTR_TO_BTF_ID), obj=obj)
     return scalar(Scalar.unknown() if ret != "u32" else Scalar.from_load(4, False))
 
 

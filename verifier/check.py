@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import BPFError, VerifierError
@@ -117,6 +117,7 @@ class ProgramSpec:
     # refuses any other value at run time (BAD_CALLX).
     callx_targets: tuple[int, ...] = ()
     kernel_type: str = ""  # enum bpf_prog_type without its prefix ("" for raw programs)
+    btf: Any = None  # the program's BTF (runtime.btf.BTF): bpf_obj_new's types (verifier/kptrs.py)
 
 
 class Verifier:

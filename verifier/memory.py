@@ -15,7 +15,7 @@ from typing import Callable
 from bpfjit import isa
 from bpfjit.isa import Insn
 
-from . import jumps
+from . import jumps, kptrs
 from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .scalar import Scalar, sign_extend, truncate
@@ -32,6 +32,9 @@ class Access:
     size: int
     write: bool
     signed: bool = False  # a sign-extending load (ldsx)
+    kind: str = "mem"  # the instruction: "mem" (ldx, stx), "st" (an immediate) or "atomic"
+    helper: bool = False  # a helper reads or writes the memory (an argument), not an instruction
+    value_regno: int = -1  # a store's source register
 
 
 # The context's rules: (offset, size, write) -> what a load gives (a pointer for data, data_end,
@@ -68,6 +71,7 @@ class MemoryChecker:
 
     def store(self, state: State, insn: Insn) -> None:
         size = isa.SIZE_BYTES[insn.size]
+        kind = "st" if insn.cls == isa.ST else "mem"
         if insn.cls == isa.ST:
             value = const(insn.imm)
         else:
@@ -79,7 +83,7 @@ class MemoryChecker:
                 # refines both (the kernel's assign_scalar_id_before_mov).
                 value = replace(value, id=self.new_id())
                 state.regs[insn.src] = value
-        self.access(state, Access(insn.dst, insn.off, size, True), value)
+        self.access(state, Access(insn.dst, insn.off, size, True, kind=kind, value_regno=insn.src), value)
 
     def atomic(self, state: State, insn: Insn) -> None:
         size = isa.SIZE_BYTES[insn.size]
@@ -98,8 +102,8 @@ class MemoryChecker:
         if target.type not in (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_STACK, RegType.PTR_TO_MEM) \
                 or target.maybe_null:
             raise Rejected(f"BPF_ATOMIC stores into R{insn.dst} {target.type_name()} is not allowed")
-        self.access(state, Access(insn.dst, insn.off, size, False), None)
-        self.access(state, Access(insn.dst, insn.off, size, True), scalar())
+        self.access(state, Access(insn.dst, insn.off, size, False, kind="atomic"), None)
+        self.access(state, Access(insn.dst, insn.off, size, True, kind="atomic"), scalar())
         if insn.imm & isa.FETCH:
             fetched = scalar(Scalar.from_load(size, False))
             state.regs[0 if insn.imm == isa.CMPXCHG else insn.src] = fetched
@@ -134,6 +138,8 @@ class MemoryChecker:
             return self._loaded(access)
         if kind in SOCKET_TYPES:
             return self._socket(reg, access)
+        if kind == RegType.PTR_TO_BTF_ID and reg.obj is not None:
+            return kptrs.object_access(reg, access)
         raise Rejected(f"R{access.regno} invalid mem access '{reg.type_name()}'")
 
     @staticmethod
@@ -175,6 +181,10 @@ class MemoryChecker:
                 raise Rejected("bpf_spin_lock cannot be accessed directly by load/store")
         if jumps.is_jump_table(info):
             return jumps.table_load(reg, access.off, access.size)
+        if info.kptrs:
+            loaded = kptrs.map_field_access(reg, access, off, value, self.new_id)
+            if loaded is not None:
+                return loaded
         if info.func_slots:
             if access.write:
                 _check_func_slot_write(reg, access, off, value)

@@ -172,8 +172,8 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
         if old.id and not ids.same(old.id, new.id):
             return False
         return is_subset(old.value, new.value)
-    if (old.map, old.mem_size, old.frameno, old.subprog, old.targets, old.rdonly, old.ringbuf) != \
-            (new.map, new.mem_size, new.frameno, new.subprog, new.targets, new.rdonly, new.ringbuf):
+    if (old.map, old.mem_size, old.frameno, old.subprog, old.targets, old.rdonly, old.ringbuf, old.obj) != \
+            (new.map, new.mem_size, new.frameno, new.subprog, new.targets, new.rdonly, new.ringbuf, new.obj):
         return False
     if old.type in PACKET_TYPES and not _packet_covers(old, new, ids.backward is None):
         return False

@@ -73,6 +73,19 @@ class FuncSlot:
 
 
 @dataclass(frozen=True)
+class ObjType:
+    """What a PTR_TO_BTF_ID points to: a struct of the program's BTF (its type id, name and
+    size), and how the program holds it: an object it owns (``alloc``: from bpf_obj_new or
+    out of a kptr field by bpf_kptr_xchg; readable and writable) or an untrusted pointer (a
+    load of a kptr field; read only)."""
+    type_id: int
+    name: str
+    size: int
+    untrusted: bool = False
+    alloc: bool = False
+
+
+@dataclass(frozen=True)
 class MapInfo:
     """What the verifier needs of a map: the kernel's ``bpf_map`` as a program sees it."""
     name: str
@@ -90,6 +103,13 @@ class MapInfo:
     # The value's function-pointer slots (BTF types them; global data has them): what a load of
     # one gives and what a store into one must be.
     func_slots: tuple[FuncSlot, ...] = ()
+    # The value's kptr fields (runtime.kptrs.KptrSlot): what loads of them give, what may be
+    # stored there, and which bpf_kptr_xchg may exchange.
+    kptrs: tuple = ()
+
+    def kptr_at(self, offset: int):
+        """The kptr field that starts at offset, if any."""
+        return next((slot for slot in self.kptrs if slot.offset == offset), None)
 
     def func_slot(self, offset: int) -> FuncSlot | None:
         """The function-pointer slot that starts at offset, if any."""
@@ -118,6 +138,7 @@ class Reg:
     targets: frozenset[int] = frozenset()
     rdonly: bool = False
     ringbuf: bool = False
+    obj: ObjType | None = None  # PTR_TO_BTF_ID: the struct it points to
 
     @property
     def is_pointer(self) -> bool:
@@ -138,7 +159,9 @@ class Reg:
 
     def type_name(self) -> str:
         """The kernel's name for the type, with its prefixes and ``_or_null`` suffix."""
-        prefix = ("rdonly_" if self.rdonly else "") + ("ringbuf_" if self.ringbuf else "")
+        obj = self.obj
+        prefix = ("rdonly_" if self.rdonly else "") + ("alloc_" if obj is not None and obj.alloc else "") + (
+            "ringbuf_" if self.ringbuf else "") + ("untrusted_" if obj is not None and obj.untrusted else "")
         if self.type == RegType.PTR_TO_BTF_ID and self.maybe_null:
             return prefix + "ptr_or_null_"  # the kernel's one exception to its "_or_null" suffix
         return prefix + self.type.value + ("_or_null" if self.maybe_null else "")
@@ -193,7 +216,8 @@ def format_reg(reg: Reg) -> str:
     if not (reg.value.is_const and reg.value.const_value == 0):
         inner = format_scalar(reg.value)
         parts.append(inner[len("scalar("):-1] if inner.startswith("scalar(") else f"imm={inner}")
-    return f"{reg.type_name()}({','.join(p for p in parts if p)})"
+    name = reg.obj.name if reg.obj is not None else ""
+    return f"{reg.type_name()}{name}({','.join(p for p in parts if p)})"
 
 
 class SlotKind(enum.Enum):
@@ -260,7 +284,8 @@ class Frame:
 
 @dataclass
 class Reference:
-    """An acquired object the program must release before it exits (a ring-buffer record)."""
+    """An acquired object the program must release before it exits (a ring-buffer record, a
+    socket, an object of bpf_obj_new or bpf_kptr_xchg)."""
     id: int
     insn: int
 

@@ -16,6 +16,7 @@ from bpfjit.isa import Insn
 from bpfjit.runtime import maps as runtime_maps
 from bpfjit.runtime.context import PACKET, PACKET_END, PACKET_META, SOCK_COMMON_OR_NULL, ContextLayout, ProgramType
 from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.btf import Kind
 from bpfjit.runtime.jump_tables import program_tables
 
 from . import calls, legacy_packet
@@ -46,7 +47,7 @@ def verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pro
     tokens = tuple(env.callx_targets(facts.function_starts)) if env.function_tokens is not None else ()
     spec = ProgramSpec(None if raw else _ctx_fields(prog_type.layout),
                        packet_writable=prog_type.name not in _READ_ONLY_PACKET, widen_loops=raw,
-                       callx_targets=tokens, kernel_type=prog_type.kernel_type)
+                       callx_targets=tokens, kernel_type=prog_type.kernel_type, btf=env.btf)
     legacy_packet.check_subprograms(insns, facts, env.returns_int)
     targets = _PseudoTargets(env)
     if log_level != 1:
@@ -77,7 +78,8 @@ def inputs(insns: Sequence[Insn], env: Environment, prog_type: ProgramType) -> s
     (maps as the verifier sees them, frozen values included) and the functions callx may reach.
     Equal inputs give equal verdicts, so a verdict may be cached under a hash of this."""
     parts = [prog_type.name, isa.encode(insns).hex()]
-    parts += [f"helper {h.id} {h.proto.ret} {','.join(h.proto.args)}" for h in sorted(env.helpers, key=lambda h: h.id)]
+    parts += [f"helper {h.id} {h.proto.ret} {','.join(h.proto.args)} {h.proto.struct}"
+              for h in sorted(env.helpers, key=lambda h: h.id)]
     targets = _PseudoTargets(env)
     for index, insn in enumerate(insns):
         if insn.is_lddw and insn.src and not isa.is_filler(insns, index):
@@ -90,10 +92,17 @@ def inputs(insns: Sequence[Insn], env: Environment, prog_type: ProgramType) -> s
         parts.append(f"callx {sorted(env.function_tokens.values())} {env.callx_reaches_helpers}")
     if env.returns_int is not None:
         parts.append(f"returns_int {sorted(env.returns_int.items())}")
+    if env.btf is not None:  # bpf_obj_new's types are the program's structs
+        parts.append(f"btf {_struct_sizes(env.btf)}")
     tables = program_tables(insns, env.ld_imm64_value)
     if tables:
         parts.append(f"jump tables {tables}")
     return "\n".join(parts)
+
+
+def _struct_sizes(btf) -> list[tuple[int, str, int]]:
+    """(type id, name, size) of every struct of a BTF: what the verifier reads of it."""
+    return [(type_id, t.name, t.size) for type_id, t in enumerate(btf.types) if t is not None and t.kind == Kind.STRUCT]
 
 
 def _target_text(target: tuple) -> str:
@@ -104,7 +113,7 @@ def _target_text(target: tuple) -> str:
         return (f"{info.map_type}/{info.key_size}/{info.value_size}/{info.max_entries}/{info.read_only}/"
                 f"{info.write_only}/"
                 f"{info.lock_offset}/{frozen.hex() if frozen is not None else '-'}/{info_text(info.inner)}/"
-                f"{info.func_slots}")
+                f"{info.func_slots}/{info.kptrs}")
     kind, *rest = target
     if kind in ("map", "map_value"):
         return f"{kind} {info_text(rest[0])} {rest[1:]}"
@@ -179,4 +188,5 @@ def _describe(found: "runtime_maps.Map", env: Environment) -> MapInfo:
     return MapInfo(found.name, found.map_type, found.key_size, found.value_size, found.max_entries,
                    bool(found.map_flags & runtime_maps.BPF_F_RDONLY_PROG), found.lock_offset, inner_info, frozen_read,
                    found.handle, bool(found.map_flags & runtime_maps.BPF_F_WRONLY_PROG),
-                   calls.function_slots(found, env.function_pointers))
+                   calls.function_slots(found, env.function_pointers),
+                   found.kptrs.slots if found.kptrs is not None else ())

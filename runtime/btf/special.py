@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MAX_SPECIAL_FIELDS = 4096
 
 # kptr type tags and the other kernel structs the verifier treats specially.
-KPTR_TAGS = ("kptr", "kptr_untrusted", "percpu_kptr", "uptr")
+KPTR_TAGS = ("kptr", "kptr_ref", "kptr_untrusted", "percpu_kptr", "uptr")
 _ONE_PER_VALUE = {"bpf_spin_lock": "spin_lock", "bpf_timer": "timer"}
 _OTHER_SPECIAL = ("bpf_res_spin_lock", "bpf_wq", "bpf_list_head", "bpf_list_node", "bpf_rb_root",
                   "bpf_rb_node", "bpf_refcount", "bpf_task_work")
@@ -28,7 +28,7 @@ _OTHER_SPECIAL = ("bpf_res_spin_lock", "bpf_wq", "bpf_list_head", "bpf_list_node
 @dataclass(frozen=True)
 class KptrField:
     offset: int
-    tag: str  # "kptr", "kptr_untrusted", "percpu_kptr" or "uptr"
+    tag: str  # "kptr" (or its old name "kptr_ref"), "kptr_untrusted", "percpu_kptr" or "uptr"
     type_id: int  # the pointee after skipping modifiers
 
 

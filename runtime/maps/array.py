@@ -55,6 +55,9 @@ class ArrayMap(Map):
                        f"map {self.name} values"),
                 Region(self.key_base, 4 * self.max_entries, False, f"map {self.name} keys")]
 
+    def _value_pool(self) -> tuple[int, int, int]:
+        return self.value_base, self.cpu_stride * self._nslots, self.elem_stride
+
     def value_address(self, index: int, cpu: int = 0) -> int:
         """Address of value ``index`` (on ``cpu`` for per-cpu arrays)."""
         if not 0 <= index < self.max_entries or not 0 <= cpu < self._nslots:
@@ -142,7 +145,7 @@ class ArrayMap(Map):
         return -E.EINVAL
 
     def _raw_clear(self) -> None:
-        if self.lock_offset is None:
+        if self.lock_offset is None and self.kptrs is None:
             ctypes.memset(self.value_base, 0, self.cpu_stride * self._nslots)
             return
         for c in range(self._nslots):

@@ -13,13 +13,20 @@ from typing import Any, Iterator
 
 from bpfjit.errors import MapError
 
+from ..kptrs import KptrFields
 from ..map_types import MapType
 from ..memory import Buffer, Region
 from .native import EXT_LOCK_OFFSET, EXT_MUTEX, EXT_SIZE, MapLock
-from .uapi import (BPF_ANY, BPF_F_LOCK, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_F_WRONLY_PROG,
-                   MAX_MAP_BYTES)
+from .uapi import (BPF_ANY, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY,
+                   BPF_F_WRONLY_PROG, MAX_MAP_BYTES)
 
 HEADER_SIZE = 64
+# The kernel's ENOTSUPP (not in errno: it never reaches user space by that name), which it gives
+# to BPF_MAP_FREEZE and mmap of a map whose values hold kptrs.
+ENOTSUPP = 524
+# Map types whose values may hold kptrs (the kernel's btf_field kptr allow-list, storage maps aside).
+KPTR_MAP_TYPES = (MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.ARRAY,
+                  MapType.PERCPU_ARRAY)
 #: Layout of the header ``handle`` points at (all little-endian):
 #:   0 u32 map_type   4 u32 key_size   8 u32 value_size   12 u32 max_entries   16 u32 map_flags
 #:  20 u32 elem_stride (value stride: arrays, hashes, map-in-map handle tables; 0 otherwise)
@@ -105,6 +112,8 @@ class Map:
         self.value_type_id = spec.value_type_id
         self.btf = btf
         self.lock_offset = lock_offset
+        self.kptrs: KptrFields | None = None  # the values' kptr fields (attach_kptrs)
+        self._kptr_members: dict[str, int] = {}  # value struct member name -> kptr offset
         self.frozen = False
         self.id = next(_ids)
         if not isinstance(ncpus, int) or ncpus < 1:
@@ -208,8 +217,39 @@ class Map:
 
     def freeze(self) -> None:
         """BPF_MAP_FREEZE: Python-side writes fail with EPERM from now on (program-side writes
-        are governed by BPF_F_RDONLY_PROG and the verifier)."""
+        are governed by BPF_F_RDONLY_PROG and the verifier). A map holding kptrs cannot be
+        frozen (the kernel's ENOTSUPP)."""
+        if self.kptrs is not None:
+            raise self._err("a map whose values hold kptrs cannot be frozen", ENOTSUPP)
         self.frozen = True
+
+    # -- kptr fields --
+
+    def attach_kptrs(self, fields: KptrFields, members: dict[str, int] | None = None) -> None:
+        """Give the map's values kptr fields (found in the value's BTF): their objects are
+        released when a value is overwritten or deleted and when the map is freed. members:
+        the value struct's members that are kptr fields (name -> offset), which Python reads
+        as object handles. The kernel's rules: only some map types, never read-only or
+        write-only for programs (EACCES), never mmapable (ENOTSUPP)."""
+        if self.map_type not in KPTR_MAP_TYPES:
+            raise self._err("kptr fields are only supported in hash, LRU hash, array and their per-cpu "
+                            "maps' values", E.EOPNOTSUPP)
+        if self.map_flags & (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG):
+            raise self._err("a value with kptrs cannot be BPF_F_RDONLY_PROG or BPF_F_WRONLY_PROG", E.EACCES)
+        if self.map_flags & BPF_F_MMAPABLE:
+            raise self._err("a value with kptrs cannot be BPF_F_MMAPABLE", ENOTSUPP)
+        for slot in fields.slots:
+            if slot.offset % 8 or slot.offset + 8 > self.value_size:
+                raise self._err(f"kptr at offset {slot.offset} is not an aligned 8-byte field of the "
+                                f"{self.value_size}-byte value", E.EINVAL)
+        self.kptrs = fields
+        self._kptr_members = dict(members or {})
+        base, size, stride = self._value_pool()
+        fields.free_on_collect(self, base, size, stride, self._values)
+
+    def _value_pool(self) -> tuple[int, int, int]:
+        """(start, bytes, stride) of every value slot of the map (the maps that take kptrs)."""
+        raise self._unsupported("kptr fields")
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.name!r} key_size={self.key_size} "
@@ -308,6 +348,10 @@ class Map:
         return self._decode(data, self.key_type_id)
 
     def _encode_one_value(self, value: Any) -> bytes:
+        if self._kptr_members and isinstance(value, dict):
+            # The kptr fields are not written from Python (see _write_value): any handle
+            # or None given for them stands for NULL.
+            value = {k: (0 if k in self._kptr_members else v) for k, v in value.items()}
         return self._encode(value, self.value_size, self.value_type_id, "value")
 
     def _encode_value(self, value: Any) -> bytes | list[bytes]:
@@ -321,20 +365,45 @@ class Map:
 
     def _decode_value(self, data: bytes | list[bytes]) -> Any:
         if isinstance(data, list):
-            return [self._decode(d, self.value_type_id) for d in data]
-        return self._decode(data, self.value_type_id)
+            return [self._decode_one_value(d) for d in data]
+        return self._decode_one_value(data)
 
-    # -- value memory with the spin-lock word left alone --
+    def _decode_one_value(self, data: bytes) -> Any:
+        """A value as Python sees it: its kptr fields as object handles, or None for NULL."""
+        value = self._decode(data, self.value_type_id)
+        if self._kptr_members and isinstance(value, dict):
+            for name, offset in self._kptr_members.items():
+                value[name] = self.kptrs.handle(int.from_bytes(data[offset:offset + 8], "little"), self.btf)
+        return value
+
+    # -- value memory with the spin-lock word and the kptr fields left alone --
 
     def _write_value(self, address: int, data: bytes, new: bool) -> None:
-        lo = self.lock_offset
-        if lo is None:
+        """Write a value around the words only the runtime changes: the spin lock (zeroed in
+        a new element) and the kptr fields, whose objects are released (an overwritten
+        value's, or whatever a reused slot still held) and which become NULL."""
+        kept = self.kept_words()
+        if not kept:
             ctypes.memmove(address, data, len(data))
-        elif new:
-            ctypes.memmove(address, data[:lo] + b"\0\0\0\0" + data[lo + 4:], len(data))
-        else:
-            ctypes.memmove(address, data, lo)
-            ctypes.memmove(address + lo + 4, data[lo + 4:], len(data) - lo - 4)
+            return
+        start = 0
+        for offset, size in kept:
+            if offset > start:
+                ctypes.memmove(address + start, data[start:offset], offset - start)
+            start = offset + size
+        if start < len(data):
+            ctypes.memmove(address + start, data[start:], len(data) - start)
+        if new and self.lock_offset is not None:
+            ctypes.memset(address + self.lock_offset, 0, 4)
+        if self.kptrs is not None:
+            self.kptrs.empty(address)
+
+    def kept_words(self) -> list[tuple[int, int]]:
+        """(offset, size) of the value's words a value write leaves alone, in order."""
+        kept = [(offset, 8) for offset in self.kptrs.offsets] if self.kptrs is not None else []
+        if self.lock_offset is not None:
+            kept.append((self.lock_offset, 4))
+        return sorted(kept)
 
     def _read_value(self, address: int) -> bytes:
         data = ctypes.string_at(address, self.value_size)

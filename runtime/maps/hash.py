@@ -60,6 +60,9 @@ class HashMap(Map):
                 Region(self.key_base, self.key_stride * self.max_entries, False,
                        f"map {self.name} keys")]
 
+    def _value_pool(self) -> tuple[int, int, int]:
+        return self.value_base, self.elem_stride * self._nslots * self.max_entries, self.elem_stride
+
     def _value_addr(self, slot: int, cpu: int = 0) -> int:
         return self.value_base + (slot * self._nslots + cpu) * self.elem_stride
 
@@ -148,11 +151,21 @@ class HashMap(Map):
         if slot is None:
             return False
         self.chains.unlink(key, slot)
+        self._retire(slot)
         self.chains.release(slot)
         return True
 
+    def _retire(self, slot: int) -> None:
+        """A deleted element's kptr fields: their objects released, the referenced ones left
+        pointing at the tombstone until the slot is reused (runtime/kptrs.py)."""
+        if self.kptrs is not None:
+            for cpu in range(self._nslots):
+                self.kptrs.empty(self._value_addr(slot, cpu), tombstone=True)
+
     def _reset(self) -> None:
         """Remove every element (the caller holds the lock)."""
+        for slot in self.chains.slots() if self.kptrs is not None else ():
+            self._retire(slot)
         self.chains.clear()
 
     def elements(self, cpu: int = 0) -> list[tuple[int, int]]:

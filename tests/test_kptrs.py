@@ -1,0 +1,336 @@
+"""kptrs at run time (tests/progs/kptr_stash.c, kptr_rules.c): objects made by bpf_obj_new,
+stashed in a hash map's referenced kptr field with bpf_kptr_xchg, counted by the object's
+allocator; released when their element is overwritten or deleted (from a program or from
+Python) and when the map is freed; shown to Python as handles. Every engine gives the same
+results, and threads exchanging objects while Python deletes elements neither leak nor free
+twice (docs/semantics.md#kptrs)."""
+from __future__ import annotations
+
+import gc
+import pathlib
+import random
+import threading
+import time
+
+import pytest
+
+import bpfjit
+from bpfjit.errors import MapError
+from bpfjit.runtime.kptrs import KptrFields, ObjectAllocator, ObjectError, ObjectHandle, kptr_slots
+from bpfjit.runtime.map_types import MapType
+from bpfjit.runtime.maps import BPF_EXIST, MapSpec, create_map
+
+from conftest import ENGINES
+
+PROGS = pathlib.Path(__file__).resolve().parent / "progs"
+STASH = PROGS / "kptr_stash.o"
+XDP_ABORTED, XDP_DROP, XDP_PASS = 0, 1, 2
+PACKET = bytes(40)
+
+
+def _stashed(obj) -> int:
+    """How many objects the conns map holds, as Python sees them."""
+    return sum(value["conn"] is not None for value in obj.maps["conns"].values())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_track_counts_packets_in_an_object_kept_in_the_map(engine):
+    obj = bpfjit.load(STASH)
+    track = obj.programs["track"]
+    obj.bss.key_in = 5
+    for n, size in enumerate((40, 100, 60), start=1):
+        assert track.test_run(bytes(size), engine=engine).retval == XDP_PASS
+        assert obj.bss.packets_out == n
+    obj.bss.key_in = 9
+    track.test_run(bytes(50), engine=engine)
+    assert obj.kptr_objects.live == 2  # one conn per key
+    assert obj.programs["peek"].test_run(PACKET, engine=engine).retval == XDP_PASS
+    assert obj.bss.bytes_out == 50
+    obj.bss.key_in = 5
+    obj.programs["peek"].test_run(PACKET, engine=engine)
+    assert obj.bss.bytes_out == 40 + 100 + 60
+    value = obj.maps["conns"][5]
+    assert value["seen"] == 3 and isinstance(value["conn"], ObjectHandle) and value["conn"].live
+    assert value["conn"].read() == {"packets": 3, "bytes": 200, "id": 5}
+    obj.programs["forget"].test_run(PACKET, engine=engine)
+    assert not value["conn"].live and value["conn"].read() is None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_objects_are_freed_on_drop_and_replaced_on_swap(engine):
+    obj = bpfjit.load(STASH)
+    run = {name: obj.programs[name] for name in ("swap", "forget", "peek")}
+    obj.bss.key_in = 3
+    assert run["forget"].test_run(PACKET, engine=engine).retval == XDP_DROP  # no element yet
+    run["swap"].test_run(PACKET, engine=engine)
+    first = obj.maps["conns"][3]["conn"]
+    run["swap"].test_run(PACKET, engine=engine)
+    second = obj.maps["conns"][3]["conn"]
+    assert obj.kptr_objects.live == 1 and obj.kptr_objects.allocated == 2 and obj.kptr_objects.freed == 1
+    assert first.address != second.address or first == second  # the freed memory may come back
+    assert run["forget"].test_run(PACKET, engine=engine).retval == XDP_PASS
+    assert obj.kptr_objects.live == 0 and obj.maps["conns"][3]["conn"] is None
+    assert run["peek"].test_run(PACKET, engine=engine).retval == XDP_DROP  # an empty slot reads NULL
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_program_overwriting_or_deleting_an_element_releases_its_object(engine):
+    obj = bpfjit.load(STASH)
+    for key in (1, 2):
+        obj.bss.key_in = key
+        obj.programs["swap"].test_run(PACKET, engine=engine)
+    obj.bss.key_in = 1
+    assert obj.programs["reset"].test_run(PACKET, engine=engine).retval == XDP_PASS
+    assert obj.kptr_objects.live == 1 and obj.maps["conns"][1] == {"seen": 0, "conn": None}
+    obj.bss.key_in = 2
+    assert obj.programs["remove"].test_run(PACKET, engine=engine).retval == XDP_PASS
+    assert obj.kptr_objects.live == 0 and 2 not in obj.maps["conns"]
+
+
+def _stash(m, allocator: ObjectAllocator, key: int) -> None:
+    """Put a new object into the conn field of key's value on every cpu, as bpf_kptr_xchg does."""
+    if not m.indexed:
+        m.update_elem(key, {"seen": key, "conn": None})
+    for cpu in range(2 if m.percpu else 1):
+        address = m.lookup(key.to_bytes(4, "little"), cpu)
+        assert allocator.exchange(address + 8, allocator.allocate(24, 0)) == 0
+
+
+@pytest.mark.parametrize("map_type", [MapType.HASH, MapType.LRU_HASH, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH,
+                                      MapType.ARRAY, MapType.PERCPU_ARRAY])
+def test_every_map_type_that_holds_kptrs_releases_them(map_type):
+    """Objects put into the fields of a map of each type (as bpf_kptr_xchg puts them) are
+    released by an overwrite, a delete (an array's values are only overwritten), an LRU
+    eviction and the map's end."""
+    btf = bpfjit.load(STASH, programs=[]).btf
+    value_type, key_type = btf.find("slot"), btf.find("__u32")
+    allocator = ObjectAllocator(arena_bytes=4096)
+    m = create_map(MapSpec("m", map_type, 4, 16, 2, 0, key_type, value_type), btf, ncpus=2)
+    slots, members = kptr_slots(btf, value_type)
+    m.attach_kptrs(KptrFields(slots, allocator), members)
+
+    per_value = 2 if m.percpu else 1
+    _stash(m, allocator, 0)
+    _stash(m, allocator, 1)
+    assert allocator.live == 2 * per_value
+    m.update_elem(0, {"seen": 9, "conn": None})
+    assert allocator.live == per_value
+    if m.indexed:
+        m.clear()
+    else:
+        del m[1]
+    assert allocator.live == 0
+    _stash(m, allocator, 0)
+    _stash(m, allocator, 1)
+    if map_type in (MapType.LRU_HASH, MapType.LRU_PERCPU_HASH):
+        m.update_elem(5, {"seen": 5, "conn": None})  # full: the least recently used element goes
+        assert allocator.live == per_value
+    del m
+    gc.collect()
+    assert allocator.live == 0
+
+
+def test_a_new_object_is_zeroed_even_when_its_memory_was_used_before():
+    obj = bpfjit.load(STASH)
+    obj.bss.key_in = 1
+    obj.programs["track"].test_run(bytes(200))
+    obj.programs["forget"].test_run(PACKET)
+    obj.programs["track"].test_run(bytes(30))  # gets the freed object's memory back
+    obj.programs["peek"].test_run(PACKET)
+    assert obj.bss.packets_out == 1 and obj.bss.bytes_out == 30
+
+
+def test_python_delete_overwrite_and_clear_release_the_objects():
+    obj = bpfjit.load(STASH)
+    conns, swap = obj.maps["conns"], obj.programs["swap"]
+    for key in range(4):
+        obj.bss.key_in = key
+        swap.test_run(PACKET)
+    assert obj.kptr_objects.live == 4
+    del conns[0]
+    assert obj.kptr_objects.live == 3
+    conns[1] = {"seen": 7, "conn": None}  # an overwrite releases the object, keeps the key
+    assert obj.kptr_objects.live == 2 and conns[1] == {"seen": 7, "conn": None}
+    conns[2] = {"seen": 1, "conn": conns[3]["conn"]}  # Python cannot put an object in a field
+    assert conns[2]["conn"] is None and obj.kptr_objects.live == 1
+    conns.clear()
+    assert obj.kptr_objects.live == 0 and len(conns) == 0
+
+
+def test_objects_are_released_when_the_map_is_freed():
+    obj = bpfjit.load(STASH)
+    for key in range(5):
+        obj.bss.key_in = key
+        obj.programs["swap"].test_run(PACKET)
+    allocator = obj.kptr_objects
+    assert allocator.live == 5
+    del obj
+    gc.collect()
+    assert allocator.live == 0 and allocator.freed == allocator.allocated == 5
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_exchange_into_a_deleted_element_releases_the_object(engine):
+    """A program that looked an element up before Python deleted it still holds its value:
+    the object it exchanges in is released at once instead of leaking in a free slot."""
+    obj = bpfjit.load(STASH)
+    obj.bss.key_in = 2
+    obj.programs["swap"].test_run(PACKET, engine=engine)
+    conns = obj.maps["conns"]
+    field = conns.lookup(bytes([2, 0, 0, 0])) + 8  # the element's conn, where the program holds it
+    del conns[2]
+    allocator = obj.kptr_objects
+    stray = allocator.allocate(24, 0)
+    assert allocator.exchange(field, stray) == 0
+    assert allocator.live == 0
+    obj.programs["swap"].test_run(PACKET, engine=engine)  # the slot is reused: an ordinary element again
+    assert allocator.live == 1 and _stashed(obj) == 1
+
+
+def test_the_allocator_refuses_a_double_free_and_counts_what_it_hands_out():
+    allocator = ObjectAllocator(arena_bytes=64)
+    first = allocator.allocate(20, 1)
+    second = allocator.allocate(16, 1)
+    assert first and second and second - first == 32  # 20 bytes take two 16-byte units
+    assert allocator.allocate(40, 1) == 0  # the arena is full: NULL, as bpf_obj_new under pressure
+    allocator.acquire(first)
+    allocator.release(first)
+    assert allocator.live == 2
+    allocator.release(first)
+    with pytest.raises(ObjectError, match="release of 0x[0-9a-f]+, which is no live object"):
+        allocator.release(first)
+    assert allocator.live == 1 and allocator.allocated == 2 and allocator.freed == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_object_in_global_data(engine):
+    obj = bpfjit.load(PROGS / "kptr_rules.o", programs=["fine_global_stash"])
+    stash = obj.programs["fine_global_stash"]
+    assert [stash.test_run(PACKET, engine=engine).retval for _ in range(3)] == [1, 2, 2]
+    assert obj.kptr_objects.live == 1
+    obj.globals["global_conn"] = 0  # Python writes leave the field alone
+    assert obj.kptr_objects.live == 1 and obj.globals["global_conn"] != 0
+
+
+# Host objects: the tasks of a made-up host application, handed to programs by user kfuncs.
+TASKS = {7: {"pid": 7, "uid": 1000, "comm": b"sshd".ljust(16, b"\0")},
+         8: {"pid": 8, "uid": 0, "comm": b"init".ljust(16, b"\0")}}
+RELEASED: list = []
+bpfjit.register_kfunc("host_task_acquire", lambda pid: TASKS.get(pid), acquire=True, ret_type="task_info")
+bpfjit.register_kfunc("host_task_release", lambda task: RELEASED.append(task.read()), release=True,
+                      ret_type="task_info")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_host_objects_from_user_kfuncs_are_read_stashed_and_released(engine):
+    obj = bpfjit.load(PROGS / "host_objects.o")
+    remember, tasks = obj.programs["remember"], obj.maps["tasks"]
+    RELEASED.clear()
+    results = []
+    for pid in (7, 8, 9, 7):
+        obj.bss.pid_in = pid
+        results.append((remember.test_run(PACKET, engine=engine).retval, obj.bss.uid_out))
+    assert results == [(XDP_PASS, 1000), (XDP_PASS, 0), (XDP_DROP, 0), (XDP_PASS, 1000)]
+    assert obj.kptr_objects.live == 2  # the tasks of pids 7 and 8, one each in the map
+    assert RELEASED == [{"pid": 7, "uid": 1000, "comm": list(TASKS[7]["comm"])}]  # replaced by the second 7
+    assert tasks[8]["task"].read() == {"pid": 8, "uid": 0, "comm": list(TASKS[8]["comm"])}
+    del tasks[8]
+    assert obj.kptr_objects.live == 1
+
+
+@pytest.mark.parametrize("program, message", [
+    ("leak", "Unreleased reference id=2 alloc_insn=2"),
+    ("scribble", "only read is supported"),
+])
+def test_host_objects_follow_the_reference_rules(program, message):
+    with pytest.raises(bpfjit.VerifierError) as caught:
+        bpfjit.load(PROGS / "host_objects.o", programs=[program])
+    assert caught.value.message == message
+
+
+def test_a_host_object_of_the_wrong_shape_fails_the_run_cleanly():
+    TASKS[9] = {"pid": 9, "uid": 1, "comm": b"short"}
+    try:
+        obj = bpfjit.load(PROGS / "host_objects.o")
+        obj.bss.pid_in = 9
+        with pytest.raises(bpfjit.BPFRuntimeError, match=r"helper \d+ \(host_task_acquire\) failed: .*char\[16\]"):
+            obj.programs["remember"].test_run(PACKET, engine="reference")
+    finally:
+        del TASKS[9]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="bpf_obj_new_impl", fn=lambda a, b: 0), "bpf_obj_new_impl is one of bpfjit's own kfuncs"),
+    (dict(name="both", fn=lambda a: 0, acquire=True, release=True), "both cannot both acquire and release"),
+    (dict(name="nothing", fn=lambda a: 0, acquire=True), r"nothing acquires: give the struct it returns"),
+    (dict(name="many", fn=lambda a, b, c, d, e, f: 0), "many takes 6 arguments"),
+    (dict(name="not a name", fn=lambda: 0), "'not a name' is not a C identifier"),
+])
+def test_register_kfunc_refuses_what_no_program_could_call(kwargs, message):
+    with pytest.raises(bpfjit.BPFError, match=f"^register_kfunc: {message}"):
+        bpfjit.register_kfunc(**kwargs)
+
+
+def _churn(engine: str, seconds: float, threads: int) -> None:
+    """threads threads run churn (stash or drop objects under 16 keys) while the main thread
+    deletes, overwrites and reads elements; then the allocator's count must be what the map
+    holds, and 0 once the map is freed."""
+    allocator = _churn_object(engine, seconds, threads)
+    gc.collect()
+    assert allocator.live == 0
+
+
+def _churn_object(engine: str, seconds: float, threads: int) -> ObjectAllocator:
+    """The run of _churn, up to freeing the object: its allocator."""
+    obj = bpfjit.load(STASH)
+    churn, conns, allocator = obj.programs["churn"], obj.maps["conns"], obj.kptr_objects
+    churn.prepare(engine)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                packet = bytes([rng.randrange(16), rng.randrange(4)]) + bytes(38)
+                # XDP_ABORTED: Python deleted the slot between the program's insert and lookup
+                assert churn.test_run(packet, repeat=4, engine=engine).retval in (XDP_ABORTED, XDP_DROP, XDP_PASS)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    rng = random.Random(99)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not errors:
+        key = rng.randrange(16)
+        try:
+            if rng.random() < 0.5:
+                conns.delete_elem(key)
+            else:
+                conns.update_elem(key, {"seen": 1, "conn": None}, BPF_EXIST)
+        except MapError:
+            pass  # no such element (now)
+        for value in conns.values():
+            assert value["conn"] is None or isinstance(value["conn"], ObjectHandle)
+    stop.set()
+    for t in workers:
+        t.join()
+    assert not errors, errors[0]
+    assert allocator.live == _stashed(obj)
+    assert allocator.allocated == allocator.freed + allocator.live
+    for key in conns.keys()[::2]:
+        del conns[key]
+    assert allocator.live == _stashed(obj)
+    return allocator
+
+
+def test_threads_exchange_objects_while_python_deletes():
+    _churn("jit", seconds=1.0, threads=8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_threads_exchange_objects_while_python_deletes_long(engine):
+    _churn(engine, seconds=4.0, threads=8)
