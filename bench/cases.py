@@ -190,6 +190,13 @@ def helper_frame() -> bytes:
     return udp4_frame(40000, 9000, random.Random(21).randbytes(22))
 
 
+def service_frame() -> bytes:
+    """A 74-byte IPv4/UDP frame from 10.0.0.2 to the service address 10.0.0.1, checksums valid: the
+    input of xdp_ipip_encap (encapsulated, XDP_TX) and tc_dnat (rewritten, TC_ACT_OK)."""
+    return bytes.fromhex("020000000001020000000002080045000"
+                         "03c000100004011669e0a0000020a00000104d200350028f593000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+
+
 def untouched_verdict(frame: bytes) -> int | None:
     """xdp_source.h's verdict on a frame the program does not work on: XDP_DROP when it is too
     short for its Ethernet or IPv4 header, XDP_PASS when it is not IPv4; None for an IPv4 frame."""
@@ -369,4 +376,11 @@ HELPER_CASES = [
     _helper_case("queue_churn", 50_000),
     _helper_case("ringbuf_submit", RING_RUNS, "ringbuf_events"),
     _helper_case("ringbuf_discard", RING_RUNS, "ringbuf_events"),
+    # The per-packet helpers: encapsulation with bpf_xdp_adjust_head and bpf_csum_diff (XDP_TX),
+    # destination NAT with bpf_l3/l4_csum_replace and bpf_skb_store_bytes (TC_ACT_OK); both
+    # alternate between their two forms from run to run, with the same verdict.
+    Case("xdp_ipip_encap", "xdp_ipip_encap", "xdp_ipip_encap", lambda: service_frame(), lambda d: 3, 1_000_000,
+         lambda: service_frame(), prelude=None, group="helper"),
+    Case("tc_dnat", "tc_dnat", "tc_dnat", lambda: service_frame(), lambda d: 0, 1_000_000, lambda: service_frame(),
+         prelude=None, group="helper"),
 ]

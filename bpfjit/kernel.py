@@ -81,9 +81,9 @@ class KernelResult:
     data_out: the packet after the run (empty when no data was given).
     ctx_out: the context after the run when ``ctx`` was given, else None.
     duration_ns: the kernel's mean time per run in ns (0 for program types that do not time runs).
-    maps: every map of the object (or those ``read_maps`` names) by libbpf's name (``bpf_map__name``; global-data maps are called
-        e.g. ``"kernel_c.bss"``, see :meth:`map`) -> its entries after the run as
-        ``(key bytes, value bytes)`` in ``bpf_map_get_next_key`` order. Global-data maps
+    maps: every map of the object (or those ``read_maps`` names) by libbpf's name
+        (``bpf_map__name``; global-data maps are called e.g. ``"kernel_c.bss"``, see :meth:`map`)
+        -> its entries after the run as ``(key bytes, value bytes)`` in ``bpf_map_get_next_key`` order. Global-data maps
         (.data/.rodata/.bss/.kconfig) have one entry: key ``b"\\0\\0\\0\\0"``, value = the section.
         **Per-CPU maps**: the value is the raw bytes the kernel returns for all possible CPUs,
         concatenated: ``possible_cpus`` slots of ``round_up(value_size, 8)`` bytes each (split it

@@ -7,7 +7,7 @@ implementation is; the engine binds ``@bpfjit_h<id>`` to it instead of a ctypes 
 Programs that were not verified keep the Python helpers, which check every pointer.
 
 Every native helper lives in one LLVM module (jit/native_maps.py, native_queue.py,
-native_ringbuf.py, native_misc.py), compiled once per process on first use (its object code kept
+native_ringbuf.py, native_misc.py, native_packet.py), compiled once per process on first use (its object code kept
 in the object cache, jit/cache.py) and never freed. Its external symbols (libc functions, the
 cpu-numbering words of runtime/maps/native.py) are bound when it is linked, like a program's.
 ``bpf_get_smp_processor_id`` depends on the object's per-CPU slot count, so each count gets a
@@ -23,11 +23,12 @@ import llvmlite.binding as llvm
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.helpers import Helper
 from bpfjit.runtime.maps import native as shared
+from bpfjit.runtime.run_memory import CTX_SECRET
 from bpfjit.runtime.stdhelpers import GET_SMP_PROCESSOR_ID
 
-from . import native_maps, native_misc, native_queue, native_ringbuf
+from . import native_maps, native_misc, native_packet, native_queue, native_ringbuf
 
-_PARTS = (native_maps, native_queue, native_ringbuf, native_misc)
+_PARTS = (native_maps, native_queue, native_ringbuf, native_misc, native_packet)
 MODULE_IR = "".join(part.MODULE_IR for part in _PARTS)
 FUNCTIONS = {helper_id: entry for part in _PARTS for helper_id, entry in part.FUNCTIONS.items()}
 
@@ -46,15 +47,18 @@ def _symbols() -> dict[str, int]:
     return {**{name: shared.libc_address(name) for name in names},
             native_maps.CPU_KEY: shared.CPU_NUMBERING.key_address,
             native_maps.CPU_COUNTER: shared.CPU_NUMBERING.counter_address,
+            native_packet.CTX_SECRET: ctypes.addressof(CTX_SECRET),
             **native_misc.symbols(), **_python_fallback_symbols()}
 
 
 def _python_fallback_symbols() -> dict[str, int]:
-    """The Python map helpers the native ones hand the map types they do not know, through the
-    engine's callback wrapper (which reports a failure in the run's RunEnv)."""
+    """The Python helpers the native ones hand what they cannot do (the map types they do not
+    know, a multi-buffer packet, a context of another kind), through the engine's callback
+    wrapper (which reports a failure in the run's RunEnv)."""
     from .engine import helper_callback  # engine imports this module
     symbols = {}
-    for helper_id, impl in native_maps.PYTHON_FALLBACKS.items():
+    fallbacks = {**native_maps.PYTHON_FALLBACKS, **native_packet.PYTHON_FALLBACKS}
+    for helper_id, impl in fallbacks.items():
         callback = helper_callback(Helper(helper_id, impl.__name__, impl))
         _python_fallbacks.append(callback)
         symbols[native_maps.PYTHON_PREFIX + impl.__name__] = ctypes.cast(callback, ctypes.c_void_p).value

@@ -96,7 +96,8 @@ _SPECIAL = frozenset({isa.CALL_OP, isa.CALLX_OP, isa.GOTOX_OP, isa.JA_OP}
 
 
 def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterable[int],
-                checked_accesses: Iterable[int], callx_sites: Mapping[int, frozenset[int]] | None = None) -> ProgramImage:
+                checked_accesses: Iterable[int],
+                callx_sites: Mapping[int, frozenset[int]] | None = None) -> ProgramImage:
     """Pre-decode a structurally checked program (Program.insns: ctx accesses already rewritten),
     except its helper addresses (ProgramImage.bind_helpers). Resolving each ld_imm64 here is
     what reports a bad pseudo source at load.

@@ -33,6 +33,18 @@ ETH_HLEN = 14
 # range past it, and bounds a pointer checked against data_end by it; test runs refuse more.
 MAX_PACKET_LEN = 0xFFFF
 
+# The runtime's own words in a packet program's native context, after the fields of its layout
+# (runtime/run_memory.py writes them, jit/native_packet.py's helpers read them; no program can
+# reach them: the context region ends at the layout's native_size). Every context buffer a run
+# makes is at least CTX_RUNTIME_END bytes, so a native helper may read them from any context.
+CTX_RUNTIME = 224  # past the largest packet layout's native_size (__sk_buff's 216)
+CTX_TAG = CTX_RUNTIME  # u64: the context's address ^ a secret of the process ^ its kind (below)
+CTX_PAGE = CTX_RUNTIME + 8  # u64: an XDP run's page (xdp_buff's data_hard_start)
+CTX_REGION_ENTRY = CTX_RUNTIME + 16  # u64: the packet's (start, size) in the run's region table, or 0
+CTX_FRAGS = CTX_RUNTIME + 24  # u64: an XDP run's number of frags
+CTX_RUNTIME_END = CTX_RUNTIME + 32
+CTX_KIND_XDP, CTX_KIND_SKB = 1, 2  # xor'ed into the tag: a helper of one kind never takes the other
+
 # What a pointer field holds, named after the register type the kernel verifier gives its value.
 PACKET, PACKET_END, PACKET_META = "packet", "packet_end", "packet_meta"
 SOCK_COMMON_OR_NULL = "sock_common_or_null"

@@ -79,9 +79,17 @@ def current_or_none() -> RunContext | None:
 
 @contextmanager
 def active(context: RunContext) -> Iterator[RunContext]:
+    """Make context the current run for the duration. A packet region that follows its native
+    context (runtime/run_memory.py PacketRegion) learns where the run's region table keeps it,
+    so that every helper that moves the packet, native ones included, keeps the table on it."""
     stack = _local.__dict__.setdefault("stack", [])
     stack.append(context)
+    bind_table = getattr(context.regions.named("packet"), "bind_table", None)
+    if bind_table is not None:
+        bind_table(context.env.regions or 0, context.env.region_count)
     try:
         yield context
     finally:
+        if bind_table is not None:
+            bind_table(0, 0)
         stack.pop()

@@ -6,21 +6,25 @@ page-sized frags, metadata in front of the packet; ctx-only types (raw_tp, sysca
 copy of the context alone. After the run, ``read_out`` gives data_out and ctx_out, and
 ``output`` what of them fits the caller's buffers (``data_size_out``, ``ctx_size_out``).
 
-The packet helpers move and resize the packet (runtime/xdp_helpers.py, runtime/skb_helpers.py):
-:class:`XdpBuffer` and :class:`SkbBuffer` say where it is, and :func:`move_packet_region` keeps
-the run's "packet" region on it."""
+The packet helpers move and resize the packet (runtime/xdp_helpers.py, runtime/skb_helpers.py,
+and their native twins, jit/native_packet.py): :class:`XdpBuffer` and :class:`SkbBuffer` say
+where it is. Its truth is the pointers in the native context, which both kinds of helper move;
+the run's "packet" region (:class:`PacketRegion`) reads them at every look. The native context
+ends with the runtime's own words (runtime/context.py ``CTX_RUNTIME``), which tell a native
+helper what kind of context it was handed and where the page and the region table entry are."""
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
 from bpfjit.errors import BPFError
 
-from . import run_context
-from .context import (ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
+from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END, CTX_TAG,
+                      ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
                       ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
@@ -30,6 +34,9 @@ XDP_LINEAR_MAX = PAGE_SIZE - XDP_HEADROOM - SHARED_INFO_SIZE  # 3520 bytes of pa
 MAX_SKB_FRAGS = 17  # more frags than this and the kernel's test run fails with -ENOMEM
 # SKB_MAX_ALLOC: the longest packet the skb helpers grow a packet to (BPF_SKB_MAX_LEN).
 SKB_MAX_LEN = (PAGE_SIZE << 2) - SHARED_INFO_SIZE
+# The secret in every packet context's tag (CTX_TAG): random per process and never 0, so no
+# value a user or a program can put in a context of another kind (ctx_in, cb) passes for a tag.
+CTX_SECRET = ctypes.c_uint64(int.from_bytes(os.urandom(8), "little") | 1 << 63)
 
 
 @dataclass
@@ -109,18 +116,52 @@ def copy_out(data_out: bytes, ctx_out: bytes | None, frags: int, sizes: OutputSi
     return Output(data_out, full, ctx_out, len(ctx_out))
 
 
-def move_packet_region(old: Region, new: Region) -> None:
-    """Point the running program's "packet" region at new instead of old, in the region list the
-    interpreter and helpers check and in the table the sandboxed JIT reads (RunEnv.regions)."""
-    run = run_context.current()
-    run.regions.replace(old, new)
-    env = run.env
-    if env.regions:
-        table = (ctypes.c_uint64 * (3 * env.region_count)).from_address(env.regions)
-        for i in range(0, len(table), 3):
-            if (table[i], table[i + 1]) == (old.start, old.size):
-                table[i], table[i + 1] = new.start, new.size
-                break
+def _u64(address: int) -> ctypes.c_uint64:
+    return ctypes.c_uint64.from_address(address)
+
+
+def context_buffer(image: bytes, kind: int = 0) -> Buffer:
+    """A native context holding image, with room for the runtime's words after it (a packet
+    context's tag says its kind; any other context's tag is 0, which no packet helper takes)."""
+    buffer = Buffer(max(len(image), CTX_RUNTIME_END), image)
+    if kind:
+        _u64(buffer.address + CTX_TAG).value = buffer.address ^ CTX_SECRET.value ^ kind
+    return buffer
+
+
+class PacketRegion(Region):
+    """The run's "packet" region, read from the native context at every look: [the pointer at
+    `start_field`, the one at `end_field`). The helpers, Python's and native ones alike, move the
+    packet by moving those pointers, and the region follows with no bookkeeping.
+
+    The run's region table (RunEnv.regions: what the sandboxed JIT and the checked native
+    interpreter read) holds a copy of the bounds: :meth:`bind_table` tells the context where the
+    packet's entry is (CTX_REGION_ENTRY), and every move rewrites that entry (:meth:`publish`
+    here, jit/native_packet.py likewise)."""
+
+    def __init__(self, ctx: int, start_field: int, end_field: int):
+        # Region is a frozen dataclass whose start and size are properties here.
+        for name, value in (("writable", True), ("name", "packet"), ("_ctx", ctx),
+                            ("_start_field", start_field), ("_end_field", end_field)):
+            object.__setattr__(self, name, value)
+
+    start = property(lambda self: _u64(self._ctx + self._start_field).value)
+    size = property(lambda self: _u64(self._ctx + self._end_field).value - self.start)
+
+    def bind_table(self, table: int, count: int) -> None:
+        """Find the packet's entry in the region table at `table` (`count` triples; 0: the run
+        has none, or it ended) and remember it in the context."""
+        entries = (ctypes.c_uint64 * (3 * count)).from_address(table) if table else ()
+        bounds = (self.start, self.size)
+        entry = next((table + 8 * i for i in range(0, len(entries), 3)
+                      if (entries[i], entries[i + 1]) == bounds), 0)
+        _u64(self._ctx + CTX_REGION_ENTRY).value = entry
+
+    def publish(self) -> None:
+        """After the packet moved: its entry in the run's region table follows."""
+        entry = _u64(self._ctx + CTX_REGION_ENTRY).value
+        if entry:
+            _u64(entry).value, _u64(entry + 8).value = self.start, self.size
 
 
 def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None,
@@ -159,9 +200,9 @@ def _ctx_only_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | No
     BPF_PROG_TEST_RUN copies it back."""
     if data:
         raise BPFError(f"{name}: {ptype.name} programs run on a ctx alone: pass ctx=..., no data")
-    image = Buffer(ptype.layout.size, ctx_only_image(ptype, ctx))
+    image = context_buffer(ctx_only_image(ptype, ctx))
     writable = any(f.writable for f in ptype.layout.fields)
-    region = Region(image.address, image.size, writable, "context")
+    region = Region(image.address, ptype.layout.size, writable, "context")
     given = len(ctx or b"")
     read_out = (lambda: (b"", image.read()[:given])) if writable else (lambda: (b"", None))
     return RunMemory(image.address, 0, [region], [image], read_out)
@@ -179,8 +220,8 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
     pulled = 0 if ptype.sees_l2 else ETH_HLEN
     start = storage.address + XDP_HEADROOM + pulled
     layout = ptype.layout
-    native = Buffer(layout.native_size, build_native_ctx(ptype, ctx, start, len(data) - pulled, data))
-    region = Region(start, len(data) - pulled, True, "packet")
+    native = context_buffer(build_native_ctx(ptype, ctx, start, len(data) - pulled, data), CTX_KIND_SKB)
+    region = PacketRegion(native.address, layout.field("data").native_offset, layout.field("data_end").native_offset)
     # Under tc the mac header is data and the network header 14 bytes on; a socket filter's data
     # is its network header, with the mac header pulled in front of it.
     skb = SkbBuffer(native, layout, storage, region, network=ETH_HLEN - pulled, mac=-pulled)
@@ -188,9 +229,9 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
 
     def read_out() -> tuple[bytes, bytes | None]:
         # A pulled Ethernet header comes back zeroed, as the kernel pushes it back.
-        return bytes(pulled) + skb.contents(), skb_ctx_out(native.read(), ctx)
+        return bytes(pulled) + skb.contents(), skb_ctx_out(native.read()[:layout.native_size], ctx)
 
-    regions = [region, Region(native.address, native.size, True, "context")]
+    regions = [region, Region(native.address, layout.native_size, True, "context")]
     return RunMemory(native.address, 0, regions, [storage, native], read_out, skb=skb)
 
 
@@ -217,15 +258,16 @@ class SkbBuffer(_NativePointers):
     state of the skb the skb helpers read and change: where the mac and network headers are
     (offsets from data), whether it carries an encapsulation, the tunnel key a program set.
 
-    ``data`` and ``data_end`` live in the native context, where the program reads them; a helper
-    that moves them calls :meth:`moved`, which keeps ``len`` and the run's "packet" region on
-    [data, data_end). A packet that outgrows its storage moves to a bigger one, as the kernel's
-    pskb_expand_head does; the old storage stays alive (and out of the regions) until the run ends.
+    ``data`` and ``data_end`` live in the native context, where the program reads them (and
+    ``region``, the run's "packet" region, reads them too); a helper that moves them calls
+    :meth:`moved`, which keeps ``len`` and the region table on [data, data_end). A packet that
+    outgrows its storage moves to a bigger one, as the kernel's pskb_expand_head does; the old
+    storage stays alive (and out of the regions) until the run ends.
     """
     ctx: Buffer
     layout: ContextLayout
     storage: Buffer
-    region: Region
+    region: PacketRegion
     network: int  # network header - data
     mac: int  # mac header - data
     encapsulation: bool = False
@@ -280,12 +322,10 @@ class SkbBuffer(_NativePointers):
 
     def moved(self) -> None:
         """After data or data_end moved: len, data_meta (no metadata in front of an skb's data)
-        and the run's "packet" region follow."""
+        and the run's region table follow."""
         self.data_meta = self.data
         self.set_value("len", self.length())
-        new = Region(self.data, self.length(), True, "packet")
-        move_packet_region(self.region, new)
-        self.region = new
+        self.region.publish()
 
 
 _SKB_BUFFERS: "weakref.WeakValueDictionary[int, SkbBuffer]" = weakref.WeakValueDictionary()
@@ -303,14 +343,31 @@ class XdpBuffer(_NativePointers):
     to the page's reserved shared-info tail; input past the linear part sits in page-sized frags.
 
     ``data``, ``data_end`` and ``data_meta`` live in the native context, where the program reads
-    them; the XDP helpers (runtime/xdp_helpers.py) move them, and keep ``region``, the run's
-    "packet" region, on [data_meta, data_end) so that sandbox and helper checks follow.
+    them and ``region``, the run's "packet" region, reads [data_meta, data_end); the XDP helpers
+    (runtime/xdp_helpers.py, jit/native_packet.py) move them and keep the region table on them.
+    The context's runtime words hold the page and the number of frags for the native helpers.
     """
     page: Buffer
     ctx: Buffer
-    region: Region
+    region: PacketRegion
     frags: list[Buffer] = field(default_factory=list)
     frag_sizes: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _u64(self.ctx.address + CTX_PAGE).value = self.page.address
+
+    def add_frag(self, chunk: bytes) -> None:
+        self.frags.append(Buffer(PAGE_SIZE, chunk))
+        self.frag_sizes.append(len(chunk))
+        self._count_frags()
+
+    def drop_last_frag(self) -> None:
+        self.frags.pop()
+        self.frag_sizes.pop()
+        self._count_frags()
+
+    def _count_frags(self) -> None:
+        _u64(self.ctx.address + CTX_FRAGS).value = len(self.frags)
 
     @property
     def hard_start(self) -> int:
@@ -375,21 +432,19 @@ def _xdp_memory(ptype: ProgramType, data: bytes, ctx: bytes | None) -> RunMemory
         raise BPFError(f"a packet of {len(data)} bytes needs {frag_count} frags; the kernel's test run "
                        f"allows {MAX_SKB_FRAGS} (ENOMEM)")
     page = Buffer(PAGE_SIZE)
-    meta_start = page.address + XDP_HEADROOM - split.meta_len
     page.write(data[:linear_end], XDP_HEADROOM - split.meta_len)
     start = page.address + XDP_HEADROOM
-    native = Buffer(XDP_MD.native_size, build_native_ctx(ptype, split.ctx, start, linear_end - split.meta_len,
-                                                          meta_len=split.meta_len))
-    region = Region(meta_start, linear_end, True, "packet")
+    native = context_buffer(build_native_ctx(ptype, split.ctx, start, linear_end - split.meta_len,
+                                             meta_len=split.meta_len), CTX_KIND_XDP)
+    region = PacketRegion(native.address, XDP_MD.field("data_meta").native_offset,
+                          XDP_MD.field("data_end").native_offset)
     xdp = XdpBuffer(page, native, region)
     for at in range(0, len(rest), PAGE_SIZE):
-        chunk = rest[at:at + PAGE_SIZE]
-        xdp.frags.append(Buffer(PAGE_SIZE, chunk))
-        xdp.frag_sizes.append(len(chunk))
+        xdp.add_frag(rest[at:at + PAGE_SIZE])
     _XDP_BUFFERS[native.address] = xdp
 
     def read_out() -> tuple[bytes, bytes | None]:
-        return xdp.contents(), user_ctx(ptype, native.read(), xdp.data_meta)
+        return xdp.contents(), user_ctx(ptype, native.read()[:XDP_MD.native_size], xdp.data_meta)
 
-    regions = [region, Region(native.address, native.size, True, "context")]
+    regions = [region, Region(native.address, XDP_MD.native_size, True, "context")]
     return RunMemory(native.address, 0, regions, [page, native], read_out, xdp)

@@ -6,10 +6,15 @@ struct xdp_frame at its head and never to less than an Ethernet header; ``xdp_ad
 ``data_meta`` in front of ``data`` (a multiple of 4 bytes, at most 255); ``xdp_adjust_tail`` moves
 ``data_end`` up to the page's reserved tail (new bytes zeroed), or on a multi-buffer packet grows
 the last frag within its page and shrinks from the last frag back, releasing emptied frags.
-``xdp_load_bytes`` and ``xdp_store_bytes`` copy across the linear part and the frags. After a move
-the run's "packet" region follows [data_meta, data_end), so the interpreter's and the sandboxed
-JIT's access checks and every helper's pointer checks see the packet as it now is. The verifier
-forgets packet pointers after the three adjust helpers (verifier/calls.py), as the kernel's does.
+``xdp_load_bytes`` and ``xdp_store_bytes`` copy across the linear part and the frags. The run's
+"packet" region reads [data_meta, data_end) from the context, and after a move the region table
+follows, so the interpreter's and the sandboxed JIT's access checks and every helper's pointer
+checks see the packet as it now is. The verifier forgets packet pointers after the three adjust
+helpers (verifier/calls.py), as the kernel's does.
+
+These functions are the reference: a verified program calls jit/native_packet.py's twins of
+the adjust helpers and of ``xdp_get_buff_len``, which make the same moves on the same words
+(and hand a multi-buffer packet's tail to these).
 """
 from __future__ import annotations
 
@@ -22,8 +27,7 @@ from . import helper_args
 from .context import ETH_HLEN, XDP_META_MAX
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
-from .memory import Region
-from .run_memory import PAGE_SIZE, XdpBuffer, move_packet_region, xdp_buffer
+from .run_memory import PAGE_SIZE, XdpBuffer, xdp_buffer
 from .status import HelperFault
 
 XDP_ACCESS_MAX = 0xFFFF  # bpf_xdp_pointer: offsets and lengths past this are -EFAULT
@@ -41,13 +45,6 @@ def _buffer(ctx: int) -> XdpBuffer:
     return found
 
 
-def _follow(xdp: XdpBuffer) -> None:
-    """Point the run's "packet" region at [data_meta, data_end) again."""
-    new = Region(xdp.data_meta, xdp.data_end - xdp.data_meta, True, "packet")
-    move_packet_region(xdp.region, new)
-    xdp.region = new
-
-
 def xdp_adjust_head(ctx: int, offset: int, *_: int) -> int:
     """Move data by offset (negative: grow into the headroom), the metadata along with it."""
     xdp, offset = _buffer(ctx), _s32(offset)
@@ -59,7 +56,7 @@ def xdp_adjust_head(ctx: int, offset: int, *_: int) -> int:
         ctypes.memmove(xdp.data_meta + offset, xdp.data_meta, meta_len)
     xdp.data_meta += offset
     xdp.data = data
-    _follow(xdp)
+    xdp.region.publish()
     return 0
 
 
@@ -74,7 +71,7 @@ def xdp_adjust_meta(ctx: int, offset: int, *_: int) -> int:
     if meta_len % 4 or meta_len > XDP_META_MAX:
         return errno_result(EACCES)
     xdp.data_meta = meta
-    _follow(xdp)
+    xdp.region.publish()
     return 0
 
 
@@ -89,7 +86,7 @@ def xdp_adjust_tail(ctx: int, offset: int, *_: int) -> int:
     if offset > 0:
         ctypes.memset(xdp.data_end, 0, offset)
     xdp.data_end = data_end
-    _follow(xdp)
+    xdp.region.publish()
     return 0
 
 
@@ -113,11 +110,10 @@ def _shrink_frags(xdp: XdpBuffer, shrink: int) -> int:
         shrink -= taken
         xdp.frag_sizes[-1] -= taken
         if not xdp.frag_sizes[-1]:
-            xdp.frags.pop()
-            xdp.frag_sizes.pop()
+            xdp.drop_last_frag()
     if not xdp.frags and shrink:
         xdp.data_end -= shrink
-        _follow(xdp)
+        xdp.region.publish()
     return 0
 
 

@@ -202,6 +202,11 @@ def test_unreadable_sources_turn_the_cache_off(cache_dir, fresh_digest, monkeypa
 # bpfjit modules the JIT imports whose source is not digested, and why that is safe: what they
 # contribute reaches the object code only through the IR, which the key holds whole.
 NOT_DIGESTED = {
+    "bpfjit.runtime.xdp_helpers": "the native packet helpers' Python fallbacks, bound by symbol",
+    "bpfjit.runtime.skb_helpers": "flag masks and limits, written into the native packet helpers' IR as constants",
+    "bpfjit.runtime.kernel_helpers": "helper ids, which name the native packet helpers",
+    "bpfjit.runtime.run_memory": "page sizes written into the native packet helpers' IR; the context secret, "
+                                 "bound by symbol",
     "bpfjit.errors": "exception types, raised around compiling",
     "bpfjit.disasm": "an instruction's text, for the message of a lowering that failed",
     "bpfjit.verifier.facts": "the facts; the lowering's use of them is in jit/, their values in the IR",

@@ -160,5 +160,6 @@ def test_a_callx_reaches_only_the_functions_that_fit_even_behind_the_checks(engi
     offset = raw.index(struct.pack("<Q", func_token(obj.functions["trace_length"].number)))
     wrong = func_token(obj.functions["read_word"].number)
     ctypes.memmove(bss.value_base + offset, struct.pack("<Q", wrong), 8)
-    with pytest.raises(bpfjit.BPFRuntimeError, match=f"callx to {wrong:#x}, which is neither a helper nor a BPF function"):
+    message = f"callx to {wrong:#x}, which is neither a helper nor a BPF function"
+    with pytest.raises(bpfjit.BPFRuntimeError, match=message):
         obj.programs["debug_point"].test_run(PACKET, engine=engine)

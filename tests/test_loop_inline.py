@@ -17,7 +17,6 @@ from bpfjit.asm import assemble_insns
 from bpfjit.isa import Insn
 from bpfjit.program import Program
 from bpfjit.runtime.environment import ArrayLayout, Environment
-from bpfjit.runtime.helpers import Prototype
 from bpfjit.runtime.stdhelpers import LOOP, standard_helpers
 
 MAIN = """

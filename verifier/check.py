@@ -179,7 +179,8 @@ class Verifier:
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
                        frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited,
                        dict(self.pointer_moves),
-                       ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items() if kind == RegType.PTR_TO_CTX),
+                       ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items()
+                                              if kind == RegType.PTR_TO_CTX),
                        callx_sites={index: frozenset(starts) for index, starts in self.callx_sites.items()})
 
     def _check_reachable(self) -> None:

@@ -1,0 +1,474 @@
+"""LLVM IR of the native packet helpers a packet program calls per packet: the XDP head, meta and
+tail moves and ``bpf_xdp_get_buff_len``; ``bpf_skb_load_bytes``/``store_bytes``; the checksum
+helpers ``bpf_csum_diff``, ``bpf_l3_csum_replace`` and ``bpf_l4_csum_replace``.
+
+runtime/xdp_helpers.py and runtime/skb_helpers.py stay the reference (the interpreter calls
+them): these make the same checks, return the same error codes and move the same words, so both
+leave the same packet and context (docs/semantics.md, Test runs). The packet's truth is its
+pointers in the native context (data, data_end, data_meta), which Python reads back; the
+runtime's words after the context's fields (runtime/context.py ``CTX_RUNTIME``) give what else
+a helper needs: the tag saying which kind of context r1 is (a helper handed a context of another
+kind, which no verifier rule forbids, leaves it to the Python helper, which says what is wrong),
+an XDP run's page, its number of frags, and where the run's region table keeps the packet's
+bounds (rewritten after every move, as runtime/run_memory.py ``PacketRegion.publish`` does).
+
+What only Python knows goes to Python, as jit/native_maps.py does with the map types it does
+not know: a multi-buffer packet's tail and length (its frags are Python buffers).
+
+Checksums are ones'-complement sums of the bytes as they lie in memory (so of little-endian
+words here), as runtime/skb_helpers.py explains.
+"""
+from __future__ import annotations
+
+import errno
+
+from bpfjit.runtime import skb_helpers, xdp_helpers
+from bpfjit.runtime.context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_TAG,
+                                    ETH_HLEN, SK_BUFF, XDP_FRAME_SIZE, XDP_MD, XDP_META_MAX)
+from bpfjit.runtime.kernel_helpers import HELPER_IDS
+from bpfjit.runtime.run_memory import PAGE_SIZE, SHARED_INFO_SIZE
+
+from .native_maps import PYTHON_PREFIX, twins
+
+CTX_SECRET = "bpfjit_ctx_secret"  # runtime/run_memory.py CTX_SECRET, bound when the module is linked
+
+#: The Python helpers these hand what they cannot do (see the module docstring), by helper id.
+PYTHON_FALLBACKS = {HELPER_IDS[impl.__name__]: impl for impl in (
+    xdp_helpers.xdp_adjust_head, xdp_helpers.xdp_adjust_meta, xdp_helpers.xdp_adjust_tail,
+    xdp_helpers.xdp_get_buff_len, skb_helpers.skb_load_bytes, skb_helpers.skb_store_bytes,
+    skb_helpers.l3_csum_replace, skb_helpers.l4_csum_replace)}
+
+_XDP_DATA, _XDP_END, _XDP_META = (XDP_MD.field(name).native_offset for name in ("data", "data_end", "data_meta"))
+_SKB_DATA, _SKB_END = (SK_BUFF.field(name).native_offset for name in ("data", "data_end"))
+_SKB_HASH = SK_BUFF.field("hash").native_offset
+_HARD_END = PAGE_SIZE - SHARED_INFO_SIZE  # where an XDP page's linear part must end, from its start
+EINVAL, EFAULT, EACCES = -errno.EINVAL, -errno.EFAULT, -errno.EACCES
+_INT_MAX, _OFFSET_MAX = skb_helpers.INT_MAX, skb_helpers.OFFSET_MAX
+_CSUM_KNOWN_L4 = (skb_helpers.CSUM_MARK_MANGLED_0 | skb_helpers.CSUM_MARK_ENFORCE | skb_helpers.CSUM_PSEUDO_HDR
+                  | skb_helpers.CSUM_FIELD_SIZE | skb_helpers.CSUM_IPV6)
+_STORE_FLAGS = skb_helpers.STORE_RECOMPUTE_CSUM | skb_helpers.STORE_INVALIDATE_HASH
+
+
+def _helper(name: str, kind: int | None, body: str, linear_only: bool = False) -> str:
+    """``@bpfjit_native_<name>``: body (from its label ``%body``) behind the check that r1 is a
+    context of this kind (None: the helper takes none) and, linear_only, that the packet has no
+    frags; what fails a check goes to the Python helper. The exits ``%einval``, ``%efault`` and
+    ``%eacces`` return those errors."""
+    checks = ""
+    if kind is not None:
+        checks = (f"  %kind = call i1 @ctx_is(i64 %r1, i64 {kind})\n"
+                  f"  br i1 %kind, label %{'linear' if linear_only else 'body'}, label %python\n")
+    if linear_only:
+        checks += (f"linear:\n  %nfrags = call i64 @ctx_u64(i64 %r1, i64 {CTX_FRAGS})\n"
+                   "  %no_frags = icmp eq i64 %nfrags, 0\n  br i1 %no_frags, label %body, label %python\n")
+    python = ("python:\n"
+              f"  %py = call i64 @{PYTHON_PREFIX}{name}(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5)\n"
+              "  ret i64 %py\n") if kind is not None else ""
+    return (f"define i64 @bpfjit_native_{name}(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5) {{\n"
+            f"entry:\n{checks or '  br label %body'}\n"
+            f"body:{body}einval:\n  ret i64 {EINVAL}\nefault:\n  ret i64 {EFAULT}\n"
+            f"eacces:\n  ret i64 {EACCES}\n{python}}}\n")
+
+
+_DECLARATIONS = f"""
+@{CTX_SECRET} = external global i64
+""" + "".join(f"declare i64 @{PYTHON_PREFIX}{impl.__name__}(i64, i64, i64, i64, i64)\n"
+              for impl in PYTHON_FALLBACKS.values())
+
+# Small functions over a context %c (an i64 address); LLVM inlines them into the helpers.
+_COMMON = f"""
+define internal i64 @ctx_u64(i64 %c, i64 %off) alwaysinline {{
+  %a = add i64 %c, %off
+  %p = inttoptr i64 %a to ptr
+  %v = load i64, ptr %p
+  ret i64 %v
+}}
+
+define internal void @set_ctx_u64(i64 %c, i64 %off, i64 %v) alwaysinline {{
+  %a = add i64 %c, %off
+  %p = inttoptr i64 %a to ptr
+  store i64 %v, ptr %p
+  ret void
+}}
+
+; Whether the context at %c is a packet context of this kind (runtime/run_memory.py context_buffer).
+define internal i1 @ctx_is(i64 %c, i64 %kind) alwaysinline {{
+  %tag = call i64 @ctx_u64(i64 %c, i64 {CTX_TAG})
+  %secret = load i64, ptr @{CTX_SECRET}
+  %x = xor i64 %c, %secret
+  %want = xor i64 %x, %kind
+  %ok = icmp eq i64 %tag, %want
+  ret i1 %ok
+}}
+
+; The packet moved to [%start, %end): its entry in the run's region table follows (PacketRegion.publish).
+define internal void @publish(i64 %c, i64 %start, i64 %end) alwaysinline {{
+entry:
+  %slot = call i64 @ctx_u64(i64 %c, i64 {CTX_REGION_ENTRY})
+  %bound = icmp ne i64 %slot, 0
+  br i1 %bound, label %write, label %done
+write:
+  %size = sub i64 %end, %start
+  call void @set_ctx_u64(i64 %slot, i64 0, i64 %start)
+  call void @set_ctx_u64(i64 %slot, i64 8, i64 %size)
+  br label %done
+done:
+  ret void
+}}
+
+; Whether %v is outside [%lo, %hi] (signed).
+define internal i1 @outside(i64 %v, i64 %lo, i64 %hi) alwaysinline {{
+  %low = icmp slt i64 %v, %lo
+  %high = icmp sgt i64 %v, %hi
+  %out = or i1 %low, %high
+  ret i1 %out
+}}
+
+; The helper's offset argument as the kernel's int: the low 32 bits, sign-extended.
+define internal i64 @s32(i64 %v) alwaysinline {{
+  %t = trunc i64 %v to i32
+  %s = sext i32 %t to i64
+  ret i64 %s
+}}
+
+declare void @llvm.memmove.p0.p0.i64(ptr, ptr, i64, i1)
+"""  # llvm.memset is declared by jit/native_maps.py, in the same module
+
+# The XDP moves of runtime/xdp_helpers.py. Addresses compare signed: they are far below 2**63
+# and an offset is a 32-bit int, so no sum wraps.
+_XDP_POINTERS = f"""
+  %off = call i64 @s32(i64 %r2)
+  %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
+  %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
+  %meta = call i64 @ctx_u64(i64 %r1, i64 {_XDP_META})
+  %page = call i64 @ctx_u64(i64 %r1, i64 {CTX_PAGE})
+"""
+
+_XDP = _helper("xdp_adjust_head", CTX_KIND_XDP, _XDP_POINTERS + f"""
+  %meta_len = sub i64 %data, %meta
+  %new = add i64 %data, %off
+  %frame_end = add i64 %page, {XDP_FRAME_SIZE}
+  %lowest = add i64 %frame_end, %meta_len
+  %highest = sub i64 %end, {ETH_HLEN}
+  %bad = call i1 @outside(i64 %new, i64 %lowest, i64 %highest)
+  br i1 %bad, label %einval, label %move
+move:
+  %new_meta = add i64 %meta, %off
+  %to = inttoptr i64 %new_meta to ptr
+  %from = inttoptr i64 %meta to ptr
+  call void @llvm.memmove.p0.p0.i64(ptr %to, ptr %from, i64 %meta_len, i1 false)
+  call void @set_ctx_u64(i64 %r1, i64 {_XDP_META}, i64 %new_meta)
+  call void @set_ctx_u64(i64 %r1, i64 {_XDP_DATA}, i64 %new)
+  call void @publish(i64 %r1, i64 %new_meta, i64 %end)
+  ret i64 0
+""") + _helper("xdp_adjust_meta", CTX_KIND_XDP, _XDP_POINTERS + f"""
+  %new = add i64 %meta, %off
+  %frame_end = add i64 %page, {XDP_FRAME_SIZE}
+  %bad = call i1 @outside(i64 %new, i64 %frame_end, i64 %data)
+  br i1 %bad, label %einval, label %size
+size:
+  %len = sub i64 %data, %new
+  %odd = and i64 %len, 3
+  %unaligned = icmp ne i64 %odd, 0
+  %long = icmp sgt i64 %len, {XDP_META_MAX}
+  %refused = or i1 %unaligned, %long
+  br i1 %refused, label %eacces, label %move
+move:
+  call void @set_ctx_u64(i64 %r1, i64 {_XDP_META}, i64 %new)
+  call void @publish(i64 %r1, i64 %new, i64 %end)
+  ret i64 0
+""") + _helper("xdp_adjust_tail", CTX_KIND_XDP, _XDP_POINTERS + f"""
+  %new = add i64 %end, %off
+  %hard_end = add i64 %page, {_HARD_END}
+  %shortest = add i64 %data, {ETH_HLEN}
+  %bad = call i1 @outside(i64 %new, i64 %shortest, i64 %hard_end)
+  br i1 %bad, label %einval, label %grow
+grow:
+  %grows = icmp sgt i64 %off, 0
+  br i1 %grows, label %zero, label %move
+zero:
+  %tail = inttoptr i64 %end to ptr
+  call void @llvm.memset.p0.i64(ptr %tail, i8 0, i64 %off, i1 false)
+  br label %move
+move:
+  call void @set_ctx_u64(i64 %r1, i64 {_XDP_END}, i64 %new)
+  call void @publish(i64 %r1, i64 %meta, i64 %new)
+  ret i64 0
+""", linear_only=True) + _helper("xdp_get_buff_len", CTX_KIND_XDP, f"""
+  %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
+  %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
+  %len = sub i64 %end, %data
+  ret i64 %len
+""", linear_only=True)
+
+# The skb helpers of runtime/skb_helpers.py on a test run's linear packet [data, data_end).
+_SKB_COMMON = f"""
+define internal i64 @skb_len(i64 %c) alwaysinline {{
+  %data = call i64 @ctx_u64(i64 %c, i64 {_SKB_DATA})
+  %end = call i64 @ctx_u64(i64 %c, i64 {_SKB_END})
+  %len = sub i64 %end, %data
+  ret i64 %len
+}}
+
+; The packet's address at offset %off, where %size bytes from it are copied (the offset and the
+; size as u32), or 0 for bytes outside the packet: an offset past INT_MAX, or an end past the
+; packet's (its low 32 bits only, with %wrap, as skb_store_bytes checks it).
+define internal i64 @skb_bytes(i64 %c, i64 %off, i64 %size, i1 %wrap) alwaysinline {{
+  %len = call i64 @skb_len(i64 %c)
+  %far = icmp ugt i64 %off, {_INT_MAX}
+  %reach64 = add i64 %off, %size
+  %reach32 = and i64 %reach64, 4294967295
+  %reach = select i1 %wrap, i64 %reach32, i64 %reach64
+  %past = icmp ugt i64 %reach, %len
+  %outside = or i1 %far, %past
+  %data = call i64 @ctx_u64(i64 %c, i64 {_SKB_DATA})
+  %at = add i64 %data, %off
+  %r = select i1 %outside, i64 0, i64 %at
+  ret i64 %r
+}}
+"""
+
+_SKB = _SKB_COMMON + _helper("skb_load_bytes", CTX_KIND_SKB, """
+  %off = and i64 %r2, 4294967295
+  %size = and i64 %r4, 4294967295
+  %buffer = inttoptr i64 %r3 to ptr
+  %at = call i64 @skb_bytes(i64 %r1, i64 %off, i64 %size, i1 false)
+  %outside = icmp eq i64 %at, 0
+  br i1 %outside, label %zeroed, label %copy
+copy:
+  %from = inttoptr i64 %at to ptr
+  call void @llvm.memmove.p0.p0.i64(ptr %buffer, ptr %from, i64 %size, i1 false)
+  ret i64 0
+zeroed:
+  call void @llvm.memset.p0.i64(ptr %buffer, i8 0, i64 %size, i1 false)
+  br label %efault
+""") + _helper("skb_store_bytes", CTX_KIND_SKB, f"""
+  %unknown = and i64 %r5, {~_STORE_FLAGS}
+  %bad_flags = icmp ne i64 %unknown, 0
+  br i1 %bad_flags, label %einval, label %check
+check:
+  %off = and i64 %r2, 4294967295
+  %size = and i64 %r4, 4294967295
+  %at = call i64 @skb_bytes(i64 %r1, i64 %off, i64 %size, i1 true)
+  %outside = icmp eq i64 %at, 0
+  br i1 %outside, label %efault, label %copy
+copy:
+  %to = inttoptr i64 %at to ptr
+  %from = inttoptr i64 %r3 to ptr
+  call void @llvm.memmove.p0.p0.i64(ptr %to, ptr %from, i64 %size, i1 false)
+  %invalidate = and i64 %r5, {skb_helpers.STORE_INVALIDATE_HASH}
+  %clear = icmp ne i64 %invalidate, 0
+  br i1 %clear, label %hash, label %done
+hash:
+  %ha = add i64 %r1, {_SKB_HASH}
+  %hp = inttoptr i64 %ha to ptr
+  store i32 0, ptr %hp
+  br label %done
+done:
+  ret i64 0
+""")
+
+# Ones'-complement arithmetic (runtime/skb_helpers.py _add, _fold) and the checksum helpers.
+_CSUM = f"""
+; csum_add: a + b with the carry out of the low %bits wrapped around (a, b < 2**bits).
+define internal i64 @csum_add(i64 %a, i64 %b, i64 %bits) alwaysinline {{
+  %t = add i64 %a, %b
+  %one = shl i64 1, %bits
+  %mask = sub i64 %one, 1
+  %lo = and i64 %t, %mask
+  %hi = lshr i64 %t, %bits
+  %r = add i64 %lo, %hi
+  ret i64 %r
+}}
+
+; csum_fold: a 32-bit sum folded to 16 bits and complemented.
+define internal i64 @csum_fold(i64 %t) alwaysinline {{
+  %lo1 = and i64 %t, 65535
+  %hi1 = lshr i64 %t, 16
+  %t1 = add i64 %lo1, %hi1
+  %lo2 = and i64 %t1, 65535
+  %hi2 = lshr i64 %t1, 16
+  %t2 = add i64 %lo2, %hi2
+  %n = xor i64 %t2, -1
+  %r = and i64 %n, 65535
+  ret i64 %r
+}}
+
+; The address of the 16-bit checksum at offset %r2 of the skb's packet, or 0 (-EFAULT) for an odd
+; offset, one past 0xffff or one past the packet.
+define internal i64 @csum_field(i64 %r1, i64 %r2) alwaysinline {{
+entry:
+  %off = and i64 %r2, 4294967295
+  %len = call i64 @skb_len(i64 %r1)
+  %far = icmp ugt i64 %off, {_OFFSET_MAX}
+  %oddbit = and i64 %off, 1
+  %odd = icmp ne i64 %oddbit, 0
+  %reach = add i64 %off, 2
+  %past = icmp ugt i64 %reach, %len
+  %b1 = or i1 %far, %odd
+  %bad = or i1 %b1, %past
+  br i1 %bad, label %none, label %at
+at:
+  %data = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
+  %a = add i64 %data, %off
+  ret i64 %a
+none:
+  ret i64 0
+}}
+
+; runtime/skb_helpers.py _replace_field: the checksum at %p updated for a field of %size bytes
+; that changed from %old to %new; %sixteen: l3's 16-bit arithmetic for 2-byte fields. 0 or -EINVAL.
+define internal i64 @replace_field(ptr %p, i64 %old, i64 %new, i64 %size, i1 %sixteen) alwaysinline {{
+entry:
+  %cs16 = load i16, ptr %p, align 1
+  %cs = zext i16 %cs16 to i64
+  %unfolded = xor i64 %cs, 4294967295
+  %new32 = and i64 %new, 4294967295
+  switch i64 %size, label %einval [ i64 0, label %diff
+                                    i64 2, label %two
+                                    i64 4, label %four ]
+diff:
+  %has_old = icmp ne i64 %old, 0
+  br i1 %has_old, label %einval, label %by_diff
+by_diff:
+  %d = call i64 @csum_add(i64 %new32, i64 %unfolded, i64 32)
+  %dr = call i64 @csum_fold(i64 %d)
+  br label %store
+two:
+  br i1 %sixteen, label %two16, label %two32
+two16:
+  %ncs = xor i64 %cs, 65535
+  %nold = xor i64 %old, -1
+  %nold16 = and i64 %nold, 65535
+  %removed = call i64 @csum_add(i64 %ncs, i64 %nold16, i64 16)
+  %new16 = and i64 %new, 65535
+  %added = call i64 @csum_add(i64 %removed, i64 %new16, i64 16)
+  %nadded = xor i64 %added, -1
+  %t16 = and i64 %nadded, 65535
+  br label %store
+two32:
+  br label %wide
+four:
+  br label %wide
+wide:
+  %mask = phi i64 [ 65535, %two32 ], [ 4294967295, %four ]
+  %oldm = and i64 %old, %mask
+  %noldm = xor i64 %oldm, 4294967295
+  %w1 = call i64 @csum_add(i64 %unfolded, i64 %noldm, i64 32)
+  %newm = and i64 %new, %mask
+  %w2 = call i64 @csum_add(i64 %w1, i64 %newm, i64 32)
+  %wr = call i64 @csum_fold(i64 %w2)
+  br label %store
+store:
+  %result = phi i64 [ %dr, %by_diff ], [ %t16, %two16 ], [ %wr, %wide ]
+  %r16 = trunc i64 %result to i16
+  store i16 %r16, ptr %p, align 1
+  ret i64 0
+einval:
+  ret i64 {EINVAL}
+}}
+
+"""
+
+
+def _csum_replace(name: str, known_flags: int, body: str) -> str:
+    """A checksum replace helper: unknown flags are -EINVAL, a bad checksum offset -EFAULT; body
+    (from its label %replace) has the checksum's pointer in %p."""
+    return _helper(name, CTX_KIND_SKB, f"""
+  %unknown = and i64 %r5, {~known_flags}
+  %bad_flags = icmp ne i64 %unknown, 0
+  br i1 %bad_flags, label %einval, label %field
+field:
+  %a = call i64 @csum_field(i64 %r1, i64 %r2)
+  %none = icmp eq i64 %a, 0
+  br i1 %none, label %efault, label %replace
+replace:
+  %p = inttoptr i64 %a to ptr
+  %size = and i64 %r5, {skb_helpers.CSUM_FIELD_SIZE}
+{body}""")
+
+
+_CSUM_REPLACE = _csum_replace("l3_csum_replace", skb_helpers.CSUM_FIELD_SIZE, """
+  %r = call i64 @replace_field(ptr %p, i64 %r3, i64 %r4, i64 %size, i1 true)
+  ret i64 %r
+""") + _csum_replace("l4_csum_replace", _CSUM_KNOWN_L4, f"""
+  %m = and i64 %r5, {skb_helpers.CSUM_MARK_MANGLED_0}
+  %marks = icmp ne i64 %m, 0
+  %e = and i64 %r5, {skb_helpers.CSUM_MARK_ENFORCE}
+  %loose = icmp eq i64 %e, 0
+  %cs = load i16, ptr %p, align 1
+  %zero = icmp eq i16 %cs, 0
+  %k1 = and i1 %marks, %loose
+  %keep = and i1 %k1, %zero
+  br i1 %keep, label %done, label %update
+update:
+  %r = call i64 @replace_field(ptr %p, i64 %r3, i64 %r4, i64 %size, i1 false)
+  %ok = icmp eq i64 %r, 0
+  %after = load i16, ptr %p, align 1
+  %now_zero = icmp eq i16 %after, 0
+  %z1 = and i1 %ok, %marks
+  %mark = and i1 %z1, %now_zero
+  br i1 %mark, label %mangle, label %result
+mangle:
+  store i16 {skb_helpers.CSUM_MANGLED_0 - 65536}, ptr %p, align 1
+  br label %result
+result:
+  ret i64 %r
+done:
+  ret i64 0
+""")
+
+_SUM_WORDS = """
+; seed + the target's words - the source's, folded to 32 bits (runtime/skb_helpers.py csum_diff).
+define internal i64 @sum_words(ptr %p, i64 %size, i64 %flip) alwaysinline {
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i4, %add ]
+  %t = phi i64 [ 0, %entry ], [ %t1, %add ]
+  %more = icmp ult i64 %i, %size
+  br i1 %more, label %add, label %done
+add:
+  %wp = getelementptr i8, ptr %p, i64 %i
+  %w32 = load i32, ptr %wp, align 1
+  %w = zext i32 %w32 to i64
+  %wf = xor i64 %w, %flip
+  %t1 = add i64 %t, %wf
+  %i4 = add i64 %i, 4
+  br label %loop
+done:
+  ret i64 %t
+}
+
+"""
+
+_CSUM_DIFF = _SUM_WORDS + _helper("csum_diff", None, f"""
+  %from_size = and i64 %r2, 4294967295
+  %to_size = and i64 %r4, 4294967295
+  %either = or i64 %from_size, %to_size
+  %odd = and i64 %either, 3
+  %unaligned = icmp ne i64 %odd, 0
+  %both = add i64 %from_size, %to_size
+  %long = icmp ugt i64 %both, {skb_helpers.CSUM_DIFF_MAX}
+  %bad = or i1 %unaligned, %long
+  br i1 %bad, label %einval, label %sum
+sum:
+  %from = inttoptr i64 %r1 to ptr
+  %to = inttoptr i64 %r3 to ptr
+  %removed = call i64 @sum_words(ptr %from, i64 %from_size, i64 4294967295)
+  %added = call i64 @sum_words(ptr %to, i64 %to_size, i64 0)
+  %seed = and i64 %r5, 4294967295
+  %s1 = add i64 %seed, %removed
+  %total = add i64 %s1, %added
+  %lo1 = and i64 %total, 4294967295
+  %hi1 = lshr i64 %total, 32
+  %f1 = add i64 %lo1, %hi1
+  %lo2 = and i64 %f1, 4294967295
+  %hi2 = lshr i64 %f1, 32
+  %f2 = add i64 %lo2, %hi2
+  ret i64 %f2
+""")
+
+MODULE_IR = _DECLARATIONS + _COMMON + _XDP + _SKB + _CSUM + _CSUM_REPLACE + _CSUM_DIFF
+
+FUNCTIONS = twins(*PYTHON_FALLBACKS.items(), (HELPER_IDS["csum_diff"], skb_helpers.csum_diff))
