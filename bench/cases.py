@@ -376,9 +376,12 @@ HELPER_CASES = [
     _helper_case("queue_churn", 50_000),
     _helper_case("ringbuf_submit", RING_RUNS, "ringbuf_events"),
     _helper_case("ringbuf_discard", RING_RUNS, "ringbuf_events"),
-    # The per-packet helpers: encapsulation with bpf_xdp_adjust_head and bpf_csum_diff (XDP_TX),
-    # destination NAT with bpf_l3/l4_csum_replace and bpf_skb_store_bytes (TC_ACT_OK); both
-    # alternate between their two forms from run to run, with the same verdict.
+]
+# The per-packet helpers: encapsulation with bpf_xdp_adjust_head and bpf_csum_diff (XDP_TX),
+# destination NAT with bpf_l3/l4_csum_replace and bpf_skb_store_bytes (TC_ACT_OK); both alternate
+# between their two forms from run to run, with the same verdict (no state model: the suite checks
+# their verdicts; tests/test_native_packet_helpers.py their packets against the reference).
+PACKET_HELPER_CASES = [
     Case("xdp_ipip_encap", "xdp_ipip_encap", "xdp_ipip_encap", lambda: service_frame(), lambda d: 3, 1_000_000,
          lambda: service_frame(), prelude=None, group="helper"),
     Case("tc_dnat", "tc_dnat", "tc_dnat", lambda: service_frame(), lambda d: 0, 1_000_000, lambda: service_frame(),
