@@ -82,11 +82,14 @@ class Symbols:
     code, in every process: that is what lets the object code be cached (jit/cache.py).
 
     An address inside a memory region (a map's values, global data) is named as its region's
-    symbol plus an offset, and one symbol stands for each stretch of touching regions: LLVM takes
-    two distinct globals never to share a byte, so two names for one region would let it reorder
-    a store through one past a load through the other.
+    symbol plus an offset, and one symbol stands for each stretch of overlapping regions: LLVM
+    takes two distinct globals never to share a byte, so two names for one region would let it
+    reorder a store through one past a load through the other. Regions that merely touch keep
+    their own names: whether two allocations touch differs from process to process, and the IR
+    (the cache key) must not; a pointer moved past its region keeps its region's name anyway
+    (_FunctionLowering.anchors).
     """
-    # [start, end) of each stretch of touching or overlapping regions, sorted.
+    # [start, end) of each stretch of overlapping regions, sorted.
     spans: list[tuple[int, int]] = field(default_factory=list)
     addresses: dict[int, str] = field(default_factory=dict)
     helpers: set[int] = field(default_factory=set)
@@ -97,7 +100,7 @@ class Symbols:
         spans: list[tuple[int, int]] = []
         for start, size in sorted(regions):
             end = start + max(size, 1)
-            if spans and start <= spans[-1][1]:
+            if spans and start < spans[-1][1]:
                 spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
             else:
                 spans.append((start, end))

@@ -85,3 +85,17 @@ def test_llvm_sees_a_byte_loop_as_a_block_copy(engine):
     if engine == "jit":
         ir = prog.compile().optimised_ir
         assert "x i8>" in ir or "llvm.memcpy" in ir or "llvm.memmove" in ir
+
+
+def test_touching_regions_keep_their_own_names_and_overlapping_ones_share_one():
+    """Whether two allocations touch differs from process to process, and the IR names addresses
+    from their regions: names that depended on it would make the IR (the object-code cache's key)
+    differ too. Overlapping regions must share a name (LLVM takes distinct globals never to
+    alias)."""
+    from bpfjit.jit.lower import Symbols
+    touching = Symbols.over([(0x1000, 0x100), (0x1100, 0x100)])
+    assert touching.pointer(0x1100) != touching.pointer(0x10F0)
+    assert touching.pointer(0x1110) == "getelementptr (i8, ptr @bpfjit_a0, i64 16)"  # its own region's
+    overlapping = Symbols.over([(0x1000, 0x100), (0x1080, 0x100)])
+    assert overlapping.pointer(0x1100) == "getelementptr (i8, ptr @bpfjit_a0, i64 256)"
+    assert overlapping.pointer(0x1000) == "@bpfjit_a0"
