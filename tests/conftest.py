@@ -12,6 +12,8 @@ import dataclasses
 import os
 import pathlib
 import tempfile
+import threading
+from typing import Callable
 
 import pytest
 from bpfjit import asm
@@ -85,6 +87,23 @@ def conformance_case(path: pathlib.Path | None) -> asm.TestFile:
 def conformance_helpers() -> HelperRegistry:
     """bpf_conformance's helper set: only #5, "unwind"."""
     return HelperRegistry([unwind_helper()])
+
+
+def traffic_beside_tool(traffic: Callable[[], None], copies: int, tool: Callable[[], None],
+                        done: threading.Event) -> list[threading.Thread]:
+    """Run `copies` threads of traffic while one thread runs tool (a Python tool changing what the
+    programs see), until the traffic ends; then set done, which the tool stops on. Returns every
+    thread, for the caller to check none hangs."""
+    workers = [threading.Thread(target=traffic) for _ in range(copies)]
+    beside = threading.Thread(target=tool)
+    beside.start()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    done.set()
+    beside.join(timeout=10)
+    return workers + [beside]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import bpfjit
 from bpfjit.listing import xlated_listing
 from bpfjit.runtime.environment import func_token
 
-from conftest import ENGINES
+from conftest import ENGINES, traffic_beside_tool
 
 PROGS = pathlib.Path(__file__).parent / "progs"
 PACKET = bytes([7]) + bytes(59)  # 60 bytes, first byte 7
@@ -63,15 +63,7 @@ def test_the_tracer_switches_while_traffic_runs(engine):
             answers.add(obj.globals["last"])
             turn += 1
 
-    workers = [threading.Thread(target=traffic) for _ in range(2)]
-    switcher = threading.Thread(target=tool)
-    switcher.start()
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=120)
-    done.set()
-    switcher.join(timeout=10)
+    assert not any(t.is_alive() for t in traffic_beside_tool(traffic, 2, tool, done))
     assert answers <= {0, 60, 7}
     assert obj.globals["traced"] <= 2 * runs * 10
 

@@ -15,6 +15,8 @@ import pytest
 
 import bpfjit
 
+from conftest import traffic_beside_tool
+
 PROGS = pathlib.Path(__file__).parent / "progs"
 PACKET = bytes(60)
 
@@ -60,16 +62,7 @@ def test_threads_count_exactly_while_python_writes_the_sections(engine):
             obj.globals["bss_lock"] = {"val": 0}
             obj.section(".data.stats").hold = 64 - setting % 2
 
-    workers = [threading.Thread(target=traffic) for _ in range(threads)]
-    writer = threading.Thread(target=tool)
-    writer.start()
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=120)
-    done.set()
-    writer.join(timeout=10)
-    assert not any(t.is_alive() for t in workers + [writer])
+    assert not any(t.is_alive() for t in traffic_beside_tool(traffic, threads, tool, done))
     total = threads * runs * repeat
     assert obj.globals["packets"] == total
     assert obj.globals["bytes"] == total * len(PACKET)
