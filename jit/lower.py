@@ -240,7 +240,7 @@ class _FunctionLowering:
         from (``r1 += 8`` as a getelementptr of r1's ptr, not an integer add cast to a ptr at
         each access). Through integer casts LLVM cannot tell two accesses apart or follow an
         address across a loop; through getelementptrs it sees, for instance, that a loop copies
-        between two ranges of one buffer, and makes it one memcpy. Only the 64-bit ADD/SUB that
+        between two ranges of one buffer, and vectorizes it. Only the 64-bit ADD/SUB that
         the verifier saw move a pointer (Facts.pointer_moves), moves, 64-bit loads and calls set
         the twin: the others produce numbers, which the verifier never lets a program access
         memory through. Not for a sandboxed (unverified) program, which may use anything."""
@@ -795,7 +795,7 @@ class _FunctionLowering:
         fast, slow, done = self.unique("copy_apart"), self.unique("copy_pairs"), self.unique("copy_done")
         self.emit(f"br i1 {apart}, label %{fast}, label %{slow}")
         self.lines.append(f"{fast}:")
-        to, source = self.value(f"inttoptr i64 {dst} to ptr"), self.value(f"inttoptr i64 {src} to ptr")
+        to, source = self.pointer(copy.dst, copy.low + copy.delta), self.pointer(copy.src, copy.low)
         self.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {to}, ptr {source}, i64 {copy.size}, i1 false)")
         lasts = [(reg, self.value(f"load i8, ptr {self.pointer(copy.src, offset)}, align 1"))
                  for reg, offset in copy.scratch]  # all read before any is set: one may be src
