@@ -153,10 +153,9 @@ class Verifier:
         # an endless loop is seen and a loop can be widened from its first trip.
         self.back_targets = self.loop_heads or loop_heads(facts.successors, facts.function_starts)
         self.track_precision = not spec.prove_termination
-        # Loop head -> the loop's counters that no arrival there has shown unbounded yet, each with
-        # the hull of its bounds at those arrivals (verifier/termination.py).
-        self.loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
-        self.counters: dict[int, dict] = {head: {c: None for c in loop.counters} for head, loop in self.loops.items()}
+        # Loop head -> what the arrivals there have shown of the loop's end (verifier/termination.py).
+        loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
+        self.loop_proofs = {head: termination.LoopProof(loop) for head, loop in loops.items()}
 
     def new_id(self) -> int:
         self.ids += 1
@@ -171,7 +170,7 @@ class Verifier:
             source, index, state = self.pending.pop()
             if source >= 0 and self.log.level:
                 self.log.resume(source, index, state.text())
-            self._walk(index, state)
+            self._walk(source, index, state)
         self.stats.seconds = time.perf_counter() - started
         self.stats.loops_widened = len(self.widened_heads)
         if self.spec.prove_termination:
@@ -207,10 +206,11 @@ class Verifier:
         regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0))
         return State([Frame(regs, {}, 0, 0)])
 
-    def _walk(self, index: int, state: State) -> None:
-        """Follow one path until it ends (exit, prune, or an error)."""
+    def _walk(self, source: int, index: int, state: State) -> None:
+        """Follow one path, from instruction `source` to `index` (-1: it starts there), until it
+        ends (exit, prune, or an error)."""
         while True:
-            if index in self.facts.block_starts and self._pruned(index, state):
+            if index in self.facts.block_starts and self._pruned(source, index, state):
                 self._path_done(state)
                 return
             self.stats.insns_processed += 1
@@ -241,7 +241,7 @@ class Verifier:
             if self.track_precision:
                 for _, successor in following:
                     successor.history.append(record)
-            (index, state), *others = following
+            source, ((index, state), *others) = index, following
             try:
                 for target, other in reversed(others):
                     self._save_branch(target, other)
@@ -399,7 +399,7 @@ class Verifier:
                 frame.stack[number] = Slot((SlotKind.MISC,) * SLOT_SIZE)
 
     # --- pruning ------------------------------------------------------------------------------
-    def _pruned(self, index: int, state: State) -> bool:
+    def _pruned(self, source: int, index: int, state: State) -> bool:
         """Whether a kept state covers this one; else keep this one (as the kernel's
         is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
         kept = self.checkpoints.setdefault(index, [])
@@ -408,8 +408,8 @@ class Verifier:
         # A state that came from a widened one holds more than the path can reach: an exact
         # repeat proves an endless loop only against states kept since the last widening.
         widened_above = state.parent.widened_depth if state.parent else -1
-        if index in self.counters:
-            self._note_counters(self.counters[index], state)
+        if index in self.loop_proofs:
+            self.loop_proofs[index].arrive(state, source)
         for checkpoint in kept:
             if not checkpoint.branches or checkpoint.widened:
                 continue
@@ -475,7 +475,7 @@ class Verifier:
         """Once a loop keeps coming back to its head, make `state` one that holds this trip and
         `base`, the state kept there on the trip before (verifier/widen.py); whether it did.
         rounds: the how-manyth widening of this entry into the loop."""
-        if self.spec.prove_termination and not self.counters[index]:
+        if self.spec.prove_termination and self.loop_proofs[index].hopeless:
             raise termination.Unproven(f"the loop at insn {index} has no bounded counter")
         thresholds = self.thresholds if rounds <= THRESHOLD_ROUNDS else NO_THRESHOLDS
         joined = widen(base.state, state, self.liveness, index, thresholds, self.new_id)
@@ -486,25 +486,16 @@ class Verifier:
         self.widened_heads.add(index)
         return True
 
-    @staticmethod
-    def _note_counters(counters: dict, state: State) -> None:
-        """An arrival at a loop head: drop the counters it shows unbounded, widen the others' hulls."""
-        for counter, hull in list(counters.items()):
-            bounds = termination.counter_range(counter, state)
-            if bounds is None:
-                del counters[counter]
-            else:
-                counters[counter] = bounds if hull is None else (min(hull[0], bounds[0]), max(hull[1], bounds[1]))
-
     def _check_termination(self) -> None:
-        """Each widened loop has a bounded counter, and few enough trips that the kernel's walk of
-        it would stay inside the kernel's limit (else the walk decides, as the kernel would)."""
+        """Each widened loop has a bounded counter or an equality exit, and few enough trips that
+        the kernel's walk of it would stay inside the kernel's limit (else the walk decides, as
+        the kernel would)."""
         for head in self.widened_heads:
-            counters = self.counters[head]
-            if not counters:
+            proof = self.loop_proofs[head]
+            trips = proof.most_trips()
+            if trips is None:
                 raise termination.Unproven(f"the loop at insn {head} has no bounded counter")
-            trips = min(termination.most_trips(c, *hull) for c, hull in counters.items())
-            if trips * self.loops[head].shortest_trip > INSN_LIMIT:
+            if trips * proof.loop.shortest_trip > INSN_LIMIT:
                 raise termination.Unproven(f"the loop at insn {head} may make {trips} trips")
 
     def _signature(self, index: int, state: State) -> tuple:

@@ -13,8 +13,18 @@ finitely many. This module supplies the missing half, as a ranking argument in t
   moved by 32-bit arithmetic).
 
 Together: the counter's value at the head strictly grows (or shrinks) from trip to trip and is
-always inside the bounds the exploration saw, so the loop makes finitely many trips. A loop
-without such a counter is not summarised: its program is verified again the kernel's way.
+always inside the bounds the exploration saw, so the loop makes finitely many trips.
+
+clang often leaves a loop on *equality* instead (``i < 64`` on a strength-reduced induction
+variable becomes ``p += 0x9e3779b9; if p == 64 * 0x9e3779b9 goto out``), whose counter wraps
+around and so has no bounds. Such a loop ends by another argument: a counter moved by exactly
+the same step on every trip, tested against a constant by a jump that every trip passes and
+whose "equal" side leaves the loop (an :class:`EqualityExit`), reaches that constant after a
+number of trips that modular arithmetic gives from the counter's value at the loop's entry; the
+exploration supplies that value at each entry from outside the loop, and the loop is proven when
+every entry's value is known and reaches the constant.
+
+A loop proven neither way is not summarised: its program is verified again the kernel's way.
 """
 from __future__ import annotations
 
@@ -46,6 +56,7 @@ class Delta:
 
 
 _TOP = None  # a value with no relation to the head
+_CONST: Location = ("k",)  # the origin of a constant: Delta(_CONST, v, v, width) is exactly v
 
 
 class Unproven(Exception):
@@ -79,12 +90,88 @@ class _Values:
 
 
 @dataclass(frozen=True)
+class EqualityExit:
+    """A jump that every trip of a loop passes and that leaves the loop when `counter` (a location
+    moved by exactly `step` per trip), plus `offset`, equals `value`, all modulo 2**width."""
+    counter: Location
+    step: int
+    offset: int
+    value: int
+    width: int
+
+    def trips(self, state: State) -> int | None:
+        """How many trips the loop makes at most from an entry in `state`: None unless the
+        counter's value there is known and the exit value is among those it reaches."""
+        value = _scalar_at(self.counter, state)
+        if value is None:
+            return None
+        if self.width == 32:
+            if value.u32_min != value.u32_max:
+                return None
+            start = value.u32_min
+        elif value.umin != value.umax:
+            return None
+        else:
+            start = value.umin
+        # Solve start + offset + n * step = value (mod 2**width) for the least n >= 0: with
+        # step = 2**zeros * odd, a solution exists when 2**zeros divides the distance.
+        modulus = 1 << self.width
+        distance, step = (self.value - self.offset - start) % modulus, self.step % modulus
+        zeros = (step & -step).bit_length() - 1
+        if distance % (1 << zeros):
+            return None
+        reduced = 1 << (self.width - zeros)
+        return (distance >> zeros) * pow(step >> zeros, -1, reduced) % reduced + 1
+
+
+@dataclass(frozen=True)
 class Loop:
     """What the body of one loop says: its counters (Delta(location, lo, hi, width) with lo >= 1
-    or hi <= -1) and the instructions on its shortest trip (how much the kernel's walk does per
-    trip at the least)."""
+    or hi <= -1), its equality exits, the instructions on its shortest trip (how much the kernel's
+    walk does per trip at the least) and its body (to tell an entry from a trip's return)."""
     counters: tuple[Delta, ...]
+    exits: tuple[EqualityExit, ...]
     shortest_trip: int
+    body: frozenset[int]
+
+
+class LoopProof:
+    """What the exploration has shown so far of one loop's termination: the hull of each counter's
+    bounds over every arrival at the head, and each equality exit's most trips over the entries
+    from outside the loop (a counter or exit some arrival disproves is dropped)."""
+
+    def __init__(self, loop: Loop):
+        self.loop = loop
+        self.hulls: dict[Delta, tuple[int, int] | None] = dict.fromkeys(loop.counters)
+        self.exit_trips: dict[EqualityExit, int | None] = dict.fromkeys(loop.exits)  # None: no entry yet
+
+    def arrive(self, state: State, source: int) -> None:
+        """A path reached the head from instruction `source` (-1: none, it starts there)."""
+        for counter, hull in list(self.hulls.items()):
+            bounds = counter_range(counter, state)
+            if bounds is None:
+                del self.hulls[counter]
+            else:
+                self.hulls[counter] = bounds if hull is None else (min(hull[0], bounds[0]), max(hull[1], bounds[1]))
+        if source in self.loop.body:
+            return  # back from a trip: equality exits count trips from the entry
+        for exit_, most in list(self.exit_trips.items()):
+            trips = exit_.trips(state)
+            if trips is None:
+                del self.exit_trips[exit_]
+            else:
+                self.exit_trips[exit_] = trips if most is None else max(most, trips)
+
+    @property
+    def hopeless(self) -> bool:
+        """No counter or exit is left that could show the loop ends."""
+        return not self.hulls and not self.exit_trips
+
+    def most_trips(self) -> int | None:
+        """The fewest trips any remaining argument allows; None if none remains."""
+        bounds = [most_trips(c, *hull) for c, hull in self.hulls.items() if hull is not None]
+        bounds += [trips for trips in self.exit_trips.values() if trips is not None]
+        return min(bounds, default=None)
 
 
 def loops(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], heads: frozenset[int]) \
@@ -97,7 +184,10 @@ def loops(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], head
     found = {}
     for head in heads:
         body = _body(successors, predecessors, head)
-        found[head] = Loop(_counters_of(insns, successors, body, head), _shortest_trip(successors, body, head))
+        values, back = _flow(insns, successors, body, head)
+        counters = _counters(back)
+        found[head] = Loop(counters, _equality_exits(insns, successors, body, head, values, counters),
+                           _shortest_trip(successors, body, head), frozenset(body))
     return found
 
 
@@ -116,8 +206,10 @@ def _shortest_trip(successors: Mapping[int, tuple[int, ...]], body: set[int], he
     return 1
 
 
-def _counters_of(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], body: set[int], head: int) \
-        -> tuple[Delta, ...]:
+def _flow(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], body: set[int], head: int) \
+        -> tuple[dict[int, _Values], _Values | None]:
+    """Every location's Delta before each instruction of the body, and on the way back to the
+    head (None if no path goes back)."""
     values: dict[int, _Values] = {head: _Values()}
     rounds: dict[int, int] = {}
     back: _Values | None = None
@@ -141,6 +233,11 @@ def _counters_of(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]
                     continue
                 values[target] = joined
             todo.append(target)
+    return values, back
+
+
+def _counters(back: _Values | None) -> tuple[Delta, ...]:
+    """The locations every trip moves one way, by how much: the loop's counters."""
     if back is None:
         return ()
     found = []
@@ -148,6 +245,70 @@ def _counters_of(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]
         if delta is not _TOP and delta.origin == loc and (delta.lo >= 1 or delta.hi <= -1):
             found.append(delta)
     return tuple(sorted(found, key=repr))
+
+
+def _equality_exits(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], body: set[int],
+                    head: int, values: Mapping[int, _Values], counters: Sequence[Delta]) -> tuple[EqualityExit, ...]:
+    """The JEQ/JNE jumps of the body that compare a counter of exact step with a constant, that
+    every trip passes, and whose "equal" side leaves the loop."""
+    steps = {c.origin: c for c in counters if c.lo == c.hi}
+    found = []
+    for index in sorted(body):
+        insn = insns[index]
+        if insn.cls not in (isa.JMP, isa.JMP32) or insn.op not in (isa.JEQ, isa.JNE) or index not in values:
+            continue
+        equal_side = insn.jump_target(index) if insn.op == isa.JEQ else index + 1
+        if equal_side in body or not _on_every_trip(successors, body, head, index):
+            continue
+        before = values[index]
+        dst = before.get(("r", insn.dst))
+        other = before.get(("r", insn.src)) if insn.source == isa.X else \
+            Delta(_CONST, insn.imm & MASK64, insn.imm & MASK64, 64)
+        for tested, constant in ((dst, other), (other, dst)):
+            exit_ = _equality_exit(insn, tested, constant, steps)
+            if exit_ is not None:
+                found.append(exit_)
+                break
+    return tuple(found)
+
+
+def _equality_exit(insn: Insn, tested: Delta | None, constant: Delta | None,
+                   steps: Mapping[Location, Delta]) -> EqualityExit | None:
+    """The exit a jump makes comparing `tested` with `constant`, if tested is a counter of exact
+    step plus an exact offset and constant is one known value."""
+    if tested is _TOP or constant is _TOP or constant.origin != _CONST or constant.lo != constant.hi \
+            or tested.origin not in steps or tested.lo != tested.hi:
+        return None
+    counter = steps[tested.origin]
+    value = constant.lo & (MASK32 if constant.width == 32 else MASK64)
+    if insn.cls == isa.JMP32:
+        width = 32
+    elif tested.width == 32:  # a zero-extended 32-bit value against a 64-bit constant
+        if value > MASK32:
+            return None
+        width = 32
+    elif counter.width == 32:
+        return None  # a 64-bit test of a counter that wraps at 32 bits: not modelled
+    else:
+        width = 64
+    if (counter.lo % (1 << width)) == 0:
+        return None
+    return EqualityExit(counter.origin, counter.lo, tested.lo, value, width)
+
+
+def _on_every_trip(successors: Mapping[int, tuple[int, ...]], body: set[int], head: int, index: int) -> bool:
+    """Whether every path from the head back to it passes `index`."""
+    if index == head:
+        return True
+    seen, todo = {head}, [head]
+    while todo:
+        for target in successors.get(todo.pop(), ()):
+            if target == head:
+                return False
+            if target in body and target != index and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return True
 
 
 def _body(successors: Mapping[int, tuple[int, ...]], predecessors: Mapping[int, list[int]], head: int) -> set[int]:
@@ -187,7 +348,7 @@ def _transfer(insn: Insn, before: _Values) -> _Values:
     values = before.copy()
     cls = insn.cls
     if insn.is_lddw:
-        values.set(("r", insn.dst), _TOP)
+        values.set(("r", insn.dst), Delta(_CONST, insn.imm64, insn.imm64, 64) if insn.src == 0 else _TOP)
     elif cls in (isa.ALU, isa.ALU64):
         values.set(("r", insn.dst), _alu(insn, values))
     elif cls == isa.LDX:
@@ -211,6 +372,9 @@ def _transfer(insn: Insn, before: _Values) -> _Values:
 def _alu(insn: Insn, values: _Values) -> Delta | None:
     dst = values.get(("r", insn.dst))
     wide = insn.cls == isa.ALU64
+    if insn.op == isa.MOV and insn.source == isa.K and insn.off == 0:
+        value = insn.imm & (MASK64 if wide else MASK32)
+        return Delta(_CONST, value, value, 64 if wide else 32)
     if insn.op == isa.MOV and insn.source == isa.X and not insn.is_movsx:
         src = values.get(("r", insn.src))
         if src is _TOP or wide:
