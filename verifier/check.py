@@ -153,6 +153,7 @@ class Verifier:
         # an endless loop is seen and a loop can be widened from its first trip.
         self.back_targets = self.loop_heads or loop_heads(facts.successors, facts.function_starts)
         self.track_precision = not spec.prove_termination
+        self.backedges = precision.Backedges(insns)
         # Loop head -> what the arrivals there have shown of the loop's end (verifier/termination.py).
         loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
         self.loop_proofs = {head: termination.LoopProof(loop) for head, loop in loops.items()}
@@ -423,12 +424,15 @@ class Verifier:
             precise = checkpoint.precise_places() if self.track_precision else None
             if covers(checkpoint.state, state, self.liveness, index, precise, widened=checkpoint.widened):
                 checkpoint.hits += 1
+                # A widened loop head still being explored, or a state whose loop still is.
+                loop = checkpoint if checkpoint.branches else checkpoint.loop_entry \
+                    if checkpoint.loop_entry is not None and checkpoint.loop_entry.branches else None
                 if self.track_precision:
                     precision.inherit(state, checkpoint, self.insns)
-                if checkpoint.branches:  # a widened loop head still being explored
-                    _enter_loop(state, checkpoint)
-                elif checkpoint.loop_entry is not None and checkpoint.loop_entry.branches:
-                    _enter_loop(state, checkpoint.loop_entry)
+                    if loop is not None:
+                        self.backedges.add(loop, state, checkpoint)
+                if loop is not None:
+                    _enter_loop(state, loop)
                 return True
             if not checkpoint.branches:
                 checkpoint.misses += 1
@@ -518,6 +522,7 @@ class Verifier:
             checkpoint.branches -= 1
             if checkpoint.branches:
                 break
+            self.backedges.finished(checkpoint)
             checkpoint = checkpoint.parent
 
     def _error(self, index: int, message: str) -> VerifierError:

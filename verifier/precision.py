@@ -133,6 +133,45 @@ def inherit(state: State, covering: "Checkpoint", insns: Sequence[Insn]) -> None
         demand(state, covering.precise, insns)
 
 
+class Backedges:
+    """Paths pruned against a state whose own paths were still being explored (a loop's): the
+    marks that state's paths add later must reach the pruned paths' checkpoints too, or those
+    would later cover states that differ in a scalar the loop depended on (the kernel's
+    propagate_backedges). Each such path is marked again when its loop is done, and then, to a
+    fixpoint, whenever another loop is done, since marks may keep flowing between loops."""
+
+    def __init__(self, insns: Sequence[Insn]):
+        self.insns = insns
+        self.waiting: dict[int, list[list]] = {}  # id(loop head) -> [state, covering, marks seen]
+        self.settled: list[list] = []
+
+    def add(self, loop: "Checkpoint", state: State, covering: "Checkpoint") -> None:
+        """`state` was pruned against `covering`, whose marks are not final until `loop` is done."""
+        self.waiting.setdefault(id(loop), []).append([state, covering, -1])
+
+    def finished(self, checkpoint: "Checkpoint") -> None:
+        """Every path from `checkpoint` is explored: mark the paths pruned in its loop again."""
+        entries = self.waiting.pop(id(checkpoint), None)
+        if entries is None:
+            return
+        self.settled.extend(entries)
+        changed = True
+        while changed:
+            changed = False
+            for entry in self.settled:
+                state, covering, seen = entry
+                marks = _marks(covering)
+                if marks != seen:
+                    entry[2] = marks
+                    inherit(state, covering, self.insns)
+                    changed = True
+
+
+def _marks(checkpoint: "Checkpoint") -> int:
+    """How many marks a checkpoint has (marks are only ever added)."""
+    return len(checkpoint.precise) + (1 << 30 if checkpoint.all_precise else 0)
+
+
 def _is_scalar(state: State, place: Place) -> bool:
     depth, kind, number = place
     if depth >= len(state.frames):
