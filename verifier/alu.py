@@ -10,7 +10,6 @@ kernel allows BPF_SUB of two pointers before it looks at the width, and turns a 
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import AbstractSet, Sequence
 
 from bpfjit import isa
@@ -86,10 +85,10 @@ def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:
         if src.is_pointer:  # a partial copy of a pointer is a number the program may leak
             return scalar(values.alu(insn, Scalar.unknown(), Scalar.unknown()))
         if src.value.umax <= isa.MASK32:  # w = w of a 32-bit value: the same value, linked
-            return src if src.id or src.value.is_const else replace(src, id=new_id())
+            return src if src.id or src.value.is_const else src.evolve(id=new_id())
         return scalar(values.alu(insn, Scalar.unknown(), src.value))
     if src.is_scalar and not src.value.is_const and src.id == 0:
-        return replace(src, id=new_id())
+        return src.evolve(id=new_id())
     return src
 
 
@@ -127,17 +126,17 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
     if op not in (isa.ADD, isa.SUB):
         raise Rejected(f"R{insn.dst} pointer arithmetic with {_OP_NAMES[op]} operator prohibited")
     if raw:
-        return replace(pointer, value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount))
+        return pointer.evolve(value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount))
     if amount.is_const:
         delta = isa.s64(amount.const_value)
-        moved = replace(pointer, off=pointer.off + (-delta if op == isa.SUB else delta))
+        moved = pointer.evolve(off=pointer.off + (-delta if op == isa.SUB else delta))
         if abs(moved.off) >= MAX_VAR_OFF:
             raise Rejected(f"{pointer.type_name()} pointer offset {moved.off} is not allowed")
         return moved
     variable = values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount)
-    moved = replace(pointer, value=variable)
+    moved = pointer.evolve(value=variable)
     if pointer.type in PACKET_TYPES:  # a new packet pointer: its range must be proven again
-        moved = replace(moved, id=new_id(), range=0)
+        moved = moved.evolve(id=new_id(), range=0)
     return moved
 
 

@@ -14,7 +14,7 @@ no reference left unreleased and no lock held.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bpfjit import isa
@@ -389,7 +389,7 @@ def _result(v: "Verifier", ret: str, name: str, meta: _CallMeta, state: State, i
     obj = kptrs.result(ret, meta.kptr, v.spec.btf,
                        frozenset(h.proto.struct for h in v.helpers if h.proto.ret == "host_or_null"))
     if obj is not None:
-        return replace(_acquired(v, state, index, RegType.PTR_TO_BTF_ID), obj=obj)
+        return _acquired(v, state, index, RegType.PTR_TO_BTF_ID).evolve(obj=obj)
     return scalar(Scalar.unknown() if ret != "u32" else Scalar.from_load(4, False))
 
 

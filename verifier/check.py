@@ -12,7 +12,7 @@ Pruning compares the registers the rest of the function may read (liveness from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from bpfjit import isa
@@ -201,7 +201,7 @@ class Verifier:
         regs = [NOT_INIT] * 11
         if self.spec.ctx_field is None:  # raw: memory whose size only the run knows, and its length
             regs[1] = Reg(RegType.PTR_TO_MEM, Scalar.const(0), mem_size=-1)
-            regs[2] = replace(scalar(), id=RAW_LENGTH_ID)
+            regs[2] = scalar().evolve(id=RAW_LENGTH_ID)
         else:
             regs[1] = Reg(RegType.PTR_TO_CTX, Scalar.const(0))
         regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0))

@@ -15,7 +15,6 @@ each a path of its own, and refuses a range that leaves the table (:func:`indire
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from bpfjit import isa
 from bpfjit.isa import Insn
@@ -98,7 +97,7 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
         if insn.source == isa.X and dst.is_pointer and src.is_pointer and dst.maybe_null != src.maybe_null \
                 and RegType.PTR_TO_BTF_ID not in (dst.type, src.type) and (insn.op == isa.JEQ) == taken:
             regno = insn.dst if dst.maybe_null else insn.src
-            state.regs[regno] = replace(state.regs[regno], maybe_null=False)
+            state.regs[regno] = state.regs[regno].evolve(maybe_null=False)
             return True
     if insn.cls == isa.JMP and insn.source == isa.X:
         _packet_range(state, insn, dst, src, taken, fit_packet)
@@ -106,10 +105,10 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
 
 
 def _set_scalar(state: State, regno: int, old: Reg, value) -> None:
-    new = replace(old, value=value)
+    new = old.evolve(value=value)
     state.regs[regno] = new
     if old.id:
-        _for_each_reg(state, lambda reg: replace(reg, value=value) if reg.is_scalar and reg.id == old.id else reg)
+        _for_each_reg(state, lambda reg: reg.evolve(value=value) if reg.is_scalar and reg.id == old.id else reg)
     if old.id == RAW_LENGTH_ID and value.umin:
         _prove_raw_bytes(state, value.umin)
 
@@ -119,7 +118,7 @@ def _prove_raw_bytes(state: State, length: int) -> None:
     pointer into it (bpfjit's own rule: the kernel has no raw programs)."""
     def prove(reg: Reg) -> Reg:
         if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and reg.range < length:
-            return replace(reg, range=length)
+            return reg.evolve(range=length)
         return reg
     _for_each_reg(state, prove)
 
@@ -129,7 +128,7 @@ def _null_check(state: State, pointer: Reg, is_null: bool) -> None:
     def settle(reg: Reg) -> Reg:
         if not (reg.maybe_null and reg.id == pointer.id and reg.type == pointer.type):
             return reg
-        return const(0) if is_null else replace(reg, maybe_null=False)
+        return const(0) if is_null else reg.evolve(maybe_null=False)
     _for_each_reg(state, settle)
     if is_null and pointer.ref_obj_id and pointer.ref_obj_id == pointer.id:  # a NULL record needs no release
         state.refs = [ref for ref in state.refs if ref.id != pointer.ref_obj_id]
@@ -160,7 +159,7 @@ def _widen_range(state: State, pointer: Reg, proven: int, fit_packet: bool) -> N
     def widen(reg: Reg) -> Reg:
         if reg.type == pointer.type and reg.id == pointer.id:
             value = _fit(reg.value, MAX_PACKET_LEN - proven) if fit_packet else reg.value
-            return replace(reg, range=max(reg.range, proven), value=value)
+            return reg.evolve(range=max(reg.range, proven), value=value)
         return reg
     _for_each_reg(state, widen)
 

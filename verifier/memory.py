@@ -81,7 +81,7 @@ class MemoryChecker:
             if target.type == RegType.PTR_TO_STACK and _spills_with_id(value, size):
                 # The spilled copy and the register stay linked: a later comparison of either
                 # refines both (the kernel's assign_scalar_id_before_mov).
-                value = replace(value, id=self.new_id())
+                value = value.evolve(id=self.new_id())
                 state.regs[insn.src] = value
         self.access(state, Access(insn.dst, insn.off, size, True, kind=kind, value_regno=insn.src), value)
 

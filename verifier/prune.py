@@ -13,7 +13,6 @@ register the old state never had initialised covers anything: the old paths neve
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import AbstractSet, Sequence
 
 from bpfjit import isa
@@ -162,7 +161,7 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
     if exact:  # equal but for the numbering of ids
         if old.type == new.type == RegType.NOT_INIT:
             return True
-        return replace(old, id=0, ref_obj_id=0) == replace(new, id=0, ref_obj_id=0) and \
+        return old.evolve(id=0, ref_obj_id=0) == new.evolve(id=0, ref_obj_id=0) and \
             ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)
     if old.type == RegType.NOT_INIT:
         return True

@@ -15,6 +15,8 @@ the result is frozen into a Scalar at the end.
 """
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -52,9 +54,7 @@ class Scalar:
     @staticmethod
     def const(v: int) -> Scalar:
         """Exactly `v` (taken modulo 2**64)."""
-        v &= MASK64
-        low = v & MASK32
-        return Scalar(tconst(v), s64(v), s64(v), v, v, s32(low), s32(low), low, low)
+        return _constant(v & MASK64)
 
     @staticmethod
     def from_range(smin: int = S64_MIN, smax: int = S64_MAX, umin: int = 0, umax: int = MASK64,
@@ -102,6 +102,12 @@ _FIELDS = tuple(f.name for f in fields(Scalar))
 
 
 _LOADED: dict[tuple[int, bool], Scalar] = {}  # Scalar.from_load's answers
+
+
+@functools.lru_cache(maxsize=4096)  # scalars are immutable, and programs use few distinct constants
+def _constant(v: int) -> Scalar:
+    low = v & MASK32
+    return Scalar(tconst(v), s64(v), s64(v), v, v, s32(low), s32(low), low, low)
 
 
 class _Reg:

@@ -12,6 +12,7 @@ selftests and its users read them.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -152,6 +153,15 @@ class Reg:
     def is_null(self) -> bool:
         return self.is_scalar and self.value.is_const and self.value.const_value == 0
 
+    def evolve(self, **changes) -> "Reg":
+        """This register with some fields changed: dataclasses.replace's result, built without
+        its per-call introspection (registers are rebuilt on every refinement)."""
+        new = object.__new__(Reg)
+        fields_ = new.__dict__
+        fields_.update(self.__dict__)
+        fields_.update(changes)
+        return new
+
     @property
     def callees(self) -> frozenset[int]:
         """PTR_TO_FUNC: the start slots of the functions a call through it may reach."""
@@ -190,7 +200,12 @@ def scalar(value: Scalar | None = None) -> Reg:
 
 
 def const(value: int) -> Reg:
-    return Reg(RegType.SCALAR, Scalar.const(value & isa.MASK64))
+    return _constant(value & isa.MASK64)
+
+
+@functools.lru_cache(maxsize=4096)  # registers are immutable, and programs use few distinct constants
+def _constant(value: int) -> Reg:
+    return Reg(RegType.SCALAR, Scalar.const(value))
 
 
 def format_reg(reg: Reg) -> str:

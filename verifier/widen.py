@@ -176,7 +176,7 @@ def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS, ids: _
     if old.is_scalar and new.is_scalar:
         return Reg(RegType.SCALAR, widen_scalar(old.value, new.value, thresholds))
     same = dict(value=new.value, off=new.off, id=new.id, range=new.range)
-    if old.ref_obj_id != new.ref_obj_id or replace(old, **same) != new:
+    if old.ref_obj_id != new.ref_obj_id or old.evolve(**same) != new:
         return None  # another kind of pointer, another map or frame, another reference
     pointer_id = (ids or _IdPairs(None))(old.id, new.id)
     if pointer_id is None:
@@ -185,10 +185,10 @@ def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS, ids: _
         return _widen_packet(old, new, thresholds, pointer_id)
     proven = min(old.range, new.range)  # a raw program's memory: the bytes both paths proved
     if old.off == new.off:
-        return replace(old, value=widen_scalar(old.value, new.value, thresholds), id=pointer_id, range=proven)
+        return old.evolve(value=widen_scalar(old.value, new.value, thresholds), id=pointer_id, range=proven)
     # Moving fixed offsets become part of the variable one.
     whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), thresholds)
-    return replace(old, off=0, value=whole, id=pointer_id, range=proven)
+    return old.evolve(off=0, value=whole, id=pointer_id, range=proven)
 
 
 def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -> Reg:
@@ -203,7 +203,7 @@ def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -
         low = min(old_whole.umin, new_whole.umin)
         whole = Scalar.from_range(low, MAX_PACKET_LEN, low, MAX_PACKET_LEN)
     ahead = max(0, min(old.range - old.off, new.range - new.off))
-    return replace(old, off=0, value=whole, id=pointer_id, range=ahead)
+    return old.evolve(off=0, value=whole, id=pointer_id, range=ahead)
 
 
 def _widen_stack(old: Frame, new: Frame, thresholds: Thresholds, ids: _IdPairs) -> dict[int, Slot]:
