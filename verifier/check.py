@@ -404,7 +404,7 @@ class Verifier:
         """Whether a kept state covers this one; else keep this one (as the kernel's
         is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
         kept = self.checkpoints.setdefault(index, [])
-        signature = self._signature(index, state)
+        signature = None  # computed when first needed: most arrivals neither loop nor keep
         looping = False
         # A state that came from a widened one holds more than the path can reach: an exact
         # repeat proves an endless loop only against states kept since the last widening.
@@ -415,8 +415,12 @@ class Verifier:
             if not checkpoint.branches or checkpoint.widened:
                 continue
             looping = True  # this path came back to a state still being explored
-            if checkpoint.depth > widened_above and checkpoint.signature == signature \
-                    and equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
+            if checkpoint.depth <= widened_above:
+                continue
+            if signature is None:
+                signature = self._signature(index, state)
+            if checkpoint.signature == signature and equal(checkpoint.state, state, self.liveness, index) \
+                    and not self._may_goto_loop(index):
                 raise self._error(index, f"infinite loop detected at insn {index}")
         for checkpoint in kept:
             if checkpoint.branches and not checkpoint.widened:
@@ -449,7 +453,7 @@ class Verifier:
             return False
         base = _ancestor_at(kept, state) if at_widened_head else None
         trips, rounds = (base.trips + 1, base.rounds) if base else (0, 0)
-        self._keep(index, state, signature, trips=trips, rounds=rounds)
+        self._keep(index, state, signature or self._signature(index, state), trips=trips, rounds=rounds)
         if base is not None and trips > WIDEN_AFTER and self._widen(index, state, base, rounds + 1):
             self._keep(index, state, self._signature(index, state), widened=True, trips=trips, rounds=rounds + 1)
         return False
