@@ -6,6 +6,8 @@ against the first would accept it. The safe ones show what precision and raw-pro
 """
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from bpfjit import VerifierError
@@ -165,3 +167,30 @@ def test_kernel_program_types_are_not_widened():
     """
     with pytest.raises(VerifierError):
         Program.from_asm(text, prog_type="xdp", verify=True)
+
+
+def _fuzz_program(name: str) -> tuple[bytes, bytes]:
+    """A program and its input memory kept in tests/data as hex ("mem ..." and "code ..." lines)."""
+    mem, code = b"", b""
+    for line in (pathlib.Path(__file__).parent / "data" / name).read_text().splitlines():
+        kind, _, text = line.partition(" ")
+        if kind == "mem":
+            mem = bytes.fromhex(text)
+        elif kind == "code":
+            code += bytes.fromhex(text)
+    return code, mem
+
+
+def test_marks_added_after_a_path_was_pruned_in_a_loop_reach_that_path():
+    """Found by the differential fuzz campaign. A path was pruned against a widened loop head
+    still being explored, inheriting the head's precision marks as they were then; the loop's
+    later paths marked r4, but the pruned path's checkpoints never learnt it, and one of them
+    then covered a state with another r4 that a later branch depended on. The verifier called
+    the instruction that branch reaches dead, and the JIT stopped there (a bpfjit bug). Pruned
+    paths are now marked again once their loop is done (precision.Backedges)."""
+    code, mem = _fuzz_program("fuzz_backedge_precision.hex")
+    program = Program.from_bytes(code)
+    expected = program.test_run(mem, engine="reference")
+    for engine in ("jit", "interp"):
+        result = program.test_run(mem, engine=engine)
+        assert (result.retval, result.data_out) == (expected.retval, expected.data_out), engine
