@@ -10,7 +10,14 @@ helper registries. Everything it would have to look up is settled here, once:
 * helper calls renumbered: imm becomes an index into a dense table of (native function, flags)
   pairs, so any helper id (up to 2^31) costs one indexed load; callx looks helper ids up in a
   second table of (id, index) pairs when the environment lets callx reach helpers;
-* the function table: (token, start slot) pairs callx looks its target up in;
+* the function table: (token, start slot) pairs callx looks its target up in (and the
+  loops below their callback);
+* calls of the standard ``bpf_loop`` and ``bpf_for_each_map_elem`` (not a helper the user
+  registered under their ids, the JIT's condition in jit/lower.py) given call codes of their own
+  (native_interp_ir.CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY), which the interpreter runs as native
+  loops around a nested interpretation of the callback, keeping the helper's index in imm for
+  the cases it hands to the Python helper (a callback or map it does not find); and a table of
+  the array maps the program loads, (handle, layout) pairs, for_each finds its map in;
 * accesses the verifier left to the run (Facts.checked_accesses) moved to a spare addressing mode
   (native_interp_ir.CHECKED_MODE), which the fast variant checks against the raw memory;
 * a byte per slot saying whether a static-branch JA jumps, read at every execution of the site;
@@ -34,8 +41,13 @@ from bpfjit.isa import Insn, MASK32
 from bpfjit.runtime.environment import Environment, func_token
 from bpfjit.runtime.jump_tables import BAD_TARGET, gotox_targets, program_tables
 from bpfjit.runtime.static_keys import BranchFlag
+from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP, for_each_map_elem, loop
 
-from .native_interp_ir import CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE
+from .native_interp_ir import CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE
+
+# The helpers the interpreter runs as native loops (their standard implementation) and the call
+# code it knows them by.
+_LOOP_CALLS = {LOOP: (loop, CALL_BPF_LOOP), FOR_EACH_MAP_ELEM: (for_each_map_elem, CALL_FOR_EACH_ARRAY)}
 
 
 class ImageHeader(ctypes.Structure):
@@ -50,6 +62,9 @@ class ImageHeader(ctypes.Structure):
         ("branches", ctypes.c_void_p),  # one byte per slot: the static-branch JA there jumps now
         ("gotox_targets", ctypes.c_void_p),  # one u32 per slot: the gotox set that may jump there (0: none)
         ("slot_count", ctypes.c_uint64),
+        ("token_function_count", ctypes.c_uint64),  # the functions' leading run: those with a token
+        ("array_maps", ctypes.c_void_p),  # (handle, address of (value base, stride, max entries)) pairs
+        ("array_map_count", ctypes.c_uint64),
     ]
 
 
@@ -84,7 +99,8 @@ def encode_slot(opcode: int, dst: int = 0, src: int = 0, off: int = 0, imm: int 
     return opcode | dst << 8 | src << 12 | (off & 0xFFFF) << 16 | (imm & MASK32) << 32
 
 
-def _pairs(pairs: Iterable[tuple[int, int]]) -> ctypes.Array:
+def _pairs(pairs: Iterable[tuple[int, ...]]) -> ctypes.Array:
+    """The tuples' words, flat, as u64s (at least one, so the array has an address)."""
     flat = [word for pair in pairs for word in pair]
     return (ctypes.c_uint64 * max(1, len(flat)))(*flat)
 
@@ -118,9 +134,11 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                               for i in insns] or [0])
     code = (ctypes.c_uint64 * len(words)).from_buffer(words)
     traps: dict[int, str] = {}
+    loaded: set[int] = set()  # the ld_imm64 values: the maps for_each may be handed
+    for_each = False  # whether the program calls the standard for_each_map_elem
     gotox_sets, gotox_targets_table = _gotox_table(insns, starts, env)
     special = [index for index, insn in enumerate(insns) if insn.opcode in _SPECIAL]
-    functions, callx_refs = _function_table(insns, special, starts, env, callx_sites or {})
+    functions, token_functions, callx_refs = _function_table(insns, special, starts, env, callx_sites or {})
     branch_slots = [index for index in special if insns[index].opcode == isa.JA_OP and insns[index].src]
     for index in sorted({*special, *checked_accesses}):
         insn = insns[index]
@@ -130,6 +148,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
         reason = None
         if insn.is_lddw:
             value = env.ld_imm64_value(insn, index)
+            loaded.add(value)
             src, imm = 0, value & MASK32
             code[index + 1] = encode_slot(0, imm=value >> 32)
         elif opcode == isa.GOTOX_OP:
@@ -138,9 +157,13 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
         elif opcode == isa.CALL_OP and src == isa.CALL_KFUNC:
             reason = "kfunc calls are not supported"
         elif opcode == isa.CALL_OP and src == isa.CALL_HELPER:
-            if env.helpers.get(imm) is None:
+            helper = env.helpers.get(imm)
+            if helper is None:
                 reason = f"call to unknown helper {imm}"
             else:
+                standard, loop_code = _LOOP_CALLS.get(imm, (None, src))
+                src = loop_code if helper.impl is standard else src
+                for_each |= src == CALL_FOR_EACH_ARRAY
                 imm = index_of(imm)
         elif opcode == isa.CALLX_OP:
             dst, imm = insn.callx_reg, callx_refs[index]
@@ -156,22 +179,26 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     if env.callx_reaches_helpers and any(insns[index].opcode == isa.CALLX_OP for index in special):
         helper_ids = [(helper.id, index_of(helper.id)) for helper in env.helpers]
     ids, function_table = _pairs(helper_ids), _pairs(functions)
+    layouts, array_maps, array_map_count = _array_maps(loaded if for_each else (), env)
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
     header = ImageHeader(ctypes.addressof(code), 0, ctypes.addressof(ids), len(helper_ids),
                          ctypes.addressof(function_table), len(functions), ctypes.addressof(branches),
-                         ctypes.addressof(gotox_targets_table), len(insns))
+                         ctypes.addressof(gotox_targets_table), len(insns), token_functions,
+                         ctypes.addressof(array_maps), array_map_count)
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots,
-                        [words, ids, function_table, gotox_targets_table])
+                        [words, ids, function_table, gotox_targets_table, layouts, array_maps])
 
 
 def _function_table(insns: Sequence[Insn], special: Sequence[int], starts: frozenset[int], env: Environment,
-                    callx_sites: Mapping[int, frozenset[int]]) -> tuple[list[tuple[int, int]], dict[int, int]]:
-    """The (token, start slot) pairs callx looks its target up in, and for each callx the run
-    of pairs it looks in, as its imm: the first pair's index, plus the count << 16. A verified
-    program's callx has a run of its own, the functions the verifier followed it into (those
-    whose prototype fits); the others share the run of every function with a token."""
+                    callx_sites: Mapping[int, frozenset[int]]) -> tuple[list[tuple[int, int]], int, dict[int, int]]:
+    """The (token, start slot) pairs callx looks its target up in; how many of them lead the
+    table: the run of every function with a token (where a loop's callback is looked up); and for
+    each callx the run of pairs it looks in, as its imm: the first pair's index, plus the count
+    << 16. A verified program's callx has a run of its own, the functions the verifier followed
+    it into (those whose prototype fits); the others share the run of every function with a
+    token."""
     if env.function_tokens is None:
         functions = [(func_token(start), start) for start in sorted(starts)]
     else:
@@ -185,7 +212,16 @@ def _function_table(insns: Sequence[Insn], special: Sequence[int], starts: froze
                 functions += [(env.token_of(start), start) for start in sorted(callx_sites[index])]
             else:
                 refs[index] = every
-    return functions, refs
+    return functions, every >> 16, refs
+
+
+def _array_maps(values: Iterable[int], env: Environment) -> tuple[ctypes.Array, ctypes.Array, int]:
+    """The array maps among the ld_imm64 values: their layouts (value base, stride, max entries),
+    the (handle, address of its layout) pairs for_each looks its map up in, and their count."""
+    found = [(handle, layout) for handle in sorted(values) if (layout := env.array_map(handle)) is not None]
+    layouts = _pairs((layout.value_base, layout.stride, layout.max_entries) for _, layout in found)
+    base = ctypes.addressof(layouts)
+    return layouts, _pairs((handle, base + 24 * n) for n, (handle, _) in enumerate(found)), len(found)
 
 
 def _gotox_table(insns: Sequence[Insn], starts: frozenset[int],

@@ -137,11 +137,7 @@ def test_jitted_runs_call_no_python_helper(case, cpu):
     assert python_helper_calls_of_runs(case, cpu, "jit", True) == 0
 
 
-# Issue 12 wants native helpers on both engines; the native interpreter still calls bpf_loop's
-# Python helper (once per run, and it calls back into the interpreter once per iteration).
-BPF_LOOP_ON_INTERP = pytest.mark.xfail(strict=True, reason="bpf_loop is a Python helper on the native interpreter")
-INTERP_CASES = [pytest.param(case, id=case.name, marks=BPF_LOOP_ON_INTERP if case.name == "loop_squares" else ())
-                for case in HELPER_CASES]
+INTERP_CASES = [pytest.param(case, id=case.name) for case in HELPER_CASES]
 
 
 @pytest.mark.parametrize("case", INTERP_CASES)
@@ -152,9 +148,9 @@ def test_interpreted_runs_call_no_python_helper(case):
 @pytest.mark.parametrize("engine_name", ["jit", "interp"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_count_sees_every_python_helper_call(name, engine_name):
-    # Unverified, every helper is a Python callback, except bpf_loop on the JIT, which inlines it
-    # into every program.
-    calls = 0 if (name, engine_name) == ("loop_squares", "jit") else HELPER_CALLS[name]
+    # Unverified, every helper is a Python callback, except bpf_loop, which the JIT and the native
+    # interpreter both run natively in every program.
+    calls = 0 if name == "loop_squares" else HELPER_CALLS[name]
     assert python_helper_calls_of_runs(CASES[name], "v3", engine_name, False) == RUNS * calls
 
 
