@@ -287,6 +287,18 @@ def queue_churn_state(frames: list[bytes]) -> dict[str, Any]:
     return {"queue_sum": folded, "queued": 0}
 
 
+TAIL_STAGES = 8  # tail_chain.c's stages: the program and the seven it tail-calls in turn
+
+
+def tail_chain_state(frames: list[bytes]) -> dict[str, int]:
+    """chain_sum folded by every stage of every worked frame, in order, and the stages run."""
+    folded, sources = 0, worked_sources(frames)
+    for saddr in sources:
+        for n in range(TAIL_STAGES):
+            folded = (folded * 31 + ((saddr >> (4 * n)) & 0xFF) + n) & MASK64
+    return {"chain_sum": folded, "chain_hops": TAIL_STAGES * len(sources)}
+
+
 EVENT = struct.Struct("<IHH")  # ringbuf_events.c's struct event: saddr, index, length
 RINGBUF_RECORD = 8 + 8         # its record in the ring: the 8-byte header, then the 8-byte event
 
@@ -334,6 +346,7 @@ HELPER_STATES: dict[str, tuple[Model, Reader]] = {
                      lambda obj: {name: obj.bss[name] for name in ("squares_sum", "squares_loops")}),
     "queue_churn": (queue_churn_state,
                     lambda obj: {"queue_sum": obj.bss["queue_sum"], "queued": len(obj.maps["work"])}),
+    "tail_chain": (tail_chain_state, lambda obj: {name: obj.bss[name] for name in ("chain_sum", "chain_hops")}),
     "ringbuf_submit": (ringbuf_submit_state, read_ring),
     "ringbuf_discard": (ringbuf_discard_state, read_ring),
 }
@@ -374,6 +387,7 @@ HELPER_CASES = [
     _helper_case("spin_counter", 50_000),
     _helper_case("loop_squares", 20_000),
     _helper_case("queue_churn", 50_000),
+    _helper_case("tail_chain", 200_000),
     _helper_case("ringbuf_submit", RING_RUNS, "ringbuf_events"),
     _helper_case("ringbuf_discard", RING_RUNS, "ringbuf_events"),
 ]

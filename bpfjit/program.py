@@ -11,10 +11,11 @@ length (the bpf_conformance convention).
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple, Sequence
 
 from . import asm as assembler
 from . import disasm, isa, verdicts
@@ -28,6 +29,7 @@ from .runtime.interp import Interpreter
 from .runtime.jump_tables import program_tables
 from .runtime.context import PROGRAM_TYPES
 from .runtime.limits import Limits, Watchdog
+from .runtime.maps import ProgArray, map_from_handle
 from .runtime.memory import Regions
 from .runtime import run_context
 from .runtime.run_context import Redirect, RedirectInfo, RunContext
@@ -122,7 +124,8 @@ class Program:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout,
                                             self.verification.ctx_accesses if self.verification else None)
         self.check_seconds = time.perf_counter() - started  # checks + rewrite: "verify" in bench
-        # A tail call must leave the native repeat loop, so such programs repeat from Python.
+        # A tail call must leave the native interpreter's repeat loop, so such programs repeat
+        # from Python there; the JIT's loop stops at a run whose tail call it did not make natively.
         self._may_tail_call = any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL
                                   for i in self.insns)
         # The native interpreter's image is built now: cheap, it is what lets engine="auto" give a
@@ -195,6 +198,20 @@ class Program:
                 self._compiled[sandboxed] = compiled
             return compiled
 
+    def tail_call_entry(self, program_type: str) -> int | None:
+        """The entry point of this program's jitted code that prog arrays may call natively, for
+        a tail call from a program of this kernel type (runtime/maps/fd_array.py ProgArray), or
+        None: the program was not verified (its helpers are not native), is of another type
+        (helpers such as bpf_redirect act by the running program's type, which a native call
+        does not change), or its code cannot be entered so (jit/engine.py tail_call_entry).
+        Compiled now if need be; a compile that fails leaves it to the run to report."""
+        if program_type != self.type.kernel_type or not (self.facts.verified and self.facts.helper_args_proven):
+            return None
+        try:
+            return self.compile().tail_call_entry
+        except BPFError:
+            return None
+
     def prepare(self, engine: Engine = "jit") -> None:
         """Build now what the first run on `engine` would build (the JIT's code; the native
         interpreter and the program's bound image), so that timed runs time the program alone."""
@@ -202,9 +219,24 @@ class Program:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         if engine == "jit":
             self.compile()
+            self._publish_tail_call_targets()
         elif engine == "interp":
             self._native_image()
             _interpreter()
+
+    @functools.cached_property
+    def _prog_arrays(self) -> list[ProgArray]:
+        """The prog arrays the program names (its tail calls go through them)."""
+        handles = {self.env.ld_imm64_value(insn, index) for index, insn in enumerate(self.insns)
+                   if insn.is_lddw and insn.src in (isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_IDX)}
+        return [found for found in map(map_from_handle, sorted(handles)) if isinstance(found, ProgArray)]
+
+    def _publish_tail_call_targets(self) -> None:
+        """Fill the native entries of the prog arrays this program tail-calls through (each
+        target compiled now if need be), so that its jitted runs compile nothing while timed."""
+        for prog_array in self._prog_arrays:
+            for index in range(prog_array.max_entries):
+                prog_array.publish_entry(index, self.type.kernel_type)
 
     def _native_image(self) -> "native_interp.ProgramImage":
         """The program's image for the native interpreter, its helpers bound on first use; its
@@ -316,8 +348,10 @@ class Program:
         bounded = watchdog.limits.bounded
         if engine == "jit":
             self.compile(bounded)
+            if not bounded:
+                self._publish_tail_call_targets()
         start = time.perf_counter_ns()
-        if engine == "jit" and not self._may_tail_call and not bounded:
+        if engine == "jit" and not bounded:
             native = ctypes.c_uint64()  # timed by the native repeat loop itself
             retval = self._invoke("jit", memory, regions, watchdog, redirect, repeat, native)
             return retval, native.value
@@ -358,40 +392,62 @@ class Program:
 
     def _invoke(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                 redirect: RedirectInfo, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
-        """One invocation (or `repeat` native ones): tail calls followed, failures raised."""
+        """One invocation (or `repeat` native ones): tail calls followed, failures raised. The
+        JIT's loop stops early at a run whose tail call it left to Python: that run's chain is
+        followed, then the loop goes on with the runs left."""
         env = watchdog.new_env()
         sandboxed = watchdog.limits.bounded
         # Checked accesses read the run's memory (verified raw programs) or regions (unverified).
         env.mem_start, env.mem_size = (memory.r1, memory.r2) if self.type.layout is None else (0, 0)
         table = regions.table()
         env.regions, env.region_count = ctypes.addressof(table), len(table) // 3
-        program: Program = self
+        native_ns, left = 0, repeat
+        while True:
+            chain = self._chain(engine, memory, regions, env, redirect, left, sandboxed)
+            native_ns, left = native_ns + chain.native_ns, left - chain.runs
+            if left == 0 or env.status != Status.OK:
+                break
+            env.tail_calls = 0  # the next run is an invocation of its own
+        if elapsed is not None:
+            elapsed.value = native_ns
+        if env.status == Status.HELPER_FAILED:
+            helper = chain.program.env.helpers.get(env.value)
+            raise_for_status(env, chain.errors[0] if chain.errors else None, helper.name if helper else "")
+        raise_for_status(env, regions=regions)
+        return 0 if env.status == Status.UNWOUND else chain.retval
+
+    def _chain(self, engine: str, memory: RunMemory, regions: Regions, env: RunEnv, redirect: RedirectInfo,
+               repeat: int, sandboxed: bool) -> "_ChainEnd":
+        """Runs of this program (`repeat` of them where the engine repeats natively) until one
+        ends, that one's tail calls followed program by program."""
+        program, runs, made, native_ns = self, repeat, None, 0
         while True:
             caller = program._function_caller(engine, env, regions, sandboxed)
             # The JIT keeps a verified program's stack in native frames: helpers may accept
             # pointers there (an unverified one's frames are listed in env.frames instead).
             run = RunContext(env, program.env, caller, regions,
                              native_stack=engine in ("jit", "interp") and program.facts.verified,
-                             program_type=program.type.kernel_type, redirect=redirect)
+                             program_type=program.type.kernel_type, redirect=redirect,
+                             native_tail_calls=engine == "jit" and not sandboxed)
+            count = runs
             with run_context.active(run):
                 if engine == "jit":
-                    retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, repeat, elapsed)
+                    ns, count_out = ctypes.c_uint64(), ctypes.c_uint64()
+                    retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, runs, ns, count_out)
+                    native_ns, count = native_ns + ns.value, count_out.value
                 elif engine == "interp":
                     image = program._native_image()
-                    retval = _interpreter().run(image, env, memory.r1, memory.r2, repeat,
+                    retval = _interpreter().run(image, env, memory.r1, memory.r2, runs,
                                                 program._native_checked(sandboxed))
                 else:
                     interpreter = Interpreter(program.insns, program.env, program.facts.function_starts,
                                               program.facts.callx_sites)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
+            made = count if made is None else made
             if env.status != Status.TAIL_CALL:
-                break
-            env.status, program = Status.OK, run.tail_call_target
-        if env.status == Status.HELPER_FAILED:
-            helper = program.env.helpers.get(env.value)
-            raise_for_status(env, run.errors[0] if run.errors else None, helper.name if helper else "")
-        raise_for_status(env, regions=regions)
-        return 0 if env.status == Status.UNWOUND else retval
+                return _ChainEnd(retval, program, run.errors, made, native_ns)
+            # The caller's frames are gone (a sandboxed one unwound without unlisting its own).
+            env.status, env.frame_count, program, runs = Status.OK, 0, run.tail_call_target, 1
 
     def _function_caller(self, engine: str, env: RunEnv, regions: Regions, sandboxed: bool):
         """How helpers such as bpf_loop call one of this program's functions, on this engine."""
@@ -406,6 +462,16 @@ class Program:
             interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, self.facts.callx_sites)
             return interpreter.run_function(start, args, regions, env)
         return interpret
+
+
+class _ChainEnd(NamedTuple):
+    """How Program._chain's runs ended: r0 and the program of the last, the errors of its failed
+    helpers, how many runs were made, and the nanoseconds the JIT's native loops measured."""
+    retval: int
+    program: Program
+    errors: list[BaseException]
+    runs: int
+    native_ns: int
 
 
 def _interpreter() -> "native_interp.NativeInterpreter":

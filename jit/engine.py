@@ -23,7 +23,8 @@ from bpfjit.isa import Insn, MASK64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime import run_context
 from bpfjit.runtime.helpers import Helper
-from bpfjit.runtime.status import FIELD_STACK_TOP, INSN_PENDING, RunEnv, Status
+from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP
+from bpfjit.runtime.status import FIELD_STACK_TOP, FIELD_STATUS, FIELD_TAIL_CALLS, INSN_PENDING, RunEnv, Status
 from bpfjit.verifier.facts import Facts
 
 from . import cache, native_helpers
@@ -32,7 +33,8 @@ from .sites import Site, read_sites
 
 HELPER_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *(ctypes.c_uint64,) * 5)
 REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
-                               ctypes.c_uint64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64))
+                               ctypes.c_uint64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64),
+                               ctypes.POINTER(ctypes.c_uint64))
 
 # Every run enters jitted code here: test_run's repeat loop, shared by every program, calls the
 # program's main function (r1 = ctx, r2 = len, r3-r5 = 0) n times. The callee is an argument, so
@@ -41,11 +43,14 @@ REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(
 # stack pointer at the call, less the return address): the BPF stack frames lie below it, and
 # helpers accept pointers into the native stack only there (runtime/helper_args.py). It times
 # the runs itself (CLOCK_MONOTONIC around the loop, as the kernel's test run does), so a run's
-# duration is the program's, not the Python call's around it.
+# duration is the program's, not the Python call's around it. Each run is an invocation of its
+# own: the tail-call count starts again from 0 for the next one. A run that ends in a tail call
+# the JIT could not make natively (status TAIL_CALL: bpfjit.program runs the target) ends the
+# loop; how many runs it made is left in *runs.
 REPEAT_IR = f"""
 declare i32 @clock_gettime(i32, ptr)
 
-define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n, ptr %elapsed) {{
+define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n, ptr %elapsed, ptr %runs) {{
 entry:
   %before = alloca [2 x i64]
   %after = alloca [2 x i64]
@@ -53,14 +58,22 @@ entry:
   %top = sub i64 %sp, 8
   %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
   store i64 %top, ptr %top_field
+  %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
+  %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
   call i32 @clock_gettime(i32 1, ptr %before)
   br label %loop
 loop:
-  %i = phi i64 [ 0, %entry ], [ %next, %loop ]
+  %i = phi i64 [ 0, %entry ], [ %next, %again ]
   %r = call i64 %fn(ptr %env, i64 %ctx, i64 %len, i64 0, i64 0, i64 0)
   %next = add i64 %i, 1
   %more = icmp ult i64 %next, %n
-  br i1 %more, label %loop, label %done
+  %status = load volatile i64, ptr %status_field
+  %stays = icmp ne i64 %status, {int(Status.TAIL_CALL)}
+  %go = and i1 %more, %stays
+  br i1 %go, label %again, label %done
+again:
+  store volatile i64 0, ptr %tail_calls_field
+  br label %loop
 done:
   call i32 @clock_gettime(i32 1, ptr %after)
   %s0 = load i64, ptr %before
@@ -74,6 +87,7 @@ done:
   %part = sub i64 %ns1, %ns0
   %total = add i64 %whole, %part
   store i64 %total, ptr %elapsed
+  store i64 %next, ptr %runs
   ret i64 %r
 }}
 """
@@ -145,6 +159,8 @@ def compiling_machine() -> llvm.TargetMachine:
     return tm
 
 
+# The helpers whose Python implementations call the running program's functions back.
+CALLS_BACK = frozenset({LOOP, FOR_EACH_MAP_ELEM})
 FUNCTION_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(RunEnv), *(ctypes.c_uint64,) * 5)
 
 
@@ -189,14 +205,29 @@ class CompiledProgram:
         self._entry_address = self._engine.get_function_address("bpf_f0")
         self._finalizer = weakref.finalize(self, _release, self._engine)
 
-    def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
+    def run(self, env: RunEnv, r1: int, r2: int, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None,
+            runs: ctypes.c_uint64 | None = None) -> int:
         """Run the program (repeat times, in a native loop); return r0 of the last run.
 
         How the run ended is left in env for the caller (bpfjit.program) to act on; the
-        nanoseconds the runs took, measured around the native loop, in `elapsed`.
+        nanoseconds the runs took, measured around the native loop, in `elapsed`; how many runs
+        were made in `runs` (fewer than `repeat` when one ended in a tail call to finish in Python).
         """
         timing = elapsed if elapsed is not None else ctypes.c_uint64()
-        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1), ctypes.byref(timing))
+        made = runs if runs is not None else ctypes.c_uint64()
+        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1), ctypes.byref(timing),
+                             ctypes.byref(made))
+
+    @property
+    def tail_call_entry(self) -> int | None:
+        """The entry point a prog array's native table may hold for this code (jit/lower.py
+        tail calls call it with the caller's RunEnv), or None when the code binds a Python helper
+        that calls back into BPF code (bpf_loop, bpf_for_each_map_elem not inlined): such a
+        helper finds the function to call in the run's context, which names the program the
+        run started with, so the target must run through bpfjit.program's tail-call loop."""
+        if self._callbacks.keys() & CALLS_BACK:
+            return None
+        return self._entry_address
 
     def call_function(self, env: RunEnv, start: int, args: list[int]) -> int:
         """Call the BPF function at slot `start` (a helper's callback) with r1-r5 = args."""

@@ -45,13 +45,17 @@ from bpfjit.errors import BPFError, JITError
 from bpfjit.isa import Insn, s64
 from bpfjit.runtime.environment import ArrayLayout, Environment
 from bpfjit.runtime.hash_index import MULTIPLIER as HASH_MULTIPLIER, NULLS, key_chunks
+from bpfjit.runtime.map_types import MapType
+from bpfjit.runtime.maps import Map, ProgArray, map_from_handle
 from bpfjit.runtime.packet_loads import is_legacy_load
-from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
-                                   FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT, FIELD_REGIONS,
-                                   FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
-                                   BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
-from bpfjit.runtime.stdhelpers import (E2BIG, EINVAL, FOR_EACH_MAP_ELEM, LOOP, MAP_LOOKUP_ELEM,
-                                       for_each_map_elem as standard_for_each, loop as standard_loop)
+from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_CPU, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES,
+                                   FIELD_INSN, FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT,
+                                   FIELD_REGIONS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_TAIL_CALLS, FIELD_VALUE,
+                                   INSN_PENDING, MAX_CALL_FRAMES, MAX_TAIL_CALLS, BPF_MAX_LOOPS, MAY_GOTO_BUDGET,
+                                   SANDBOX_FRAMES, Status)
+from bpfjit.runtime.stdhelpers import (E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP, MAP_LOOKUP_ELEM, TAIL_CALL,
+                                       for_each_map_elem as standard_for_each, loop as standard_loop,
+                                       tail_call as standard_tail_call)
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
 from .jump_tables import lower_gotox
@@ -829,24 +833,82 @@ class _FunctionLowering:
                 and helper.impl is standard_for_each and self.facts.verified:  # the key slot is no checked region
             self.inline_for_each(callback, index, layout)
             return
+        if helper_id == TAIL_CALL and helper.impl is standard_tail_call and self.inline_tail_call(index):
+            return
+        self.call_helper_function(helper_id, index)
+
+    def call_helper_function(self, helper_id: int, index: int) -> None:
+        """Call the helper's implementation (native, or a Python callback) with r1-r5."""
         result = self.value(f"call i64 {self.symbols.helper(helper_id)}({self.args()})")
         self.set_address(0, result)
-        if helper.stops_on_zero:
+        if self.env.helpers.get(helper_id).stops_on_zero:
             self.return_if(self.value(f"icmp eq i64 {result}, 0"), Status.UNWOUND)
         self.propagate_stop(index)
 
+    def inline_tail_call(self, index: int) -> bool:
+        """bpf_tail_call(ctx, prog_array, index) as the kernel's JIT makes it: the index checked
+        against the array's size and the run's tail-call count against MAX_TAIL_CALLS (either
+        failing: r0 = -ENOENT, as the helper gives, and on to the next instruction); then the
+        slot's native entry (runtime/maps/fd_array.py ProgArray) is called with the run's
+        RunEnv and the ctx and length this program was entered with, and its result returned
+        (a musttail call: this function's frame is gone, as the kernel reuses it). An empty
+        slot fails too; an entry of 0 (a program whose entry is not filled yet) takes the
+        helper, which fills it. Only from the main function of the normal code, whose entry arguments are
+        those of the invocation: a tail call from a subprogram or a budgeted run stays the
+        helper's, whose TAIL_CALL unwinds to bpfjit.program."""
+        prog_array = _prog_array(self.known[2]) if 2 in self.known else None
+        if prog_array is None or self.function.start != 0 or self.sandboxed or not self.facts.helper_args_proven:
+            return False
+        native, failed, slow, done = (self.unique(f"tail_{part}") for part in ("native", "failed", "slow", "done"))
+        slot = self.value(f"zext i32 {self.reg32(3)} to i64")
+        count_ptr = self.env_field(FIELD_TAIL_CALLS)
+        count = self.value(f"load i64, ptr {count_ptr}")
+        inside = self.value(f"icmp ult i64 {slot}, {prog_array.max_entries}")
+        allowed = self.value(f"icmp ult i64 {count}, {MAX_TAIL_CALLS}")
+        lookup = self.unique("tail_lookup")
+        self.emit(f"br i1 {self.value(f'and i1 {inside}, {allowed}')}, label %{lookup}, label %{failed}")
+        self.lines.append(f"{lookup}:")
+        table = self.symbols.pointer(prog_array.entry_table)
+        entry = self.value(f"load atomic i64, ptr {self.value(f'getelementptr i64, ptr {table}, i64 {slot}')} "
+                           "acquire, align 8")
+        cases = f"i64 0, label %{slow} i64 {ProgArray.EMPTY_ENTRY}, label %{failed}"
+        self.emit(f"switch i64 {entry}, label %{native} [ {cases} ]")
+        self.lines.append(f"{native}:")
+        self.emit(f"store i64 {self.value(f'add i64 {count}, 1')}, ptr {count_ptr}")
+        target = self.value(f"inttoptr i64 {entry} to ptr")
+        result = self.value(f"musttail call i64 {target}(ptr %env, i64 %a1, i64 %a2, i64 0, i64 0, i64 0)")
+        self.emit(f"ret i64 {result}")
+        self.lines.append(f"{failed}:")
+        self.set_reg(0, _const(-ENOENT, 64))
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{slow}:")
+        self.call_helper_function(TAIL_CALL, index)
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{done}:")
+        return True
+
     def inline_array_lookup(self, handle: int) -> bool:
-        """bpf_map_lookup_elem on an array map as address arithmetic, as the kernel inlines it."""
+        """bpf_map_lookup_elem on an array map as address arithmetic, as the kernel inlines it; on
+        a per-CPU array, into this run's CPU's copy: slot RunEnv.cpu modulo the map's slots, the
+        one the native helper picks (jit/native_maps.py map_cpu)."""
         layout = self.env.array_map(handle)
+        percpu = _percpu_array(handle) if layout is None else None
+        if percpu is not None:
+            layout = ArrayLayout(percpu.value_base, percpu.elem_stride, percpu.max_entries)
         if layout is None:
             return False
         key = self.value(f"load i32, ptr {self.pointer(2, 0)}, align 1")
         wide = self.value(f"zext i32 {key} to i64")
         inside = self.value(f"icmp ult i64 {wide}, {layout.max_entries}")
-        address = self.element_address(layout.value_base, wide, layout.stride)
+        offset = self.value(f"mul i64 {wide}, {layout.stride}")
+        if percpu is not None and percpu.ncpus > 1:
+            cpu = self.value(f"load i64, ptr {self.env_field(FIELD_CPU)}")
+            slot = self.value(f"urem i64 {cpu}, {percpu.ncpus}")
+            offset = self.value(f"add i64 {offset}, {self.value(f'mul i64 {slot}, {percpu.cpu_stride}')}")
+        address = self.value(f"add i64 {offset}, {self.symbols.address(layout.value_base)}")
         value = self.value(f"select i1 {inside}, i64 {address}, i64 0")
         if self.typed_pointers:  # the value as a pointer into the map's region, or NULL
-            element = self.element_ptr(layout.value_base, wide, layout.stride)
+            element = self.value(f"getelementptr i8, ptr {self.symbols.pointer(layout.value_base)}, i64 {offset}")
             self.set_reg(0, value, self.value(f"select i1 {inside}, ptr {element}, ptr null"))
         else:
             self.set_reg(0, value)
@@ -1093,6 +1155,20 @@ no:
   ret i1 false
 }}
 """.splitlines()
+
+
+def _prog_array(handle: int) -> ProgArray | None:
+    """The prog array whose handle this is, else None."""
+    found = map_from_handle(handle)
+    return found if isinstance(found, ProgArray) else None
+
+
+def _percpu_array(handle: int) -> Map | None:
+    """The per-CPU array map whose handle this is, else None. Its layout comes from the map
+    itself, which is what the helper would find from the same handle at run time
+    (Environment.array_map names plain arrays only)."""
+    found = map_from_handle(handle)
+    return found if found is not None and found.map_type == MapType.PERCPU_ARRAY else None
 
 
 def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,

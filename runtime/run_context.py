@@ -55,6 +55,10 @@ class RunContext:
     # accept pointers there only when this is set (runtime/helper_args.py).
     native_stack: bool = False
     tail_call_target: Any = None  # the Program a successful bpf_tail_call switches to
+    # Whether the running code makes tail calls natively, through the native entry tables of
+    # prog arrays (the JIT's normal code): a tail call that fell back to the Python helper then
+    # fills the slot's entry, so that the next one through that slot stays native.
+    native_tail_calls: bool = False
     # The running program's kernel type (enum bpf_prog_type without the prefix): helpers whose
     # kernel implementation depends on it (bpf_redirect: XDP or skb) read it.
     program_type: str = ""

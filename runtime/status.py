@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import threading
 from typing import TYPE_CHECKING
 
 from bpfjit.errors import BPFError, BPFRuntimeError
+
+from .maps.native import CPU_NUMBERING
 
 if TYPE_CHECKING:
     from .memory import Regions
@@ -58,6 +61,11 @@ class RunEnv(ctypes.Structure):
         ("max_steps", ctypes.c_uint64),  # the instruction budget (UNLIMITED: none)
         ("stop", ctypes.c_uint64),  # set (to 1) by the watchdog when the time budget is spent
         ("stack_top", ctypes.c_uint64),  # JIT runs: native addresses of the BPF frames lie below it
+        # The thread's cpu number (runtime/maps/native.py): a per-CPU map's slot in this run is it
+        # modulo the map's slot count, as the native map helpers compute it. Read once, when the
+        # RunEnv is made on the thread that runs it, so the JIT's inlined per-CPU array lookups
+        # take their slot from here instead of asking the thread for it on every call.
+        ("cpu", ctypes.c_uint64),
         ("timeout", ctypes.c_double),  # the time budget in seconds (0: none), for the message
         ("deadline", ctypes.c_double),  # time.monotonic() at which the interpreter stops (0: none)
         # Checked accesses (jit/lower.py AccessChecks). A verified raw program's memory:
@@ -77,11 +85,24 @@ class RunEnv(ctypes.Structure):
         self.max_steps = UNLIMITED if max_steps is None else max_steps
         self.timeout = timeout or 0.0
         self.deadline = deadline
+        self.cpu = thread_cpu()
+
+
+_thread = threading.local()
+
+
+def thread_cpu() -> int:
+    """This thread's cpu number (CPU_NUMBERING), kept per thread once known: a thread's number
+    never changes, and a ctypes call for it on every run would cost more than short runs."""
+    cpu = getattr(_thread, "cpu", None)
+    if cpu is None:
+        cpu = _thread.cpu = CPU_NUMBERING.current()
+    return cpu
 
 
 (FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH, FIELD_TAIL_CALLS, FIELD_STEPS, FIELD_MAX_STEPS,
- FIELD_STOP, FIELD_STACK_TOP, _TIMEOUT, _DEADLINE, FIELD_MEM_START, FIELD_MEM_SIZE, FIELD_ACCESS_SIZE, FIELD_REGIONS,
- FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(18)
+ FIELD_STOP, FIELD_STACK_TOP, FIELD_CPU, _TIMEOUT, _DEADLINE, FIELD_MEM_START, FIELD_MEM_SIZE, FIELD_ACCESS_SIZE,
+ FIELD_REGIONS, FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(19)
 
 
 class HelperFault(BPFError):

@@ -214,7 +214,9 @@ def tail_call(ctx, handle, index, *_):
 
     The helper only records the target and sets the run's status to TAIL_CALL; the engine
     unwinds the caller's frames and bpfjit.program starts the target with the same ctx. On
-    failure (bad slot, empty slot, 33 tail calls already) the caller continues.
+    failure (bad slot, empty slot, 33 tail calls already) the caller continues, r0 = -ENOENT.
+    The JIT makes the call natively once the slot's native entry is filled (jit/lower.py), and
+    comes here while it is not: from such code, the helper fills it.
     """
     run = run_context.current()
     prog_array = _map(handle, maps.ProgArray, arg=2)
@@ -222,6 +224,8 @@ def tail_call(ctx, handle, index, *_):
     target = prog_array.program(index) if index < prog_array.max_entries else None
     if target is None or run.env.tail_calls >= MAX_TAIL_CALLS:
         return errno_result(ENOENT)
+    if run.native_tail_calls:
+        prog_array.publish_entry(index, run.program_type)
     run.env.tail_calls += 1
     run.tail_call_target = target
     run.env.status = Status.TAIL_CALL

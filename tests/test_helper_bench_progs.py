@@ -2,9 +2,9 @@
 them never enter Python.
 
 bench/cases.py models each program (bench/progs: hash_churn.c, lru_churn.c, percpu_counter.c,
-spin_counter.c, loop_squares.c, queue_churn.c, ringbuf_events.c) in plain Python, apart from its
-C. Here each one runs sample frames on every engine and must give the model's verdicts and leave
-the model's maps and globals. Then issue 12's acceptance: a verified program's helpers are native
+spin_counter.c, loop_squares.c, queue_churn.c, tail_chain.c, ringbuf_events.c) in plain Python,
+apart from its C. Here each one runs sample frames on every engine and must give the model's
+verdicts and leave the model's maps and globals. Then issue 12's acceptance: a verified program's helpers are native
 code, so a jitted run calls no Python helper. Every Python function native code can call during a
 run is a ctypes callback made by ``jit.engine.helper_callback`` (program helpers, and the Python
 fallbacks of the native helpers); a profile hook counts calls of that wrapper. An unverified
@@ -31,7 +31,8 @@ IDS = [case.name if cpu == "v3" else f"{case.name}-{cpu}" for case, cpu in VARIA
 
 # Helper calls per run on an IPv4 frame, counted from each program's C.
 HELPER_CALLS = {"hash_churn": 64 * 3, "lru_churn": 64 * 2, "percpu_counter": 64, "spin_counter": 1 + 64 * 2,
-                "loop_squares": 1, "queue_churn": 16 * 2, "ringbuf_submit": 16 * 2, "ringbuf_discard": 16 * 2}
+                "loop_squares": 1, "queue_churn": 16 * 2, "tail_chain": 7, "ringbuf_submit": 16 * 2,
+                "ringbuf_discard": 16 * 2}
 
 
 def sample_frames() -> list[tuple[str, bytes]]:
@@ -137,7 +138,12 @@ def test_jitted_runs_call_no_python_helper(case, cpu):
     assert python_helper_calls_of_runs(case, cpu, "jit", True) == 0
 
 
-INTERP_CASES = [pytest.param(case, id=case.name) for case in HELPER_CASES]
+# Tail calls are native in the JIT only: the native interpreter's bpf_tail_call is the Python
+# helper, whose TAIL_CALL status bpfjit.program acts on.
+TAIL_CALL_ON_INTERP = pytest.mark.xfail(strict=True,
+                                        reason="bpf_tail_call is a Python helper on the native interpreter")
+INTERP_CASES = [pytest.param(case, id=case.name, marks=TAIL_CALL_ON_INTERP if case.name == "tail_chain" else ())
+                for case in HELPER_CASES]
 
 
 @pytest.mark.parametrize("case", INTERP_CASES)

@@ -32,9 +32,10 @@ for name in xdp_parse checksum hash_counter global_counter xdp_static_branch; do
 done
 
 # Helper-heavy packet programs: XDP (and one tc) programs, one source each (ringbuf_events holds
-# two), with bpf_xdp.h; no native twin (their maps and helpers have no host C counterpart).
-for name in hash_churn lru_churn percpu_counter spin_counter loop_squares queue_churn ringbuf_events xdp_ipip_encap \
-        tc_dnat lpm_lookup; do
+# two, tail_chain the eight stages of its chain), with bpf_xdp.h; no native twin (their maps and
+# helpers have no host C counterpart).
+for name in hash_churn lru_churn percpu_counter spin_counter loop_squares queue_churn ringbuf_events tail_chain \
+        xdp_ipip_encap tc_dnat lpm_lookup; do
     build $name bpf_xdp.h
 done
 

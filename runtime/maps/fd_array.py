@@ -127,13 +127,40 @@ class _FdArray(Map):
 class ProgArray(_FdArray):
     """BPF_MAP_TYPE_PROG_ARRAY: slots hold program objects, set by the loader (or by Python
     code: ``m[i] = prog``, ``m[i] = None``/``del m[i]`` to clear). ``program(index)`` is what
-    bpf_tail_call uses: the program, or None for an empty or out-of-range slot."""
+    bpf_tail_call uses: the program, or None for an empty or out-of-range slot.
+
+    Natively, a table of ``max_entries`` u64 entry points at ``entry_table``: slot ``i``'s is
+    the address the JIT's tail calls call (jit/lower.py), :attr:`EMPTY_ENTRY` for an empty slot
+    (the call fails natively), or 0 while its program has no such entry yet. An entry is filled
+    on first use: a tail call that finds 0 takes the Python helper, which asks the slot's
+    program for it (:meth:`publish_entry`). Changing a slot resets its entry. The programs a
+    slot held keep their code alive as long as the map lives: a run on another thread may still
+    be inside the code (the kernel waits for an RCU grace period; nothing here knows when runs
+    are done with it)."""
 
     type_name = "prog_array"
+    EMPTY_ENTRY = 1  # the native entry of an empty slot (no code lives at address 1)
+
+    def _allocate(self) -> None:
+        _FdArray._allocate(self)
+        self._entries = self._alloc(8 * self.max_entries, "the native entry table", self)
+        self.entry_table = self._entries.address
+        (ctypes.c_uint64 * self.max_entries).from_address(self.entry_table)[:] = [self.EMPTY_ENTRY] * self.max_entries
+        self._retired: list[Any] = []
 
     def _check_object(self, obj: Any) -> None:
         if isinstance(obj, (Map, int, bytes, bytearray)):
             raise self._err(f"slots hold program objects, not {type(obj).__name__}", E.EINVAL)
+
+    def _entry(self, index: int) -> ctypes.c_uint64:
+        return ctypes.c_uint64.from_address(self.entry_table + 8 * index)
+
+    def _store(self, index: int, obj: Any) -> None:
+        entry = self._entry(index)
+        if entry.value not in (0, self.EMPTY_ENTRY):
+            self._retired.append(self._slots[index])
+        entry.value = self.EMPTY_ENTRY if obj is None else 0
+        self._slots[index] = obj
 
     def set_program(self, index: int, prog: Any) -> None:
         """Put ``prog`` (None clears) into slot ``index`` (MapError E2BIG out of range). Works on
@@ -143,13 +170,29 @@ class ProgArray(_FdArray):
         if prog is not None:
             self._check_object(prog)
         with self._lock:
-            self._slots[index] = prog
+            self._store(index, prog)
 
     def program(self, index: int) -> Any:
         """The program in slot ``index``, or None."""
         if 0 <= index < self.max_entries:
             return self._slots[index]
         return None
+
+    def publish_entry(self, index: int, program_type: str) -> None:
+        """Fill slot ``index``'s native entry from its program's ``tail_call_entry(program_type)``
+        (bpfjit.program: compiles the program if need be; None when it cannot be called so), for
+        a caller of this kernel program type. A slot changed meanwhile keeps its new state; a
+        filled or empty one is left as it is."""
+        if self._entry(index).value:
+            return
+        prog = self.program(index)
+        entry = getattr(prog, "tail_call_entry", None)
+        address = entry(program_type) if entry is not None else None
+        if not address:
+            return
+        with self._lock:
+            if self._slots[index] is prog:
+                self._entry(index).value = address
 
 
 class _MapInMap:
