@@ -14,6 +14,12 @@ set at load and are frozen afterwards, so the JIT folds loads from them into con
 As in libbpf, every program is loaded (checked and prepared) unless its section name starts with
 ``?`` (``SEC("?socket")``: not autoloaded); ``programs=[...]`` loads exactly the programs named,
 so a program the checks reject does not stop the others.
+
+CO-RE relocations (``.BTF.ext``) are applied when each program is linked, as libbpf applies them
+between open and load: against the object's own types by default (every relocation keeps its
+local answer), or against the BTF given with ``btf=`` (a raw BTF file such as
+``/sys/kernel/btf/vmlinux``, or an ELF object's ``.BTF``). A relocation the target cannot satisfy
+poisons its instruction (runtime/btf/core.py); ``obj.core_log`` says what each relocation did.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from .btf import fix_datasecs
 from .errors import BPFError, BTFError, MapError, ObjectError, VerifierError
 from .program import Program
 from .runtime import btf as btf_module
+from .runtime.btf import core
 from .runtime import elf
 from .runtime.context import PROGRAM_TYPES, program_type_for_section
 from .runtime.environment import FUNC_TOKEN_BASE, ArrayLayout, Environment, HashLayout, func_token
@@ -204,7 +211,8 @@ class Object:
     def __init__(self, path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
                  trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
                  verify: bool = True, log_level: int = 1, maps: Mapping[str, Mapping[str, int]] | None = None,
-                 program_types: Mapping[str, str] | None = None):
+                 program_types: Mapping[str, str] | None = None,
+                 btf: "str | os.PathLike | btf_module.BTF | None" = None):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         self.trace_log: list[str] = []
@@ -216,6 +224,12 @@ class Object:
         self.license = self.elf.license
         self.ncpus = ncpus
         fix_datasecs(self.btf, self.elf)
+        self._core_target = _core_target(btf)
+        # libbpf's account of each CO-RE relocation applied ("prog 'f': relo #0: patched insn #3 ...").
+        self.core_log: list[str] = []
+        # Per program, its poisoned slots: the failed relocation each stands for (for the verifier's log).
+        self._poisoned: dict[str, dict[int, str]] = {}
+        self._core_results: dict[tuple[str, int], core.Resolution] = {}
         self._variables = {d.name: self._datasec_vars(d.name) for d in self.elf.data_sections}
         self.maps: dict[str, Map] = {}
         # Maps of a type bpfjit does not implement, by name: why each is missing. Only the programs
@@ -247,6 +261,7 @@ class Object:
                 continue
             if linked.link_error is not None:
                 raise linked.link_error
+            linked = self._relocate_core(linked)
             missing = self._unavailable_maps_of(linked)
             if missing:
                 reason = f"{self.name}: program {linked.name} uses {missing}"
@@ -374,8 +389,71 @@ class Object:
         index = error.index
         line = lines[index] if lines is not None and 0 <= index < len(lines) else None
         insn = insn_text(linked.insns[index]) if 0 <= index < len(linked.insns) else ""
-        return VerifierError(index, error.message, annotate_log(error.log, lines), str(line) if line else error.line,
-                             error.program, insn)
+        log = annotate_log(error.log, lines)
+        failed = self._poisoned.get(linked.name, {}).get(index)
+        if failed is not None:  # a poisoned call: say which relocation failed, as libbpf rewrites the log
+            insn = INVALID_CORE_INSN
+            log = _core_log_fixup(log, index, failed)
+        return VerifierError(index, error.message, log, str(line) if line else error.line, error.program, insn)
+
+    # --- CO-RE ---------------------------------------------------------------------------------
+    @functools.cached_property
+    def _core_relocations(self) -> dict[tuple[str, int], list[tuple[int, btf_module.CoreRelo]]]:
+        """The CO-RE relocations by the instruction they patch, (section, slot), each with its
+        number among its section's (libbpf's "relo #N"). Without a target, a .BTF.ext that does
+        not parse is ignored, as libbpf ignores it (the code keeps clang's local answers); with
+        one, it is an error: the relocations asked for cannot be applied."""
+        data = self.elf.btf_ext
+        if not data or not btf_module.has_core_relos(data):
+            return {}
+        try:
+            ext = self.btf_ext
+        except BTFError as exc:
+            if self._core_target is None:
+                return {}
+            raise BTFError(f"{self.name}: CO-RE relocations cannot be applied: {exc}") from None
+        numbers: dict[str, int] = {}
+        found: dict[tuple[str, int], list[tuple[int, btf_module.CoreRelo]]] = {}
+        for relo in ext.core_relos:
+            number = numbers[relo.section] = numbers.get(relo.section, -1) + 1
+            if relo.insn_off_bytes % elf.INSN_SIZE:
+                raise BTFError(f"{self.name}: {relo.section}: relo #{number}: insn offset {relo.insn_off_bytes} is "
+                               "not on an instruction boundary")
+            found.setdefault((relo.section, relo.insn_index), []).append((number, relo))
+        return found
+
+    def _relocate_core(self, linked: elf.LinkedProgram) -> elf.LinkedProgram:
+        """The program with the CO-RE relocations of its instructions (its subprograms' too)
+        applied, as libbpf's bpf_core_apply_relo_insn; BTFError naming the function and the
+        relocation when a record does not fit its instruction or the local types."""
+        relocations = self._core_relocations
+        if not relocations:
+            return linked
+        insns = list(linked.insns)
+        for index, origin in enumerate(linked.origins):
+            for number, relo in relocations.get(origin, ()):
+                function = self._function_at(*origin)
+                where = f"{self.name}: prog '{function}': relo #{number}"
+                try:
+                    result = self._core_result(number, relo)
+                    done = core.patch(insns, index, result)
+                except BTFError as exc:
+                    raise BTFError(f"{where}: {exc}") from None
+                if done.poisoned:
+                    self._poisoned.setdefault(linked.name, {})[index] = \
+                        f"relo #{number}: {result.local_spec}: {result.why}"
+                self.core_log.append(f"prog '{function}': relo #{number}: {result.local_spec}: {done.text}")
+        return dataclasses.replace(linked, insns=tuple(insns))
+
+    def _core_result(self, number: int, relo: btf_module.CoreRelo) -> core.Resolution:
+        """A relocation resolved once, however many programs include its function."""
+        key = (relo.section, number)
+        if key not in self._core_results:
+            self._core_results[key] = core.resolve(relo, self.btf, self._core_target)
+        return self._core_results[key]
+
+    def _function_at(self, section: str, slot: int) -> str:
+        return next((f.name for f in self.elf.functions if f.section == section and f.start <= slot < f.end), section)
 
     # --- sections as attribute namespaces: obj.bss.counter, obj.data.x, obj.rodata.y -------------
     @property
@@ -592,6 +670,32 @@ class Object:
         return None
 
 
+# What the verifier's log shows for a poisoned instruction, in libbpf's fix-up of the log.
+INVALID_CORE_INSN = "<invalid CO-RE relocation>"
+
+
+def _core_log_fixup(log: str, index: int, failed: str) -> str:
+    """The verifier's log with a poisoned call's lines replaced, as libbpf's
+    fixup_log_failed_core_relo does: the call becomes ``<invalid CO-RE relocation>`` and the
+    error names the relocation that failed."""
+    call = f"{index}: {insn_text(core.poisoned())}"
+    error = f"invalid func unknown#{core.POISON_HELPER}"
+    fixed = log.replace(call, f"{index}: {INVALID_CORE_INSN}").replace(
+        error, f"failed to resolve CO-RE relocation {failed}")
+    return fixed if fixed != log else f"{log.rstrip()}\nfailed to resolve CO-RE relocation {failed}\n".lstrip()
+
+
+def _core_target(btf: "str | os.PathLike | btf_module.BTF | None") -> core.Target | None:
+    """load(btf=...) as the CO-RE target: None (the object's own types), a parsed BTF, or a file."""
+    if btf is None:
+        return None
+    if isinstance(btf, btf_module.BTF):
+        return core.Target(btf)
+    if not isinstance(btf, (str, os.PathLike)):
+        raise BPFError(f"btf= takes a path to a BTF or ELF file, or a BTF, not {btf!r}")
+    return core.target_file(btf)
+
+
 _INT_KINDS = (btf_module.Kind.INT, btf_module.Kind.ENUM, btf_module.Kind.ENUM64)
 
 
@@ -639,7 +743,8 @@ def program_names(path: str | os.PathLike) -> list[str]:
 def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: int = 1,
          trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
          verify: bool = True, log_level: int = 1, maps: Mapping[str, Mapping[str, int]] | None = None,
-         program_types: Mapping[str, str] | None = None) -> Object:
+         program_types: Mapping[str, str] | None = None,
+         btf: "str | os.PathLike | btf_module.BTF | None" = None) -> Object:
     """Load a BPF ELF object: create its maps and global data, link and check its programs.
 
     rodata: values for ``const volatile`` globals, set before .rodata is frozen.
@@ -658,5 +763,11 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     ``maps={"backends": {"max_entries": 4096}}`` (a map declared with ``max_entries`` 0 needs it).
     program_types: a program type by program name, for sections libbpf cannot type
     (``bpf_program__set_type``): ``program_types={"prog": "xdp"}``.
+    btf: the types CO-RE relocations are resolved against (libbpf's ``btf_custom_path``): a raw BTF
+    file (``"/sys/kernel/btf/vmlinux"``), an ELF file with a ``.BTF`` section (another object), or
+    a parsed BTF; by default the object's own types, so every relocation keeps clang's local
+    answer. A relocation the target cannot satisfy poisons its instruction, as libbpf does: the
+    program is refused (``invalid func unknown#195896080``, the log naming the relocation) only
+    if a path reaches it.
     """
-    return Object(path, rodata, ncpus, trace, programs, verify, log_level, maps, program_types)
+    return Object(path, rodata, ncpus, trace, programs, verify, log_level, maps, program_types, btf)

@@ -107,7 +107,7 @@ class Program:
         started = time.perf_counter()
         self.facts = cfg.analyse(self.original_insns, self.env.helpers,
                                  self.env.function_tokens.values() if self.env.function_tokens else (),
-                                 frame_pointer_writes=not verify,
+                                 unverified=not verify,
                                  jump_tables=program_tables(self.original_insns, self.env.ld_imm64_value))
         # What the verifier proved (None: not verified).
         self.verification: Verdict | None = None

@@ -22,7 +22,6 @@ from bpfjit.isa import Insn
 from bpfjit.runtime.btf import Kind
 from bpfjit.runtime.btf import functions as btf_functions
 from bpfjit.runtime.btf.functions import FunctionPointerFacts
-from bpfjit.runtime.kernel_helpers import helper_name
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.status import MAX_CALL_FRAMES
 
@@ -115,19 +114,20 @@ class _CallMeta:
 
 def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
     helper = v.helpers.get(insn.imm)
-    name = helper_name(insn.imm) if helper is None else helper.name
+    if helper is None:  # checked where a path reaches it: CO-RE poisons dead code with such calls
+        raise Rejected(f"invalid func unknown#{insn.imm}")
+    name = helper.name
     if state.lock is not None and name not in _ALLOWED_UNDER_LOCK:
         raise Rejected("function calls are not allowed while holding a lock")
     meta = _CallMeta()
-    meta.kptr.struct = helper.proto.struct if helper is not None else None
-    args = helper.proto.args if helper is not None else ()
-    for position, kind in enumerate(args):
+    meta.kptr.struct = helper.proto.struct
+    for position, kind in enumerate(helper.proto.args):
         _check_arg(v, state, kind, position + 1, meta, insn.imm, name)
     _special_effects(state, name, meta)
     callback_regs = list(state.regs)
     for regno in CALLER_SAVED:
         state.regs[regno] = NOT_INIT
-    state.regs[0] = _result(v, helper.proto.ret if helper is not None else "integer", name, meta, state, index)
+    state.regs[0] = _result(v, helper.proto.ret, name, meta, state, index)
     if meta.callback is not None:
         v.verify_callback(state, meta.callback, callback_regs, name, index)
 

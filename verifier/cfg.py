@@ -24,14 +24,16 @@ from .facts import Facts, Function
 
 
 def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Iterable[int] = (),
-            frame_pointer_writes: bool = True, jump_tables: Sequence[Sequence[int]] = ()) -> Facts:
+            unverified: bool = True, jump_tables: Sequence[Sequence[int]] = ()) -> Facts:
     """Check the program's structure and describe its functions and blocks.
 
     entry_points: further function starts known from outside the code (functions whose address
-    sits in global data, which only callx reaches). frame_pointer_writes: refuse any write to r10
-    here; a program to be verified leaves that to the verifier, which (as the kernel) refuses
-    only writes a path reaches. jump_tables: the slots each of the program's jump tables holds
-    (Environment.jump_tables), which its gotox instructions may reach.
+    sits in global data, which only callx reaches). unverified: the program will not be verified,
+    so refuse here, in every instruction, what the verifier (as the kernel) refuses only where a
+    path reaches it: a write to r10, a call of an unknown helper (libbpf poisons an instruction
+    whose CO-RE relocation failed with such a call, and the kernel loads it while it is dead).
+    jump_tables: the slots each of the program's jump tables holds (Environment.jump_tables),
+    which its gotox instructions may reach.
     """
     if not insns:
         raise ProgramError(0, "the program is empty")
@@ -48,7 +50,7 @@ def analyse(insns: Sequence[Insn], helper_ids: Container[int], entry_points: Ite
         calls = set()
         for index in isa.slots(insns, start, end):
             insn = insns[index]
-            _check_insn(insn, index, helper_ids, frame_pointer_writes)
+            _check_insn(insn, index, helper_ids, unverified)
             if insn.is_local_call:
                 calls.add(insn.call_target(index))
             if _is_branch(insn):
@@ -138,13 +140,13 @@ def writes_frame_pointer(insn: Insn) -> bool:
     return False
 
 
-def _check_insn(insn: Insn, index: int, helper_ids: Container[int], frame_pointer_writes: bool) -> None:
-    if frame_pointer_writes and writes_frame_pointer(insn):
+def _check_insn(insn: Insn, index: int, helper_ids: Container[int], unverified: bool) -> None:
+    if unverified and writes_frame_pointer(insn):
         raise ProgramError(index, "frame pointer is read only")
     if insn.opcode == isa.CALL_OP:
         if insn.src == isa.CALL_KFUNC:
             raise ProgramError(index, "kfunc calls are not supported")
-        if insn.src == isa.CALL_HELPER and insn.imm not in helper_ids:
+        if unverified and insn.src == isa.CALL_HELPER and insn.imm not in helper_ids:
             raise ProgramError(index, f"invalid func unknown#{insn.imm}")
 
 

@@ -132,10 +132,13 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prog-type", action="append", metavar="PROG=TYPE", dest="program_types",
                    help=f"load a program as this type, for sections that do not say it (repeatable; "
                         f"types: {', '.join(PROGRAM_TYPES)})")
+    p.add_argument("--btf", metavar="FILE",
+                   help="resolve CO-RE relocations against this BTF (a raw BTF file such as "
+                        "/sys/kernel/btf/vmlinux, or an ELF object's .BTF) instead of the object's own types")
 
 
 def parse_load_options(args: argparse.Namespace) -> dict[str, dict]:
-    """``--set-map`` and ``--prog-type`` as bpfjit.load()'s maps= and program_types=."""
+    """``--set-map``, ``--prog-type`` and ``--btf`` as bpfjit.load()'s maps=, program_types= and btf=."""
     maps: dict[str, dict[str, int]] = {}
     for item in getattr(args, "map_options", None) or ():
         target, sep, value = item.partition("=")
@@ -152,7 +155,7 @@ def parse_load_options(args: argparse.Namespace) -> dict[str, dict]:
         if not sep or not name.strip() or not type_name.strip():
             raise BPFError(f"--prog-type {item!r}: expected PROG=TYPE, e.g. parse=xdp")
         types[name.strip()] = type_name.strip()
-    return {"maps": maps or None, "program_types": types or None}
+    return {"maps": maps or None, "program_types": types or None, "btf": getattr(args, "btf", None)}
 
 
 def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None,

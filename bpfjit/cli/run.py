@@ -139,6 +139,9 @@ def run_object(args: argparse.Namespace) -> int:
 def _kernel_load(args: argparse.Namespace, obj: Object) -> dict:
     """What the kernel engine's load takes from the options: .rodata, map sizes, program types."""
     options = parse_load_options(args)
+    if options["btf"] is not None:
+        raise BPFError("--btf applies to bpfjit's engines: the kernel engine's libbpf resolves CO-RE "
+                       "relocations against the running kernel's BTF")
     kernel_types = {name: PROGRAM_TYPES[type_name].kernel_type
                     for name, type_name in (options["program_types"] or {}).items()}
     return {"rodata": obj.rodata_images() if args.rodata else None, "map_options": options["maps"],

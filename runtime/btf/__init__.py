@@ -6,6 +6,7 @@ Layered like pyelftools' readers, one job per module:
 
 * :mod:`.types` -- :class:`Kind` and one frozen dataclass per kind;
 * :mod:`.reader` -- bounds-checked reads shared by both sections;
+* :mod:`.core` -- CO-RE: relocations resolved against a target BTF and patched into instructions;
 * :mod:`.parse` -- the ``.BTF`` reader (:func:`parse_btf`); :mod:`.ext` -- ``.BTF.ext``
   (:func:`parse_btf_ext`: func_info, line_info, CO-RE relocations);
 * :mod:`.index` -- the :class:`BTF` container: lookups, modifiers, sizes and alignment, DATASECs;
@@ -27,7 +28,8 @@ does, including turning ``STV_HIDDEN``/``STV_INTERNAL`` variables into static on
 from __future__ import annotations
 
 from .ctext import describe
-from .ext import BTF_EXT_CORE_HDR_LEN, BTFExt, CoreRelo, CoreReloKind, FuncInfo, LineInfo, parse_btf_ext
+from .ext import (BTF_EXT_CORE_HDR_LEN, BTFExt, CoreRelo, CoreReloKind, FuncInfo, LineInfo, has_core_relos,
+                  parse_btf_ext)
 from .index import BTF
 from .mapdefs import MAPS_SECTION, PIN_BY_NAME, PIN_NONE, MapDef, map_definitions
 from .parse import BTF_HDR_LEN, BTFHeader, parse_btf
@@ -53,7 +55,7 @@ __all__ = [
     "Fwd", "Int", "Kind", "KptrField", "LineInfo",
     "MapDef", "Member", "Modifier", "Param", "Ptr", "SpecialFields", "Struct", "UnknownType", "Var",
     "VarSecInfo", "Void", "describe", "dump_lines", "dump_records", "encode_value",
-    "find_special_fields", "format_value", "function_pointers", "function_prototypes", "kind_name",
+    "find_special_fields", "format_value", "function_pointers", "function_prototypes", "has_core_relos", "kind_name",
     "map_definitions", "parse_btf",
     "parse_btf_ext", "prototype_mismatch", "prototype_of"
 ]

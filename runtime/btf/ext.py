@@ -101,6 +101,17 @@ def parse_btf_ext(data: bytes, btf: BTF) -> BTFExt:
     return ext
 
 
+def has_core_relos(data: bytes) -> bool:
+    """Whether a ``.BTF.ext`` section's header announces CO-RE relocation records: what a loader
+    checks before paying for the whole parse. A header that does not parse says False here; the
+    parse itself reports it."""
+    try:
+        r, hdr_len = open_section(bytes(data[:BTF_EXT_CORE_HDR_LEN]), "BTF.ext")
+        return hdr_len >= BTF_EXT_CORE_HDR_LEN and r.u32(28, "header core_relo_len") > 0
+    except BTFError:
+        return False
+
+
 # A record maker: (btf, the record's known words, its byte offset, its ELF section) -> record.
 _Make = Callable[[BTF, tuple[int, ...], int, str], Any]
 
