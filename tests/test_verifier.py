@@ -162,3 +162,44 @@ def test_verified_by_default_and_sandboxed_on_opt_out():
     for engine in ("reference", "jit"):  # the lookup of key 64 (skb->len) finds nothing: NULL
         with pytest.raises(BPFRuntimeError, match=r"^insn 7: invalid read of 8 bytes at 0x0$"):
             loose.programs["unchecked_lookup"].test_run(bytes(64), engine=engine)
+
+
+def _global_data(size: int):
+    from bpfjit.runtime.maps import MapSpec, create_map
+    from bpfjit.runtime.map_types import MapType
+    return create_map(MapSpec("data", MapType.ARRAY, 4, size, 1))
+
+
+def test_a_map_value_address_is_the_value_its_offset_names(monkeypatch):
+    """ld_imm64 of a map value (src 2) carries the offset into the value in its second imm: the
+    value is the one that starts that far before the address, even where another map's value
+    ends exactly there (the allocator may place two globals back to back)."""
+    from bpfjit import isa
+    from bpfjit.runtime.environment import Environment
+    from bpfjit.runtime.stdhelpers import standard_helpers
+    from bpfjit.verifier import verify as verify_module
+    first, second = _global_data(16), _global_data(32)
+    second_base = second.value_address(0)
+    real_base = verify_module._value_base
+    monkeypatch.setattr(verify_module, "_value_base",  # `first` ends where `second` starts
+                        lambda m: second_base - 16 if m is first else real_base(m))
+    env = Environment(standard_helpers(print), [*first.regions(), *second.regions()],
+                      lambda insn, index: second_base + insn.next_imm)
+    load = [isa.Insn(isa.LDDW, 1, isa.PSEUDO_MAP_VALUE, 0, second.handle, 0), isa.Insn(0, imm=0)]
+    prog = Program(load + bpfjit.asm.assemble_insns("ldxdw %r0, [%r1+24]\nexit"), env, "prog", "raw", verify=True)
+    second[0] = bytes(24) + (0x1234).to_bytes(8, "little")
+    assert prog.test_run(b"", engine="reference").retval == 0x1234
+
+
+@pytest.mark.parametrize("offset", [32, 40, -8])
+def test_a_map_value_pointer_past_the_value_is_refused_as_the_kernel_does(offset):
+    from bpfjit import isa
+    from bpfjit.runtime.environment import Environment
+    from bpfjit.runtime.stdhelpers import standard_helpers
+    data = _global_data(32)
+    env = Environment(standard_helpers(print), [*data.regions()],
+                      lambda insn, index: data.value_address(0) + insn.next_imm)
+    load = [isa.Insn(isa.LDDW, 1, isa.PSEUDO_MAP_VALUE, 0, data.handle, offset), isa.Insn(0, imm=offset)]
+    with pytest.raises(VerifierError) as caught:
+        Program(load + bpfjit.asm.assemble_insns("mov %r0, 0\nexit"), env, "prog", "raw", verify=True)
+    assert caught.value.message == f"invalid access to map value pointer, value_size=32 off={offset & 0xFFFFFFFF}"

@@ -154,11 +154,18 @@ class _PseudoTargets:
                 raise Rejected(f"fd {insn.imm} is not pointing to valid bpf_map")
             return ("map", self.info(found))
         if insn.src in (isa.PSEUDO_MAP_VALUE, isa.PSEUDO_MAP_IDX_VALUE):
+            # The instruction's second imm is the offset into the value: the map is the one whose
+            # value starts that far before the address (an address past a value's end may be
+            # where another map's value starts). The kernel takes the offset as a u32 below the
+            # value size.
+            offset = insn.next_imm & isa.MASK32
             for candidate in runtime_maps.live_maps():
-                base = _value_base(candidate)
-                if base is not None and base <= value <= base + candidate.value_size:
-                    return ("map_value", self.info(candidate), value - base)
-            raise Rejected(f"invalid access to map value pointer, value_size=0 off={insn.next_imm}")
+                if _value_base(candidate) == value - insn.next_imm:
+                    if offset >= candidate.value_size:
+                        raise Rejected(f"invalid access to map value pointer, value_size={candidate.value_size} "
+                                       f"off={offset}")
+                    return ("map_value", self.info(candidate), offset)
+            raise Rejected(f"invalid access to map value pointer, value_size=0 off={offset}")
         raise Rejected(f"unsupported pseudo source {insn.src} of ld_imm64")
 
     def info(self, found: "runtime_maps.Map") -> MapInfo:
