@@ -19,9 +19,30 @@ from .isa import Insn
 from .jit.sites import Site
 from .object import Object
 from .program import Program
+from .runtime.elf import JUMP_TABLES_SECTION
+from .runtime.elf_tables import read_sections
 from .runtime.static_keys import NOP5
 
 _MAP_SOURCES = (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_IDX_VALUE)
+
+
+# The llvm-objdump syntax a listing gives: LLVM 22's for the objects clang-22 builds, LLVM 19's
+# otherwise. Jump tables are what tells them apart: only LLVM 22 emits them for BPF (cpu v4), and
+# the objects that use them are the ones whose listings are compared with llvm-objdump-22.
+_LLVM_WITH_JUMP_TABLES, _LLVM_DEFAULT = 22, 19
+
+
+def elf_objdump_version(data: bytes, name: str) -> int:
+    """The llvm-objdump version whose syntax an ELF object's listing takes: 22 when it has a
+    ``.jumptables`` section."""
+    has_tables = any(s.name == JUMP_TABLES_SECTION for s in read_sections(data, name))
+    return _LLVM_WITH_JUMP_TABLES if has_tables else _LLVM_DEFAULT
+
+
+def objdump_version(obj: Object) -> int:
+    """The llvm-objdump version whose syntax a loaded object's listings take: 22 when one of its
+    programs loads a jump table."""
+    return _LLVM_WITH_JUMP_TABLES if obj.elf.jump_tables else _LLVM_DEFAULT
 
 
 def _map_index(obj: Object, insn: Insn) -> int | None:
@@ -51,14 +72,25 @@ def _map_note(obj: Object, insn: Insn) -> str:
     return f"\t; map[{name}]" if insn.src == isa.PSEUDO_MAP_IDX else f"\t; map[{name}][0]+{insn.next_imm}"
 
 
+def _callx_targets(program: Program, index: int) -> list[int]:
+    """The functions the engines let the callx at ``index`` reach: those the verifier followed it
+    into (whose prototype fits the pointer's; none when no path reaches it), or, in a program
+    that was not verified, every function whose address is taken."""
+    if program.facts.verified:
+        return sorted(program.facts.callx_sites.get(index, ()))
+    return program.env.callx_targets(program.facts.function_starts)
+
+
 def _call_note(names: dict[int, str], program: Program, index: int) -> str:
     """Where a function pointer leads: the function an ld_imm64 of one names, or the functions a
-    callx may reach (those the engines dispatch to: every function whose address is taken)."""
+    callx may reach."""
     insn = program.insns[index]
     if insn.is_lddw and insn.src == isa.PSEUDO_FUNC:
         return f"\t; func {names.get(index + 1 + insn.imm, '?')}"
     if insn.opcode == isa.CALLX_OP and insn.source == isa.X:
-        targets = program.env.callx_targets(program.facts.function_starts)
+        targets = _callx_targets(program, index)
+        if not targets:
+            return "\t; never reached"
         return "\t; may call " + ", ".join(names.get(start, f"f{start}") for start in targets)
     return ""
 
@@ -71,7 +103,7 @@ def xlated_listing(obj: Object, program: Program) -> str:
     symbols = [(0, program.name)]
     if linked is not None:
         symbols = sorted((start, names.get(number, f"f{start}")) for number, start in linked.function_tokens.items())
-    text = disasm.listing(program.insns, symbols)
+    text = disasm.listing(program.insns, symbols, llvm=objdump_version(obj))
     lines = (obj.source_lines(program.name) if linked is not None else None) or ()
     out, last = [], None
     for line in text.splitlines():

@@ -10,13 +10,16 @@ Python helper, and the verifier checks it by the prototype registered under that
 
 A user kfunc (:func:`register_kfunc`) is a Python function. One that acquires returns a host
 object: a value of a struct the program's BTF declares (matched by name, as the kernel matches
-vmlinux types), copied into a new object of the allocator with one reference, which the program
-reads (not writes), may stash in a kptr field of that type, and must release. One that releases
-takes such an object (an :class:`~.kptrs.ObjectHandle`) first; the reference goes when it returns.
+vmlinux types), which the program reads (not writes), may stash in a kptr field of that type,
+and must release. The allocator copies it into one object while it has references, and each
+acquire of the same value adds one (:meth:`~.kptrs.ObjectAllocator.adopt`). One that releases is
+the release function of its struct, as a kernel type has one destructor: a program's call of it
+takes one reference away, and it is called (with the object as an :class:`~.kptrs.ObjectHandle`)
+once, when the last reference goes, wherever that happens (a program's call, a map element
+deleted or overwritten, a map freed).
 """
 from __future__ import annotations
 
-import ctypes
 import inspect
 import threading
 from dataclasses import dataclass
@@ -79,9 +82,9 @@ def register_kfunc(name: str, fn: Callable[..., Any], acquire: bool = False, rel
     __ksym`` and call with up to five arguments (fn takes as many).
 
     acquire: fn returns a host object for the struct `ret_type` (a dict of its fields or its
-    bytes), or None for NULL; the program gets a new reference it must release. release: fn
-    takes a host object of `ret_type` (if given) first, and the call releases it. Otherwise fn
-    takes and returns integers."""
+    bytes), or None for NULL; the program gets a new reference it must release. release: the
+    release function of the struct `ret_type` (one per struct): fn takes the object alone, as an
+    ObjectHandle, when its last reference goes. Otherwise fn takes and returns integers."""
     if not name.isidentifier():
         raise BPFError(f"register_kfunc: {name!r} is not a C identifier")
     if name in KFUNC_IDS:
@@ -90,20 +93,30 @@ def register_kfunc(name: str, fn: Callable[..., Any], acquire: bool = False, rel
         raise BPFError(f"register_kfunc: {name} cannot both acquire and release")
     if acquire and not ret_type:
         raise BPFError(f"register_kfunc: {name} acquires: give the struct it returns (ret_type=)")
+    if release and not ret_type:
+        raise BPFError(f"register_kfunc: {name} releases: give the struct it releases (ret_type=)")
     try:
         nargs = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         raise BPFError(f"register_kfunc: {name}: cannot read the parameters of {fn!r}") from None
-    if nargs > MAX_KFUNC_ARGS or (release and nargs == 0):
+    if nargs > MAX_KFUNC_ARGS or (release and nargs != 1):
         raise BPFError(f"register_kfunc: {name} takes {nargs} arguments: a kfunc takes at most "
-                       f"{MAX_KFUNC_ARGS}, a release kfunc at least the object")
+                       f"{MAX_KFUNC_ARGS}, a release kfunc the object alone")
     with _registering:
+        other = _release_function(ret_type) if release else None
+        if other is not None and other.name != name:
+            raise BPFError(f"register_kfunc: struct {ret_type} already has a release kfunc, {other.name}")
         known = _user_kfuncs.get(name)
         number = known.id if known else BPF_OBJ_DROP + 1 + len(_user_kfuncs)
         if number >= KFUNC_LIMIT:
             raise BPFError(f"register_kfunc: more than {KFUNC_LIMIT - KFUNC_BASE} kfuncs")
         kfunc = _user_kfuncs[name] = UserKfunc(number, name, fn, nargs, acquire, release, ret_type)
     return kfunc
+
+
+def _release_function(struct: str | None) -> UserKfunc | None:
+    """The user kfunc that releases the host objects of `struct`, if one is registered."""
+    return next((k for k in _user_kfuncs.values() if k.release and k.struct == struct), None)
 
 
 def is_kfunc_call(insn: Insn) -> bool:
@@ -146,25 +159,29 @@ def object_helpers(allocator: ObjectAllocator, btf: Any) -> list[Helper]:
 def _user_helper(kfunc: UserKfunc, allocator: ObjectAllocator, btf: Any) -> Helper:
     """A user kfunc as one object's helper: host objects in its allocator, typed by its BTF."""
     if kfunc.acquire:
+        releaser = _release_function(kfunc.struct)
+
         def call(*args: int) -> int:
             value = kfunc.fn(*args[:kfunc.nargs])
             if value is None:
                 return 0
             type_id = btf.find(kfunc.struct, Kind.STRUCT)
-            data = bytes(value) if isinstance(value, (bytes, bytearray)) else btf.encode_value(type_id, value)
-            size = btf.size(type_id)
-            if len(data) != size:
-                raise BPFError(f"{kfunc.name} returned {len(data)} bytes for struct {kfunc.struct} ({size} bytes)")
-            address = allocator.allocate(size, type_id)
-            if address:
-                ctypes.memmove(address, data, size)
-            return address
+
+            def encode() -> bytes:
+                data = bytes(value) if isinstance(value, (bytes, bytearray)) else btf.encode_value(type_id, value)
+                size = btf.size(type_id)
+                if len(data) != size:
+                    raise BPFError(f"{kfunc.name} returned {len(data)} bytes for struct {kfunc.struct} "
+                                   f"({size} bytes)")
+                return data
+
+            def on_free(address: int) -> None:
+                releaser.fn(ObjectHandle(address, type_id, allocator, btf))
+
+            return allocator.adopt(value, type_id, encode, on_free if releaser is not None else None)
     elif kfunc.release:
         def call(*args: int) -> int:
-            found = allocator.get(args[0])
-            type_id = found.type_id if found else 0
-            kfunc.fn(ObjectHandle(args[0], type_id, allocator, btf), *args[1:kfunc.nargs])
-            allocator.release(args[0])
+            allocator.release(args[0])  # the release function runs if this was the last reference
             return 0
     else:
         def call(*args: int) -> int:

@@ -8,6 +8,12 @@ bpf_obj_drop and the release of a map value's kptr field take one away, and at 0
 freed (its memory goes back to a free list). The allocator counts live objects and refuses to
 release an address it did not hand out, so a double free is an error instead of corruption.
 
+A host object (what a user kfunc that acquires returns, runtime/kfuncs.py) has one object here
+while it has references: each acquire of it adds one, so programs see one pointer per host
+object, as they see one per kernel object. When its last reference goes, wherever that happens
+(a program's release, a map element deleted or overwritten, a map freed), the release function of
+its type gives it back to the host, with no lock of this module held: that is the host's code.
+
 A referenced kptr field of a map value owns the object it holds. Every write of such a field
 goes through :data:`FIELD_LOCK` (bpf_kptr_xchg, and the map code that empties a value on update,
 delete and map free), which makes the exchange atomic against every other writer: the verifier
@@ -20,7 +26,7 @@ import mmap
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from bpfjit.errors import BPFRuntimeError, BTFError
 
@@ -52,12 +58,15 @@ class ObjectError(BPFRuntimeError):
 @dataclass
 class LiveObject:
     """One allocated object: where, how big (rounded to OBJECT_ALIGN, and as asked), its BTF
-    type id, how many references it has."""
+    type id, how many references it has (0 while its release function runs); for a host object,
+    the host's value it copies and what to call with its address when its last reference goes."""
     address: int
     size: int
     type_id: int
     asked: int
     refs: int = 1
+    host: Any = None
+    on_free: Callable[[int], None] | None = None
 
 
 class ObjectAllocator:
@@ -72,6 +81,9 @@ class ObjectAllocator:
         self._end = start + len(self._arena)
         self._free: dict[int, list[int]] = {}  # rounded size -> free addresses
         self._live: dict[int, LiveObject] = {}
+        # The objects of the host objects that have references: (id of the host's value, type
+        # id) -> address. The object keeps the value, so its id is not reused meanwhile.
+        self._hosts: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         self.allocated = 0  # objects handed out so far
         self.freed = 0  # objects freed so far
@@ -91,19 +103,51 @@ class ObjectAllocator:
     def allocate(self, size: int, type_id: int) -> int:
         """A new zeroed object of size bytes (one reference), or 0 when the arena is full, as
         bpf_obj_new returns NULL when memory runs out."""
-        rounded = max(OBJECT_ALIGN, -(-size // OBJECT_ALIGN) * OBJECT_ALIGN)
         with self._lock:
-            spare = self._free.get(rounded)
-            if spare:
-                address = spare.pop()
-            elif self._next + rounded <= self._end:
-                address, self._next = self._next, self._next + rounded
-            else:
-                return 0
-            ctypes.memset(address, 0, rounded)
-            self._live[address] = LiveObject(address, rounded, type_id, size)
-            self.allocated += 1
+            return self._allocate(size, type_id)
+
+    def _allocate(self, size: int, type_id: int) -> int:
+        """allocate, with the lock held."""
+        rounded = max(OBJECT_ALIGN, -(-size // OBJECT_ALIGN) * OBJECT_ALIGN)
+        spare = self._free.get(rounded)
+        if spare:
+            address = spare.pop()
+        elif self._next + rounded <= self._end:
+            address, self._next = self._next, self._next + rounded
+        else:
+            return 0
+        ctypes.memset(address, 0, rounded)
+        self._live[address] = LiveObject(address, rounded, type_id, size)
+        self.allocated += 1
+        return address
+
+    def adopt(self, host: Any, type_id: int, encode: Callable[[], bytes],
+              on_free: Callable[[int], None] | None) -> int:
+        """The object of a host object: the one it has while that has references, with one
+        reference more; else a new one with one reference holding encode()'s bytes (an object
+        of its type's size), whose last release calls on_free with its address before it is
+        freed. 0 when the arena is full."""
+        key = (id(host), type_id)
+        with self._lock:
+            if key in self._hosts:
+                return self._share(key)
+        data = encode()  # outside the lock: it reads the host's value
+        with self._lock:
+            if key in self._hosts:  # another thread adopted it meanwhile
+                return self._share(key)
+            address = self._allocate(len(data), type_id)
+            if address:
+                ctypes.memmove(address, data, len(data))
+                found = self._live[address]
+                found.host, found.on_free = host, on_free
+                self._hosts[key] = address
             return address
+
+    def _share(self, key: tuple[int, int]) -> int:
+        """One more reference to a host object's object (lock held)."""
+        address = self._hosts[key]
+        self._live[address].refs += 1
+        return address
 
     def acquire(self, address: int) -> None:
         """One more reference to a live object."""
@@ -111,15 +155,41 @@ class ObjectAllocator:
             self._object(address, "acquire").refs += 1
 
     def release(self, address: int) -> None:
-        """One reference less; the object is freed when none is left."""
+        """One reference less; the object is freed when none is left, after its release
+        function (a host object's) has seen it."""
         with self._lock:
             found = self._object(address, "release")
             found.refs -= 1
             if found.refs:
                 return
-            del self._live[address]
-            self._free.setdefault(found.size, []).append(address)
-            self.freed += 1
+            if found.host is not None:
+                del self._hosts[(id(found.host), found.type_id)]
+            if found.on_free is None:
+                self._discard(found)
+                return
+        try:
+            found.on_free(address)  # the host's code: no lock held
+        finally:
+            with self._lock:
+                self._discard(found)
+
+    def release_all(self, addresses: Iterable[int]) -> None:
+        """release each address, all of them even when a release function fails (the first
+        failure is raised after)."""
+        failure: BaseException | None = None
+        for address in addresses:
+            try:
+                self.release(address)
+            except BaseException as exc:  # re-raised once the others are released
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _discard(self, found: LiveObject) -> None:
+        """Free an object whose references are gone (lock held): its memory goes back."""
+        del self._live[found.address]
+        self._free.setdefault(found.size, []).append(found.address)
+        self.freed += 1
 
     def exchange(self, field_address: int, new: int) -> int:
         """bpf_kptr_xchg: put new into the referenced kptr field at field_address and return
@@ -142,7 +212,7 @@ class ObjectAllocator:
 
     def _object(self, address: int, what: str) -> LiveObject:
         found = self._live.get(address)
-        if found is None:
+        if found is None or not found.refs:  # no refs: its release function is running
             raise ObjectError(f"{what} of {address:#x}, which is no live object (a double free?)")
         return found
 
@@ -211,8 +281,7 @@ class KptrFields:
                 if offset in self.referenced and word.value not in (0, self.allocator.tombstone):
                     taken.append(word.value)
                 word.value = fill if offset in self.referenced else 0
-        for pointer in taken:
-            self.allocator.release(pointer)
+        self.allocator.release_all(taken)
 
     def free_on_collect(self, owner: Any, base: int, size: int, stride: int, keep: Any) -> None:
         """Release every object owner's values hold when owner (a map) is garbage-collected:
@@ -242,6 +311,13 @@ class ObjectHandle:
     type_id: int
     allocator: ObjectAllocator = field(compare=False, repr=False)
     btf: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def host(self) -> Any:
+        """The host's value this object copies (what the user kfunc that acquired it returned),
+        while the object exists; None for a program's own objects (bpf_obj_new)."""
+        found = self.allocator.get(self.address)
+        return found.host if found is not None and found.type_id == self.type_id else None
 
     @property
     def live(self) -> bool:

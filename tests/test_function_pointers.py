@@ -136,6 +136,18 @@ def test_the_xlated_listing_names_the_call_targets():
     assert "; func trace_length" in listing
     listing = xlated_listing(obj, obj.programs["debug_point"])
     callx = [line for line in listing.splitlines() if "callx" in line]
+    # hook (insn 7) is a tracer_t, which the three tracers fit; reader (insn 21) a reader_t, which
+    # only read_word fits: the verifier followed each callx into exactly those.
+    assert [line.split("\t")[0].strip() for line in callx] == ["7:", "21:"]
+    assert callx[0].endswith("; may call trace_length, trace_first_byte, trace_count")
+    assert callx[1].endswith("; may call read_word")
+
+
+def test_the_xlated_listing_of_an_unverified_program_names_every_function_whose_address_is_taken():
+    """Unverified, nothing narrows a callx: the engines dispatch it to any address-taken function."""
+    obj = bpfjit.load(PROGS / "debug_point.o", verify=False)
+    listing = xlated_listing(obj, obj.programs["debug_point"])
+    callx = [line for line in listing.splitlines() if "callx" in line]
     assert len(callx) == 2
     assert all(line.endswith("; may call trace_length, trace_first_byte, trace_count, read_word") for line in callx)
 

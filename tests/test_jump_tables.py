@@ -10,6 +10,7 @@ The golden listing of the object is llvm-objdump-22's (tests/progs/build.sh).
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 import struct
 import subprocess
@@ -21,6 +22,7 @@ import bpfjit
 from bpfjit import disasm, isa
 from bpfjit.errors import BPFRuntimeError, ObjectError, ProgramError, VerifierError
 from bpfjit.isa import Insn
+from bpfjit.listing import xlated_listing
 from bpfjit.program import Program
 from bpfjit.runtime import elf
 from bpfjit.runtime.elf_tables import read_sections
@@ -70,6 +72,16 @@ def test_disassembly_matches_llvm_objdump_22():
     start = golden.index("Disassembly of section")
     assert ours[ours.index("Disassembly of section"):] == golden[start:]
     assert "gotox r1" in golden  # what the object is meant to exercise
+
+
+def test_the_xlated_listing_of_a_clang_22_object_takes_llvm_22_syntax():
+    """prog dump --xlated shows the program as llvm-objdump-22 would (the verb picks it for an
+    object with jump tables): the program's narrow loads and stores name w registers."""
+    obj, program = _vm()
+    lines = {line.split("\t")[0].strip(): line.split("\t")[-1]
+             for line in xlated_listing(obj, program).splitlines() if re.match(r"\s*\d+:\t", line)}
+    assert lines["6:"] == "w3 = *(u8 *)(r8 - 0x1)"
+    assert lines["56:"] == "*(u32 *)(r2 + 0x0) = w1"
 
 
 def test_llvm_22_names_the_32_bit_register_of_narrow_loads_and_stores():

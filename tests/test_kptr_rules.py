@@ -56,6 +56,14 @@ def test_each_rule_is_enforced_at_load(program, message):
     assert caught.value.message == message
 
 
+def test_an_untrusted_kptr_load_is_checked_for_null_before_a_dereference():
+    """kptr_maps.c's untrusted_unchecked reads through the untrusted field's pointer without a
+    NULL check: the kernel's message (map_kptr_fail.c's case)."""
+    with pytest.raises(bpfjit.VerifierError) as caught:
+        bpfjit.load(PROGS / "kptr_maps.o", programs=["untrusted_unchecked"])
+    assert caught.value.message == "R1 invalid mem access 'untrusted_ptr_or_null_'"
+
+
 def test_the_untrusted_field_takes_null_and_pointers_of_its_type():
     obj = bpfjit.load(RULES, programs=["fine_untrusted_copy"])
     assert obj.programs["fine_untrusted_copy"].test_run(bytes(40)).retval == 0

@@ -1,7 +1,9 @@
-"""kptrs at run time (tests/progs/kptr_stash.c, kptr_rules.c): objects made by bpf_obj_new,
-stashed in a hash map's referenced kptr field with bpf_kptr_xchg, counted by the object's
-allocator; released when their element is overwritten or deleted (from a program or from
-Python) and when the map is freed; shown to Python as handles. Every engine gives the same
+"""kptrs at run time (tests/progs/kptr_stash.c, kptr_rules.c, kptr_maps.c, host_objects.c,
+host_refs.c): objects made by bpf_obj_new, stashed in a map's referenced kptr field with
+bpf_kptr_xchg, counted by the object's allocator; released when their element is overwritten or
+deleted (from a program or from Python) and when the map is freed; shown to Python as handles.
+Host objects from user kfuncs: one object per host value while it has references, given back to
+the host by its type's release function when the last one goes. Every engine gives the same
 results, and threads exchanging objects while Python deletes elements neither leak nor free
 twice (docs/semantics.md#kptrs)."""
 from __future__ import annotations
@@ -130,6 +132,32 @@ def test_every_map_type_that_holds_kptrs_releases_them(map_type):
     assert allocator.live == 0
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("program, map_name", [("stash_percpu_array", "percpu_array"), ("stash_lru", "lru"),
+                                               ("stash_percpu_hash", "percpu_hash")])
+def test_bpf_kptr_xchg_on_per_cpu_and_lru_maps(engine, program, map_name):
+    """Each run exchanges a new conn into the slot of the cpu it runs on (cpu 0) and drops the one
+    it took out; the other cpu's slot stays empty; Python's overwrite or delete releases the last."""
+    obj = bpfjit.load(PROGS / "kptr_maps.o", ncpus=2)
+    m, allocator = obj.maps[map_name], obj.kptr_objects
+    obj.bss.key_in = 1
+    previous = []
+    for conn_id in (1, 2, 3):
+        obj.bss.id_in = conn_id
+        assert obj.programs[program].test_run(PACKET, engine=engine).retval == XDP_PASS
+        previous.append(obj.bss.prev_out)
+    assert previous == [0, 1, 2]
+    assert allocator.live == 1 and allocator.freed == 2
+    cpus = m[1] if m.percpu else [m[1]]
+    assert cpus[0]["conn"].read() == {"packets": 0, "id": 3}
+    assert [value["conn"] for value in cpus[1:]] == [None] * (len(cpus) - 1)
+    if m.indexed:
+        m[1] = [{"conn": None}] * 2
+    else:
+        del m[1]
+    assert allocator.live == 0
+
+
 def test_a_new_object_is_zeroed_even_when_its_memory_was_used_before():
     obj = bpfjit.load(STASH)
     obj.bss.key_in = 1
@@ -215,27 +243,152 @@ def test_an_object_in_global_data(engine):
 # Host objects: the tasks of a made-up host application, handed to programs by user kfuncs.
 TASKS = {7: {"pid": 7, "uid": 1000, "comm": b"sshd".ljust(16, b"\0")},
          8: {"pid": 8, "uid": 0, "comm": b"init".ljust(16, b"\0")}}
+# What the release function of struct task_info saw: each object's fields, and the host's value.
 RELEASED: list = []
 bpfjit.register_kfunc("host_task_acquire", lambda pid: TASKS.get(pid), acquire=True, ret_type="task_info")
-bpfjit.register_kfunc("host_task_release", lambda task: RELEASED.append(task.read()), release=True,
+bpfjit.register_kfunc("host_task_release", lambda task: RELEASED.append((task.read(), task.host)), release=True,
                       ret_type="task_info")
+HOST_REFS = PROGS / "host_refs.o"
+
+
+@pytest.fixture
+def released() -> list:
+    """RELEASED, emptied once the objects earlier tests left to the collector are gone (their
+    maps give their tasks back when they are freed)."""
+    gc.collect()
+    RELEASED.clear()
+    return RELEASED
+
+
+def _fields(pid: int) -> dict:
+    """A task's fields as an object's handle reads them (chars as a list of numbers)."""
+    task = TASKS[pid]
+    return {**task, "comm": list(task["comm"])}
+
+
+def _released_pids() -> list[int]:
+    """The pids of the tasks given back so far, checking each was given back whole: its object
+    still readable, and the host's own value with it."""
+    for fields, host in RELEASED:
+        assert fields == _fields(fields["pid"]) and host is TASKS[fields["pid"]]
+    return [fields["pid"] for fields, _ in RELEASED]
+
+
+def _run(obj, program: str, engine: str, key: int = 0, pid: int = 7, delete: bool = False) -> int:
+    """Run one of host_refs.c's programs on key_in = key, pid_in = pid, delete_in = delete: its
+    return value."""
+    obj.bss.key_in, obj.bss.pid_in, obj.bss.delete_in = key, pid, int(delete)
+    return obj.programs[program].test_run(PACKET, engine=engine).retval
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_host_objects_from_user_kfuncs_are_read_stashed_and_released(engine):
+def test_host_objects_from_user_kfuncs_are_read_stashed_and_released(engine, released):
     obj = bpfjit.load(PROGS / "host_objects.o")
     remember, tasks = obj.programs["remember"], obj.maps["tasks"]
-    RELEASED.clear()
     results = []
     for pid in (7, 8, 9, 7):
         obj.bss.pid_in = pid
         results.append((remember.test_run(PACKET, engine=engine).retval, obj.bss.uid_out))
     assert results == [(XDP_PASS, 1000), (XDP_PASS, 0), (XDP_DROP, 0), (XDP_PASS, 1000)]
-    assert obj.kptr_objects.live == 2  # the tasks of pids 7 and 8, one each in the map
-    assert RELEASED == [{"pid": 7, "uid": 1000, "comm": list(TASKS[7]["comm"])}]  # replaced by the second 7
-    assert tasks[8]["task"].read() == {"pid": 8, "uid": 0, "comm": list(TASKS[8]["comm"])}
+    # The tasks of pids 7 and 8, one each in the map. The second 7 acquired the object the map
+    # held: the exchange gave it back and the program's release left the map's reference.
+    assert obj.kptr_objects.live == 2 and released == []
+    assert tasks[8]["task"].read() == _fields(8) and tasks[8]["task"].host is TASKS[8]
     del tasks[8]
-    assert obj.kptr_objects.live == 1
+    assert obj.kptr_objects.live == 1 and _released_pids() == [8]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_release_function_gives_a_host_object_back_when_its_last_reference_goes(engine, released):
+    obj = bpfjit.load(HOST_REFS)
+    tasks, allocator = obj.maps["tasks"], obj.kptr_objects
+    _run(obj, "stash", engine, key=0, pid=7)
+    assert _run(obj, "stash", engine, key=0, pid=8) == XDP_PASS  # the exchange gave 7 back, the program released it
+    assert _released_pids() == [7]
+    _run(obj, "stash", engine, key=1, pid=7)
+    del tasks[1]  # deleted from Python
+    assert _released_pids() == [7, 7]
+    tasks[0] = {"task": None}  # overwritten from Python: task 8's element
+    assert _released_pids() == [7, 7, 8]
+    _run(obj, "stash", engine, key=0, pid=7)
+    assert _run(obj, "empty", engine, key=0) == XDP_PASS  # overwritten by a program
+    assert _released_pids() == [7, 7, 8, 7]
+    _run(obj, "stash", engine, key=0, pid=8)
+    assert _run(obj, "empty", engine, key=0, delete=True) == XDP_PASS  # deleted by a program
+    assert _released_pids() == [7, 7, 8, 7, 8]
+    _run(obj, "stash", engine, key=0, pid=7)
+    _run(obj, "stash", engine, key=1, pid=8)
+    assert allocator.live == 2 and len(released) == 5
+    del obj, tasks
+    gc.collect()  # the map is freed
+    assert sorted(_released_pids()[5:]) == [7, 8]
+    assert allocator.live == 0 and allocator.freed == allocator.allocated == 7
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_one_host_object_is_one_object_however_often_it_is_acquired(engine, released):
+    obj = bpfjit.load(HOST_REFS)
+    tasks, allocator = obj.maps["tasks"], obj.kptr_objects
+    assert _run(obj, "twice", engine, pid=7) == XDP_PASS
+    assert (obj.bss.same_out, obj.bss.uid_out) == (1, 1000)  # one pointer, readable after one release
+    assert _released_pids() == [7] and allocator.allocated == 1  # given back once, at the second release
+    _run(obj, "stash", engine, key=0, pid=7)
+    _run(obj, "stash", engine, key=1, pid=7)
+    first, second = tasks[0]["task"], tasks[1]["task"]
+    assert first.address == second.address and allocator.live == 1 and first.host is TASKS[7]
+    _run(obj, "twice", engine, pid=7)  # two more references for a while: the map keeps two
+    del tasks[0]
+    assert _released_pids() == [7] and second.live
+    del tasks[1]
+    assert _released_pids() == [7, 7] and not second.live
+    assert allocator.allocated == allocator.freed == 2
+
+
+def test_threads_acquiring_one_host_object_give_it_back_once_per_object(released):
+    """Eight threads acquire the two tasks, stash them and drop them; however their acquires and
+    releases interleave, every object the allocator made is given back exactly once."""
+    obj = bpfjit.load(HOST_REFS)
+    allocator = obj.kptr_objects
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not stop.is_set():
+                name = rng.choice(("stash", "twice", "empty"))
+                obj.bss.key_in, obj.bss.pid_in = rng.randrange(4), rng.choice((7, 8))
+                obj.bss.delete_in = rng.randrange(2)
+                obj.programs[name].test_run(PACKET, repeat=4, engine="jit")
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    for program in obj.programs.values():
+        program.prepare("jit")
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in workers:
+        t.start()
+    time.sleep(1.0)
+    stop.set()
+    for t in workers:
+        t.join()
+    assert not errors, errors[0]
+    obj.maps["tasks"].clear()
+    assert allocator.live == 0 and allocator.allocated == allocator.freed == len(released) > 0
+    assert set(_released_pids()) <= {7, 8}
+
+
+def test_a_release_function_runs_with_no_allocator_lock_held():
+    """The host's code may use the allocator (here: allocate) from its release function."""
+    allocator = ObjectAllocator(arena_bytes=4096)
+    host, seen = {"pid": 1}, []
+    address = allocator.adopt(host, 1, lambda: bytes(16), lambda a: seen.append(allocator.allocate(16, 2)))
+    assert allocator.adopt(host, 1, lambda: bytes(16), None) == address  # the same object, one more reference
+    done = threading.Thread(target=lambda: (allocator.release(address), allocator.release(address)))
+    done.start()
+    done.join(timeout=10)
+    assert not done.is_alive() and len(seen) == 1 and seen[0] != 0
+    assert allocator.get(address) is None and allocator.live == 1  # what the release function allocated
 
 
 @pytest.mark.parametrize("program, message", [
@@ -265,6 +418,11 @@ def test_a_host_object_of_the_wrong_shape_fails_the_run_cleanly():
     (dict(name="nothing", fn=lambda a: 0, acquire=True), r"nothing acquires: give the struct it returns"),
     (dict(name="many", fn=lambda a, b, c, d, e, f: 0), "many takes 6 arguments"),
     (dict(name="not a name", fn=lambda: 0), "'not a name' is not a C identifier"),
+    (dict(name="unbound", fn=lambda a: 0, release=True), "unbound releases: give the struct it releases"),
+    (dict(name="wide_release", fn=lambda a, b: 0, release=True, ret_type="task_info"),
+     "wide_release takes 2 arguments: a kfunc takes at most 5, a release kfunc the object alone"),
+    (dict(name="second_release", fn=lambda a: 0, release=True, ret_type="task_info"),
+     "struct task_info already has a release kfunc, host_task_release"),
 ])
 def test_register_kfunc_refuses_what_no_program_could_call(kwargs, message):
     with pytest.raises(bpfjit.BPFError, match=f"^register_kfunc: {message}"):

@@ -8,6 +8,7 @@ import sys
 from .. import asm, disasm, isa
 from ..errors import BPFError, VerifierError
 from ..helpers import HelperRegistry, unwind_helper
+from ..listing import elf_objdump_version
 from ..object import code_sections, is_elf
 from ..program import Program
 from .common import (
@@ -39,12 +40,13 @@ def cmd_disasm(args: argparse.Namespace) -> int:
         sections = [s for s in sections if s.name == args.section]
         if not sections:
             raise BPFError(f"{args.file}: no code section named {args.section!r}")
-    # The same layout as llvm-objdump -d, so the two can be diffed.
+    # The same layout as llvm-objdump -d (of the LLVM that built the object), so the two can be diffed.
+    llvm = elf_objdump_version(data, args.file)
     print(f"\n{pathlib.Path(args.file).name}:\tfile format elf64-bpf")
     for section in sections:
         print(f"\nDisassembly of section {section.name}:\n")
         symbols = section.symbols or ((0, section.name),)
-        print(disasm.listing(isa.decode(section.code), symbols), end="")
+        print(disasm.listing(isa.decode(section.code), symbols, llvm=llvm), end="")
     return 0
 
 

@@ -15,25 +15,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-struct task_info {
-	__u32 pid;
-	__u32 uid;
-	char comm[16];
-};
-
-extern struct task_info *host_task_acquire(__u32 pid) __ksym;
-extern void host_task_release(struct task_info *task) __ksym;
-
-struct slot {
-	struct task_info __kptr *task;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
-	__type(key, __u32);
-	__type(value, struct slot);
-} tasks SEC(".maps");
+#include "host_tasks.h"
 
 __u32 pid_in;
 __u32 uid_out;
@@ -42,23 +24,13 @@ SEC("xdp")
 int remember(struct xdp_md *ctx)
 {
 	__u32 pid = pid_in;
-	struct slot empty = {}, *s;
 	struct task_info *task;
 
 	task = host_task_acquire(pid);
 	if (!task)
 		return XDP_DROP;
 	uid_out = task->uid;
-	bpf_map_update_elem(&tasks, &pid, &empty, BPF_NOEXIST);
-	s = bpf_map_lookup_elem(&tasks, &pid);
-	if (!s) {
-		host_task_release(task);
-		return XDP_ABORTED;
-	}
-	task = bpf_kptr_xchg(&s->task, task);
-	if (task)
-		host_task_release(task);
-	return XDP_PASS;
+	return stash_task(task, pid);
 }
 
 SEC("?xdp")
