@@ -141,6 +141,9 @@ class Verifier:
         self.pointer_moves: dict[int, int] = {}  # Verdict.pointer_moves
         self.callx_sites: dict[int, set[int]] = {}  # Verdict.callx_sites
         self.visited: set[int] = set()  # instructions some path reached (the others are dead)
+        # Per-instruction facts the walk asks at every visit, computed once.
+        self.frame_pointer_writers = frozenset(i for i, insn in enumerate(insns) if writes_frame_pointer(insn))
+        self.conditional_jumps = frozenset(i for i, insn in enumerate(insns) if precision.is_conditional_jump(insn))
         self.helper_args_proven = True
         self.ids = 0
         self.current_index = 0
@@ -221,13 +224,13 @@ class Verifier:
             insn = self.insns[index]
             self.visited.add(index)
             try:
-                if writes_frame_pointer(insn):
+                if index in self.frame_pointer_writers:
                     raise Rejected("frame pointer is read only")
                 if self.track_precision:
                     record = precision.step(state, insn, index)
                     self._demand_operands(state, insn)
                 following = self._step(state, insn, index)
-                if following and self.track_precision and precision.is_conditional_jump(insn):
+                if following and self.track_precision and index in self.conditional_jumps:
                     self._demand_jump(following[0][1], insn, decided=len(following) == 1)
             except Rejected as rejected:
                 self.log.insn(index, insn_text(insn, self._imm64_name))
