@@ -36,7 +36,6 @@ from .runtime.run_context import Redirect, RedirectInfo, RunContext
 from .runtime.run_memory import OutputSizes, RunMemory, run_memory
 from .runtime.static_keys import NativeSite, Patchable, PatchableWord, StaticKey, set_default
 from .runtime.status import RunEnv, Status, raise_for_status
-from .runtime.stdhelpers import TAIL_CALL
 from .verifier import cfg
 from .verifier.check import Verdict
 from .verifier.insn_text import insn_text
@@ -124,10 +123,6 @@ class Program:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout,
                                             self.verification.ctx_accesses if self.verification else None)
         self.check_seconds = time.perf_counter() - started  # checks + rewrite: "verify" in bench
-        # A tail call must leave the native interpreter's repeat loop, so such programs repeat
-        # from Python there; the JIT's loop stops at a run whose tail call it did not make natively.
-        self._may_tail_call = any(i.opcode == isa.CALL_OP and i.src == isa.CALL_HELPER and i.imm == TAIL_CALL
-                                  for i in self.insns)
         # The native interpreter's image is built now: cheap, it is what lets engine="auto" give a
         # first result at once, and resolving every ld_imm64 reports a bad pseudo source at load.
         self._image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses,
@@ -205,12 +200,31 @@ class Program:
         (helpers such as bpf_redirect act by the running program's type, which a native call
         does not change), or its code cannot be entered so (jit/engine.py tail_call_entry).
         Compiled now if need be; a compile that fails leaves it to the run to report."""
-        if program_type != self.type.kernel_type or not (self.facts.verified and self.facts.helper_args_proven):
+        if not self._may_be_tail_called(program_type):
             return None
         try:
             return self.compile().tail_call_entry
         except BPFError:
             return None
+
+    def tail_call_image(self, program_type: str) -> int | None:
+        """The address of this program's bound image that prog arrays may hand the native
+        interpreter's tail calls (runtime/maps/fd_array.py ProgArray.image_table), for a caller
+        of this kernel type, or None: as for tail_call_entry, and also when the image binds a
+        Python helper that calls back (native_interp.HelperTable.calls_back) or has traps (the
+        run reports a trap by the image it started with)."""
+        if not self._may_be_tail_called(program_type):
+            return None
+        image = self._native_image()
+        if self._native.calls_back or image.traps:
+            return None
+        return ctypes.addressof(image.header)
+
+    def _may_be_tail_called(self, program_type: str) -> bool:
+        """Whether native code may switch to this program without bpfjit.program: the caller
+        is of its type (helpers such as bpf_redirect act by the running program's type, which
+        a native switch does not change) and its helpers are native (verified, arguments proven)."""
+        return program_type == self.type.kernel_type and self.facts.verified and self.facts.helper_args_proven
 
     def prepare(self, engine: Engine = "jit") -> None:
         """Build now what the first run on `engine` would build (the JIT's code; the native
@@ -219,10 +233,10 @@ class Program:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         if engine == "jit":
             self.compile()
-            self._publish_tail_call_targets()
         elif engine == "interp":
             self._native_image()
             _interpreter()
+        self._publish_tail_call_targets(engine)
 
     @functools.cached_property
     def _prog_arrays(self) -> list[ProgArray]:
@@ -231,12 +245,28 @@ class Program:
                    if insn.is_lddw and insn.src in (isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_IDX)}
         return [found for found in map(map_from_handle, sorted(handles)) if isinstance(found, ProgArray)]
 
-    def _publish_tail_call_targets(self) -> None:
-        """Fill the native entries of the prog arrays this program tail-calls through (each
-        target compiled now if need be), so that its jitted runs compile nothing while timed."""
-        for prog_array in self._prog_arrays:
-            for index in range(prog_array.max_entries):
-                prog_array.publish_entry(index, self.type.kernel_type)
+    def _publish_tail_call_targets(self, engine: str) -> None:
+        """Fill the entries of the prog arrays this program tail-calls through that the engine
+        reads: the JIT's native entries (each target compiled now if need be, so that jitted runs
+        compile nothing while timed; a target's own arrays are filled by the helper, on their
+        first tail call) or the native interpreter's images (each target's image bound now).
+        For the interpreter, the arrays its targets name too, and theirs in turn: nothing fills
+        them in a run (the tail-call helper fills the JIT's table only). The reference
+        interpreter reads none."""
+        if engine not in ("jit", "interp"):
+            return
+        programs, seen = [self], {id(self)}
+        while programs:
+            for prog_array in programs.pop()._prog_arrays:
+                for index in range(prog_array.max_entries):
+                    if engine == "jit":
+                        prog_array.publish_entry(index, self.type.kernel_type)
+                    else:
+                        prog_array.publish_image(index, self.type.kernel_type)
+                        target = prog_array.program(index)
+                        if isinstance(target, Program) and id(target) not in seen:
+                            seen.add(id(target))
+                            programs.append(target)
 
     def _native_image(self) -> "native_interp.ProgramImage":
         """The program's image for the native interpreter, its helpers bound on first use; its
@@ -348,14 +378,14 @@ class Program:
         bounded = watchdog.limits.bounded
         if engine == "jit":
             self.compile(bounded)
-            if not bounded:
-                self._publish_tail_call_targets()
+        if not bounded:
+            self._publish_tail_call_targets(engine)
         start = time.perf_counter_ns()
         if engine == "jit" and not bounded:
             native = ctypes.c_uint64()  # timed by the native repeat loop itself
             retval = self._invoke("jit", memory, regions, watchdog, redirect, repeat, native)
             return retval, native.value
-        if engine == "interp" and not self._may_tail_call and not bounded:
+        if engine == "interp" and not bounded:
             retval = self._invoke("interp", memory, regions, watchdog, redirect, repeat)  # the repeat loop is native
             return retval, time.perf_counter_ns() - start
         for _ in range(repeat):
@@ -393,7 +423,7 @@ class Program:
     def _invoke(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                 redirect: RedirectInfo, repeat: int = 1, elapsed: ctypes.c_uint64 | None = None) -> int:
         """One invocation (or `repeat` native ones): tail calls followed, failures raised. The
-        JIT's loop stops early at a run whose tail call it left to Python: that run's chain is
+        native loops stop early at a run whose tail call they left to Python: that run's chain is
         followed, then the loop goes on with the runs left."""
         env = watchdog.new_env()
         sandboxed = watchdog.limits.bounded
@@ -436,9 +466,10 @@ class Program:
                     retval = program.compile(sandboxed).run(env, memory.r1, memory.r2, runs, ns, count_out)
                     native_ns, count = native_ns + ns.value, count_out.value
                 elif engine == "interp":
-                    image = program._native_image()
+                    image, count_out = program._native_image(), ctypes.c_uint64()
                     retval = _interpreter().run(image, env, memory.r1, memory.r2, runs,
-                                                program._native_checked(sandboxed))
+                                                program._native_checked(sandboxed), count_out)
+                    count = count_out.value
                 else:
                     interpreter = Interpreter(program.insns, program.env, program.facts.function_starts,
                                               program.facts.callx_sites)

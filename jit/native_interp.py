@@ -46,7 +46,7 @@ from .native_interp_ir import DISPATCH_INDIRECT, TRAP, VARIANTS, module_ir
 DISPATCH = DISPATCH_INDIRECT
 
 _REPEAT = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
-                           ctypes.c_uint64, ctypes.c_uint64)
+                           ctypes.c_uint64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64))
 _CALL = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
                          ctypes.POINTER(ctypes.c_uint64))
 
@@ -69,6 +69,15 @@ class HelperTable:
             self._callbacks[helper_id] = engine.helper_callback(self.env.helpers.get(helper_id))
         return ctypes.cast(self._callbacks[helper_id], ctypes.c_void_p).value
 
+    @property
+    def calls_back(self) -> bool:
+        """Whether a Python helper bound here calls BPF code back (bpf_loop, for_each_map_elem
+        when the interpreter hands them over): such a helper finds the function in the run's
+        context, which names the program the run started with, so an image that binds one is
+        no target the interpreter may switch to by itself (a tail call), as for the JIT
+        (jit/engine.py CompiledProgram.tail_call_entry)."""
+        return bool(self._callbacks.keys() & engine.CALLS_BACK)
+
 
 class NativeInterpreter:
     """The linked interpreter module: per variant, a repeat entry and a function-call entry.
@@ -85,12 +94,15 @@ class NativeInterpreter:
         self._call = {variant: _CALL(self._engine.get_function_address(f"bpfjit_interp_{variant}_call"))
                       for variant in VARIANTS}
 
-    def run(self, image: ProgramImage, env: RunEnv, r1: int, r2: int, repeat: int = 1, checked: bool = False) -> int:
+    def run(self, image: ProgramImage, env: RunEnv, r1: int, r2: int, repeat: int = 1, checked: bool = False,
+            runs: ctypes.c_uint64 | None = None) -> int:
         """Run the program from slot 0 with r1, r2 (r3-r5 = 0), `repeat` times in the native loop
-        (stopping at the first run that does not end OK); return r0 of the last run."""
+        (stopping at the first run that does not end OK, such as one whose tail call is left to
+        bpfjit.program); return r0 of the last run, and how many runs were made in `runs`."""
         variant = "checked" if checked else "fast"
+        made = runs if runs is not None else ctypes.c_uint64()
         result = self._repeat[variant](ctypes.addressof(image.header), ctypes.byref(env), r1 & MASK64, r2 & MASK64,
-                                       max(1, repeat))
+                                       max(1, repeat), ctypes.byref(made))
         raise_for_trap(env, image)
         return result
 

@@ -18,6 +18,11 @@ helper registries. Everything it would have to look up is settled here, once:
   loops around a nested interpretation of the callback, keeping the helper's index in imm for
   the cases it hands to the Python helper (a callback or map it does not find); and a table of
   the array maps the program loads, (handle, layout) pairs, for_each finds its map in;
+* calls of the standard ``bpf_tail_call`` given a call code of their own (native_interp_ir.CALL_TAIL),
+  with a table of the prog arrays the program loads, (handle, (image table, max entries, the
+  word of an empty slot)) pairs
+  (runtime/maps/fd_array.py ProgArray.image_table), where the interpreter finds the image to
+  switch to;
 * accesses the verifier left to the run (Facts.checked_accesses) moved to a spare addressing mode
   (native_interp_ir.CHECKED_MODE), which the fast variant checks against the raw memory;
 * a byte per slot saying whether a static-branch JA jumps, read at every execution of the site;
@@ -40,14 +45,17 @@ from bpfjit import isa
 from bpfjit.isa import Insn, MASK32
 from bpfjit.runtime.environment import Environment, func_token
 from bpfjit.runtime.jump_tables import BAD_TARGET, gotox_targets, program_tables
+from bpfjit.runtime.maps import ProgArray, map_from_handle
 from bpfjit.runtime.static_keys import BranchFlag
-from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP, for_each_map_elem, loop
+from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP, TAIL_CALL, for_each_map_elem, loop, tail_call
 
-from .native_interp_ir import CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE
+from .native_interp_ir import (CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CALL_TAIL, CHECKED_MODE, STOPS_ON_ZERO,
+                               TRAP_OPCODE)
 
-# The helpers the interpreter runs as native loops (their standard implementation) and the call
-# code it knows them by.
-_LOOP_CALLS = {LOOP: (loop, CALL_BPF_LOOP), FOR_EACH_MAP_ELEM: (for_each_map_elem, CALL_FOR_EACH_ARRAY)}
+# The helpers the interpreter runs itself when they are the standard implementation (native
+# loops, the tail call's switch of image), and the call code it knows each by.
+_OWN_CALLS = {LOOP: (loop, CALL_BPF_LOOP), FOR_EACH_MAP_ELEM: (for_each_map_elem, CALL_FOR_EACH_ARRAY),
+              TAIL_CALL: (tail_call, CALL_TAIL)}
 
 
 class ImageHeader(ctypes.Structure):
@@ -65,6 +73,8 @@ class ImageHeader(ctypes.Structure):
         ("token_function_count", ctypes.c_uint64),  # the functions' leading run: those with a token
         ("array_maps", ctypes.c_void_p),  # (handle, address of (value base, stride, max entries)) pairs
         ("array_map_count", ctypes.c_uint64),
+        ("prog_arrays", ctypes.c_void_p),  # (handle, address of (image table, max entries, empty word)) pairs
+        ("prog_array_count", ctypes.c_uint64),
     ]
 
 
@@ -134,8 +144,8 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                               for i in insns] or [0])
     code = (ctypes.c_uint64 * len(words)).from_buffer(words)
     traps: dict[int, str] = {}
-    loaded: set[int] = set()  # the ld_imm64 values: the maps for_each may be handed
-    for_each = False  # whether the program calls the standard for_each_map_elem
+    loaded: set[int] = set()  # the ld_imm64 values: the maps for_each and tail calls may be handed
+    own_calls: set[int] = set()  # the call codes of _OWN_CALLS the program makes
     gotox_sets, gotox_targets_table = _gotox_table(insns, starts, env)
     special = [index for index, insn in enumerate(insns) if insn.opcode in _SPECIAL]
     functions, token_functions, callx_refs = _function_table(insns, special, starts, env, callx_sites or {})
@@ -161,9 +171,9 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
             if helper is None:
                 reason = f"call to unknown helper {imm}"
             else:
-                standard, loop_code = _LOOP_CALLS.get(imm, (None, src))
-                src = loop_code if helper.impl is standard else src
-                for_each |= src == CALL_FOR_EACH_ARRAY
+                standard, own_code = _OWN_CALLS.get(imm, (None, src))
+                src = own_code if helper.impl is standard else src
+                own_calls.add(src)
                 imm = index_of(imm)
         elif opcode == isa.CALLX_OP:
             dst, imm = insn.callx_reg, callx_refs[index]
@@ -179,16 +189,18 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     if env.callx_reaches_helpers and any(insns[index].opcode == isa.CALLX_OP for index in special):
         helper_ids = [(helper.id, index_of(helper.id)) for helper in env.helpers]
     ids, function_table = _pairs(helper_ids), _pairs(functions)
-    layouts, array_maps, array_map_count = _array_maps(loaded if for_each else (), env)
+    layouts, array_maps, array_map_count = _array_maps(loaded if CALL_FOR_EACH_ARRAY in own_calls else (), env)
+    tables, prog_arrays, prog_array_count = _prog_arrays(loaded if CALL_TAIL in own_calls else ())
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
     header = ImageHeader(ctypes.addressof(code), 0, ctypes.addressof(ids), len(helper_ids),
                          ctypes.addressof(function_table), len(functions), ctypes.addressof(branches),
                          ctypes.addressof(gotox_targets_table), len(insns), token_functions,
-                         ctypes.addressof(array_maps), array_map_count)
+                         ctypes.addressof(array_maps), array_map_count, ctypes.addressof(prog_arrays),
+                         prog_array_count)
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots,
-                        [words, ids, function_table, gotox_targets_table, layouts, array_maps])
+                        [words, ids, function_table, gotox_targets_table, layouts, array_maps, tables, prog_arrays])
 
 
 def _function_table(insns: Sequence[Insn], special: Sequence[int], starts: frozenset[int], env: Environment,
@@ -218,10 +230,28 @@ def _function_table(insns: Sequence[Insn], special: Sequence[int], starts: froze
 def _array_maps(values: Iterable[int], env: Environment) -> tuple[ctypes.Array, ctypes.Array, int]:
     """The array maps among the ld_imm64 values: their layouts (value base, stride, max entries),
     the (handle, address of its layout) pairs for_each looks its map up in, and their count."""
-    found = [(handle, layout) for handle in sorted(values) if (layout := env.array_map(handle)) is not None]
-    layouts = _pairs((layout.value_base, layout.stride, layout.max_entries) for _, layout in found)
-    base = ctypes.addressof(layouts)
-    return layouts, _pairs((handle, base + 24 * n) for n, (handle, _) in enumerate(found)), len(found)
+    return _keyed_words([(handle, (layout.value_base, layout.stride, layout.max_entries)) for handle in sorted(values)
+                         if (layout := env.array_map(handle)) is not None])
+
+
+def _prog_arrays(values: Iterable[int]) -> tuple[ctypes.Array, ctypes.Array, int]:
+    """The prog arrays among the ld_imm64 values: their (image table, max entries, the word of an
+    empty slot) words, the (handle, address of those words) pairs a tail call looks its array up
+    in, and their count. The map keeps its table where it is for as long as it lives, and its
+    handle names it alone."""
+    return _keyed_words([(handle, (prog_array.image_table, prog_array.max_entries, ProgArray.EMPTY_ENTRY))
+                         for handle in sorted(values) if isinstance(prog_array := map_from_handle(handle), ProgArray)])
+
+
+def _keyed_words(found: Sequence[tuple[int, tuple[int, ...]]]) -> tuple[ctypes.Array, ctypes.Array, int]:
+    """Each handle's words, one record after another; the (handle, address of its record) pairs
+    the interpreter scans for a handle; and their count."""
+    records = _pairs(words for _, words in found)
+    base, offset, pairs = ctypes.addressof(records), 0, []
+    for handle, words in found:
+        pairs.append((handle, base + offset))
+        offset += 8 * len(words)
+    return records, _pairs(pairs), len(found)
 
 
 def _gotox_table(insns: Sequence[Insn], starts: frozenset[int],

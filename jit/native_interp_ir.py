@@ -59,6 +59,11 @@ map not found there (an unverified program's, an inner map) goes to the Python h
 reports it. The checked variant hands for_each to the Python helper: the key's native slot is
 none of the regions its accesses are checked against.
 
+``bpf_tail_call`` (the standard helper, given a call code of its own) switches to the target's
+image from the prog array's image table in the fast variant, from the main function of an
+invocation: a musttail call of the interpreter function itself, so the chain runs in one native
+frame and stays interpreted, as the JIT's tail call jumps to the target's code (_LoopBuilder.tail_call).
+
 ``gotox rX`` jumps to the slot rX holds (an entry of a jump table), once the image's table of
 jump-table targets says that slot is one of the gotox's function's (its imm names the set);
 any other value traps, with the reference interpreter's error.
@@ -72,8 +77,8 @@ from typing import Callable
 from bpfjit import isa
 from bpfjit.runtime.status import (BPF_MAX_LOOPS, FIELD_ACCESS_SIZE, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
                                    FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_STACK_TOP, FIELD_STATUS,
-                                   FIELD_STEPS, FIELD_STOP, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
-                                   MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
+                                   FIELD_STEPS, FIELD_STOP, FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING,
+                                   MAX_CALL_FRAMES, MAX_TAIL_CALLS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 
 from bpfjit.runtime.packet_loads import SKB_DATA, SKB_DATA_END, SKF_LL_OFF
 
@@ -85,9 +90,9 @@ VARIANTS = ("fast", "checked")
 
 TRAP = 0x100  # RunEnv.status of an instruction the image turned into a trap (TRAP_OPCODE)
 TRAP_OPCODE = 0x00  # LD|IMM|W: no engine accepts it, so the image may use it for its traps
-# The image's call codes (src of a call) for the standard bpf_loop and for_each_map_elem: the
-# codes after the kernel's (helper 0, BPF function 1, kfunc 2).
-CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY = 3, 4
+# The image's call codes (src of a call) for the standard bpf_loop, for_each_map_elem and
+# bpf_tail_call: the codes after the kernel's (helper 0, BPF function 1, kfunc 2).
+CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CALL_TAIL = 3, 4, 5
 STOPS_ON_ZERO = 1  # helper table flag: a zero result unwinds the run (bpf_conformance's helper 5)
 POLL_EVERY = 1024  # steps between two looks at the watchdog's stop flag (checked variant)
 
@@ -100,7 +105,7 @@ CHECKED_MODE = {isa.LDX | isa.MEM: isa.LDX | isa.ABS, isa.LDX | isa.MEMSX: isa.L
 # The image's fields (jit/native_interp_image.py ImageHeader), each 8 bytes.
 (IMAGE_CODE, IMAGE_HELPERS, IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT,
  IMAGE_BRANCHES, IMAGE_GOTOX_TARGETS, IMAGE_SLOT_COUNT, IMAGE_TOKEN_FUNCTION_COUNT, IMAGE_ARRAY_MAPS,
- IMAGE_ARRAY_MAP_COUNT) = range(12)
+ IMAGE_ARRAY_MAP_COUNT, IMAGE_PROG_ARRAYS, IMAGE_PROG_ARRAY_COUNT) = range(14)
 # A frame record: the caller's r1-r10 (slots 0-9), its return slot, its may_goto budget.
 RECORD_WORDS = 16
 RECORD_RETURN, RECORD_MAY_GOTO = 10, 11
@@ -637,8 +642,8 @@ class _LoopBuilder:
 
     def call(self, opcode: int) -> None:
         """call: a helper (src 0, imm = its index in the helper table), a BPF function (src 1), or
-        the standard bpf_loop or for_each_map_elem (CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY; imm = the
-        helper's index)."""
+        the standard bpf_loop, for_each_map_elem or bpf_tail_call (CALL_BPF_LOOP,
+        CALL_FOR_EACH_ARRAY, CALL_TAIL; imm = the helper's index)."""
         f = self.f
         local, other = f.branch_if(f.value(f"icmp eq i64 {f.src}, 1"))
         f.label(local)
@@ -650,14 +655,17 @@ class _LoopBuilder:
         f.label(helper)
         self.to_helper(helper)
         f.label(loops)
-        bpf_loop, for_each = f.branch_if(f.value(f"icmp eq i64 {f.src}, {CALL_BPF_LOOP}"))
+        bpf_loop, for_each, tail = f.fresh("own_loop"), f.fresh("own_for_each"), f.fresh("own_tail")
+        f.emit(f"switch i64 {f.src}, label %trap [ i64 {CALL_BPF_LOOP}, label %{bpf_loop} "
+               f"i64 {CALL_FOR_EACH_ARRAY}, label %{for_each} i64 {CALL_TAIL}, label %{tail} ]")
         f.label(bpf_loop)
         self.bpf_loop()
-        f.label(for_each)
-        if f.checked:
-            self.to_helper(for_each)
-        else:
-            self.for_each_array()
+        for block, native in ((for_each, self.for_each_array), (tail, self.tail_call)):
+            f.label(block)
+            if f.checked:  # no checked region holds for_each's key; a budgeted run's tail calls unwind
+                self.to_helper(block)
+            else:
+                native()
 
     def to_helper(self, block: str) -> None:
         """From `block`, call the helper whose index imm holds (through the helper table)."""
@@ -698,6 +706,55 @@ class _LoopBuilder:
             f.emit(f"store i32 {f.value(f'trunc i64 {i} to i32')}, ptr %key_slot")
             return [handle, key, f.value(f"add i64 {base}, {f.value(f'mul i64 {i}, {stride}')}"), ctx, "0"]
         self.callback_loop(start, entries, args)
+
+    def tail_call(self) -> None:
+        """bpf_tail_call(ctx, prog_array, index) from the main function of an invocation, as the
+        JIT makes it (jit/lower.py inline_tail_call): the index against the array's size and
+        RunEnv's count against MAX_TAIL_CALLS, then the slot's image in the array's image table
+        (runtime/maps/fd_array.py ProgArray): empty, or any check failing, gives r0 = -ENOENT and
+        the next instruction; an image interprets the target from its first slot with the ctx and
+        length this invocation was entered with, in a fresh frame (a musttail call of this
+        function: the caller's frame is gone, so a chain of 33 takes no more native stack than
+        one). An image not filled yet (0), an array not in the image's table, or a call from a
+        BPF function or a callback goes to the Python helper, whose TAIL_CALL bpfjit.program
+        acts on."""
+        f = self.f
+        depth = f.value("load i64, ptr %depth_slot")
+        main = f.value(f"and i1 {f.value(f'icmp eq i64 {depth}, 0')}, {f.value('icmp eq i64 %start, 0')}")
+        go, nested = f.branch_if(main, weight_taken=True)
+        f.label(nested)
+        self.to_helper(nested)
+        f.label(go)
+        found, words, missing = self.scan_pairs(f.image_word(IMAGE_PROG_ARRAYS),
+                                                f.image_word(IMAGE_PROG_ARRAY_COUNT, "i64"), f.load_reg("2"))
+        f.label(missing)
+        self.to_helper(missing)
+        f.label(found)
+        # The array's image table, its max entries and the word of an empty slot (a value of the
+        # map's, read from the image: this IR is cached by the sources it is built from).
+        record = f.value(f"inttoptr i64 {words} to ptr")
+        table, entries, empty_entry = (
+            f.value(f"load {ty}, ptr {f.value(f'getelementptr inbounds i64, ptr {record}, i64 {word}')}")
+            for word, ty in enumerate(("ptr", "i64", "i64")))
+        index = f.load_reg("3")
+        slot = f.value(f"zext i32 {f.value(f'trunc i64 {index} to i32')} to i64")
+        count_ptr = f.env_field(FIELD_TAIL_CALLS)
+        count = f.value(f"load i64, ptr {count_ptr}")
+        allowed = f.value(f"and i1 {f.value(f'icmp ult i64 {slot}, {entries}')}, "
+                          f"{f.value(f'icmp ult i64 {count}, {MAX_TAIL_CALLS}')}")
+        self.refuse_if(f.value(f"xor i1 {allowed}, true"), str(-errno.ENOENT))
+        entry = f.value(f"load atomic i64, ptr {f.value(f'getelementptr inbounds i64, ptr {table}, i64 {slot}')} "
+                        "acquire, align 8")
+        self.refuse_if(f.value(f"icmp eq i64 {entry}, {empty_entry}"), str(-errno.ENOENT))
+        slow, native = f.branch_if(f.value(f"icmp eq i64 {entry}, 0"), weight_taken=False)
+        f.label(slow)
+        self.to_helper(slow)
+        f.label(native)
+        f.emit(f"store i64 {f.value(f'add i64 {count}, 1')}, ptr {count_ptr}")
+        target = f.value(f"inttoptr i64 {entry} to ptr")
+        result = f.value(f"musttail call i64 {f.name}(ptr {target}, ptr %env, i64 0, i64 %a1, i64 %a2, i64 0, "
+                         "i64 0, i64 0)")
+        f.emit(f"ret i64 {result}")
 
     def refuse_if(self, refused: str, error: str) -> None:
         """Where `refused` holds, r0 = error and on to the next instruction; the code continues
@@ -928,8 +985,10 @@ class _LoopBuilder:
 def module_ir(dispatch: str = DISPATCH_INDIRECT) -> str:
     """The interpreter module: both variants, and per variant two entry points:
 
-    ``i64 @bpfjit_interp_<variant>_repeat(ptr image, ptr env, i64 r1, i64 r2, i64 n)`` runs the
-    program from slot 0 n times (stopping early when a run fails) and returns the last r0;
+    ``i64 @bpfjit_interp_<variant>_repeat(ptr image, ptr env, i64 r1, i64 r2, i64 n, ptr runs)``
+    runs the program from slot 0 n times (stopping early at a run that does not end OK, such as
+    one whose tail call is left to bpfjit.program), leaves how many runs it made in *runs and
+    returns the last r0; each run is an invocation of its own, its tail-call count from 0;
     ``i64 @bpfjit_interp_<variant>_call(ptr image, ptr env, i64 start, ptr args)`` runs the function
     at slot `start` once with r1-r5 = args[0..4] (a helper's callback).
     """
@@ -945,25 +1004,28 @@ def module_ir(dispatch: str = DISPATCH_INDIRECT) -> str:
 def _entries(variant: str) -> list[str]:
     core = f"@bpfjit_interp_{variant}"
     return f"""
-define i64 {core}_repeat(ptr %img, ptr %env, i64 %r1, i64 %r2, i64 %n) {{
+define i64 {core}_repeat(ptr %img, ptr %env, i64 %r1, i64 %r2, i64 %n, ptr %runs) {{
 entry:
   %sp = call i64 asm sideeffect "movq %rsp, $0", "=r"()
   %top = sub i64 %sp, 8
   %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
   store i64 %top, ptr %top_field
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
+  %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %again ]
   %r = call i64 {core}(ptr %img, ptr %env, i64 0, i64 %r1, i64 %r2, i64 0, i64 0, i64 0)
+  %next = add i64 %i, 1
   %status = load volatile i64, ptr %status_field
   %failed = icmp ne i64 %status, 0
   br i1 %failed, label %done, label %again
 again:
-  %next = add i64 %i, 1
+  store volatile i64 0, ptr %tail_calls_field
   %more = icmp ult i64 %next, %n
   br i1 %more, label %loop, label %done
 done:
+  store i64 %next, ptr %runs
   ret i64 %r
 }}
 

@@ -138,15 +138,7 @@ def test_jitted_runs_call_no_python_helper(case, cpu):
     assert python_helper_calls_of_runs(case, cpu, "jit", True) == 0
 
 
-# Tail calls are native in the JIT only: the native interpreter's bpf_tail_call is the Python
-# helper, whose TAIL_CALL status bpfjit.program acts on.
-TAIL_CALL_ON_INTERP = pytest.mark.xfail(strict=True,
-                                        reason="bpf_tail_call is a Python helper on the native interpreter")
-INTERP_CASES = [pytest.param(case, id=case.name, marks=TAIL_CALL_ON_INTERP if case.name == "tail_chain" else ())
-                for case in HELPER_CASES]
-
-
-@pytest.mark.parametrize("case", INTERP_CASES)
+@pytest.mark.parametrize("case", HELPER_CASES, ids=[case.name for case in HELPER_CASES])
 def test_interpreted_runs_call_no_python_helper(case):
     assert python_helper_calls_of_runs(case, "v3", "interp", True) == 0
 

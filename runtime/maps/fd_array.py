@@ -136,7 +136,13 @@ class ProgArray(_FdArray):
     program for it (:meth:`publish_entry`). Changing a slot resets its entry. The programs a
     slot held keep their code alive as long as the map lives: a run on another thread may still
     be inside the code (the kernel waits for an RCU grace period; nothing here knows when runs
-    are done with it)."""
+    are done with it).
+
+    The native interpreter's tail calls (jit/native_interp_ir.py) read a second table of the
+    same shape at ``image_table``: slot ``i``'s program image (the address of its header) for
+    the interpreter to switch to, with the same EMPTY_ENTRY and 0; bpfjit.program fills it
+    (:meth:`publish_image`) for the arrays a program names before it runs interpreted, so the
+    interpreted path stays interpreted (a JIT entry would leave it)."""
 
     type_name = "prog_array"
     EMPTY_ENTRY = 1  # the native entry of an empty slot (no code lives at address 1)
@@ -145,21 +151,26 @@ class ProgArray(_FdArray):
         _FdArray._allocate(self)
         self._entries = self._alloc(8 * self.max_entries, "the native entry table", self)
         self.entry_table = self._entries.address
-        (ctypes.c_uint64 * self.max_entries).from_address(self.entry_table)[:] = [self.EMPTY_ENTRY] * self.max_entries
+        self._images = self._alloc(8 * self.max_entries, "the interpreter's image table", self)
+        self.image_table = self._images.address
+        for table in (self.entry_table, self.image_table):
+            (ctypes.c_uint64 * self.max_entries).from_address(table)[:] = [self.EMPTY_ENTRY] * self.max_entries
         self._retired: list[Any] = []
 
     def _check_object(self, obj: Any) -> None:
         if isinstance(obj, (Map, int, bytes, bytearray)):
             raise self._err(f"slots hold program objects, not {type(obj).__name__}", E.EINVAL)
 
-    def _entry(self, index: int) -> ctypes.c_uint64:
-        return ctypes.c_uint64.from_address(self.entry_table + 8 * index)
+    def _entry(self, index: int, table: int | None = None) -> ctypes.c_uint64:
+        """Slot ``index``'s word in ``table`` (the JIT's entry table unless named)."""
+        return ctypes.c_uint64.from_address((self.entry_table if table is None else table) + 8 * index)
 
     def _store(self, index: int, obj: Any) -> None:
-        entry = self._entry(index)
-        if entry.value not in (0, self.EMPTY_ENTRY):
+        entries = [self._entry(index, table) for table in (self.entry_table, self.image_table)]
+        if any(entry.value not in (0, self.EMPTY_ENTRY) for entry in entries):
             self._retired.append(self._slots[index])
-        entry.value = self.EMPTY_ENTRY if obj is None else 0
+        for entry in entries:
+            entry.value = self.EMPTY_ENTRY if obj is None else 0
         self._slots[index] = obj
 
     def set_program(self, index: int, prog: Any) -> None:
@@ -183,16 +194,27 @@ class ProgArray(_FdArray):
         (bpfjit.program: compiles the program if need be; None when it cannot be called so), for
         a caller of this kernel program type. A slot changed meanwhile keeps its new state; a
         filled or empty one is left as it is."""
-        if self._entry(index).value:
+        self._publish(self.entry_table, index, "tail_call_entry", program_type)
+
+    def publish_image(self, index: int, program_type: str) -> None:
+        """Fill slot ``index``'s entry in the interpreter's image table from its program's
+        ``tail_call_image(program_type)`` (bpfjit.program: its bound image; None when the
+        interpreter cannot switch to it), as :meth:`publish_entry` fills the JIT's."""
+        self._publish(self.image_table, index, "tail_call_image", program_type)
+
+    def _publish(self, table: int, index: int, method: str, program_type: str) -> None:
+        """Fill slot ``index``'s word in ``table`` with what its program's ``method`` gives for
+        a caller of ``program_type``, unless the word is set or the slot changes meanwhile."""
+        if self._entry(index, table).value:
             return
         prog = self.program(index)
-        entry = getattr(prog, "tail_call_entry", None)
+        entry = getattr(prog, method, None)
         address = entry(program_type) if entry is not None else None
         if not address:
             return
         with self._lock:
             if self._slots[index] is prog:
-                self._entry(index).value = address
+                self._entry(index, table).value = address
 
 
 class _MapInMap:
