@@ -46,7 +46,7 @@ from .runtime.memory import Region
 from .runtime.helpers import Helper, HelperFn, HelperRegistry, Prototype
 from .runtime.jump_tables import create_table_map
 from .runtime.kfuncs import object_helpers, register_kfunc  # noqa: F401 (bpfjit.register_kfunc)
-from .runtime.kptrs import KptrFields, ObjectAllocator, kptr_slots
+from .runtime.kptrs import KptrFields, ObjectAllocator, ObjectHandle, kptr_slots
 from .runtime.static_keys import StaticKey
 from .runtime.kernel_helpers import HELPER_IDS
 from .runtime.stdhelpers import standard_helpers
@@ -123,34 +123,98 @@ class FunctionHandle:
     owner: "Object" = dataclasses.field(compare=False, repr=False)
 
 
-class _FunctionPointers:
-    """Function pointers of global data as Python values (the BTF codec's FunctionCodec): a
-    handle, or None for NULL; only a function whose prototype fits the pointer's may be stored,
-    as the verifier assumes of every write into the slot."""
+class _DataPointers:
+    """The pointer words of global data as Python values (the BTF codec's PointerCodec), for one
+    value written or read: a section's (``obj.maps[".bss"][0]``) or one of its variables'
+    (``obj.globals["hook"]``), ``base`` bytes into the section. A function-pointer slot reads as
+    a FunctionHandle, or None for NULL, and takes only those, of a function whose prototype fits
+    the slot's, as the verifier assumes of every write into it; a slot the object's data
+    initialises never becomes NULL. A kptr field reads as an ObjectHandle, or None; only
+    programs change it, so what a write gives for it (a handle, None or an int) is not stored."""
 
-    def __init__(self, obj: "Object", variable: str):
+    def __init__(self, obj: "Object", m: Map, base: int, name: str, size: int):
         self.obj = obj
-        self.variable = variable
+        self.map = m
+        self.base = base
+        self.name = name  # how C names the value: the variable, or the section for all of it
+        self.size = size
+        self.slots = obj._function_slots.get(m.name, {})
 
-    def decode(self, proto_id: int, raw: int) -> Any:
+    def decode(self, offset: int, raw: int) -> Any:
+        at = self.base + offset
+        kptrs = self.map.kptrs
+        if kptrs is not None and at in kptrs.offsets:
+            return kptrs.handle(raw, self.obj.btf)
+        if at not in self.slots:
+            return raw
         if raw == 0:
             return None
         number = raw - FUNC_TOKEN_BASE
         functions = self.obj.elf.functions
         return FunctionHandle(functions[number].name, number, self.obj) if 0 <= number < len(functions) else raw
 
-    def encode(self, proto_id: int, value: Any) -> int:
+    def encode(self, offset: int, value: Any) -> Any:
+        at = self.base + offset
+        kptrs = self.map.kptrs
+        if kptrs is not None and at in kptrs.offsets:
+            if value is None or isinstance(value, (ObjectHandle, int)):
+                return 0  # not written (_write_value keeps the field)
+            raise BPFError(f"{self.name}: the kptr field at offset {at - self.base} holds an object only programs "
+                           f"store (give an object handle or None), not {value!r}")
+        slot = self.slots.get(at)
+        if slot is None:
+            return value
         if value is None:
             return 0
         if not isinstance(value, FunctionHandle):
-            raise BPFError(f"{self.variable} is a function pointer: assign a function (obj.functions[name]) or "
+            raise BPFError(f"{slot.name} is a function pointer: assign a function (obj.functions[name]) or "
                            f"None, not {value!r}")
         if value.owner is not self.obj or value.name not in self.obj.functions:
-            raise BPFError(f"{self.variable}: {value.name} is not a function of {self.obj.name} a pointer may name")
-        why = self.obj.prototype_mismatch(value.name, self.variable, proto_id)
+            raise BPFError(f"{slot.name}: {value.name} is not a function of {self.obj.name} a pointer may name")
+        why = self.obj.prototype_mismatch(value.name, slot.name, slot.proto_id)
         if why is not None:
-            raise BPFError(f"cannot assign {value.name} to {self.variable}: {why}")
+            raise BPFError(f"cannot assign {value.name} to {slot.name}: {why}")
         return func_token(value.number)
+
+    def check_bytes(self, offset: int, size: int) -> None:
+        start = self.base + offset
+        covered = [slot.name for at, slot in self.slots.items() if start <= at < start + size]
+        if covered:
+            where = self.name if (offset, size) == (0, self.size) else ", ".join(covered)
+            raise BPFError(f"{where} holds function pointers: assign functions (obj.functions[name]) or None, "
+                           "not bytes")
+
+    def value_bytes(self, type_id: int, value: Any) -> bytes:
+        """The bytes of value (of type type_id, ``size`` bytes), checked: no slot the object's
+        data initialises with a function is left NULL (given None, or left out of a dict)."""
+        data = self.obj.btf.encode_value(type_id, value, self)
+        for at in sorted(self.obj._initialised_slots.get(self.map.name, ())):
+            if self.base <= at < self.base + self.size and not any(data[at - self.base:at - self.base + 8]):
+                raise BPFError(f"{self.slots[at].name} is initialised with a function: it can name another one, "
+                               "not None")
+        return data
+
+
+class _SectionValues:
+    """A global-data section's value as its map shows it (``obj.maps[".bss"][0]``, the map's
+    ValueCodec): typed as ``obj.globals`` types its variables, function pointers and kptrs
+    included, so neither view can store what the other would refuse."""
+
+    def __init__(self, obj: "Object", m: Map):
+        self.obj = obj
+        self.map = m
+
+    def _pointers(self) -> _DataPointers:
+        return _DataPointers(self.obj, self.map, 0, self.map.name, self.map.value_size)
+
+    def decode(self, data: bytes) -> Any:
+        return self.obj.btf.format_value(self.map.value_type_id, data, self._pointers())
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            return self._pointers().value_bytes(self.map.value_type_id, value)
+        except BTFError as exc:
+            raise MapError(f"map {self.map.name}: cannot encode value: {exc}", errno.EINVAL) from None
 
 
 class Globals:
@@ -170,20 +234,13 @@ class Globals:
     def __getitem__(self, name: str) -> Any:
         m, offset, size, type_id = self._find(name)
         data = _value_bytes(m)[offset:offset + size]
-        return self._obj.btf.format_value(type_id, data, _FunctionPointers(self._obj, name))
+        return self._obj.btf.format_value(type_id, data, _DataPointers(self._obj, m, offset, name, size))
 
     def __setitem__(self, name: str, value: Any) -> None:
         m, offset, size, type_id = self._find(name)
         if m.frozen:
             raise BPFError(f"{name} is in {m.name}, which is frozen after load (set it with load(rodata=...))")
-        if isinstance(value, (bytes, bytearray, memoryview)) and btf_module.function_pointers(self._obj.btf, type_id):
-            raise BPFError(f"{name} holds function pointers: assign functions (obj.functions[name]) or None, "
-                           "not bytes")
-        data = self._obj.btf.encode_value(type_id, value, _FunctionPointers(self._obj, name))
-        for slot in btf_module.function_pointers(self._obj.btf, type_id, name):
-            if offset + slot.offset in self._obj._initialised_slots.get(m.name, ()) and \
-                    not any(data[slot.offset:slot.offset + 8]):
-                raise BPFError(f"{slot.name} is initialised with a function: it can name another one, not None")
+        data = _DataPointers(self._obj, m, offset, name, size).value_bytes(type_id, value)
         _write_value(m, offset, data)
 
     def __getattr__(self, name: str) -> Any:
@@ -568,10 +625,15 @@ class Object:
         its loads as constants and refuse stores into it."""
         # Section -> offsets of its function-pointer slots that start out naming a function.
         self._initialised_slots: dict[str, frozenset[int]] = {}
+        # Section -> its function-pointer slots by offset.
+        self._function_slots: dict[str, dict[int, btf_module.FunctionPointer]] = {}
         for d in self.elf.data_sections:
             m = self.maps[d.name]
             slots = {slot.offset: slot for slot in btf_module.function_pointers(self.btf, m.value_type_id)} \
                 if m.value_type_id else {}
+            self._function_slots[d.name] = slots
+            if m.value_type_id:  # the map view types the value as obj.globals does
+                m.value_codec = _SectionValues(self, m)
             for offset, target in d.pointers:
                 if target[0] == "func" and offset in slots:
                     name, slot = self.elf.functions[target[1]].name, slots[offset]

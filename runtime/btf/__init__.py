@@ -43,7 +43,7 @@ from .types import (FUNC_EXTERN, FUNC_GLOBAL, FUNC_STATIC, INT_BOOL, INT_CHAR, I
                     UnknownType, Var, VarSecInfo, Void, kind_name)
 from .functions import (FunctionPointer, FunctionPointerFacts, function_pointers, function_prototypes,
                         prototype_mismatch, prototype_of)
-from .values import FunctionCodec, encode_value, format_value
+from .values import PointerCodec, encode_value, format_value
 
 __all__ = [
     "BTF", "BTF_EXT_CORE_HDR_LEN", "BTF_HDR_LEN", "BTF_MAGIC", "BTF_VERSION", "FUNC_EXTERN",
@@ -51,9 +51,9 @@ __all__ = [
     "MAX_NESTING", "MAX_SPECIAL_FIELDS", "MODIFIER_KINDS", "PIN_BY_NAME", "PIN_NONE",
     "VAR_GLOBAL_ALLOCATED", "VAR_GLOBAL_EXTERN", "VAR_STATIC", "Array", "BTFExt", "BTFHeader",
     "BTFType", "CoreRelo", "CoreReloKind", "Datasec", "DatasecVar", "DeclTag", "Enum", "EnumValue",
-    "Float", "Func", "FuncInfo", "FuncProto", "FunctionCodec", "FunctionPointer", "FunctionPointerFacts",
+    "Float", "Func", "FuncInfo", "FuncProto", "FunctionPointer", "FunctionPointerFacts",
     "Fwd", "Int", "Kind", "KptrField", "LineInfo",
-    "MapDef", "Member", "Modifier", "Param", "Ptr", "SpecialFields", "Struct", "UnknownType", "Var",
+    "MapDef", "Member", "Modifier", "Param", "PointerCodec", "Ptr", "SpecialFields", "Struct", "UnknownType", "Var",
     "VarSecInfo", "Void", "describe", "dump_lines", "dump_records", "encode_value",
     "find_special_fields", "format_value", "function_pointers", "function_prototypes", "has_core_relos", "kind_name",
     "map_definitions", "parse_btf",

@@ -18,7 +18,7 @@ from .special import SpecialFields, find_special_fields
 from .types import (MAX_NESTING, MODIFIER_KINDS, VAR_STATIC, Array, BTFType, Datasec, DatasecVar,
                     Enum, Float, Func, FuncProto, Int, Kind, Ptr, Struct, Var, VarSecInfo,
                     kind_name, too_deep)
-from .values import FunctionCodec, encode_value, format_value
+from .values import PointerCodec, encode_value, format_value
 
 if TYPE_CHECKING:
     from .parse import BTFHeader
@@ -214,11 +214,11 @@ class BTF:
 
     # -- forwarded to the modules that own them, for the loader and the maps ---------------------
 
-    def format_value(self, type_id: int, data: bytes, codec: FunctionCodec | None = None) -> Any:
+    def format_value(self, type_id: int, data: bytes, codec: PointerCodec | None = None) -> Any:
         """:func:`.values.format_value` on this BTF."""
         return format_value(self, type_id, data, codec)
 
-    def encode_value(self, type_id: int, value: Any, codec: FunctionCodec | None = None) -> bytes:
+    def encode_value(self, type_id: int, value: Any, codec: PointerCodec | None = None) -> bytes:
         """:func:`.values.encode_value` on this BTF."""
         return encode_value(self, type_id, value, codec)
 

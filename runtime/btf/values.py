@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bpfjit.errors import BTFError
 
 from .ctext import describe
-from .functions import prototype_of
 from .types import (MAX_NESTING, Array, Datasec, Enum, Float, Int, Member, Ptr, Struct, Var,
                     kind_name, too_deep)
 
@@ -25,22 +24,28 @@ if TYPE_CHECKING:
 _FLOAT_FORMATS = {2: "e", 4: "f", 8: "d"}  # long double (12, 16 bytes) is read as raw bytes
 
 
-class FunctionCodec(Protocol):
-    """How function pointers (pointers to a FUNC_PROTO) read and write as Python values: a
-    loader gives them as handles naming functions, and checks what is assigned to one."""
+class PointerCodec(Protocol):
+    """How the pointer words of a value read and write as Python values, by where each lies in
+    the value: a loader gives function pointers as handles naming functions and kptrs as handles
+    of their objects, and checks what is assigned to them."""
 
-    def decode(self, proto_id: int, raw: int) -> Any:
-        """The Python value of the pointer word raw, of a pointer to proto_id."""
+    def decode(self, offset: int, raw: int) -> Any:
+        """The Python value of the pointer word raw at offset."""
 
-    def encode(self, proto_id: int, value: Any) -> int:
-        """The pointer word for value, or a BPFError why it cannot be stored there."""
+    def encode(self, offset: int, value: Any) -> Any:
+        """The pointer word for value at offset (or value itself, for a pointer the codec leaves
+        an int), or a BPFError why it cannot be stored there."""
+
+    def check_bytes(self, offset: int, size: int) -> None:
+        """A BPFError if size raw bytes may not be written at offset (they would cover a pointer
+        only handles may set)."""
 
 
-def format_value(btf: BTF, type_id: int, data: bytes, codec: FunctionCodec | None = None) -> Any:
+def format_value(btf: BTF, type_id: int, data: bytes, codec: PointerCodec | None = None) -> Any:
     """Decode ``data`` (exactly ``size(type_id)`` bytes) as Python data: ints, bools (BOOL
     encoding), floats, lists (arrays, char arrays included), dicts (structs, unions, DATASECs;
     members of anonymous struct/union members appear directly in the parent dict). codec: what
-    function pointers read as (else they are ints, as other pointers)."""
+    pointers read as (else they are ints)."""
     data = bytes(data)
     size = btf.size(type_id)
     if len(data) != size:
@@ -48,13 +53,13 @@ def format_value(btf: BTF, type_id: int, data: bytes, codec: FunctionCodec | Non
     return _format(btf, type_id, data, 0, 0, codec)
 
 
-def encode_value(btf: BTF, type_id: int, value: Any, codec: FunctionCodec | None = None) -> bytes:
+def encode_value(btf: BTF, type_id: int, value: Any, codec: PointerCodec | None = None) -> bytes:
     """The inverse of :func:`format_value`: ``size(type_id)`` bytes for ``value``.
 
     Accepts bytes of the exact size for any type, ints (ints, enums, pointers, bools),
     floats (FLOAT), dicts (structs/unions/DATASECs; missing members are 0, an unknown member
-    is an error), lists/tuples (arrays; the length must match). codec: what function pointers
-    accept (else ints, as other pointers).
+    is an error), lists/tuples (arrays; the length must match). codec: what pointers accept and
+    where raw bytes may go (else pointers are ints and bytes go anywhere).
     """
     size = btf.size(type_id)
     try:
@@ -67,7 +72,7 @@ def encode_value(btf: BTF, type_id: int, value: Any, codec: FunctionCodec | None
 
 # --- decoding ---------------------------------------------------------------------------------------
 
-def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int, codec: FunctionCodec | None) -> Any:
+def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int, codec: PointerCodec | None) -> Any:
     if depth > MAX_NESTING:
         raise too_deep(type_id)
     tid = btf.resolve(type_id)
@@ -84,8 +89,7 @@ def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int, codec: Fu
         return _sext(raw, 8 * t.size) if t.signed else raw
     if isinstance(t, Ptr):
         raw = _uint(btf, data, off, 8)
-        proto = prototype_of(btf, tid) if codec is not None else None
-        return raw if proto is None else codec.decode(proto, raw)
+        return raw if codec is None else codec.decode(off, raw)
     if isinstance(t, Float):
         if off + t.size > len(data):
             raise BTFError(f"BTF: value too short: {t.size} bytes at offset {off}")
@@ -122,7 +126,7 @@ def _format(btf: BTF, type_id: int, data: bytes, off: int, depth: int, codec: Fu
 
 
 def _format_member(btf: BTF, s: Struct, m: Member, data: bytes, base: int, depth: int,
-                   codec: FunctionCodec | None) -> Any:
+                   codec: PointerCodec | None) -> Any:
     bitsize, signed = _bitfield(btf, s, m)
     if bitsize:
         first, shift, nbytes = _bitfield_span(s, m, bitsize, f"BTF: type id {s.id}: bitfield "
@@ -153,7 +157,7 @@ def _sext(raw: int, bits: int) -> int:
 # --- encoding ---------------------------------------------------------------------------------------
 
 def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth: int,
-            codec: FunctionCodec | None) -> None:
+            codec: PointerCodec | None) -> None:
     if depth > MAX_NESTING:
         raise too_deep(type_id)
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -162,13 +166,15 @@ def _encode(btf: BTF, type_id: int, value: Any, buf: bytearray, off: int, depth:
         if len(value) != size:
             raise BTFError(f"BTF: type id {type_id} ({describe(btf, type_id)}): {len(value)} "
                            f"bytes given, expected {size}")
+        if codec is not None:
+            codec.check_bytes(off, size)
         buf[off:off + size] = value
         return
     tid = btf.resolve(type_id)
     t = btf.types[tid]
     what = f"BTF: type id {type_id} ({describe(btf, type_id)})"
-    if isinstance(t, Ptr) and codec is not None and (proto := prototype_of(btf, tid)) is not None:
-        value = codec.encode(proto, value)
+    if isinstance(t, Ptr) and codec is not None:
+        value = codec.encode(off, value)
     if isinstance(t, (Int, Enum, Ptr)):
         size = 8 if isinstance(t, Ptr) else t.size
         bits, shift = _int_field(t) if isinstance(t, Int) else (8 * size, 0)
@@ -244,7 +250,7 @@ def _member_paths(btf: BTF, s: Struct, depth: int) -> dict[str, tuple[Struct, Me
 
 
 def _encode_member(btf: BTF, s: Struct, m: Member, value: Any, buf: bytearray, base: int,
-                   depth: int, codec: FunctionCodec | None) -> None:
+                   depth: int, codec: PointerCodec | None) -> None:
     bitsize, _signed = _bitfield(btf, s, m)
     what = f"BTF: type id {s.id}: member '{m.name}'"
     if bitsize:

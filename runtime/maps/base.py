@@ -9,7 +9,7 @@ import os
 import struct
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 from bpfjit.errors import MapError
 
@@ -86,6 +86,17 @@ class MapSpec:
     inner: "MapSpec | None" = None
 
 
+class ValueCodec(Protocol):
+    """How a loader makes a map's values Python data when the BTF codec alone cannot: global
+    data, whose function pointers read and write as handles of the object's functions."""
+
+    def decode(self, data: bytes) -> Any:
+        """The Python value of one value's bytes."""
+
+    def encode(self, value: Any) -> bytes:
+        """The bytes of a Python value (a BPFError naming the field that refuses it)."""
+
+
 # --- the base class ---------------------------------------------------------------------------
 
 
@@ -114,6 +125,7 @@ class Map:
         self.lock_offset = lock_offset
         self.kptrs: KptrFields | None = None  # the values' kptr fields (attach_kptrs)
         self._kptr_members: dict[str, int] = {}  # value struct member name -> kptr offset
+        self.value_codec: ValueCodec | None = None  # the loader's, for values the BTF codec cannot type
         self.frozen = False
         self.id = next(_ids)
         if not isinstance(ncpus, int) or ncpus < 1:
@@ -348,6 +360,8 @@ class Map:
         return self._decode(data, self.key_type_id)
 
     def _encode_one_value(self, value: Any) -> bytes:
+        if self.value_codec is not None:
+            return self.value_codec.encode(value)
         if self._kptr_members and isinstance(value, dict):
             # The kptr fields are not written from Python (see _write_value): any handle
             # or None given for them stands for NULL.
@@ -370,6 +384,8 @@ class Map:
 
     def _decode_one_value(self, data: bytes) -> Any:
         """A value as Python sees it: its kptr fields as object handles, or None for NULL."""
+        if self.value_codec is not None:
+            return self.value_codec.decode(data)
         value = self._decode(data, self.value_type_id)
         if self._kptr_members and isinstance(value, dict):
             for name, offset in self._kptr_members.items():
