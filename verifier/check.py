@@ -78,6 +78,15 @@ class Checkpoint:
             return None
         return self.precise
 
+    def unfinished_loop(self) -> "Checkpoint | None":
+        """The loop still being explored whose later paths may add to what this state found
+        precise: itself (a widened loop head with paths left), else its loop entry, if any."""
+        if self.branches:
+            return self
+        if self.loop_entry is not None and self.loop_entry.branches:
+            return self.loop_entry
+        return None
+
 
 @dataclass
 class Verdict:
@@ -431,9 +440,7 @@ class Verifier:
             precise = checkpoint.precise_places() if self.track_precision else None
             if covers(checkpoint.state, state, self.liveness, index, precise, widened=checkpoint.widened):
                 checkpoint.hits += 1
-                # A widened loop head still being explored, or a state whose loop still is.
-                loop = checkpoint if checkpoint.branches else checkpoint.loop_entry \
-                    if checkpoint.loop_entry is not None and checkpoint.loop_entry.branches else None
+                loop = checkpoint.unfinished_loop()
                 if self.track_precision:
                     precision.inherit(state, checkpoint, self.insns)
                     if loop is not None:
