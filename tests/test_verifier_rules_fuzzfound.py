@@ -32,3 +32,37 @@ def test_endless_loop_is_detected_in_raw_programs():
     where an exact repeat is still the endless loop the kernel would report."""
     with pytest.raises(VerifierError, match="infinite loop detected at insn 2"):
         Program.from_asm(ENDLESS_LOOP, prog_type="raw", verify=True)
+
+
+# A packet pointer plus a signed 16-bit offset, checked against data_end: the check bounds the
+# offset from above only, so the pointer may still lie up to 32 KiB below the packet's start.
+# The widened first pass used to assume such an offset was not negative; the fuzzer's program
+# (a tc program, the offset read as an s16 from a map value) then read before the packet.
+def _offset_checked_against_data_end(narrowing: str) -> str:
+    return f"""
+        ldxw %r2, [%r1+76]
+        ldxw %r8, [%r1+80]
+        ldxw %r3, [%r1+8]
+        {narrowing}
+        add %r2, %r3
+        mov %r1, %r2
+        add %r1, 8
+        jge %r1, %r8, out
+        ldxh %r0, [%r2+6]
+    out:
+        mov %r0, 0
+        exit
+    """
+
+
+@pytest.mark.parametrize("prog_type", ["tc", "xdp"])
+def test_a_signed_offset_below_data_end_may_still_be_negative(prog_type):
+    source = _offset_checked_against_data_end("lsh %r3, 48\narsh %r3, 48")
+    if prog_type == "xdp":
+        source = source.replace("[%r1+76]", "[%r1+0]").replace("[%r1+80]", "[%r1+4]").replace("[%r1+8]", "[%r1+12]")
+    with pytest.raises(VerifierError, match=r"insn 9: R2 min value is negative, either use unsigned index"):
+        Program.from_asm(source, prog_type=prog_type, verify=True)
+
+
+def test_an_unsigned_offset_below_data_end_is_accepted():
+    Program.from_asm(_offset_checked_against_data_end("and %r3, 0xffff"), prog_type="tc", verify=True)

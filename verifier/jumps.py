@@ -165,10 +165,12 @@ def _widen_range(state: State, pointer: Reg, proven: int, fit_packet: bool) -> N
 
 
 def _fit(value: values.Scalar, limit: int) -> values.Scalar:
-    if value.is_const or value.umax <= limit:
+    """A pointer below data_end says nothing of how far below data it may start: only an offset
+    known not to be negative is bounded above by the longest packet."""
+    if value.is_const or value.umax <= limit or value.smin < 0:
         return value
     try:
-        return values.Scalar.from_range(max(value.smin, 0), min(value.smax, limit), value.umin, min(value.umax, limit),
+        return values.Scalar.from_range(value.smin, min(value.smax, limit), value.umin, min(value.umax, limit),
                                         value.s32_min, value.s32_max, value.u32_min, value.u32_max,
                                         var_off=value.var_off)
     except ValueError:  # no such pointer: the edge is never taken, and the range says no more
