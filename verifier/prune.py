@@ -19,7 +19,7 @@ from bpfjit import isa
 from bpfjit.isa import Insn
 
 from .facts import Facts
-from .scalar import is_subset
+from .scalar import is_subset, synced
 from .state import EMPTY_SLOT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State, offset_by
 
 _ALL = frozenset(range(11))
@@ -170,7 +170,10 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
     if old.is_scalar:
         if old.id and not ids.same(old.id, new.id):
             return False
-        return is_subset(old.value, new.value)
+        # Against a widened state, a scalar whose ranges were reset (its tnum still knowing
+        # better) is judged by the values it holds: else a loop that keeps making one is never
+        # covered, and widened again and again to the same state.
+        return is_subset(old.value, new.value) or (ids.backward is None and is_subset(old.value, synced(new.value)))
     if (old.map, old.mem_size, old.frameno, old.subprog, old.targets, old.rdonly, old.ringbuf, old.obj) != \
             (new.map, new.mem_size, new.frameno, new.subprog, new.targets, new.rdonly, new.ringbuf, new.obj):
         return False

@@ -781,6 +781,16 @@ def is_subset(old: Scalar, new: Scalar) -> bool:
             and old.var_off.contains(new.var_off))
 
 
+@functools.lru_cache(maxsize=4096)
+def synced(value: Scalar) -> Scalar:
+    """The same set of values with each view tightened by the others (``reg_bounds_sync``). A
+    scalar is kept unsynced only after the kernel's invariant check reset its ranges on an edge
+    that cannot be taken (:func:`_finish`): its tnum may then say more than its ranges."""
+    r = _Reg(value)
+    _sync(r)
+    return value if _violation(r) else r.freeze()
+
+
 # --- log text -----------------------------------------------------------------------------------
 def format_number(v: int, signed: bool) -> str:
     """The log's numbers: decimal when small (s16 range, or u16 for unsigned), else hex of the
