@@ -251,14 +251,19 @@ class JitRunner:
             if failure is None:
                 return
             if failure.startswith("the JIT run hung"):  # a hang is the running case's own
-                self._report(jobs[len(done)].case, failure)
+                hung = jobs[len(done)]
+                # A loaded machine can stall a child for seconds: a hang that is not a known one
+                # must hang again alone, given six times as long.
+                if known_issue(hung.case, failure) or self._execute([hung], 6 * JIT_SECONDS)[1] is not None:
+                    self._report(hung.case, failure)
             else:
                 self._isolate(jobs[:len(done) + 1], failure)
             jobs = jobs[len(done) + 1:]
 
-    def _execute(self, jobs: list[Job]) -> tuple[list[tuple[Job, list[Outcome]]], str | None]:
+    def _execute(self, jobs: list[Job], patience: float = JIT_SECONDS) -> tuple[list[tuple[Job, list[Outcome]]],
+                                                                                 str | None]:
         """Run jobs in one child: the (job, outcomes) it finished, and why it stopped early (None
-        if it did not)."""
+        if it did not); a job with no answer in `patience` seconds hung."""
         receiver, sender = self.context.Pipe(duplex=False)
         child = self.context.Process(target=jit_child, args=(sender, [(job.case, job.runs) for job in jobs]))
         child.start()
@@ -267,9 +272,9 @@ class JitRunner:
         failure = None
         ready = receiver.poll(CHILD_START_SECONDS) and receiver.recv() == READY
         while ready and len(done) < len(jobs):
-            if not receiver.poll(JIT_SECONDS):
+            if not receiver.poll(patience):
                 child.kill()
-                failure = f"the JIT run hung (no answer in {JIT_SECONDS} s)"
+                failure = f"the JIT run hung (no answer in {patience} s)"
                 break
             try:
                 position, outcomes = receiver.recv()

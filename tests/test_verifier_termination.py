@@ -415,3 +415,18 @@ def test_nested_loops_with_an_impossible_edge_verify_in_few_steps():
     for engine in ("jit", "interp"):
         result = program.test_run(mem, engine=engine)
         assert (result.retval, result.data_out) == (expected.retval, expected.data_out), engine
+
+
+def test_a_widened_loops_fixpoint_is_not_an_endless_loop():
+    """Found by the differential fuzz campaign (program 9,392 of seed 0xC0FFEE): `r7 = 2; loop:
+    call; r7 -= 1; if r7 > 0 goto loop`. Once widened, the head holds r7 in [1, max], and a trip
+    brings back exactly that state: the widening's fixpoint, which the exact-repeat check took
+    for an endless loop ("infinite loop detected at insn 131"). States that come from a widened
+    one are no longer compared for exact repeats."""
+    from test_verifier_precision import _fuzz_program
+    code, mem = _fuzz_program("fuzz_widened_fixpoint.hex")
+    program = Program.from_bytes(code)
+    expected = program.test_run(mem, engine="reference")
+    for engine in ("jit", "interp"):
+        result = program.test_run(mem, engine=engine)
+        assert (result.retval, result.data_out) == (expected.retval, expected.data_out), engine

@@ -418,16 +418,17 @@ class Verifier:
         kept = self.checkpoints.setdefault(index, [])
         signature = None  # computed when first needed: most arrivals neither loop nor keep
         looping = False
-        # A state that came from a widened one holds more than the path can reach: an exact
-        # repeat proves an endless loop only against states kept since the last widening.
-        widened_above = state.parent.widened_depth if state.parent else -1
+        # A state that came from a widened one holds more than the path can reach: its exact
+        # repeat is the widened loop's fixpoint (a counter widened to [1, max] comes back as
+        # [1, max] after `r -= 1; if r > 0`), not a proof that the program never leaves the loop.
+        from_widened = state.parent is not None and state.parent.widened_depth >= 0
         if index in self.loop_proofs:
             self.loop_proofs[index].arrive(state, source)
         for checkpoint in kept:
             if not checkpoint.branches or checkpoint.widened:
                 continue
             looping = True  # this path came back to a state still being explored
-            if checkpoint.depth <= widened_above:
+            if from_widened:
                 continue
             if signature is None:
                 signature = self._signature(index, state)
