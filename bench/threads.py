@@ -22,7 +22,9 @@ from bpfjit.packets import udp4_frame
 
 from .cases import PROGS
 
-BATCH = 2_000  # runs per test_run call: long enough that the Python around it does not count
+BATCH = 50_000  # runs per test_run call (about a millisecond): the Python around each call, which holds
+# the GIL for tens of microseconds, must not count (at 2,000 runs a call it was half the time, and
+# two threads queueing for the GIL made fewer runs than one)
 PROGRAM = "hash_counter"
 
 

@@ -83,7 +83,7 @@ def test_hash_odd_sizes_read_back_as_bytes():
     m = mk("h6", MapType.HASH, 6, 3, 2)
     m[b"abcdef"] = b"xyz"
     assert m.items() == [(b"abcdef", b"xyz")]
-    assert m.key_stride == 8 and m.elem_stride == 8
+    assert m.key_stride == 8 and m.elem_stride == 64  # a value per cache line (runtime/maps/hash.py)
     a = m.lookup(b"abcdef")
     assert mem(a, 3) == b"xyz" and covered(m, a, 3)
 
@@ -130,7 +130,7 @@ def test_hash_header_points_at_pools():
     m = mk("h", MapType.HASH, 12, 20, 5)
     f = HEADER.unpack(mem(m.handle, HEADER_SIZE))
     assert f[:5] == (1, 12, 20, 5, 0)
-    assert f[5] == 24 and f[6] == m.value_base          # stride round_up(20, 8)
+    assert f[5] == 64 and f[6] == m.value_base          # stride: a cache line per value
     assert f[10] == m.key_base
 
 
@@ -166,7 +166,7 @@ def test_percpu_hash():
     assert mem(m.lookup(u32(3), cpu=1), 4) == u32(7)
     assert mem(m.lookup_percpu(u32(3), 0), 4) == u32(9)
     assert m.lookup_percpu(u32(3), 2) == 0
-    assert m.lookup(u32(3), cpu=1) - m.lookup(u32(3), cpu=0) == 8
+    assert m.lookup(u32(3), cpu=1) - m.lookup(u32(3), cpu=0) == 64  # a cache line per copy
     assert m.update(u32(3), u32(1), BPF_F_LOCK) == -errno.EINVAL
     assert dict(m.items()) == {1: [1, 2], 2: [5, 5], 3: [9, 7]}
     for key in (1, 2, 3):
@@ -225,3 +225,14 @@ def test_lru_percpu():
     m.lookup(u32(1))                            # order: 2 1
     assert m.update(u32(3), u64(9), BPF_ANY, cpu=2) == 0   # evicts 2
     assert dict(m.items()) == {1: [1, 2, 3], 3: [0, 0, 9]}
+
+
+def test_each_value_and_each_cpus_copy_has_a_cache_line_of_its_own():
+    """Threads updating their own elements must not write one cache line (runtime/maps/hash.py)."""
+    for mtype, ncpus in ((MapType.HASH, 1), (MapType.PERCPU_HASH, 3), (MapType.LRU_HASH, 1)):
+        m = mk("lines", mtype, 4, 72, 8, ncpus=ncpus)
+        for key in range(8):
+            m[key.to_bytes(4, "little")] = bytes(72) if ncpus == 1 else [bytes(72)] * ncpus
+        starts = [m._value_addr(slot, cpu) for slot in range(8) for cpu in range(ncpus)]
+        assert all(start % 64 == 0 for start in starts) and m.elem_stride == 128
+        assert len({start // 64 for start in starts}) == len(starts)

@@ -13,6 +13,9 @@ from .uapi import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_NO_COMMON_LRU, BPF_F_NO
                    round_up)
 
 
+CACHE_LINE = 64
+
+
 class HashMap(Map):
     """BPF_MAP_TYPE_HASH: a preallocated pool of ``max_entries`` elements. Keys live in a key
     pool (``key_base + slot * key_stride``), values in a value pool (``value_base + slot *
@@ -44,12 +47,17 @@ class HashMap(Map):
     def _allocate(self) -> None:
         self.key_stride = round_up(self.key_size, 8)
         vsize = self._storage_value_size or self.value_size
-        self.elem_stride = round_up(vsize, 8)
+        # The kernel takes each element from a per-CPU free list, so CPUs updating their own
+        # elements do not write one cache line; in a dense pool neighbouring values would share
+        # lines, and threads counting their own flows fought over them (two threads made half
+        # the runs of one). Each value, and each CPU's copy of it, starts a line of its own:
+        # about the kernel's own cost per element, whose header alone is 48 bytes.
+        self.elem_stride = round_up(vsize, CACHE_LINE)
         self._keys = self._alloc(self.key_stride * self.max_entries, "the key pool", self)
-        self._values = self._alloc(self.elem_stride * self._nslots * self.max_entries,
+        self._values = self._alloc(self.elem_stride * self._nslots * self.max_entries + CACHE_LINE,
                                    "the value pool", self)
         self.key_base = self._keys.address
-        self.value_base = self._values.address
+        self.value_base = round_up(self._values.address, CACHE_LINE)
         # Every piece of bookkeeping is native, shared with the native helpers (hash_table.py).
         self.chains = HashTable(self.native, self.max_entries, self.key_base, self.key_stride, self.key_size)
 
