@@ -15,7 +15,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, Literal, NamedTuple, Sequence
 
 from . import asm as assembler
 from . import disasm, isa, verdicts
@@ -43,6 +43,7 @@ from .verifier.ctx_access import rewrite_ctx_access
 from .verifier.verify import inputs as verifier_inputs, verify as verify_program
 
 if TYPE_CHECKING:  # the JIT's modules load llvmlite: imported where a program is compiled or run
+    from .capture import CaptureRun
     from .jit import native_interp
     from .jit.engine import CompiledProgram
 
@@ -372,6 +373,17 @@ class Program:
         return RunResult(retval, out.data_out, elapsed / repeat, out.ctx_out, tiers, target,
                          out.data_size_out, out.ctx_size_out, out.errno)
 
+    def run_capture(self, packets: Iterable[bytes], engine: Engine = "jit", threads: int = 1,
+                    keep_data: bool = True) -> "CaptureRun":
+        """Run once on each packet, in order, on the same maps, as an attached program sees a
+        link's traffic (bpfjit/capture.py): iterate the result for each packet's
+        :class:`~bpfjit.capture.PacketResult` (r0, the packet out, a redirect, or the error).
+        Each packet's memory is that of a test run of its own. threads > 1 shares the packets
+        out over that many threads, each with its own slot in per-CPU maps; keep_data=False
+        keeps no packet bytes (counting actions over a long capture)."""
+        from .capture import CaptureRun
+        return CaptureRun(self, packets, engine, threads, keep_data)
+
     def _timed_runs(self, engine: str, memory: RunMemory, regions: Regions, watchdog: Watchdog,
                     repeat: int, redirect: RedirectInfo) -> tuple[int, int]:
         """`repeat` runs on one engine: (r0 of the last, the nanoseconds they took)."""
@@ -440,11 +452,7 @@ class Program:
             env.tail_calls = 0  # the next run is an invocation of its own
         if elapsed is not None:
             elapsed.value = native_ns
-        if env.status == Status.HELPER_FAILED:
-            helper = chain.program.env.helpers.get(env.value)
-            raise_for_status(env, chain.errors[0] if chain.errors else None, helper.name if helper else "")
-        raise_for_status(env, regions=regions)
-        return 0 if env.status == Status.UNWOUND else chain.retval
+        return settle(env, chain, regions)
 
     def _chain(self, engine: str, memory: RunMemory, regions: Regions, env: RunEnv, redirect: RedirectInfo,
                repeat: int, sandboxed: bool) -> "_ChainEnd":
@@ -503,6 +511,16 @@ class _ChainEnd(NamedTuple):
     errors: list[BaseException]
     runs: int
     native_ns: int
+
+
+def settle(env: RunEnv, chain: _ChainEnd, regions: Regions) -> int:
+    """The r0 of an invocation whose chain of runs ended so, or its failure raised (from the
+    status the runs left in env)."""
+    if env.status == Status.HELPER_FAILED:
+        helper = chain.program.env.helpers.get(env.value)
+        raise_for_status(env, chain.errors[0] if chain.errors else None, helper.name if helper else "")
+    raise_for_status(env, regions=regions)
+    return 0 if env.status == Status.UNWOUND else chain.retval
 
 
 def _interpreter() -> "native_interp.NativeInterpreter":

@@ -36,6 +36,32 @@ REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(
                                ctypes.c_uint64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64),
                                ctypes.POINTER(ctypes.c_uint64))
 
+def record_stack_top() -> str:
+    """IR that records in RunEnv.stack_top (%env) where the program's native frames will begin:
+    the stack pointer at the call, less the return address."""
+    return f"""
+  %sp = call i64 asm sideeffect "movq %rsp, $0", "=r"()
+  %top = sub i64 %sp, 8
+  %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
+  store i64 %top, ptr %top_field"""
+
+
+def store_elapsed() -> str:
+    """IR that stores in %elapsed the nanoseconds from timespec %before to timespec %after."""
+    return """
+  %s0 = load i64, ptr %before
+  %s1 = load i64, ptr %after
+  %ns0_at = getelementptr inbounds i64, ptr %before, i64 1
+  %ns1_at = getelementptr inbounds i64, ptr %after, i64 1
+  %ns0 = load i64, ptr %ns0_at
+  %ns1 = load i64, ptr %ns1_at
+  %seconds = sub i64 %s1, %s0
+  %whole = mul i64 %seconds, 1000000000
+  %part = sub i64 %ns1, %ns0
+  %total = add i64 %whole, %part
+  store i64 %total, ptr %elapsed"""
+
+
 # Every run enters jitted code here: test_run's repeat loop, shared by every program, calls the
 # program's main function (r1 = ctx, r2 = len, r3-r5 = 0) n times. The callee is an argument, so
 # LLVM cannot see (or hoist) the work, and the loop is compiled once per process instead of once
@@ -53,11 +79,7 @@ declare i32 @clock_gettime(i32, ptr)
 define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n, ptr %elapsed, ptr %runs) {{
 entry:
   %before = alloca [2 x i64]
-  %after = alloca [2 x i64]
-  %sp = call i64 asm sideeffect "movq %rsp, $0", "=r"()
-  %top = sub i64 %sp, 8
-  %top_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STACK_TOP}
-  store i64 %top, ptr %top_field
+  %after = alloca [2 x i64]{record_stack_top()}
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
   %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
   call i32 @clock_gettime(i32 1, ptr %before)
@@ -75,38 +97,32 @@ again:
   store volatile i64 0, ptr %tail_calls_field
   br label %loop
 done:
-  call i32 @clock_gettime(i32 1, ptr %after)
-  %s0 = load i64, ptr %before
-  %s1 = load i64, ptr %after
-  %ns0_at = getelementptr inbounds i64, ptr %before, i64 1
-  %ns1_at = getelementptr inbounds i64, ptr %after, i64 1
-  %ns0 = load i64, ptr %ns0_at
-  %ns1 = load i64, ptr %ns1_at
-  %seconds = sub i64 %s1, %s0
-  %whole = mul i64 %seconds, 1000000000
-  %part = sub i64 %ns1, %ns0
-  %total = add i64 %whole, %part
-  store i64 %total, ptr %elapsed
+  call i32 @clock_gettime(i32 1, ptr %after){store_elapsed()}
   store i64 %next, ptr %runs
   ret i64 %r
 }}
 """
-_repeat_lock = threading.Lock()
-_repeat: tuple[llvm.ExecutionEngine, object] | None = None
+_shared_lock = threading.Lock()
+# name -> (the engine holding the function, which lives as long as the process; its ctypes function)
+_shared: dict[str, tuple[llvm.ExecutionEngine, object]] = {}
 
 
-def repeat_loop():
-    """The shared repeat loop (compiled on first use; its engine lives as long as the process)."""
-    global _repeat
-    with _repeat_lock, llvm_lock:
-        if _repeat is None:
+def shared_function(name: str, ir: str, ctype):
+    """Function `name` of module `ir`, as a `ctype` (compiled on first use; one per process)."""
+    with _shared_lock, llvm_lock:
+        if name not in _shared:
             tm = target_machine()
-            module = llvm.parse_assembly(REPEAT_IR)
+            module = llvm.parse_assembly(ir)
             module.triple = tm.triple
             engine = llvm.create_mcjit_compiler(module, tm)
             engine.finalize_object()
-            _repeat = (engine, REPEAT_TYPE(engine.get_function_address("bpfjit_repeat")))
-        return _repeat[1]
+            _shared[name] = (engine, ctype(engine.get_function_address(name)))
+        return _shared[name][1]
+
+
+def repeat_loop():
+    """The shared repeat loop."""
+    return shared_function("bpfjit_repeat", REPEAT_IR, REPEAT_TYPE)
 
 _host_lock = threading.Lock()
 _host: tuple[llvm.Target, str, str] | None = None

@@ -17,6 +17,7 @@ import struct
 import pytest
 from packets import inet_csum
 from test_cli_objects import EXPECTED_VERDICTS, FIREWALL, PACKETS
+from test_pcapng import epb, idb, shb
 
 import bpfjit
 from bpfjit.cli import main
@@ -77,10 +78,11 @@ def _refusal(path: pathlib.Path) -> str:
     return message
 
 
-def test_pcapng_is_refused_with_a_way_out(tmp_path):
-    path = tmp_path / "c.pcapng"
-    path.write_bytes(bytes.fromhex("0a0d0d0a") + struct.pack("<II", 28, 0x1A2B3C4D) + bytes(16))
-    assert "a pcapng capture" in _refusal(path) and "editcap -F pcap" in _refusal(path)
+def test_a_pcapng_capture_is_read(tmp_path):
+    capture = read_pcap(pcapng_capture(tmp_path))
+    assert (capture.format, capture.link_type) == ("pcapng", LINKTYPE_ETHERNET)
+    assert [p.data for p in capture.packets] == [*FRAMES, RUNT]
+    assert [p.timestamp_ns for p in capture.packets] == [(1_700_000_000 + i) * 10**9 for i in range(len(FRAMES) + 1)]
 
 
 @pytest.mark.parametrize(("content", "words"), [
@@ -168,7 +170,7 @@ def test_the_firewall_over_a_capture(capsys, tmp_path, engine):
 
 
 def test_the_text_form(capsys, tmp_path):
-    code, out, _ = run_capture(capsys, write_pcap(tmp_path / "c.pcap", [*FRAMES, RUNT]))
+    code, out, _ = run_capture(capsys, write_pcap(tmp_path / "c.pcap", [*FRAMES, RUNT]), "--packets")
     lines = out.splitlines()
     assert code == 0 and "capture" in lines[0] and f"{len(FRAMES) + 1} packets (ETHERNET)" in lines[0]
     assert lines[2].split()[:4] == ["1", str(len(FRAMES[0])), "XDP_PASS", "(2)"] and lines[2].endswith("unchanged")
@@ -200,15 +202,31 @@ def cut_capture(folder: pathlib.Path) -> pathlib.Path:
 
 
 def pcapng_capture(folder: pathlib.Path) -> pathlib.Path:
+    """FRAMES then RUNT in a big-endian pcapng file (test_pcapng's writer), one a second, stamped
+    in microseconds."""
+    blocks = [epb(">", 0, (1_700_000_000 + i) * 10**6, frame) for i, frame in enumerate([*FRAMES, RUNT])]
     path = folder / "c.pcapng"
-    path.write_bytes(bytes.fromhex("0a0d0d0a") + bytes(24))
+    path.write_bytes(shb(">") + idb(">", LINKTYPE_ETHERNET) + b"".join(blocks))
     return path
+
+
+def mixed_link_pcapng_capture(folder: pathlib.Path) -> pathlib.Path:
+    path = folder / "c.pcapng"
+    path.write_bytes(shb("<") + idb("<", LINKTYPE_ETHERNET) + idb("<", LINKTYPE_RAW) + epb("<", 0, 0, FRAMES[0])
+                     + epb("<", 1, 0, FRAMES[0]))
+    return path
+
+
+def test_the_firewall_over_a_pcapng_capture(capsys, tmp_path):
+    code, out, err = run_capture(capsys, pcapng_capture(tmp_path), "--json")
+    assert code == 0, err
+    check_firewall_capture(json.loads(out))
 
 
 @pytest.mark.parametrize(("make", "words"), [
     (raw_link_capture, "link type RAW: xdp programs run on Ethernet frames (link type 1)"),
     (cut_capture, "truncated: the record holds"),
-    (pcapng_capture, "a pcapng capture"),
+    (mixed_link_pcapng_capture, "link type RAW (101) after packets of link type ETHERNET (1)"),
 ])
 def test_bad_captures_are_one_line_errors(capsys, tmp_path, make, words):
     code, out, err = run_capture(capsys, make(tmp_path))

@@ -53,12 +53,24 @@ def _add_run_inputs(p: argparse.ArgumentParser, engines: Sequence[str], default_
     add_load_options(p)
 
 
-def _size(text: str) -> int:
-    """An output buffer's size: a u32, as BPF_PROG_TEST_RUN takes it."""
+def _integer(text: str) -> int:
     try:
-        size = int(text, 0)
+        return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _positive(text: str) -> int:
+    """A count of at least 1."""
+    count = _integer(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{count} is not at least 1")
+    return count
+
+
+def _size(text: str) -> int:
+    """An output buffer's size: a u32, as BPF_PROG_TEST_RUN takes it."""
+    size = _integer(text)
     if not 0 <= size <= 0xFFFF_FFFF:
         raise argparse.ArgumentTypeError(f"{size} is not a size from 0 to 4294967295")
     return size
@@ -93,8 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--program", help="the object's program to run (default: its only one)")
     _add_run_inputs(p, OBJECT_ENGINES, None)
     p.add_argument("--pcap", metavar="FILE",
-                   help="run once on each packet of this capture (classic pcap), maps kept from packet to "
-                        "packet; prints each packet's action and the actions' counts")
+                   help="run once on each packet of this capture (pcap or pcapng), maps kept from packet to "
+                        "packet; prints the actions' counts")
+    p.add_argument("--packets", action="store_true", help="with --pcap: also a line per packet")
+    p.add_argument("--out-pcap", metavar="FILE",
+                   help="with --pcap: write the packets the program leaves (not dropped) to this pcap file, "
+                        "with their bytes after the run; a name holding {action} gets a file per action")
+    p.add_argument("--threads", type=_positive, metavar="N",
+                   help="with --pcap: share the packets out over N threads (each its own slot in per-CPU maps)")
     p.add_argument("--data-size-out", type=_size, metavar="N",
                    help="the data_out buffer's size: a longer packet out is cut to N bytes (ENOSPC)")
     p.add_argument("--ctx-size-out", type=_size, metavar="N",

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import errno
-import hashlib
 import json
-import time
 from typing import TYPE_CHECKING
 
 from ..errors import BPFError
 from ..object import PROGRAM_TYPES, Object, is_elf
-from ..pcap import LINKTYPE_ETHERNET, Capture, PcapError, read_pcap
 from ..program import Program, RunResult
+from .capture import check_capture_options, run_capture
 from .common import (
     _hexdump,
     _parse_keys,
@@ -40,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.pcap or args.data_size_out is not None or args.ctx_size_out is not None:
             raise BPFError("--pcap, --data-size-out and --ctx-size-out need a program: bpfjit run FILE ...")
         return run_default(args)
-    _check_capture_options(args)
+    check_capture_options(args)
     if is_elf(_read(args.file)):
         return run_object(args)
     if args.engine == "kernel":
@@ -84,7 +82,7 @@ def run_object(args: argparse.Namespace) -> int:
                       options=parse_load_options(args), program=args.program)
     program = _pick_program(obj, args.program)
     if args.pcap:
-        return run_capture(args, program, obj)
+        return run_capture(args, program, obj, _kernel_load(args, obj) if args.engine == "kernel" else None)
     data, ctx = _run_input(args)
     data = data if data is not None else b""
     repeat = args.repeat or 1
@@ -146,131 +144,3 @@ def _kernel_load(args: argparse.Namespace, obj: Object) -> dict:
                     for name, type_name in (options["program_types"] or {}).items()}
     return {"rodata": obj.rodata_images() if args.rodata else None, "map_options": options["maps"],
             "program_types": kernel_types}
-
-
-# --- run over a capture -------------------------------------------------------------------------
-
-def _check_capture_options(args: argparse.Namespace) -> None:
-    """--pcap gives every input; the options that give one input, or repeat it, do not mix."""
-    if not args.pcap:
-        return
-    clashing = [option for option, given in (("--data", args.data), ("--data-hex", args.data_hex),
-                                             ("--ctx-hex", args.ctx_hex), ("--repeat", args.repeat))
-                if given is not None]
-    if clashing:
-        raise BPFError(f"--pcap runs the program once on each packet of the capture: drop {', '.join(clashing)}")
-
-
-def run_capture(args: argparse.Namespace, program: Program, obj: Object | None) -> int:
-    """``--pcap FILE``: the program once per packet, in order, on the same maps (as an attached
-    program sees them); per packet its action and packet out, then the actions' counts and the
-    packets per second."""
-    capture = read_pcap(args.pcap)
-    if program.prog_type != "raw" and capture.link_type != LINKTYPE_ETHERNET:
-        raise PcapError(f"{args.pcap}: link type {capture.link_name}: {program.prog_type} programs run on "
-                        f"Ethernet frames (link type {LINKTYPE_ETHERNET})")
-    packets = [packet.data for packet in capture.packets]
-    if args.engine == "kernel":
-        outcomes, elapsed_ns = _kernel_capture(args, obj, program, packets)
-    else:
-        outcomes, elapsed_ns = _capture_runs(args, program, packets)
-    report = _CaptureReport(program, args.engine, capture, packets, outcomes, elapsed_ns)
-    print(report.json() if args.json else report.text(obj.name if obj is not None else program.name, args.pcap))
-    return 0
-
-
-def _capture_runs(args: argparse.Namespace, program: Program, packets: list[bytes]) -> tuple[list, int]:
-    """Each packet through test_run on a bpfjit engine; the outcomes and the wall time they took."""
-    outcomes: list[RunResult | BPFError] = []
-    sizes = _output_sizes(args)
-    program.prepare(args.engine)  # the compile is not a packet's time
-    started = time.perf_counter_ns()
-    for data in packets:
-        try:
-            outcomes.append(program.test_run(data, engine=args.engine, **sizes))
-        except BPFError as error:  # a packet the test run refuses (a runt frame, ...): said, and on to the next
-            outcomes.append(error)
-    return outcomes, time.perf_counter_ns() - started
-
-
-def _kernel_capture(args: argparse.Namespace, obj: Object, program: Program, packets: list[bytes]) -> tuple[list, int]:
-    """Each packet through its own BPF_PROG_TEST_RUN, on one load in the kernel engine's child;
-    the time is that of the test-run calls, packet by packet."""
-    from ..kernel import KernelRun, kernel_test_runs
-    runs = kernel_test_runs(obj.path, program.name, [KernelRun(data, None, 1, args.data_size_out, args.ctx_size_out)
-                                                     for data in packets],
-                            timeout=60 + len(packets) / 1000, **_kernel_load(args, obj), read_maps=())
-    outcomes = [result if isinstance(result, BPFError) else _from_kernel(result, 1) for result in runs.results]
-    return outcomes, sum(result.syscall_ns for result in runs.results if not isinstance(result, BPFError))
-
-
-class _CaptureReport:
-    """The outcome of a run over a capture, as text or JSON."""
-
-    def __init__(self, program: Program, engine: str, capture: Capture, packets: list[bytes],
-                 outcomes: list, elapsed_ns: int):
-        self.program, self.engine, self.capture = program, engine, capture
-        self.packets, self.outcomes, self.elapsed_ns = packets, outcomes, elapsed_ns
-
-    def _action(self, outcome) -> str:
-        if isinstance(outcome, BPFError):
-            return "error"
-        return _retval_name(self.program, outcome.retval) or f"retval {outcome.retval}"
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for outcome in self.outcomes:
-            counts[self._action(outcome)] = counts.get(self._action(outcome), 0) + 1
-        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-    def per_second(self) -> float:
-        return len(self.outcomes) * 1e9 / self.elapsed_ns if self.elapsed_ns else 0.0
-
-    def mean_program_ns(self) -> float:
-        ran = [outcome.duration_ns for outcome in self.outcomes if not isinstance(outcome, BPFError)]
-        return sum(ran) / len(ran) if ran else 0.0
-
-    def json(self) -> str:
-        rows = []
-        for index, (data, outcome) in enumerate(zip(self.packets, self.outcomes), 1):
-            if isinstance(outcome, BPFError):
-                rows.append({"packet": index, "length": len(data), "error": str(outcome).splitlines()[0]})
-                continue
-            rows.append({"packet": index, "length": len(data), "retval": outcome.retval,
-                         "action": self._action(outcome), "changed": outcome.data_out != data,
-                         "data_out": outcome.data_out.hex(), "data_size_out": outcome.data_size_out,
-                         "errno": errno.errorcode.get(outcome.errno) if outcome.errno else None,
-                         "duration_ns": outcome.duration_ns})
-        return json.dumps({"program": self.program.name, "engine": self.engine, "type": self.program.prog_type,
-                           "capture": {"link_type": self.capture.link_type, "packets": len(self.packets)},
-                           "packets": rows,
-                           "summary": {"packets": len(self.outcomes), "actions": self.counts(),
-                                       "seconds": self.elapsed_ns / 1e9, "packets_per_second": self.per_second(),
-                                       "mean_program_ns": self.mean_program_ns()}})
-
-    def text(self, name: str, path: str) -> str:
-        lines = [f"{name}: program {self.program.name} ({self.program.prog_type}), engine {self.engine}, "
-                 f"capture {path}: {len(self.packets):,} packets ({self.capture.link_name})",
-                 f"{'packet':>7} {'bytes':>6}  {'action':<16} data_out"]
-        for index, (data, outcome) in enumerate(zip(self.packets, self.outcomes), 1):
-            if isinstance(outcome, BPFError):
-                lines.append(f"{index:>7} {len(data):>6}  error: {str(outcome).splitlines()[0]}")
-                continue
-            action = f"{self._action(outcome)} ({outcome.retval})" if _retval_name(self.program, outcome.retval) \
-                else self._action(outcome)
-            lines.append(f"{index:>7} {len(data):>6}  {action:<16} {_packet_out(data, outcome)}")
-        timing = "in the kernel's test-run calls" if self.engine == "kernel" else "wall time, Python's calls included"
-        lines.append(f"{len(self.outcomes):,} packets in {self.elapsed_ns / 1e6:,.3f} ms ({timing}): "
-                     f"{self.per_second():,.0f} packets/s; mean program time {self.mean_program_ns():,.1f} ns")
-        for action, count in self.counts().items():
-            lines.append(f"  {action:<16} {count:>9,}  {100 * count / len(self.outcomes):5.1f}%")
-        return "\n".join(lines)
-
-
-def _packet_out(data: bytes, result: RunResult) -> str:
-    """The packet a run left, in one line: unchanged, or its size and a digest of its bytes."""
-    if result.errno == errno.ENOSPC:
-        return f"{len(result.data_out)} of {result.data_size_out} bytes copied (ENOSPC)"
-    if result.data_out == data:
-        return "unchanged"
-    return f"changed: {len(result.data_out)} bytes, sha256 {hashlib.sha256(result.data_out).hexdigest()[:16]}"
