@@ -3,8 +3,8 @@
 The filter is the bundled firewall (bpfjit/data/firewall.c: parse, a blocklist, per-source
 counters in a hash map, an echo reply) on the bundled frames repeated to PACKETS packets, held in
 memory (a capture file already read: the reader is not timed). bpfjit's figures are those of
-``Program.run_capture`` (the JIT's native batches, on one thread and on several; the native
-interpreter packet by packet), wall time with Python included; the kernel's is its test run
+``Program.run_capture`` (the native batches of the JIT, on one thread and on several, and of the
+native interpreter), wall time with Python included; the kernel's is its test run
 packet by packet (``--kernel``: BPF_PROG_TEST_RUN once per packet in the kernel engine's child,
 the time of the syscalls alone). Every engine must count the same actions.
 ``python -m bpfjit.bench.capture`` prints one line per engine with the machine's CPU.
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     import cpuinfo  # slow to ask: only when reporting
     print(f"firewall over {len(packets):,} in-memory packets, {cpuinfo.get_cpu_info().get('brand_raw', '?')}")
     passes = [lambda threads=threads: run_bpfjit("jit", packets, threads) for threads in range(1, args.threads + 1)]
-    passes.append(lambda: run_bpfjit("interp", packets[:args.packets // 10]))
+    passes.append(lambda: run_bpfjit("interp", packets))
     if args.kernel:
         passes.append(lambda: run_kernel(packets[:args.packets // 4]))
     reference = None

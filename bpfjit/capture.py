@@ -2,8 +2,9 @@
 as an attached program sees a link's packets: maps carry over from packet to packet, and each
 packet's run has the memory a test run of its own would give it.
 
-Verified XDP programs on the JIT run their packets in native batches (jit/batch.py): no Python
-per packet. Every other program, engine or packet (one with XDP frags) goes through ``test_run``.
+Verified XDP programs on the JIT and the native interpreter run their packets in native batches
+(jit/batch.py): no Python per packet. Every other program, engine or packet (one with XDP frags)
+goes through ``test_run``.
 With ``threads`` > 1, chunks of packets are shared out over that many threads, each with its own
 memory and its own slot in per-CPU maps (RunEnv.cpu), as a multi-queue NIC spreads a link over
 CPUs; the results still come in capture order.
@@ -90,7 +91,7 @@ class CaptureRun:
         self.packets = [bytes(getattr(packet, "data", packet)) for packet in packets]
         self.program_ns = self.wall_ns = 0
         self._local = threading.local()
-        native = engine == "jit" and program.type.layout is XDP_MD and program.facts.verified
+        native = engine in ("jit", "interp") and program.type.layout is XDP_MD and program.facts.verified
         self._lane_kind = _NativeXdpLane if native else _TestRunLane
 
     def __iter__(self) -> Iterator[PacketResult]:
@@ -101,7 +102,7 @@ class CaptureRun:
         self.program.prepare(self.engine)  # compiled before the clock starts, and not per thread
         if self._lane_kind is _NativeXdpLane:
             from .jit.batch import xdp_batch_loop
-            xdp_batch_loop()  # likewise the batch loop
+            xdp_batch_loop(self.engine)  # likewise the batch loop
         chunks = [(start, self.packets[start:start + CHUNK_PACKETS])
                   for start in range(0, len(self.packets), CHUNK_PACKETS)]
         started = time.perf_counter_ns()
@@ -186,13 +187,14 @@ class _PacketRedirects(RedirectInfo):
 
 
 class _NativeXdpLane:
-    """One thread's native batches (jit/batch.py) of a verified XDP program: one xdp_buff, one
-    RunEnv and one run context, reused packet after packet. Packets the batch loop does not take
-    (frags, runts) go through test_run in their place in the order."""
+    """One thread's native batches (jit/batch.py) of a verified XDP program on the JIT or the
+    native interpreter: one xdp_buff, one RunEnv and one run context, reused packet after packet.
+    Packets the batch loop does not take (frags, runts) go through test_run in their place in
+    the order."""
 
     def __init__(self, program: "Program", engine: str, keep_data: bool):
         from .jit.batch import OUT_SLOT, RESULT_WORDS, xdp_batch_loop
-        self.program, self.loop, self.words = program, xdp_batch_loop(), RESULT_WORDS
+        self.program, self.engine, self.loop, self.words = program, engine, xdp_batch_loop(engine), RESULT_WORDS
         self.slow = _TestRunLane(program, engine, keep_data)
         self.shortest = program.type.min_data
         self.memory = run_memory(program.type, program.name, bytes(self.shortest), None)
@@ -203,10 +205,16 @@ class _NativeXdpLane:
         self.env.regions, self.env.region_count = ctypes.addressof(self.table), len(self.table) // 3
         self.current = ctypes.c_uint64()
         self.redirect = _PacketRedirects(self.current)
-        self.context = RunContext(self.env, program.env, program._function_caller("jit", self.env, self.regions, False),
-                                  self.regions, native_stack=True, program_type=program.type.kernel_type,
-                                  redirect=self.redirect, native_tail_calls=True)
-        self.entry = program.compile().code_address()
+        caller = program._function_caller(engine, self.env, self.regions, False)
+        self.context = RunContext(self.env, program.env, caller, self.regions, native_stack=True,
+                                  program_type=program.type.kernel_type, redirect=self.redirect,
+                                  native_tail_calls=engine == "jit")
+        if engine == "jit":
+            self.entry, self.image = program.compile().code_address(), None
+        else:
+            from .program import _interpreter
+            self.image = program._native_image()
+            self.entry = _interpreter().repeat_address()
         self.spans = (ctypes.c_uint64 * (2 * CHUNK_PACKETS))()
         self.results = (ctypes.c_uint64 * (RESULT_WORDS * CHUNK_PACKETS))()
         self.slot = OUT_SLOT
@@ -241,7 +249,8 @@ class _NativeXdpLane:
         spans[0:2 * len(packets):2] = [base + offset for offset in accumulate(lengths, initial=0)][:-1]
         spans[1:2 * len(packets):2] = lengths
         out = ctypes.addressof(self.out) if self.out is not None else None
-        made = self.loop(self.entry, ctypes.byref(self.env), self.memory.r1, self.page, ctypes.addressof(spans),
+        image = ctypes.addressof(self.image.header) if self.image is not None else None
+        made = self.loop(self.entry, image, ctypes.byref(self.env), self.memory.r1, self.page, ctypes.addressof(spans),
                          len(packets), ctypes.addressof(self.results), out, ctypes.addressof(self.current),
                          ctypes.byref(self.elapsed))
         batch.program_ns += self.elapsed.value
@@ -268,14 +277,17 @@ class _NativeXdpLane:
     def _settle(self, batch: Batch, position: int, at: int) -> None:
         """The packet whose run stopped the batch: a tail call left to Python is followed (on
         this lane's memory), a failure becomes the packet's error; the lane is ready again."""
+        from .jit.native_interp import raise_for_trap
         from .program import _ChainEnd, settle
         env = self.env
         chain = _ChainEnd(batch.retvals[position], self.program, self.context.errors, 1, 0)
         try:
+            if self.image is not None:
+                raise_for_trap(env, self.image)  # the interpreter reached an instruction it refuses
             if env.status == Status.TAIL_CALL:
                 env.status, env.frame_count = Status.OK, 0
-                chain = self.context.tail_call_target._chain("jit", self.memory, self.regions, env, self.redirect,
-                                                             1, False)
+                chain = self.context.tail_call_target._chain(self.engine, self.memory, self.regions, env,
+                                                             self.redirect, 1, False)
                 xdp = self.memory.xdp
                 xdp.region.bind_table(env.regions, env.region_count)  # the chain's run context unbound it
                 if self.out is not None:

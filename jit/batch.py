@@ -30,20 +30,28 @@ from .engine import record_stack_top, shared_function, store_elapsed
 RESULT_WORDS = 4
 OUT_SLOT = PAGE_SIZE  # a packet out is at most the page: each gets a slot of this size
 
-BATCH_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(RunEnv), ctypes.c_uint64,
-                              ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p,
-                              ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64))
+BATCH_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(RunEnv),
+                              ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
+                              ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64))
+# How each engine's loop runs a packet: the jitted main function (r1 = ctx), or the native
+# interpreter's repeat entry (jit/native_interp.py) once, on the program's image.
+_RUN_ONE = {
+    "jit": "%r = call i64 %fn(ptr %env, i64 %ctx, i64 0, i64 0, i64 0, i64 0)",
+    "interp": "%r = call i64 %fn(ptr %image, ptr %env, i64 %ctx, i64 0, i64 1, ptr %runs)",
+}
 
 _META, _DATA, _END = (XDP_MD.field(name).native_offset for name in ("data_meta", "data", "data_end"))
 
-XDP_BATCH_IR = f"""
+def _batch_ir(engine: str) -> str:
+    return f"""
 declare i32 @clock_gettime(i32, ptr)
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 
-define i64 @bpfjit_xdp_batch(ptr %fn, ptr %env, i64 %ctx, i64 %page_addr, ptr %spans, i64 %n, ptr %results,
-                             ptr %out, ptr %current, ptr %elapsed) {{
+define i64 @bpfjit_xdp_batch(ptr %fn, ptr %image, ptr %env, i64 %ctx, i64 %page_addr, ptr %spans, i64 %n,
+                             ptr %results, ptr %out, ptr %current, ptr %elapsed) {{
 entry:
+  %runs = alloca i64
   %before = alloca [2 x i64]
   %after = alloca [2 x i64]{record_stack_top()}
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
@@ -84,7 +92,7 @@ publish:
   store i64 %length, ptr %entry_size
   br label %run
 run:
-  %r = call i64 %fn(ptr %env, i64 %ctx, i64 0, i64 0, i64 0, i64 0)
+  {_RUN_ONE[engine]}
   %meta_now = load i64, ptr %meta_field
   %data_now = load i64, ptr %data_field
   %end_now = load i64, ptr %end_field
@@ -121,6 +129,7 @@ done:
 """
 
 
-def xdp_batch_loop():
-    """The batch loop (compiled on first use, shared by every program of the process)."""
-    return shared_function("bpfjit_xdp_batch", XDP_BATCH_IR, BATCH_TYPE)
+def xdp_batch_loop(engine: str):
+    """The batch loop of `engine` ("jit" or "interp"; compiled on first use, shared by every
+    program of the process)."""
+    return shared_function(f"bpfjit_xdp_batch ({engine})", _batch_ir(engine), BATCH_TYPE, "bpfjit_xdp_batch")

@@ -107,17 +107,18 @@ _shared_lock = threading.Lock()
 _shared: dict[str, tuple[llvm.ExecutionEngine, object]] = {}
 
 
-def shared_function(name: str, ir: str, ctype):
-    """Function `name` of module `ir`, as a `ctype` (compiled on first use; one per process)."""
+def shared_function(key: str, ir: str, ctype, symbol: str | None = None):
+    """Function `symbol` (default: `key`) of module `ir`, as a `ctype`, compiled on first use
+    and kept under `key` for the life of the process."""
     with _shared_lock, llvm_lock:
-        if name not in _shared:
+        if key not in _shared:
             tm = target_machine()
             module = llvm.parse_assembly(ir)
             module.triple = tm.triple
             engine = llvm.create_mcjit_compiler(module, tm)
             engine.finalize_object()
-            _shared[name] = (engine, ctype(engine.get_function_address(name)))
-        return _shared[name][1]
+            _shared[key] = (engine, ctype(engine.get_function_address(symbol or key)))
+        return _shared[key][1]
 
 
 def repeat_loop():

@@ -106,6 +106,10 @@ class NativeInterpreter:
         raise_for_trap(env, image)
         return result
 
+    def repeat_address(self, checked: bool = False) -> int:
+        """The native address of the repeat entry (for the capture batch loop, jit/batch.py)."""
+        return ctypes.cast(self._repeat["checked" if checked else "fast"], ctypes.c_void_p).value
+
     def call_function(self, image: ProgramImage, env: RunEnv, start: int, args: Sequence[int],
                       checked: bool = False) -> int:
         """Run the BPF function at slot `start` with r1-r5 = args (a helper's callback)."""

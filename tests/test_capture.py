@@ -1,6 +1,6 @@
 """Runs over captured traffic through the API (bpfjit/capture.py, Program.run_capture): each
-packet's result must be the one its own test_run gives, on every engine, through the JIT's native
-batches (jit/batch.py) and the per-packet path alike, with one thread or several; maps carry over
+packet's result must be the one its own test_run gives, on every engine, through the native batches
+of the JIT and the native interpreter (jit/batch.py) and the per-packet path alike, with one thread or several; maps carry over
 from packet to packet. The CLI's ``--pcap`` is tested in tests/test_pcap.py and test_capture_cli.py.
 """
 from __future__ import annotations
@@ -143,12 +143,13 @@ def test_without_data_only_the_verdicts_are_kept():
     assert {r.data_out for r in results} == {None}
 
 
-def test_the_jit_runs_linear_xdp_packets_without_a_test_run_each():
+@pytest.mark.parametrize("native_engine", ["jit", "interp"])
+def test_linear_xdp_packets_run_natively_without_a_test_run_each(native_engine):
     # Frames of at most 3,520 bytes never reach test_run (only frags and runts do).
     program = bpfjit.load(FIREWALL).programs["firewall"]
-    program.prepare("jit")
+    program.prepare(native_engine)
     with mock.patch.object(Program, "test_run", side_effect=AssertionError("a test run per packet")):
-        results = list(program.run_capture(FRAMES * 50))
+        results = list(program.run_capture(FRAMES * 50, engine=native_engine))
     assert len(results) == 50 * len(FRAMES) and all(r.error is None for r in results)
 
 
