@@ -30,7 +30,9 @@ FRAMES = [frame for _, frame in PACKETS]
 # way the XDP helpers do, so that what a batch must reset between packets shows: 1 pushes a
 # 4-byte header (adjust_head) and transmits, 2 writes 4 bytes of metadata (adjust_meta), 3 grows
 # the tail by 8 zeroed bytes, 4 redirects to ifindex = the second byte and returns the helper's
-# verdict (XDP_REDIRECT), 5 redirects but passes (no redirect is reported), others pass.
+# verdict (XDP_REDIRECT), 5 redirects but passes (no redirect is reported), 6 moves data 8 bytes
+# back and returns the headroom it uncovered (zeros in a fresh buffer, whatever an earlier
+# packet wrote there), others pass.
 PATHS = """
     mov %r6, %r1
     ldxw %r2, [%r6+0]
@@ -45,7 +47,19 @@ PATHS = """
     jeq %r7, 3, tail
     jeq %r7, 4, redirect
     jeq %r7, 5, redirect_pass
+    jeq %r7, 6, headroom
     ja pass
+headroom:
+    mov %r1, %r6
+    mov %r2, -8
+    call 44
+    ldxw %r2, [%r6+0]
+    ldxw %r3, [%r6+4]
+    mov %r4, %r2
+    add %r4, 8
+    jgt %r4, %r3, pass
+    ldxdw %r0, [%r2+0]
+    exit
 head:
     mov %r1, %r6
     mov %r2, -4
@@ -98,7 +112,7 @@ def paths_program() -> Program:
 def path_frames() -> list[bytes]:
     """Every path twice, a runt (refused), a frame with XDP frags (over 3,520 bytes: the
     per-packet path inside a native batch) and frames of several lengths."""
-    frames = [bytes([path, 7 + path]) + bytes(range(40 + path)) for path in range(7)] * 2
+    frames = [bytes([path, 7 + path]) + bytes(range(40 + path)) for path in range(8)] * 2
     return [*frames, bytes(3), bytes([1, 0]) + bytes(5000), bytes([4, 9]) + bytes(100), bytes([2]) + bytes(1499)]
 
 
