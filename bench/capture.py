@@ -68,6 +68,30 @@ def run_kernel(packets: list[bytes]) -> Throughput:
     return Throughput("kernel test run, packet by packet", len(packets), seconds, dict(actions))
 
 
+def measure(count: int = PACKETS, threads: int = 2, rounds: int = 3, kernel: bool = False) -> list[Throughput]:
+    """The fastest of `rounds` passes of each engine (the JIT on 1..threads threads, the native
+    interpreter, and with `kernel` the kernel's test run); AssertionError if one counts other
+    actions than the JIT on one thread."""
+    packets = frames(count)
+    passes = [lambda threads=threads: run_bpfjit("jit", packets, threads) for threads in range(1, threads + 1)]
+    passes.append(lambda: run_bpfjit("interp", packets))
+    if kernel:
+        passes.append(lambda: run_kernel(packets[:count // 4]))
+    results, reference = [], None
+    for run in passes:
+        best = max((run() for _ in range(rounds)), key=lambda t: t.per_second)
+        shares = {action: n / best.packets for action, n in best.actions.items()}
+        reference = reference or shares
+        if shares.keys() != reference.keys() or any(abs(shares[a] - reference[a]) > 0.01 for a in shares):
+            raise AssertionError(f"{best.engine}: the actions {best.actions} differ from the JIT's")
+        results.append(best)
+    return results
+
+
+def text(results: list[Throughput]) -> str:
+    return "\n".join(f"{t.engine:<36} {t.per_second / 1e6:6.2f} M packets/s" for t in results) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=PACKETS, help=f"packets per pass (default {PACKETS:,})")
@@ -75,21 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes per engine; the fastest is kept")
     parser.add_argument("--kernel", action="store_true", help="also the kernel's test run (needs root)")
     args = parser.parse_args(argv)
-    packets = frames(args.packets)
     import cpuinfo  # slow to ask: only when reporting
-    print(f"firewall over {len(packets):,} in-memory packets, {cpuinfo.get_cpu_info().get('brand_raw', '?')}")
-    passes = [lambda threads=threads: run_bpfjit("jit", packets, threads) for threads in range(1, args.threads + 1)]
-    passes.append(lambda: run_bpfjit("interp", packets))
-    if args.kernel:
-        passes.append(lambda: run_kernel(packets[:args.packets // 4]))
-    reference = None
-    for run in passes:
-        best = max((run() for _ in range(args.rounds)), key=lambda t: t.per_second)
-        shares = {action: count / best.packets for action, count in best.actions.items()}
-        reference = reference or shares
-        if shares.keys() != reference.keys() or any(abs(shares[a] - reference[a]) > 0.01 for a in shares):
-            raise AssertionError(f"{best.engine}: the actions {best.actions} differ from the JIT's")
-        print(f"{best.engine:<36} {best.per_second / 1e6:6.2f} M packets/s")
+    print(f"firewall over {args.packets:,} in-memory packets, {cpuinfo.get_cpu_info().get('brand_raw', '?')}")
+    print(text(measure(args.packets, args.threads, args.rounds, args.kernel)), end="")
 
 
 if __name__ == "__main__":

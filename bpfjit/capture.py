@@ -254,9 +254,7 @@ class _NativeXdpLane:
                          len(packets), ctypes.addressof(self.results), out, ctypes.addressof(self.current),
                          ctypes.byref(self.elapsed))
         batch.program_ns += self.elapsed.value
-        words = self.results[0:self.words * made]
-        for at in range(made):
-            self._record(batch, first + at, words[self.words * at:self.words * (at + 1)], at)
+        self._record(batch, first, self.results[0:self.words * made])
         if self.env.status != Status.OK:
             self._settle(batch, first + made - 1, made - 1)
         for at, target in self.redirect.by_packet.items():
@@ -266,13 +264,18 @@ class _NativeXdpLane:
         self.redirect.by_packet.clear()
         return made
 
-    def _record(self, batch: Batch, position: int, words: list[int], at: int) -> None:
-        retval, meta, data, end = words
-        batch.retvals[position] = retval
-        batch.meta_lens[position] = data - meta
+    def _record(self, batch: Batch, first: int, words: list[int], at: int = 0) -> None:
+        """Record the runs whose loop records (r0, data_meta, data, data_end) are `words`, made
+        for the packets from `first` on, whose packets out are in the slots from `at` on: a
+        slice at a time, with no Python call per packet."""
+        count = len(words) // self.words
+        metas, datas, ends = words[1::self.words], words[2::self.words], words[3::self.words]
+        batch.retvals[first:first + count] = words[0::self.words]
+        batch.meta_lens[first:first + count] = [data - meta for meta, data in zip(metas, datas)]
         if self.out is not None:
-            slot = ctypes.addressof(self.out) + at * self.slot
-            batch.data_outs[position] = ctypes.string_at(slot, end - meta)
+            base = ctypes.addressof(self.out) + at * self.slot
+            batch.data_outs[first:first + count] = [ctypes.string_at(base + i * self.slot, end - meta)
+                                                    for i, (meta, end) in enumerate(zip(metas, ends))]
 
     def _settle(self, batch: Batch, position: int, at: int) -> None:
         """The packet whose run stopped the batch: a tail call left to Python is followed (on

@@ -108,6 +108,18 @@ def test_bench_prints_the_table_and_writes_json_and_plot(capsys, tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_bench_capture_alone_runs_the_capture_passes(capsys, tmp_path, monkeypatch):
+    from bpfjit.bench import capture
+    monkeypatch.setattr(capture, "PACKETS", 2_000)  # the figures are not the point here
+    results = tmp_path / "bench.json"
+    code, out, err = run_cli(capsys, "bench", "--filter", "^capture$", "--rounds", "1", "--json", str(results))
+    assert code == 0, err
+    assert "capture: the firewall once per packet over 2,000 in-memory packets" in out and "\nsimple " not in out
+    passes = json.loads(results.read_text())["capture"]
+    assert [p["engine"] for p in passes] == ["jit, 1 thread", "jit, 2 threads", "interp, 1 thread"]
+    assert all(p["packets"] == 2_000 and p["packets_per_second"] > 0 for p in passes)
+
+
 def test_bench_refuses_an_output_it_cannot_write_before_running(capsys, tmp_path):
     code, out, err = run_cli(capsys, "bench", "--filter", "simple", "--plot", str(tmp_path / "missing" / "b.png"))
     assert (code, out) == (1, "")

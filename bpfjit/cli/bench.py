@@ -8,6 +8,8 @@ import re
 from ..errors import BPFError
 from .common import Progress, _check_writable, _write
 
+CAPTURE = "capture"  # the runs over a capture, after the table (--filter capture: only them)
+
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import measure, native, report
@@ -24,16 +26,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             _check_writable(output)
     chosen = [(case, cpu) for case in CASES for cpu in case.cpu_variants()
               if pattern.search(case.name if cpu == "v3" else f"{case.name} ({cpu})")]
-    if not chosen:
+    with_capture = bool(pattern.search(CAPTURE))
+    if not chosen and not with_capture:
         raise BPFError(f"no benchmark matches --filter {args.filter!r} "
-                       f"(there are: {', '.join(case.name for case in CASES)})")
+                       f"(there are: {', '.join(case.name for case in CASES)}, {CAPTURE})")
     if args.kernel:
         from ..kernel import kernel_available
         ok, why = kernel_available()
         if not ok:
             raise BPFError(f"--kernel: the kernel engine is not available here: {why}")
     info = report.machine()
-    natives = None if args.no_native else native.NativeLibrary([case for case, _ in chosen])
+    natives = None if args.no_native or not chosen else native.NativeLibrary([case for case, _ in chosen])
     rows = []
     try:
         with Progress(len(chosen) * measure.STEPS_PER_CASE, "bench") as bar:
@@ -45,14 +48,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     finally:
         if natives is not None:
             natives.close()
-    print(report.table(rows, info), end="")
+    if rows:
+        print(report.table(rows, info), end="")
+    passes = _capture(args) if with_capture else []
     if args.json:
-        _write(args.json, (json.dumps(report.as_json(rows, info), indent=2) + "\n").encode())
-    if args.plot:
+        record = report.as_json(rows, info)
+        record[CAPTURE] = [{"engine": t.engine, "packets": t.packets, "packets_per_second": t.per_second}
+                           for t in passes]
+        _write(args.json, (json.dumps(record, indent=2) + "\n").encode())
+    if args.plot and rows:
         from ..bench.plot import bar_chart_png
         groups, series = report.plot_series(rows)
         _write(args.plot, bar_chart_png(f"bpfjit bench: ns per run (log scale) on {info['cpu']}", groups, series))
     return 0
+
+
+def _capture(args: argparse.Namespace) -> list:
+    """The runs over a capture (bench/capture.py): packets per second of the firewall."""
+    from ..bench import capture
+    passes = capture.measure(capture.PACKETS, rounds=args.rounds, kernel=args.kernel)
+    print(f"\n{CAPTURE}: the firewall once per packet over {capture.PACKETS:,} in-memory packets")
+    print(capture.text(passes), end="")
+    return passes
 
 
 def add_parser(verbs) -> None:
