@@ -1,7 +1,8 @@
 """Runs over captured traffic through the API (bpfjit/capture.py, Program.run_capture): each
-packet's result must be the one its own test_run gives, on every engine, through the native batches
-of the JIT and the native interpreter (jit/batch.py) and the per-packet path alike, with one thread or several; maps carry over
-from packet to packet. The CLI's ``--pcap`` is tested in tests/test_pcap.py and test_capture_cli.py.
+packet's result must be the one its own test_run gives, on every engine, through the native
+batches of the JIT and the native interpreter (jit/batch.py) and the per-packet path alike, with
+one thread or several; maps carry over from packet to packet. The CLI's ``--pcap`` is tested in
+tests/test_pcap.py and test_capture_cli.py.
 """
 from __future__ import annotations
 
