@@ -12,17 +12,17 @@ CPUs; the results still come in capture order.
 from __future__ import annotations
 
 import ctypes
-import struct
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from . import isa
 from .errors import BPFError
+from .program import RUN_ENGINES, XDP_REDIRECT, Program, _ChainEnd, _interpreter, settle
 from .runtime import run_context
 from .runtime.context import XDP_MD
 from .runtime.memory import Regions
@@ -30,11 +30,13 @@ from .runtime.run_context import Redirect, RedirectInfo, RunContext
 from .runtime.run_memory import XDP_LINEAR_MAX, run_memory
 from .runtime.status import RunEnv, Status
 
-if TYPE_CHECKING:
-    from .program import Program
+
+def xdp_meta_len(prog_type: str, ctx_out: bytes | None) -> int:
+    """How many bytes of metadata lead an XDP run's data_out: the xdp_md a test run copies back
+    holds data as an offset from data_meta (xdp_convert_buff_to_md); 0 for other program types."""
+    return int.from_bytes(ctx_out[:4], "little") if prog_type == "xdp" and ctx_out else 0
 
 CHUNK_PACKETS = 1024  # packets per native batch, and per share of the work between threads
-XDP_REDIRECT = 4
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,8 @@ class CaptureRun:
     packet (``for result in run``) or per chunk (:meth:`batches`). ``program_ns`` (the program's
     time) and ``wall_ns`` (everything, Python included) are complete once iterated."""
 
-    def __init__(self, program: "Program", packets: Iterable[bytes], engine: str = "jit", threads: int = 1,
+    def __init__(self, program: Program, packets: Iterable[bytes], engine: str = "jit", threads: int = 1,
                  keep_data: bool = True):
-        from .program import RUN_ENGINES
         if engine not in RUN_ENGINES:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -144,7 +145,7 @@ def _empty_batch(start: int, chunk: Sequence[bytes]) -> Batch:
 class _TestRunLane:
     """One thread's runs through ``test_run``, packet by packet."""
 
-    def __init__(self, program: "Program", engine: str, keep_data: bool):
+    def __init__(self, program: Program, engine: str, keep_data: bool):
         self.program, self.engine, self.keep_data = program, engine, keep_data
 
     def run(self, start: int, chunk: Sequence[bytes]) -> Batch:
@@ -163,8 +164,7 @@ class _TestRunLane:
         batch.program_ns += int(result.duration_ns)
         if self.keep_data:
             batch.data_outs[position] = result.data_out
-        if self.program.type.layout is XDP_MD and result.ctx_out:  # xdp_md.data: data - data_meta
-            batch.meta_lens[position] = struct.unpack_from("<I", result.ctx_out, 0)[0]
+        batch.meta_lens[position] = xdp_meta_len(self.program.prog_type, result.ctx_out)
         if result.redirect is not None:
             batch.redirects[position] = result.redirect
 
@@ -192,7 +192,7 @@ class _NativeXdpLane:
     Packets the batch loop does not take (frags, runts) go through test_run in their place in
     the order."""
 
-    def __init__(self, program: "Program", engine: str, keep_data: bool):
+    def __init__(self, program: Program, engine: str, keep_data: bool):
         from .jit.batch import OUT_SLOT, RESULT_WORDS, xdp_batch_loop
         self.program, self.engine, self.loop, self.words = program, engine, xdp_batch_loop(engine), RESULT_WORDS
         self.slow = _TestRunLane(program, engine, keep_data)
@@ -212,7 +212,6 @@ class _NativeXdpLane:
         if engine == "jit":
             self.entry, self.image = program.compile().code_address(), None
         else:
-            from .program import _interpreter
             self.image = program._native_image()
             self.entry = _interpreter().repeat_address()
         self.spans = (ctypes.c_uint64 * (2 * CHUNK_PACKETS))()
@@ -281,7 +280,6 @@ class _NativeXdpLane:
         """The packet whose run stopped the batch: a tail call left to Python is followed (on
         this lane's memory), a failure becomes the packet's error; the lane is ready again."""
         from .jit.native_interp import raise_for_trap
-        from .program import _ChainEnd, settle
         env = self.env
         chain = _ChainEnd(batch.retvals[position], self.program, self.context.errors, 1, 0)
         try:

@@ -1,6 +1,6 @@
-"""The native loop that runs a jitted XDP program once per packet of a batch, for runs over
-captured traffic (bpfjit/capture.py): at a million packets a second, a Python call per packet
-would cost more than the program.
+"""The native loop that runs a verified XDP program once per packet of a batch, jitted or on the
+native interpreter, for runs over captured traffic (bpfjit/capture.py): at a million packets a
+second, a Python call per packet would cost more than the program.
 
 Each packet gets the memory a test run of its own would give it (runtime/run_memory.py): the one
 page of the batch's xdp_buff, its headroom zeroed again, the packet copied in XDP_HEADROOM bytes
@@ -41,6 +41,7 @@ _RUN_ONE = {
 }
 
 _META, _DATA, _END = (XDP_MD.field(name).native_offset for name in ("data_meta", "data", "data_end"))
+
 
 def _batch_ir(engine: str) -> str:
     return f"""

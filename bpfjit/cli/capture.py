@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from ..capture import xdp_meta_len
 from ..errors import BPFError
 from ..object import Object
 from ..pcap import LINKTYPE_ETHERNET, Capture, Packet, PcapError, read_pcap, write_pcap
@@ -132,8 +133,7 @@ def _kernel_capture(args: argparse.Namespace, obj: Object, program: Program, pac
         if isinstance(result, BPFError):
             outcomes.errors[outcomes.add(None, None)] = result
             continue
-        meta = int.from_bytes(result.ctx_out[:4], "little") if program.prog_type == "xdp" and result.ctx_out else 0
-        at = outcomes.add(result.retval, result.data_out, meta)
+        at = outcomes.add(result.retval, result.data_out, xdp_meta_len(program.prog_type, result.ctx_out))
         outcomes.elapsed_ns += result.syscall_ns
         outcomes.program_ns += int(result.duration_ns)
         if result.errno == errno.ENOSPC:
