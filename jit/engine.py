@@ -36,6 +36,7 @@ REPEAT_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER(
                                ctypes.c_uint64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64),
                                ctypes.POINTER(ctypes.c_uint64))
 
+
 def record_stack_top() -> str:
     """IR that records in RunEnv.stack_top (%env) where the program's native frames will begin:
     the stack pointer at the call, less the return address."""
@@ -124,6 +125,7 @@ def shared_function(key: str, ir: str, ctype, symbol: str | None = None):
 def repeat_loop():
     """The shared repeat loop."""
     return shared_function("bpfjit_repeat", REPEAT_IR, REPEAT_TYPE)
+
 
 _host_lock = threading.Lock()
 _host: tuple[llvm.Target, str, str] | None = None

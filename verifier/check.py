@@ -66,7 +66,7 @@ class Checkpoint:
     all_precise: bool = False
     history: list = field(default_factory=list)  # the Steps from the parent checkpoint to this one
     depth: int = 0  # checkpoints above it on its path
-    widened_depth: int = -1  # the depth of the nearest widened checkpoint at or above it (-1: none)
+    below_widened: bool = False  # it, or a checkpoint above it on its path, is widened
     # The outermost widened loop head still being explored that a path from here was pruned
     # against (the kernel's loop_entry): until that loop is done, precision marks here may be
     # incomplete, so comparisons take every scalar as precise.
@@ -421,7 +421,7 @@ class Verifier:
         # A state that came from a widened one holds more than the path can reach: its exact
         # repeat is the widened loop's fixpoint (a counter widened to [1, max] comes back as
         # [1, max] after `r -= 1; if r > 0`), not a proof that the program never leaves the loop.
-        from_widened = state.parent is not None and state.parent.widened_depth >= 0
+        from_widened = state.parent is not None and state.parent.below_widened
         if index in self.loop_proofs:
             self.loop_proofs[index].arrive(state, source)
         for checkpoint in kept:
@@ -478,7 +478,7 @@ class Verifier:
         depth = parent.depth + 1 if parent else 0
         checkpoint = Checkpoint(state.copy(), 1, parent, signature=signature, widened=widened,
                                 history=state.history, depth=depth,
-                                widened_depth=depth if widened else parent.widened_depth if parent else -1,
+                                below_widened=widened or (parent is not None and parent.below_widened),
                                 trips=trips, rounds=rounds)
         checkpoint.state.parent = None
         checkpoint.state.history = []
