@@ -152,7 +152,6 @@ class Verifier:
         self.visited: set[int] = set()  # instructions some path reached (the others are dead)
         # Per-instruction facts the walk asks at every visit, computed once.
         self.frame_pointer_writers = frozenset(i for i, insn in enumerate(insns) if writes_frame_pointer(insn))
-        self.conditional_jumps = frozenset(i for i, insn in enumerate(insns) if precision.is_conditional_jump(insn))
         self.helper_args_proven = True
         self.ids = 0
         self.current_index = 0
@@ -165,7 +164,7 @@ class Verifier:
         # an endless loop is seen and a loop can be widened from its first trip.
         self.back_targets = self.loop_heads or loop_heads(facts.successors, facts.function_starts)
         self.track_precision = not spec.prove_termination
-        self.backedges = precision.Backedges(insns)
+        self.precision = precision.Tracker(insns)
         # Loop head -> what the arrivals there have shown of the loop's end (verifier/termination.py).
         loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
         self.loop_proofs = {head: termination.LoopProof(loop) for head, loop in loops.items()}
@@ -236,10 +235,10 @@ class Verifier:
                 if index in self.frame_pointer_writers:
                     raise Rejected("frame pointer is read only")
                 if self.track_precision:
-                    record = precision.step(state, insn, index)
+                    record = self.precision.step(state, index)
                     self._demand_operands(state, insn)
                 following = self._step(state, insn, index)
-                if following and self.track_precision and index in self.conditional_jumps:
+                if following and self.track_precision and index in self.precision.conditional_jumps:
                     self._demand_jump(following[0][1], insn, decided=len(following) == 1)
             except Rejected as rejected:
                 self.log.insn(index, insn_text(insn, self._imm64_name))
@@ -321,7 +320,7 @@ class Verifier:
         if not self.track_precision:
             return
         depth = len(state.frames) - 1
-        precision.demand(state, [(depth, "r", regno) for regno in regnos], self.insns)
+        self.precision.demand(state, [(depth, "r", regno) for regno in regnos])
 
     def _demand_operands(self, state: State, insn: Insn) -> None:
         """Pointer arithmetic: the scalar added to (or subtracted from) a pointer must be precise."""
@@ -443,9 +442,9 @@ class Verifier:
                 checkpoint.hits += 1
                 loop = checkpoint.unfinished_loop()
                 if self.track_precision:
-                    precision.inherit(state, checkpoint, self.insns)
+                    self.precision.inherit(state, checkpoint)
                     if loop is not None:
-                        self.backedges.add(loop, state, checkpoint)
+                        self.precision.backedges.add(loop, state, checkpoint)
                 if loop is not None:
                     _enter_loop(state, loop)
                 return True
@@ -537,7 +536,7 @@ class Verifier:
             checkpoint.branches -= 1
             if checkpoint.branches:
                 break
-            self.backedges.finished(checkpoint)
+            self.precision.backedges.finished(checkpoint)
             checkpoint = checkpoint.parent
 
     def _error(self, index: int, message: str) -> VerifierError:

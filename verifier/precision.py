@@ -44,20 +44,120 @@ class Step:
     linked: frozenset = frozenset()
 
 
-def step(state: State, insn: Insn, index: int) -> Step:
-    """What to remember of `insn`, run from `state` (taken before the instruction changes it)."""
-    depth = len(state.frames) - 1
-    cls = insn.cls
-    if cls == isa.LDX or (cls in (isa.ST, isa.STX)):
-        atomic_load = cls == isa.STX and insn.mode == isa.ATOMIC and insn.imm == isa.LOAD_ACQ
-        reg = state.regs[insn.src if cls == isa.LDX or atomic_load else insn.dst]
-        return Step(index, depth, _stack_slot(reg, insn.off))
-    if is_conditional_jump(insn):
-        operands = [state.regs[insn.dst]] + ([state.regs[insn.src]] if insn.source == isa.X else [])
-        ids = {reg.id for reg in operands if reg.is_scalar and reg.id}
-        if ids:
-            return Step(index, depth, None, frozenset(_linked(state, ids)))
-    return Step(index, depth)
+class Tracker:
+    """Precision for one program: what each instruction leaves for a later demand to follow
+    (``step``), the backwards walks (``demand``, ``inherit``), and the paths waiting for a loop to
+    be done (``backedges``). What the walks ask of an instruction is worked out once per program:
+    which register addresses memory, which instructions jump conditionally, which end a frame."""
+
+    def __init__(self, insns: Sequence[Insn]):
+        self.insns = insns
+        self.conditional_jumps = frozenset(i for i, insn in enumerate(insns) if is_conditional_jump(insn))
+        self.boundaries = frozenset(i for i, insn in enumerate(insns)
+                                    if insn.opcode == isa.EXIT_OP or _is_local_call(insn))
+        self.address_regs = {i: _address_reg(insn) for i, insn in enumerate(insns)
+                             if insn.cls in (isa.LDX, isa.ST, isa.STX)}
+        # The two kinds most steps are, as (dst, src or None, dst's old value dropped): ALU
+        # instructions, whose src feeds dst, and conditional jumps, whose operands feed each other.
+        self.alu = {i: (insn.dst, insn.src if insn.source == isa.X and insn.op not in (isa.NEG, isa.END) else None,
+                        insn.op == isa.MOV) for i, insn in enumerate(insns) if insn.cls in (isa.ALU, isa.ALU64)}
+        self.compares = {i: (insn.dst, insn.src if insn.source == isa.X else None) for i in self.conditional_jumps
+                         for insn in (insns[i],)}
+        self._plain: dict[tuple[int, int], Step] = {}  # (index, depth) -> the Step of nothing to note
+        self.backedges = Backedges(self)
+
+    def step(self, state: State, index: int) -> Step:
+        """What to remember of instruction `index`, run from `state` (taken before the
+        instruction changes it)."""
+        depth = len(state.frames) - 1
+        address = self.address_regs.get(index)
+        if address is not None:
+            slot = _stack_slot(state.regs[address], self.insns[index].off)
+            if slot is not None:
+                return Step(index, depth, slot)
+        elif index in self.conditional_jumps:
+            insn = self.insns[index]
+            operands = [state.regs[insn.dst]] + ([state.regs[insn.src]] if insn.source == isa.X else [])
+            ids = {reg.id for reg in operands if reg.is_scalar and reg.id}
+            if ids:
+                return Step(index, depth, None, frozenset(_linked(state, ids)))
+        plain = self._plain.get((index, depth))
+        if plain is None:
+            plain = self._plain[(index, depth)] = Step(index, depth)
+        return plain
+
+    def demand(self, state: State, places: Iterable[Place]) -> None:
+        """The bounds of `places` in `state` decided something: make them, and every value they
+        came from, precise in the checkpoints of the path."""
+        boundaries = self.boundaries
+        history, checkpoint = state.history, state.parent
+        try:
+            wanted = {p for p in places if _is_scalar(state, p)}
+            while wanted:
+                deepest = max(place[0] for place in wanted)  # the deepest frame a wanted place is in
+                for record in reversed(history):
+                    boundary = record.index in boundaries
+                    if deepest > record.depth and not boundary:
+                        raise _GiveUp  # a frame this instruction did not run in (a callback's)
+                    added = self._backtrack(record, wanted)
+                    if not wanted:
+                        return
+                    if boundary:
+                        deepest = max(place[0] for place in wanted)
+                    elif added:
+                        deepest = max(deepest, record.depth)
+                if checkpoint is None:
+                    return
+                wanted = {p for p in wanted if _is_scalar(checkpoint.state, p)}
+                if checkpoint.all_precise or wanted <= checkpoint.precise:
+                    return
+                checkpoint.precise |= wanted
+                history, checkpoint = checkpoint.history, checkpoint.parent
+        except _GiveUp:
+            give_up(state)
+
+    def _backtrack(self, record: Step, wanted: set[Place]) -> bool:
+        """Turn the places wanted after the record's instruction into those wanted before it;
+        whether it added any."""
+        depth = record.depth
+        alu = self.alu.get(record.index)
+        if alu is not None:
+            dst, src, replaced = alu
+            place = (depth, "r", dst)
+            if place not in wanted:
+                return False
+            if replaced:
+                wanted.discard(place)
+            if src is None:
+                return False
+            wanted.add((depth, "r", src))
+            return True
+        compare = self.compares.get(record.index)
+        if compare is None:
+            return _backtrack(self.insns[record.index], record, wanted)
+        operands = {(depth, "r", compare[0])}
+        if compare[1] is not None:
+            operands.add((depth, "r", compare[1]))
+        if record.linked:
+            operands |= record.linked
+        if wanted.isdisjoint(operands):
+            return False
+        wanted |= operands
+        return True
+
+    def inherit(self, state: State, covering: "Checkpoint") -> None:
+        """`state` was pruned because `covering` holds it: what `covering`'s paths needed precise
+        is needed of `state`'s values too (the kernel's propagate_precision)."""
+        if covering.all_precise:
+            give_up(state)
+        elif covering.precise:
+            self.demand(state, covering.precise)
+
+
+def _address_reg(insn: Insn) -> int:
+    """The register holding the address a load or store accesses."""
+    load_acquire = insn.cls == isa.STX and insn.mode == isa.ATOMIC and insn.imm == isa.LOAD_ACQ
+    return insn.src if insn.cls == isa.LDX or load_acquire else insn.dst
 
 
 def is_conditional_jump(insn: Insn) -> bool:
@@ -85,52 +185,12 @@ class _GiveUp(Exception):
     """The walk met a value it cannot follow."""
 
 
-def demand(state: State, places: Iterable[Place], insns: Sequence[Insn]) -> None:
-    """The bounds of `places` in `state` decided something: make them, and every value they came
-    from, precise in the checkpoints of the path."""
-    history, checkpoint = state.history, state.parent
-    try:
-        wanted = {p for p in places if _is_scalar(state, p)}
-        while wanted:
-            deepest = max(place[0] for place in wanted)  # the deepest frame a wanted place is in
-            for record in reversed(history):
-                insn = insns[record.index]
-                boundary = insn.opcode == isa.EXIT_OP or _is_local_call(insn)
-                if deepest > record.depth and not boundary:
-                    raise _GiveUp  # a frame this instruction did not run in (a callback's)
-                added = _backtrack(insn, record, wanted)
-                if not wanted:
-                    return
-                if boundary:
-                    deepest = max(place[0] for place in wanted)
-                elif added:
-                    deepest = max(deepest, record.depth)
-            if checkpoint is None:
-                return
-            wanted = {p for p in wanted if _is_scalar(checkpoint.state, p)}
-            if checkpoint.all_precise or wanted <= checkpoint.precise:
-                return
-            checkpoint.precise |= wanted
-            history, checkpoint = checkpoint.history, checkpoint.parent
-    except _GiveUp:
-        give_up(state)
-
-
 def give_up(state: State) -> None:
     """Every scalar of every checkpoint on the path is precise."""
     checkpoint = state.parent
     while checkpoint is not None and not checkpoint.all_precise:
         checkpoint.all_precise = True
         checkpoint = checkpoint.parent
-
-
-def inherit(state: State, covering: "Checkpoint", insns: Sequence[Insn]) -> None:
-    """`state` was pruned because `covering` holds it: what `covering`'s paths needed precise
-    is needed of `state`'s values too (the kernel's propagate_precision)."""
-    if covering.all_precise:
-        give_up(state)
-    elif covering.precise:
-        demand(state, covering.precise, insns)
 
 
 class Backedges:
@@ -140,8 +200,8 @@ class Backedges:
     propagate_backedges). Each such path is marked again when its loop is done, and then, to a
     fixpoint, whenever another loop is done, since marks may keep flowing between loops."""
 
-    def __init__(self, insns: Sequence[Insn]):
-        self.insns = insns
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
         self.waiting: dict[int, list[list]] = {}  # id(loop head) -> [state, covering, marks seen]
         self.settled: list[list] = []
 
@@ -163,7 +223,7 @@ class Backedges:
                 marks = _marks(covering)
                 if marks != seen:
                     entry[2] = marks
-                    inherit(state, covering, self.insns)
+                    self.tracker.inherit(state, covering)
                     changed = True
 
 
@@ -184,19 +244,9 @@ def _is_scalar(state: State, place: Place) -> bool:
 
 
 def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> bool:
-    """Turn the places wanted after `insn` into those wanted before it; whether it added any."""
+    """Tracker._backtrack for the instructions that are neither ALU nor conditional jumps."""
     depth = record.depth
     cls = insn.cls
-    if cls in (isa.ALU, isa.ALU64):
-        dst = (depth, "r", insn.dst)
-        if dst not in wanted:
-            return False
-        if insn.op == isa.MOV:
-            wanted.discard(dst)
-        if insn.source == isa.X and insn.op not in (isa.NEG, isa.END):
-            wanted.add((depth, "r", insn.src))
-            return True
-        return False
     if insn.is_lddw:
         wanted.discard((depth, "r", insn.dst))
         return False
@@ -211,6 +261,8 @@ def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> bool:
         return False
     if cls in (isa.ST, isa.STX):
         return _backtrack_store(insn, depth, slot, wanted)
+    if cls == isa.LD:
+        raise _GiveUp  # a legacy packet load (r0 from the packet, r1-r5 gone): the kernel does not follow it
     return _backtrack_jump(insn, record, wanted)
 
 
@@ -263,14 +315,4 @@ def _backtrack_jump(insn: Insn, record: Step, wanted: set[Place]) -> bool:
     if insn.opcode == isa.CALL_OP:  # a helper: r0 is its result, r1-r5 are gone after it
         wanted.difference_update([(depth, "r", number) for number in range(0, 6)])
         return False
-    if insn.op in (isa.JA, isa.JCOND):
-        return False
-    operands = {(depth, "r", insn.dst)}
-    if insn.source == isa.X:
-        operands.add((depth, "r", insn.src))
-    if record.linked:
-        operands |= record.linked
-    if wanted.isdisjoint(operands):
-        return False
-    wanted |= operands
-    return True
+    return False  # gotos and static branches (conditional jumps are Tracker._backtrack's)
