@@ -13,7 +13,7 @@ import random
 import struct
 from typing import Any, Callable
 
-from bpfjit.packets import ETH_P_IP, udp4_frame
+from bpfjit.packets import ETH_P_IP, HOST4, udp4_frame
 
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
 MASK64 = (1 << 64) - 1
@@ -36,6 +36,10 @@ class Case:
     round may make before it would fill: timing then measures the work, not the full ring. Its
     ``warmup_rounds`` are enough to write all of the ring once: bpfjit maps a ring's pages on first
     touch, where the kernel allocates them with the map, and the page faults are no run's work.
+
+    A program that looks up what the host put in its maps gives ``map_entries``: map name ->
+    raw (key, value) pairs, written into every object the bench loads (and into the kernel's
+    maps) before its first run.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Case:
     drain: Callable[[Any], None] | None = None
     max_repeat: int = 5_000_000
     warmup_rounds: int = 1
+    map_entries: Callable[[], dict[str, list[tuple[bytes, bytes]]]] | None = None
 
     @property
     def native_twin(self) -> bool:
@@ -181,7 +186,7 @@ MICRO_CASES = [
 # Each works from the IPv4 source address of a 64-byte UDP frame (bench/progs/xdp_source.h) and
 # calls one family of helpers many times per run; each models here what its C comment says.
 
-XDP_ABORTED, XDP_DROP, XDP_PASS = 0, 1, 2
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
 MASK32 = (1 << 32) - 1
 
 
@@ -400,4 +405,54 @@ PACKET_HELPER_CASES = [
          lambda: service_frame(), prelude=None, group="helper"),
     Case("tc_dnat", "tc_dnat", "tc_dnat", lambda: service_frame(), lambda d: 0, 1_000_000, lambda: service_frame(),
          prelude=None, group="helper"),
+]
+
+
+# --- a longest-prefix lookup -----------------------------------------------------------------------
+# lpm_lookup looks the frame's IPv4 destination up in an LPM trie of 10,000 prefixes that the host
+# fills before the first run; the value of a prefix is the program's verdict.
+
+LPM_PREFIXES = 10_000
+
+
+def route_table(seed: int = 31) -> dict[tuple[int, int], int]:
+    """(prefix length, network address as an int) -> XDP action: random prefixes of /8 to /32
+    outside 0.0.0.0/8 (left without a route), with every prefix of /8 to /32 of the frame's
+    destination among them, so that the lookup walks the trie's full depth to the longest one."""
+    rnd = random.Random(seed)
+    destination = int.from_bytes(HOST4, "big")
+    routes: dict[tuple[int, int], int] = {}
+    for length in range(8, 33):
+        routes[(length, destination >> (32 - length) << (32 - length))] = rnd.choice((XDP_PASS, XDP_TX))
+    while len(routes) < LPM_PREFIXES:
+        length = rnd.randint(8, 32)
+        network = rnd.getrandbits(32) >> (32 - length) << (32 - length)
+        if network >> 24:
+            routes[(length, network)] = rnd.choice((XDP_DROP, XDP_PASS, XDP_TX))
+    return routes
+
+
+def route_entries() -> dict[str, list[tuple[bytes, bytes]]]:
+    """route_table as lpm_lookup's map entries (struct bpf_lpm_trie_key_hdr: a host-order u32
+    prefix length, then the address in network order; a u32 action)."""
+    return {"routes": [(struct.pack("<I", length) + network.to_bytes(4, "big"), struct.pack("<I", action))
+                       for (length, network), action in route_table().items()]}
+
+
+def longest_prefix_verdict(frame: bytes) -> int:
+    """lpm_lookup's verdict, by trying the destination's prefixes from the longest down."""
+    verdict = untouched_verdict(frame)
+    if verdict is not None:
+        return verdict
+    routes, destination = route_table(), int.from_bytes(frame[30:34], "big")
+    for length in range(32, -1, -1):
+        network = destination >> (32 - length) << (32 - length) if length else 0
+        if (length, network) in routes:
+            return routes[(length, network)]
+    return XDP_DROP
+
+
+LPM_CASES = [
+    Case("lpm_lookup", "lpm_lookup", "lpm_lookup", helper_frame, longest_prefix_verdict, 1_000_000, helper_frame,
+         prelude=None, group="helper", map_entries=route_entries),
 ]

@@ -86,14 +86,18 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def load_program(case: Case, cpu: str = "v3", verify: bool = False):
+def load_program(case: Case, cpu: str = "v3", verify: bool = False, fill: bool = True):
     """A fresh object's program, and the object (for its maps and globals).
 
     verify: through the verifier first, as the bench loads every program; one the verifier
     rejects (``rejection`` says why) loads unverified, so that it can still be timed.
+    fill: the case's map entries written (what a run needs; a compile-time measure does not).
     """
     obj = bpfjit.load(case.object_path(cpu), programs=[case.function],
                       verify=verify and not rejection(case, cpu))
+    for name, entries in (case.map_entries() if fill and case.map_entries else {}).items():
+        for key, value in entries:
+            obj.maps[name].update(key, value)
     return obj.programs[case.function], obj
 
 
@@ -195,13 +199,14 @@ def time_kernel(case: Case, cpu: str, data: bytes, rounds: int) -> tuple[float |
     if case.group == "micro":
         return None, ("not tried: a raw f(mem, len) program, and no kernel program type runs "
                       "on a MiB buffer it can loop over")
+    entries = case.map_entries() if case.map_entries else None
     try:
-        first = kernel.kernel_test_run(case.object_path(cpu), case.function, data, repeat=1)
+        first = kernel.kernel_test_run(case.object_path(cpu), case.function, data, repeat=1, map_updates=entries)
         if first.retval != case.expected(data):
             raise WrongResult(f"{case.name}: kernel returned {first.retval:#x}, "
                               f"expected {case.expected(data):#x}")
         return median([kernel.kernel_test_run(case.object_path(cpu), case.function, data,
-                                              repeat=case.repeat).duration_ns
+                                              repeat=case.repeat, map_updates=entries).duration_ns
                        for _ in range(rounds)]), ""
     except BPFError as exc:
         if isinstance(exc, WrongResult):
@@ -240,7 +245,7 @@ def compile_split(case: Case, cpu: str, rounds: int) -> CompileSplit:
     with code_cache({"BPFJIT_CACHE": "off"}):
         for _ in range(rounds):
             started = time.perf_counter()
-            program, _ = load_program(case, cpu, verify=True)
+            program, _ = load_program(case, cpu, verify=True, fill=False)
             loaded = time.perf_counter() - started
             times = program.compile().times
             samples.append((loaded - program.check_seconds, program.check_seconds,
@@ -252,11 +257,11 @@ def cache_hit_ms(case: Case, cpu: str, rounds: int) -> tuple[float, float]:
     """Milliseconds of a load, and of a compile served by the object-code cache (median)."""
     with tempfile.TemporaryDirectory(prefix="bpfjit-cache-") as folder, \
             code_cache({"BPFJIT_CACHE": "on", "BPFJIT_CACHE_DIR": folder}):
-        load_program(case, cpu, verify=True)[0].compile()  # fills the cache
+        load_program(case, cpu, verify=True, fill=False)[0].compile()  # fills the cache
         loads, compiles = [], []
         for _ in range(rounds):
             started = time.perf_counter()
-            program, _ = load_program(case, cpu, verify=True)
+            program, _ = load_program(case, cpu, verify=True, fill=False)
             loaded = time.perf_counter()
             compiled = program.compile()
             if not compiled.times.cache_hit:

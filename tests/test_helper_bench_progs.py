@@ -19,13 +19,15 @@ from typing import Iterator
 import pytest
 
 from bpfjit.bench import measure
-from bpfjit.bench.cases import (HELPER_CASES, RING_RUNS, XDP_DROP, XDP_PASS, helper_expected, helper_frame,
-                                check_helper_state, lru_churn_state)
+from bpfjit.bench.cases import (HELPER_CASES, LPM_CASES, RING_RUNS, XDP_DROP, XDP_PASS, helper_expected,
+                                helper_frame, check_helper_state, longest_prefix_verdict, lru_churn_state,
+                                route_table)
 from bpfjit.jit import engine as jit_engine
-from bpfjit.packets import ETH_P_IP, arp_frame, ethernet, ipv4, tcp4_frame, udp
+from bpfjit.packets import ETH_P_IP, HOST4, arp_frame, ethernet, ipv4, tcp4_frame, udp, udp4_frame
 import test_bench_progs
 
 CASES = {case.name: case for case in HELPER_CASES}
+LPM_CASE, = LPM_CASES
 VARIANTS = [(case, cpu) for case in HELPER_CASES for cpu in case.cpu_variants()]
 IDS = [case.name if cpu == "v3" else f"{case.name}-{cpu}" for case, cpu in VARIANTS]
 
@@ -157,3 +159,45 @@ def test_the_count_sees_every_python_helper_call(name, engine_name):
 @pytest.mark.parametrize("source", sorted({case.source for case in HELPER_CASES}))
 def test_helper_objects_are_fresh(source, tmp_path):
     test_bench_progs.test_bench_objects_are_fresh(source, "bpf_xdp.h", tmp_path)
+
+
+# --- lpm_lookup: a lookup in 10,000 prefixes --------------------------------------------------------
+
+def lpm_frames() -> list[tuple[str, bytes]]:
+    """The timing frame, destinations that stop at a shorter prefix of the timing frame's
+    destination or at a random one of the table, one no prefix covers, and frames not looked up."""
+    routes = route_table()
+    random_route = next(iter(sorted((length, network) for length, network in routes if length == 20
+                                    and network >> 24 != HOST4[0])))
+    to = {"timing input": HOST4,
+          "the /31 of the destination": bytes(HOST4[:3]) + bytes([HOST4[3] ^ 1]),
+          "the /8 of the destination": bytes([HOST4[0], HOST4[1] ^ 0x80, 7, 7]),
+          "a random /20": (random_route[1] | 0x5A5).to_bytes(4, "big"),
+          "no route": bytes([0, 0, 0, 1])}
+    return [(description, udp4_frame(40000, 9000, bytes(22), dst=address)) for description, address in to.items()] \
+        + [("ARP", arp_frame()), ("IPv4 cut short", ethernet(ETH_P_IP, ipv4(17, udp(1, 2, b""))[:16], pad=False))]
+
+
+def test_the_route_table_holds_every_prefix_of_the_destination():
+    routes = route_table()
+    destination = int.from_bytes(HOST4, "big")
+    assert len(routes) == 10_000
+    assert all((length, destination >> (32 - length) << (32 - length)) in routes for length in range(8, 33))
+    assert not any(network >> 24 == 0 for _, network in routes)  # 0.0.0.0/8: "no route"
+    assert longest_prefix_verdict(helper_frame()) == routes[(32, destination)]
+
+
+@pytest.mark.parametrize("cpu", LPM_CASE.cpu_variants())
+def test_lpm_lookup_gives_the_longest_prefix_verdict(engine, cpu):
+    program, _ = measure.load_program(LPM_CASE, cpu, verify=True)
+    verdicts = {description: program.test_run(frame, engine=engine).retval for description, frame in lpm_frames()}
+    assert verdicts == {description: longest_prefix_verdict(frame) for description, frame in lpm_frames()}
+    assert verdicts["no route"] == XDP_DROP and verdicts["ARP"] == XDP_PASS
+
+
+def test_jitted_lookups_call_no_python_helper():
+    program, _ = measure.load_program(LPM_CASE, verify=True)
+    program.prepare("jit")
+    with python_helper_calls() as calls:
+        result = program.test_run(LPM_CASE.data(), repeat=RUNS, engine="jit")
+    assert result.retval == longest_prefix_verdict(LPM_CASE.data()) and calls[0] == 0

@@ -36,7 +36,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not ok:
             raise BPFError(f"--kernel: the kernel engine is not available here: {why}")
     info = report.machine()
-    natives = None if args.no_native or not chosen else native.NativeLibrary([case for case, _ in chosen])
+    twinned = [case for case, _ in chosen if case.native_twin]
+    natives = None if args.no_native or not twinned else native.NativeLibrary(twinned)
     rows = []
     try:
         with Progress(len(chosen) * measure.STEPS_PER_CASE, "bench") as bar:
