@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from bpfjit.bench.scaling import early_returns
 from bpfjit.errors import JITError
-from bpfjit.isa import Insn
 from bpfjit.jit import engine, switches
 from bpfjit.program import Program
 
 ENTRIES = [(0, 0), (1, 1), (1499, 1499), (777, 777), (1500, -1), (1 << 40, -1)]
-
-
-def early_returns(n: int) -> list[Insn]:
-    """r1 = *(u64 *)mem; if r1 == i return i, for i < n; return -1: a chain of n compares."""
-    insns = [Insn(0x79, 1, 1, 0, 0)]
-    for i in range(n):
-        insns += [Insn(0x55, 1, 0, 2, i), Insn(0xB7, 0, 0, 0, i), Insn(0x95)]
-    return insns + [Insn(0xB7, 0, 0, 0, -1), Insn(0x95)]
 
 
 def test_a_chain_too_large_for_a_switch_is_walked_once(monkeypatch):
@@ -61,3 +53,11 @@ def test_a_lowering_bug_names_the_instruction(monkeypatch):
     monkeypatch.setattr(_FunctionLowering, "lower_alu", lambda *args: 1 // 0)
     with pytest.raises(JITError, match=r"insn 0 \(r0 = 0x1\): lowering failed: ZeroDivisionError"):
         program.compile()
+
+
+def test_the_scaling_bench_times_a_chain_and_the_import():
+    from bpfjit.bench import scaling
+    result = scaling.compile_chain(20, rounds=1)
+    assert (result.compares, result.instructions) == (20, 63)
+    assert result.verify_seconds > 0 and result.compile_seconds > 0
+    assert 0 < scaling.import_ms(rounds=1) < 10_000
