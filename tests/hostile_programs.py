@@ -741,3 +741,15 @@ def jit_child(conn, jobs: list[tuple[Case, tuple[int, ...]]]) -> None:
         prog.compile().close()
         conn.send((position, outcomes))
     conn.close()
+
+
+def side_by_side_child(conn, case: Case, run: int) -> None:
+    """In a child process: the case's run on the reference interpreter, then on the JIT, both on
+    the same maps at the same addresses; sends both outcomes. A program that leaks an address (a
+    pointer's byte stored, two regions' pointers compared) can differ between the parent's
+    interpreter and a JIT child only because their maps lie elsewhere: here they do not."""
+    os.environ["BPFJIT_CACHE"] = "off"
+    maps = Maps()
+    prog = build(case, maps)
+    conn.send([run_once(prog, maps, case, case.inputs[run], engine) for engine in ("reference", "jit")])
+    conn.close()
