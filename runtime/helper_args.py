@@ -64,7 +64,7 @@ def _frame_room(run: run_context.RunContext, address: int) -> int:
 def _room(address: int, write: bool) -> tuple[int, str]:
     """How many bytes from `address` on this run may access (0: none), and a note for errors."""
     run = run_context.current()
-    region = run.regions.find(address, 1)
+    region = run.regions.find(address, 1, write)
     if region is not None:
         if write and not region.writable:
             return 0, f" (read-only {region.name})"
@@ -91,7 +91,7 @@ def accessible(address: int, size: int, write: bool = False) -> bool:
     if address <= 0:
         return False
     run = run_context.current()
-    region = run.regions.find(address, size)
+    region = run.regions.find(address, size, write)
     if region is not None:
         return region.writable or not write
     if _frame_room(run, address) >= size:

@@ -36,8 +36,7 @@ _ATOMIC_LOCK = threading.Lock()
 @dataclass
 class Frame:
     regs: list[int]
-    stack: Buffer
-    region: Region
+    region: Region  # its 512 bytes of the run's frame stack
     return_index: int  # where the caller continues
     may_goto_left: int = MAY_GOTO_BUDGET
 
@@ -75,6 +74,9 @@ class Interpreter:
         self.regions = regions
         self.status = status if status is not None else RunEnv()
         self.frames: list[Frame] = []
+        # The frames' stacks lie end to end, frame k at k * 512 as in the native interpreter, so an
+        # unverified program's access past one frame's end meets the same frame (or none) on both.
+        self.frame_stack = Buffer(MAX_CALL_FRAMES * isa.STACK_SIZE)
         self.pc = start
         self.push_frame([0] + [a & MASK64 for a in args], return_index=-1)
         # The count lives in a local while the loop runs and in the RunEnv across helper calls,
@@ -114,11 +116,14 @@ class Interpreter:
     def push_frame(self, args: list[int], return_index: int) -> None:
         if len(self.frames) == MAX_CALL_FRAMES:
             self.fail(Status.CALL_DEPTH)
-        stack = Buffer(isa.STACK_SIZE)
-        region = self.regions.add(stack.address, stack.size, True, f"stack of frame {len(self.frames)}")
+        depth = len(self.frames)
+        low = self.frame_stack.address + depth * isa.STACK_SIZE
+        if depth:  # a callee's stack starts zeroed, as the native interpreter zeroes it on entry
+            ctypes.memset(low, 0, isa.STACK_SIZE)
+        region = self.regions.add(low, isa.STACK_SIZE, True, f"stack of frame {depth}")
         regs = args + [0] * (11 - len(args))
-        regs[isa.FRAME_POINTER] = stack.address + stack.size
-        self.frames.append(Frame(regs, stack, region, return_index))
+        regs[isa.FRAME_POINTER] = low + isa.STACK_SIZE
+        self.frames.append(Frame(regs, region, return_index))
 
     def call_local(self, target: int) -> None:
         caller = self.regs
@@ -160,7 +165,7 @@ class Interpreter:
 
     # --- memory --------------------------------------------------------------------------------
     def check_access(self, address: int, size: int, write: bool) -> None:
-        region = self.regions.find(address, size)
+        region = self.regions.find(address, size, write)
         if region is None or (write and not region.writable):
             kind = "write" if write else "read"
             where = f" (read-only {region.name})" if region else ""

@@ -75,9 +75,13 @@ class Regions:
         """The region of that name (the run's "packet"), or None."""
         return next((region for region in self._regions if region.name == name), None)
 
-    def find(self, address: int, size: int) -> Region | None:
-        # Newest first: stack frames are pushed last and accessed most.
-        for region in reversed(self._regions):
+    def find(self, address: int, size: int, write: bool = False) -> Region | None:
+        """A region holding [address, address + size); for a write, a writable one if any does
+        (regions may overlap: a read-only context with its writable fields inside it)."""
+        found = None
+        for region in reversed(self._regions):  # newest first: stack frames are pushed last and accessed most
             if region.contains(address, size):
-                return region
-        return None
+                if region.writable or not write:
+                    return region
+                found = found or region
+        return found

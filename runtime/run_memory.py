@@ -208,6 +208,16 @@ def _ctx_only_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | No
     return RunMemory(image.address, 0, [region], [image], read_out)
 
 
+def context_regions(address: int, layout: ContextLayout) -> list[Region]:
+    """A packet program's native context as a program may touch it: all of it read-only, then each
+    field the program may write (the layout's writable ones, at their native places). The
+    pointer words (data, data_end, data_meta) are the packet region's bounds and what the run's
+    outputs are read from: a sandboxed program that could store into them would move its packet
+    over any memory, and the host would read the run's output from there."""
+    return [Region(address, layout.native_size, False, "context"),
+            *(Region(address + f.native_offset, f.native_size, True, "context") for f in layout.fields if f.writable)]
+
+
 def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
     """r1 = the native context around the test run's sk_buff (:class:`SkbBuffer`) for a copy of
     the packet; a type that does not see layer 2 starts at the network header."""
@@ -231,7 +241,7 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
         # A pulled Ethernet header comes back zeroed, as the kernel pushes it back.
         return bytes(pulled) + skb.contents(), skb_ctx_out(native.read()[:layout.native_size], ctx)
 
-    regions = [region, Region(native.address, layout.native_size, True, "context")]
+    regions = [region, *context_regions(native.address, layout)]
     return RunMemory(native.address, 0, regions, [storage, native], read_out, skb=skb)
 
 
@@ -446,5 +456,5 @@ def _xdp_memory(ptype: ProgramType, data: bytes, ctx: bytes | None) -> RunMemory
     def read_out() -> tuple[bytes, bytes | None]:
         return xdp.contents(), user_ctx(ptype, native.read()[:XDP_MD.native_size], xdp.data_meta)
 
-    regions = [region, Region(native.address, XDP_MD.native_size, True, "context")]
+    regions = [region, *context_regions(native.address, XDP_MD)]
     return RunMemory(native.address, 0, regions, [page, native], read_out, xdp)

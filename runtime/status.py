@@ -132,7 +132,7 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         raise BPFRuntimeError(env.insn, "reached an instruction the verifier proved unreachable (a bpfjit bug)")
     if status in (Status.BAD_READ, Status.BAD_WRITE):
         kind = "read" if status == Status.BAD_READ else "write"
-        region = regions.find(env.value, env.access_size) if regions is not None else None
+        region = regions.find(env.value, env.access_size, status == Status.BAD_WRITE) if regions is not None else None
         where = f" (read-only {region.name})" if region is not None and not region.writable else ""
         raise BPFRuntimeError(env.insn, f"invalid {kind} of {env.access_size} bytes at {env.value:#x}{where}")
     if isinstance(helper_error, HelperFault):

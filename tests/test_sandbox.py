@@ -26,6 +26,7 @@ import bpfjit
 from bpfjit.asm import assemble_insns
 from bpfjit.errors import BPFRuntimeError, VerifierError
 from bpfjit.program import Program
+from bpfjit.runtime.context import SK_BUFF, XDP_MD
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps import MapSpec, create_map
@@ -232,3 +233,41 @@ def test_hostile_programs_run_unverified_on_the_jit_never_crash_long():
     count = int(os.environ.get("BPFJIT_SLOW_PROGRAMS", "5000"))
     lines = run_hostile_campaign(seed, count)
     assert sum(line.startswith("case ") for line in lines) == count, f"campaign seed {seed:#x} (BPFJIT_SLOW_SEED)"
+
+
+# --- the context's pointer words -----------------------------------------------------------------
+
+ALL_ENGINES = ("reference", "interp", "jit")
+
+
+@pytest.mark.parametrize("engine", ALL_ENGINES)
+def test_an_unverified_store_into_the_contexts_packet_pointers_is_refused(engine):
+    """A packet program's native context holds the packet's pointers: the sandbox's packet region
+    is read from them, and so is the run's output. A store there through a computed pointer (not a
+    ctx field access the loader rewrites) would move the packet over any memory (a hostile
+    program's run read the host's memory at a garbage address and killed the process), so the
+    context is read-only but for the fields a program may write."""
+    end = XDP_MD.field("data_end").native_offset
+    prog = Program.from_asm(f"mov %r2, %r1\nadd %r2, -8\nstdw [%r2+{end + 8}], 0x7fffffff\nmov %r0, 2\nexit",
+                            prog_type="xdp", verify=False)
+    refused = r"^insn 2: invalid write of 8 bytes at 0x[0-9a-f]+ \(read-only context\)"
+    with pytest.raises(BPFRuntimeError, match=refused):
+        prog.test_run(bytes(64), engine=engine)
+
+
+@pytest.mark.parametrize("engine", ALL_ENGINES)
+def test_an_unverified_store_into_a_writable_skb_field_lands(engine):
+    mark = SK_BUFF.field("mark").native_offset
+    prog = Program.from_asm(f"mov %r2, %r1\nadd %r2, -8\nstw [%r2+{mark + 8}], 0x1234\nmov %r0, 0\nexit",
+                            prog_type="tc", verify=False)
+    result = prog.test_run(bytes(64), bytes(SK_BUFF.size), engine=engine)
+    assert int.from_bytes(result.ctx_out[8:12], "little") == 0x1234  # __sk_buff.mark
+
+
+def test_frames_lie_end_to_end_on_both_interpreters():
+    """An unverified callee storing 8 bytes below its own frame reaches its caller's frame on the
+    reference and on the native interpreter alike (frame k at k * 512 of one frame stack on both),
+    so the two agree on hostile programs that step out of a frame."""
+    prog = Program.from_asm("stdw [%r10-8], 1\ncall local callee\nldxdw %r0, [%r10-8]\nexit\n"
+                            "callee:\nstdw [%r10-520], 7\nmov %r0, 0\nexit", verify=False)
+    assert prog.run(bytes(8), engine="reference") == prog.run(bytes(8), engine="interp") == 7
