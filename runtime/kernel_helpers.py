@@ -6,6 +6,8 @@ register their own implementations by these names; the verifier's log prints the
 """
 from __future__ import annotations
 
+import re
+
 # Index = helper id. Id 0 is BPF_FUNC_unspec, which no program may call.
 HELPER_NAMES: tuple[str, ...] = (
     "unspec", "map_lookup_elem", "map_update_elem", "map_delete_elem", "probe_read", "ktime_get_ns",
@@ -57,3 +59,36 @@ HELPER_IDS: dict[str, int] = {name: id for id, name in enumerate(HELPER_NAMES) i
 def helper_name(helper_id: int) -> str:
     """The kernel's name of a helper (without the ``bpf_`` prefix), or "unknown"."""
     return HELPER_NAMES[helper_id] if 0 < helper_id < len(HELPER_NAMES) else "unknown"
+
+
+# Why bpfjit has no implementation of a helper the kernel has, by what the helper works on (the
+# first pattern a name matches; re.match, so from the name's start).
+_MISSING_WHY: tuple[tuple[str, str], ...] = (
+    (r"(get_current_|get_ns_current_|current_task|send_signal|get_task_stack|task_|bprm_|copy_from_user|"
+     r"find_vma|probe_write_user)", "it works on the kernel task running the program, which a userspace run has not"),
+    (r"(sk_|skc_|tcp_|sock_|msg_|getsockopt|setsockopt|bind$|get_socket_|get_listener_sock|get_netns_cookie)",
+     "it needs a kernel socket"),
+    (r"(perf_event_read|perf_prog_read|get_stack|read_branch|get_branch|get_func_|get_attach_cookie|task_pt_regs|"
+     r"override_return|kallsyms|get_retval|set_retval|get_cgroup_classid|probe_read$|probe_read_str$|"
+     r"probe_read_user)", "it needs kernel tracing state (an attach point, perf events, stacks or process memory)"),
+    (r".*cgroup|.*cgrp", "it needs a cgroup"),
+    (r"(lwt_|rc_|sysctl_|inode_storage|ima_|d_path|seq_|snprintf_btf|sys_|btf_find)",
+     "it needs a kernel object of a program type bpfjit does not run (a tunnel, IR device, sysctl, inode, "
+     "seq file or the bpf() system call)"),
+    (r"timer_", "bpfjit has no BPF timers"),
+    (r"(dynptr|.*_dynptr|user_ringbuf)", "bpfjit's verifier does not track dynptrs"),
+)
+
+
+def missing_helper_message(helper_id: int) -> str:
+    """What a load says of a call to a helper bpfjit does not provide: the kernel's "invalid func
+    unknown#N" for an id the kernel does not know either; else the kernel's message for a helper a
+    program may not call ("unknown func bpf_NAME#N"), why bpfjit has none, and how a user can
+    provide one."""
+    name = helper_name(helper_id)
+    if name == "unknown":
+        return f"invalid func unknown#{helper_id}"
+    why = next((reason for pattern, reason in _MISSING_WHY if re.match(pattern, name)),
+               "bpfjit does not implement it")
+    return (f"unknown func bpf_{name}#{helper_id}: bpfjit does not provide it: {why} "
+            f"(bpfjit.register_helper(\"bpf_{name}\", function) provides one)")

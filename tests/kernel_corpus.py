@@ -145,9 +145,9 @@ def classify(error: BPFError, helpers: dict[int, str]) -> Outcome:
     if isinstance(error, JITError):
         return Outcome(LOAD_ERROR, text, "JIT error")
     if isinstance(error, ProgramError):
-        unknown = re.fullmatch(r"invalid func unknown#(\d+)", error.reason)
-        if unknown and int(unknown.group(1)) in helpers:
-            return Outcome(LOAD_ERROR, text, f"unsupported helper {helpers[int(unknown.group(1))]}")
+        missing = re.match(r"unknown func bpf_\w+#(\d+): bpfjit does not provide it", error.reason)
+        if missing and int(missing.group(1)) in helpers:
+            return Outcome(LOAD_ERROR, text, f"unsupported helper {helpers[int(missing.group(1))]}")
         if error.reason in _UNSUPPORTED_INSNS:
             return Outcome(LOAD_ERROR, text, _UNSUPPORTED_INSNS[error.reason])
     if isinstance(error, (ProgramError, DecodeError)) or any(

@@ -20,7 +20,11 @@ def clean_registry():
 
 
 def test_unregistered_helper_is_a_load_error():
-    with pytest.raises(ProgramError, match="invalid func unknown#14"):
+    """The helper is in the kernel's table: the message names it, says why bpfjit has none and how
+    to provide one (the kernel's "invalid func unknown#N" is for ids it does not know either)."""
+    with pytest.raises(ProgramError, match=r"unknown func bpf_get_current_pid_tgid#14: bpfjit does not provide "
+                       r"it: it works on the kernel task running the program.*"
+                       r"register_helper\(\"bpf_get_current_pid_tgid\", function\)"):
         bpfjit.load(OBJ)
 
 
@@ -43,3 +47,20 @@ def test_registered_by_id_replaces_and_unknown_names_fail(engine):
     assert obj.programs["pid"].test_run(bytes(64), engine=engine).retval == 1  # XDP_DROP
     with pytest.raises(bpfjit.BPFError, match="unknown helper name"):
         bpfjit.register_helper("no_such_helper", lambda *a: 0)
+
+
+def test_every_helper_of_the_kernel_table_is_named_when_missing():
+    """No call to a helper of the kernel's table is refused as "unknown#N": bpfjit either runs it or
+    names it and says why not; only ids the kernel does not know keep the kernel's message."""
+    from bpfjit.runtime.kernel_helpers import HELPER_NAMES
+    from bpfjit.runtime.stdhelpers import standard_helpers
+    provided = {helper.id for helper in standard_helpers(print)}
+    missing = [number for number in range(1, len(HELPER_NAMES)) if number not in provided]
+    assert len(missing) > 100
+    for number in missing:
+        with pytest.raises(bpfjit.BPFError) as info:
+            bpfjit.Program.from_asm(f"call {number}\nmov %r0, 0\nexit", prog_type="xdp",
+                                    helpers=standard_helpers(print))
+        assert f"unknown func bpf_{HELPER_NAMES[number]}#{number}: bpfjit does not provide it: " in str(info.value)
+    with pytest.raises(bpfjit.BPFError, match=r"invalid func unknown#1234"):
+        bpfjit.Program.from_asm("call 1234\nmov %r0, 0\nexit", prog_type="xdp", helpers=standard_helpers(print))

@@ -22,6 +22,7 @@ from bpfjit.isa import Insn
 from bpfjit.runtime.btf import Kind
 from bpfjit.runtime.btf import functions as btf_functions
 from bpfjit.runtime.btf.functions import FunctionPointerFacts
+from bpfjit.runtime.kernel_helpers import missing_helper_message
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.status import MAX_CALL_FRAMES
 
@@ -115,7 +116,7 @@ class _CallMeta:
 def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
     helper = v.helpers.get(insn.imm)
     if helper is None:  # checked where a path reaches it: CO-RE poisons dead code with such calls
-        raise Rejected(f"invalid func unknown#{insn.imm}")
+        raise Rejected(missing_helper_message(insn.imm))
     name = helper.name
     if state.lock is not None and name not in _ALLOWED_UNDER_LOCK:
         raise Rejected("function calls are not allowed while holding a lock")

@@ -15,6 +15,7 @@ from typing import Container, Iterable, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import ProgramError
+from bpfjit.runtime.kernel_helpers import missing_helper_message
 from bpfjit.isa import Insn
 
 from bpfjit.runtime.jump_tables import targets_in
@@ -147,7 +148,7 @@ def _check_insn(insn: Insn, index: int, helper_ids: Container[int], unverified: 
         if insn.src == isa.CALL_KFUNC:
             raise ProgramError(index, "kfunc calls are not supported")
         if unverified and insn.src == isa.CALL_HELPER and insn.imm not in helper_ids:
-            raise ProgramError(index, f"invalid func unknown#{insn.imm}")
+            raise ProgramError(index, missing_helper_message(insn.imm))
 
 
 def _check_call_graph(functions: list[Function]) -> None:
