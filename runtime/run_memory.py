@@ -218,6 +218,11 @@ def context_regions(address: int, layout: ContextLayout) -> list[Region]:
             *(Region(address + f.native_offset, f.native_size, True, "context") for f in layout.fields if f.writable)]
 
 
+# EtherType -> the network header an skb test run pulls in before the program runs: the kernel
+# refuses (EINVAL) a packet that announces one and is too short to hold it.
+_L3_HEADERS = {0x0800: ("IPv4", 20), 0x86DD: ("IPv6", 40)}
+
+
 def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
     """r1 = the native context around the test run's sk_buff (:class:`SkbBuffer`) for a copy of
     the packet; a type that does not see layer 2 starts at the network header."""
@@ -226,6 +231,12 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
     if len(data) > MAX_PACKET_LEN:
         raise BPFError(f"{name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
                        "a program may see")
+    ethertype = int.from_bytes(data[12:14], "big")
+    header = _L3_HEADERS.get(ethertype)
+    if header is not None and len(data) - ETH_HLEN < header[1]:
+        raise BPFError(f"{name}: the packet's EtherType {ethertype:#06x} announces {header[0]}, but its "
+                       f"{len(data) - ETH_HLEN} bytes after the Ethernet header are shorter than the "
+                       f"{header[1]}-byte {header[0]} header the kernel's test run pulls (EINVAL)")
     storage = Buffer(XDP_HEADROOM + len(data) + SHARED_INFO_SIZE, bytes(XDP_HEADROOM) + data)
     pulled = 0 if ptype.sees_l2 else ETH_HLEN
     start = storage.address + XDP_HEADROOM + pulled

@@ -696,3 +696,24 @@ def test_other_pointer_arithmetic_keeps_the_kernels_refusal(op, message):
 @pytest.mark.parametrize("op", ["sub32 %r3, 1", "mov %r3, 1\nsub32 %r3, %r2"])
 def test_a_32_bit_subtraction_with_one_pointer_is_a_number(op):
     program(POINTER_ALU.format(op=op), "tc")  # accepted: the result is an unknown scalar
+
+
+# --- what the kernel's skb test run refuses -------------------------------------------------------
+
+@pytest.mark.parametrize("prog_type", ["tc", "socket"])
+@pytest.mark.parametrize("ethertype,after,refused", [
+    (0x0800, 19, True), (0x0800, 20, False), (0x86DD, 0, True), (0x86DD, 39, True), (0x86DD, 40, False),
+    (0x0806, 0, False), (0x8100, 2, False),  # not IP: nothing pulled (a VLAN tag is not looked into)
+])
+def test_a_packet_too_short_for_the_network_header_it_announces_is_einval(engine, prog_type, ethertype, after,
+                                                                         refused):
+    """As Linux 6.18's test run answered through the kernel engine: an IPv4 EtherType needs 20
+    bytes after the Ethernet header, IPv6 40; other EtherTypes none."""
+    prog = Program.from_asm("mov %r0, 7\nexit", prog_type=prog_type)
+    data = MACS + ethertype.to_bytes(2, "big") + bytes(after)
+    if refused:
+        with pytest.raises(BPFError, match=r"shorter than the \d+-byte IPv[46] header the kernel's test run pulls "
+                                           r"\(EINVAL\)"):
+            prog.test_run(data, engine=engine)
+    else:
+        assert prog.test_run(data, engine=engine).retval == 7
