@@ -83,12 +83,12 @@ _MISSING_WHY: tuple[tuple[str, str], ...] = (
 def missing_helper_message(helper_id: int) -> str:
     """What a load says of a call to a helper bpfjit does not provide: the kernel's "invalid func
     unknown#N" for an id the kernel does not know either; else the kernel's message for a helper a
-    program may not call ("unknown func bpf_NAME#N"), why bpfjit has none, and how a user can
-    provide one."""
+    program may not call ("program of this type cannot use helper bpf_NAME#N"), why bpfjit has
+    none, and how a user can provide one."""
     name = helper_name(helper_id)
     if name == "unknown":
         return f"invalid func unknown#{helper_id}"
     why = next((reason for pattern, reason in _MISSING_WHY if re.match(pattern, name)),
                "bpfjit does not implement it")
-    return (f"unknown func bpf_{name}#{helper_id}: bpfjit does not provide it: {why} "
-            f"(bpfjit.register_helper(\"bpf_{name}\", function) provides one)")
+    return (f"program of this type cannot use helper bpf_{name}#{helper_id}: bpfjit does not provide it: "
+            f"{why} (bpfjit.register_helper(\"bpf_{name}\", function) provides one)")

@@ -145,7 +145,8 @@ def classify(error: BPFError, helpers: dict[int, str]) -> Outcome:
     if isinstance(error, JITError):
         return Outcome(LOAD_ERROR, text, "JIT error")
     if isinstance(error, ProgramError):
-        missing = re.match(r"unknown func bpf_\w+#(\d+): bpfjit does not provide it", error.reason)
+        missing = re.match(r"program of this type cannot use helper bpf_\w+#(\d+): bpfjit does not provide",
+                           error.reason)
         if missing and int(missing.group(1)) in helpers:
             return Outcome(LOAD_ERROR, text, f"unsupported helper {helpers[int(missing.group(1))]}")
         if error.reason in _UNSUPPORTED_INSNS:

@@ -22,8 +22,8 @@ def clean_registry():
 def test_unregistered_helper_is_a_load_error():
     """The helper is in the kernel's table: the message names it, says why bpfjit has none and how
     to provide one (the kernel's "invalid func unknown#N" is for ids it does not know either)."""
-    with pytest.raises(ProgramError, match=r"unknown func bpf_get_current_pid_tgid#14: bpfjit does not provide "
-                       r"it: it works on the kernel task running the program.*"
+    with pytest.raises(ProgramError, match=r"program of this type cannot use helper bpf_get_current_pid_tgid#14: "
+                       r"bpfjit does not provide it: it works on the kernel task running the program.*"
                        r"register_helper\(\"bpf_get_current_pid_tgid\", function\)"):
         bpfjit.load(OBJ)
 
@@ -61,6 +61,7 @@ def test_every_helper_of_the_kernel_table_is_named_when_missing():
         with pytest.raises(bpfjit.BPFError) as info:
             bpfjit.Program.from_asm(f"call {number}\nmov %r0, 0\nexit", prog_type="xdp",
                                     helpers=standard_helpers(print))
-        assert f"unknown func bpf_{HELPER_NAMES[number]}#{number}: bpfjit does not provide it: " in str(info.value)
+        name = f"bpf_{HELPER_NAMES[number]}#{number}"
+        assert f"program of this type cannot use helper {name}: bpfjit does not provide it: " in str(info.value)
     with pytest.raises(bpfjit.BPFError, match=r"invalid func unknown#1234"):
         bpfjit.Program.from_asm("call 1234\nmov %r0, 0\nexit", prog_type="xdp", helpers=standard_helpers(print))
