@@ -92,3 +92,56 @@ def missing_helper_message(helper_id: int) -> str:
                "bpfjit does not implement it")
     return (f"program of this type cannot use helper bpf_{name}#{helper_id}: bpfjit does not provide it: "
             f"{why} (bpfjit.register_helper(\"bpf_{name}\", function) provides one)")
+
+
+# The helpers of one family of program types, by the kernel types (enum bpf_prog_type without its
+# prefix) whose func_proto offers them (net/core/filter.c, Linux 6.12: sk_filter_, tc_cls_act_,
+# xdp_, cg_skb_, lwt_*_ and sk_skb_func_proto). A helper not listed here is offered to every type
+# (map, ring-buffer, time and loop helpers, ...); raw programs, not a kernel type, may call any.
+_TC = frozenset({"SCHED_CLS", "SCHED_ACT"})
+_LWT = frozenset({"LWT_IN", "LWT_OUT", "LWT_XMIT"})
+_SKB_READERS = _TC | _LWT | {"SOCKET_FILTER", "CGROUP_SKB", "SK_SKB"}
+_SOCKET_USERS = _TC | {"XDP", "SK_SKB", "CGROUP_SKB"}
+HELPER_SCOPE: dict[str, frozenset[str]] = {
+    "skb_load_bytes": _SKB_READERS,
+    "skb_load_bytes_relative": _TC | {"SOCKET_FILTER", "CGROUP_SKB"},
+    "get_socket_cookie": _TC | {"SOCKET_FILTER", "CGROUP_SKB", "SK_SKB"},
+    "skb_store_bytes": _TC | {"LWT_XMIT", "SK_SKB"},
+    "skb_pull_data": _TC | _LWT | {"SK_SKB"},
+    "skb_change_tail": _TC | {"LWT_XMIT", "SK_SKB"},
+    "skb_change_head": _TC | {"LWT_XMIT", "SK_SKB"},
+    "skb_adjust_room": _TC | {"SK_SKB"},
+    "l3_csum_replace": _TC | {"LWT_XMIT"},
+    "l4_csum_replace": _TC | {"LWT_XMIT"},
+    "csum_update": _TC | {"LWT_XMIT"},
+    "csum_diff": _TC | _LWT | {"XDP"},
+    "skb_vlan_push": _TC,
+    "skb_vlan_pop": _TC,
+    "skb_get_tunnel_key": _TC | {"LWT_XMIT"},
+    "skb_set_tunnel_key": _TC | {"LWT_XMIT"},
+    "get_hash_recalc": _TC | _LWT,
+    "redirect": _TC | {"XDP", "LWT_XMIT"},
+    "redirect_map": frozenset({"XDP"}),
+    "fib_lookup": _TC | {"XDP"},
+    "xdp_adjust_head": frozenset({"XDP"}),
+    "xdp_adjust_meta": frozenset({"XDP"}),
+    "xdp_adjust_tail": frozenset({"XDP"}),
+    "xdp_get_buff_len": frozenset({"XDP"}),
+    "xdp_load_bytes": frozenset({"XDP"}),
+    "xdp_store_bytes": frozenset({"XDP"}),
+    "sk_lookup_tcp": _SOCKET_USERS,
+    "sk_lookup_udp": _SOCKET_USERS,
+    "skc_lookup_tcp": _SOCKET_USERS,
+    "sk_release": _SOCKET_USERS,
+    "sk_fullsock": _TC | {"CGROUP_SKB"},
+    "tcp_sock": _TC | {"CGROUP_SKB"},
+    "get_listener_sock": _TC | {"CGROUP_SKB"},
+    "sk_storage_get": _TC | {"CGROUP_SKB"},
+    "sk_storage_delete": _TC | {"CGROUP_SKB"},
+}
+
+
+def offered(name: str, kernel_type: str) -> bool:
+    """Whether the kernel offers helper bpf_<name> to programs of this type ("": raw, any)."""
+    scope = HELPER_SCOPE.get(name)
+    return not kernel_type or scope is None or kernel_type in scope

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from bpfjit.errors import VerifierError
 from bpfjit.jit import native_helpers
 from bpfjit.program import Program
 from bpfjit.runtime import skb_helpers, xdp_helpers
@@ -178,7 +179,8 @@ def skb_case(rng: random.Random) -> tuple[dict[str, int], bytes]:
 
 
 @pytest.mark.parametrize("seed", range(24))
-@pytest.mark.parametrize("prog_type", ["tc", "socket"])
+# lwt_xmit starts at the network header, as socket filters do (which may not rewrite packets)
+@pytest.mark.parametrize("prog_type", ["tc", "lwt_xmit"])
 def test_skb_rewrites_match_the_reference(seed, prog_type):
     rng = random.Random(seed)
     for _ in range(2):
@@ -280,11 +282,20 @@ def test_a_multi_buffer_tail_goes_to_python():
 
 
 def test_a_native_helper_on_a_context_of_another_kind_fails_cleanly(engine):
+    """The verifier refuses a helper of another program type with the kernel's message; unverified,
+    the helper finds a context of the wrong kind at run time and ends the run cleanly."""
     from bpfjit.errors import BPFRuntimeError
-    prog = program(f"mov %r2, -4\ncall {H['xdp_adjust_head']}\nexit", "tc")
+    head = f"mov %r2, -4\ncall {H['xdp_adjust_head']}\nexit"
+    csum = f"mov %r2, 0\nmov %r3, 1\nmov %r4, 2\nmov %r5, 2\ncall {H['l3_csum_replace']}\nexit"
+    with pytest.raises(VerifierError, match="program of this type cannot use helper bpf_xdp_adjust_head#44"):
+        program(head, "tc")
+    with pytest.raises(VerifierError, match="program of this type cannot use helper bpf_l3_csum_replace#10"):
+        program(csum, "xdp")
+    helpers = standard_helpers(print)
+    prog = Program.from_asm(head, prog_type="tc", helpers=helpers, verify=False)
     with pytest.raises(BPFRuntimeError, match="not the context of an XDP program"):
         prog.test_run(bytes(60), engine=engine)
-    prog = program(f"mov %r2, 0\nmov %r3, 1\nmov %r4, 2\nmov %r5, 2\ncall {H['l3_csum_replace']}\nexit", "xdp")
+    prog = Program.from_asm(csum, prog_type="xdp", helpers=helpers, verify=False)
     with pytest.raises(BPFRuntimeError, match="not the context of an skb program"):
         prog.test_run(bytes(60), engine=engine)
 

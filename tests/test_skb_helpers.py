@@ -717,3 +717,27 @@ def test_a_packet_too_short_for_the_network_header_it_announces_is_einval(engine
             prog.test_run(data, engine=engine)
     else:
         assert prog.test_run(data, engine=engine).retval == 7
+
+
+# --- which program types may call which helper -------------------------------------------------------
+
+@pytest.mark.parametrize("prog_type,helper,offered", [
+    ("socket", "skb_store_bytes", False), ("socket", "skb_adjust_room", False), ("socket", "l3_csum_replace", False),
+    ("xdp", "get_hash_recalc", False), ("xdp", "skb_vlan_pop", False), ("tc", "xdp_adjust_head", False),
+    ("kprobe", "skb_load_bytes", False), ("socket", "redirect", False),
+    ("socket", "skb_load_bytes", True), ("cgroup_skb", "skb_load_bytes_relative", True),
+    ("tc", "skb_store_bytes", True),
+    ("xdp", "csum_diff", True), ("xdp", "redirect_map", True), ("kprobe", "map_lookup_elem", True),
+])
+def test_helpers_are_offered_per_program_type_as_the_kernel_does(prog_type, helper, offered):
+    """A helper of another family is refused at load with the kernel's message (net/core/filter.c's
+    func_proto of each type); the rest get as far as their argument checks."""
+    number = HELPER_IDS[helper]
+    text = f"call {number}\nmov %r0, 0\nexit"
+    refused = f"program of this type cannot use helper bpf_{helper}#{number}"
+    try:
+        Program.from_asm(text, prog_type=prog_type, helpers=standard_helpers(print))
+    except VerifierError as error:
+        assert (refused in str(error)) != offered, str(error)
+    else:
+        assert offered

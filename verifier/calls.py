@@ -22,7 +22,7 @@ from bpfjit.isa import Insn
 from bpfjit.runtime.btf import Kind
 from bpfjit.runtime.btf import functions as btf_functions
 from bpfjit.runtime.btf.functions import FunctionPointerFacts
-from bpfjit.runtime.kernel_helpers import missing_helper_message
+from bpfjit.runtime.kernel_helpers import missing_helper_message, offered
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.status import MAX_CALL_FRAMES
 
@@ -118,6 +118,8 @@ def helper_call(v: "Verifier", state: State, insn: Insn, index: int) -> None:
     if helper is None:  # checked where a path reaches it: CO-RE poisons dead code with such calls
         raise Rejected(missing_helper_message(insn.imm))
     name = helper.name
+    if not offered(name, v.spec.kernel_type):
+        raise Rejected(f"program of this type cannot use helper bpf_{name}#{insn.imm}")
     if state.lock is not None and name not in _ALLOWED_UNDER_LOCK:
         raise Rejected("function calls are not allowed while holding a lock")
     meta = _CallMeta()
