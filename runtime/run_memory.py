@@ -223,6 +223,13 @@ def context_regions(address: int, layout: ContextLayout) -> list[Region]:
 _L3_HEADERS = {0x0800: ("IPv4", 20), 0x86DD: ("IPv6", 40)}
 
 
+def network_header_shortfall(frame: bytes) -> int:
+    """How many bytes an Ethernet frame lacks of the network header its EtherType announces (0:
+    none, or a header it holds): an skb test run refuses a frame that lacks some."""
+    header = _L3_HEADERS.get(int.from_bytes(frame[12:14], "big"))
+    return max(0, header[1] - (len(frame) - ETH_HLEN)) if header is not None else 0
+
+
 def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
     """r1 = the native context around the test run's sk_buff (:class:`SkbBuffer`) for a copy of
     the packet; a type that does not see layer 2 starts at the network header."""
@@ -231,12 +238,13 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
     if len(data) > MAX_PACKET_LEN:
         raise BPFError(f"{name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
                        "a program may see")
-    ethertype = int.from_bytes(data[12:14], "big")
-    header = _L3_HEADERS.get(ethertype)
-    if header is not None and len(data) - ETH_HLEN < header[1]:
-        raise BPFError(f"{name}: the packet's EtherType {ethertype:#06x} announces {header[0]}, but its "
+    missing = network_header_shortfall(data)
+    if missing:
+        ethertype = int.from_bytes(data[12:14], "big")
+        kind, size = _L3_HEADERS[ethertype]
+        raise BPFError(f"{name}: the packet's EtherType {ethertype:#06x} announces {kind}, but its "
                        f"{len(data) - ETH_HLEN} bytes after the Ethernet header are shorter than the "
-                       f"{header[1]}-byte {header[0]} header the kernel's test run pulls (EINVAL)")
+                       f"{size}-byte {kind} header the kernel's test run pulls (EINVAL)")
     storage = Buffer(XDP_HEADROOM + len(data) + SHARED_INFO_SIZE, bytes(XDP_HEADROOM) + data)
     pulled = 0 if ptype.sees_l2 else ETH_HLEN
     start = storage.address + XDP_HEADROOM + pulled

@@ -32,6 +32,7 @@ from bpfjit.program import Program
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps import Map, MapSpec, create_map
+from bpfjit.runtime.run_memory import network_header_shortfall
 from bpfjit.runtime.stdhelpers import standard_helpers
 
 PROGRAM_TYPES = ("raw", "xdp", "socket", "tc")
@@ -141,7 +142,8 @@ def _inputs(rnd: random.Random, prog_type: str, runs: int) -> tuple[tuple[bytes,
     else:
         data = tuple(_data_bytes(rnd, rnd.randint(PACKET_MIN, PACKET_MAX)) for _ in range(runs))
     ctx = None
-    if prog_type in ("tc", "socket"):
+    if prog_type in ("tc", "socket"):  # frames the kernel's skb test run takes: any network header they announce
+        data = tuple(frame + _data_bytes(rnd, network_header_shortfall(frame)) for frame in data)
         image = bytearray(192)
         for off, size in CTX_INPUTS:
             image[off:off + size] = _data_bytes(rnd, size)
