@@ -23,11 +23,11 @@ from .errors import (
 
 # Public name -> the submodule that defines it, imported when the name is first asked for.
 _LAZY = {"Object": "object", "load": "object", "register_helper": "object", "register_kfunc": "object",
-         "Program": "program"}
+         "Program": "program", "fib": "runtime.fib"}
 
 __all__ = ["AsmError", "BPFError", "BPFRuntimeError", "BTFError", "DecodeError", "JITError", "KernelEngineError",
            "MapError", "ObjectError", "ProgramError", "VerifierError", "Object", "Program", "load",
-           "register_helper", "register_kfunc"]
+           "register_helper", "register_kfunc", "fib"]
 
 
 def __getattr__(name: str) -> object:

@@ -1,6 +1,6 @@
 """The socket helpers (socket lookups, socket pointer casts, socket-local storage, socket cookies,
-flow hashes, FIB lookups), with what they can answer in userspace, where there are no sockets,
-no routing table and no flow dissector.
+flow hashes, FIB lookups), with what they can answer in userspace, where there are no sockets
+and no flow dissector, and the routing table is the one the user fills (runtime/fib.py).
 
 Their prototypes are the kernel's, so that the verifier checks a program as Linux does (socket
 pointer types, references taken by lookups and dropped by bpf_sk_release). At run time no socket
@@ -11,10 +11,12 @@ packet gives. See docs/semantics.md#socket-maps-and-helpers.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 from errno import EAFNOSUPPORT, EINVAL, ENODEV, ENOENT
 
 from . import helper_args, run_context
-from .context import LOOPBACK_IFINDEX, SK_BUFF
+from .context import SK_BUFF
+from .fib import fib
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
 
@@ -22,7 +24,11 @@ from .kernel_helpers import HELPER_IDS
 FIB_LOOKUP_SIZE = 64
 FIB_LOOKUP_FLAGS = 0x3F  # BPF_FIB_LOOKUP_DIRECT | OUTPUT | SKIP_NEIGH | TBID | SRC | MARK
 AF_INET, AF_INET6 = 2, 10
-BPF_FIB_LKUP_RET_NOT_FWDED = 4  # "packet is not forwarded": no route
+BPF_FIB_LOOKUP_SKIP_NEIGH = 4
+# enum bpf_fib_lookup_ret
+BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_NOT_FWDED = 0, 4
+BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_FRAG_NEEDED = 7, 8
+_FIB_REFUSALS = {"blackhole": 1, "unreachable": 2, "prohibit": 3}  # BPF_FIB_LKUP_RET_BLACKHOLE, ...
 
 
 def no_socket(*_: int) -> int:
@@ -55,17 +61,48 @@ def get_hash_recalc(ctx: int, *_: int) -> int:
 
 
 def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
-    """bpf_fib_lookup's argument checks (as net/core/filter.c makes them), then "not forwarded":
-    bpfjit has no routing table. The loopback device (ifindex 1) is the only one."""
+    """bpf_fib_lookup against the host's table as the user filled it (runtime/fib.py), with the
+    kernel's argument checks and answers (net/core/filter.c, bpf_ipv4/ipv6_fib_lookup): no route,
+    "not forwarded"; a blackhole, unreachable or prohibit route, its own answer; a packet longer
+    than the egress device's MTU (tot_len), "fragmentation needed" with the MTU in mtu_result;
+    else the egress ifindex, the route's metric, and, unless BPF_FIB_LOOKUP_SKIP_NEIGH, the
+    gateway's (or the destination's) MAC from the neighbour table, "no neighbour" without one."""
     size &= 0xFFFF_FFFF
     if size < FIB_LOOKUP_SIZE or flags & ~FIB_LOOKUP_FLAGS:
         return errno_result(EINVAL)
-    data = helper_args.read(params, FIB_LOOKUP_SIZE, 2)
-    if data[0] not in (AF_INET, AF_INET6):
+    data = bytearray(helper_args.read(params, FIB_LOOKUP_SIZE, 2))
+    family = data[0]
+    if family not in (AF_INET, AF_INET6):
         return errno_result(EAFNOSUPPORT)
-    if int.from_bytes(data[8:12], "little") != LOOPBACK_IFINDEX:
+    if int.from_bytes(data[8:12], "little") not in fib.devices:
         return errno_result(ENODEV)
-    return BPF_FIB_LKUP_RET_NOT_FWDED
+    destination = ipaddress.IPv4Address(bytes(data[32:36])) if family == AF_INET \
+        else ipaddress.IPv6Address(bytes(data[32:48]))
+    route = fib.route(destination)
+    if route is None:
+        return BPF_FIB_LKUP_RET_NOT_FWDED
+    if route.kind != "unicast":
+        return _FIB_REFUSALS[route.kind]
+    device = fib.devices[route.ifindex]
+    answer = BPF_FIB_LKUP_RET_SUCCESS
+    tot_len = int.from_bytes(data[6:8], "little")
+    if tot_len > device.mtu:
+        answer = BPF_FIB_LKUP_RET_FRAG_NEEDED
+    else:
+        data[8:12] = device.ifindex.to_bytes(4, "little")
+        data[12:16] = route.metric.to_bytes(4, "little")
+        if not flags & BPF_FIB_LOOKUP_SKIP_NEIGH:
+            neighbour = fib.neighbours.get(route.gateway or destination)
+            if neighbour is None:
+                answer = BPF_FIB_LKUP_RET_NO_NEIGH
+            else:
+                data[52:64] = device.mac + neighbour
+        if answer == BPF_FIB_LKUP_RET_SUCCESS:
+            data[48:52] = bytes(4)  # h_vlan_proto, h_vlan_TCI
+    if answer != BPF_FIB_LKUP_RET_NO_NEIGH:
+        data[6:8] = min(device.mtu, 0xFFFF).to_bytes(2, "little")  # mtu_result
+    helper_args.write(params, bytes(data), 2)
+    return answer
 
 
 def _lookup(ctx: int, tuple_: int, size: int, *_: int) -> int:
