@@ -241,11 +241,9 @@ class Program:
 
     @functools.cached_property
     def _prog_arrays(self) -> list[ProgArray]:
-        """The prog arrays the program names (its tail calls go through them)."""
-        # (opcode compared directly: a first run of a large program waits for this scan)
-        handles = {self.env.ld_imm64_value(insn, index) for index, insn in enumerate(self.insns)
-                   if insn.opcode == isa.LDDW and insn.src in (isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_IDX)}
-        return [found for found in map(map_from_handle, sorted(handles)) if isinstance(found, ProgArray)]
+        """The prog arrays the program names (its tail calls go through them), among the ld_imm64
+        values its image resolved at load (a scan of a large program here held up its first run)."""
+        return [found for found in map(map_from_handle, sorted(self._image.loaded)) if isinstance(found, ProgArray)]
 
     def _publish_tail_call_targets(self, engine: str) -> None:
         """Fill the entries of the prog arrays this program tail-calls through that the engine

@@ -87,6 +87,7 @@ class ProgramImage:
     helper_order: list[int]  # the helper ids, by their index in the code
     branches: ctypes.Array  # one byte per slot: whether the static-branch JA there jumps now
     branch_slots: list[int]  # the static-branch JAs' slots
+    loaded: frozenset[int] = frozenset()  # every ld_imm64 value (map handles among them)
     _arrays: list[ctypes.Array] = field(default_factory=list)  # kept alive with the image
 
     def bind_helpers(self, helper_address: Callable[[int], int]) -> None:
@@ -199,7 +200,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                          prog_array_count)
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
-    return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots,
+    return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots, frozenset(loaded),
                         [words, ids, function_table, gotox_targets_table, layouts, array_maps, tables, prog_arrays])
 
 
