@@ -97,7 +97,7 @@ def load_program(case: Case, cpu: str = "v3", verify: bool = False, fill: bool =
                       verify=verify and not rejection(case, cpu))
     for name, entries in (case.map_entries() if fill and case.map_entries else {}).items():
         for key, value in entries:
-            obj.maps[name].update(key, value)
+            obj.maps[name].update_elem(key, value)  # as the user updates them (not a program)
     return obj.programs[case.function], obj
 
 
