@@ -28,7 +28,7 @@ import gc
 import io
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 from .errors import BPFError
@@ -82,6 +82,9 @@ class Capture:
     big_endian: bool
     packets: list[Packet]
     format: str = "pcap"  # or "pcapng"
+    # read_pcap(partial=True): why the file ends early (a record or block cut short, as in a
+    # capture stopped while it was written); the packets before it are kept. "" when whole.
+    truncated: str = ""
 
     @property
     def link_name(self) -> str:
@@ -249,6 +252,8 @@ class _PcapngReader:
         self.all_interfaces: list[_Interface] = []  # every section's, in file order
         self.big_endian: bool | None = None  # the first section's
         self._set_order("<")  # until the first Section Header Block says
+        self.packets: list[Packet] = []  # as read so far (what a truncated file keeps)
+        self.link_type: int | None = None  # theirs
 
     def _set_order(self, order: str) -> None:
         self.order = order
@@ -257,7 +262,7 @@ class _PcapngReader:
         self._layouts = _packet_layouts(order)
 
     def read(self) -> Capture:
-        packets: list[Packet] = []
+        packets: list[Packet] = self.packets
         append, data, size = packets.append, self.data, len(self.data)
         link_type = None  # the packets' link type, once one is read
         head, word, layouts = self._head, self._word, self._layouts
@@ -288,7 +293,7 @@ class _PcapngReader:
                                                   f"described (the section describes {len(interfaces)})")
             link, _snaplen, multiplier, divisor, offset_ns = interfaces[interface]
             if link != link_type:
-                link_type = self._check_link(link_type, link, number, offset)
+                link_type = self.link_type = self._check_link(link_type, link, number, offset)
             if captured > room:
                 raise self._error(number, offset, f"malformed: a captured length of {captured:,} bytes, more than "
                                                   f"the block's {room:,} bytes of packet data")
@@ -411,9 +416,11 @@ class _PcapngReader:
 
 # --- either --------------------------------------------------------------------------------------
 
-def read_pcap(path: str | os.PathLike) -> Capture:
+def read_pcap(path: str | os.PathLike, partial: bool = False) -> Capture:
     """Every packet of the capture at path, classic pcap or pcapng (PcapError if it is neither, or is
-    truncated or malformed)."""
+    truncated or malformed). partial: a file cut short in a record or block (a capture stopped
+    while it was written) gives the packets before the cut, and says where in ``truncated``, as
+    tcpdump reads such a file; malformed ones still raise."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as stream:
@@ -422,9 +429,28 @@ def read_pcap(path: str | os.PathLike) -> Capture:
         raise PcapError(f"{name}: {exc.strerror or exc}") from None
     with _cyclic_gc_paused():
         if data[:4] == PCAPNG_MAGIC:
-            return _PcapngReader(data, name).read()
+            pcapng = _PcapngReader(data, name)
+            try:
+                return pcapng.read()
+            except PcapError as error:
+                if not (partial and _TRUNCATED in str(error) and pcapng.interfaces):
+                    raise
+                return replace(pcapng._capture(pcapng.link_type, pcapng.packets), truncated=str(error))
         reader = PcapReader(io.BytesIO(data), name)  # BytesIO shares the bytes: no copy
-        return Capture(reader.link_type, reader.snaplen, reader.nanosecond, reader.big_endian, list(reader))
+        packets: list[Packet] = []
+        truncated = ""
+        try:
+            for packet in reader:
+                packets.append(packet)
+        except PcapError as error:
+            if not (partial and _TRUNCATED in str(error)):
+                raise
+            truncated = str(error)
+        return Capture(reader.link_type, reader.snaplen, reader.nanosecond, reader.big_endian, packets,
+                       truncated=truncated)
+
+
+_TRUNCATED = ": truncated: "  # what the readers' errors for a file cut short say
 
 
 @contextlib.contextmanager

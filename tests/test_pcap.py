@@ -225,12 +225,31 @@ def test_the_firewall_over_a_pcapng_capture(capsys, tmp_path):
 
 @pytest.mark.parametrize(("make", "words"), [
     (raw_link_capture, "link type RAW: xdp programs run on Ethernet frames (link type 1)"),
-    (cut_capture, "truncated: the record holds"),
     (mixed_link_pcapng_capture, "link type RAW (101) after packets of link type ETHERNET (1)"),
 ])
 def test_bad_captures_are_one_line_errors(capsys, tmp_path, make, words):
     code, out, err = run_capture(capsys, make(tmp_path))
     assert code == 1 and out == "" and err.startswith("bpfjit: error: ") and err.count("\n") == 1 and words in err
+
+
+def test_a_capture_cut_short_runs_the_packets_before_the_cut_and_fails(capsys, tmp_path):
+    """As tcpdump reads a file whose writer was stopped: every whole packet runs, then a warning
+    says where the file ends, and the command fails."""
+    code, out, err = run_capture(capsys, cut_capture(tmp_path), "--json")
+    assert code == 1
+    assert len(json.loads(out)["packets"]) == len(FRAMES) - 1
+    assert err.startswith(f"bpfjit: warning: the capture is cut short after {len(FRAMES) - 1} packets: ")
+    assert "truncated: the record holds" in err and err.count("\n") == 1
+
+
+def test_read_pcap_keeps_the_packets_before_a_cut_only_when_asked(tmp_path):
+    path = cut_capture(tmp_path)
+    with pytest.raises(PcapError, match="truncated: the record holds"):
+        read_pcap(path)
+    capture = read_pcap(path, partial=True)
+    assert [packet.data for packet in capture.packets] == FRAMES[:-1]
+    assert "truncated: the record holds" in capture.truncated
+    assert read_pcap(write_pcap(tmp_path / "whole.pcap", FRAMES), partial=True).truncated == ""
 
 
 @pytest.mark.parametrize("option", [["--data-hex", "00" * 14], ["--repeat", "3"], ["--ctx-hex", "00"]])

@@ -255,6 +255,17 @@ def test_a_block_cut_short(tmp_path, order):
 
 
 @ORDERS
+def test_a_partial_read_keeps_the_packets_before_the_cut(tmp_path, order):
+    path = save(tmp_path, shb(order), idb(order), epb(order, 0, 7, FRAME), epb(order, 0, 8, FRAME)[:-10])
+    capture = read_pcap(path, partial=True)
+    assert [(packet.data, packet.timestamp_ns) for packet in capture.packets] == [(FRAME, 7_000)]
+    assert capture.link_type == LINKTYPE_ETHERNET and "block 4 (at byte 140): truncated: the block holds" \
+        in capture.truncated
+    with pytest.raises(PcapError, match="malformed"):  # a damaged file, not a cut one, still refuses
+        read_pcap(save(tmp_path, shb(order), idb(order), epb(order, 0, 0, FRAME)[:-4] + bytes(4)), partial=True)
+
+
+@ORDERS
 def test_a_trailing_length_unlike_the_leading_one(tmp_path, order):
     fields = struct.pack(order + "IIIII", 0, 0, 0, len(FRAME), len(FRAME))
     path = save(tmp_path, shb(order), idb(order), block(order, EPB, fields + FRAME, trailing=96))

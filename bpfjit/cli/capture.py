@@ -8,6 +8,7 @@ import argparse
 import errno
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -63,7 +64,7 @@ class _Outcomes:
 
 def run_capture(args: argparse.Namespace, program: Program, obj: Object | None,
                 kernel_load: dict | None = None) -> int:
-    capture = read_pcap(args.pcap)
+    capture = read_pcap(args.pcap, partial=True)
     if program.prog_type != "raw" and capture.link_type != LINKTYPE_ETHERNET:
         raise PcapError(f"{args.pcap}: link type {capture.link_name}: {program.prog_type} programs run on "
                         f"Ethernet frames (link type {LINKTYPE_ETHERNET})")
@@ -76,6 +77,10 @@ def run_capture(args: argparse.Namespace, program: Program, obj: Object | None,
     if args.out_pcap:
         report.write_out(args.out_pcap)
     print(report.json() if args.json else report.text(obj.name if obj is not None else program.name))
+    if capture.truncated:  # as tcpdump: the packets before the cut ran; the damaged file fails the command
+        print(f"bpfjit: warning: the capture is cut short after {len(packets):,} packets: {capture.truncated}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
