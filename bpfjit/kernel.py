@@ -118,7 +118,11 @@ class KernelResult:
             return self.maps[name]
         found = [key for key in self.maps if key.endswith(name)]
         if len(found) != 1:
-            raise KeyError(f"{name!r}: {'ambiguous' if found else 'no such map'} (maps: {sorted(self.maps)})")
+            unread = [key for key in self.map_info if key not in self.maps and (key == name or key.endswith(name))]
+            if not found and unread:
+                raise KeyError(f"{name!r}: map {unread[0]!r} was not read back after the run: name it in read_maps "
+                               f"(the kernel engine reads back only the maps asked for)")
+            raise KeyError(f"{name!r}: {'ambiguous' if found else 'no such map'} (maps: {sorted(self.map_info)})")
         return self.maps[found[0]]
 
 

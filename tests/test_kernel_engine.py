@@ -160,7 +160,10 @@ def test_only_the_maps_asked_for_are_read_back():
     assert result.map("by_len") == [(u32(61), u64(2))]
     assert global_value(result, "runs") == 2
     assert sorted(result.map_info) == sorted(kernel_test_run(COUNTERS, "count", bytes(61)).maps)  # all listed
-    assert kernel_test_run(COUNTERS, "count", bytes(61), read_maps=()).maps == {}
+    unread = kernel_test_run(COUNTERS, "count", bytes(61), read_maps=())
+    assert unread.maps == {}
+    with pytest.raises(KeyError, match="map 'by_len' was not read back after the run: name it in read_maps"):
+        unread.map("by_len")
 
 
 def test_rodata_set_before_load_changes_the_verdict():
