@@ -3,7 +3,11 @@
 Opt-in (-m kernel): the kernel engine loads programs into the running kernel, in a child process.
 Compared: retval, data_out, and the bytes of every map the kernel can read back (global data,
 arrays, hashes). Per-CPU maps are left out: the kernel runs the program on whichever CPU it is
-on, while bpfjit's slot 0 is the calling thread's.
+on, while bpfjit's slot 0 is the calling thread's. Words whose value is each engine's own are
+zeroed on both sides: pointers in global data (libbpf leaves them unrelocated), function-pointer
+slots a program fills (a kernel address there, a function's token here) and kptr fields (the
+kernel copies them out as zeros). Objects with CO-RE relocations are relocated against the
+running kernel's types, as libbpf relocates them for the kernel engine.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from packets import IPPROTO_UDP, frame, ipv4, udp
 
 import bpfjit
 from bpfjit.errors import KernelEngineError
+from bpfjit.runtime.btf.functions import function_pointers
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_engine")]
 PROGS = pathlib.Path(__file__).resolve().parent / "progs"
@@ -25,6 +30,8 @@ PROGS = pathlib.Path(__file__).resolve().parent / "progs"
 # they are compared on the other engines by their own tests, not here.
 NONDETERMINISTIC = {("user_helper.o", "pid"), ("maps_helpers.o", "misc"), ("maps_helpers.o", "percpu_ops")}
 COMPARED_TYPES = {MapType.ARRAY, MapType.HASH, MapType.LRU_HASH}
+KERNEL_BTF = pathlib.Path("/sys/kernel/btf/vmlinux")
+CO_RE_OBJECTS = {"core_reloc.o"}  # relocated against KERNEL_BTF, as libbpf does in the kernel engine
 
 
 def packet() -> bytes:
@@ -51,16 +58,27 @@ def our_map_bytes(m) -> list[tuple[bytes, bytes]]:
     return sorted(entries)
 
 
-def without_pointer_words(entries: list[tuple[bytes, bytes]], pointers) -> list[tuple[bytes, bytes]]:
-    """Global data with its function/data pointer words zeroed: libbpf leaves them unrelocated
-    (the word keeps its addend) where bpfjit resolves them (docs/semantics.md#global-data)."""
+def without_words(entries: list[tuple[bytes, bytes]], offsets: set[int]) -> list[tuple[bytes, bytes]]:
+    """The entries with the 8-byte words at these value offsets zeroed."""
     masked = []
     for key, value in entries:
         value = bytearray(value)
-        for offset, _ in pointers:
+        for offset in offsets:
             value[offset:offset + 8] = bytes(8)
         masked.append((key, bytes(value)))
     return masked
+
+
+def engine_words(obj: bpfjit.Object, name: str) -> set[int]:
+    """The value offsets of a map whose words each engine fills its own way: the pointers global
+    data holds at load, its function-pointer slots, and kptr fields."""
+    m = obj.maps[name]
+    offsets = {offset for d in obj.elf.data_sections if d.name == name for offset, _ in d.pointers}
+    if m.value_type_id:
+        offsets |= {slot.offset for slot in function_pointers(obj.btf, m.value_type_id)}
+    if m.kptrs is not None:
+        offsets |= set(m.kptrs.offsets)
+    return offsets
 
 
 @pytest.mark.parametrize("obj, program", cases(), ids=lambda v: v.name if isinstance(v, pathlib.Path) else v)
@@ -77,16 +95,16 @@ def test_same_results_on_interp_jit_and_kernel(obj, program):
             pytest.skip(f"the kernel cannot test-run {obj.name}:{program} (ENOTSUPP)")
         raise
     for engine in ("reference", "jit"):
-        ours = bpfjit.load(obj)
+        # Against the kernel's types only the program under test loads (the kernel engine's load):
+        # the object's other CO-RE programs read fields of its own types that vmlinux lacks.
+        ours = bpfjit.load(obj, programs=[program], btf=KERNEL_BTF) if obj.name in CO_RE_OBJECTS \
+            else bpfjit.load(obj)
         result = ours.programs[program].test_run(data, repeat=3, engine=engine)
         assert result.retval & 0xFFFF_FFFF == kernel.retval, engine
         assert result.data_out == kernel.data_out, engine
-        pointers = {d.name: d.pointers for d in ours.elf.data_sections}
         for name, m in ours.maps.items():
             if m.map_type not in COMPARED_TYPES:
                 continue
-            mine, theirs = our_map_bytes(m), sorted(kernel.map(name))
-            if name in pointers:
-                mine = without_pointer_words(mine, pointers[name])
-                theirs = without_pointer_words(theirs, pointers[name])
+            words = engine_words(ours, name)
+            mine, theirs = without_words(our_map_bytes(m), words), without_words(sorted(kernel.map(name)), words)
             assert mine == theirs, f"{engine}: map {name}"
