@@ -110,3 +110,53 @@ def test_the_kernel_leaves_the_same_packets(capsys, tmp_path):
         assert code == 0, err
     for name in (*XDP_ACTIONS.values(), "error"):
         assert (tmp_path / f"jit-{name}.pcap").read_bytes() == (tmp_path / f"kernel-{name}.pcap").read_bytes()
+
+
+# --- --map-update: entries written after load, before the runs -------------------------------------
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_map_updates_fill_an_lpm_firewall_before_a_capture(capsys):
+    # traffic.pcap: 100 frames, 25 of them from 10.0.0.0/8 (the README's capture example says so).
+    code = main(["run", str(EXAMPLES / "lpm_firewall.o"), "--pcap", str(EXAMPLES / "traffic.pcap"), "--json",
+                 "--map-update", "blocked", "10.0.0.0/8=0"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    actions = [packet["action"] for packet in json.loads(out)["packets"]]
+    assert (actions.count("XDP_DROP"), actions.count("XDP_PASS")) == (25, 75)
+
+
+def test_map_updates_take_integers_and_hex_bytes(capsys):
+    frame = "02000000000102000000000208004500001c00010000401100000a0000010a0000080001000200080000"
+    for value in ("1", "0x1", "hex:01000000"):
+        code = main(["run", str(EXAMPLES / "router.o"), "--data-hex", frame, "--json",
+                     "--map-update", "tx_ports", f"0={value}"])
+        out, err = capsys.readouterr()
+        assert code == 0 and json.loads(out)["retval"] == 4, err  # XDP_REDIRECT: port 0 holds a device
+
+
+@pytest.mark.parametrize("update, message", [
+    (["tx_ports", "0"], "expected KEY=VALUE"),
+    (["tx_ports", "0=x"], "'x' is neither an integer, an IP address or network, nor hex:BYTES"),
+    (["tx_ports", "0=hex:zz"], "'hex:zz' is not hex bytes"),
+    (["nope", "0=1"], "router.o has no map 'nope' (maps: tx_ports)"),
+    (["tx_ports", "9=1"], "tx_ports"),  # past max_entries: the map's own error
+])
+def test_bad_map_updates_are_one_line_errors(capsys, update, message):
+    code = main(["run", str(EXAMPLES / "router.o"), "--data-hex", "00" * 60, "--map-update", *update])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("bpfjit: error: ") and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("kernel_engine")
+def test_the_kernel_engine_gets_the_same_map_updates(capsys):
+    results = {}
+    for engine in ("jit", "kernel"):
+        code = main(["run", str(EXAMPLES / "lpm_firewall.o"), "--pcap", str(EXAMPLES / "traffic.pcap"), "--json",
+                     "--engine", engine, "--map-update", "blocked", "10.0.0.0/8=0"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        results[engine] = [packet["action"] for packet in json.loads(out)["packets"]]
+    assert results["jit"] == results["kernel"] and results["jit"].count("XDP_DROP") == 25

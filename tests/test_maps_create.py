@@ -226,3 +226,11 @@ def test_regions_cover_every_value(t, ncpus):
             r = find_region(a, 20)
             assert r is not None and r.name == "map cov values"
     assert covered(m, m.handle, HEADER_SIZE, writable=False)
+
+
+def test_encode_entry_gives_the_bytes_an_update_hands_the_kernel():
+    array = create_map(MapSpec("a", MapType.ARRAY, 4, 8, 4))
+    assert array.encode_entry(2, 7) == ((2).to_bytes(4, "little"), (7).to_bytes(8, "little"))
+    per_cpu = create_map(MapSpec("p", MapType.PERCPU_ARRAY, 4, 8, 4), ncpus=2)
+    with pytest.raises(MapError, match="one per CPU"):
+        per_cpu.encode_entry(0, [1, 2])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import pathlib
@@ -135,6 +136,55 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--btf", metavar="FILE",
                    help="resolve CO-RE relocations against this BTF (a raw BTF file such as "
                         "/sys/kernel/btf/vmlinux, or an ELF object's .BTF) instead of the object's own types")
+
+
+def add_map_updates(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--map-update", action="append", nargs=2, metavar=("MAP", "KEY=VALUE"), dest="map_updates",
+                   help="write an entry into a map after load, before the runs (repeatable): KEY and VALUE are "
+                        "integers, IP addresses or networks (an LPM trie's keys), or hex:BYTES, e.g. "
+                        "--map-update blocked 10.0.0.0/8=0 --map-update tx_ports 0=1")
+
+
+def map_updates(args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
+    """``--map-update MAP KEY=VALUE`` as (map, key, value) Python values."""
+    updates = []
+    for name, entry in getattr(args, "map_updates", None) or ():
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BPFError(f"--map-update {name} {entry!r}: expected KEY=VALUE, e.g. 10.0.0.0/8=0")
+        updates.append((name, _map_literal(key.strip(), name, entry), _map_literal(value.strip(), name, entry)))
+    return updates
+
+
+def _map_literal(text: str, name: str, entry: str) -> Any:
+    """An integer (any base Python reads), an IP network or address, or hex:BYTES."""
+    if text.startswith("hex:"):
+        try:
+            return bytes.fromhex(text[4:])
+        except ValueError:
+            raise BPFError(f"--map-update {name} {entry!r}: {text!r} is not hex bytes") from None
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.ip_network(text, strict=False) if "/" in text else ipaddress.ip_address(text)
+    except ValueError:
+        raise BPFError(f"--map-update {name} {entry!r}: {text!r} is neither an integer, an IP address or network, "
+                       "nor hex:BYTES") from None
+
+
+def apply_map_updates(obj: Object, updates: list[tuple[str, Any, Any]]) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Write the updates into the object's maps (as a user does: update_elem); the same entries
+    as bytes, for the kernel engine's map_updates."""
+    written: dict[str, list[tuple[bytes, bytes]]] = {}
+    for name, key, value in updates:
+        if name not in obj.maps:
+            raise BPFError(f"--map-update: {obj.name} has no map {name!r} (maps: {', '.join(sorted(obj.maps))})")
+        m = obj.maps[name]
+        m.update_elem(key, value)
+        written.setdefault(name, []).append(m.encode_entry(key, value))
+    return written
 
 
 def parse_load_options(args: argparse.Namespace) -> dict[str, dict]:

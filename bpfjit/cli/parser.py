@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 from ..errors import BPFError
 from ..program import RUN_ENGINES
 from . import bench, verify
-from .common import add_load_options
+from .common import add_load_options, add_map_updates
 from .bytecode import cmd_asm, cmd_conformance_plugin, cmd_disasm
 from .common import (
     OBJECT_ENGINES,
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run once on each packet of this capture (pcap or pcapng), maps kept from packet to "
                         "packet; prints the actions' counts")
     p.add_argument("--packets", action="store_true", help="with --pcap: also a line per packet")
+    add_map_updates(p)
     p.add_argument("--out-pcap", metavar="FILE",
                    help="with --pcap: write the packets the program leaves (not dropped) to this pcap file, "
                         "with their bytes after the run; a name holding {action} gets a file per action")

@@ -13,6 +13,8 @@ from ..program import Program, RunResult
 from .capture import check_capture_options, run_capture
 from .common import (
     _hexdump,
+    apply_map_updates,
+    map_updates,
     _parse_keys,
     _parse_rodata,
     parse_load_options,
@@ -43,8 +45,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_object(args)
     if args.engine == "kernel":
         raise BPFError("--engine kernel runs programs of ELF objects only")
-    if args.rodata or args.key:
-        raise BPFError("--rodata and --key apply to ELF objects only")
+    if args.rodata or args.key or args.map_updates:
+        raise BPFError("--rodata, --key and --map-update apply to ELF objects only")
     program, mem, _ = load_program(args.file, verify=not args.no_verify)
     if args.pcap:
         return run_capture(args, program, None)
@@ -81,14 +83,15 @@ def run_object(args: argparse.Namespace) -> int:
     obj = load_object(args.file, _parse_rodata(args.rodata), _parse_keys(args.key), verify=not args.no_verify,
                       options=parse_load_options(args), program=args.program)
     program = _pick_program(obj, args.program)
+    written = apply_map_updates(obj, map_updates(args))
     if args.pcap:
-        return run_capture(args, program, obj, _kernel_load(args, obj) if args.engine == "kernel" else None)
+        return run_capture(args, program, obj, _kernel_load(args, obj, written) if args.engine == "kernel" else None)
     data, ctx = _run_input(args)
     data = data if data is not None else b""
     repeat = args.repeat or 1
     if args.engine == "kernel":
         from ..kernel import kernel_test_run
-        k = kernel_test_run(obj.path, program.name, data, ctx, repeat, **_kernel_load(args, obj),
+        k = kernel_test_run(obj.path, program.name, data, ctx, repeat, **_kernel_load(args, obj, written),
                             **_output_sizes(args), read_maps=())  # the output shows no map
         result = _from_kernel(k, repeat)
     else:
@@ -134,8 +137,9 @@ def run_object(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kernel_load(args: argparse.Namespace, obj: Object) -> dict:
-    """What the kernel engine's load takes from the options: .rodata, map sizes, program types."""
+def _kernel_load(args: argparse.Namespace, obj: Object, written: dict[str, list[tuple[bytes, bytes]]]) -> dict:
+    """What the kernel engine's load takes from the options: .rodata, map sizes, program types,
+    and the entries --map-update wrote."""
     options = parse_load_options(args)
     if options["btf"] is not None:
         raise BPFError("--btf applies to bpfjit's engines: the kernel engine's libbpf resolves CO-RE "
@@ -143,4 +147,4 @@ def _kernel_load(args: argparse.Namespace, obj: Object) -> dict:
     kernel_types = {name: PROGRAM_TYPES[type_name].kernel_type
                     for name, type_name in (options["program_types"] or {}).items()}
     return {"rodata": obj.rodata_images() if args.rodata else None, "map_options": options["maps"],
-            "program_types": kernel_types}
+            "program_types": kernel_types, "map_updates": written or None}

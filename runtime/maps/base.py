@@ -500,6 +500,15 @@ class Map:
             raise self._fail(-E.ENOENT, key, "lookup")
         return self._decode_value(data)
 
+    def encode_entry(self, key: Any, value: Any) -> tuple[bytes, bytes]:
+        """The bytes a key and a value are handed to bpf_map_update_elem as (what a loader writes
+        into another engine's map: the kernel engine's map_updates); MapError for a per-CPU map,
+        whose value is one per CPU."""
+        data = self._encode_value(value)
+        if isinstance(data, list):
+            raise self._err("a per-CPU map's value is one per CPU: write it through update_elem", E.EINVAL)
+        return self._encode_key(key), data
+
     def update_elem(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
         """bpf_map_update_elem from user space; raises MapError(errno) on failure."""
         self._check_user_write()
