@@ -25,7 +25,9 @@ from .context import LOOPBACK_IFINDEX
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-ROUTE_KINDS = ("unicast", "blackhole", "unreachable", "prohibit")
+# The kinds of route, and the answer of each that refuses the packet (BPF_FIB_LKUP_RET_BLACKHOLE, ...).
+FIB_REFUSALS = {"blackhole": 1, "unreachable": 2, "prohibit": 3}
+ROUTE_KINDS = ("unicast", *FIB_REFUSALS)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Fib:
     def add_device(self, ifindex: int, mac: str | bytes, mtu: int = 1500) -> None:
         if not isinstance(ifindex, int) or not 0 < ifindex < 1 << 31:
             raise BPFError(f"an ifindex is a positive 31-bit number, not {ifindex!r}")
+        if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 0xFFFF:
+            raise BPFError(f"device {ifindex}: an MTU is 68 to 65535 bytes, not {mtu!r}")
         with self._lock:
             self.devices[ifindex] = Device(ifindex, _mac(mac), mtu)
 
@@ -83,6 +87,10 @@ class Fib:
             raise BPFError(f"route {prefix!r}: {error}") from None
         if kind not in ROUTE_KINDS:
             raise BPFError(f"route {prefix!r}: kind is one of {', '.join(ROUTE_KINDS)}, not {kind!r}")
+        if not isinstance(metric, int) or isinstance(metric, bool) or not 0 <= metric < 1 << 32:
+            raise BPFError(f"route {prefix!r}: a metric is an unsigned 32-bit number, not {metric!r}")
+        if kind != "unicast" and (ifindex is not None or gateway is not None):
+            raise BPFError(f"route {prefix!r}: a {kind} route has no device or gateway")
         if kind == "unicast" and ifindex not in self.devices:
             raise BPFError(f"route {prefix!r}: no device {ifindex!r} (add_device first; known: "
                            f"{', '.join(map(str, sorted(self.devices)))})")

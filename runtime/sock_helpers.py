@@ -16,7 +16,7 @@ from errno import EAFNOSUPPORT, EINVAL, ENODEV, ENOENT
 
 from . import helper_args, run_context
 from .context import SK_BUFF
-from .fib import fib
+from .fib import FIB_REFUSALS, fib
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
 
@@ -28,7 +28,6 @@ BPF_FIB_LOOKUP_SKIP_NEIGH = 4
 # enum bpf_fib_lookup_ret
 BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_NOT_FWDED = 0, 4
 BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_FRAG_NEEDED = 7, 8
-_FIB_REFUSALS = {"blackhole": 1, "unreachable": 2, "prohibit": 3}  # BPF_FIB_LKUP_RET_BLACKHOLE, ...
 
 
 def no_socket(*_: int) -> int:
@@ -65,8 +64,10 @@ def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
     kernel's argument checks and answers (net/core/filter.c, bpf_ipv4/ipv6_fib_lookup): no route,
     "not forwarded"; a blackhole, unreachable or prohibit route, its own answer; a packet longer
     than the egress device's MTU (tot_len), "fragmentation needed" with the MTU in mtu_result;
-    else the egress ifindex, the route's metric, and, unless BPF_FIB_LOOKUP_SKIP_NEIGH, the
-    gateway's (or the destination's) MAC from the neighbour table, "no neighbour" without one."""
+    else the egress ifindex, the route's metric, the gateway (as the destination: the next hop),
+    and, unless BPF_FIB_LOOKUP_SKIP_NEIGH, the next hop's MAC from the neighbour table, "no
+    neighbour" without one. The flags DIRECT, OUTPUT, TBID, SRC and MARK are accepted and change
+    nothing: the table has one routing table, no policy rules and no source selection."""
     size &= 0xFFFF_FFFF
     if size < FIB_LOOKUP_SIZE or flags & ~FIB_LOOKUP_FLAGS:
         return errno_result(EINVAL)
@@ -82,7 +83,7 @@ def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
     if route is None:
         return BPF_FIB_LKUP_RET_NOT_FWDED
     if route.kind != "unicast":
-        return _FIB_REFUSALS[route.kind]
+        return FIB_REFUSALS[route.kind]
     device = fib.devices[route.ifindex]
     answer = BPF_FIB_LKUP_RET_SUCCESS
     tot_len = int.from_bytes(data[6:8], "little")
@@ -91,6 +92,8 @@ def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
     else:
         data[8:12] = device.ifindex.to_bytes(4, "little")
         data[12:16] = route.metric.to_bytes(4, "little")
+        if route.gateway is not None:  # the next hop: the program forwards to it (ipv4_dst / ipv6_dst)
+            data[32:32 + len(route.gateway.packed)] = route.gateway.packed
         if not flags & BPF_FIB_LOOKUP_SKIP_NEIGH:
             neighbour = fib.neighbours.get(route.gateway or destination)
             if neighbour is None:
@@ -100,7 +103,7 @@ def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
         if answer == BPF_FIB_LKUP_RET_SUCCESS:
             data[48:52] = bytes(4)  # h_vlan_proto, h_vlan_TCI
     if answer != BPF_FIB_LKUP_RET_NO_NEIGH:
-        data[6:8] = min(device.mtu, 0xFFFF).to_bytes(2, "little")  # mtu_result
+        data[6:8] = (device.mtu & 0xFFFF).to_bytes(2, "little")  # mtu_result: a u16, as the kernel truncates it
     helper_args.write(params, bytes(data), 2)
     return answer
 

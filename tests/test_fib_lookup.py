@@ -76,7 +76,10 @@ def lookup(data: bytes, flags: int = 0) -> tuple[int, bytes]:
 
 def fields(out: bytes) -> dict[str, object]:
     tot_len, ifindex, metric = struct.unpack_from("<HII", out, 6)
-    return {"mtu_result": tot_len, "ifindex": ifindex, "rt_metric": metric, "smac": out[52:58], "dmac": out[58:64]}
+    family = 4 if out[0] == 2 else 6
+    destination = ipaddress.ip_address(out[32:36] if family == 4 else out[32:48])
+    return {"mtu_result": tot_len, "ifindex": ifindex, "rt_metric": metric, "dst": str(destination),
+            "smac": out[52:58], "dmac": out[58:64]}
 
 
 def routed(table, kind: str = "unicast") -> None:
@@ -94,13 +97,17 @@ def test_a_route_through_a_gateway_gives_the_device_and_both_macs(table):
     routed(table)
     r0, out = lookup(params("10.200.0.1"))
     assert r0 == SUCCESS
-    assert fields(out) == {"mtu_result": 1500, "ifindex": 2, "rt_metric": 20, "smac": DEV_MAC, "dmac": GW_MAC}
+    assert fields(out) == {"mtu_result": 1500, "ifindex": 2, "rt_metric": 20, "dst": "192.0.2.1", "smac": DEV_MAC,
+                           "dmac": GW_MAC}  # the destination becomes the next hop, the gateway
 
 
 def test_the_longest_prefix_wins_and_its_on_link_destination_needs_a_neighbour(table):
     routed(table)
     r0, out = lookup(params("10.1.2.3"))  # the /24, on the link: the destination itself is the next hop
     assert r0 == NO_NEIGH and fields(out)["ifindex"] == 2 and fields(out)["dmac"] == bytes(6)
+    assert fields(out)["dst"] == "10.1.2.3"
+    r0, out = lookup(params("10.200.0.1"), flags=SKIP_NEIGH)  # through the gateway: it is written even so
+    assert r0 == SUCCESS and fields(out)["dst"] == "192.0.2.1"
     table.add_neighbour("10.1.2.3", mac=HOST_MAC)
     r0, out = lookup(params("10.1.2.3"))
     assert r0 == SUCCESS and fields(out)["rt_metric"] == 5 and fields(out)["dmac"] == HOST_MAC
@@ -116,6 +123,7 @@ def test_a_packet_over_the_mtu_needs_fragmenting(table):
     routed(table)
     r0, out = lookup(params("10.200.0.1", tot_len=9000))
     assert r0 == FRAG_NEEDED and fields(out)["mtu_result"] == 1500 and fields(out)["ifindex"] == 1
+    assert fields(out)["dst"] == "10.200.0.1"  # refused before the next hop is known
 
 
 @pytest.mark.parametrize("kind, answer", [("blackhole", BLACKHOLE), ("unreachable", UNREACHABLE),
@@ -130,8 +138,8 @@ def test_ipv6(table):
     table.add_route("2001:db8::/32", ifindex=3, via="fe80::1")
     table.add_neighbour("fe80::1", mac=GW_MAC)
     r0, out = lookup(params("2001:db8::42"))
-    assert r0 == SUCCESS and fields(out) == {"mtu_result": 9000, "ifindex": 3, "rt_metric": 0, "smac": DEV_MAC,
-                                             "dmac": GW_MAC}
+    assert r0 == SUCCESS and fields(out) == {"mtu_result": 9000, "ifindex": 3, "rt_metric": 0, "dst": "fe80::1",
+                                             "smac": DEV_MAC, "dmac": GW_MAC}
     assert lookup(params("10.0.0.1"))[0] == NOT_FWDED  # no IPv4 route
 
 
@@ -142,6 +150,11 @@ def test_ipv6(table):
     (lambda t: t.add_route("10.0.0.0/8", kind="anycast"), "kind is one of"),
     (lambda t: t.add_device(0, mac=DEV_MAC), "positive 31-bit"),
     (lambda t: t.add_neighbour("10.0.0.1", mac="02:00"), "6 bytes"),
+    (lambda t: t.add_device(2, mac=DEV_MAC, mtu=0), "an MTU is 68 to 65535 bytes"),
+    (lambda t: t.add_device(2, mac=DEV_MAC, mtu=70000), "an MTU is 68 to 65535 bytes"),
+    (lambda t: t.add_route("10.0.0.0/8", ifindex=1, metric=-1), "unsigned 32-bit"),
+    (lambda t: t.add_route("10.0.0.0/8", ifindex=1, metric=1 << 32), "unsigned 32-bit"),
+    (lambda t: t.add_route("10.0.0.0/8", ifindex=1, kind="blackhole"), "a blackhole route has no device"),
 ])
 def test_bad_table_entries_are_clear_errors(table, call, message):
     with pytest.raises(BPFError, match=message):
