@@ -10,7 +10,8 @@ import pathlib
 
 import pytest
 
-from bpfjit import VerifierError
+from bpfjit import VerifierError, isa
+from bpfjit.isa import Insn
 from bpfjit.program import Program
 from bpfjit.runtime.stdhelpers import standard_helpers
 
@@ -194,3 +195,14 @@ def test_marks_added_after_a_path_was_pruned_in_a_loop_reach_that_path():
     for engine in ("jit", "interp"):
         result = program.test_run(mem, engine=engine)
         assert (result.retval, result.data_out) == (expected.retval, expected.data_out), engine
+
+
+def test_a_backwards_walk_stops_at_a_legacy_packet_load_only_for_its_r0():
+    """As the kernel's backtrack_insn for BPF_LD: a walk that wants r0 where LD_ABS/LD_IND wrote it
+    gives up (every scalar of the path becomes precise); one that wants other places walks on."""
+    from bpfjit.verifier import precision
+    ld_abs = Insn(isa.LD | isa.ABS | isa.W, 0, 0, 0, 14)
+    wanted = {(0, "r", 6)}
+    assert precision._backtrack_other(ld_abs, precision.Step(3, 0), wanted) is False and wanted == {(0, "r", 6)}
+    with pytest.raises(precision._GiveUp):
+        precision._backtrack_other(ld_abs, precision.Step(3, 0), {(0, "r", 0)})

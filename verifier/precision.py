@@ -61,8 +61,8 @@ class Tracker:
         # instructions, whose src feeds dst, and conditional jumps, whose operands feed each other.
         self.alu = {i: (insn.dst, insn.src if insn.source == isa.X and insn.op not in (isa.NEG, isa.END) else None,
                         insn.op == isa.MOV) for i, insn in enumerate(insns) if insn.cls in (isa.ALU, isa.ALU64)}
-        self.compares = {i: (insn.dst, insn.src if insn.source == isa.X else None) for i in self.conditional_jumps
-                         for insn in (insns[i],)}
+        self.compares = {i: (insns[i].dst, insns[i].src if insns[i].source == isa.X else None)
+                         for i in self.conditional_jumps}
         self._plain: dict[tuple[int, int], Step] = {}  # (index, depth) -> the Step of nothing to note
         self.backedges = Backedges(self)
 
@@ -134,7 +134,7 @@ class Tracker:
             return True
         compare = self.compares.get(record.index)
         if compare is None:
-            return _backtrack(self.insns[record.index], record, wanted)
+            return _backtrack_other(self.insns[record.index], record, wanted)
         operands = {(depth, "r", compare[0])}
         if compare[1] is not None:
             operands.add((depth, "r", compare[1]))
@@ -243,7 +243,7 @@ def _is_scalar(state: State, place: Place) -> bool:
     return slot is not None and (slot.spilled is None or slot.spilled.is_scalar)
 
 
-def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> bool:
+def _backtrack_other(insn: Insn, record: Step, wanted: set[Place]) -> bool:
     """Tracker._backtrack for the instructions that are neither ALU nor conditional jumps."""
     depth = record.depth
     cls = insn.cls
@@ -261,8 +261,10 @@ def _backtrack(insn: Insn, record: Step, wanted: set[Place]) -> bool:
         return False
     if cls in (isa.ST, isa.STX):
         return _backtrack_store(insn, depth, slot, wanted)
-    if cls == isa.LD:
-        raise _GiveUp  # a legacy packet load (r0 from the packet, r1-r5 gone): the kernel does not follow it
+    if cls == isa.LD:  # a legacy packet load: r0 from the packet, which the kernel does not follow back
+        if (depth, "r", 0) in wanted:
+            raise _GiveUp
+        return False
     return _backtrack_jump(insn, record, wanted)
 
 
