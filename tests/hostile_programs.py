@@ -177,7 +177,7 @@ def _call(helper: int) -> Insn:
     return Insn(isa.CALL_OP, 0, 0, 0, helper)
 
 
-def _map_fd(dst: int, index: int) -> list[Insn]:
+def map_fd(dst: int, index: int) -> list[Insn]:
     return [Insn(isa.LDDW, dst, isa.PSEUDO_MAP_FD, 0, index), Insn(0)]
 
 
@@ -223,7 +223,7 @@ class HostileGenerator:
         out: list = [_alux(isa.MOV, CTX, 1)]
         if self.prog_type == "raw":
             out.append(_alux(isa.MOV, PKT, 2))
-        out += [_st(isa.W, 10, -4, self.rnd.choice((0, 0, 1, 3))), *_map_fd(1, ARRAY),
+        out += [_st(isa.W, 10, -4, self.rnd.choice((0, 0, 1, 3))), *map_fd(1, ARRAY),
                 _alux(isa.MOV, 2, 10), _alu(isa.ADD, 2, -4), _call(MAP_LOOKUP)]
         found = self.label()
         out += [Jump(isa.JMP | isa.JNE | isa.K, found, 0), EXIT, Label(found), _alux(isa.MOV, VALUE, 0)]
@@ -436,7 +436,7 @@ class HostileGenerator:
             out.append(_st(isa.DW if key_size == 8 and self.chance(0.8) else isa.W, 10, key_off, self.rnd.randrange(5)))
         elif r < 0.85:
             out += self.scalar(3) + [_stx(self.rnd.choice(SIZES), 10, 3, key_off)]
-        out += _map_fd(1, index) if self.chance(0.9) else [_alux(isa.MOV, 1, 10)]
+        out += map_fd(1, index) if self.chance(0.9) else [_alux(isa.MOV, 1, 10)]
         out += [_alux(isa.MOV, 2, 10 if self.chance(0.9) else VALUE), _alu(isa.ADD, 2, key_off), _call(MAP_LOOKUP)]
         null = self.label()
         r = self.rnd.random()
@@ -566,7 +566,7 @@ class HostileGenerator:
             return out + self.observe(0)
         key = -self.rnd.choice((8, 16, 4, 0))
         out += [_st(isa.DW, 10, -8, self.rnd.randrange(6))] if self.chance(0.8) else []
-        out += _map_fd(1, self.rnd.choice((HASH, ARRAY, GLOBAL))) if self.chance(0.9) else [_alux(isa.MOV, 1, CTX)]
+        out += map_fd(1, self.rnd.choice((HASH, ARRAY, GLOBAL))) if self.chance(0.9) else [_alux(isa.MOV, 1, CTX)]
         out += [_alux(isa.MOV, 2, 10), _alu(isa.ADD, 2, key)]
         if helper == MAP_UPDATE:
             out += [_alux(isa.MOV, 3, self.rnd.choice((VALUE, VALUE, 10, CTX))), _alu(isa.MOV, 4, 0)]
