@@ -102,6 +102,9 @@ _TC = frozenset({"SCHED_CLS", "SCHED_ACT"})
 _LWT = frozenset({"LWT_IN", "LWT_OUT", "LWT_XMIT"})
 _SKB_READERS = _TC | _LWT | {"SOCKET_FILTER", "CGROUP_SKB", "SK_SKB"}
 _SOCKET_USERS = _TC | {"XDP", "SK_SKB", "CGROUP_SKB"}
+_TRACING = frozenset({"KPROBE", "TRACEPOINT", "PERF_EVENT", "RAW_TRACEPOINT"})
+_PACKETS = _SKB_READERS | {"XDP"}  # bpf_sk_base_func_proto's users
+_ALL_BUT_SYSCALL = _PACKETS | _TRACING
 HELPER_SCOPE: dict[str, frozenset[str]] = {
     "skb_load_bytes": _SKB_READERS,
     "skb_load_bytes_relative": _TC | {"SOCKET_FILTER", "CGROUP_SKB"},
@@ -138,6 +141,10 @@ HELPER_SCOPE: dict[str, frozenset[str]] = {
     "get_listener_sock": _TC | {"CGROUP_SKB"},
     "sk_storage_get": _TC | {"CGROUP_SKB"},
     "sk_storage_delete": _TC | {"CGROUP_SKB"},
+    "probe_read": _TRACING,  # the compat helper: kernel or user memory, tracing programs only
+    "perf_event_output": _ALL_BUT_SYSCALL,  # a syscall program's protos are the base ones
+    **{name: _PACKETS for name in ("skc_to_tcp6_sock", "skc_to_tcp_sock", "skc_to_tcp_timewait_sock",
+                                   "skc_to_tcp_request_sock", "skc_to_udp6_sock")},
 }
 
 

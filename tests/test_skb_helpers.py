@@ -728,6 +728,9 @@ def test_a_packet_too_short_for_the_network_header_it_announces_is_einval(engine
     ("socket", "skb_load_bytes", True), ("cgroup_skb", "skb_load_bytes_relative", True),
     ("tc", "skb_store_bytes", True),
     ("xdp", "csum_diff", True), ("xdp", "redirect_map", True), ("kprobe", "map_lookup_elem", True),
+    ("xdp", "probe_read", False), ("kprobe", "probe_read", True), ("syscall", "perf_event_output", False),
+    ("kprobe", "perf_event_output", True), ("kprobe", "skc_to_tcp_sock", False), ("tc", "skc_to_tcp_sock", True),
+    ("lwt_out", "csum_diff", True), ("lwt_in", "skb_store_bytes", False), ("cgroup_skb", "sk_lookup_tcp", True),
 ])
 def test_helpers_are_offered_per_program_type_as_the_kernel_does(prog_type, helper, offered):
     """A helper of another family is refused at load with the kernel's message (net/core/filter.c's
