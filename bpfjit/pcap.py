@@ -58,6 +58,16 @@ class PcapError(BPFError):
     """A file that is not a capture, or a capture that is truncated or malformed."""
 
 
+class PcapTruncated(PcapError):
+    """A capture that ends inside a record or block: one whose writer stopped (read_pcap's partial
+    reads keep the packets before it)."""
+
+
+def _located(where: str, what: str) -> PcapError:
+    """A reader's error at `where`: PcapTruncated when `what` says the file ends too early."""
+    return (PcapTruncated if what.startswith("truncated:") else PcapError)(f"{where}: {what}")
+
+
 class Packet(NamedTuple):
     """One captured packet: its bytes as captured (at most the snap length), the length it had on
     the wire, and its timestamp in nanoseconds since the epoch. A named tuple, not a frozen
@@ -149,7 +159,7 @@ class PcapReader:
             offset, index = end, index + 1
 
     def _error(self, index: int, offset: int, what: str) -> PcapError:
-        return PcapError(f"{self.name}: packet {index + 1} (at byte {offset}): {what}")
+        return _located(f"{self.name}: packet {index + 1} (at byte {offset})", what)
 
 
 def write_pcap(path: str | os.PathLike, packets: Iterable[Packet | bytes], link_type: int = LINKTYPE_ETHERNET,
@@ -411,7 +421,7 @@ class _PcapngReader:
 
     def _error(self, number: int, offset: int, what: str) -> PcapError:
         """Where: the block's number (from 1) and byte offset."""
-        return PcapError(f"{self.name}: block {number} (at byte {offset}): {what}")
+        return _located(f"{self.name}: block {number} (at byte {offset})", what)
 
 
 # --- either --------------------------------------------------------------------------------------
@@ -432,8 +442,8 @@ def read_pcap(path: str | os.PathLike, partial: bool = False) -> Capture:
             pcapng = _PcapngReader(data, name)
             try:
                 return pcapng.read()
-            except PcapError as error:
-                if not (partial and _TRUNCATED in str(error) and pcapng.interfaces):
+            except PcapTruncated as error:
+                if not (partial and pcapng.interfaces):
                     raise
                 return replace(pcapng._capture(pcapng.link_type, pcapng.packets), truncated=str(error))
         reader = PcapReader(io.BytesIO(data), name)  # BytesIO shares the bytes: no copy
@@ -442,15 +452,13 @@ def read_pcap(path: str | os.PathLike, partial: bool = False) -> Capture:
         try:
             for packet in reader:
                 packets.append(packet)
-        except PcapError as error:
-            if not (partial and _TRUNCATED in str(error)):
+        except PcapTruncated as error:
+            if not partial:
                 raise
             truncated = str(error)
         return Capture(reader.link_type, reader.snaplen, reader.nanosecond, reader.big_endian, packets,
                        truncated=truncated)
 
-
-_TRUNCATED = ": truncated: "  # what the readers' errors for a file cut short say
 
 
 @contextlib.contextmanager

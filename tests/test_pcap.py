@@ -21,7 +21,7 @@ from test_pcapng import epb, idb, shb
 
 import bpfjit
 from bpfjit.cli import main
-from bpfjit.pcap import LINKTYPE_ETHERNET, PcapError, read_pcap
+from bpfjit.pcap import LINKTYPE_ETHERNET, PcapError, PcapTruncated, read_pcap
 
 MICRO, NANO = 0xA1B2C3D4, 0xA1B23C4D
 LINKTYPE_RAW = 101
@@ -244,12 +244,16 @@ def test_a_capture_cut_short_runs_the_packets_before_the_cut_and_fails(capsys, t
 
 def test_read_pcap_keeps_the_packets_before_a_cut_only_when_asked(tmp_path):
     path = cut_capture(tmp_path)
-    with pytest.raises(PcapError, match="truncated: the record holds"):
+    with pytest.raises(PcapTruncated, match="truncated: the record holds"):
         read_pcap(path)
     capture = read_pcap(path, partial=True)
     assert [packet.data for packet in capture.packets] == FRAMES[:-1]
     assert "truncated: the record holds" in capture.truncated
     assert read_pcap(write_pcap(tmp_path / "whole.pcap", FRAMES), partial=True).truncated == ""
+    named = tmp_path / "a: truncated: b.pcap"  # the name says "truncated": a malformed file still refuses
+    named.write_bytes(write_pcap(tmp_path / "m.pcap", FRAMES).read_bytes()[:24] + (1 << 20).to_bytes(4, "little") * 4)
+    with pytest.raises(PcapError, match="malformed"):
+        read_pcap(named, partial=True)
 
 
 @pytest.mark.parametrize("option", [["--data-hex", "00" * 14], ["--repeat", "3"], ["--ctx-hex", "00"]])
