@@ -581,14 +581,16 @@ class Object:
         for name in self.elf.map_names:
             if name in self._map_defs:
                 d = self._map_defs[name]
-                spec = _with_options(self._spec(d, name), options.get(name, {}), self.name)
+                wanted = options.get(name, {})
+                spec = _with_options(self._spec(d, name), wanted, self.name)
                 if spec.map_type in MapType.__members__.values() and not supported(spec.map_type):
                     self.unavailable_maps[name] = (f"map {name}: map type {map_type_name(spec.map_type)} "
                                                    f"({int(spec.map_type)}) is not supported")
                     continue
                 try:
-                    created = create_map(spec, self.btf, self.ncpus, self._lock_offset(d.value_type_id), d.map_extra)
-                    self._attach_kptrs(created, d.value_type_id)
+                    created = create_map(spec, self.btf, self.ncpus, self._lock_offset(spec.value_type_id),
+                                         wanted.get("map_extra", d.map_extra))
+                    self._attach_kptrs(created, spec.value_type_id)
                 except BPFError as error:
                     if spec.max_entries:
                         raise
@@ -781,19 +783,33 @@ class _Programs(dict):
             raise RefusedProgram(f"{self.refused[name]}: the program was not loaded")
         raise KeyError(name)
 
-# What a loader may set on a map before load (libbpf's bpf_map__set_max_entries / _set_map_flags).
-MAP_OPTIONS = ("max_entries", "map_flags")
+# What a loader may set on a map before load, as libbpf's bpf_map__set_<attribute> between open and
+# load. A key or value size unlike its BTF type's drops that type (libbpf creates such a map
+# without it): the map's keys or values are then bytes. numa_node is taken and changes nothing
+# (one NUMA node here).
+MAP_OPTIONS = ("max_entries", "map_flags", "key_size", "value_size", "map_extra", "numa_node")
+_U64_OPTIONS = ("map_extra",)
 
 
 def _with_options(spec: MapSpec, options: Mapping[str, int], where: str) -> MapSpec:
+    """The map's creation attributes with the loader's (map_extra and numa_node are not a spec's:
+    the caller takes them from options)."""
     unknown = sorted(set(options) - set(MAP_OPTIONS))
     if unknown:
         raise BPFError(f"{where}: map {spec.name!r}: {', '.join(unknown)} cannot be set before load "
                        f"(settable: {', '.join(MAP_OPTIONS)})")
     for attribute, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
-            raise BPFError(f"{where}: map {spec.name!r}: {attribute} must be an unsigned 32-bit int, got {value!r}")
-    return dataclasses.replace(spec, **options)
+        bits = 64 if attribute in _U64_OPTIONS else 32
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+            raise BPFError(f"{where}: map {spec.name!r}: {attribute} must be an unsigned {bits}-bit int, "
+                           f"got {value!r}")
+    sized = {name: options[name] for name in ("max_entries", "map_flags", "key_size", "value_size")
+             if name in options}
+    if sized.get("key_size", spec.key_size) != spec.key_size:
+        sized["key_type_id"] = 0
+    if sized.get("value_size", spec.value_size) != spec.value_size:
+        sized["value_type_id"] = 0
+    return dataclasses.replace(spec, **sized)
 
 
 def program_names(path: str | os.PathLike) -> list[str]:
@@ -821,7 +837,8 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     memory access and helper pointer is checked at run time (jit/lower.py).
     log_level: 1 or 2, as the kernel's.
     maps: creation attributes to set before the maps are created, by map name, as libbpf's
-    ``bpf_map__set_max_entries`` / ``bpf_map__set_map_flags`` do between open and load:
+    ``bpf_map__set_<attribute>`` do between open and load (``MAP_OPTIONS``: max_entries,
+    map_flags, key_size, value_size, map_extra, numa_node):
     ``maps={"backends": {"max_entries": 4096}}`` (a map declared with ``max_entries`` 0 needs it).
     program_types: a program type by program name, for sections libbpf cannot type
     (``bpf_program__set_type``): ``program_types={"prog": "xdp"}``.

@@ -47,10 +47,30 @@ def test_map_flags_are_set_before_load():
     assert obj.maps["lengths"].map_flags == BPF_F_NO_PREALLOC
 
 
+def test_sizes_set_before_load_drop_the_btf_type_they_no_longer_fit():
+    """As libbpf's bpf_map__set_value_size: a map created with another value size than its BTF
+    type's has no BTF value type (its values are bytes); the program still counts in it."""
+    obj = bpfjit.load(OBJECT, programs=["count_lengths"], maps={"lengths": {"max_entries": 4, "value_size": 16,
+                                                                            "numa_node": 0}})
+    lengths = obj.maps["lengths"]
+    assert (lengths.key_size, lengths.value_size, lengths.value_type_id) == (4, 16, 0)
+    obj.programs["count_lengths"].test_run(FRAME)
+    obj.programs["count_lengths"].test_run(FRAME)
+    [(key, value)] = lengths.items()  # the program's update copied 16 bytes of its stack from &one
+    assert key == 20 and len(value) == 16 and int.from_bytes(value[:8], "little") == 2
+
+
+def test_map_extra_set_before_load_is_a_bloom_filters_hash_count():
+    path = str(pathlib.Path(__file__).parent / "progs" / "bloom_perf.o")
+    assert bpfjit.load(path).maps["seen"].map_extra == 3  # as the object declares it
+    assert bpfjit.load(path, maps={"seen": {"map_extra": 7}}).maps["seen"].map_extra == 7
+
+
 @pytest.mark.parametrize("maps,message", [
     ({"nope": {"max_entries": 1}}, "maps= names no map 'nope' (maps: lengths)"),
-    ({"lengths": {"key_size": 8}},
-     "map 'lengths': key_size cannot be set before load (settable: max_entries, map_flags)"),
+    ({"lengths": {"pinning": 1}}, "map 'lengths': pinning cannot be set before load (settable: max_entries, "
+                                  "map_flags, key_size, value_size, map_extra, numa_node)"),
+    ({"lengths": {"map_extra": -1}}, "map 'lengths': map_extra must be an unsigned 64-bit int, got -1"),
     ({"lengths": {"max_entries": -1}}, "map 'lengths': max_entries must be an unsigned 32-bit int, got -1"),
     ({"lengths": {"max_entries": "8"}}, "map 'lengths': max_entries must be an unsigned 32-bit int, got '8'"),
 ])
