@@ -104,6 +104,8 @@ class Program:
         self.name = name
         self.prog_type = prog_type
         self.original_insns = list(insns)  # as loaded; self.insns is what runs (ctx accesses rewritten)
+        if len(self.original_insns) >= WARM_NATIVE_INSNS:
+            _warm_native_interpreter()
         started = time.perf_counter()
         self.facts = cfg.analyse(self.original_insns, self.env.helpers,
                                  self.env.function_tokens.values() if self.env.function_tokens else (),
@@ -526,3 +528,27 @@ def _interpreter() -> "native_interp.NativeInterpreter":
     """The process's native interpreter (its module imported only now: it loads llvmlite)."""
     from .jit import native_interp
     return native_interp.interpreter()
+
+
+# A program this large takes the verifier seconds: LLVM and the native interpreter (~40 ms to load,
+# once per process) load beside it on a thread of their own, so that its first native run, the
+# one engine="auto" answers at once, does not wait for them. Smaller programs load no LLVM until
+# they run natively.
+WARM_NATIVE_INSNS = 10_000
+_warm_lock = threading.Lock()
+_warm_started: list[bool] = []
+
+
+def _warm_native_interpreter() -> None:
+    with _warm_lock:
+        if _warm_started:
+            return
+        _warm_started.append(True)
+    threading.Thread(target=_load_interpreter_quietly, name="bpfjit-warm-interpreter", daemon=True).start()
+
+
+def _load_interpreter_quietly() -> None:
+    try:
+        _interpreter()
+    except Exception:  # noqa: BLE001 - the first native run loads it again and reports what failed
+        pass

@@ -181,3 +181,32 @@ def test_programs_compile_on_several_threads_at_once():
     is a smoke test): in a child process, so that a crash fails this test alone."""
     done = subprocess.run([sys.executable, "-c", CONCURRENT_COMPILES], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+WARMING = """
+import sys, time
+from bpfjit.isa import Insn
+from bpfjit.program import Program, WARM_NATIVE_INSNS
+
+def chain(n):
+    insns = [Insn(0x79, 1, 1, 0, 0)]
+    for i in range(n):
+        insns += [Insn(0x55, 1, 0, 2, i), Insn(0xB7, 0, 0, 0, i), Insn(0x95)]
+    return insns + [Insn(0xB7, 0, 0, 0, -1), Insn(0x95)]
+
+Program(chain(10))
+small = "bpfjit.jit.native_interp" in sys.modules
+Program(chain(WARM_NATIVE_INSNS // 3 + 1))
+deadline = time.monotonic() + 60
+while "bpfjit.jit.native_interp" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(small, "bpfjit.jit.native_interp" in sys.modules)
+"""
+
+
+def test_a_large_programs_load_brings_the_native_interpreter_along():
+    """A program of WARM_NATIVE_INSNS or more loads LLVM and the native interpreter on a thread of
+    their own while it is verified, so its first engine="auto" run answers at once even in a new
+    process; a small program's load loads neither."""
+    done = subprocess.run([sys.executable, "-c", WARMING], capture_output=True, text=True, timeout=180)
+    assert done.stdout.split() == ["False", "True"], done.stderr
