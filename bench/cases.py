@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import pathlib
 import random
 import struct
@@ -415,6 +416,7 @@ PACKET_HELPER_CASES = [
 LPM_PREFIXES = 10_000
 
 
+@functools.cache  # the bench's map entries and its model both ask, for every engine's check
 def route_table(seed: int = 31) -> dict[tuple[int, int], int]:
     """(prefix length, network address as an int) -> XDP action: random prefixes of /8 to /32
     outside 0.0.0.0/8 (left without a route), with every prefix of /8 to /32 of the frame's

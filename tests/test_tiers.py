@@ -185,18 +185,12 @@ def test_programs_compile_on_several_threads_at_once():
 
 WARMING = """
 import sys, time
-from bpfjit.isa import Insn
+from bpfjit.bench.scaling import early_returns
 from bpfjit.program import Program, WARM_NATIVE_INSNS
 
-def chain(n):
-    insns = [Insn(0x79, 1, 1, 0, 0)]
-    for i in range(n):
-        insns += [Insn(0x55, 1, 0, 2, i), Insn(0xB7, 0, 0, 0, i), Insn(0x95)]
-    return insns + [Insn(0xB7, 0, 0, 0, -1), Insn(0x95)]
-
-Program(chain(10))
+Program(early_returns(10))
 small = "bpfjit.jit.native_interp" in sys.modules
-Program(chain(WARM_NATIVE_INSNS // 3 + 1))
+Program(early_returns(WARM_NATIVE_INSNS // 3 + 1))
 deadline = time.monotonic() + 60
 while "bpfjit.jit.native_interp" not in sys.modules and time.monotonic() < deadline:
     time.sleep(0.05)
