@@ -18,6 +18,7 @@ from .errors import (
     MapError,
     ObjectError,
     ProgramError,
+    TestRunError,
     VerifierError,
 )
 
@@ -26,7 +27,7 @@ _LAZY = {"Object": "object", "load": "object", "register_helper": "object", "reg
          "Program": "program", "fib": "runtime.fib"}
 
 __all__ = ["AsmError", "BPFError", "BPFRuntimeError", "BTFError", "DecodeError", "JITError", "KernelEngineError",
-           "MapError", "ObjectError", "ProgramError", "VerifierError", "Object", "Program", "load",
+           "MapError", "ObjectError", "ProgramError", "TestRunError", "VerifierError", "Object", "Program", "load",
            "register_helper", "register_kfunc", "fib"]
 
 

@@ -6,6 +6,8 @@ the CLI can print one clean line instead of a traceback.
 """
 from __future__ import annotations
 
+import errno as _errno
+
 
 class BPFError(Exception):
     """Base class of every error bpfjit raises on purpose."""
@@ -66,6 +68,22 @@ class MapError(BPFError):
     def __init__(self, message: str, errno: int = 0):
         self.errno = errno
         super().__init__(message)
+
+
+class TestRunError(BPFError):
+    """Test-run input that BPF_PROG_TEST_RUN refuses: ``errno`` is the kernel's errno for it (an
+    ``errno`` module int: EINVAL, E2BIG, ENOSPC, ENODEV, ENOMEM) and ``field`` the input at fault:
+    ``"data_in"``, ``"ctx_in"``, ``"data_size_out"``, ``"ctx_size_out"``, or a field of the ctx
+    as ``"ctx.gso_segs"``. Both are attributes so that a caller, or a test comparing bpfjit with
+    the kernel engine, compares them by value instead of parsing the message; the message ends
+    with the errno's name, taken from ``errno`` itself so the two cannot disagree."""
+
+    __test__ = False  # its name starts with "Test": pytest must not collect it where a test imports it
+
+    def __init__(self, message: str, errno: int, field: str):
+        self.errno = errno
+        self.field = field
+        super().__init__(f"{message} ({_errno.errorcode.get(errno, errno)})")
 
 
 class KernelEngineError(BPFError):

@@ -345,7 +345,8 @@ class Program:
         kernel's rules (docs/semantics.md, Test runs): an output longer than its buffer is cut
         to it, its full size is reported and RunResult.errno is ENOSPC; data_size_out None or 0
         copies the whole packet; a ctx_size_out alone runs on a zeroed ctx; ctx_size_out 0 is
-        refused (EINVAL), as are either size for ctx-only program types.
+        refused (EINVAL), as are either size for ctx-only program types. Input the kernel's test
+        run refuses raises TestRunError, with the kernel's errno and the field at fault.
         duration_ns is the mean time per run; for the JIT the repeat loop is native code and times
         itself (CLOCK_MONOTONIC around the loop, as the kernel's test run), without Python's call.
 

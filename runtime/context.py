@@ -18,10 +18,11 @@ their context (a tracepoint record, raw tracepoint arguments, ``struct pt_regs``
 """
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass
 
-from bpfjit.errors import BPFError
+from bpfjit.errors import BPFError, TestRunError
 
 XDP_HEADROOM = 256  # XDP_PACKET_HEADROOM: room in front of the packet for bpf_xdp_adjust_head
 # The head of the headroom holds a struct xdp_frame (40 bytes on x86-64) that neither the packet
@@ -368,18 +369,19 @@ def _check_skb_input(user: bytes, skb_len: int) -> None:
     ifindex, wire_len, gso_segs = (struct.unpack_from("<I", user, _SKB_SPANS[name][0])[0]
                                    for name in ("ifindex", "wire_len", "gso_segs"))
     if ifindex > LOOPBACK_IFINDEX:
-        raise BPFError(f"ctx: __sk_buff.ifindex {ifindex}: no such device; a test run has only the loopback "
-                       f"device, ifindex {LOOPBACK_IFINDEX} (ENODEV)")
+        raise TestRunError(f"ctx: __sk_buff.ifindex {ifindex}: no such device; a test run has only the loopback "
+                           f"device, ifindex {LOOPBACK_IFINDEX}", errno.ENODEV, "ctx.ifindex")
     allowed = {offset + i for name in SKB_CTX_IN for offset, size in [_SKB_SPANS[name]] for i in range(size)}
     bad = next((i for i, byte in enumerate(user) if byte and i not in allowed), None)
     if bad is not None:
-        name = next((n for n, (offset, size) in _SKB_SPANS.items() if offset <= bad < offset + size), f"byte {bad}")
-        raise BPFError(f"ctx: __sk_buff.{name} must be 0: a test run takes only {', '.join(SKB_CTX_IN)} (EINVAL)")
+        name = next((n for n, (offset, size) in _SKB_SPANS.items() if offset <= bad < offset + size), None)
+        raise TestRunError(f"ctx: __sk_buff.{name or f'byte {bad}'} must be 0: a test run takes only "
+                           f"{', '.join(SKB_CTX_IN)}", errno.EINVAL, f"ctx.{name}" if name else "ctx_in")
     if wire_len and not skb_len <= wire_len <= GSO_LEGACY_MAX_SIZE:
-        raise BPFError(f"ctx: __sk_buff.wire_len {wire_len} must be between the packet's {skb_len} bytes and "
-                       f"{GSO_LEGACY_MAX_SIZE} (EINVAL)")
+        raise TestRunError(f"ctx: __sk_buff.wire_len {wire_len} must be between the packet's {skb_len} bytes and "
+                           f"{GSO_LEGACY_MAX_SIZE}", errno.EINVAL, "ctx.wire_len")
     if gso_segs > GSO_MAX_SEGS:
-        raise BPFError(f"ctx: __sk_buff.gso_segs {gso_segs} is over {GSO_MAX_SEGS} (EINVAL)")
+        raise TestRunError(f"ctx: __sk_buff.gso_segs {gso_segs} is over {GSO_MAX_SEGS}", errno.EINVAL, "ctx.gso_segs")
 
 
 def skb_ctx_out(native: bytes, ctx: bytes | None) -> bytes:
@@ -404,34 +406,38 @@ def xdp_input(ctx: bytes | None, data_len: int) -> XdpInput:
     """The kernel's reading of an XDP ctx_in (bpf_prog_test_run_xdp, xdp_convert_md_to_buff):
     ``data`` is the metadata's length and ``data_end`` the linear part's end, both offsets into
     data_in; ``data_meta`` must be 0; ``egress_ifindex`` must be 0; an ``rx_queue_index`` needs
-    an ``ingress_ifindex``, and the only device is the loopback (ifindex 1, one rx queue). The
-    kernel's errno for each refusal ends the message."""
+    an ``ingress_ifindex``, and the only device is the loopback (ifindex 1, one rx queue). Each
+    refusal is a TestRunError with the kernel's errno."""
     user = _user_bytes(XDP_MD, ctx)
     data, data_end, data_meta, ingress, rx_queue, egress = struct.unpack("<6I", user)
     if ctx is None:
         data_end = data_len
     meta_room = XDP_HEADROOM - XDP_FRAME_SIZE
     if data_meta:
-        raise BPFError("ctx: xdp_md.data_meta must be 0: the metadata starts data_in (EINVAL)")
+        raise TestRunError("ctx: xdp_md.data_meta must be 0: the metadata starts data_in", errno.EINVAL,
+                           "ctx.data_meta")
     if data_end > data_len:
-        raise BPFError(f"ctx: xdp_md.data_end ({data_end}) is past the {data_len} bytes of data (EINVAL)")
+        raise TestRunError(f"ctx: xdp_md.data_end ({data_end}) is past the {data_len} bytes of data", errno.EINVAL,
+                           "ctx.data_end")
     if data > data_end:
-        raise BPFError(f"ctx: xdp_md.data ({data}) is past xdp_md.data_end ({data_end}) (EINVAL)")
+        raise TestRunError(f"ctx: xdp_md.data ({data}) is past xdp_md.data_end ({data_end})", errno.EINVAL,
+                           "ctx.data")
     if data % 4 or data > min(XDP_META_MAX, meta_room):
-        raise BPFError(f"ctx: xdp_md.data ({data}) is the metadata's length: a multiple of 4, at most "
-                       f"{meta_room // 4 * 4} (EINVAL)")
+        raise TestRunError(f"ctx: xdp_md.data ({data}) is the metadata's length: a multiple of 4, at most "
+                           f"{meta_room // 4 * 4}", errno.EINVAL, "ctx.data")
     if data_len - data < ETH_HLEN:
-        raise BPFError(f"xdp programs need at least {ETH_HLEN} bytes of data after the metadata, got "
-                       f"{data_len - data} (EINVAL)")
+        raise TestRunError(f"xdp programs need at least {ETH_HLEN} bytes of data after the metadata, got "
+                           f"{data_len - data}", errno.EINVAL, "data_in")
     if egress:
-        raise BPFError("ctx: xdp_md.egress_ifindex must be 0 (EINVAL)")
+        raise TestRunError("ctx: xdp_md.egress_ifindex must be 0", errno.EINVAL, "ctx.egress_ifindex")
     if rx_queue and not ingress:
-        raise BPFError("ctx: xdp_md.rx_queue_index needs an ingress_ifindex (EINVAL)")
+        raise TestRunError("ctx: xdp_md.rx_queue_index needs an ingress_ifindex", errno.EINVAL, "ctx.rx_queue_index")
     if ingress and ingress != LOOPBACK_IFINDEX:
-        raise BPFError(f"ctx: xdp_md.ingress_ifindex {ingress}: no such device; a test run has only the "
-                       f"loopback device, ifindex {LOOPBACK_IFINDEX} (ENODEV)")
+        raise TestRunError(f"ctx: xdp_md.ingress_ifindex {ingress}: no such device; a test run has only the "
+                           f"loopback device, ifindex {LOOPBACK_IFINDEX}", errno.ENODEV, "ctx.ingress_ifindex")
     if rx_queue:
-        raise BPFError(f"ctx: xdp_md.rx_queue_index {rx_queue}: the loopback device has only rx queue 0 (EINVAL)")
+        raise TestRunError(f"ctx: xdp_md.rx_queue_index {rx_queue}: the loopback device has only rx queue 0",
+                           errno.EINVAL, "ctx.rx_queue_index")
     return XdpInput(data, data_end, bytes(12) + user[12:])
 
 
@@ -440,7 +446,9 @@ def _user_bytes(layout: ContextLayout, ctx: bytes | None) -> bytes:
     user = bytes(ctx or b"")
     if len(user) > layout.size:
         if any(user[layout.size:]):
-            raise BPFError(f"ctx: bytes past the {layout.size}-byte struct {layout.struct_name} must be zero (E2BIG)")
+            # bpf_ctx_init: bpf_check_uarg_tail_zero's E2BIG.
+            raise TestRunError(f"ctx: bytes past the {layout.size}-byte struct {layout.struct_name} must be zero",
+                               errno.E2BIG, "ctx_in")
         user = user[:layout.size]
     return user.ljust(layout.size, b"\0")
 
@@ -458,8 +466,10 @@ def ctx_only_image(ptype: ProgramType, ctx: bytes | None) -> bytes:
         raise BPFError(f"{ptype.name} programs are not test-run on a ctx alone")
     user = bytes(ctx or b"")
     if len(user) > layout.size:
-        raise BPFError(f"ctx: {ptype.name} programs take at most {layout.size} bytes of {layout.struct_name}, "
-                       f"got {len(user)}")
+        # bpf_prog_test_run_raw_tp / _syscall: ctx_size_in past the args / U16_MAX is EINVAL; the
+        # types the kernel cannot test-run (tracepoint, kprobe, perf_event) are refused alike.
+        raise TestRunError(f"ctx: {ptype.name} programs take at most {layout.size} bytes of {layout.struct_name}, "
+                           f"got {len(user)}", errno.EINVAL, "ctx_in")
     return user.ljust(layout.size, b"\0")
 
 

@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
-from bpfjit.errors import BPFError
+from bpfjit.errors import BPFError, TestRunError
 
 from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END, CTX_TAG,
                       ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
@@ -81,19 +81,23 @@ class Output:
 
 
 def check_output_sizes(ptype: ProgramType, name: str, sizes: OutputSizes) -> None:
-    """Refuse the buffers the kernel refuses before a run (BPFError naming the field and errno)."""
+    """Refuse the buffers the kernel refuses before a run (TestRunError: its field and errno); a
+    size no u32 holds is a plain BPFError, as it never reaches the kernel."""
     for field_name, size in (("data_size_out", sizes.data), ("ctx_size_out", sizes.ctx)):
         if size is not None and (not isinstance(size, int) or not 0 <= size <= 0xFFFF_FFFF):
             raise BPFError(f"{name}: {field_name} must be an int from 0 to 2**32-1, not {size!r}")
     if sizes.ctx == 0:
         # bpf_prog_test_run refuses a ctx_out pointer whose ctx_size_out is 0.
-        raise BPFError(f"{name}: ctx_size_out is 0: pass None for no ctx_out, or the size of its buffer (EINVAL)")
+        raise TestRunError(f"{name}: ctx_size_out is 0: pass None for no ctx_out, or the size of its buffer",
+                           errno.EINVAL, "ctx_size_out")
     if ptype.test_run == RUN_CTX and (sizes.data is not None or sizes.ctx is not None):
         # bpf_prog_test_run_raw_tp / _syscall take neither data_out nor ctx_out.
         which = "data_size_out" if sizes.data is not None else "ctx_size_out"
-        raise BPFError(f"{name}: {ptype.name} programs copy nothing out: {which} must be None (EINVAL)")
+        raise TestRunError(f"{name}: {ptype.name} programs copy nothing out: {which} must be None", errno.EINVAL,
+                           which)
     if ptype.test_run == RUN_MEMORY and sizes.ctx is not None:
-        raise BPFError(f"{name}: raw programs have no ctx: ctx_size_out must be None (EINVAL)")
+        raise TestRunError(f"{name}: raw programs have no ctx: ctx_size_out must be None", errno.EINVAL,
+                           "ctx_size_out")
 
 
 def copy_out(data_out: bytes, ctx_out: bytes | None, frags: int, sizes: OutputSizes) -> Output:
@@ -105,8 +109,8 @@ def copy_out(data_out: bytes, ctx_out: bytes | None, frags: int, sizes: OutputSi
     if sizes.data and full > sizes.data:
         linear = sizes.data - frags
         if linear < 0:
-            raise BPFError(f"data_size_out {sizes.data} cannot hold the packet's {frags} bytes of frags: "
-                           "the kernel copies nothing back (ENOSPC)")
+            raise TestRunError(f"data_size_out {sizes.data} cannot hold the packet's {frags} bytes of frags: "
+                               "the kernel copies nothing back", errno.ENOSPC, "data_size_out")
         cut = data_out[:linear] + data_out[full - frags:] if frags else data_out[:sizes.data]
         return Output(cut, full, None, None, errno.ENOSPC)
     if ctx_out is None:
@@ -167,7 +171,7 @@ class PacketRegion(Region):
 def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None,
                sizes: OutputSizes | None = None) -> RunMemory:
     """The memory program `name` of type `ptype` runs on, for this data and ctx, whose results go
-    to buffers of these sizes (BPFError for input the kernel's test run refuses)."""
+    to buffers of these sizes (TestRunError for input the kernel's test run refuses)."""
     sizes = sizes or OutputSizes()
     check_output_sizes(ptype, name, sizes)
     if ctx is None and sizes.ctx:
@@ -181,7 +185,8 @@ def run_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None,
 def _memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> RunMemory:
     if ptype.layout is None:
         if ctx:
-            raise BPFError(f"{name}: raw programs take no ctx (r1 is the data)")
+            # No kernel type runs so: refused as a ctx-only type refuses the input it does not take.
+            raise TestRunError(f"{name}: raw programs take no ctx (r1 is the data)", errno.EINVAL, "ctx_in")
         buffer = Buffer(len(data), data)
         region = Region(buffer.address, buffer.size, True, "program memory")
         return RunMemory(buffer.address, buffer.size, [region], [buffer], lambda: (buffer.read(), None))
@@ -189,7 +194,8 @@ def _memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None) -> Ru
         return _ctx_only_memory(ptype, name, data, ctx)
     if ctx is not None and not ctx:
         # BPF_PROG_TEST_RUN refuses a ctx_in pointer with ctx_size_in 0.
-        raise BPFError(f"{name}: ctx is empty: pass None for no ctx, or the {ptype.layout.struct_name} (EINVAL)")
+        raise TestRunError(f"{name}: ctx is empty: pass None for no ctx, or the {ptype.layout.struct_name}",
+                           errno.EINVAL, "ctx_in")
     if ptype.layout is XDP_MD:
         return _xdp_memory(ptype, data, ctx)
     return _packet_memory(ptype, name, data, ctx)
@@ -199,7 +205,9 @@ def _ctx_only_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | No
     """r1 = a copy of the ctx and nothing else; a syscall program's ctx comes back as ctx_out, as
     BPF_PROG_TEST_RUN copies it back."""
     if data:
-        raise BPFError(f"{name}: {ptype.name} programs run on a ctx alone: pass ctx=..., no data")
+        # bpf_prog_test_run_raw_tp / _syscall refuse a data_in.
+        raise TestRunError(f"{name}: {ptype.name} programs run on a ctx alone: pass ctx=..., no data", errno.EINVAL,
+                           "data_in")
     image = context_buffer(ctx_only_image(ptype, ctx))
     writable = any(f.writable for f in ptype.layout.fields)
     region = Region(image.address, ptype.layout.size, writable, "context")
@@ -234,17 +242,20 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
     """r1 = the native context around the test run's sk_buff (:class:`SkbBuffer`) for a copy of
     the packet; a type that does not see layer 2 starts at the network header."""
     if len(data) < ptype.min_data:
-        raise BPFError(f"{name}: {ptype.name} programs need at least {ptype.min_data} bytes of data")
+        raise TestRunError(f"{name}: {ptype.name} programs need at least {ptype.min_data} bytes of data",
+                           errno.EINVAL, "data_in")
     if len(data) > MAX_PACKET_LEN:
-        raise BPFError(f"{name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
-                       "a program may see")
+        # The kernel refuses (EINVAL) an skb test run's data past its one page already (3,712
+        # bytes on x86-64); bpfjit takes up to the longest packet its verifier's bounds allow.
+        raise TestRunError(f"{name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
+                           "a program may see", errno.EINVAL, "data_in")
     missing = network_header_shortfall(data)
     if missing:
         ethertype = int.from_bytes(data[12:14], "big")
         kind, size = _L3_HEADERS[ethertype]
-        raise BPFError(f"{name}: the packet's EtherType {ethertype:#06x} announces {kind}, but its "
-                       f"{len(data) - ETH_HLEN} bytes after the Ethernet header are shorter than the "
-                       f"{size}-byte {kind} header the kernel's test run pulls (EINVAL)")
+        raise TestRunError(f"{name}: the packet's EtherType {ethertype:#06x} announces {kind}, but its "
+                           f"{len(data) - ETH_HLEN} bytes after the Ethernet header are shorter than the "
+                           f"{size}-byte {kind} header the kernel's test run pulls", errno.EINVAL, "data_in")
     storage = Buffer(XDP_HEADROOM + len(data) + SHARED_INFO_SIZE, bytes(XDP_HEADROOM) + data)
     pulled = 0 if ptype.sees_l2 else ETH_HLEN
     start = storage.address + XDP_HEADROOM + pulled
@@ -451,15 +462,15 @@ def xdp_buffer(ctx: int) -> XdpBuffer | None:
 
 def _xdp_memory(ptype: ProgramType, data: bytes, ctx: bytes | None) -> RunMemory:
     """r1 = an xdp_md around the kernel's xdp_buff for this data (and ctx_in: metadata, linear
-    end, input fields); BPFError, with the kernel's errno, for input the kernel refuses."""
+    end, input fields); TestRunError, with the kernel's errno, for input the kernel refuses."""
     split = xdp_input(ctx, len(data))
     # The metadata is carved out of the headroom: data itself always starts XDP_HEADROOM in.
     linear_end = min(split.end, split.meta_len + XDP_LINEAR_MAX)
     rest = data[linear_end:]
     frag_count = -(-len(rest) // PAGE_SIZE)
     if frag_count > MAX_SKB_FRAGS:
-        raise BPFError(f"a packet of {len(data)} bytes needs {frag_count} frags; the kernel's test run "
-                       f"allows {MAX_SKB_FRAGS} (ENOMEM)")
+        raise TestRunError(f"a packet of {len(data)} bytes needs {frag_count} frags; the kernel's test run "
+                           f"allows {MAX_SKB_FRAGS}", errno.ENOMEM, "data_in")
     page = Buffer(PAGE_SIZE)
     page.write(data[:linear_end], XDP_HEADROOM - split.meta_len)
     start = page.address + XDP_HEADROOM
