@@ -169,23 +169,6 @@ class _TestRunLane:
             batch.redirects[position] = result.redirect
 
 
-class _PacketRedirects(RedirectInfo):
-    """The redirect record of a native batch: what the redirect helpers recorded for each packet,
-    by the packet the batch loop says is running (the kernel's record lasts one packet's run)."""
-
-    def __init__(self, current: ctypes.c_uint64):
-        self._current = current
-        self.by_packet: dict[int, Redirect | None] = {}
-
-    @property
-    def target(self) -> Redirect | None:
-        return self.by_packet.get(self._current.value)
-
-    @target.setter
-    def target(self, value: Redirect | None) -> None:
-        self.by_packet[self._current.value] = value
-
-
 class _NativeXdpLane:
     """One thread's native batches (jit/batch.py) of a verified XDP program on the JIT or the
     native interpreter: one xdp_buff, one RunEnv and one run context, reused packet after packet.
@@ -203,8 +186,7 @@ class _NativeXdpLane:
         self.env = RunEnv()
         self.table = self.regions.table()
         self.env.regions, self.env.region_count = ctypes.addressof(self.table), len(self.table) // 3
-        self.current = ctypes.c_uint64()
-        self.redirect = _PacketRedirects(self.current)
+        self.redirect = RedirectInfo()  # a tail call's chain, settled in Python, records here
         caller = program._function_caller(engine, self.env, self.regions, False)
         self.context = RunContext(self.env, program.env, caller, self.regions, native_stack=True,
                                   program_type=program.type.kernel_type, redirect=self.redirect,
@@ -250,17 +232,11 @@ class _NativeXdpLane:
         out = ctypes.addressof(self.out) if self.out is not None else None
         image = ctypes.addressof(self.image.header) if self.image is not None else None
         made = self.loop(self.entry, image, ctypes.byref(self.env), self.memory.r1, self.page, ctypes.addressof(spans),
-                         len(packets), ctypes.addressof(self.results), out, ctypes.addressof(self.current),
-                         ctypes.byref(self.elapsed))
+                         len(packets), ctypes.addressof(self.results), out, ctypes.byref(self.elapsed))
         batch.program_ns += self.elapsed.value
         self._record(batch, first, self.results[0:self.words * made])
         if self.env.status != Status.OK:
             self._settle(batch, first + made - 1, made - 1)
-        for at, target in self.redirect.by_packet.items():
-            retval = batch.retvals[first + at]
-            if target is not None and retval is not None and retval & isa.MASK32 == XDP_REDIRECT:
-                batch.redirects[first + at] = target
-        self.redirect.by_packet.clear()
         return made
 
     def _record(self, batch: Batch, first: int, words: list[int], at: int = 0) -> None:
@@ -271,10 +247,23 @@ class _NativeXdpLane:
         metas, datas, ends = words[1::self.words], words[2::self.words], words[3::self.words]
         batch.retvals[first:first + count] = words[0::self.words]
         batch.meta_lens[first:first + count] = [data - meta for meta, data in zip(metas, datas)]
+        kinds = words[4::self.words]
+        if any(kinds):  # a redirect helper ran for some packet: where its XDP_REDIRECT sends it
+            for i in (i for i, kind in enumerate(kinds) if kind):
+                record = words[i * self.words + 4:(i + 1) * self.words]
+                self._redirect(batch, first + i, run_context.redirect_of(*record))
         if self.out is not None:
             base = ctypes.addressof(self.out) + at * self.slot
             batch.data_outs[first:first + count] = [ctypes.string_at(base + i * self.slot, end - meta)
                                                     for i, (meta, end) in enumerate(zip(metas, ends))]
+
+    @staticmethod
+    def _redirect(batch: Batch, position: int, target: Redirect | None) -> None:
+        """A packet's redirect, which counts when its program returned XDP_REDIRECT."""
+        retval = batch.retvals[position]
+        batch.redirects.pop(position, None)
+        if target is not None and retval is not None and retval & isa.MASK32 == XDP_REDIRECT:
+            batch.redirects[position] = target
 
     def _settle(self, batch: Batch, position: int, at: int) -> None:
         """The packet whose run stopped the batch: a tail call left to Python is followed (on
@@ -287,6 +276,7 @@ class _NativeXdpLane:
                 raise_for_trap(env, self.image)  # the interpreter reached an instruction it refuses
             if env.status == Status.TAIL_CALL:
                 env.status, env.frame_count = Status.OK, 0
+                self.redirect.target = None  # the chain's context takes in the packet's record so far
                 chain = self.context.tail_call_target._chain(self.engine, self.memory, self.regions, env,
                                                              self.redirect, 1, False)
                 xdp = self.memory.xdp
@@ -295,10 +285,12 @@ class _NativeXdpLane:
                     ctypes.memmove(ctypes.addressof(self.out) + at * self.slot, xdp.data_meta,
                                    xdp.data_end - xdp.data_meta)
                 self._record(batch, position, [chain.retval, xdp.data_meta - self.page, xdp.data - self.page,
-                                               xdp.data_end - self.page], at)
+                                               xdp.data_end - self.page, 0, 0, 0, 0], at)
+                self._redirect(batch, position, self.redirect.target)
             batch.retvals[position] = settle(env, chain, self.regions)
         except BPFError as error:
             batch.retvals[position], batch.data_outs[position] = None, None
+            batch.redirects.pop(position, None)
             batch.errors[position] = error
         finally:
             env.status, env.insn, env.value, env.depth, env.frame_count = Status.OK, 0, 0, 0, 0

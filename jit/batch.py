@@ -6,12 +6,12 @@ Each packet gets the memory a test run of its own would give it (runtime/run_mem
 page of the batch's xdp_buff, its headroom zeroed again, the packet copied in XDP_HEADROOM bytes
 from the start, data_meta = data and data_end set in the native context, and the packet's entry
 in the run's region table moved with it. A packet's run is an invocation of its own (the tail-call
-count starts again). After each run the loop records r0 and where the program left data_meta,
-data and data_end (offsets from the page), and, when asked, copies the packet out (from
+count starts again). After each run the loop records r0, where the program left data_meta,
+data and data_end (offsets from the page) and the redirect record of the RunEnv (cleared before
+each packet: the kernel's record lasts one test run), and, when asked, copies the packet out (from
 data_meta to data_end, as a test run's data_out) into a page-sized slot of its own. A run that
 ends in anything but Status.OK (a tail call left to Python, a failure) ends the batch: the caller
-finishes that packet and starts the next batch after it. The packet being run is published in
-*current, so that a Python helper (a redirect) can say which packet it acted for.
+finishes that packet and starts the next batch after it.
 
 Only linear packets (at most XDP_LINEAR_MAX bytes) of programs given no ctx_in take this path:
 metadata from ctx_in and frags are the test run's (bpfjit.program) to build.
@@ -22,17 +22,19 @@ import ctypes
 
 from bpfjit.runtime.context import CTX_REGION_ENTRY, XDP_HEADROOM, XDP_MD
 from bpfjit.runtime.run_memory import PAGE_SIZE
-from bpfjit.runtime.status import FIELD_STATUS, FIELD_TAIL_CALLS, RunEnv, Status
+from bpfjit.runtime.status import FIELD_REDIRECT_KIND, FIELD_STATUS, FIELD_TAIL_CALLS, RunEnv, Status
 
 from .engine import record_stack_top, shared_function, store_elapsed
 
-# Per packet, the loop's record: r0, then data_meta, data and data_end as offsets from the page.
-RESULT_WORDS = 4
+# Per packet, the loop's record: r0, then data_meta, data and data_end as offsets from the page,
+# then RunEnv's four words of redirect record (kind, target, key, flags: runtime/run_context.py).
+RESULT_WORDS = 8
+REDIRECT_WORDS = 4
 OUT_SLOT = PAGE_SIZE  # a packet out is at most the page: each gets a slot of this size
 
 BATCH_TYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(RunEnv),
                               ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
-                              ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64))
+                              ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64))
 # How each engine's loop runs a packet: the jitted main function (r1 = ctx), or the native
 # interpreter's repeat entry (jit/native_interp.py) once, on the program's image.
 _RUN_ONE = {
@@ -50,13 +52,14 @@ declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
 
 define i64 @bpfjit_xdp_batch(ptr %fn, ptr %image, ptr %env, i64 %ctx, i64 %page_addr, ptr %spans, i64 %n,
-                             ptr %results, ptr %out, ptr %current, ptr %elapsed) {{
+                             ptr %results, ptr %out, ptr %elapsed) {{
 entry:
   %runs = alloca i64
   %before = alloca [2 x i64]
   %after = alloca [2 x i64]{record_stack_top()}
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
   %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
+  %redirect_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_REDIRECT_KIND}
   %page = inttoptr i64 %page_addr to ptr
   %data = getelementptr inbounds i8, ptr %page, i64 {XDP_HEADROOM}
   %data_addr = ptrtoint ptr %data to i64
@@ -70,8 +73,8 @@ entry:
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %loop_end ]
-  store volatile i64 %i, ptr %current
   store volatile i64 0, ptr %tail_calls_field
+  store volatile i64 0, ptr %redirect_field
   %span = getelementptr inbounds [2 x i64], ptr %spans, i64 %i
   %source_addr = load i64, ptr %span
   %length_at = getelementptr inbounds i64, ptr %span, i64 1
@@ -108,6 +111,8 @@ run:
   %record_end = getelementptr inbounds i64, ptr %record, i64 3
   %end_off = sub i64 %end_now, %page_addr
   store i64 %end_off, ptr %record_end
+  %record_redirect = getelementptr inbounds i64, ptr %record, i64 4
+  call void @llvm.memcpy.p0.p0.i64(ptr %record_redirect, ptr %redirect_field, i64 {8 * REDIRECT_WORDS}, i1 false)
   br i1 %copies, label %copy, label %loop_end
 copy:
   %slot_at = mul i64 %i, {OUT_SLOT}

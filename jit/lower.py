@@ -49,12 +49,15 @@ from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps import Map, ProgArray, map_from_handle
 from bpfjit.runtime.packet_loads import is_legacy_load
 from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_CPU, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES,
-                                   FIELD_INSN, FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REGION_COUNT,
-                                   FIELD_REGIONS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP, FIELD_TAIL_CALLS, FIELD_VALUE,
-                                   INSN_PENDING, MAX_CALL_FRAMES, MAX_TAIL_CALLS, BPF_MAX_LOOPS, MAY_GOTO_BUDGET,
-                                   SANDBOX_FRAMES, Status)
-from bpfjit.runtime.stdhelpers import (E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP, MAP_LOOKUP_ELEM, TAIL_CALL,
-                                       for_each_map_elem as standard_for_each, loop as standard_loop,
+                                   FIELD_INSN, FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REDIRECT_KIND,
+                                   FIELD_REGION_COUNT, FIELD_REGIONS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP,
+                                   FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAX_TAIL_CALLS,
+                                   BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
+from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_MAP
+from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP,
+                                       MAP_LOOKUP_ELEM, REDIRECT_FALLBACK_MASK, REDIRECT_MAP, REDIRECT_MAP_FLAGS,
+                                       TAIL_CALL, XDP_ABORTED, XDP_REDIRECT, for_each_map_elem as standard_for_each,
+                                       loop as standard_loop, redirect_map as standard_redirect_map,
                                        tail_call as standard_tail_call)
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
@@ -835,6 +838,8 @@ class _FunctionLowering:
             return
         if helper_id == TAIL_CALL and helper.impl is standard_tail_call and self.inline_tail_call(index):
             return
+        if helper_id == REDIRECT_MAP and helper.impl is standard_redirect_map and self.inline_redirect_map():
+            return
         self.call_helper_function(helper_id, index)
 
     def call_helper_function(self, helper_id: int, index: int) -> None:
@@ -883,6 +888,41 @@ class _FunctionLowering:
         self.emit(f"br label %{done}")
         self.lines.append(f"{slow}:")
         self.call_helper_function(TAIL_CALL, index)
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{done}:")
+        return True
+
+    def inline_redirect_map(self) -> bool:
+        """bpf_redirect_map(map, key, flags) on a DEVMAP or CPUMAP, whose slot is present when its
+        first u32 (ifindex, queue size) is not 0 (runtime/maps/devices.py), as the Python helper
+        decides it (runtime/stdhelpers.py redirect_map): flags it does not take give XDP_ABORTED
+        and record nothing; a hit (or a DEVMAP broadcast) records the map, key and flags in the
+        RunEnv and gives XDP_REDIRECT; a miss clears the record and gives the flags' fallback."""
+        devices = _slot_redirect_map(self.known[1]) if 1 in self.known and self.facts.helper_args_proven else None
+        if devices is None:
+            return False
+        allowed = REDIRECT_MAP_FLAGS[MapType(devices.map_type)]
+        flags = self.reg(3)
+        refused = self.value(f"and i64 {flags}, {_const(~(REDIRECT_FALLBACK_MASK | allowed), 64)}")
+        bad = self.value(f"icmp ne i64 {refused}, 0")
+        key = self.value(f"zext i32 {self.reg32(2)} to i64")
+        inside = self.value(f"icmp ult i64 {key}, {devices.max_entries}")
+        slot = self.value(f"select i1 {inside}, i64 {key}, i64 0")  # slot 0 stands in when outside
+        word = self.value(f"getelementptr i64, ptr {self.symbols.pointer(devices.value_base)}, i64 {slot}")
+        first = self.value(f"load i32, ptr {word}")
+        present = self.value(f"and i1 {inside}, {self.value(f'icmp ne i32 {first}, 0')}")
+        broadcast = self.value(f"icmp ne i64 {self.value(f'and i64 {flags}, {BPF_F_BROADCAST}')}, 0")
+        hit = self.value(f"or i1 {present}, {broadcast}")
+        fallback = self.value(f"and i64 {flags}, {REDIRECT_FALLBACK_MASK}")
+        result = self.value(f"select i1 {hit}, i64 {XDP_REDIRECT}, i64 {fallback}")
+        self.set_reg(0, self.value(f"select i1 {bad}, i64 {XDP_ABORTED}, i64 {result}"))
+        record, done = self.unique("redirect_record"), self.unique("redirect_done")
+        self.emit(f"br i1 {bad}, label %{done}, label %{record}")
+        self.lines.append(f"{record}:")
+        fields = (self.value(f"select i1 {hit}, i64 {RECORD_MAP}, i64 {RECORD_CLEARED}"), self.reg(1), key,
+                  self.value(f"and i64 {flags}, {allowed}"))
+        for offset, field_value in enumerate(fields):
+            self.emit(f"store i64 {field_value}, ptr {self.env_field(FIELD_REDIRECT_KIND + offset)}")
         self.emit(f"br label %{done}")
         self.lines.append(f"{done}:")
         return True
@@ -1161,6 +1201,12 @@ def _prog_array(handle: int) -> ProgArray | None:
     """The prog array whose handle this is, else None."""
     found = map_from_handle(handle)
     return found if isinstance(found, ProgArray) else None
+
+
+def _slot_redirect_map(handle: int) -> Map | None:
+    """The DEVMAP or CPUMAP whose handle this is (slots of 8 bytes in native memory), else None."""
+    found = map_from_handle(handle)
+    return found if found is not None and found.map_type in (MapType.DEVMAP, MapType.CPUMAP) else None
 
 
 def _percpu_array(handle: int) -> Map | None:

@@ -36,13 +36,42 @@ class Redirect:
     flags: int = 0
 
 
+# RunEnv.redirect_kind: what the last redirect helper of an invocation did (0: none ran).
+RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP = 1, 2, 3
+
+
+def record_redirect(env: RunEnv, kind: int, target: int = 0, key: int = 0, flags: int = 0) -> None:
+    """What a redirect helper writes, in the run's RunEnv: the jitted code's inlined
+    bpf_redirect_map writes the same four words, so either may come last (target: the ifindex, or
+    the map's handle)."""
+    env.redirect_kind, env.redirect_target, env.redirect_key, env.redirect_flags = kind, target, key, flags
+
+
+def redirect_of(kind: int, target: int, key: int, flags: int) -> Redirect | None:
+    """The Redirect the four words of a record name (kind neither IFINDEX nor MAP: none)."""
+    if kind == RECORD_IFINDEX:
+        return Redirect(ifindex=target, flags=flags)
+    if kind == RECORD_MAP:
+        from .maps.base import map_from_handle  # the maps import this module
+        found = map_from_handle(target)
+        return Redirect(map=found.name if found is not None else None, key=key, flags=flags)
+    return None
+
+
 @dataclass
 class RedirectInfo:
     """The kernel's per-CPU ``bpf_redirect_info`` for one test run: what the last redirect helper
     recorded (None: nothing, or a redirect_map lookup that missed, which clears it). It lasts the
-    whole test run, across tail calls and repeats, as the kernel's does."""
+    whole test run, across tail calls and repeats, as the kernel's does: each invocation's record
+    (in its RunEnv, where native code can write it) is taken in when its run context ends."""
 
     target: Redirect | None = None
+
+    def absorb(self, env: RunEnv) -> None:
+        """Take the record an invocation left in env, if a redirect helper ran, and clear it."""
+        if env.redirect_kind:
+            self.target = redirect_of(env.redirect_kind, env.redirect_target, env.redirect_key, env.redirect_flags)
+            env.redirect_kind = 0
 
 
 @dataclass
@@ -96,4 +125,5 @@ def active(context: RunContext) -> Iterator[RunContext]:
     finally:
         if bind_table is not None:
             bind_table(0, 0)
+        context.redirect.absorb(context.env)
         stack.pop()

@@ -72,6 +72,13 @@ class RunEnv(ctypes.Structure):
         ("mem_start", ctypes.c_uint64),
         ("mem_size", ctypes.c_uint64),
         ("access_size", ctypes.c_uint64),  # the size of the access a BAD_READ/BAD_WRITE refused
+        # What the redirect helpers of this invocation recorded (runtime/run_context.py
+        # RedirectInfo reads it after the run): how (RECORD_* there; 0: nothing yet), then the
+        # map's handle or the ifindex, the key, the flags. Jitted code writes it inline.
+        ("redirect_kind", ctypes.c_uint64),
+        ("redirect_target", ctypes.c_uint64),
+        ("redirect_key", ctypes.c_uint64),
+        ("redirect_flags", ctypes.c_uint64),
         # An unverified program's: the regions of the run (start, size, writable triples) and
         # the live BPF frames, each [frames[i], frames[i] + STACK_SIZE).
         ("regions", ctypes.c_void_p),
@@ -102,7 +109,8 @@ def thread_cpu() -> int:
 
 (FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH, FIELD_TAIL_CALLS, FIELD_STEPS, FIELD_MAX_STEPS,
  FIELD_STOP, FIELD_STACK_TOP, FIELD_CPU, _TIMEOUT, _DEADLINE, FIELD_MEM_START, FIELD_MEM_SIZE, FIELD_ACCESS_SIZE,
- FIELD_REGIONS, FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(19)
+ FIELD_REDIRECT_KIND, FIELD_REDIRECT_TARGET, FIELD_REDIRECT_KEY, FIELD_REDIRECT_FLAGS,
+ FIELD_REGIONS, FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(23)
 
 
 class HelperFault(BPFError):

@@ -291,7 +291,7 @@ def redirect(ifindex, flags, *_):
     xdp = run.program_type == "XDP"
     if flags & ~(0 if xdp else BPF_F_INGRESS):
         return XDP_ABORTED if xdp else TC_ACT_SHOT
-    run.redirect.target = run_context.Redirect(ifindex=ifindex & MASK32, flags=flags)
+    run_context.record_redirect(run.env, run_context.RECORD_IFINDEX, ifindex & MASK32, 0, flags)
     return XDP_REDIRECT if xdp else TC_ACT_REDIRECT
 
 
@@ -307,9 +307,9 @@ def redirect_map(handle, key, flags, *_):
     run = run_context.current()
     index = key & MASK32  # the maps' keys are u32: the kernel passes the u64 argument as one
     if not m.lookup(index.to_bytes(4, "little")) and not flags & BPF_F_BROADCAST:
-        run.redirect.target = None
+        run_context.record_redirect(run.env, run_context.RECORD_CLEARED)
         return flags & REDIRECT_FALLBACK_MASK
-    run.redirect.target = run_context.Redirect(map=m.name, key=index, flags=flags & allowed)
+    run_context.record_redirect(run.env, run_context.RECORD_MAP, m.handle, index, flags & allowed)
     return XDP_REDIRECT
 
 

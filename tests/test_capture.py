@@ -26,6 +26,7 @@ from test_cli_objects import FIREWALL, PACKETS
 
 BENCH_PROGS = pathlib.Path(__file__).resolve().parent.parent / "bench" / "progs"
 FRAMES = [frame for _, frame in PACKETS]
+ROUTER = pathlib.Path(__file__).resolve().parent.parent / "examples" / "router.o"
 
 # An XDP program with a path per first byte of the frame, each moving or marking the packet the
 # way the XDP helpers do, so that what a batch must reset between packets shows: 1 pushes a
@@ -141,6 +142,19 @@ def test_each_packet_gets_its_own_test_runs_result(engine, threads):
     assert outcomes_of(results) == expected(program, frames)
     assert [r.index for r in results] == list(range(len(frames)))
     assert all(r.data == frame for r, frame in zip(results, frames))
+
+
+def test_each_packet_gets_its_own_redirect_map_target(engine):
+    # examples/router.o: the JIT inlines bpf_redirect_map, whose record the native batch loop
+    # takes per packet; a miss (port 5 has no device) drops the frame and reports no target.
+    obj = bpfjit.load(ROUTER)
+    for port in (0, 1, 3):
+        obj.maps["tx_ports"][port] = 10 + port
+    frames = [udp4_frame(1, 2, b"x", dst=bytes([10, 0, 0, last])) for last in (8, 1, 3, 5, 9, 11)] * 4
+    program = obj.programs["route"]
+    results = list(program.run_capture(frames, engine=engine))
+    assert outcomes_of(results) == expected(program, frames)
+    assert [r.redirect.key if r.redirect else None for r in results[:6]] == [0, 1, 3, None, 1, 3]
 
 
 def test_metadata_is_reported_apart_from_the_packet():

@@ -99,6 +99,36 @@ def test_no_redirect_is_reported_when_the_program_passes(obj, engine):
     assert (result.retval, result.redirect) == (XDP_PASS, None)
 
 
+@pytest.mark.parametrize("held", [True, False])
+def test_the_last_redirect_helper_of_a_run_decides(obj, engine, held):
+    # The JIT inlines bpf_redirect_map into RunEnv words that bpf_redirect (Python) writes too:
+    # whichever ran last counts, and a redirect_map that misses clears what bpf_redirect recorded.
+    if held:
+        obj.maps["ports"][3] = {"ifindex": 12, "bpf_prog": {"fd": 0}}
+    first = obj.programs["ifindex_then_port"].test_run(packet(3, XDP_PASS), engine=engine)
+    assert (first.retval, first.redirect) == (XDP_REDIRECT, Redirect(map="ports", key=3) if held else None)
+    last = obj.programs["port_then_ifindex"].test_run(packet(3, XDP_PASS), engine=engine)
+    assert (last.retval, last.redirect) == (XDP_REDIRECT, Redirect(ifindex=7))
+
+
+def test_a_record_lasts_the_repeats_of_a_test_run(obj, engine):
+    obj.maps["ports"][5] = {"ifindex": 12, "bpf_prog": {"fd": 0}}
+    result = obj.programs["to_port"].test_run(packet(5, 0), engine=engine, repeat=3)
+    assert (result.retval, result.redirect) == (XDP_REDIRECT, Redirect(map="ports", key=5))
+
+
+def test_jitted_redirect_map_on_slot_maps_calls_no_python(obj):
+    from tests.test_helper_bench_progs import python_helper_calls
+    obj.maps["ports"][1] = {"ifindex": 12, "bpf_prog": {"fd": 0}}
+    obj.maps["cpus"][2] = {"qsize": 64, "bpf_prog": {"fd": 0}}
+    for program, key in (("to_port", 1), ("to_cpu", 2), ("to_port", 6)):
+        obj.programs[program].prepare("jit")
+        with python_helper_calls() as calls:
+            result = obj.programs[program].test_run(packet(key, XDP_PASS), engine="jit", repeat=10)
+        assert calls[0] == 0
+        assert result.retval == (XDP_PASS if key == 6 else XDP_REDIRECT)
+
+
 def test_devmap_values_read_back_as_ifindex_and_program_id(obj):
     ports = obj.maps["ports"]
     ports[4] = struct.pack("<Ii", 7, -1)  # a negative fd means "no program"

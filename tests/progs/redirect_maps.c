@@ -14,6 +14,9 @@
  *   port_ifindex the ifindex a DEVMAP lookup finds for the key in the packet's first u32, or
  *                XDP_PASS when there is none (programs read DEVMAP values).
  *   redirect_then_pass  redirects, then returns XDP_PASS: no redirect is reported.
+ *   ifindex_then_port  bpf_redirect(7, 0), then to_port's bpf_redirect_map, then XDP_REDIRECT:
+ *                the last helper's record counts (a miss clears the first one's).
+ *   port_then_ifindex  to_port's bpf_redirect_map, then bpf_redirect(7, 0), then XDP_REDIRECT.
  *
  * Rebuild with tests/progs/build.sh.
  */
@@ -109,6 +112,22 @@ int redirect_then_pass(struct xdp_md *ctx)
 {
 	bpf_redirect(7, 0);
 	return XDP_PASS;
+}
+
+SEC("xdp")
+int ifindex_then_port(struct xdp_md *ctx)
+{
+	bpf_redirect(7, 0);
+	redirect_by(&ports, (void *)(long)ctx->data, (void *)(long)ctx->data_end, XDP_DROP);
+	return XDP_REDIRECT;
+}
+
+SEC("xdp")
+int port_then_ifindex(struct xdp_md *ctx)
+{
+	redirect_by(&ports, (void *)(long)ctx->data, (void *)(long)ctx->data_end, XDP_DROP);
+	bpf_redirect(7, 0);
+	return XDP_REDIRECT;
 }
 
 char _license[] SEC("license") = "GPL";
