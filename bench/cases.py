@@ -187,7 +187,7 @@ MICRO_CASES = [
 # Each works from the IPv4 source address of a 64-byte UDP frame (bench/progs/xdp_source.h) and
 # calls one family of helpers many times per run; each models here what its C comment says.
 
-XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
 MASK32 = (1 << 32) - 1
 
 
@@ -454,7 +454,25 @@ def longest_prefix_verdict(frame: bytes) -> int:
     return XDP_DROP
 
 
-LPM_CASES = [
+# --- a redirect through a DEVMAP -------------------------------------------------------------------
+# xdp_redirect sends an IPv4 frame out of the port its destination's low three bits pick: every
+# port of its DEVMAP holds ifindex 1 (the loopback device, which the kernel's map needs to exist).
+
+REDIRECT_PORTS = 8
+
+
+def port_entries() -> dict[str, list[tuple[bytes, bytes]]]:
+    return {"tx_ports": [(struct.pack("<I", port), struct.pack("<I", 1)) for port in range(REDIRECT_PORTS)]}
+
+
+def redirect_verdict(frame: bytes) -> int:
+    verdict = untouched_verdict(frame)
+    return XDP_REDIRECT if verdict is None else verdict
+
+
+FILLED_MAP_CASES = [
     Case("lpm_lookup", "lpm_lookup", "lpm_lookup", helper_frame, longest_prefix_verdict, 1_000_000, helper_frame,
          prelude=None, group="helper", map_entries=route_entries),
+    Case("xdp_redirect", "xdp_redirect", "xdp_redirect", helper_frame, redirect_verdict, 1_000_000, helper_frame,
+         prelude=None, group="helper", map_entries=port_entries),
 ]

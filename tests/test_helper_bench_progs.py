@@ -19,15 +19,16 @@ from typing import Iterator
 import pytest
 
 from bpfjit.bench import measure
-from bpfjit.bench.cases import (HELPER_CASES, LPM_CASES, RING_RUNS, XDP_DROP, XDP_PASS, helper_expected,
-                                helper_frame, check_helper_state, longest_prefix_verdict, lru_churn_state,
-                                route_table)
+from bpfjit.bench.cases import (FILLED_MAP_CASES, HELPER_CASES, RING_RUNS, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+                                check_helper_state, helper_expected, helper_frame, longest_prefix_verdict,
+                                lru_churn_state, route_table)
 from bpfjit.jit import engine as jit_engine
+from bpfjit.runtime.run_context import Redirect
 from bpfjit.packets import ETH_P_IP, HOST4, arp_frame, ethernet, ipv4, tcp4_frame, udp, udp4_frame
 import test_bench_progs
 
 CASES = {case.name: case for case in HELPER_CASES}
-LPM_CASE, = LPM_CASES
+LPM_CASE, REDIRECT_CASE = FILLED_MAP_CASES
 VARIANTS = [(case, cpu) for case in HELPER_CASES for cpu in case.cpu_variants()]
 IDS = [case.name if cpu == "v3" else f"{case.name}-{cpu}" for case, cpu in VARIANTS]
 
@@ -156,7 +157,7 @@ def test_the_count_sees_every_python_helper_call(name, engine_name):
 
 # --- the committed objects are what their sources compile to -------------------------------------
 
-@pytest.mark.parametrize("source", sorted({case.source for case in HELPER_CASES}))
+@pytest.mark.parametrize("source", sorted({case.source for case in HELPER_CASES + FILLED_MAP_CASES}))
 def test_helper_objects_are_fresh(source, tmp_path):
     test_bench_progs.test_bench_objects_are_fresh(source, "bpf_xdp.h", tmp_path)
 
@@ -201,3 +202,25 @@ def test_jitted_lookups_call_no_python_helper():
     with python_helper_calls() as calls:
         result = program.test_run(LPM_CASE.data(), repeat=RUNS, engine="jit")
     assert result.retval == longest_prefix_verdict(LPM_CASE.data()) and calls[0] == 0
+
+
+# --- xdp_redirect: bpf_redirect_map into a DEVMAP ----------------------------------------------------
+
+@pytest.mark.parametrize("cpu", REDIRECT_CASE.cpu_variants())
+def test_xdp_redirect_sends_ipv4_frames_out_of_their_port(engine, cpu):
+    program, obj = measure.load_program(REDIRECT_CASE, cpu, verify=True)
+    for description, frame in sample_frames():
+        result = program.test_run(frame, engine=engine)
+        assert result.retval == REDIRECT_CASE.expected(frame), description
+        redirected = result.retval == XDP_REDIRECT  # to the port of the destination's last byte
+        assert result.redirect == (Redirect(map="tx_ports", key=frame[33] & 7) if redirected else None)
+    obj.maps["tx_ports"].clear()  # every port empty: bpf_redirect_map's flags drop the frame
+    assert program.test_run(helper_frame(), engine=engine).retval == XDP_DROP
+
+
+def test_jitted_redirects_call_no_python_helper():
+    program, _ = measure.load_program(REDIRECT_CASE, verify=True)
+    program.prepare("jit")
+    with python_helper_calls() as calls:
+        result = program.test_run(REDIRECT_CASE.data(), repeat=RUNS, engine="jit")
+    assert result.retval == XDP_REDIRECT and calls[0] == 0

@@ -35,7 +35,7 @@ done
 # two, tail_chain the eight stages of its chain), with bpf_xdp.h; no native twin (their maps and
 # helpers have no host C counterpart).
 for name in hash_churn lru_churn percpu_counter spin_counter loop_squares queue_churn ringbuf_events tail_chain \
-        xdp_ipip_encap tc_dnat lpm_lookup; do
+        xdp_ipip_encap tc_dnat lpm_lookup xdp_redirect; do
     build $name bpf_xdp.h
 done
 
