@@ -4,12 +4,21 @@ This is the reference the userspace engines are compared against. It needs root 
 CAP_NET_ADMIN/CAP_PERFMON) and libbpf (Debian package ``libbpf1``, which provides ``libbpf.so.1``).
 
 Every kernel interaction happens in a **child process** (``python -m bpfjit.kernel_child``; this
-module is the parent side): the request goes to the child as JSON on stdin and the result comes back
-as JSON on stdout. Some kernels' verifiers oops on valid programs; an oops kills only the loading
-task, so the child dies and this process reports ``KernelEngineError("kernel engine failed: ...")``
-instead of dying itself. A child killed by a signal, a child that exits without a result and a
-child that runs past its timeout are all reported that way. Programs are only ever loaded and
-test-run: nothing is attached to anything.
+module is the parent side): each request goes to the child as one line of JSON on stdin and its
+reply comes back as one line of JSON on stdout. Some kernels' verifiers oops on valid programs; an
+oops kills only the loading task, so the child dies and this process reports
+``KernelEngineError("kernel engine failed: ...")`` instead of dying itself. A child killed by a
+signal, a child that exits without a result and a child that runs past its timeout are all
+reported that way. Programs are only ever loaded and test-run: nothing is attached to anything.
+
+Maps are read back lazily. Unless the caller names the maps it wants up front (``read_maps``), the
+child stays alive after the runs, holding the loaded object, and ``KernelResult.maps`` (a
+:class:`KernelMaps`) asks it for one map's entries when the caller first looks at that map. Reading
+every entry of every map after each run cost minutes and gigabytes on an object with a 2^25-entry
+array whose entries nobody looked at. The child ends (closing the object, so the kernel frees
+the program and its maps) when the result is closed (``close()``, or ``with``), when the last
+reference to its maps goes, at interpreter exit, or when this process dies (its stdin reaches
+EOF); an object with no map to read keeps no child.
 
 API::
 
@@ -27,7 +36,8 @@ How the object is loaded (in the child, through ctypes on ``libbpf.so.1``):
 - ``map_updates`` are written with ``bpf_map_update_elem(BPF_ANY)`` after the load, before the run.
 - ``bpf_prog_test_run_opts`` runs the program ``repeat`` times on ``data`` (and ``ctx``), once per
   requested run, in order, on the same maps (as an attached program sees packet after packet).
-- Then every map of the object is read back with ``bpf_map_get_next_key`` + ``bpf_map_lookup_elem``.
+- Then the maps named in ``read_maps`` are read back with ``bpf_map_get_next_key`` +
+  ``bpf_map_lookup_elem``; with ``read_maps=None`` each map is read that way when first asked for.
 
 A program the verifier rejects raises :class:`~bpfjit.errors.KernelEngineError` whose message ends
 with the last lines of the verifier log (and of libbpf's own messages); the full log is in the
@@ -37,21 +47,31 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .errors import KernelEngineError
 
-__all__ = ["KernelResult", "KernelRun", "KernelRuns", "MapInfo", "kernel_available", "kernel_test_run",
+__all__ = ["KernelMaps", "KernelResult", "KernelRun", "KernelRuns", "MapInfo", "kernel_available", "kernel_test_run",
            "kernel_test_runs", "split_per_cpu", "LIBBPF_SONAME"]
 
 LIBBPF_SONAME = "libbpf.so.1"
 CHILD_MODULE = "bpfjit.kernel_child"  # what the child process runs (python -m)
+# The child starts in the folder holding this bpfjit package: ``-m`` puts the working directory
+# first on sys.path, and a caller's working directory holding another bpfjit would give the child
+# another version of the exchange, which it would not answer.
+CHILD_CWD = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ABORT_HOOK = "BPFJIT_KERNEL_CHILD_ABORT"  # test hook: the child calls os.abort() on its request
-HANG_HOOK = "BPFJIT_KERNEL_CHILD_HANG"    # test hook: the child sleeps instead of working
+HANG_HOOK = "BPFJIT_KERNEL_CHILD_HANG"    # test hook: the child sleeps instead of working ("read": of reading a map)
 LOG_TAIL_LINES = 20
 
 # enum bpf_map_type values (uapi linux/bpf.h)
@@ -73,8 +93,114 @@ class MapInfo:
     iterable: bool  # False: the entries were not read (ring buffers, program arrays, ...)
 
 
+Entries = list[tuple[bytes, bytes]]
+
+
+class KernelMaps(Mapping):
+    """A result's maps: libbpf's map name -> its entries after the runs, each map read from the
+    kernel the first time it is asked for.
+
+    Its keys are known without the kernel (every map of the object, or the ``read_maps`` ones), so
+    ``in``, ``len()``, iteration and ``sorted()`` read nothing; ``maps[name]`` (and ``get``,
+    ``values()``, ``items()``, ``==``) has the child read that map on first access and keeps the
+    entries. Reading every entry of every map after the runs cost minutes and gigabytes for a
+    2^25-entry array no caller looked at; most callers look at one or two small maps, or none.
+
+    The unread maps live in the child process, which holds the loaded object; :meth:`close` ends
+    it (and the kernel frees the program and its maps). Dropping the last reference, interpreter
+    exit and reading the last unread map end it too, so a caller need not close, but one that keeps
+    many results alive keeps as many children (and loaded objects) unless it closes them or passes
+    ``read_maps``. Asking for an unread map after the end raises KernelEngineError saying why the
+    child is gone; the maps read before stay readable. A copy (``copy.deepcopy``, ``pickle``,
+    ``dataclasses.asdict``) is a plain dict of every map, read then: the child cannot be copied.
+    """
+
+    def __init__(self, entries: dict[str, Entries], names: Sequence[str] | None = None,
+                 child: _ChildProcess | None = None, timeout: float = 60):
+        self._entries = dict(entries)
+        self._names = tuple(entries if names is None else names)
+        self._known = frozenset(self._names)
+        self._child = child
+        self._timeout = timeout  # for each map read, as for the runs
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Entries:
+        entries = self._entries.get(name)
+        if entries is not None:
+            return entries
+        if name not in self._known:
+            raise KeyError(name)
+        with self._lock:  # one read per map, whichever thread asks first
+            if name not in self._entries:
+                self._entries[name] = self._read(name)
+            if self._child is not None and len(self._entries) == len(self._names):
+                self.close()  # nothing left in the child: free the object now
+        return self._entries[name]
+
+    def _read(self, name: str) -> Entries:
+        child = self._child
+        if child is None or child.gone is not None:
+            why = "none was kept" if child is None else child.gone
+            raise KernelEngineError(f"kernel engine: map {name!r} cannot be read: the child process that held "
+                                    f"the loaded object is gone ({why}); read maps before closing the "
+                                    f"result, or name them in read_maps")
+        reply = child.ask({"op": "read_map", "name": name}, self._timeout)
+        return [(bytes.fromhex(key), bytes.fromhex(value)) for key, value in reply["entries"]]
+
+    def __contains__(self, name: object) -> bool:  # Mapping's would read the map
+        return name in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        """The maps whose entries are here (read back from the child, or known to be empty)."""
+        return tuple(name for name in self._names if name in self._entries)
+
+    @property
+    def child_pid(self) -> int | None:
+        """The pid of the child holding the unread maps; None once it has ended (or if none was kept)."""
+        child = self._child
+        return None if child is None or child.gone is not None else child.proc.pid
+
+    def close(self) -> None:
+        """End the child (the kernel frees the object); unread maps can no longer be read."""
+        if self._child is not None:
+            self._child.close("the result was closed" if len(self._entries) < len(self._names)
+                              else "every map was read")
+
+    def __reduce__(self):
+        return dict, (dict(self.items()),)
+
+    def __repr__(self) -> str:
+        unread = [name for name in self._names if name not in self._entries]
+        read = {name: self._entries[name] for name in self._names if name in self._entries}
+        return f"KernelMaps({read!r}" + (f", unread={unread!r})" if unread else ")")
+
+
+class _HoldsMaps:
+    """close() and ``with`` for a result whose ``maps`` may be a KernelMaps with a child behind it."""
+
+    maps: Mapping[str, Entries]
+
+    def close(self) -> None:
+        """End the child process that holds the maps not read yet (see :class:`KernelMaps`)."""
+        if isinstance(self.maps, KernelMaps):
+            self.maps.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
-class KernelResult:
+class KernelResult(_HoldsMaps):
     """The outcome of one BPF_PROG_TEST_RUN.
 
     retval: r0 of the last run, as the kernel reports it (a u32).
@@ -83,7 +209,9 @@ class KernelResult:
     duration_ns: the kernel's mean time per run in ns (0 for program types that do not time runs).
     maps: every map of the object (or those ``read_maps`` names) by libbpf's name
         (``bpf_map__name``; global-data maps are called e.g. ``"kernel_c.bss"``, see :meth:`map`)
-        -> its entries after the run as ``(key bytes, value bytes)`` in ``bpf_map_get_next_key`` order. Global-data maps
+        -> its entries after the run as ``(key bytes, value bytes)`` in ``bpf_map_get_next_key`` order;
+        a :class:`KernelMaps`, which reads a map from the kernel when it is first asked for (see
+        :meth:`close`). Global-data maps
         (.data/.rodata/.bss/.kconfig) have one entry: key ``b"\\0\\0\\0\\0"``, value = the section.
         **Per-CPU maps**: the value is the raw bytes the kernel returns for all possible CPUs,
         concatenated: ``possible_cpus`` slots of ``round_up(value_size, 8)`` bytes each (split it
@@ -103,7 +231,7 @@ class KernelResult:
     data_out: bytes
     ctx_out: bytes | None
     duration_ns: int
-    maps: dict[str, list[tuple[bytes, bytes]]] = field(default_factory=dict)
+    maps: Mapping[str, Entries] = field(default_factory=dict)
     map_info: dict[str, MapInfo] = field(default_factory=dict)
     possible_cpus: int = 1
     prog_type: int = 0
@@ -112,7 +240,7 @@ class KernelResult:
     ctx_size_out: int | None = None
     syscall_ns: int = 0
 
-    def map(self, name: str) -> list[tuple[bytes, bytes]]:
+    def map(self, name: str) -> Entries:
         """The entries of a map by its exact name, or by a suffix such as ``".bss"``/``"counters"``."""
         if name in self.maps:
             return self.maps[name]
@@ -138,12 +266,12 @@ class KernelRun:
 
 
 @dataclass(frozen=True)
-class KernelRuns:
+class KernelRuns(_HoldsMaps):
     """Several test runs of one program on one load: each run's result, or the error the kernel
     (or the child's own input checks) gave for it; then the maps after the last run."""
 
     results: list[KernelResult | KernelEngineError]
-    maps: dict[str, list[tuple[bytes, bytes]]]
+    maps: Mapping[str, Entries]  # a KernelMaps, as KernelResult.maps
     map_info: dict[str, MapInfo]
     possible_cpus: int
     prog_type: int
@@ -171,7 +299,7 @@ def kernel_available(timeout: float = 30) -> tuple[bool, str]:
     global _AVAILABLE
     if _AVAILABLE is None:
         try:
-            reply = _call_child({"op": "probe"}, timeout)
+            reply, _ = _call_child({"op": "probe"}, timeout)
             _AVAILABLE = (True, reply.get("detail", "ok"))
         except KernelEngineError as exc:
             _AVAILABLE = (False, str(exc))
@@ -202,7 +330,8 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
         are zero-padded to the section size.
     map_updates: entries written after the load and before the run: map name (or suffix) ->
         [(key, value)]; per-CPU values must hold every CPU's slot (see KernelResult).
-    timeout: seconds before the child is killed ("kernel engine failed: timed out").
+    timeout: seconds before the child is killed ("kernel engine failed: timed out"); the load and
+        runs have this long, and so has each later read of one map.
     map_options: creation attributes set before the load, as ``bpfjit.load(maps=...)`` takes them
         (``bpf_map__set_max_entries`` / ``bpf_map__set_map_flags``).
     program_types: enum bpf_prog_type names (without BPF_PROG_TYPE_) by program name, set before
@@ -210,9 +339,11 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
     data_size_out / ctx_size_out: the sizes of the output buffers handed to the kernel, as
         ``Program.test_run`` takes them (None: buffers larger than any output; ctx_size_out
         without ctx passes a ctx_out buffer alone; ctx_size_out 0 a ctx_out of no size).
-    read_maps: the maps (names or suffixes) whose entries ``KernelResult.maps`` holds after the
-        runs; None: every map's. Reading back a large map takes the child a long time (an array
-        of 2^25 entries: minutes), so a caller that needs none passes ().
+    read_maps: the maps (names or suffixes) read back at once after the runs, and the only ones
+        ``KernelResult.maps`` holds; the child then ends with the call. None: every map, each read
+        when first asked for (see :class:`KernelMaps`), from a child that lives on until the
+        result is closed or dropped. Reading back a large map takes the child a long time (an
+        array of 2^25 entries: minutes), so only ask for it when you need it.
 
     Raises KernelEngineError for everything that goes wrong (bad request, libbpf missing, not
     permitted, verifier rejection with the verifier's words, failed run, dead child).
@@ -254,14 +385,22 @@ def kernel_test_runs(object_path, program: str | None, runs: Sequence[KernelRun]
                         for name, entries in (map_updates or {}).items()},
         "map_options": {name: dict(options) for name, options in (map_options or {}).items()},
         "program_types": dict(program_types or {}),
-        "read_maps": None if read_maps is None else list(read_maps),
+        "read_maps": [] if read_maps is None else list(read_maps),
+        "serve": read_maps is None,  # the child stays, holding the object, while maps are unread
     }
-    res = _call_child(request, timeout)["result"]
+    reply, child = _call_child(request, timeout)
+    res = reply["result"]
+    map_info = {name: MapInfo(**info) for name, info in res["map_info"].items()}
+    read = {name: [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in entries] for name, entries in res["maps"].items()}
+    if read_maps is None:  # every map is listed; those that cannot be iterated have no entries to read
+        read.update({name: [] for name, info in map_info.items() if not info.iterable and name not in read})
+        maps = KernelMaps(read, list(map_info), child, timeout)
+    else:
+        maps = KernelMaps(read)
     return KernelRuns(
         results=[_run_result(run) for run in res["runs"]],
-        maps={name: [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in entries]
-              for name, entries in res["maps"].items()},
-        map_info={name: MapInfo(**info) for name, info in res["map_info"].items()},
+        maps=maps,
+        map_info=map_info,
         possible_cpus=res["possible_cpus"],
         prog_type=res["prog_type"],
     )
@@ -304,46 +443,194 @@ def tail_lines(text: str, lines: int = 10) -> str:
     return "\n".join(kept[-lines:])
 
 
-def _call_child(request: dict, timeout: float) -> dict:
-    """Run the child on one request; its JSON reply, or KernelEngineError."""
-    taint_before = _tainted()
-    try:
-        child = subprocess.Popen([sys.executable, "-m", CHILD_MODULE],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise KernelEngineError(f"kernel engine failed: cannot start the child process: {exc}") from None
-    try:
-        out, err = child.communicate(json.dumps(request).encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        try:
-            child.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # stuck in the kernel: leave it, say so
-            raise KernelEngineError(f"kernel engine failed: timed out after {timeout}s; the child "
-                                    f"(pid {child.pid}) does not die") from None
-        raise KernelEngineError(f"kernel engine failed: timed out after {timeout}s") from None
-    stderr = err.decode(errors="replace")
-    code = child.returncode
-    note = ""
-    taint_after = _tainted()
-    if taint_after is not None and taint_after != taint_before:
-        note = f" (the kernel became tainted: {taint_before} -> {taint_after}; see dmesg)"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        detail = f"\n{tail_lines(stderr)}" if stderr.strip() else ""
-        raise KernelEngineError(f"kernel engine failed: child killed by {name}{note}{detail}")
-    try:
-        reply = json.loads(out.decode())
-        if not isinstance(reply, dict) or "ok" not in reply:
-            raise ValueError("not a reply")
-    except ValueError:
-        detail = f"\n{tail_lines(stderr)}" if stderr.strip() else ""
-        raise KernelEngineError(f"kernel engine failed: child exited with status {code} "
-                                f"without a result{note}{detail}") from None
-    if not reply["ok"]:
-        raise _engine_error(reply, note)
-    return reply
+CLOSE_WAIT = 5  # seconds a child has to exit after EOF on its stdin, or after SIGKILL
 
+
+def _call_child(request: dict, timeout: float) -> tuple[dict, _ChildProcess | None]:
+    """Start a child on one request: its reply, and the child if it stays to serve map reads
+    (``"serving"`` in the reply), else None (it has ended); or KernelEngineError."""
+    child = _ChildProcess()
+    reply = None
+    try:
+        reply = child.ask(request, timeout)
+    finally:
+        if reply is None or not reply.get("serving"):
+            child.close("it answered its one request")
+    return reply, (child if reply.get("serving") else None)
+
+
+class _ChildProcess:
+    """One child process and the exchange with it: a line of JSON out, a line of JSON back.
+
+    The child ends (and is reaped) on :meth:`close`, when this object is garbage-collected, or at
+    interpreter exit (a ``weakref.finalize``); and by itself when this process dies, since its
+    stdin then reaches EOF. A forked copy of this process closes its copy of the child's stdin at
+    once (so the fork cannot keep the child alive) and cannot talk to it.
+    """
+
+    def __init__(self):
+        self.taint_before = _tainted()
+        # stderr goes to a file, not a pipe: nobody drains a pipe while a child waits for requests
+        self.stderr = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                         cwd=CHILD_CWD)
+        except OSError as exc:
+            self.stderr.close()
+            raise KernelEngineError(f"kernel engine failed: cannot start the child process: {exc}") from None
+        os.set_blocking(self.proc.stdin.fileno(), False)  # requests are written as the pipe has room
+        self.owner = os.getpid()
+        self.gone: str | None = None  # why the child can no longer answer
+        self.pending = bytearray()  # bytes of the reply being read
+        self.lock = threading.Lock()
+        self._end = weakref.finalize(self, _end_child, self.proc, self.stderr, self.owner)
+        _LIVE_CHILDREN.add(self)
+
+    def close(self, why: str) -> None:
+        """End the child: EOF on its stdin (it closes the object and exits), SIGKILL after CLOSE_WAIT s.
+        While another thread waits for a reply, only SIGKILL it: that thread then ends it."""
+        if self.gone is None:
+            self.gone = why
+        if self.lock.acquire(blocking=False):
+            try:
+                self._end()
+            finally:
+                self.lock.release()
+        elif self.proc.returncode is None:
+            self.proc.kill()
+
+    def ask(self, request: dict, timeout: float) -> dict:
+        """Send one request and wait up to ``timeout`` s for its reply; KernelEngineError for a
+        refused request (the child stays) or a dead, hung or interrupted child (it is then gone)."""
+        with self.lock:
+            if self.gone is not None:
+                raise KernelEngineError(f"kernel engine: the child process is gone ({self.gone})")
+            try:
+                line = self._exchange(json.dumps(request).encode() + b"\n", timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                why = f"kernel engine failed: timed out after {timeout}s"
+                if not self._ended(why):  # stuck in the kernel: leave it, say so
+                    why += f"; the child (pid {self.proc.pid}) does not die"
+                raise KernelEngineError(why) from None
+            except BaseException:  # interrupted mid-reply: the exchange is out of step, end it
+                self.proc.kill()
+                self._ended("interrupted while it answered")
+                raise
+            if line is None and self.gone is not None:  # closed by another thread meanwhile
+                self._end()
+                raise KernelEngineError(f"kernel engine: the child process is gone ({self.gone})")
+            note = self._taint_note()
+            try:
+                reply = json.loads(line) if line is not None else None
+            except ValueError:
+                reply = None
+            if not isinstance(reply, dict) or "ok" not in reply:
+                raise self._death(note)
+            if not reply["ok"]:
+                raise _engine_error(reply, note)
+            return reply
+
+    def _ended(self, why: str) -> bool:
+        self.gone = why
+        return bool(self._end())
+
+    def _exchange(self, payload: bytes, timeout: float) -> bytearray | None:
+        """Write ``payload`` and read the next line: the line, or None at EOF (the child ended).
+        Both happen as the pipes allow (a child that stops reading cannot block this one);
+        subprocess.TimeoutExpired past ``timeout``."""
+        deadline = time.monotonic() + timeout
+        out_fd, in_fd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
+        todo = memoryview(payload)
+        scanned = 0
+        with selectors.DefaultSelector() as selector:
+            selector.register(out_fd, selectors.EVENT_READ)
+            selector.register(in_fd, selectors.EVENT_WRITE)
+            while True:
+                end = self.pending.find(b"\n", scanned)
+                if end >= 0:
+                    line, self.pending = self.pending, self.pending[end + 1:]
+                    del line[end:]  # no copy of a reply that may be gigabytes long
+                    return line
+                scanned = len(self.pending)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(CHILD_MODULE, timeout)
+                for key, _ in selector.select(left):
+                    if key.fd == out_fd:
+                        chunk = os.read(out_fd, 1 << 20)
+                        if not chunk:
+                            return None
+                        self.pending += chunk
+                        continue
+                    try:
+                        todo = todo[os.write(in_fd, todo):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # the child died: its EOF on stdout tells how
+                        todo = todo[:0]
+                    if not todo:
+                        selector.unregister(in_fd)
+
+    def _taint_note(self) -> str:
+        taint_after = _tainted()
+        if taint_after is not None and taint_after != self.taint_before:
+            return f" (the kernel became tainted: {self.taint_before} -> {taint_after}; see dmesg)"
+        return ""
+
+    def _death(self, note: str) -> KernelEngineError:
+        """The error for a child that ended (or spoke out of turn) without a reply, once it is reaped."""
+        try:
+            self.proc.wait(timeout=CLOSE_WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        size = os.fstat(self.stderr.fileno()).st_size
+        stderr = os.pread(self.stderr.fileno(), 1 << 16, max(0, size - (1 << 16))).decode(errors="replace")
+        detail = f"\n{tail_lines(stderr)}" if stderr.strip() else ""
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            why = f"kernel engine failed: child killed by {name}{note}"
+        else:
+            why = f"kernel engine failed: child exited with status {code} without a result{note}"
+        self._ended(why)
+        return KernelEngineError(why + detail)
+
+
+def _end_child(proc: subprocess.Popen, stderr, owner: int) -> bool:
+    """End a child (the finalizer of a _ChildProcess: it must not refer to it): close its stdin,
+    wait CLOSE_WAIT s for it to exit, else SIGKILL it and wait again. True when it has exited and
+    been reaped. In a forked copy of the owner, only close this copy's pipes."""
+    for stream in (proc.stdin, proc.stdout, stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    if os.getpid() != owner:
+        return False
+    try:
+        proc.wait(timeout=CLOSE_WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.wait(timeout=CLOSE_WAIT)
+        except subprocess.TimeoutExpired:
+            return False
+    return True
+
+
+_LIVE_CHILDREN: weakref.WeakSet[_ChildProcess] = weakref.WeakSet()
+
+
+def _forget_children_in_fork() -> None:
+    """In a forked process: drop the children's pipes, so that the fork holds no child alive."""
+    for child in list(_LIVE_CHILDREN):
+        child.gone = child.gone or f"it belongs to process {child.owner}, not to this fork"
+        child._end()
+
+
+os.register_at_fork(after_in_child=_forget_children_in_fork)

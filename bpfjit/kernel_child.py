@@ -1,13 +1,17 @@
-"""The kernel engine's child side: one request from stdin, libbpf through ctypes, one reply on stdout.
+"""The kernel engine's child side: requests on stdin, libbpf through ctypes, replies on stdout.
 
 Runs only as ``python -m bpfjit.kernel_child``, started by :mod:`bpfjit.kernel` (the parent side,
 which documents the protocol), so that a kernel oops or a crash in libbpf kills this process and
-not the caller.
+not the caller. Each request and each reply is one line of JSON. The first request is a probe or
+a test run; after a test run asked to ``serve``, the child keeps the loaded object and answers
+``read_map`` requests (one map's entries each) until its stdin ends, then closes the object and
+exits: the parent reads each map only when its caller asks for it.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -63,8 +67,13 @@ def _child_main() -> int:
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when this ends
+    # (it kills a child it stops waiting for), and a serving child would lose its maps.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = sys.stdin.buffer
+    child = None
     try:
-        request = json.loads(sys.stdin.read())
+        request = json.loads(requests.readline())
         if not isinstance(request, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
@@ -73,22 +82,38 @@ def _child_main() -> int:
         if os.environ.get(ABORT_HOOK) == "1":
             os.abort()
         if os.environ.get(HANG_HOOK) == "1":
-            import time
             time.sleep(3600)
         try:
             child = _Child()
             if request.get("op") == "probe":
                 reply = {"ok": True, "detail": child.probe()}
             elif request.get("op") == "test_run":
-                reply = {"ok": True, "result": child.test_run(request)}
+                reply = {"ok": True, "result": child.test_run(request), "serving": child.obj is not None}
             else:
                 raise _ChildError(f"kernel engine: unknown request {request.get('op')!r}")
         except _ChildError as exc:
-            reply = {"ok": False, "message": str(exc), "errno": exc.errno,
-                     "verifier_log": exc.verifier_log, "libbpf_log": exc.libbpf_log}
-    channel.write(json.dumps(reply))
-    channel.flush()
+            reply = _error_reply(exc)
+    try:
+        _send(channel, reply)
+        if child is not None and child.obj is not None:
+            child.serve(requests, channel)
+    except BrokenPipeError:  # the parent is gone: nobody to answer, not even at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), channel.fileno())
+    finally:
+        if child is not None:
+            child.close()
     return 0
+
+
+def _send(channel, reply: dict) -> None:
+    channel.write(json.dumps(reply))
+    channel.write("\n")
+    channel.flush()
+
+
+def _error_reply(exc: _ChildError) -> dict:
+    return {"ok": False, "message": str(exc), "errno": exc.errno, "verifier_log": exc.verifier_log,
+            "libbpf_log": exc.libbpf_log}
 
 
 class _Child:
@@ -104,6 +129,9 @@ class _Child:
                               "install it with `apt-get install libbpf1`") from None
         self.libc = ct.CDLL(None, use_errno=True)
         self.messages: list[str] = []
+        self.obj = None  # the object kept loaded to serve read_map requests, its maps by name, their info
+        self.maps: dict = {}
+        self.info: dict = {}
         P, INT, U32, SZ, S = ct.c_void_p, ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_char_p
         for name, res, args in [
             ("bpf_object__open_file", P, [S, P]),
@@ -225,14 +253,63 @@ class _Child:
         return f"{LIBBPF_SONAME} loaded a trivial socket filter (euid {os.geteuid()})"
 
     def test_run(self, req: dict) -> dict:
-        """Load the whole object (prog arrays may hold its other programs) and run one program;
-        if the kernel rejects the whole, load the requested program alone and try again."""
+        """Load the object, apply the map updates, do the runs, read back the ``read_maps``; with
+        ``serve``, keep the object (in self.obj) if any other map has entries to read later."""
+        obj, prog, maps = self._load_or_load_alone(req)
         try:
-            return self._test_run(req, load_all=True)
-        except _ChildError:
-            return self._test_run(req, load_all=False)
+            fd = self.lib.bpf_program__fd(prog)
+            prog_type = self.lib.bpf_program__type(prog)
+            name = self.lib.bpf_program__name(prog).decode()
+            runs = [self._run_or_error(fd, prog_type, name, run) for run in req["runs"]]
+            info = self._map_info(maps)
+            wanted = {self._find_map(maps, wanted) for wanted in req["read_maps"]}
+            entries = {name: self._read_map(name, mp, info[name]) for name, mp in maps.items() if mp in wanted}
+            result = {"runs": runs, "maps": entries, "map_info": info, "possible_cpus": self._cpus(),
+                      "prog_type": prog_type}
+            if req.get("serve") and any(i["iterable"] and n not in entries for n, i in info.items()):
+                self.obj, self.maps, self.info = obj, maps, info
+            return result
+        finally:
+            if self.obj is None:
+                self.lib.bpf_object__close(obj)
 
-    def _test_run(self, req: dict, load_all: bool) -> dict:
+    def serve(self, requests, channel) -> None:
+        """Answer ``read_map`` requests, one line each, until stdin ends (the parent closed the
+        result, dropped it, or died)."""
+        for line in requests:
+            try:
+                request = json.loads(line)
+                if not isinstance(request, dict) or request.get("op") != "read_map":
+                    raise _ChildError(f"kernel engine: unknown request {line[:80]!r} (a child serving maps "
+                                      "takes read_map)")
+                name = request.get("name")
+                mp = self.maps.get(name) if isinstance(name, str) else None
+                if mp is None:
+                    raise _ChildError(f"kernel engine: map {name!r}: no such map (maps: {sorted(self.maps)})")
+                if os.environ.get(HANG_HOOK) == "read":
+                    time.sleep(3600)
+                reply = {"ok": True, "entries": self._read_map(name, mp, self.info[name])}
+            except ValueError as exc:
+                reply = {"ok": False, "message": f"kernel engine: bad request: {exc}"}
+            except _ChildError as exc:
+                reply = _error_reply(exc)
+            _send(channel, reply)
+
+    def close(self) -> None:
+        if self.obj is not None:
+            self.lib.bpf_object__close(self.obj)
+            self.obj, self.maps, self.info = None, {}, {}
+
+    def _load_or_load_alone(self, req: dict):
+        """The whole object loaded (prog arrays may hold its other programs) with the map updates
+        written; if the kernel rejects that, the requested program alone."""
+        try:
+            return self._load(req, load_all=True)
+        except _ChildError:
+            return self._load(req, load_all=False)
+
+    def _load(self, req: dict, load_all: bool):
+        """(object, program, maps by name) after the load and the map updates."""
         ct, lib = self.ct, self.lib
         path = req["object"]
         obj = lib.bpf_object__open_file(path.encode(), None)
@@ -269,23 +346,18 @@ class _Child:
                     if ret:
                         raise self._fail(f"setting {attribute} of map {wanted!r}", self._errno(ret))
             ret = lib.bpf_object__load(obj)
+            lib.bpf_program__set_log_buf(prog, None, 0)  # the 16 MiB log buffer goes with this call
             if ret:
                 raise self._fail(f"loading program {name!r} of {path}", self._errno(ret),
                                  log.value.decode(errors="replace"))
-            fd = lib.bpf_program__fd(prog)
-            prog_type = lib.bpf_program__type(prog)
             for wanted, entries in req["map_updates"].items():
                 mp = self._find_map(maps, wanted)
                 for khex, vhex in entries:
                     self._update(mp, wanted, bytes.fromhex(khex), bytes.fromhex(vhex))
-            runs = [self._run_or_error(fd, prog_type, name, run) for run in req["runs"]]
-            read = None if req.get("read_maps") is None else {
-                self._find_map(maps, wanted) for wanted in req["read_maps"]}
-            entries, info = self._read_maps(maps, read)
-            return {"runs": runs, "maps": entries, "map_info": info, "possible_cpus": self._cpus(),
-                    "prog_type": prog_type}
-        finally:
+            return obj, prog, maps
+        except BaseException:
             lib.bpf_object__close(obj)
+            raise
 
     def _set_program_types(self, obj, types: dict) -> None:
         """Program types named before load, for sections libbpf cannot type."""
@@ -367,40 +439,39 @@ class _Child:
         if ret:
             raise self._fail(f"updating map {name!r}", self._errno(ret))
 
-    def _read_maps(self, maps: dict, read: set | None) -> tuple[dict, dict]:
-        """Every map's attributes, and the entries of those in `read` (None: of every map)."""
-        ct, lib = self.ct, self.lib
-        entries, info = {}, {}
+    def _map_info(self, maps: dict) -> dict:
+        """Every map's attributes; ``iterable``: whether it has entries to read."""
+        lib = self.lib
+        info = {}
         for name, mp in maps.items():
             mtype = lib.bpf_map__type(mp)
-            ksize, vsize = lib.bpf_map__key_size(mp), lib.bpf_map__value_size(mp)
-            iterable = mtype in ITERABLE_MAP_TYPES and ksize > 0
-            info[name] = {"type": mtype, "key_size": ksize, "value_size": vsize,
-                          "max_entries": lib.bpf_map__max_entries(mp), "iterable": iterable}
-            if read is not None and mp not in read:
-                continue
-            entries[name] = []
-            if not iterable:
-                continue
-            fd = lib.bpf_map__fd(mp)
-            if fd < 0:
-                info[name]["iterable"] = False
-                continue
-            full = self._value_size(mp)
-            key, nxt = ct.create_string_buffer(ksize), ct.create_string_buffer(ksize)
-            value = ct.create_string_buffer(max(full, 1))
-            ret = lib.bpf_map_get_next_key(fd, None, nxt)
-            while ret == 0:
-                ct.memmove(key, nxt, ksize)
-                got = lib.bpf_map_lookup_elem(fd, key, value)
-                if got == 0:
-                    entries[name].append([key.raw.hex(), value.raw[:full].hex()])
-                elif self._errno(got) != 2:  # ENOENT: deleted meanwhile (cannot happen here)
-                    raise self._fail(f"reading map {name!r}", self._errno(got))
-                ret = lib.bpf_map_get_next_key(fd, key, nxt)
-            if self._errno(ret) != 2:  # ENOENT marks the end
-                raise self._fail(f"iterating map {name!r}", self._errno(ret))
-        return entries, info
+            ksize = lib.bpf_map__key_size(mp)
+            info[name] = {"type": mtype, "key_size": ksize, "value_size": lib.bpf_map__value_size(mp),
+                          "max_entries": lib.bpf_map__max_entries(mp),
+                          "iterable": mtype in ITERABLE_MAP_TYPES and ksize > 0 and lib.bpf_map__fd(mp) >= 0}
+        return info
+
+    def _read_map(self, name: str, mp, info: dict) -> list:
+        """One map's entries, [key hex, value hex] in bpf_map_get_next_key order."""
+        ct, lib = self.ct, self.lib
+        entries: list = []
+        if not info["iterable"]:
+            return entries
+        fd, ksize, full = lib.bpf_map__fd(mp), info["key_size"], self._value_size(mp)
+        key, nxt = ct.create_string_buffer(ksize), ct.create_string_buffer(ksize)
+        value = ct.create_string_buffer(max(full, 1))
+        ret = lib.bpf_map_get_next_key(fd, None, nxt)
+        while ret == 0:
+            ct.memmove(key, nxt, ksize)
+            got = lib.bpf_map_lookup_elem(fd, key, value)
+            if got == 0:
+                entries.append([key.raw.hex(), value.raw[:full].hex()])
+            elif self._errno(got) != 2:  # ENOENT: deleted meanwhile (cannot happen here)
+                raise self._fail(f"reading map {name!r}", self._errno(got))
+            ret = lib.bpf_map_get_next_key(fd, key, nxt)
+        if self._errno(ret) != 2:  # ENOENT marks the end
+            raise self._fail(f"iterating map {name!r}", self._errno(ret))
+        return entries
 
     def _run_or_error(self, fd: int, prog_type: int, name: str, run: dict) -> dict:
         """One run's reply: its result, or the error it ended in (the next runs still happen)."""

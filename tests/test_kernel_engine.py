@@ -10,10 +10,16 @@ The kernel is the reference, so the expected verdicts are worked out by hand fro
 """
 from __future__ import annotations
 
+import copy
+import gc
+import os
 import pathlib
 import shutil
+import signal
 import struct
 import subprocess
+import sys
+import time
 
 import pytest
 from packets import IPPROTO_TCP, IPPROTO_UDP, ethernet, frame, ipv4, udp
@@ -162,6 +168,7 @@ def test_only_the_maps_asked_for_are_read_back():
     assert sorted(result.map_info) == sorted(kernel_test_run(COUNTERS, "count", bytes(61)).maps)  # all listed
     unread = kernel_test_run(COUNTERS, "count", bytes(61), read_maps=())
     assert unread.maps == {}
+    assert result.maps.child_pid is unread.maps.child_pid is None  # read_maps: read at once, no child kept
     with pytest.raises(KeyError, match="map 'by_len' was not read back after the run: name it in read_maps"):
         unread.map("by_len")
 
@@ -190,6 +197,164 @@ def test_each_run_starts_from_a_fresh_object():
     first = kernel_test_run(COUNTERS, "count", bytes(20), repeat=4)
     second = kernel_test_run(COUNTERS, "count", bytes(20), repeat=4)
     assert global_value(first, "runs") == global_value(second, "runs") == 4
+
+
+# --- maps read when first asked for ------------------------------------------------------------------
+
+BIG = 1 << 18  # entries of the counters array below: reading them back takes the child seconds
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead but not reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def big_counters(**options) -> KernelResult:
+    return kernel_test_run(COUNTERS, "count", bytes(61), repeat=3, map_options={"counters": {"max_entries": BIG}},
+                           **options)
+
+
+def test_a_large_map_is_read_only_when_asked_for():
+    started = time.perf_counter()
+    result = big_counters()
+    to_result = time.perf_counter() - started
+    assert result.maps.read == ()  # the runs read nothing back
+    assert len(result.maps) == len(result.map_info) and "counters" in result.maps  # names need no read
+    assert "unread=" in repr(result)
+    assert global_value(result, "runs") == 3
+    assert result.maps.read == (next(name for name in result.map_info if name.endswith(".bss")),)
+    assert result.maps.child_pid is not None  # still holding the object for the unread maps
+    started = time.perf_counter()
+    counters = result.map("counters")
+    to_read = time.perf_counter() - started
+    assert len(counters) == BIG and counters[1] == (u32(1), u64(3))
+    assert result.map("counters") is counters  # read once, kept
+    # The result came back in a fraction of the time the big map takes to read (~0.1 s against ~2 s).
+    assert to_result * 4 < to_read, (to_result, to_read)
+    result.close()
+
+
+def test_lazy_maps_hold_what_an_eager_read_gives():
+    eager = kernel_test_run(COUNTERS, "count", bytes(61), repeat=2, read_maps=["counters", "by_len", "per_cpu_runs",
+                                                                              ".bss", ".data", ".rodata"])
+    lazy = kernel_test_run(COUNTERS, "count", bytes(61), repeat=2)
+    assert list(lazy.maps) == list(eager.maps) == list(eager.map_info)
+
+    def runs_on_all_cpus(result: KernelResult) -> dict:  # the two loads may have run on other CPUs
+        ((key, value),) = result.maps["per_cpu_runs"]
+        return {key: sum(int.from_bytes(v, "little") for v in split_per_cpu(value, 8, result.possible_cpus))}
+
+    assert runs_on_all_cpus(lazy) == runs_on_all_cpus(eager) == {u32(0): 2}
+    assert {name: lazy.maps[name] for name in lazy.maps if name != "per_cpu_runs"} == \
+        {name: eager.maps[name] for name in eager.maps if name != "per_cpu_runs"}
+    assert lazy.maps.child_pid is None  # every map has been read: the child has ended
+    assert copy.deepcopy(lazy).maps == dict(lazy.maps)  # a copy is a plain dict
+    assert type(copy.deepcopy(lazy).maps) is dict
+
+
+def test_the_child_ends_when_the_result_is_closed():
+    with kernel_test_run(COUNTERS, "count", bytes(61)) as result:
+        pid = result.maps.child_pid
+        assert running(pid)
+        by_len = result.map("by_len")
+    assert not running(pid) and result.maps.child_pid is None
+    assert result.map("by_len") is by_len  # what was read stays readable
+    with pytest.raises(KernelEngineError, match=r"map 'counters' cannot be read: the child process that held "
+                                                 r"the loaded object is gone \(the result was closed\)"):
+        result.map("counters")
+    with pytest.raises(KeyError, match=r"'nomap': no such map"):  # names are still checked first
+        result.map("nomap")
+    result.close()  # closing twice is fine
+
+
+def test_the_child_ends_when_the_result_is_dropped():
+    result = kernel_test_run(COUNTERS, "count", bytes(61))
+    pid = result.maps.child_pid
+    assert running(pid)
+    del result
+    gc.collect()
+    assert not running(pid)
+
+
+def test_the_child_ends_when_every_map_was_read():
+    result = kernel_test_run(COUNTERS, "count", bytes(61))
+    pid = result.maps.child_pid
+    for name in result.map_info:
+        result.map(name)
+    assert result.maps.child_pid is None and not running(pid)
+
+
+def test_an_object_without_maps_keeps_no_child():
+    result = kernel_test_run(XDP_PARSE, "prog", frame(ipv4(IPPROTO_UDP, udp(53))))
+    assert result.maps == {} and result.maps.child_pid is None
+
+
+CHILD_OF_A_SCRIPT = """
+import os, signal, sys, time
+from bpfjit.kernel import kernel_test_run
+result = kernel_test_run(sys.argv[1], "count", bytes(61))
+print(result.maps.child_pid, flush=True)
+if sys.argv[2] == "fork":
+    fork = os.fork()
+    if fork == 0:  # the fork must not keep the child alive, nor talk to it
+        try:
+            result.map("counters")
+        except Exception as exc:
+            print(exc, flush=True)
+        time.sleep(30)
+        os._exit(0)
+    started = time.perf_counter()
+    result.close()
+    print(round(time.perf_counter() - started, 1), flush=True)
+    os.kill(fork, signal.SIGKILL)
+elif sys.argv[2] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("how", ["exits", "killed"])
+def test_the_child_ends_with_its_parent(how):
+    # At interpreter exit (the result still alive), and when the parent dies without a word:
+    # the child sees EOF on its stdin.
+    script = subprocess.run([sys.executable, "-c", CHILD_OF_A_SCRIPT, str(COUNTERS), how], capture_output=True,
+                            text=True, timeout=60)
+    pid = int(script.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pid), script.stderr
+
+
+def test_a_fork_neither_keeps_the_child_alive_nor_talks_to_it():
+    script = subprocess.run([sys.executable, "-c", CHILD_OF_A_SCRIPT, str(COUNTERS), "fork"], capture_output=True,
+                            text=True, timeout=60)
+    lines = script.stdout.splitlines()
+    assert "belongs to process" in script.stdout, script.stdout + script.stderr
+    assert float(lines[-1]) < 2  # the child ended on EOF, not after CLOSE_WAIT and a SIGKILL
+    assert not running(int(lines[0]))
+
+
+def test_a_dead_child_is_reported_when_a_map_is_asked_for():
+    result = kernel_test_run(COUNTERS, "count", bytes(61))
+    os.kill(result.maps.child_pid, signal.SIGKILL)
+    with pytest.raises(KernelEngineError, match=r"^kernel engine failed: child killed by SIGKILL"):
+        result.map("counters")
+    with pytest.raises(KernelEngineError, match=r"the child process that held the loaded object is gone "
+                                                 r"\(kernel engine failed: child killed by SIGKILL\)"):
+        result.map("by_len")
+
+
+def test_a_map_read_past_the_timeout_is_killed(monkeypatch):
+    monkeypatch.setenv(kernel.HANG_HOOK, "read")
+    result = kernel_test_run(COUNTERS, "count", bytes(61), timeout=1)
+    pid = result.maps.child_pid
+    with pytest.raises(KernelEngineError, match=r"^kernel engine failed: timed out after 1s$"):
+        result.map("counters")
+    assert result.maps.child_pid is None and not running(pid)
 
 
 # --- errors --------------------------------------------------------------------------------------
