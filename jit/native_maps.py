@@ -427,6 +427,11 @@ done:
 """
 
 
+def error_exits(*names: str) -> str:
+    """IR labels that return an error: one per errno name, the name in lower case (``%einval``)."""
+    return "".join(f"{name.lower()}:\n  ret i64 {-getattr(errno, name)}\n" for name in names)
+
+
 def python_fallback(name: str, args: tuple[str, ...] = ("%r1", "%r2", "%r3", "%r4", "%r5")) -> str:
     """IR that hands the call (its five arguments, named `args` in the function) to the Python
     helper `name` and returns its result: for the map types the native code does not know (device
@@ -569,13 +574,7 @@ _UPDATE = _dispatch("bpfjit_native_map_update_elem", "other", {
   %bad_lock = and i1 %wants, %no_lock""") + f"""
 other:
 {python_fallback("map_update_elem", ("%r1", "%r2", "%r3", "%flags", "%r5"))}
-einval:
-  ret i64 {-errno.EINVAL}
-e2big:
-  ret i64 {-errno.E2BIG}
-eexist:
-  ret i64 {-errno.EEXIST}
-array:
+{error_exits("EINVAL", "E2BIG", "EEXIST")}array:
   %index32 = load i32, ptr %key, align 1
   %index = zext i32 %index32 to i64
   %max = call i32 @u32_at(ptr %h, i64 {MAX_ENTRIES})

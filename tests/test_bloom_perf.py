@@ -125,3 +125,44 @@ def test_python_cannot_store_perf_event_fds():
     with pytest.raises(MapError) as raised:
         obj.maps["events"][0] = 5
     assert raised.value.errno == errno.EOPNOTSUPP
+
+
+def test_every_engine_writes_into_the_same_cpu_buffer():
+    # The Python helper (reference) and the native one (JIT, native interpreter) share the
+    # native buffer and its lock: the samples come back in the order the runs wrote them.
+    obj = load(OBJ)
+    packets = [word_packet(CURRENT_CPU | n << 32) for n in (4, 8, 0)]
+    for engine, data in zip(("reference", "jit", "interp"), packets):
+        assert obj.programs["trace"].test_run(data, engine=engine).retval == 0
+    got = []
+    assert obj.maps["events"].poll(lambda cpu, raw: got.append(raw)) == 3
+    assert got == [sample(packets[0], 4), sample(packets[1], 8), sample(packets[2], 0)]
+
+
+@pytest.mark.parametrize("program, flags, python_calls", [
+    ("trace", CURRENT_CPU | 12 << 32, 0),  # XDP packet bytes: native
+    ("tc_trace", 0, 0),                    # no packet bytes: native from any context
+    ("tc_trace", CURRENT_CPU | 12 << 32, 1),  # an skb's bytes: the Python helper's
+])
+def test_jitted_perf_event_output_stays_native(program, flags, python_calls):
+    from tests.test_helper_bench_progs import python_helper_calls
+    obj = load(OBJ)
+    obj.programs[program].prepare("jit")
+    with python_helper_calls() as calls:
+        assert obj.programs[program].test_run(word_packet(flags), engine="jit", repeat=5).retval == 0
+    assert calls[0] == 5 * python_calls
+    assert obj.maps["events"].poll(lambda cpu, raw: None) == 5
+
+
+def test_page_cnt_is_a_power_of_two_and_a_new_one_empties_the_buffers(engine):
+    obj = load(OBJ)
+    events = obj.maps["events"]
+    with pytest.raises(MapError) as raised:
+        events.page_cnt = 3
+    assert raised.value.errno == errno.EINVAL
+    assert obj.programs["trace"].test_run(word_packet(CURRENT_CPU), engine=engine).retval == 0
+    events.page_cnt = 16  # 65,536 bytes a CPU: 744 samples of 88 bytes fit
+    trace = obj.programs["trace"]
+    assert [trace.test_run(word_packet(CURRENT_CPU | 64 << 32), engine=engine).retval
+            for _ in range(745)].count(errno.ENOSPC) == 1
+    assert events.poll(lambda cpu, raw: None) == 744

@@ -39,6 +39,9 @@ KPTR_MAP_TYPES = (MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH, MapType.L
 #:  48 u64 key_base (arrays: table of u32 indexes; hashes: the key pool); ring buffer: producer
 #:         position
 #:  56 8s  magic b"BPFJMAP\\0"
+#: A perf event array (runtime/maps/perf_event.py) keeps its CPU buffers at value_base,
+#: elem_stride apart, with cpu_stride bytes of room each, ncpus of them, and its possible CPUs
+#: in key_base.
 HEADER = struct.Struct("<IIIIIIQIIQQ8s")
 assert HEADER.size == HEADER_SIZE
 HEADER_MAGIC = b"BPFJMAP\0"
