@@ -24,12 +24,16 @@ from typing import Callable
 from bpfjit.errors import BPFError, TestRunError
 
 from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END, CTX_TAG,
-                      ETH_HLEN, MAX_PACKET_LEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
+                      ETH_HLEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
                       ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
 PAGE_SIZE = 4096  # an XDP test run's frame size, and the size of each frag
 SHARED_INFO_SIZE = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)): reserved at a page's end
+NET_SKB_PAD = 64  # an skb's headroom: max(32, L1_CACHE_BYTES)
+# The longest frame an skb test run takes: bpf_prog_test_run_skb's one page, less the headroom and
+# the shared info at its end (bpf_test_init refuses more with EINVAL): 3,712 bytes on x86-64.
+SKB_TEST_MAX = PAGE_SIZE - NET_SKB_PAD - SHARED_INFO_SIZE
 XDP_LINEAR_MAX = PAGE_SIZE - XDP_HEADROOM - SHARED_INFO_SIZE  # 3520 bytes of packet in the page
 MAX_SKB_FRAGS = 17  # more frags than this and the kernel's test run fails with -ENOMEM
 # SKB_MAX_ALLOC: the longest packet the skb helpers grow a packet to (BPF_SKB_MAX_LEN).
@@ -244,11 +248,9 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
     if len(data) < ptype.min_data:
         raise TestRunError(f"{name}: {ptype.name} programs need at least {ptype.min_data} bytes of data",
                            errno.EINVAL, "data_in")
-    if len(data) > MAX_PACKET_LEN:
-        # The kernel refuses (EINVAL) an skb test run's data past its one page already (3,712
-        # bytes on x86-64); bpfjit takes up to the longest packet its verifier's bounds allow.
-        raise TestRunError(f"{name}: a packet of {len(data)} bytes is longer than the {MAX_PACKET_LEN} "
-                           "a program may see", errno.EINVAL, "data_in")
+    if len(data) > SKB_TEST_MAX:
+        raise TestRunError(f"{name}: a packet of {len(data)} bytes is longer than the {SKB_TEST_MAX} an skb "
+                           "test run takes (one page, less its headroom and shared info)", errno.EINVAL, "data_in")
     missing = network_header_shortfall(data)
     if missing:
         ethertype = int.from_bytes(data[12:14], "big")

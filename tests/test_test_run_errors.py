@@ -101,6 +101,8 @@ SKB_CASES = {
     "short_ipv4_header": ({"data": ethernet(0x0800, 19)}, errno.EINVAL, "data_in"),
     "short_ipv6_header": ({"data": ethernet(0x86DD, 39)}, errno.EINVAL, "data_in"),
     "longer_than_65535": ({"data": ethernet(0x0806, 65536 - 14)}, errno.EINVAL, "data_in"),
+    # bpf_test_init: one page less NET_SKB_PAD (64) and the shared info (320) holds 3,712 bytes
+    "longer_than_a_page_holds": ({"data": ethernet(0x0806, 3713 - 14)}, errno.EINVAL, "data_in"),
 }
 
 # The kernel engine refuses these itself before asking the kernel (the child's own checks), so
@@ -121,6 +123,11 @@ def test_xdp_refusals_carry_the_kernels_errno_and_field(engine, case):
 def test_skb_refusals_carry_the_kernels_errno_and_field(engine, prog_type, case):
     kwargs, number, field = {**SKB_CASES, **NOT_ASKED}[case]
     assert refusal(program(prog_type).test_run, engine=engine, **kwargs) == (number, field)
+
+
+@pytest.mark.parametrize("prog_type", ["tc", "socket"])
+def test_the_longest_frame_an_skb_run_takes(engine, prog_type):
+    assert program(prog_type).test_run(ethernet(0x0806, 3712 - 14), engine=engine).data_size_out > 0
 
 
 @pytest.mark.parametrize("kwargs, field", [
