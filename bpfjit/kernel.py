@@ -30,7 +30,9 @@ API::
 How the object is loaded (in the child, through ctypes on ``libbpf.so.1``):
 
 - ``bpf_object__open_file``; the whole object is loaded (a prog array may hold its other
-  programs), and if the kernel rejects any program, the requested one is loaded alone; ``rodata``
+  programs), and if the kernel rejects any program, the requested one is loaded alone (from a
+  ``?`` section too, as ``bpfjit.load(programs=[name])`` loads it); program types and flags are
+  set with ``bpf_program__set_type`` and ``bpf_program__set_flags``; ``rodata``
   initial values are set with ``bpf_map__set_initial_value``; then
   ``bpf_object__load`` (maps created, global data populated and ``.rodata`` frozen, as libbpf does).
 - ``map_updates`` are written with ``bpf_map_update_elem(BPF_ANY)`` after the load, before the run.
@@ -313,7 +315,8 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
                     timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
                     program_types: dict[str, str] | None = None,
                     data_size_out: int | None = None, ctx_size_out: int | None = None,
-                    read_maps: Sequence[str] | None = None) -> KernelResult:
+                    read_maps: Sequence[str] | None = None,
+                    program_flags: dict[str, int] | None = None) -> KernelResult:
     """Load ``program`` of the object at ``object_path`` into the kernel and test-run it.
 
     program: a program's name (``bpf_program__name``, i.e. its function) or its section name;
@@ -336,6 +339,11 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
         (``bpf_map__set_max_entries`` / ``bpf_map__set_map_flags``).
     program_types: enum bpf_prog_type names (without BPF_PROG_TYPE_) by program name, set before
         the load (``bpf_program__set_type``).
+    program_flags: BPF_PROG_LOAD's prog_flags by program name, set before the load
+        (``bpf_program__set_flags``, after the types); libbpf adds the section's own at load
+        (``SEC("xdp.frags")``: BPF_F_XDP_HAS_FRAGS, ``syscall``/``uprobe.s``: BPF_F_SLEEPABLE), as
+        ``bpfjit.load(program_flags=...)`` does. libbpf before 1.2 adds them even to a program
+        ``program_types`` gave another type; bpfjit follows libbpf 1.2 on, which does not.
     data_size_out / ctx_size_out: the sizes of the output buffers handed to the kernel, as
         ``Program.test_run`` takes them (None: buffers larger than any output; ctx_size_out
         without ctx passes a ctx_out buffer alone; ctx_size_out 0 a ctx_out of no size).
@@ -349,7 +357,7 @@ def kernel_test_run(object_path, program: str | None = None, data: bytes = b"",
     permitted, verifier rejection with the verifier's words, failed run, dead child).
     """
     runs = kernel_test_runs(object_path, program, [KernelRun(data, ctx, repeat, data_size_out, ctx_size_out)],
-                            rodata, map_updates, timeout, map_options, program_types, read_maps)
+                            rodata, map_updates, timeout, map_options, program_types, read_maps, program_flags)
     result = runs.results[0]
     if isinstance(result, KernelEngineError):
         raise result
@@ -362,7 +370,8 @@ def kernel_test_runs(object_path, program: str | None, runs: Sequence[KernelRun]
                      map_updates: dict[str, list[tuple[bytes, bytes]]] | None = None,
                      timeout: float = 60, map_options: dict[str, dict[str, int]] | None = None,
                      program_types: dict[str, str] | None = None,
-                     read_maps: Sequence[str] | None = None) -> KernelRuns:
+                     read_maps: Sequence[str] | None = None,
+                     program_flags: dict[str, int] | None = None) -> KernelRuns:
     """Load the object once and test-run ``program`` on each run's input in turn (map state carries
     from run to run, as for packets reaching an attached program); the arguments are those of
     :func:`kernel_test_run`. A run the kernel refuses is a KernelEngineError in its slot, and the
@@ -385,6 +394,7 @@ def kernel_test_runs(object_path, program: str | None, runs: Sequence[KernelRun]
                         for name, entries in (map_updates or {}).items()},
         "map_options": {name: dict(options) for name, options in (map_options or {}).items()},
         "program_types": dict(program_types or {}),
+        "program_flags": dict(program_flags or {}),
         "read_maps": [] if read_maps is None else list(read_maps),
         "serve": read_maps is None,  # the child stays, holding the object, while maps are unread
     }

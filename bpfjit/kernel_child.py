@@ -145,6 +145,7 @@ class _Child:
             ("bpf_program__type", INT, [P]),
             ("bpf_program__set_autoload", INT, [P, ct.c_bool]),
             ("bpf_program__set_type", INT, [P, INT]),
+            ("bpf_program__set_flags", INT, [P, U32]),
             ("bpf_program__set_log_buf", INT, [P, P, SZ]),
             ("bpf_map__name", S, [P]),
             ("bpf_map__fd", INT, [P]),
@@ -317,6 +318,7 @@ class _Child:
             raise self._fail(f"libbpf cannot open {path}", ct.get_errno())
         try:
             self._set_program_types(obj, req.get("program_types", {}))
+            self._set_program_flags(obj, req.get("program_flags", {}))
             prog = self._select_program(obj, req["program"], load_all)
             name = lib.bpf_program__name(prog).decode()
             log = ct.create_string_buffer(1 << 24)
@@ -371,6 +373,24 @@ class _Child:
                     raise self._fail(f"setting the type of {lib.bpf_program__name(prog).decode()!r}", self._errno(ret))
             prog = lib.bpf_object__next_program(obj, prog)
 
+    def _set_program_flags(self, obj, flags: dict) -> None:
+        """BPF_PROG_LOAD flags named before load (libbpf adds the section's own at load)."""
+        lib = self.lib
+        names = []
+        prog = lib.bpf_object__next_program(obj, None)
+        while prog:
+            name = lib.bpf_program__name(prog).decode()
+            names.append(name)
+            if name in flags:
+                ret = lib.bpf_program__set_flags(prog, flags[name])
+                if ret:
+                    raise self._fail(f"setting the flags of {name!r}", self._errno(ret))
+            prog = lib.bpf_object__next_program(obj, prog)
+        unknown = sorted(set(flags) - set(names))
+        if unknown:
+            raise _ChildError(f"kernel engine: program_flags names no program {', '.join(map(repr, unknown))} "
+                              f"(programs: {', '.join(names)})")
+
     def _select_program(self, obj, wanted: str | None, load_all: bool):
         lib = self.lib
         progs = []
@@ -394,6 +414,7 @@ class _Child:
         for p in progs:
             if p != chosen[0] and not load_all:
                 lib.bpf_program__set_autoload(p, False)
+        lib.bpf_program__set_autoload(chosen[0], True)  # a "?" section's too: it was asked for
         return chosen[0]
 
     def _maps(self, obj) -> dict:

@@ -33,11 +33,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from . import isa
 from .btf import fix_datasecs
 from .errors import BPFError, BTFError, MapError, ObjectError, VerifierError
-from .program import Program
+from .program import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, Program, ProgramFlagsError, flags_value
 from .runtime import btf as btf_module
 from .runtime.btf import core
 from .runtime import elf
-from .runtime.context import PROGRAM_TYPES, program_type_for_section
+from .runtime.context import PROGRAM_TYPES, _section_matches, program_type_for_section
 from .runtime.environment import FUNC_TOKEN_BASE, ArrayLayout, Environment, HashLayout, func_token
 from .runtime.map_types import MapType, map_type_name
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
@@ -56,6 +56,22 @@ from .verifier.insn_text import insn_text
 # Helpers users registered with register_helper(): objects loaded afterwards can call them.
 _user_helpers = HelperRegistry()
 NOT_AUTOLOADED = "?"  # libbpf's section-name prefix of programs loaded only when asked for
+# The sections whose libbpf definition carries a BPF_PROG_LOAD flag (section_defs: SEC_XDP_FRAGS,
+# SEC_SLEEPABLE), among those bpfjit types (runtime/context.py; "name+" matches as there). libbpf
+# names "xdp.frags", "xdp.frags/devmap" and "xdp.frags/cpumap"; the other sleepable ones
+# (fentry.s, fexit.s, fmod_ret.s, lsm.s, iter.s, tp.s, struct_ops.s, ...) are of types bpfjit does
+# not run.
+SECTION_FLAGS: tuple[tuple[str, int], ...] = (
+    ("xdp.frags+", BPF_F_XDP_HAS_FRAGS), ("uprobe.s+", BPF_F_SLEEPABLE), ("uretprobe.s+", BPF_F_SLEEPABLE),
+    ("syscall", BPF_F_SLEEPABLE),
+)
+
+
+def section_flags(section: str) -> int:
+    """The flags libbpf gives a program of this section at load (its libbpf_prepare_prog_load adds
+    them to what bpf_program__set_flags set)."""
+    name = section.removeprefix(NOT_AUTOLOADED)
+    return next((flags for pattern, flags in SECTION_FLAGS if _section_matches(pattern, name)), 0)
 
 
 def is_elf(data: bytes) -> bool:
@@ -269,7 +285,8 @@ class Object:
                  trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
                  verify: bool = True, log_level: int = 1, maps: Mapping[str, Mapping[str, int]] | None = None,
                  program_types: Mapping[str, str] | None = None,
-                 btf: "str | os.PathLike | btf_module.BTF | None" = None):
+                 btf: "str | os.PathLike | btf_module.BTF | None" = None,
+                 program_flags: Mapping[str, int] | None = None):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         self.trace_log: list[str] = []
@@ -313,6 +330,7 @@ class Object:
         by_number = {f.number: f for f in self.elf.functions}
         chosen = self._programs_to_load(programs)
         types = self._program_types(program_types or {})
+        flags_set = self._program_flags(program_flags or {})
         for linked in self.elf.programs:
             if linked.name not in chosen:
                 continue
@@ -333,11 +351,18 @@ class Object:
                               hash_map=self._hash_layout, frozen_bytes=self._frozen_bytes, static_keys=keys,
                               returns_int=self._returns_int(linked),
                               function_pointers=self._function_pointer_facts(linked), btf=self.btf)
-            ptype = types.get(linked.name) or program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
+            section_type = program_type_for_section(linked.section.removeprefix(NOT_AUTOLOADED)).name
+            ptype = types.get(linked.name) or section_type
+            # libbpf adds the section's flags at load unless bpf_program__set_type gave the program
+            # another type (which, from libbpf 1.2, drops the section's definition).
+            flags = flags_set.get(linked.name, 0) | (section_flags(linked.section) if ptype == section_type else 0)
             try:
-                program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level)
+                program = Program(list(linked.insns), env, linked.name, ptype, verify, log_level, flags)
             except VerifierError as error:
                 raise self._located(error, linked) from None
+            except ProgramFlagsError as error:
+                raise ProgramFlagsError(f"{self.name}: {error.reason}", error.errno, error.flags,
+                                        error.program) from None
             if program.verification is not None and log_level >= 2:  # level 1 loads stay cheap
                 program.verification.log = annotate_log(program.verification.log, self.source_lines(linked.name))
             program.section = linked.section
@@ -395,6 +420,18 @@ class Object:
                 raise BPFError(f"{self.name}: program {name!r}: unknown program type {type_name!r} "
                                f"(known: {', '.join(PROGRAM_TYPES)})")
         return dict(types)
+
+    def _program_flags(self, flags: Mapping[str, int]) -> dict[str, int]:
+        """program_flags={...}: BPF_PROG_LOAD flags by program name (libbpf's bpf_program__set_flags
+        before load); the section's own are added at load, as libbpf adds them."""
+        known = [p.name for p in self.elf.programs]
+        for name in flags:
+            if name not in known:
+                raise BPFError(f"{self.name}: program_flags names no program {name!r} (programs: {', '.join(known)})")
+        try:
+            return {name: flags_value(value, name) for name, value in flags.items()}
+        except BPFError as error:
+            raise BPFError(f"{self.name}: {error}") from None
 
     @functools.cached_property
     def btf_ext(self) -> btf_module.BTFExt | None:
@@ -822,7 +859,8 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
          trace: Callable[[str], None] | None = None, programs: Sequence[str] | None = None,
          verify: bool = True, log_level: int = 1, maps: Mapping[str, Mapping[str, int]] | None = None,
          program_types: Mapping[str, str] | None = None,
-         btf: "str | os.PathLike | btf_module.BTF | None" = None) -> Object:
+         btf: "str | os.PathLike | btf_module.BTF | None" = None,
+         program_flags: Mapping[str, int] | None = None) -> Object:
     """Load a BPF ELF object: create its maps and global data, link and check its programs.
 
     rodata: values for ``const volatile`` globals, set before .rodata is frozen.
@@ -842,6 +880,13 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     ``maps={"backends": {"max_entries": 4096}}`` (a map declared with ``max_entries`` 0 needs it).
     program_types: a program type by program name, for sections libbpf cannot type
     (``bpf_program__set_type``): ``program_types={"prog": "xdp"}``.
+    program_flags: BPF_PROG_LOAD's prog_flags by program name (``bpf_program__set_flags``):
+    ``program_flags={"prog": bpfjit.program.BPF_F_XDP_HAS_FRAGS}``. As libbpf, the load adds the
+    flags of the program's section (``SEC("xdp.frags")``: BPF_F_XDP_HAS_FRAGS; ``syscall``,
+    ``uprobe.s``, ``uretprobe.s``: BPF_F_SLEEPABLE) unless program_types gives it another type;
+    ``prog.flags`` is what the kernel would be given. Flags the kernel refuses raise
+    ProgramFlagsError with EINVAL; those it takes but bpfjit does not honour, with EOPNOTSUPP
+    (bpfjit.program.check_program_flags has the table).
     btf: the types CO-RE relocations are resolved against (libbpf's ``btf_custom_path``): a raw BTF
     file (``"/sys/kernel/btf/vmlinux"``), an ELF file with a ``.BTF`` section (another object), or
     a parsed BTF; by default the object's own types, so every relocation keeps clang's local
@@ -849,4 +894,4 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     program is refused (``invalid func unknown#195896080``, the log naming the relocation) only
     if a path reaches it.
     """
-    return Object(path, rodata, ncpus, trace, programs, verify, log_level, maps, program_types, btf)
+    return Object(path, rodata, ncpus, trace, programs, verify, log_level, maps, program_types, btf, program_flags)

@@ -14,7 +14,7 @@ from .. import asm
 from ..errors import AsmError, BPFError
 from ..helpers import HelperRegistry
 from ..object import MAP_OPTIONS, PROGRAM_TYPES, Object, is_elf, load
-from ..program import RUN_ENGINES, Program, RunResult
+from ..program import PROG_FLAGS, RUN_ENGINES, Program, RunResult
 
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"
@@ -126,13 +126,18 @@ def _parse_keys(items: Sequence[str] | None) -> dict[str, bool]:
 
 
 def add_load_options(p: argparse.ArgumentParser) -> None:
-    """What a loader sets between open and load, as libbpf's bpf_map__set_* / bpf_program__set_type."""
+    """What a loader sets between open and load, as libbpf's bpf_map__set_* / bpf_program__set_type
+    / bpf_program__set_flags."""
     p.add_argument("--set-map", action="append", metavar="NAME.ATTR=VALUE", dest="map_options",
                    help=f"set a map's creation attribute before load ({', '.join(MAP_OPTIONS)}; repeatable), "
                         "e.g. --set-map backends.max_entries=4096")
     p.add_argument("--prog-type", action="append", metavar="PROG=TYPE", dest="program_types",
                    help=f"load a program as this type, for sections that do not say it (repeatable; "
                         f"types: {', '.join(PROGRAM_TYPES)})")
+    p.add_argument("--prog-flags", action="append", metavar="PROG=FLAGS", dest="program_flags",
+                   help="set a program's BPF_PROG_LOAD flags before load, as an integer or names joined with | or , "
+                        "(BPF_F_ optional; repeatable); the section's own (xdp.frags, syscall, uprobe.s) are "
+                        "added at load, as libbpf adds them, e.g. --prog-flags parse=any_alignment")
     p.add_argument("--btf", metavar="FILE",
                    help="resolve CO-RE relocations against this BTF (a raw BTF file such as "
                         "/sys/kernel/btf/vmlinux, or an ELF object's .BTF) instead of the object's own types")
@@ -188,7 +193,8 @@ def apply_map_updates(obj: Object, updates: list[tuple[str, Any, Any]]) -> dict[
 
 
 def parse_load_options(args: argparse.Namespace) -> dict[str, dict]:
-    """``--set-map``, ``--prog-type`` and ``--btf`` as bpfjit.load()'s maps=, program_types= and btf=."""
+    """``--set-map``, ``--prog-type``, ``--prog-flags`` and ``--btf`` as bpfjit.load()'s maps=,
+    program_types=, program_flags= and btf=."""
     maps: dict[str, dict[str, int]] = {}
     for item in getattr(args, "map_options", None) or ():
         target, sep, value = item.partition("=")
@@ -205,7 +211,32 @@ def parse_load_options(args: argparse.Namespace) -> dict[str, dict]:
         if not sep or not name.strip() or not type_name.strip():
             raise BPFError(f"--prog-type {item!r}: expected PROG=TYPE, e.g. parse=xdp")
         types[name.strip()] = type_name.strip()
-    return {"maps": maps or None, "program_types": types or None, "btf": getattr(args, "btf", None)}
+    flags: dict[str, int] = {}
+    for item in getattr(args, "program_flags", None) or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BPFError(f"--prog-flags {item!r}: expected PROG=FLAGS, e.g. parse=0x20 or parse=xdp_has_frags")
+        flags[name.strip()] = _flags_literal(value.strip(), item)
+    return {"maps": maps or None, "program_types": types or None, "program_flags": flags or None,
+            "btf": getattr(args, "btf", None)}
+
+
+def _flags_literal(text: str, item: str) -> int:
+    """``--prog-flags`` FLAGS: an integer (any base Python reads), or flag names joined with ``|``
+    or ``,``, with or without their ``BPF_F_`` prefix, in any case."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    value = 0
+    for word in text.replace(",", "|").split("|"):
+        name = word.strip().upper()
+        name = name if name.startswith("BPF_F_") else f"BPF_F_{name}"
+        if name not in PROG_FLAGS:
+            raise BPFError(f"--prog-flags {item!r}: {word.strip()!r} is neither an integer nor a flag "
+                           f"({', '.join(PROG_FLAGS)})")
+        value |= PROG_FLAGS[name]
+    return value
 
 
 def load_object(path: str, rodata: dict[str, int] | None = None, keys: dict[str, bool] | None = None,

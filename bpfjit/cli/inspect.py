@@ -23,9 +23,9 @@ from .common import (
 # --- prog ---------------------------------------------------------------------------------------
 
 def cmd_prog_list(args: argparse.Namespace) -> int:
-    obj = load_object(args.file, verify=False)  # listing needs no verdict
+    obj = load_object(args.file, verify=False, options=parse_load_options(args))  # listing needs no verdict
     records = [{"name": name, "type": p.prog_type, "section": getattr(p, "section", ""),
-                "insns": len(p.insns), "license": obj.license, "maps": map_references(obj, p)}
+                "insns": len(p.insns), "license": obj.license, "flags": p.flags, "maps": map_references(obj, p)}
                for name, p in obj.programs.items()]
     if args.json:
         print(json.dumps(records))
@@ -33,7 +33,7 @@ def cmd_prog_list(args: argparse.Namespace) -> int:
     for r in records:
         maps = f"  maps {','.join(r['maps'])}" if r["maps"] else ""
         print(f"name {r['name']}  type {r['type']}  section {r['section']}  insns {r['insns']}  "
-              f"license {r['license'] or '(none)'}{maps}")
+              f"license {r['license'] or '(none)'}  flags {r['flags']:#x}{maps}")
     return 0
 
 

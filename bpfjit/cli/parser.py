@@ -124,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     prog = verbs.add_parser("prog", help="list or dump an object's programs (like bpftool prog)")
     prog_verbs = prog.add_subparsers(dest="prog_verb", required=True, metavar="{list,dump}",
                                      parser_class=_Parser)
-    p = prog_verbs.add_parser("list", help="one line per program: name, type, section, insns, license")
+    p = prog_verbs.add_parser("list", help="one line per program: name, type, section, insns, license, flags")
     p.add_argument("file", metavar="OBJECT")
     p.add_argument("--json", action="store_true")
+    add_load_options(p)
     p.set_defaults(func=cmd_prog_list)
     p = prog_verbs.add_parser("dump", help="a program as it runs (--xlated), as x86-64 code (--jited) or LLVM IR")
     p.add_argument("file", metavar="OBJECT")

@@ -138,8 +138,8 @@ def run_object(args: argparse.Namespace) -> int:
 
 
 def _kernel_load(args: argparse.Namespace, obj: Object, written: dict[str, list[tuple[bytes, bytes]]]) -> dict:
-    """What the kernel engine's load takes from the options: .rodata, map sizes, program types,
-    and the entries --map-update wrote."""
+    """What the kernel engine's load takes from the options: .rodata, map sizes, program types
+    and flags, and the entries --map-update wrote."""
     options = parse_load_options(args)
     if options["btf"] is not None:
         raise BPFError("--btf applies to bpfjit's engines: the kernel engine's libbpf resolves CO-RE "
@@ -147,4 +147,4 @@ def _kernel_load(args: argparse.Namespace, obj: Object, written: dict[str, list[
     kernel_types = {name: PROGRAM_TYPES[type_name].kernel_type
                     for name, type_name in (options["program_types"] or {}).items()}
     return {"rodata": obj.rodata_images() if args.rodata else None, "map_options": options["maps"],
-            "program_types": kernel_types, "map_updates": written or None}
+            "program_types": kernel_types, "program_flags": options["program_flags"], "map_updates": written or None}
