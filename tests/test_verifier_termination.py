@@ -277,12 +277,12 @@ def test_a_widened_packet_pointer_keeps_only_the_range_each_trip_proved():
 
 def test_a_packet_longer_than_the_verifier_assumes_is_refused():
     """Widened loops bound a checked packet pointer by the longest packet (65,535 bytes, the
-    kernel's MAX_PACKET_OFF): test runs refuse longer ones. (XDP puts what does not fit its
-    linear page into frags, as the kernel does.)"""
+    kernel's MAX_PACKET_OFF): test runs never give a longer one. An skb run takes one page's
+    3,712 bytes, as the kernel's does; XDP puts what does not fit its linear page into frags."""
     program = Program.from_asm("mov %r0, 2\nexit", prog_type="tc")
-    assert program.test_run(bytes(65535)).retval == 2
-    with pytest.raises(BPFError, match="65536 bytes is longer than the 65535"):
-        program.test_run(bytes(65536))
+    assert program.test_run(bytes(3712)).retval == 2
+    with pytest.raises(BPFError, match="3713 bytes is longer than the 3712"):
+        program.test_run(bytes(3713))
 
 
 def test_verify_reports_widened_loops(capsys):
