@@ -430,3 +430,53 @@ def test_a_widened_loops_fixpoint_is_not_an_endless_loop():
     for engine in ("jit", "interp"):
         result = program.test_run(mem, engine=engine)
         assert (result.retval, result.data_out) == (expected.retval, expected.data_out), engine
+
+
+# --- raw programs: a widened loop that no path leaves ---------------------------------------------
+# Two shapes the hostile-program fuzzer found hanging the JIT: the exit compares a register the
+# loop resets every trip, while a pointer (live, as it feeds itself) moves on, so no two visits
+# of the head are equal and the kernel's exact-repeat check alone never fires.
+ENDLESS_RAW = {
+    "constant_exit": """
+        mov %r3, 0
+        mov %r6, %r1
+    loop:
+        add %r6, 1
+        jle %r3, 8, loop
+        mov %r0, 0
+        exit""",
+    "reset_every_trip": """
+        mov %r6, 48
+        mov %r8, %r1
+    loop:
+        mov32 %r6, 1
+        lddw %r7, 0xfffffffe
+        add %r6, -1
+        add %r8, 2
+        jgt %r7, 0, loop
+        mov %r0, %r6
+        exit""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENDLESS_RAW))
+def test_a_raw_loop_no_path_leaves_is_an_infinite_loop(name):
+    with pytest.raises(VerifierError) as raised:
+        Program.from_asm(ENDLESS_RAW[name])
+    assert raised.value.message.startswith("infinite loop detected at insn ")
+
+
+def test_a_raw_loop_left_by_what_it_reads_is_accepted():
+    # strlen over the run's memory: the way out depends on the bytes, so some path takes it.
+    program = Program.from_asm("""
+        mov %r0, 0
+    loop:
+        mov %r3, %r1
+        add %r3, %r0
+        ldxb %r4, [%r3]
+        jeq %r4, 0, out
+        add %r0, 1
+        ja loop
+    out:
+        exit""")
+    assert program.run(b"hello\0world", engine="jit") == 5

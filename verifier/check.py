@@ -168,6 +168,12 @@ class Verifier:
         # Loop head -> what the arrivals there have shown of the loop's end (verifier/termination.py).
         loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
         self.loop_proofs = {head: termination.LoopProof(loop) for head, loop in loops.items()}
+        # A raw program's widened loops are not proven to end: each loop's ways out, and the loops
+        # some path left by one. The widened state holds every state the loop's head can see, so
+        # a loop no path leaves never ends once entered: rejected, as the kernel rejects it.
+        raw_widening = spec.widen_loops and not spec.prove_termination
+        self.loop_exits = termination.exits(insns, facts.successors, self.loop_heads) if raw_widening else {}
+        self.exited_loops: set[int] = set()
 
     def new_id(self) -> int:
         self.ids += 1
@@ -187,6 +193,9 @@ class Verifier:
         self.stats.loops_widened = len(self.widened_heads)
         if self.spec.prove_termination:
             self._check_termination()
+        elif self.spec.widen_loops:
+            for head in sorted(self.widened_heads - self.exited_loops):
+                raise self._error(head, f"infinite loop detected at insn {head}")
         return Verdict(self.stats, self.log.text(), frozenset(self.checked_accesses), self.helper_args_proven,
                        frozenset(self.memory.uninit_reads), frozenset(self.facts.successors) - self.visited,
                        dict(self.pointer_moves),
@@ -247,6 +256,9 @@ class Verifier:
                 self.log.insn(index, insn_text(insn, self._imm64_name), state.text)
             if insn.is_jump:
                 self.jumps_processed += 1
+            for target, head in self.loop_exits.get(index, ()):
+                if target is None or any(target == following_index for following_index, _ in following):
+                    self.exited_loops.add(head)
             if not following:
                 self._path_done(state)
                 return

@@ -191,6 +191,26 @@ def loops(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], head
     return found
 
 
+def exits(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], heads: frozenset[int]) \
+        -> dict[int, tuple[tuple[int | None, int], ...]]:
+    """Where a path leaves each loop: instruction -> (target, head) for each edge from the body of
+    the loop at head to outside it; target None for an exit instruction in the body (a return)."""
+    predecessors: dict[int, list[int]] = {}
+    for index, targets in successors.items():
+        for target in targets:
+            predecessors.setdefault(target, []).append(index)
+    found: dict[int, list[tuple[int | None, int]]] = {}
+    for head in heads:
+        body = _body(successors, predecessors, head)
+        for index in body:
+            edges = [(target, head) for target in successors.get(index, ()) if target not in body]
+            if insns[index].opcode == isa.EXIT_OP:
+                edges.append((None, head))
+            if edges:
+                found.setdefault(index, []).extend(edges)
+    return {index: tuple(edges) for index, edges in found.items()}
+
+
 def _shortest_trip(successors: Mapping[int, tuple[int, ...]], body: set[int], head: int) -> int:
     distance, frontier = {head: 0}, [head]
     while frontier:
