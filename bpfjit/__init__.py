@@ -18,6 +18,7 @@ from .errors import (
     MapError,
     ObjectError,
     ProgramError,
+    ProgramFlagsError,
     TestRunError,
     VerifierError,
 )
@@ -27,8 +28,8 @@ _LAZY = {"Object": "object", "load": "object", "register_helper": "object", "reg
          "Program": "program", "fib": "runtime.fib"}
 
 __all__ = ["AsmError", "BPFError", "BPFRuntimeError", "BTFError", "DecodeError", "JITError", "KernelEngineError",
-           "MapError", "ObjectError", "ProgramError", "TestRunError", "VerifierError", "Object", "Program", "load",
-           "register_helper", "register_kfunc", "fib"]
+           "MapError", "ObjectError", "ProgramError", "ProgramFlagsError", "TestRunError", "VerifierError", "Object",
+           "Program", "load", "register_helper", "register_kfunc", "fib"]
 
 
 def __getattr__(name: str) -> object:

@@ -115,3 +115,19 @@ class VerifierError(ProgramError):
         if line:
             parts.append(line)
         self.args = (" | ".join(parts),)
+
+
+class ProgramFlagsError(BPFError):
+    """Program flags a load refuses. ``errno`` is EINVAL where the kernel's BPF_PROG_LOAD refuses
+    them (a bit it does not take, BPF_F_SLEEPABLE on a type that may not sleep or missing from one
+    that must, a map a sleepable program may not use) and EOPNOTSUPP where the kernel takes them
+    but bpfjit does not do what they ask; ``flags`` holds the bits at fault and ``program`` names
+    the program. The message ends with the errno's name."""
+
+    def __init__(self, message: str, errno: int, flags: int, program: str = ""):
+        self.errno = errno
+        self.flags = flags
+        self.program = program
+        self.reason = message  # the message without its errno
+        name = "EOPNOTSUPP" if errno == _errno.EOPNOTSUPP else _errno.errorcode.get(errno, errno)  # not ENOTSUP
+        super().__init__(f"{message} ({name})")

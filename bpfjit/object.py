@@ -33,11 +33,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from . import isa
 from .btf import fix_datasecs
 from .errors import BPFError, BTFError, MapError, ObjectError, VerifierError
-from .program import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, Program, ProgramFlagsError, flags_value
+from .errors import ProgramFlagsError
+from .program import Program
+from .program_flags import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, flags_value
 from .runtime import btf as btf_module
 from .runtime.btf import core
 from .runtime import elf
-from .runtime.context import PROGRAM_TYPES, _section_matches, program_type_for_section
+from .runtime.context import PROGRAM_TYPES, section_matches, program_type_for_section
 from .runtime.environment import FUNC_TOKEN_BASE, ArrayLayout, Environment, HashLayout, func_token
 from .runtime.map_types import MapType, map_type_name
 from .runtime.maps import BPF_F_RDONLY_PROG, Map, MapSpec, create_map, map_from_handle
@@ -71,7 +73,7 @@ def section_flags(section: str) -> int:
     """The flags libbpf gives a program of this section at load (its libbpf_prepare_prog_load adds
     them to what bpf_program__set_flags set)."""
     name = section.removeprefix(NOT_AUTOLOADED)
-    return next((flags for pattern, flags in SECTION_FLAGS if _section_matches(pattern, name)), 0)
+    return next((flags for pattern, flags in SECTION_FLAGS if section_matches(pattern, name)), 0)
 
 
 def is_elf(data: bytes) -> bool:
@@ -881,12 +883,12 @@ def load(path: str | os.PathLike, rodata: dict[str, Any] | None = None, ncpus: i
     program_types: a program type by program name, for sections libbpf cannot type
     (``bpf_program__set_type``): ``program_types={"prog": "xdp"}``.
     program_flags: BPF_PROG_LOAD's prog_flags by program name (``bpf_program__set_flags``):
-    ``program_flags={"prog": bpfjit.program.BPF_F_XDP_HAS_FRAGS}``. As libbpf, the load adds the
+    ``program_flags={"prog": bpfjit.program_flags.BPF_F_XDP_HAS_FRAGS}``. As libbpf, the load adds the
     flags of the program's section (``SEC("xdp.frags")``: BPF_F_XDP_HAS_FRAGS; ``syscall``,
     ``uprobe.s``, ``uretprobe.s``: BPF_F_SLEEPABLE) unless program_types gives it another type;
     ``prog.flags`` is what the kernel would be given. Flags the kernel refuses raise
     ProgramFlagsError with EINVAL; those it takes but bpfjit does not honour, with EOPNOTSUPP
-    (bpfjit.program.check_program_flags has the table).
+    (bpfjit.program_flags.check_program_flags has the table).
     btf: the types CO-RE relocations are resolved against (libbpf's ``btf_custom_path``): a raw BTF
     file (``"/sys/kernel/btf/vmlinux"``), an ELF file with a ``.BTF`` section (another object), or
     a parsed BTF; by default the object's own types, so every relocation keeps clang's local

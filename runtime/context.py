@@ -277,7 +277,7 @@ _SECTIONS: tuple[tuple[str, ProgramType], ...] = (
 )
 
 
-def _section_matches(pattern: str, section: str) -> bool:
+def section_matches(pattern: str, section: str) -> bool:
     if pattern.endswith("+"):
         stem = pattern[:-1]
         return section == stem or section.startswith(stem + "/")
@@ -291,7 +291,7 @@ def program_type_for_section(section: str) -> ProgramType:
     """
     name = section.removeprefix("?")
     for pattern, ptype in _SECTIONS:
-        if _section_matches(pattern, name):
+        if section_matches(pattern, name):
             return ptype
     return RAW
 

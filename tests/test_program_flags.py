@@ -20,7 +20,10 @@ import pytest
 import bpfjit
 from bpfjit import BPFError, verdicts
 from bpfjit.cli import main
-from bpfjit.program import (
+from bpfjit.errors import ProgramFlagsError
+from bpfjit.program import Program
+from bpfjit.runtime.context import PROGRAM_TYPES
+from bpfjit.program_flags import (
     BPF_F_ANY_ALIGNMENT,
     BPF_F_SLEEPABLE,
     BPF_F_STRICT_ALIGNMENT,
@@ -32,10 +35,7 @@ from bpfjit.program import (
     BPF_F_XDP_HAS_FRAGS,
     MAY_NOT_SLEEP_MESSAGE,
     MUST_SLEEP_MESSAGE,
-    PROGRAM_TYPES,
     SLEEPABLE_MAP_MESSAGE,
-    Program,
-    ProgramFlagsError,
 )
 
 OBJECT = str(pathlib.Path(__file__).parent / "progs" / "prog_flags.o")

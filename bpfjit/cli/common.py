@@ -14,7 +14,8 @@ from .. import asm
 from ..errors import AsmError, BPFError
 from ..helpers import HelperRegistry
 from ..object import MAP_OPTIONS, PROGRAM_TYPES, Object, is_elf, load
-from ..program import PROG_FLAGS, RUN_ENGINES, Program, RunResult
+from ..program import RUN_ENGINES, Program, RunResult
+from ..program_flags import PROG_FLAGS
 
 DEFAULT_OBJECT = "firewall.o"
 DEFAULT_SOURCE = "firewall.c"
