@@ -28,9 +28,9 @@ KERNEL_ENGINE = ("bpfjit.kernel", "bpfjit.kernel_child")
 # may use them.
 FOUNDATION = ("bpfjit.isa", "bpfjit.errors", "bpfjit.asm", "bpfjit.disasm")
 # What the CLI and the bench may import from bpfjit: the public API.
-PUBLIC = ("bpfjit", "bpfjit.program", "bpfjit.object", "bpfjit.errors", "bpfjit.isa", "bpfjit.asm",
-          "bpfjit.disasm", "bpfjit.kernel", "bpfjit.helpers", "bpfjit.listing", "bpfjit.btf", "bpfjit.packets",
-          "bpfjit.pcap", "bpfjit.capture")
+PUBLIC = ("bpfjit", "bpfjit.program", "bpfjit.program_flags", "bpfjit.object", "bpfjit.errors", "bpfjit.isa",
+          "bpfjit.asm", "bpfjit.disasm", "bpfjit.kernel", "bpfjit.helpers", "bpfjit.listing", "bpfjit.btf",
+          "bpfjit.packets", "bpfjit.pcap", "bpfjit.capture")
 
 
 def _within(module: str, package: str) -> bool:
