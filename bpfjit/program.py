@@ -107,7 +107,7 @@ class Program:
         if prog_type not in PROGRAM_TYPES:
             raise BPFError(f"unknown program type {prog_type!r} (known: {', '.join(PROGRAM_TYPES)})")
         self.type = PROGRAM_TYPES[prog_type]
-        self.env = env if env is not None else Environment()
+        self.env = replace(env if env is not None else Environment(), program_type=self.type.kernel_type)
         self.name = name
         self.prog_type = prog_type
         self.original_insns = list(insns)  # as loaded; self.insns is what runs (ctx accesses rewritten)

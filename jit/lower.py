@@ -53,11 +53,12 @@ from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_CPU, FIELD_DEPTH, FI
                                    FIELD_REGION_COUNT, FIELD_REGIONS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP,
                                    FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAX_TAIL_CALLS,
                                    BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
-from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_MAP
-from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP,
-                                       MAP_LOOKUP_ELEM, REDIRECT_FALLBACK_MASK, REDIRECT_MAP, REDIRECT_MAP_FLAGS,
-                                       TAIL_CALL, XDP_ABORTED, XDP_REDIRECT, for_each_map_elem as standard_for_each,
-                                       loop as standard_loop, redirect_map as standard_redirect_map,
+from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP
+from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, BPF_F_INGRESS, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM,
+                                       LOOP, MAP_LOOKUP_ELEM, REDIRECT, REDIRECT_FALLBACK_MASK, REDIRECT_MAP,
+                                       REDIRECT_MAP_FLAGS, TAIL_CALL, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_ABORTED,
+                                       XDP_REDIRECT, for_each_map_elem as standard_for_each, loop as standard_loop,
+                                       redirect as standard_redirect, redirect_map as standard_redirect_map,
                                        tail_call as standard_tail_call)
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
 
@@ -840,6 +841,9 @@ class _FunctionLowering:
             return
         if helper_id == REDIRECT_MAP and helper.impl is standard_redirect_map and self.inline_redirect_map():
             return
+        if helper_id == REDIRECT and helper.impl is standard_redirect:
+            self.inline_redirect()
+            return
         self.call_helper_function(helper_id, index)
 
     def call_helper_function(self, helper_id: int, index: int) -> None:
@@ -892,6 +896,30 @@ class _FunctionLowering:
         self.lines.append(f"{done}:")
         return True
 
+    def inline_redirect(self) -> None:
+        """bpf_redirect(ifindex, flags) as the Python helper decides it (runtime/stdhelpers.py
+        redirect) for the program's type: XDP takes no flag and the skb programs BPF_F_INGRESS; a
+        flag it does not take gives XDP_ABORTED (TC_ACT_SHOT) and records nothing, else the ifindex
+        and flags are recorded in the RunEnv and the result is XDP_REDIRECT (TC_ACT_REDIRECT)."""
+        xdp = self.env.program_type == "XDP"
+        flags = self.reg(2)
+        refused = self.value(f"and i64 {flags}, {_const(~(0 if xdp else BPF_F_INGRESS), 64)}")
+        bad = self.value(f"icmp ne i64 {refused}, 0")
+        failed, redirected = (XDP_ABORTED, XDP_REDIRECT) if xdp else (TC_ACT_SHOT, TC_ACT_REDIRECT)
+        self.set_reg(0, self.value(f"select i1 {bad}, i64 {failed}, i64 {redirected}"))
+        self.record_redirect(bad, (str(RECORD_IFINDEX), self.value(f"zext i32 {self.reg32(1)} to i64"), "0", flags))
+
+    def record_redirect(self, bad: str, fields: tuple[str, str, str, str]) -> None:
+        """Unless `bad`, write a redirect record (kind, target, key, flags) into the RunEnv's words
+        (runtime/run_context.py record_redirect)."""
+        record, done = self.unique("redirect_record"), self.unique("redirect_done")
+        self.emit(f"br i1 {bad}, label %{done}, label %{record}")
+        self.lines.append(f"{record}:")
+        for offset, field_value in enumerate(fields):
+            self.emit(f"store i64 {field_value}, ptr {self.env_field(FIELD_REDIRECT_KIND + offset)}")
+        self.emit(f"br label %{done}")
+        self.lines.append(f"{done}:")
+
     def inline_redirect_map(self) -> bool:
         """bpf_redirect_map(map, key, flags) on a DEVMAP or CPUMAP, whose slot is present when its
         first u32 (ifindex, queue size) is not 0 (runtime/maps/devices.py), as the Python helper
@@ -916,15 +944,8 @@ class _FunctionLowering:
         fallback = self.value(f"and i64 {flags}, {REDIRECT_FALLBACK_MASK}")
         result = self.value(f"select i1 {hit}, i64 {XDP_REDIRECT}, i64 {fallback}")
         self.set_reg(0, self.value(f"select i1 {bad}, i64 {XDP_ABORTED}, i64 {result}"))
-        record, done = self.unique("redirect_record"), self.unique("redirect_done")
-        self.emit(f"br i1 {bad}, label %{done}, label %{record}")
-        self.lines.append(f"{record}:")
-        fields = (self.value(f"select i1 {hit}, i64 {RECORD_MAP}, i64 {RECORD_CLEARED}"), self.reg(1), key,
-                  self.value(f"and i64 {flags}, {allowed}"))
-        for offset, field_value in enumerate(fields):
-            self.emit(f"store i64 {field_value}, ptr {self.env_field(FIELD_REDIRECT_KIND + offset)}")
-        self.emit(f"br label %{done}")
-        self.lines.append(f"{done}:")
+        self.record_redirect(bad, (self.value(f"select i1 {hit}, i64 {RECORD_MAP}, i64 {RECORD_CLEARED}"),
+                                   self.reg(1), key, self.value(f"and i64 {flags}, {allowed}")))
         return True
 
     def inline_array_lookup(self, handle: int) -> bool:

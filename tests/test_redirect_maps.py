@@ -117,16 +117,20 @@ def test_a_record_lasts_the_repeats_of_a_test_run(obj, engine):
     assert (result.retval, result.redirect) == (XDP_REDIRECT, Redirect(map="ports", key=5))
 
 
-def test_jitted_redirect_map_on_slot_maps_calls_no_python(obj):
+def test_jitted_redirects_call_no_python(obj):
     from tests.test_helper_bench_progs import python_helper_calls
     obj.maps["ports"][1] = {"ifindex": 12, "bpf_prog": {"fd": 0}}
     obj.maps["cpus"][2] = {"qsize": 64, "bpf_prog": {"fd": 0}}
-    for program, key in (("to_port", 1), ("to_cpu", 2), ("to_port", 6)):
+    for program, key, flags, retval in (("to_port", 1, XDP_PASS, XDP_REDIRECT), ("to_cpu", 2, XDP_PASS, XDP_REDIRECT),
+                                        ("to_port", 6, XDP_PASS, XDP_PASS), ("to_ifindex", 9, 0, XDP_REDIRECT),
+                                        ("to_ifindex", 9, BPF_F_INGRESS, XDP_ABORTED),
+                                        ("tc_to_ifindex", 9, BPF_F_INGRESS, TC_ACT_REDIRECT),
+                                        ("tc_to_ifindex", 9, 2, TC_ACT_SHOT)):
         obj.programs[program].prepare("jit")
         with python_helper_calls() as calls:
-            result = obj.programs[program].test_run(packet(key, XDP_PASS), engine="jit", repeat=10)
+            result = obj.programs[program].test_run(packet(key, flags), engine="jit", repeat=10)
         assert calls[0] == 0
-        assert result.retval == (XDP_PASS if key == 6 else XDP_REDIRECT)
+        assert result.retval == retval
 
 
 def test_devmap_values_read_back_as_ifindex_and_program_id(obj):
