@@ -1,6 +1,7 @@
 """LLVM IR of the native packet helpers a packet program calls per packet: the XDP head, meta and
 tail moves and ``bpf_xdp_get_buff_len``; ``bpf_skb_load_bytes``/``store_bytes``; the checksum
-helpers ``bpf_csum_diff``, ``bpf_l3_csum_replace`` and ``bpf_l4_csum_replace``.
+helpers ``bpf_csum_diff``, ``bpf_l3_csum_replace`` and ``bpf_l4_csum_replace``; ``bpf_skb_pull_data``
+(a test run's packet is all linear: only a length past its end fails).
 
 runtime/xdp_helpers.py and runtime/skb_helpers.py stay the reference (the interpreter calls
 them): these make the same checks, return the same error codes and move the same words, so both
@@ -36,7 +37,7 @@ CTX_SECRET = "bpfjit_ctx_secret"  # runtime/run_memory.py CTX_SECRET, bound when
 PYTHON_FALLBACKS = {HELPER_IDS[impl.__name__]: impl for impl in (
     xdp_helpers.xdp_adjust_head, xdp_helpers.xdp_adjust_meta, xdp_helpers.xdp_adjust_tail,
     xdp_helpers.xdp_get_buff_len, skb_helpers.skb_load_bytes, skb_helpers.skb_store_bytes,
-    skb_helpers.l3_csum_replace, skb_helpers.l4_csum_replace)}
+    skb_helpers.skb_pull_data, skb_helpers.l3_csum_replace, skb_helpers.l4_csum_replace)}
 
 _XDP_DATA, _XDP_END, _XDP_META = (XDP_MD.field(name).native_offset for name in ("data", "data_end", "data_meta"))
 _SKB_DATA, _SKB_END = (SK_BUFF.field(name).native_offset for name in ("data", "data_end"))
@@ -266,6 +267,14 @@ hash:
   br label %done
 done:
   ret i64 0
+""") + _helper("skb_pull_data", CTX_KIND_SKB, f"""
+  %wanted = and i64 %r2, 4294967295
+  %data = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
+  %end = call i64 @ctx_u64(i64 %r1, i64 {_SKB_END})
+  %length = sub i64 %end, %data
+  %past = icmp ugt i64 %wanted, %length
+  %result = select i1 %past, i64 {-errno.ENOMEM}, i64 0
+  ret i64 %result
 """)
 
 # Ones'-complement arithmetic (runtime/skb_helpers.py _add, _fold) and the checksum helpers.
