@@ -23,14 +23,14 @@ from .errors import BPFError, VerifierError
 from .isa import Insn
 from .jit.native_interp_image import build_image
 from .jit.tiers import Tiering, chunk_runs
-from .program_flags import BPF_F_SLEEPABLE, check_program_flags, check_sleepable, default_flags
+from .program_flags import BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, check_program_flags, check_sleepable, default_flags
 from .runtime.environment import Environment
 from .runtime.helpers import HelperRegistry
 from .runtime.interp import Interpreter
 from .runtime.jump_tables import program_tables
 from .runtime.context import PROGRAM_TYPES
 from .runtime.limits import Limits, Watchdog
-from .runtime.maps import ProgArray, map_from_handle
+from .runtime.maps import Map, ProgArray, map_from_handle
 from .runtime.memory import Regions
 from .runtime import run_context
 from .runtime.run_context import Redirect, RedirectInfo, RunContext
@@ -48,8 +48,10 @@ if TYPE_CHECKING:  # the JIT's modules load llvmlite: imported where a program i
     from .jit import native_interp
     from .jit.engine import CompiledProgram
 
-# The ld_imm64 sources that name a map of the program's object (its maps' index in the object).
-_MAP_SOURCES = (isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_IDX_VALUE)
+# The ld_imm64 sources that name a map (by fd or by its index in the object, or a value in it),
+# each with the source that gives the map itself.
+_MAP_SOURCES = {isa.PSEUDO_MAP_FD: isa.PSEUDO_MAP_FD, isa.PSEUDO_MAP_VALUE: isa.PSEUDO_MAP_FD,
+                isa.PSEUDO_MAP_IDX: isa.PSEUDO_MAP_IDX, isa.PSEUDO_MAP_IDX_VALUE: isa.PSEUDO_MAP_IDX}
 
 
 Engine = Literal["jit", "interp", "reference", "auto"]
@@ -114,8 +116,6 @@ class Program:
         # BPF_PROG_LOAD's prog_flags, as the kernel would be given them (libbpf's bpf_program__flags
         # plus what the section's definition adds at load).
         self.flags = check_program_flags(default_flags(prog_type) if flags is None else flags, name)
-        if verify:  # the verifier's rules (verify=False: no verifier, the bits alone)
-            self.check_sleepable()
         if len(self.original_insns) >= WARM_NATIVE_INSNS:
             _warm_native_interpreter()
         started = time.perf_counter()
@@ -123,6 +123,8 @@ class Program:
                                  self.env.function_tokens.values() if self.env.function_tokens else (),
                                  unverified=not verify,
                                  jump_tables=program_tables(self.original_insns, self.env.ld_imm64_value))
+        if verify:  # the verifier's rules (verify=False: no verifier, the bits alone)
+            self.check_sleepable()
         # What the verifier proved (None: not verified).
         self.verification: Verdict | None = None
         if verify:
@@ -133,6 +135,7 @@ class Program:
                                  zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead,
                                  pointer_moves=self.verification.pointer_moves,
                                  callx_sites=self.verification.callx_sites)
+        self._claim_prog_arrays()
         self.insns = self.original_insns
         if self.type.layout is not None:
             self.insns = rewrite_ctx_access(self.original_insns, self.facts, self.type.layout,
@@ -151,19 +154,47 @@ class Program:
     def check_sleepable(self) -> None:
         """The kernel verifier's rules on BPF_F_SLEEPABLE (program_flags.check_sleepable) on the
         maps this program's ld_imm64 instructions name and on its type."""
-        sleepable = bool(self.flags & BPF_F_SLEEPABLE)
-        insns = self.original_insns if sleepable else []
-        named = []
+        named = self._used_maps() if self.flags & BPF_F_SLEEPABLE else []
+        check_sleepable(self.name, self.flags, self.prog_type, self.type.kernel_type, named)
+
+    @property
+    def tail_call_kind(self) -> tuple[str, bool]:
+        """What a prog array it shares with other programs must agree on (ProgArray.claim)."""
+        return self.type.kernel_type, bool(self.flags & BPF_F_XDP_HAS_FRAGS)
+
+    def _claim_prog_arrays(self) -> None:
+        """Load, as the kernel's bpf_check_tail_call: each prog array the program names takes its
+        kind, or refuses it (MapError, EINVAL) for another kind's."""
+        for _, found in self._used_maps():
+            if isinstance(found, ProgArray):
+                found.claim(self.tail_call_kind, f"program {self.name!r}")
+
+    def _used_maps(self) -> list[tuple[int, Map]]:
+        """(instruction, map) for each map an ld_imm64 names in the program's entry function and
+        the functions it calls or hands to a helper (the kernel's used maps: libbpf links in
+        those functions alone, where bpfjit also links the ones only global data points to)."""
+        insns, named = self.original_insns, []
+        functions = {function.start: function for function in self.facts.functions}
+        used, todo = {0}, [0]
+        while todo:
+            function = functions[todo.pop()]
+            taken = {insn.call_target(index) for index, insn in enumerate(insns[function.start:function.end],
+                                                                        function.start)
+                     if insn.is_lddw and insn.src == isa.PSEUDO_FUNC}
+            for start in (function.calls | taken) - used:
+                used.add(start)
+                todo.append(start)
         for index, insn in enumerate(insns):
-            if not insn.is_lddw or insn.src not in _MAP_SOURCES or isa.is_filler(insns, index):
+            if not insn.is_lddw or insn.src not in _MAP_SOURCES or isa.is_filler(insns, index) or \
+                    not any(functions[start].start <= index < functions[start].end for start in used):
                 continue
-            try:  # the map itself, for either source (a bad index is the verifier's to report)
-                found = map_from_handle(self.env.ld_imm64_value(replace(insn, src=isa.PSEUDO_MAP_IDX), index))
+            try:  # the map itself, for any source (a bad fd or index is the verifier's to report)
+                found = map_from_handle(self.env.ld_imm64_value(replace(insn, src=_MAP_SOURCES[insn.src]), index))
             except BPFError:
                 continue
             if found is not None:
                 named.append((index, found))
-        check_sleepable(self.name, self.flags, self.prog_type, self.type.kernel_type, named)
+        return named
 
     def _verify(self, log_level: int) -> Verdict:
         """The verifier's verdict: from the cache when this program was accepted before. The key

@@ -9,11 +9,14 @@ the reference interpreter's.
 from __future__ import annotations
 
 import ctypes
+import errno
 import pathlib
 
 import pytest
 
 import bpfjit
+from bpfjit.errors import MapError
+from bpfjit.program_flags import BPF_F_XDP_HAS_FRAGS
 from bpfjit.runtime.maps import ProgArray
 from test_helper_bench_progs import python_helper_calls
 from test_native_tail_calls import CALLER, ENOENT, MAP, OUTCOMES, Jumps, frame, returns_len_plus
@@ -95,16 +98,16 @@ def test_a_target_without_native_helpers_runs_through_the_helper(jumps):
     assert calls[0] == 4
 
 
-def test_a_target_of_another_type_runs_through_the_helper(jumps):
+def test_a_target_of_another_type_is_refused(jumps):
+    # The kernel's bpf_prog_map_compatible: the array takes the kind of its first user (the
+    # caller, which names it), and an update with a program of another type is EINVAL.
     array, caller = jumps
     xdp = bpfjit.Program.from_asm("mov %r0, 2\nexit", name="xdp_pass", prog_type="xdp")
-    array.map.set_program(1, xdp)
-    caller.prepare("interp")
-    assert slot_word(array.map.image_table, 1) == 0
-    with python_helper_calls() as calls:
-        assert caller.test_run(frame(1), engine="interp").retval == 2 == \
-            caller.test_run(frame(1), engine="reference").retval
-    assert calls[0] == 1
+    with pytest.raises(MapError) as refused:
+        array.map.set_program(1, xdp)
+    assert refused.value.errno == errno.EINVAL
+    assert f"program 'xdp_pass': prog array {array.map.name} holds " in str(refused.value)
+    assert array.map.program(1).name == "leaf"  # the slot keeps what it held
 
 
 def test_a_tail_call_from_a_function_and_budgeted_runs_take_the_helper(jumps):
@@ -157,3 +160,16 @@ def test_an_empty_slot_then_a_program_natively():
         assert [entry.test_run(bytes(64), engine="interp").retval for _ in range(3)] == [41, 42, 43]
     assert calls[0] == 0
     assert obj.bss.tail_hops == 3
+
+
+def test_a_program_of_another_kind_naming_the_array_is_refused_at_load(jumps):
+    # bpf_check_tail_call at load (verified or not): the array is the socket filters' (its first
+    # user's), so an XDP program, or a socket filter flagged xdp.frags, that names it does not load.
+    array, _ = jumps
+    for prog_type, flags in (("xdp", 0), ("socket", BPF_F_XDP_HAS_FRAGS)):
+        insns = array.program(CALLER, "probe", verify=False).original_insns
+        with pytest.raises(MapError) as refused:
+            bpfjit.Program(insns, array.program(CALLER, "env", verify=False).env, "other", prog_type, verify=False,
+                           flags=flags)
+        assert refused.value.errno == errno.EINVAL
+    assert array.program(CALLER, "same_kind").test_run(frame(1)).retval == 43

@@ -146,6 +146,7 @@ class ProgArray(_FdArray):
 
     type_name = "prog_array"
     EMPTY_ENTRY = 1  # the native entry of an empty slot (no code lives at address 1)
+    owner: tuple[str, bool] | None = None  # the kind of its first user (claim)
 
     def _allocate(self) -> None:
         _FdArray._allocate(self)
@@ -160,6 +161,22 @@ class ProgArray(_FdArray):
     def _check_object(self, obj: Any) -> None:
         if isinstance(obj, (Map, int, bytes, bytearray)):
             raise self._err(f"slots hold program objects, not {type(obj).__name__}", E.EINVAL)
+        kind = getattr(obj, "tail_call_kind", None)
+        if kind is not None:
+            self.claim(kind, f"program {getattr(obj, 'name', '?')!r}")
+
+    def claim(self, kind: tuple[str, bool], user: str) -> None:
+        """The kernel's bpf_prog_map_compatible: the first program that uses the array (names it,
+        or is stored in it) gives it its kind (program type, xdp frags flag); a program of
+        another kind is refused (MapError, EINVAL), as a tail call may only keep both."""
+        with self._lock:
+            if self.owner is None:
+                self.owner = kind
+                return
+            owner = self.owner
+        if owner != kind:
+            raise self._err(f"{user}: prog array {self.name} holds {_kind_text(owner)} programs, not "
+                            f"{_kind_text(kind)} ones (a tail call keeps the type and the xdp frags flag)", E.EINVAL)
 
     def _entry(self, index: int, table: int | None = None) -> ctypes.c_uint64:
         """Slot ``index``'s word in ``table`` (the JIT's entry table unless named)."""
@@ -381,3 +398,8 @@ class HashOfMaps(_MapInMap, HashMap):
 
     def dump(self) -> list[tuple[Any, Any]]:
         return [(k, m.name) for k, m in self.items()]
+
+
+def _kind_text(kind: tuple[str, bool]) -> str:
+    program_type, frags = kind
+    return f"{program_type or 'raw'}{' (xdp frags)' if frags else ''}"
