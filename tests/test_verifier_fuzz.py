@@ -27,6 +27,8 @@ BPFJIT_VERIFIER_FUZZ_PROGRAMS (default 100,000). BPFJIT_VERIFIER_FUZZ_SEED repla
 from __future__ import annotations
 
 import collections
+import ctypes
+import mmap
 import multiprocessing
 import os
 import queue
@@ -35,6 +37,7 @@ import re
 import signal
 import threading
 import traceback
+import weakref
 from contextlib import contextmanager
 from unittest import mock
 from dataclasses import dataclass, field, replace
@@ -353,10 +356,31 @@ class JitRunner:
 
 
 class _DirtyBuffer(Buffer):
-    """A buffer whose bytes not given start as garbage (0xA5), as a native stack's do."""
+    """A buffer whose bytes not given start as garbage (0xA5), as a native stack's do, at an
+    address of its own choosing: pages mapped near a random place of the address space, so that
+    even the low 32 bits of an address (what a 32-bit compare with r10 sees) differ from rerun to
+    rerun, as the JIT's native stack differs from the interpreter's heap buffer."""
 
     def __init__(self, size: int, init: bytes = b"") -> None:
-        super().__init__(size, bytes(init) + b"\xa5" * (size - len(init)))
+        length = (max(size, 1) + PAGE - 1) // PAGE * PAGE
+        hint = _RANDOM_PLACES.randrange(1 << 32, 1 << 46) // PAGE * PAGE
+        address = _libc.mmap(ctypes.c_void_p(hint), length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if address in (None, MAP_FAILED):
+            raise MemoryError("mmap failed")
+        self.size, self.address = size, address
+        self._storage = (ctypes.c_uint8 * length).from_address(address)
+        weakref.finalize(self, _libc.munmap, ctypes.c_void_p(address), length)
+        ctypes.memmove(address, bytes(init) + b"\xa5" * (size - len(init)), size)
+
+
+PAGE = mmap.PAGESIZE
+PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS = 1, 2, 2, 0x20
+MAP_FAILED = (1 << 64) - 1
+_RANDOM_PLACES = random.Random(0x57AC4)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 
 
 def _not_comparable(job: Job, index: int) -> bool:
