@@ -15,6 +15,7 @@ from bpfjit.runtime.maps import MapSpec, create_map
 from bpfjit.runtime.maps.bloom import jhash
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.stdhelpers import current_cpu
+from test_helper_bench_progs import python_helper_calls
 
 OBJ = pathlib.Path(__file__).resolve().parent / "progs" / "bloom_perf.o"
 XDP_DROP, XDP_PASS = 1, 2
@@ -145,7 +146,6 @@ def test_every_engine_writes_into_the_same_cpu_buffer():
     ("tc_trace", CURRENT_CPU | 12 << 32, 1),  # an skb's bytes: the Python helper's
 ])
 def test_jitted_perf_event_output_stays_native(program, flags, python_calls):
-    from tests.test_helper_bench_progs import python_helper_calls
     obj = load(OBJ)
     obj.programs[program].prepare("jit")
     with python_helper_calls() as calls:
