@@ -38,12 +38,16 @@ DIGEST = 32  # bytes of SHA-256 in front of each object
 # entry format), the modules whose contents the object code is built against: the instruction set,
 # the run environment the code reads and writes (status.py: RunEnv, status codes, frame limit),
 # the hash-map chains it walks inline (hash_index.py) and the environment that hands it map
-# layouts, function tokens and helper properties (environment.py), and the jump tables a gotox may
-# reach (jump_tables.py).
+# layouts, function tokens and helper properties (environment.py), the jump tables a gotox may
+# reach (jump_tables.py), and what the native interpreter's redirects read and write: a map's
+# header (maps/native.py), the map types, the redirect record (run_context.py) and the redirect
+# helpers' flags and actions (stdhelpers.py).
 DEPENDENCIES = (("bpfjit", "isa.py"), ("bpfjit.runtime", "status.py"), ("bpfjit.runtime", "hash_index.py"),
                 ("bpfjit.runtime", "environment.py"), ("bpfjit.runtime", "context.py"),
                 ("bpfjit.runtime", "packet_loads.py"), ("bpfjit.runtime", "jump_tables.py"),
-                ("bpfjit.runtime.maps", "hash_table.py"))
+                ("bpfjit.runtime.maps", "hash_table.py"), ("bpfjit.runtime.maps", "native.py"),
+                ("bpfjit.runtime", "map_types.py"), ("bpfjit.runtime", "run_context.py"),
+                ("bpfjit.runtime", "stdhelpers.py"))
 # The verifier decides which accesses the code checks (its facts), and its verdicts are cached
 # here too (bpfjit/verdicts.py): its whole package is part of the digest.
 PACKAGES = ("bpfjit.verifier",)

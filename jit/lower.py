@@ -934,15 +934,8 @@ class _FunctionLowering:
         refused = self.value(f"and i64 {flags}, {_const(~(REDIRECT_FALLBACK_MASK | allowed), 64)}")
         bad = self.value(f"icmp ne i64 {refused}, 0")
         key = self.value(f"zext i32 {self.reg32(2)} to i64")
-        inside = self.value(f"icmp ult i64 {key}, {devices.max_entries}")
-        slot = self.value(f"select i1 {inside}, i64 {key}, i64 0")  # slot 0 stands in when outside
-        word = self.value(f"getelementptr i64, ptr {self.symbols.pointer(devices.value_base)}, i64 {slot}")
-        first = self.value(f"load i32, ptr {word}")
-        present = self.value(f"and i1 {inside}, {self.value(f'icmp ne i32 {first}, 0')}")
-        broadcast = self.value(f"icmp ne i64 {self.value(f'and i64 {flags}, {BPF_F_BROADCAST}')}, 0")
-        hit = self.value(f"or i1 {present}, {broadcast}")
-        fallback = self.value(f"and i64 {flags}, {REDIRECT_FALLBACK_MASK}")
-        result = self.value(f"select i1 {hit}, i64 {XDP_REDIRECT}, i64 {fallback}")
+        hit, result = redirect_map_decision(self.value, key, str(devices.max_entries),
+                                            self.symbols.pointer(devices.value_base), flags)
         self.set_reg(0, self.value(f"select i1 {bad}, i64 {XDP_ABORTED}, i64 {result}"))
         self.record_redirect(bad, (self.value(f"select i1 {hit}, i64 {RECORD_MAP}, i64 {RECORD_CLEARED}"),
                                    self.reg(1), key, self.value(f"and i64 {flags}, {allowed}")))
@@ -1222,6 +1215,22 @@ def _prog_array(handle: int) -> ProgArray | None:
     """The prog array whose handle this is, else None."""
     found = map_from_handle(handle)
     return found if isinstance(found, ProgArray) else None
+
+
+def redirect_map_decision(value: Callable[[str], str], key: str, entries: str, values: str,
+                          flags: str) -> tuple[str, str]:
+    """bpf_redirect_map's decision on a DEVMAP or CPUMAP of `entries` 8-byte slots at `values`, as
+    IR made through `value` (which names an instruction's result): (hit, result). A slot is held
+    when its first u32 (ifindex, queue size) is not 0 (runtime/maps/devices.py); a hit is a held
+    slot or a broadcast, and gives XDP_REDIRECT, a miss the flags' fallback action."""
+    inside = value(f"icmp ult i64 {key}, {entries}")
+    slot = value(f"select i1 {inside}, i64 {key}, i64 0")  # slot 0 stands in when outside
+    first = value(f"load i32, ptr {value(f'getelementptr i64, ptr {values}, i64 {slot}')}")
+    present = value(f"and i1 {inside}, {value(f'icmp ne i32 {first}, 0')}")
+    broadcast = value(f"and i64 {flags}, {BPF_F_BROADCAST}")
+    hit = value(f"or i1 {present}, {value(f'icmp ne i64 {broadcast}, 0')}")
+    fallback = value(f"and i64 {flags}, {REDIRECT_FALLBACK_MASK}")
+    return hit, value(f"select i1 {hit}, i64 {XDP_REDIRECT}, i64 {fallback}")
 
 
 def _slot_redirect_map(handle: int) -> Map | None:

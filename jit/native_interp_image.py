@@ -47,15 +47,18 @@ from bpfjit.runtime.environment import Environment, func_token
 from bpfjit.runtime.jump_tables import BAD_TARGET, gotox_targets, program_tables
 from bpfjit.runtime.maps import ProgArray, map_from_handle
 from bpfjit.runtime.static_keys import BranchFlag
-from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP, TAIL_CALL, for_each_map_elem, loop, tail_call
+from bpfjit.runtime.stdhelpers import (FOR_EACH_MAP_ELEM, LOOP, REDIRECT, REDIRECT_MAP, TAIL_CALL, for_each_map_elem,
+                                       loop, redirect, redirect_map, tail_call)
 
-from .native_interp_ir import (CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CALL_TAIL, CHECKED_MODE, STOPS_ON_ZERO,
-                               TRAP_OPCODE)
+from .native_interp_ir import (CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CALL_REDIRECT_MAP, CALL_REDIRECT_SKB,
+                               CALL_REDIRECT_XDP, CALL_TAIL, CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE)
 
 # The helpers the interpreter runs itself when they are the standard implementation (native
-# loops, the tail call's switch of image), and the call code it knows each by.
+# loops, the tail call's switch of image, the redirects' records), and the call code it knows
+# each by (bpf_redirect's is XDP's; the skb programs' is CALL_REDIRECT_SKB).
 _OWN_CALLS = {LOOP: (loop, CALL_BPF_LOOP), FOR_EACH_MAP_ELEM: (for_each_map_elem, CALL_FOR_EACH_ARRAY),
-              TAIL_CALL: (tail_call, CALL_TAIL)}
+              TAIL_CALL: (tail_call, CALL_TAIL), REDIRECT_MAP: (redirect_map, CALL_REDIRECT_MAP),
+              REDIRECT: (redirect, CALL_REDIRECT_XDP)}
 
 
 class ImageHeader(ctypes.Structure):
@@ -173,6 +176,8 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                 reason = f"call to unknown helper {imm}"
             else:
                 standard, own_code = _OWN_CALLS.get(imm, (None, src))
+                if own_code == CALL_REDIRECT_XDP and env.program_type != "XDP":
+                    own_code = CALL_REDIRECT_SKB
                 src = own_code if helper.impl is standard else src
                 own_calls.add(src)
                 imm = index_of(imm)

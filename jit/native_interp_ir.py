@@ -76,13 +76,19 @@ from typing import Callable
 
 from bpfjit import isa
 from bpfjit.runtime.status import (BPF_MAX_LOOPS, FIELD_ACCESS_SIZE, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
-                                   FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_STACK_TOP, FIELD_STATUS,
+                                   FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REDIRECT_KIND,
+                                   FIELD_STACK_TOP, FIELD_STATUS,
                                    FIELD_STEPS, FIELD_STOP, FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING,
                                    MAX_CALL_FRAMES, MAX_TAIL_CALLS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 
+from bpfjit.runtime.map_types import MapType
+from bpfjit.runtime.maps.native import HEADER_MAX_ENTRIES, HEADER_TYPE, HEADER_VALUE_BASE
 from bpfjit.runtime.packet_loads import SKB_DATA, SKB_DATA_END, SKF_LL_OFF
+from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP
+from bpfjit.runtime.stdhelpers import (BPF_F_INGRESS, REDIRECT_FALLBACK_MASK, REDIRECT_MAP_FLAGS,
+                                       TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_ABORTED, XDP_REDIRECT)
 
-from .lower import ACCESS_OK
+from .lower import ACCESS_OK, redirect_map_decision
 
 DISPATCH_INDIRECT = "indirectbr"
 DISPATCH_SWITCH = "switch"
@@ -90,9 +96,11 @@ VARIANTS = ("fast", "checked")
 
 TRAP = 0x100  # RunEnv.status of an instruction the image turned into a trap (TRAP_OPCODE)
 TRAP_OPCODE = 0x00  # LD|IMM|W: no engine accepts it, so the image may use it for its traps
-# The image's call codes (src of a call) for the standard bpf_loop, for_each_map_elem and
-# bpf_tail_call: the codes after the kernel's (helper 0, BPF function 1, kfunc 2).
+# The image's call codes (src of a call) for the standard bpf_loop, for_each_map_elem,
+# bpf_tail_call, bpf_redirect_map and bpf_redirect (by the program's type: XDP's or the skb
+# programs'): the codes after the kernel's (helper 0, BPF function 1, kfunc 2).
 CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CALL_TAIL = 3, 4, 5
+CALL_REDIRECT_MAP, CALL_REDIRECT_XDP, CALL_REDIRECT_SKB = 6, 7, 8
 STOPS_ON_ZERO = 1  # helper table flag: a zero result unwinds the run (bpf_conformance's helper 5)
 POLL_EVERY = 1024  # steps between two looks at the watchdog's stop flag (checked variant)
 
@@ -656,11 +664,16 @@ class _LoopBuilder:
         self.to_helper(helper)
         f.label(loops)
         bpf_loop, for_each, tail = f.fresh("own_loop"), f.fresh("own_for_each"), f.fresh("own_tail")
+        redirect_map, redirect_xdp, redirect_skb = (f.fresh(f"own_{name}") for name in ("redirect_map", "xdp", "skb"))
         f.emit(f"switch i64 {f.src}, label %trap [ i64 {CALL_BPF_LOOP}, label %{bpf_loop} "
-               f"i64 {CALL_FOR_EACH_ARRAY}, label %{for_each} i64 {CALL_TAIL}, label %{tail} ]")
+               f"i64 {CALL_FOR_EACH_ARRAY}, label %{for_each} i64 {CALL_TAIL}, label %{tail} "
+               f"i64 {CALL_REDIRECT_MAP}, label %{redirect_map} i64 {CALL_REDIRECT_XDP}, label %{redirect_xdp} "
+               f"i64 {CALL_REDIRECT_SKB}, label %{redirect_skb} ]")
         f.label(bpf_loop)
         self.bpf_loop()
-        for block, native in ((for_each, self.for_each_array), (tail, self.tail_call)):
+        for block, native in ((for_each, self.for_each_array), (tail, self.tail_call),
+                              (redirect_map, self.redirect_map), (redirect_xdp, lambda: self.redirect(True)),
+                              (redirect_skb, lambda: self.redirect(False))):
             f.label(block)
             if f.checked:  # no checked region holds for_each's key; a budgeted run's tail calls unwind
                 self.to_helper(block)
@@ -755,6 +768,60 @@ class _LoopBuilder:
         result = f.value(f"musttail call i64 {f.name}(ptr {target}, ptr %env, i64 0, i64 %a1, i64 %a2, i64 0, "
                          "i64 0, i64 0)")
         f.emit(f"ret i64 {result}")
+
+    def redirect_map(self) -> None:
+        """bpf_redirect_map on a DEVMAP or CPUMAP, decided from the map's header as the JIT's
+        inlined one decides it from the map it names (jit/lower.py inline_redirect_map): flags
+        the map does not take give XDP_ABORTED; a slot whose first u32 is not 0 (or a DEVMAP
+        broadcast) records the map, key and flags in the RunEnv and gives XDP_REDIRECT; a miss
+        clears the record and gives the flags' fallback. Another map type goes to the helper."""
+        f = self.f
+        handle, flags = f.load_reg("1"), f.load_reg("3")
+        header = f.value(f"inttoptr i64 {handle} to ptr")
+
+        def header_field(offset: int, ty: str) -> str:
+            return f.value(f"load {ty}, ptr {f.value(f'getelementptr inbounds i8, ptr {header}, i64 {offset}')}")
+        map_type = header_field(HEADER_TYPE, "i32")
+        devmap = f.value(f"icmp eq i32 {map_type}, {int(MapType.DEVMAP)}")
+        slots = f.value(f"or i1 {devmap}, {f.value(f'icmp eq i32 {map_type}, {int(MapType.CPUMAP)}')}")
+        go, other = f.branch_if(slots, weight_taken=True)
+        f.label(other)
+        self.to_helper(other)
+        f.label(go)
+        allowed = f.value(f"select i1 {devmap}, i64 {REDIRECT_MAP_FLAGS[MapType.DEVMAP]}, "
+                          f"i64 {REDIRECT_MAP_FLAGS[MapType.CPUMAP]}")
+        not_taken = f.value(f"xor i64 {f.value(f'or i64 {allowed}, {REDIRECT_FALLBACK_MASK}')}, -1")
+        refused = f.value(f"and i64 {flags}, {not_taken}")
+        self.refuse_if(f.value(f"icmp ne i64 {refused}, 0"), str(XDP_ABORTED))
+        key_arg = f.load_reg("2")
+        key = f.value(f"zext i32 {f.value(f'trunc i64 {key_arg} to i32')} to i64")
+        entries = f.value(f"zext i32 {header_field(HEADER_MAX_ENTRIES, 'i32')} to i64")
+        values = f.value(f"inttoptr i64 {header_field(HEADER_VALUE_BASE, 'i64')} to ptr")
+        hit, result = redirect_map_decision(f.value, key, entries, values, flags)
+        self.record_redirect((f.value(f"select i1 {hit}, i64 {RECORD_MAP}, i64 {RECORD_CLEARED}"), handle, key,
+                              f.value(f"and i64 {flags}, {allowed}")))
+        f.store_reg("0", result)
+        f.next_pc()
+
+    def redirect(self, xdp: bool) -> None:
+        """bpf_redirect(ifindex, flags) as the JIT inlines it for the program's type (jit/lower.py
+        inline_redirect): a flag the type does not take gives XDP_ABORTED (TC_ACT_SHOT), else the
+        ifindex is recorded and the result is XDP_REDIRECT (TC_ACT_REDIRECT)."""
+        f = self.f
+        flags = f.load_reg("2")
+        failed, redirected = (XDP_ABORTED, XDP_REDIRECT) if xdp else (TC_ACT_SHOT, TC_ACT_REDIRECT)
+        refused = f.value(f"and i64 {flags}, {~(0 if xdp else BPF_F_INGRESS)}")
+        self.refuse_if(f.value(f"icmp ne i64 {refused}, 0"), str(failed))
+        ifindex_arg = f.load_reg("1")
+        ifindex = f.value(f"zext i32 {f.value(f'trunc i64 {ifindex_arg} to i32')} to i64")
+        self.record_redirect((str(RECORD_IFINDEX), ifindex, "0", flags))
+        f.store_reg("0", str(redirected))
+        f.next_pc()
+
+    def record_redirect(self, fields: tuple[str, str, str, str]) -> None:
+        """The redirect record's four RunEnv words (runtime/run_context.py record_redirect)."""
+        for offset, value in enumerate(fields):
+            self.f.emit(f"store i64 {value}, ptr {self.f.env_field(FIELD_REDIRECT_KIND + offset)}")
 
     def refuse_if(self, refused: str, error: str) -> None:
         """Where `refused` holds, r0 = error and on to the next instruction; the code continues

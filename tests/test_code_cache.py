@@ -211,14 +211,9 @@ NOT_DIGESTED = {
     "bpfjit.disasm": "an instruction's text, for the message of a lowering that failed",
     "bpfjit.verifier.facts": "the facts; the lowering's use of them is in jit/, their values in the IR",
     "bpfjit.runtime.helpers": "helper objects; ids and properties are written into the IR",
-    "bpfjit.runtime.stdhelpers": "helper ids: which calls the lowering inlines shows in the IR",
-    "bpfjit.runtime.run_context": "the Python side of a helper call, after the code has run; the redirect "
-                                  "record's kinds, written into the IR as constants",
     "bpfjit.runtime.maps.perf_event": "a CPU buffer's bookkeeping size, written into the native helpers' IR",
     "bpfjit.runtime.maps": "HEADER_SIZE, written into the native helpers' IR",
-    "bpfjit.runtime.maps.native": "the header's native layout, written into the native helpers' IR as offsets",
     "bpfjit.runtime.maps.uapi": "update flags, written into the native helpers' IR as constants",
-    "bpfjit.runtime.map_types": "map type numbers, written into the native helpers' IR as constants",
     "bpfjit.runtime.static_keys": "the interpreter's site bytes, written by toggles after any code is built",
 }
 

@@ -18,6 +18,7 @@ import pytest
 from bpfjit.errors import MapError
 from bpfjit.object import load
 from bpfjit.runtime.run_context import Redirect
+from test_helper_bench_progs import python_helper_calls
 
 OBJ = pathlib.Path(__file__).resolve().parent / "progs" / "redirect_maps.o"
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
@@ -117,8 +118,9 @@ def test_a_record_lasts_the_repeats_of_a_test_run(obj, engine):
     assert (result.retval, result.redirect) == (XDP_REDIRECT, Redirect(map="ports", key=5))
 
 
-def test_jitted_redirects_call_no_python(obj):
-    from tests.test_helper_bench_progs import python_helper_calls
+@pytest.mark.parametrize("native_engine", ["jit", "interp"])
+def test_native_redirects_call_no_python(obj, native_engine):
+    # The JIT inlines both redirect helpers; the native interpreter runs them itself.
     obj.maps["ports"][1] = {"ifindex": 12, "bpf_prog": {"fd": 0}}
     obj.maps["cpus"][2] = {"qsize": 64, "bpf_prog": {"fd": 0}}
     for program, key, flags, retval in (("to_port", 1, XDP_PASS, XDP_REDIRECT), ("to_cpu", 2, XDP_PASS, XDP_REDIRECT),
@@ -126,9 +128,9 @@ def test_jitted_redirects_call_no_python(obj):
                                         ("to_ifindex", 9, BPF_F_INGRESS, XDP_ABORTED),
                                         ("tc_to_ifindex", 9, BPF_F_INGRESS, TC_ACT_REDIRECT),
                                         ("tc_to_ifindex", 9, 2, TC_ACT_SHOT)):
-        obj.programs[program].prepare("jit")
+        obj.programs[program].prepare(native_engine)
         with python_helper_calls() as calls:
-            result = obj.programs[program].test_run(packet(key, flags), engine="jit", repeat=10)
+            result = obj.programs[program].test_run(packet(key, flags), engine=native_engine, repeat=10)
         assert calls[0] == 0
         assert result.retval == retval
 
