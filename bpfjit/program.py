@@ -11,6 +11,7 @@ length (the bpf_conformance convention).
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Literal, NamedTuple, Sequence
 
 from . import asm as assembler
 from . import disasm, isa, verdicts
-from .errors import BPFError, VerifierError
+from .errors import BPFError, TestRunError, VerifierError
 from .isa import Insn
 from .jit.native_interp_image import build_image
 from .jit.tiers import Tiering, chunk_runs
@@ -156,6 +157,15 @@ class Program:
         maps this program's ld_imm64 instructions name and on its type."""
         named = self._used_maps() if self.flags & BPF_F_SLEEPABLE else []
         check_sleepable(self.name, self.flags, self.prog_type, self.type.kernel_type, named)
+
+    @functools.cached_property
+    def ctx_reach(self) -> int:
+        """How far into its context the program reaches: the end of its furthest context access
+        (the kernel verifier's max_ctx_offset; every such access is at a constant offset from the
+        context's start). 0 for a program that was not verified."""
+        insns = self.original_insns
+        accesses = self.verification.ctx_accesses if self.verification is not None else ()
+        return max((insns[index].off + isa.SIZE_BYTES[insns[index].size] for index in accesses), default=0)
 
     @property
     def tail_call_kind(self) -> tuple[str, bool]:
@@ -426,6 +436,10 @@ class Program:
             raise BPFError(f"unknown engine {engine!r} (known: {', '.join(RUN_ENGINES)})")
         limits = Limits(max_steps, timeout)
         repeat = max(1, int(repeat))
+        if self.type.kernel_type == "RAW_TRACEPOINT" and len(ctx or b"") < self.ctx_reach:
+            # bpf_prog_test_run_raw_tp: ctx_size_in below the verifier's max_ctx_offset is EINVAL.
+            raise TestRunError(f"{self.name}: the ctx has {len(ctx or b'')} bytes, and the program reads "
+                               f"{self.ctx_reach}", errno.EINVAL, "ctx_in")
         memory = run_memory(self.type, self.name, bytes(data), ctx, OutputSizes(data_size_out, ctx_size_out))
         regions = Regions(self.env.regions + memory.regions)
         redirect = RedirectInfo()

@@ -140,6 +140,14 @@ def test_raw_tp_refusals_are_einval(engine, kwargs, field):
     assert refusal(program("raw_tp").test_run, engine=engine, **kwargs) == (errno.EINVAL, field)
 
 
+def test_a_raw_tp_ctx_shorter_than_the_program_reads_is_einval(engine):
+    # bpf_prog_test_run_raw_tp refuses a ctx_size_in below the verifier's max_ctx_offset: this
+    # program reads args[2], so it needs 24 bytes.
+    reads_third = Program.from_asm("ldxdw %r0, [%r1+16]\nexit", prog_type="raw_tp")
+    assert refusal(reads_third.test_run, engine=engine, ctx=bytes(23)) == (errno.EINVAL, "ctx_in")
+    assert reads_third.test_run(ctx=(7 << 128).to_bytes(24, "little"), engine=engine).retval == 7
+
+
 def test_a_syscall_ctx_over_u16_max_is_einval(engine):
     assert refusal(program("syscall").test_run, ctx=bytes(0x10000), engine=engine) == (errno.EINVAL, "ctx_in")
 
