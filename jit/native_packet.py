@@ -1,7 +1,8 @@
 """LLVM IR of the native packet helpers a packet program calls per packet: the XDP head, meta and
-tail moves and ``bpf_xdp_get_buff_len``; ``bpf_skb_load_bytes``/``store_bytes``; the checksum
-helpers ``bpf_csum_diff``, ``bpf_l3_csum_replace`` and ``bpf_l4_csum_replace``; ``bpf_skb_pull_data``
-(a test run's packet is all linear: only a length past its end fails).
+tail moves, ``bpf_xdp_get_buff_len`` and ``bpf_xdp_load_bytes``/``store_bytes``;
+``bpf_skb_load_bytes``/``store_bytes``; the checksum helpers ``bpf_csum_diff``,
+``bpf_l3_csum_replace`` and ``bpf_l4_csum_replace``; ``bpf_skb_pull_data`` (a test run's packet is
+all linear: only a length past its end fails).
 
 runtime/xdp_helpers.py and runtime/skb_helpers.py stay the reference (the interpreter calls
 them): these make the same checks, return the same error codes and move the same words, so both
@@ -36,7 +37,8 @@ CTX_SECRET = "bpfjit_ctx_secret"  # runtime/run_memory.py CTX_SECRET, bound when
 #: The Python helpers these hand what they cannot do (see the module docstring), by helper id.
 PYTHON_FALLBACKS = {HELPER_IDS[impl.__name__]: impl for impl in (
     xdp_helpers.xdp_adjust_head, xdp_helpers.xdp_adjust_meta, xdp_helpers.xdp_adjust_tail,
-    xdp_helpers.xdp_get_buff_len, skb_helpers.skb_load_bytes, skb_helpers.skb_store_bytes,
+    xdp_helpers.xdp_get_buff_len, xdp_helpers.xdp_load_bytes, xdp_helpers.xdp_store_bytes,
+    skb_helpers.skb_load_bytes, skb_helpers.skb_store_bytes,
     skb_helpers.skb_pull_data, skb_helpers.l3_csum_replace, skb_helpers.l4_csum_replace)}
 
 _XDP_DATA, _XDP_END, _XDP_META = (XDP_MD.field(name).native_offset for name in ("data", "data_end", "data_meta"))
@@ -145,6 +147,34 @@ _XDP_POINTERS = f"""
   %page = call i64 @ctx_u64(i64 %r1, i64 {CTX_PAGE})
 """
 
+def _xdp_copy(into_packet: bool) -> str:
+    """bpf_xdp_load_bytes / bpf_xdp_store_bytes on a linear packet (runtime/xdp_helpers.py
+    _packet_copy): -EFAULT for an offset or size past XDP_ACCESS_MAX, -EINVAL past the packet's
+    end, else the copy between the packet at offset and the buffer in r3."""
+    packet, buffer = ("%to", "%from") if into_packet else ("%from", "%to")
+    return f"""
+  %off = and i64 %r2, 4294967295
+  %size = and i64 %r4, 4294967295
+  %off_far = icmp ugt i64 %off, {xdp_helpers.XDP_ACCESS_MAX}
+  %size_far = icmp ugt i64 %size, {xdp_helpers.XDP_ACCESS_MAX}
+  %far = or i1 %off_far, %size_far
+  br i1 %far, label %efault, label %inside
+inside:
+  %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
+  %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
+  %len = sub i64 %end, %data
+  %reach = add i64 %off, %size
+  %past = icmp ugt i64 %reach, %len
+  br i1 %past, label %einval, label %copy
+copy:
+  %at = add i64 %data, %off
+  {packet} = inttoptr i64 %at to ptr
+  {buffer} = inttoptr i64 %r3 to ptr
+  call void @llvm.memmove.p0.p0.i64(ptr %to, ptr %from, i64 %size, i1 false)
+  ret i64 0
+"""
+
+
 _XDP = _helper("xdp_adjust_head", CTX_KIND_XDP, _XDP_POINTERS + f"""
   %meta_len = sub i64 %data, %meta
   %new = add i64 %data, %off
@@ -200,7 +230,9 @@ move:
   %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
   %len = sub i64 %end, %data
   ret i64 %len
-""", linear_only=True)
+""", linear_only=True) + "".join(
+    _helper(name, CTX_KIND_XDP, _xdp_copy(into_packet), linear_only=True)
+    for name, into_packet in (("xdp_load_bytes", False), ("xdp_store_bytes", True)))
 
 # The skb helpers of runtime/skb_helpers.py on a test run's linear packet [data, data_end).
 _SKB_COMMON = f"""

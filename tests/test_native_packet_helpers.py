@@ -21,11 +21,13 @@ from bpfjit.runtime import skb_helpers, xdp_helpers
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.stdhelpers import standard_helpers
 from test_skb_helpers import PULL_DATA
+from test_xdp_helpers import LOAD
 
 MASK64 = (1 << 64) - 1
 H = HELPER_IDS
 NATIVE = ("xdp_adjust_head", "xdp_adjust_meta", "xdp_adjust_tail", "xdp_get_buff_len", "skb_load_bytes",
-          "skb_pull_data", "skb_store_bytes", "l3_csum_replace", "l4_csum_replace", "csum_diff")
+          "skb_pull_data", "skb_store_bytes", "l3_csum_replace", "l4_csum_replace", "csum_diff", "xdp_load_bytes",
+          "xdp_store_bytes")
 
 
 def program(text: str, prog_type: str) -> Program:
@@ -265,11 +267,12 @@ def test_verified_runs_enter_no_python_packet_helper(engine):
                                      l3_new=2, l3_flags=4, l4_off=40, l4_old=3, l4_new=4, l4_flags=0x10 | 4), "tc")
     diff = program(CSUM_DIFF.format(from_size=20, to_size=20, seed=0), "tc")
     pull = program(PULL_DATA.format(length=40), "tc")
-    for prog, data in ((xdp, bytes(60)), (skb, bytes(60)), (diff, bytes(600)), (pull, bytes(60))):
+    copy = program(LOAD.format(offset=8, size=4), "xdp")
+    for prog, data in ((xdp, bytes(60)), (skb, bytes(60)), (diff, bytes(600)), (pull, bytes(60)), (copy, bytes(60))):
         assert python_helper_calls(prog, data, "reference")  # the check sees Python helpers
         assert python_helper_calls(prog, data, engine) == []
     bound = {H[name] for name in NATIVE}
-    for prog in (xdp, skb, diff, pull):
+    for prog in (xdp, skb, diff, pull, copy):
         bindings = prog.compile().bindings
         for helper_id in bound & {int(name[len("bpfjit_h"):]) for name in bindings if name.startswith("bpfjit_h")}:
             assert native_helpers.bound_natively(bindings[f"bpfjit_h{helper_id}"])

@@ -199,6 +199,23 @@ def test_store_bytes_writes_across_the_frags(engine):
     assert result.data_out == data[:3518] + b"\x01\x02\x03\x04" + data[3522:]
 
 
+@pytest.mark.parametrize(("offset", "code"), [(10, 0), (57, EINVAL), (0x10000, EFAULT)])
+def test_store_bytes_writes_a_linear_packet_or_refuses(engine, offset, code):
+    prog = program(f"""
+        stw [%r10-4], 0x04030201
+        mov %r2, {offset}
+        mov %r3, %r10
+        add %r3, -4
+        mov %r4, 4
+        call 190
+        exit
+    """)
+    result = prog.test_run(PACKET, engine=engine)
+    assert errno(result.retval) == code if code else result.retval == 0
+    written = PACKET[:offset] + b"\x01\x02\x03\x04" + PACKET[offset + 4:]
+    assert result.data_out == (PACKET if code else written)
+
+
 def test_buff_len_counts_the_frags_and_data_end_does_not(engine):
     # r0 = get_buff_len(ctx) << 32 | (data_end - data)
     prog = program("""
