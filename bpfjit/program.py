@@ -272,38 +272,37 @@ class Program:
                 self._compiled[sandboxed] = compiled
             return compiled
 
-    def tail_call_entry(self, program_type: str) -> int | None:
-        """The entry point of this program's jitted code that prog arrays may call natively, for
-        a tail call from a program of this kernel type (runtime/maps/fd_array.py ProgArray), or
-        None: the program was not verified (its helpers are not native), is of another type
-        (helpers such as bpf_redirect act by the running program's type, which a native call
-        does not change), or its code cannot be entered so (jit/engine.py tail_call_entry).
-        Compiled now if need be; a compile that fails leaves it to the run to report."""
-        if not self._may_be_tail_called(program_type):
+    def tail_call_entry(self) -> int | None:
+        """The entry point of this program's jitted code that prog arrays may call natively
+        (runtime/maps/fd_array.py ProgArray), or None: the program was not verified (its helpers
+        are not native) or its code cannot be entered so (jit/engine.py tail_call_entry). A
+        prog array holds programs of its callers' type alone (ProgArray.claim), so a native
+        switch keeps the running type that helpers such as bpf_redirect act by. Compiled now if
+        need be; a compile that fails leaves it to the run to report."""
+        if not self._may_be_tail_called():
             return None
         try:
             return self.compile().tail_call_entry
         except BPFError:
             return None
 
-    def tail_call_image(self, program_type: str) -> int | None:
+    def tail_call_image(self) -> int | None:
         """The address of this program's bound image that prog arrays may hand the native
-        interpreter's tail calls (runtime/maps/fd_array.py ProgArray.image_table), for a caller
-        of this kernel type, or None: as for tail_call_entry, and also when the image binds a
-        Python helper that calls back (native_interp.HelperTable.calls_back) or has traps (the
-        run reports a trap by the image it started with)."""
-        if not self._may_be_tail_called(program_type):
+        interpreter's tail calls (runtime/maps/fd_array.py ProgArray.image_table), or None: as
+        for tail_call_entry, and also when the image binds a Python helper that calls back
+        (native_interp.HelperTable.calls_back) or has traps (the run reports a trap by the image
+        it started with)."""
+        if not self._may_be_tail_called():
             return None
         image = self._native_image()
         if self._native.calls_back or image.traps:
             return None
         return ctypes.addressof(image.header)
 
-    def _may_be_tail_called(self, program_type: str) -> bool:
-        """Whether native code may switch to this program without bpfjit.program: the caller
-        is of its type (helpers such as bpf_redirect act by the running program's type, which
-        a native switch does not change) and its helpers are native (verified, arguments proven)."""
-        return program_type == self.type.kernel_type and self.facts.verified and self.facts.helper_args_proven
+    def _may_be_tail_called(self) -> bool:
+        """Whether native code may switch to this program without bpfjit.program: its helpers
+        are native (verified, arguments proven)."""
+        return self.facts.verified and self.facts.helper_args_proven
 
     def prepare(self, engine: Engine = "jit") -> None:
         """Build now what the first run on `engine` would build (the JIT's code; the native
@@ -338,9 +337,9 @@ class Program:
             for prog_array in programs.pop()._prog_arrays:
                 for index in range(prog_array.max_entries):
                     if engine == "jit":
-                        prog_array.publish_entry(index, self.type.kernel_type)
+                        prog_array.publish_entry(index)
                     else:
-                        prog_array.publish_image(index, self.type.kernel_type)
+                        prog_array.publish_image(index)
                         target = prog_array.program(index)
                         if isinstance(target, Program) and id(target) not in seen:
                             seen.add(id(target))

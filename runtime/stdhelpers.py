@@ -225,7 +225,7 @@ def tail_call(ctx, handle, index, *_):
     if target is None or run.env.tail_calls >= MAX_TAIL_CALLS:
         return errno_result(ENOENT)
     if run.native_tail_calls:
-        prog_array.publish_entry(index, run.program_type)
+        prog_array.publish_entry(index)
     run.env.tail_calls += 1
     run.tail_call_target = target
     run.env.status = Status.TAIL_CALL

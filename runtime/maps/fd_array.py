@@ -206,27 +206,26 @@ class ProgArray(_FdArray):
             return self._slots[index]
         return None
 
-    def publish_entry(self, index: int, program_type: str) -> None:
-        """Fill slot ``index``'s native entry from its program's ``tail_call_entry(program_type)``
-        (bpfjit.program: compiles the program if need be; None when it cannot be called so), for
-        a caller of this kernel program type. A slot changed meanwhile keeps its new state; a
-        filled or empty one is left as it is."""
-        self._publish(self.entry_table, index, "tail_call_entry", program_type)
+    def publish_entry(self, index: int) -> None:
+        """Fill slot ``index``'s native entry from its program's ``tail_call_entry()``
+        (bpfjit.program: compiles the program if need be; None when it cannot be called so). A
+        slot changed meanwhile keeps its new state; a filled or empty one is left as it is."""
+        self._publish(self.entry_table, index, "tail_call_entry")
 
-    def publish_image(self, index: int, program_type: str) -> None:
+    def publish_image(self, index: int) -> None:
         """Fill slot ``index``'s entry in the interpreter's image table from its program's
-        ``tail_call_image(program_type)`` (bpfjit.program: its bound image; None when the
-        interpreter cannot switch to it), as :meth:`publish_entry` fills the JIT's."""
-        self._publish(self.image_table, index, "tail_call_image", program_type)
+        ``tail_call_image()`` (bpfjit.program: its bound image; None when the interpreter cannot
+        switch to it), as :meth:`publish_entry` fills the JIT's."""
+        self._publish(self.image_table, index, "tail_call_image")
 
-    def _publish(self, table: int, index: int, method: str, program_type: str) -> None:
-        """Fill slot ``index``'s word in ``table`` with what its program's ``method`` gives for
-        a caller of ``program_type``, unless the word is set or the slot changes meanwhile."""
+    def _publish(self, table: int, index: int, method: str) -> None:
+        """Fill slot ``index``'s word in ``table`` with what its program's ``method`` gives,
+        unless the word is set or the slot changes meanwhile."""
         if self._entry(index, table).value:
             return
         prog = self.program(index)
         entry = getattr(prog, method, None)
-        address = entry(program_type) if entry is not None else None
+        address = entry() if entry is not None else None
         if not address:
             return
         with self._lock:
