@@ -2,7 +2,8 @@
 tail moves, ``bpf_xdp_get_buff_len`` and ``bpf_xdp_load_bytes``/``store_bytes``;
 ``bpf_skb_load_bytes``/``store_bytes``; the checksum helpers ``bpf_csum_diff``,
 ``bpf_l3_csum_replace`` and ``bpf_l4_csum_replace``; ``bpf_skb_pull_data`` (a test run's packet is
-all linear: only a length past its end fails).
+all linear: only a length past its end fails) and ``bpf_get_hash_recalc`` (the context's hash, as
+the Python helper gives it: bpfjit has no flow dissector).
 
 runtime/xdp_helpers.py and runtime/skb_helpers.py stay the reference (the interpreter calls
 them): these make the same checks, return the same error codes and move the same words, so both
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import errno
 
-from bpfjit.runtime import skb_helpers, xdp_helpers
+from bpfjit.runtime import skb_helpers, sock_helpers, xdp_helpers
 from bpfjit.runtime.context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_TAG,
                                     ETH_HLEN, SK_BUFF, XDP_FRAME_SIZE, XDP_MD, XDP_META_MAX)
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
@@ -39,7 +40,8 @@ PYTHON_FALLBACKS = {HELPER_IDS[impl.__name__]: impl for impl in (
     xdp_helpers.xdp_adjust_head, xdp_helpers.xdp_adjust_meta, xdp_helpers.xdp_adjust_tail,
     xdp_helpers.xdp_get_buff_len, xdp_helpers.xdp_load_bytes, xdp_helpers.xdp_store_bytes,
     skb_helpers.skb_load_bytes, skb_helpers.skb_store_bytes,
-    skb_helpers.skb_pull_data, skb_helpers.l3_csum_replace, skb_helpers.l4_csum_replace)}
+    skb_helpers.skb_pull_data, skb_helpers.l3_csum_replace, skb_helpers.l4_csum_replace,
+    sock_helpers.get_hash_recalc)}
 
 _XDP_DATA, _XDP_END, _XDP_META = (XDP_MD.field(name).native_offset for name in ("data", "data_end", "data_meta"))
 _SKB_DATA, _SKB_END = (SK_BUFF.field(name).native_offset for name in ("data", "data_end"))
@@ -306,6 +308,12 @@ done:
   %length = sub i64 %end, %data
   %past = icmp ugt i64 %wanted, %length
   %result = select i1 %past, i64 {-errno.ENOMEM}, i64 0
+  ret i64 %result
+""") + _helper("get_hash_recalc", CTX_KIND_SKB, f"""
+  %hash_at = add i64 %r1, {_SKB_HASH}
+  %hash_ptr = inttoptr i64 %hash_at to ptr
+  %hash = load i32, ptr %hash_ptr
+  %result = zext i32 %hash to i64
   ret i64 %result
 """)
 

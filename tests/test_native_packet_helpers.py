@@ -17,7 +17,7 @@ import pytest
 from bpfjit.errors import VerifierError
 from bpfjit.jit import native_helpers
 from bpfjit.program import Program
-from bpfjit.runtime import skb_helpers, xdp_helpers
+from bpfjit.runtime import skb_helpers, sock_helpers, xdp_helpers
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.stdhelpers import standard_helpers
 from test_skb_helpers import PULL_DATA
@@ -27,7 +27,7 @@ MASK64 = (1 << 64) - 1
 H = HELPER_IDS
 NATIVE = ("xdp_adjust_head", "xdp_adjust_meta", "xdp_adjust_tail", "xdp_get_buff_len", "skb_load_bytes",
           "skb_pull_data", "skb_store_bytes", "l3_csum_replace", "l4_csum_replace", "csum_diff", "xdp_load_bytes",
-          "xdp_store_bytes")
+          "xdp_store_bytes", "get_hash_recalc")
 
 
 def program(text: str, prog_type: str) -> Program:
@@ -244,7 +244,7 @@ def test_csum_diff_matches_the_reference(seed):
 
 def python_helper_calls(prog: Program, data: bytes, engine: str) -> list[str]:
     """The functions of the Python packet helpers' modules entered during one run."""
-    files = {xdp_helpers.__file__, skb_helpers.__file__}
+    files = {xdp_helpers.__file__, skb_helpers.__file__, sock_helpers.__file__}
     calls: list[str] = []
 
     def profile(frame, event, arg):
@@ -268,11 +268,13 @@ def test_verified_runs_enter_no_python_packet_helper(engine):
     diff = program(CSUM_DIFF.format(from_size=20, to_size=20, seed=0), "tc")
     pull = program(PULL_DATA.format(length=40), "tc")
     copy = program(LOAD.format(offset=8, size=4), "xdp")
-    for prog, data in ((xdp, bytes(60)), (skb, bytes(60)), (diff, bytes(600)), (pull, bytes(60)), (copy, bytes(60))):
+    hashed = program("call 34\nexit", "tc")  # get_hash_recalc
+    for prog, data in ((xdp, bytes(60)), (skb, bytes(60)), (diff, bytes(600)), (pull, bytes(60)), (copy, bytes(60)),
+                       (hashed, bytes(60))):
         assert python_helper_calls(prog, data, "reference")  # the check sees Python helpers
         assert python_helper_calls(prog, data, engine) == []
     bound = {H[name] for name in NATIVE}
-    for prog in (xdp, skb, diff, pull, copy):
+    for prog in (xdp, skb, diff, pull, copy, hashed):
         bindings = prog.compile().bindings
         for helper_id in bound & {int(name[len("bpfjit_h"):]) for name in bindings if name.startswith("bpfjit_h")}:
             assert native_helpers.bound_natively(bindings[f"bpfjit_h{helper_id}"])
