@@ -189,8 +189,7 @@ class _NativeXdpLane:
         self.redirect = RedirectInfo()  # a tail call's chain, settled in Python, records here
         caller = program._function_caller(engine, self.env, self.regions, False)
         self.context = RunContext(self.env, program.env, caller, self.regions, native_stack=True,
-                                  program_type=program.type.kernel_type, redirect=self.redirect,
-                                  native_tail_calls=engine == "jit")
+                                  redirect=self.redirect, native_tail_calls=engine == "jit")
         if engine == "jit":
             self.entry, self.image = program.compile().code_address(), None
         else:

@@ -54,10 +54,10 @@ from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_CPU, FIELD_DEPTH, FI
                                    FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAX_TAIL_CALLS,
                                    BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP
-from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, BPF_F_INGRESS, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM,
-                                       LOOP, MAP_LOOKUP_ELEM, REDIRECT, REDIRECT_FALLBACK_MASK, REDIRECT_MAP,
-                                       REDIRECT_MAP_FLAGS, TAIL_CALL, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_ABORTED,
-                                       XDP_REDIRECT, for_each_map_elem as standard_for_each, loop as standard_loop,
+from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP,
+                                       MAP_LOOKUP_ELEM, REDIRECT, REDIRECT_FALLBACK_MASK, REDIRECT_MAP,
+                                       REDIRECT_MAP_FLAGS, TAIL_CALL, XDP_ABORTED, XDP_REDIRECT, redirect_rule,
+                                       for_each_map_elem as standard_for_each, loop as standard_loop,
                                        redirect as standard_redirect, redirect_map as standard_redirect_map,
                                        tail_call as standard_tail_call)
 from bpfjit.verifier.facts import SLOT_SIZE, Facts, Function
@@ -897,15 +897,12 @@ class _FunctionLowering:
         return True
 
     def inline_redirect(self) -> None:
-        """bpf_redirect(ifindex, flags) as the Python helper decides it (runtime/stdhelpers.py
-        redirect) for the program's type: XDP takes no flag and the skb programs BPF_F_INGRESS; a
-        flag it does not take gives XDP_ABORTED (TC_ACT_SHOT) and records nothing, else the ifindex
-        and flags are recorded in the RunEnv and the result is XDP_REDIRECT (TC_ACT_REDIRECT)."""
-        xdp = self.env.program_type == "XDP"
+        """bpf_redirect(ifindex, flags) by the program's type, as the Python helper decides it
+        (runtime/stdhelpers.py redirect_rule): a flag it does not take gives that type's failure
+        and records nothing, else the ifindex and flags are recorded in the RunEnv."""
+        taken, failed, redirected = redirect_rule(self.env.program_type)
         flags = self.reg(2)
-        refused = self.value(f"and i64 {flags}, {_const(~(0 if xdp else BPF_F_INGRESS), 64)}")
-        bad = self.value(f"icmp ne i64 {refused}, 0")
-        failed, redirected = (XDP_ABORTED, XDP_REDIRECT) if xdp else (TC_ACT_SHOT, TC_ACT_REDIRECT)
+        bad = self.value(f"icmp ne i64 {self.value(f'and i64 {flags}, {_const(~taken, 64)}')}, 0")
         self.set_reg(0, self.value(f"select i1 {bad}, i64 {failed}, i64 {redirected}"))
         self.record_redirect(bad, (str(RECORD_IFINDEX), self.value(f"zext i32 {self.reg32(1)} to i64"), "0", flags))
 

@@ -85,8 +85,7 @@ from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps.native import HEADER_MAX_ENTRIES, HEADER_TYPE, HEADER_VALUE_BASE
 from bpfjit.runtime.packet_loads import SKB_DATA, SKB_DATA_END, SKF_LL_OFF
 from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP
-from bpfjit.runtime.stdhelpers import (BPF_F_INGRESS, REDIRECT_FALLBACK_MASK, REDIRECT_MAP_FLAGS,
-                                       TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_ABORTED, XDP_REDIRECT)
+from bpfjit.runtime.stdhelpers import REDIRECT_FALLBACK_MASK, REDIRECT_MAP_FLAGS, XDP_ABORTED, redirect_rule
 
 from .lower import ACCESS_OK, redirect_map_decision
 
@@ -672,8 +671,8 @@ class _LoopBuilder:
         f.label(bpf_loop)
         self.bpf_loop()
         for block, native in ((for_each, self.for_each_array), (tail, self.tail_call),
-                              (redirect_map, self.redirect_map), (redirect_xdp, lambda: self.redirect(True)),
-                              (redirect_skb, lambda: self.redirect(False))):
+                              (redirect_map, self.redirect_map), (redirect_xdp, lambda: self.redirect("XDP")),
+                              (redirect_skb, lambda: self.redirect("SCHED_CLS"))):  # any skb type's rule
             f.label(block)
             if f.checked:  # no checked region holds for_each's key; a budgeted run's tail calls unwind
                 self.to_helper(block)
@@ -803,14 +802,14 @@ class _LoopBuilder:
         f.store_reg("0", result)
         f.next_pc()
 
-    def redirect(self, xdp: bool) -> None:
+    def redirect(self, program_type: str) -> None:
         """bpf_redirect(ifindex, flags) as the JIT inlines it for the program's type (jit/lower.py
-        inline_redirect): a flag the type does not take gives XDP_ABORTED (TC_ACT_SHOT), else the
-        ifindex is recorded and the result is XDP_REDIRECT (TC_ACT_REDIRECT)."""
+        inline_redirect, runtime/stdhelpers.py redirect_rule): a flag the type does not take gives
+        its failure, else the ifindex is recorded and the result is its redirect action."""
         f = self.f
         flags = f.load_reg("2")
-        failed, redirected = (XDP_ABORTED, XDP_REDIRECT) if xdp else (TC_ACT_SHOT, TC_ACT_REDIRECT)
-        refused = f.value(f"and i64 {flags}, {~(0 if xdp else BPF_F_INGRESS)}")
+        taken, failed, redirected = redirect_rule(program_type)
+        refused = f.value(f"and i64 {flags}, {~taken}")
         self.refuse_if(f.value(f"icmp ne i64 {refused}, 0"), str(failed))
         ifindex_arg = f.load_reg("1")
         ifindex = f.value(f"zext i32 {f.value(f'trunc i64 {ifindex_arg} to i32')} to i64")

@@ -88,8 +88,9 @@ class Environment:
     # The program's BTF (None for raw bytecode): the verifier types bpf_obj_new's objects and
     # kptr fields by it.
     btf: Any = None
-    # The program's kernel type (enum bpf_prog_type without its prefix; "" for raw programs): what
-    # a helper whose kernel implementation depends on it (bpf_redirect) does, which the JIT inlines.
+    # The program's kernel type (enum bpf_prog_type without its prefix; "" for raw programs), which
+    # decides what a helper whose kernel implementation depends on it does (bpf_redirect: XDP's or
+    # the skb programs'), for the Python helper, the JIT's inlined one and the native interpreter's.
     program_type: str = ""
 
     def static_branch_jumps(self, index: int, insn: Insn) -> bool:

@@ -41,9 +41,9 @@ RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP = 1, 2, 3
 
 
 def record_redirect(env: RunEnv, kind: int, target: int = 0, key: int = 0, flags: int = 0) -> None:
-    """What a redirect helper writes, in the run's RunEnv: the jitted code's inlined
-    bpf_redirect_map writes the same four words, so either may come last (target: the ifindex, or
-    the map's handle)."""
+    """What a redirect helper writes, in the run's RunEnv: the JIT's inlined redirects and the
+    native interpreter's write the same four words, so any of them may come last (target: the
+    ifindex, or the map's handle)."""
     env.redirect_kind, env.redirect_target, env.redirect_key, env.redirect_flags = kind, target, key, flags
 
 
@@ -88,9 +88,6 @@ class RunContext:
     # prog arrays (the JIT's normal code): a tail call that fell back to the Python helper then
     # fills the slot's entry, so that the next one through that slot stays native.
     native_tail_calls: bool = False
-    # The running program's kernel type (enum bpf_prog_type without the prefix): helpers whose
-    # kernel implementation depends on it (bpf_redirect: XDP or skb) read it.
-    program_type: str = ""
     redirect: RedirectInfo = field(default_factory=RedirectInfo)
     errors: list[BaseException] = field(default_factory=list)  # exceptions of failed helpers
 

@@ -284,15 +284,24 @@ REDIRECT_MAP_FLAGS = {MapType.DEVMAP: BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS,
                       MapType.CPUMAP: 0, MapType.XSKMAP: 0}
 
 
+def redirect_rule(program_type: str) -> tuple[int, int, int]:
+    """bpf_redirect for a kernel program type: (the flags it takes, its result for any other flag,
+    its result once it recorded the target). XDP's (bpf_xdp_redirect) takes no flag; the skb
+    programs' takes BPF_F_INGRESS."""
+    if program_type == "XDP":
+        return 0, XDP_ABORTED, XDP_REDIRECT
+    return BPF_F_INGRESS, TC_ACT_SHOT, TC_ACT_REDIRECT
+
+
 def redirect(ifindex, flags, *_):
-    """bpf_redirect: XDP (bpf_xdp_redirect) takes no flags; the skb programs' takes
-    BPF_F_INGRESS. A bad flag is XDP_ABORTED / TC_ACT_SHOT and records nothing."""
+    """bpf_redirect by the running program's type (redirect_rule): a flag it does not take
+    records nothing."""
     run = run_context.current()
-    xdp = run.program_type == "XDP"
-    if flags & ~(0 if xdp else BPF_F_INGRESS):
-        return XDP_ABORTED if xdp else TC_ACT_SHOT
+    taken, refused, redirected = redirect_rule(run.environment.program_type)
+    if flags & ~taken:
+        return refused
     run_context.record_redirect(run.env, run_context.RECORD_IFINDEX, ifindex & MASK32, 0, flags)
-    return XDP_REDIRECT if xdp else TC_ACT_REDIRECT
+    return redirected
 
 
 def redirect_map(handle, key, flags, *_):
