@@ -188,23 +188,25 @@ class Program:
         used, todo = {0}, [0]
         while todo:
             function = functions[todo.pop()]
-            taken = {insn.call_target(index) for index, insn in enumerate(insns[function.start:function.end],
-                                                                        function.start)
-                     if insn.is_lddw and insn.src == isa.PSEUDO_FUNC}
+            taken = set()
+            for index in range(function.start, function.end):
+                insn = insns[index]
+                if not insn.is_lddw or isa.is_filler(insns, index):
+                    continue
+                if insn.src == isa.PSEUDO_FUNC:
+                    taken.add(insn.call_target(index))
+                elif insn.src in _MAP_SOURCES:
+                    try:  # the map itself, for any source (a bad fd or index is the verifier's to report)
+                        found = map_from_handle(self.env.ld_imm64_value(replace(insn, src=_MAP_SOURCES[insn.src]),
+                                                                        index))
+                    except BPFError:
+                        continue
+                    if found is not None:
+                        named.append((index, found))
             for start in (function.calls | taken) - used:
                 used.add(start)
                 todo.append(start)
-        for index, insn in enumerate(insns):
-            if not insn.is_lddw or insn.src not in _MAP_SOURCES or isa.is_filler(insns, index) or \
-                    not any(functions[start].start <= index < functions[start].end for start in used):
-                continue
-            try:  # the map itself, for any source (a bad fd or index is the verifier's to report)
-                found = map_from_handle(self.env.ld_imm64_value(replace(insn, src=_MAP_SOURCES[insn.src]), index))
-            except BPFError:
-                continue
-            if found is not None:
-                named.append((index, found))
-        return named
+        return sorted(named, key=lambda pair: pair[0])  # in instruction order, as the kernel meets them
 
     def _verify(self, log_level: int) -> Verdict:
         """The verifier's verdict: from the cache when this program was accepted before. The key
@@ -546,8 +548,7 @@ class Program:
             # pointers there (an unverified one's frames are listed in env.frames instead).
             run = RunContext(env, program.env, caller, regions,
                              native_stack=engine in ("jit", "interp") and program.facts.verified,
-                             program_type=program.type.kernel_type, redirect=redirect,
-                             native_tail_calls=engine == "jit" and not sandboxed)
+                             redirect=redirect, native_tail_calls=engine == "jit" and not sandboxed)
             count = runs
             with run_context.active(run):
                 if engine == "jit":
