@@ -54,7 +54,7 @@ _CSUM_KNOWN_L4 = (skb_helpers.CSUM_MARK_MANGLED_0 | skb_helpers.CSUM_MARK_ENFORC
 _STORE_FLAGS = skb_helpers.STORE_RECOMPUTE_CSUM | skb_helpers.STORE_INVALIDATE_HASH
 
 
-def _helper(name: str, kind: int | None, body: str, linear_only: bool = False) -> str:
+def packet_helper(name: str, kind: int | None, body: str, linear_only: bool = False) -> str:
     """``@bpfjit_native_<name>``: body (from its label ``%body``) behind the check that r1 is a
     context of this kind (None: the helper takes none) and, linear_only, that the packet has no
     frags; what fails a check goes to the Python helper. The exits ``%einval``, ``%efault`` and
@@ -177,7 +177,7 @@ copy:
 """
 
 
-_XDP = _helper("xdp_adjust_head", CTX_KIND_XDP, _XDP_POINTERS + f"""
+_XDP = packet_helper("xdp_adjust_head", CTX_KIND_XDP, _XDP_POINTERS + f"""
   %meta_len = sub i64 %data, %meta
   %new = add i64 %data, %off
   %frame_end = add i64 %page, {XDP_FRAME_SIZE}
@@ -194,7 +194,7 @@ move:
   call void @set_ctx_u64(i64 %r1, i64 {_XDP_DATA}, i64 %new)
   call void @publish(i64 %r1, i64 %new_meta, i64 %end)
   ret i64 0
-""") + _helper("xdp_adjust_meta", CTX_KIND_XDP, _XDP_POINTERS + f"""
+""") + packet_helper("xdp_adjust_meta", CTX_KIND_XDP, _XDP_POINTERS + f"""
   %new = add i64 %meta, %off
   %frame_end = add i64 %page, {XDP_FRAME_SIZE}
   %bad = call i1 @outside(i64 %new, i64 %frame_end, i64 %data)
@@ -210,7 +210,7 @@ move:
   call void @set_ctx_u64(i64 %r1, i64 {_XDP_META}, i64 %new)
   call void @publish(i64 %r1, i64 %new, i64 %end)
   ret i64 0
-""") + _helper("xdp_adjust_tail", CTX_KIND_XDP, _XDP_POINTERS + f"""
+""") + packet_helper("xdp_adjust_tail", CTX_KIND_XDP, _XDP_POINTERS + f"""
   %new = add i64 %end, %off
   %hard_end = add i64 %page, {_HARD_END}
   %shortest = add i64 %data, {ETH_HLEN}
@@ -227,13 +227,13 @@ move:
   call void @set_ctx_u64(i64 %r1, i64 {_XDP_END}, i64 %new)
   call void @publish(i64 %r1, i64 %meta, i64 %new)
   ret i64 0
-""", linear_only=True) + _helper("xdp_get_buff_len", CTX_KIND_XDP, f"""
+""", linear_only=True) + packet_helper("xdp_get_buff_len", CTX_KIND_XDP, f"""
   %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
   %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
   %len = sub i64 %end, %data
   ret i64 %len
 """, linear_only=True) + "".join(
-    _helper(name, CTX_KIND_XDP, _xdp_copy(into_packet), linear_only=True)
+    packet_helper(name, CTX_KIND_XDP, _xdp_copy(into_packet), linear_only=True)
     for name, into_packet in (("xdp_load_bytes", False), ("xdp_store_bytes", True)))
 
 # The skb helpers of runtime/skb_helpers.py on a test run's linear packet [data, data_end).
@@ -263,7 +263,7 @@ define internal i64 @skb_bytes(i64 %c, i64 %off, i64 %size, i1 %wrap) alwaysinli
 }}
 """
 
-_SKB = _SKB_COMMON + _helper("skb_load_bytes", CTX_KIND_SKB, """
+_SKB = _SKB_COMMON + packet_helper("skb_load_bytes", CTX_KIND_SKB, """
   %off = and i64 %r2, 4294967295
   %size = and i64 %r4, 4294967295
   %buffer = inttoptr i64 %r3 to ptr
@@ -277,7 +277,7 @@ copy:
 zeroed:
   call void @llvm.memset.p0.i64(ptr %buffer, i8 0, i64 %size, i1 false)
   br label %efault
-""") + _helper("skb_store_bytes", CTX_KIND_SKB, f"""
+""") + packet_helper("skb_store_bytes", CTX_KIND_SKB, f"""
   %unknown = and i64 %r5, {~_STORE_FLAGS}
   %bad_flags = icmp ne i64 %unknown, 0
   br i1 %bad_flags, label %einval, label %check
@@ -301,7 +301,7 @@ hash:
   br label %done
 done:
   ret i64 0
-""") + _helper("skb_pull_data", CTX_KIND_SKB, f"""
+""") + packet_helper("skb_pull_data", CTX_KIND_SKB, f"""
   %wanted = and i64 %r2, 4294967295
   %data = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
   %end = call i64 @ctx_u64(i64 %r1, i64 {_SKB_END})
@@ -309,7 +309,7 @@ done:
   %past = icmp ugt i64 %wanted, %length
   %result = select i1 %past, i64 {-errno.ENOMEM}, i64 0
   ret i64 %result
-""") + _helper("get_hash_recalc", CTX_KIND_SKB, f"""
+""") + packet_helper("get_hash_recalc", CTX_KIND_SKB, f"""
   %hash_at = add i64 %r1, {_SKB_HASH}
   %hash_ptr = inttoptr i64 %hash_at to ptr
   %hash = load i32, ptr %hash_ptr
@@ -423,7 +423,7 @@ einval:
 def _csum_replace(name: str, known_flags: int, body: str) -> str:
     """A checksum replace helper: unknown flags are -EINVAL, a bad checksum offset -EFAULT; body
     (from its label %replace) has the checksum's pointer in %p."""
-    return _helper(name, CTX_KIND_SKB, f"""
+    return packet_helper(name, CTX_KIND_SKB, f"""
   %unknown = and i64 %r5, {~known_flags}
   %bad_flags = icmp ne i64 %unknown, 0
   br i1 %bad_flags, label %einval, label %field
@@ -491,7 +491,7 @@ done:
 
 """
 
-_CSUM_DIFF = _SUM_WORDS + _helper("csum_diff", None, f"""
+_CSUM_DIFF = _SUM_WORDS + packet_helper("csum_diff", None, f"""
   %from_size = and i64 %r2, 4294967295
   %to_size = and i64 %r4, 4294967295
   %either = or i64 %from_size, %to_size

@@ -43,7 +43,16 @@ CTX_TAG = CTX_RUNTIME  # u64: the context's address ^ a secret of the process ^ 
 CTX_PAGE = CTX_RUNTIME + 8  # u64: an XDP run's page (xdp_buff's data_hard_start)
 CTX_REGION_ENTRY = CTX_RUNTIME + 16  # u64: the packet's (start, size) in the run's region table, or 0
 CTX_FRAGS = CTX_RUNTIME + 24  # u64: an XDP run's number of frags
-CTX_RUNTIME_END = CTX_RUNTIME + 32
+# An skb run's sk_buff state (runtime/run_memory.py SkbBuffer), which the resizing helpers read
+# and change: where its storage starts and ends (the most data and data_end can move without a
+# bigger one, which only Python allocates), its mac and network headers (signed offsets from
+# data) and whether it carries an encapsulation (0 or 1).
+CTX_SKB_HEAD = CTX_RUNTIME + 32
+CTX_SKB_END = CTX_RUNTIME + 40
+CTX_SKB_MAC = CTX_RUNTIME + 48
+CTX_SKB_NETWORK = CTX_RUNTIME + 56
+CTX_SKB_ENCAP = CTX_RUNTIME + 64
+CTX_RUNTIME_END = CTX_RUNTIME + 72
 CTX_KIND_XDP, CTX_KIND_SKB = 1, 2  # xor'ed into the tag: a helper of one kind never takes the other
 
 # What a pointer field holds, named after the register type the kernel verifier gives its value.

@@ -23,8 +23,9 @@ from typing import Callable
 
 from bpfjit.errors import BPFError, TestRunError
 
-from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END, CTX_TAG,
-                      ETH_HLEN, RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
+from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END,
+                      CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC, CTX_SKB_NETWORK, CTX_TAG, ETH_HLEN,
+                      RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
                       ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
@@ -266,7 +267,8 @@ def _packet_memory(ptype: ProgramType, name: str, data: bytes, ctx: bytes | None
     region = PacketRegion(native.address, layout.field("data").native_offset, layout.field("data_end").native_offset)
     # Under tc the mac header is data and the network header 14 bytes on; a socket filter's data
     # is its network header, with the mac header pulled in front of it.
-    skb = SkbBuffer(native, layout, storage, region, network=ETH_HLEN - pulled, mac=-pulled)
+    skb = SkbBuffer(native, layout, storage, region)
+    skb.network, skb.mac = ETH_HLEN - pulled, -pulled
     _SKB_BUFFERS[native.address] = skb
 
     def read_out() -> tuple[bytes, bytes | None]:
@@ -294,6 +296,18 @@ class _NativePointers:
     data_meta = property(lambda self: self._pointer("data_meta"), lambda self, v: self._set_pointer("data_meta", v))
 
 
+def _ctx_word(offset: int, signed: bool = False) -> property:
+    """A runtime word of the native context (runtime/context.py CTX_SKB_*) as an attribute."""
+    kind = ctypes.c_int64 if signed else ctypes.c_uint64
+
+    def get(self) -> int:
+        return kind.from_address(self.ctx.address + offset).value
+
+    def put(self, value: int) -> None:
+        kind.from_address(self.ctx.address + offset).value = value
+    return property(get, put)
+
+
 @dataclass(eq=False)
 class SkbBuffer(_NativePointers):
     """A test run's sk_buff (bpf_prog_test_run_skb): a linear packet with room around it, and the
@@ -301,20 +315,32 @@ class SkbBuffer(_NativePointers):
     (offsets from data), whether it carries an encapsulation, the tunnel key a program set.
 
     ``data`` and ``data_end`` live in the native context, where the program reads them (and
-    ``region``, the run's "packet" region, reads them too); a helper that moves them calls
-    :meth:`moved`, which keeps ``len`` and the region table on [data, data_end). A packet that
-    outgrows its storage moves to a bigger one, as the kernel's pskb_expand_head does; the old
-    storage stays alive (and out of the regions) until the run ends.
+    ``region``, the run's "packet" region, reads them too); so do the headers, the encapsulation
+    and the storage's bounds, in the context's runtime words, where the native helpers
+    (jit/native_packet.py) read and change them as these do. A helper that moves data or
+    data_end calls :meth:`moved`, which keeps ``len`` and the region table on [data, data_end).
+    A packet that outgrows its storage moves to a bigger one, as the kernel's pskb_expand_head
+    does (only here: a native helper leaves that to Python); the old storage stays alive (and
+    out of the regions) until the run ends.
     """
     ctx: Buffer
     layout: ContextLayout
     storage: Buffer
     region: PacketRegion
-    network: int  # network header - data
-    mac: int  # mac header - data
-    encapsulation: bool = False
     tunnel_key: bytes | None = None  # the struct bpf_tunnel_key set, with its flags (skb_helpers)
     retired: list[Buffer] = field(default_factory=list)
+
+    network = _ctx_word(CTX_SKB_NETWORK, signed=True)  # network header - data
+    mac = _ctx_word(CTX_SKB_MAC, signed=True)  # mac header - data
+    encapsulation = _ctx_word(CTX_SKB_ENCAP)  # 1: it carries one
+
+    def __post_init__(self) -> None:
+        self._bound(self.storage)
+
+    def _bound(self, storage: Buffer) -> None:
+        """The storage the packet lies in, whose bounds the native helpers keep within."""
+        _u64(self.ctx.address + CTX_SKB_HEAD).value = storage.address
+        _u64(self.ctx.address + CTX_SKB_END).value = storage.address + storage.size
 
     def length(self) -> int:
         return self.data_end - self.data
@@ -340,6 +366,7 @@ class SkbBuffer(_NativePointers):
         ctypes.memmove(data, self.data, length)
         self.retired.append(self.storage)
         self.storage, self.data, self.data_end = bigger, data, data + length
+        self._bound(bigger)
 
     def push(self, size: int) -> None:
         """size more bytes in front of data (skb_push); their contents are the caller's to set."""

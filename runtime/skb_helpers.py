@@ -295,7 +295,7 @@ def _grow_room(skb: SkbBuffer, offset: int, size: int, flags: int) -> int:
     ctypes.memmove(skb.data, skb.data + size, offset)
     ctypes.memset(skb.data + offset, 0, size)
     if encap:
-        skb.encapsulation = True
+        skb.encapsulation = 1
         _match_protocol(skb, flags & ROOM_ENCAP_L3_IPV6, flags & ROOM_ENCAP_L3_IPV4)
     return 0
 

@@ -27,7 +27,8 @@ MASK64 = (1 << 64) - 1
 H = HELPER_IDS
 NATIVE = ("xdp_adjust_head", "xdp_adjust_meta", "xdp_adjust_tail", "xdp_get_buff_len", "skb_load_bytes",
           "skb_pull_data", "skb_store_bytes", "l3_csum_replace", "l4_csum_replace", "csum_diff", "xdp_load_bytes",
-          "xdp_store_bytes", "get_hash_recalc")
+          "xdp_store_bytes", "get_hash_recalc", "skb_adjust_room", "skb_change_head", "skb_change_tail",
+          "skb_vlan_push", "skb_vlan_pop", "skb_load_bytes_relative")
 
 
 def program(text: str, prog_type: str) -> Program:
@@ -242,6 +243,87 @@ def test_csum_diff_matches_the_reference(seed):
             assert retval >> 32 == 0
 
 
+# -- the resizing skb helpers (jit/native_skb.py) --------------------------------------------------
+
+# (helper, its arguments after the context as asm operands); the stack buffer at fp-64 is
+# load_bytes_relative's.
+RESIZE_CALLS = {
+    "skb_adjust_room": lambda rng: [_any(rng, [-40, -20, -8, -4, 0, 4, 8, 20, 28, 40, 100, 300, 0xFFF, 0x1000,
+                                                -0x1000, 2**32 - 20]),
+                                    rng.choice([0, 1, 1, 2]), _any(rng, ROOM_FLAGS)],
+    "skb_change_head": lambda rng: [_any(rng, [0, 4, 14, 100, 300, 5000, 2**31]), rng.choice([0, 0, 0, 1])],
+    "skb_change_tail": lambda rng: [_any(rng, [0, 14, 20, 34, 60, 80, 200, 1000, 3000, 20000, 2**32 - 1]),
+                                    rng.choice([0, 0, 0, 1])],
+    "skb_vlan_push": lambda rng: [rng.choice([0x0081, 0xA888, 0x1234]), rng.choice([7, 0xFFFF, 0x12345])],
+    "skb_vlan_pop": lambda rng: [],
+    "skb_load_bytes_relative": lambda rng: [rng.choice([0, 10, 14, 40, 0xFFFF, 0x10000]), "%r10-64",
+                                            rng.randint(1, 64), rng.choice([0, 1, 1, 2])],
+}
+ENCAP4, ENCAP6, GRE, UDP, ETH, DECAP4, DECAP6 = 1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 6, 1 << 7, 1 << 8
+ROOM_FLAGS = [0, 0, ENCAP4, ENCAP6, ENCAP4 | ENCAP6, ENCAP4 | GRE, ENCAP6 | UDP, ENCAP4 | GRE | UDP,
+              ENCAP4 | ETH | 14 << 56, ENCAP4 | ETH | 10 << 56, ENCAP4 | 64 << 56, DECAP4, DECAP6, DECAP4 | DECAP6,
+              1, 1 << 5, 1 << 9]
+# What a call changes besides the packet, copied into cb[0..4] for ctx_out: skb->protocol, the
+# VLAN tag and len.
+STATE_TO_CB = "".join(f"ldxw %r2, [%r6+{at}]\nstxw [%r6+{48 + 4 * i}], %r2\n"
+                      for i, at in enumerate((16, 20, 24, 28, 0)))
+
+
+def _any(rng: random.Random, choices: list[int]) -> int:
+    return rng.choice(choices) & MASK64
+
+
+def resize_program(calls: list[tuple[str, list]]) -> str:
+    """The calls in order, each result's low byte in r0 (the first call's lowest), then the
+    skb's state in cb."""
+    text = "mov %r6, %r1\nmov %r7, 0\n"
+    for position, (name, args) in enumerate(calls):
+        text += "mov %r1, %r6\n"
+        for reg, arg in enumerate(args, start=2):
+            text += (f"mov %r{reg}, %r10\nadd %r{reg}, -64\n" if arg == "%r10-64" else f"lddw %r{reg}, {arg}\n")
+        text += f"call {H[name]}\n{low_byte(0)}\nlsh %r0, {8 * position}\nor %r7, %r0\n"
+    return text + STATE_TO_CB + "mov %r0, %r7\nexit"
+
+
+def _frame(rng: random.Random) -> bytes:
+    """An Ethernet frame: IPv4, IPv6, 802.1Q over IPv4, QinQ, or ARP, with some payload."""
+    payload = bytes(rng.randrange(256) for _ in range(rng.choice([0, 20, 60, 200])))
+    ipv4, ipv6 = b"\x08\x00" + bytes(range(20)), b"\x86\xdd" + bytes(range(40))
+    l3 = rng.choice([ipv4, ipv6, b"\x81\x00\x00\x05" + ipv4, b"\x88\xa8\x00\x06\x81\x00\x00\x07" + ipv4,
+                     b"\x08\x06" + bytes(28)])
+    return bytes(range(1, 13)) + l3 + payload
+
+
+@pytest.mark.parametrize("seed", range(40))
+# A socket filter (whose data starts at the network header, the mac header before it) may only
+# read the headers; it sees no cb in ctx_out.
+@pytest.mark.parametrize("prog_type,names", [("tc", list(RESIZE_CALLS)), ("socket", ["skb_load_bytes_relative"])])
+def test_skb_resizes_match_the_reference(seed, prog_type, names):
+    """Random sequences of the resizing helpers with random arguments, refusals and packets past
+    the storage's room included, on a packet of any kind and, now and then, a GSO skb: every
+    engine leaves the same results, packet and sk_buff state."""
+    rng = random.Random(seed)
+    for _ in range(3):
+        calls = [(name, RESIZE_CALLS[name](rng)) for name in rng.choices(names, k=rng.randint(1, 6))]
+        ctx = bytearray(192)
+        if rng.random() < 0.1:
+            struct.pack_into("<I", ctx, 176, 1400)  # gso_size
+        text = resize_program(calls)
+        if prog_type == "socket":
+            text = text.replace(STATE_TO_CB, "")
+        assert_engines_agree(program(text, prog_type), _frame(rng), bytes(ctx))
+
+
+def test_a_packet_that_outgrows_its_storage_moves_on_every_engine():
+    # Three pushes of 0xfff bytes: past the test run's 256 bytes of headroom, where the native
+    # helper hands the call to Python, which moves the packet to a bigger buffer; then a change
+    # of tail past the new buffer's end. A fourth push would pass the skb's largest size.
+    grow = ("skb_adjust_room", [0xFFF, 1, 0])
+    prog = program(resize_program([grow] * 3 + [("skb_change_tail", [16000, 0])]), "tc")
+    retval, data_out, _ = assert_engines_agree(prog, bytes(12) + b"\x08\x00" + bytes(20))
+    assert retval == 0 and len(data_out) == 16000
+
+
 def python_helper_calls(prog: Program, data: bytes, engine: str) -> list[str]:
     """The functions of the Python packet helpers' modules entered during one run."""
     files = {xdp_helpers.__file__, skb_helpers.__file__, sock_helpers.__file__}
@@ -269,12 +351,21 @@ def test_verified_runs_enter_no_python_packet_helper(engine):
     pull = program(PULL_DATA.format(length=40), "tc")
     copy = program(LOAD.format(offset=8, size=4), "xdp")
     hashed = program("call 34\nexit", "tc")  # get_hash_recalc
+    # A tail change, an IPIP encapsulation and back, two VLAN tags pushed and one popped, a
+    # header read and a pushed head: each succeeds, within the storage's room.
+    resize = program(resize_program([("skb_change_tail", [80, 0]), ("skb_adjust_room", [20, 1, ENCAP4]),
+                                     ("skb_adjust_room", [-20 & MASK64, 1, 0]), ("skb_vlan_push", [0x0081, 5]),
+                                     ("skb_vlan_push", [0x0081, 6]), ("skb_vlan_pop", []),
+                                     ("skb_load_bytes_relative", [0, "%r10-64", 20, 1]),
+                                     ("skb_change_head", [14, 0])]), "tc")
+    ipv4 = bytes(12) + b"\x08\x00" + bytes(46)
     for prog, data in ((xdp, bytes(60)), (skb, bytes(60)), (diff, bytes(600)), (pull, bytes(60)), (copy, bytes(60)),
-                       (hashed, bytes(60))):
+                       (hashed, bytes(60)), (resize, ipv4)):
         assert python_helper_calls(prog, data, "reference")  # the check sees Python helpers
         assert python_helper_calls(prog, data, engine) == []
+    assert resize.test_run(ipv4, engine=engine).retval == 0
     bound = {H[name] for name in NATIVE}
-    for prog in (xdp, skb, diff, pull, copy, hashed):
+    for prog in (xdp, skb, diff, pull, copy, hashed, resize):
         bindings = prog.compile().bindings
         for helper_id in bound & {int(name[len("bpfjit_h"):]) for name in bindings if name.startswith("bpfjit_h")}:
             assert native_helpers.bound_natively(bindings[f"bpfjit_h{helper_id}"])
