@@ -1,6 +1,7 @@
-"""LLVM IR of the native skb helpers that resize the packet or read its headers:
+"""LLVM IR of the native skb helpers that resize the packet, read its headers or keep its tunnel:
 ``bpf_skb_adjust_room``, ``bpf_skb_change_head``, ``bpf_skb_change_tail``, ``bpf_skb_vlan_push``,
-``bpf_skb_vlan_pop`` and ``bpf_skb_load_bytes_relative``.
+``bpf_skb_vlan_pop``, ``bpf_skb_load_bytes_relative`` and ``bpf_skb_set_tunnel_key`` /
+``bpf_skb_get_tunnel_key``.
 
 runtime/skb_helpers.py stays the reference (the interpreter calls it), and these take its path
 exactly when it succeeds: every check it makes is made here first, before anything changes, and
@@ -11,7 +12,8 @@ than its storage has: only Python allocates a bigger one (SkbBuffer._make_room).
 
 The sk_buff's state is in the native context's runtime words (runtime/context.py ``CTX_SKB_*``:
 the storage's bounds, the mac and network headers as signed offsets from data, the
-encapsulation), which runtime/run_memory.py ``SkbBuffer`` reads and writes too. A move ends as
+encapsulation, the tunnel key in SKB_TUNNEL_INFO's layout), which runtime/run_memory.py
+``SkbBuffer`` reads and writes too. A move ends as
 ``SkbBuffer.moved`` ends one: data_meta = data, ``len`` follows, and so does the packet's entry
 in the run's region table. skb->protocol and the VLAN fields are the native __sk_buff's u32
 fields, holding what the program reads (a __be16 protocol as its bytes in memory), so the
@@ -22,10 +24,13 @@ jit/native_packet.py (``ctx_u64``, ``set_ctx_u64``, ``publish``, ``s32``, ``skb_
 """
 from __future__ import annotations
 
+import re
+import struct
+
 from bpfjit.isa import MASK32, MASK64, s64
 from bpfjit.runtime import skb_helpers as skb
 from bpfjit.runtime.context import (CTX_KIND_SKB, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC,
-                                    CTX_SKB_NETWORK, ETH_HLEN, SK_BUFF)
+                                    CTX_SKB_NETWORK, CTX_SKB_TUNNEL, ETH_HLEN, SK_BUFF, SKB_TUNNEL_INFO)
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.run_memory import SKB_MAX_LEN
 
@@ -35,7 +40,7 @@ from .native_packet import packet_helper
 #: The Python helpers these hand every call they would not make succeed, by helper id.
 PYTHON_FALLBACKS = {HELPER_IDS[impl.__name__]: impl for impl in (
     skb.skb_adjust_room, skb.skb_change_head, skb.skb_change_tail, skb.skb_vlan_push, skb.skb_vlan_pop,
-    skb.skb_load_bytes_relative)}
+    skb.skb_load_bytes_relative, skb.skb_set_tunnel_key, skb.skb_get_tunnel_key)}
 
 _DATA, _END, _META, _LEN, _PROTOCOL, _GSO_SIZE, _VLAN_PRESENT, _VLAN_TCI, _VLAN_PROTO = (
     SK_BUFF.field(name).native_offset for name in ("data", "data_end", "data_meta", "len", "protocol", "gso_size",
@@ -70,30 +75,47 @@ def _any(result: str, *conditions: str) -> str:
     return _chain("or", result, conditions)
 
 
+def _offsets(layout: struct.Struct, *names: str) -> dict[str, int]:
+    """Where each field of a little-endian struct layout starts, named in order."""
+    codes = re.findall(r"\d*[a-zA-Z]", layout.format.lstrip("<"))
+    return {name: struct.calcsize("<" + "".join(codes[:i])) for i, name in enumerate(names)}
+
+
+_KEY = _offsets(skb.BPF_TUNNEL_KEY, "id", "remote", "tos", "ttl", "ext", "label", "local")
+_INFO = _offsets(SKB_TUNNEL_INFO, "id", "tos", "ttl", "flags", "label", "remote", "local", "ipv6")
+_TUNNEL_SET = CTX_SKB_TUNNEL  # the u64 that says a key was set; the key follows it
+_TUNNEL_INFO = CTX_SKB_TUNNEL + 8
+_IPV4_ADDRESS, _ADDRESS = 4, 16
+
 _IP, _IPV6, _VLAN_Q, _VLAN_AD = (_wire(t) for t in (skb.ETH_P_IP, skb.ETH_P_IPV6, skb.ETH_P_8021Q, skb.ETH_P_8021AD))
 _MAC_ADDRESSES = 2 * 6  # what a VLAN tag is inserted after
 
 _DECLARATIONS = "declare i16 @llvm.bswap.i16(i16)\n" + "".join(
     f"declare i64 @{PYTHON_PREFIX}{impl.__name__}(i64, i64, i64, i64, i64)\n" for impl in PYTHON_FALLBACKS.values())
 
-# The sk_buff's u32 fields and its moves, over a context %c (an i64 address).
-_COMMON = f"""
-define internal i64 @ctx_u32(i64 %c, i64 %off) alwaysinline {{
+# Loads and stores of the narrow fields at %c + %off (unaligned: also a tunnel key's fields),
+# widened to and from i64.
+_ACCESSORS = "".join(f"""
+define internal i64 @ctx_u{bits}(i64 %c, i64 %off) alwaysinline {{
   %a = add i64 %c, %off
   %p = inttoptr i64 %a to ptr
-  %v = load i32, ptr %p
-  %r = zext i32 %v to i64
+  %v = load i{bits}, ptr %p, align 1
+  %r = zext i{bits} %v to i64
   ret i64 %r
 }}
 
-define internal void @set_ctx_u32(i64 %c, i64 %off, i64 %v) alwaysinline {{
+define internal void @set_ctx_u{bits}(i64 %c, i64 %off, i64 %v) alwaysinline {{
   %a = add i64 %c, %off
   %p = inttoptr i64 %a to ptr
-  %t = trunc i64 %v to i32
-  store i32 %t, ptr %p
+  %t = trunc i64 %v to i{bits}
+  store i{bits} %t, ptr %p, align 1
   ret void
 }}
+""" for bits in (8, 16, 32))
 
+# The sk_buff's fields and its moves, over a context %c (an i64 address).
+_COMMON = f"""
+{_ACCESSORS}
 ; SkbBuffer.moved: the packet is now [%data, %end).
 define internal void @skb_moved(i64 %c, i64 %data, i64 %end) alwaysinline {{
   call void @set_ctx_u64(i64 %c, i64 {_DATA}, i64 %data)
@@ -428,7 +450,136 @@ zeroed:
   br label %efault
 """)
 
+def _flag(name: str, given: int, tunnel: int, when_set: bool) -> str:
+    """IR setting %name to the tunnel flag `tunnel` when the helper's flag `given` is set (or,
+    not when_set, clear), else 0."""
+    on = f"%{name}.on"
+    return (f"  %{name}.bit = and i64 %r4, {given}\n  {on} = icmp {'ne' if when_set else 'eq'} i64 %{name}.bit, 0\n"
+            f"  %{name} = select i1 {on}, i64 {tunnel}, i64 0")
+
+
+def _address(name: str, from_key: int, to_info: int) -> str:
+    """IR copying an address from the key copy to the kept key: all 16 bytes, of which an IPv4
+    tunnel keeps the first 4 (%v4_rest more are zeroed)."""
+    return (f"  %{name}.from = add i64 %key, {from_key}\n  %{name}.to = add i64 %info, {to_info}\n"
+            f"  call void @move(i64 %{name}.to, i64 %{name}.from, i64 {_ADDRESS})\n"
+            f"  %{name}.rest = add i64 %{name}.to, {_IPV4_ADDRESS}\n"
+            f"  call void @zero(i64 %{name}.rest, i64 %v4_rest)")
+
+
+_SET_FLAGS = skb.TUNINFO_IPV6 | skb.ZERO_CSUM_TX | skb.DONT_FRAGMENT | skb.SEQ_NUMBER | skb.NO_TUNNEL_KEY
+_KEY_SIZES = (skb.TUNNEL_KEY_SIZE, *skb.TUNNEL_KEY_COMPAT_SIZES)
+
+
+def _sizes(result: str, sizes: tuple[int, ...]) -> str:
+    """IR setting i1 %result to whether %size is one of sizes."""
+    tests = "".join(f"  %{result}.is{size} = icmp eq i64 %size, {size}\n" for size in sizes)
+    return tests + _any(result, *(f"{result}.is{size}" for size in sizes))
+
+
+# bpf_skb_set_tunnel_key(ctx, key, size, flags): the key read from a zeroed copy of the size
+# bytes given (the older layouts are its prefixes), kept as ip_tunnel_info keeps it.
+_SET_TUNNEL_KEY = packet_helper("skb_set_tunnel_key", CTX_KIND_SKB, f"""
+  %size = and i64 %r3, {MASK32}
+  %unknown = and i64 %r4, {_i64(~_SET_FLAGS)}
+  %flags_ok = icmp eq i64 %unknown, 0
+{_sizes("size_ok", _KEY_SIZES)}
+  %ok = and i1 %flags_ok, %size_ok
+  br i1 %ok, label %read, label %python
+read:
+  %copy = alloca [{skb.TUNNEL_KEY_SIZE} x i8]
+  %key = ptrtoint ptr %copy to i64
+  call void @zero(i64 %key, i64 {skb.TUNNEL_KEY_SIZE})
+  call void @move(i64 %key, i64 %r2, i64 %size)
+  %id = call i64 @ctx_u32(i64 %key, i64 {_KEY["id"]})
+  %tos = call i64 @ctx_u8(i64 %key, i64 {_KEY["tos"]})
+  %ttl = call i64 @ctx_u8(i64 %key, i64 {_KEY["ttl"]})
+  %ext = call i64 @ctx_u16(i64 %key, i64 {_KEY["ext"]})
+  %label = call i64 @ctx_u32(i64 %key, i64 {_KEY["label"]})
+  %v6_flag = and i64 %r4, {skb.TUNINFO_IPV6}
+  %ipv6 = icmp ne i64 %v6_flag, 0
+  %no_ext = icmp eq i64 %ext, 0
+  %no_label = icmp eq i64 %label, 0
+  %label_ok = or i1 %no_label, %ipv6
+  %good = and i1 %no_ext, %label_ok
+  br i1 %good, label %keep, label %python
+keep:
+{_flag("df", skb.DONT_FRAGMENT, skb.TUNNEL_DONT_FRAGMENT, when_set=True)}
+{_flag("csum", skb.ZERO_CSUM_TX, skb.TUNNEL_CSUM, when_set=False)}
+{_flag("seq", skb.SEQ_NUMBER, skb.TUNNEL_SEQ, when_set=True)}
+{_flag("keyed", skb.NO_TUNNEL_KEY, skb.TUNNEL_KEY, when_set=False)}
+  %f1 = or i64 %df, {skb.TUNNEL_NOCACHE}
+  %f2 = or i64 %f1, %csum
+  %f3 = or i64 %f2, %seq
+  %tunnel_flags = or i64 %f3, %keyed
+  %flow_label = and i64 %label, {skb.IPV6_FLOWLABEL_MASK}
+  %kept_label = select i1 %ipv6, i64 %flow_label, i64 %label
+  %info = add i64 %r1, {_TUNNEL_INFO}
+  call void @set_ctx_u32(i64 %info, i64 {_INFO["id"]}, i64 %id)
+  call void @set_ctx_u8(i64 %info, i64 {_INFO["tos"]}, i64 %tos)
+  call void @set_ctx_u8(i64 %info, i64 {_INFO["ttl"]}, i64 %ttl)
+  call void @set_ctx_u16(i64 %info, i64 {_INFO["flags"]}, i64 %tunnel_flags)
+  call void @set_ctx_u32(i64 %info, i64 {_INFO["label"]}, i64 %kept_label)
+  %v4_rest = select i1 %ipv6, i64 0, i64 {_ADDRESS - _IPV4_ADDRESS}
+{_address("remote", _KEY["remote"], _INFO["remote"])}
+{_address("local", _KEY["local"], _INFO["local"])}
+  call void @set_ctx_u8(i64 %info, i64 {_INFO["ipv6"]}, i64 %v6_flag)
+  call void @set_ctx_u64(i64 %r1, i64 {_TUNNEL_SET}, i64 1)
+  ret i64 0
+""")
+
+# bpf_skb_get_tunnel_key(ctx, to, size, flags): the key kept, as read from a received tunnel
+# (remote and local swapped), built in a copy of which the size bytes asked for are given.
+_GET_TUNNEL_KEY = packet_helper("skb_get_tunnel_key", CTX_KIND_SKB, f"""
+  %size = and i64 %r3, {MASK32}
+  %set = call i64 @ctx_u64(i64 %r1, i64 {_TUNNEL_SET})
+  %has_key = icmp ne i64 %set, 0
+  %unknown = and i64 %r4, {_i64(~(skb.TUNINFO_IPV6 | skb.TUNINFO_FLAGS))}
+  %flags_ok = icmp eq i64 %unknown, 0
+  %info = add i64 %r1, {_TUNNEL_INFO}
+  %stored_v6 = call i64 @ctx_u8(i64 %info, i64 {_INFO["ipv6"]})
+  %is_v6 = icmp ne i64 %stored_v6, 0
+  %v6_flag = and i64 %r4, {skb.TUNINFO_IPV6}
+  %wants_v6 = icmp ne i64 %v6_flag, 0
+  %same_family = icmp eq i1 %is_v6, %wants_v6
+{_sizes("full_size", _KEY_SIZES[:-1])}
+  %is_v4 = xor i1 %is_v6, true
+  %oldest = icmp eq i64 %size, {skb.TUNNEL_KEY_COMPAT_SIZES[-1]}
+  %oldest_v4 = and i1 %oldest, %is_v4
+  %size_ok = or i1 %full_size, %oldest_v4
+{_all("ok", "has_key", "flags_ok", "same_family", "size_ok")}
+  br i1 %ok, label %build, label %python
+build:
+  %copy = alloca [{skb.TUNNEL_KEY_SIZE} x i8]
+  %key = ptrtoint ptr %copy to i64
+  %id = call i64 @ctx_u32(i64 %info, i64 {_INFO["id"]})
+  call void @set_ctx_u32(i64 %key, i64 {_KEY["id"]}, i64 %id)
+  %source = add i64 %info, {_INFO["local"]}
+  %source_to = add i64 %key, {_KEY["remote"]}
+  call void @move(i64 %source_to, i64 %source, i64 {_ADDRESS})
+  %tos = call i64 @ctx_u8(i64 %info, i64 {_INFO["tos"]})
+  call void @set_ctx_u8(i64 %key, i64 {_KEY["tos"]}, i64 %tos)
+  %ttl = call i64 @ctx_u8(i64 %info, i64 {_INFO["ttl"]})
+  call void @set_ctx_u8(i64 %key, i64 {_KEY["ttl"]}, i64 %ttl)
+  %tunnel_flags = call i64 @ctx_u16(i64 %info, i64 {_INFO["flags"]})
+  %flags16 = trunc i64 %tunnel_flags to i16
+  %be_flags16 = call i16 @llvm.bswap.i16(i16 %flags16)
+  %be_flags = zext i16 %be_flags16 to i64
+  %report = and i64 %r4, {skb.TUNINFO_FLAGS}
+  %reports = icmp ne i64 %report, 0
+  %reported = select i1 %reports, i64 %be_flags, i64 0
+  call void @set_ctx_u16(i64 %key, i64 {_KEY["ext"]}, i64 %reported)
+  %label = call i64 @ctx_u32(i64 %info, i64 {_INFO["label"]})
+  %given_label = select i1 %is_v6, i64 %label, i64 0
+  call void @set_ctx_u32(i64 %key, i64 {_KEY["label"]}, i64 %given_label)
+  %destination = add i64 %info, {_INFO["remote"]}
+  %destination_to = add i64 %key, {_KEY["local"]}
+  call void @move(i64 %destination_to, i64 %destination, i64 {_ADDRESS})
+  call void @move(i64 %r2, i64 %key, i64 %size)
+  ret i64 0
+""")
+
 MODULE_IR = (_DECLARATIONS + _COMMON + _ADJUST_ROOM + _CHANGE_HEAD + _CHANGE_TAIL + _VLAN_PUSH + _VLAN_POP
-             + _LOAD_BYTES_RELATIVE)
+             + _LOAD_BYTES_RELATIVE + _SET_TUNNEL_KEY + _GET_TUNNEL_KEY)
 
 FUNCTIONS = twins(*PYTHON_FALLBACKS.items())

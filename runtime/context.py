@@ -52,7 +52,12 @@ CTX_SKB_END = CTX_RUNTIME + 40
 CTX_SKB_MAC = CTX_RUNTIME + 48
 CTX_SKB_NETWORK = CTX_RUNTIME + 56
 CTX_SKB_ENCAP = CTX_RUNTIME + 64
-CTX_RUNTIME_END = CTX_RUNTIME + 72
+# The tunnel an skb is to be sent through (bpf_skb_set_tunnel_key): a u64 that is 1 once a program
+# set one, then its key as the kernel keeps it in ip_tunnel_info: id, tos, ttl, the tunnel's flags,
+# the flow label, the remote (destination) and local (source) addresses, whether they are IPv6.
+CTX_SKB_TUNNEL = CTX_RUNTIME + 72
+SKB_TUNNEL_INFO = struct.Struct("<IBBHI16s16sB")
+CTX_RUNTIME_END = CTX_SKB_TUNNEL + 8 + SKB_TUNNEL_INFO.size
 CTX_KIND_XDP, CTX_KIND_SKB = 1, 2  # xor'ed into the tag: a helper of one kind never takes the other
 
 # What a pointer field holds, named after the register type the kernel verifier gives its value.

@@ -24,8 +24,8 @@ from typing import Callable
 from bpfjit.errors import BPFError, TestRunError
 
 from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END,
-                      CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC, CTX_SKB_NETWORK, CTX_TAG, ETH_HLEN,
-                      RUN_CTX, RUN_MEMORY, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
+                      CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC, CTX_SKB_NETWORK, CTX_SKB_TUNNEL, CTX_TAG,
+                      ETH_HLEN, RUN_CTX, RUN_MEMORY, SKB_TUNNEL_INFO, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
                       ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
@@ -315,8 +315,8 @@ class SkbBuffer(_NativePointers):
     (offsets from data), whether it carries an encapsulation, the tunnel key a program set.
 
     ``data`` and ``data_end`` live in the native context, where the program reads them (and
-    ``region``, the run's "packet" region, reads them too); so do the headers, the encapsulation
-    and the storage's bounds, in the context's runtime words, where the native helpers
+    ``region``, the run's "packet" region, reads them too); so do the headers, the encapsulation,
+    the tunnel key and the storage's bounds, in the context's runtime words, where the native helpers
     (jit/native_packet.py) read and change them as these do. A helper that moves data or
     data_end calls :meth:`moved`, which keeps ``len`` and the region table on [data, data_end).
     A packet that outgrows its storage moves to a bigger one, as the kernel's pskb_expand_head
@@ -327,12 +327,23 @@ class SkbBuffer(_NativePointers):
     layout: ContextLayout
     storage: Buffer
     region: PacketRegion
-    tunnel_key: bytes | None = None  # the struct bpf_tunnel_key set, with its flags (skb_helpers)
     retired: list[Buffer] = field(default_factory=list)
 
     network = _ctx_word(CTX_SKB_NETWORK, signed=True)  # network header - data
     mac = _ctx_word(CTX_SKB_MAC, signed=True)  # mac header - data
     encapsulation = _ctx_word(CTX_SKB_ENCAP)  # 1: it carries one
+
+    @property
+    def tunnel_key(self) -> bytes | None:
+        """The tunnel key a program set (runtime/context.py SKB_TUNNEL_INFO), or None."""
+        at = self.ctx.address + CTX_SKB_TUNNEL
+        return ctypes.string_at(at + 8, SKB_TUNNEL_INFO.size) if _u64(at).value else None
+
+    @tunnel_key.setter
+    def tunnel_key(self, info: bytes) -> None:
+        at = self.ctx.address + CTX_SKB_TUNNEL
+        ctypes.memmove(at + 8, info, SKB_TUNNEL_INFO.size)
+        _u64(at).value = 1
 
     def __post_init__(self) -> None:
         self._bound(self.storage)

@@ -22,7 +22,7 @@ from errno import EALREADY, EFAULT, EINVAL, ENOMEM, EPROTO
 from bpfjit.isa import MASK32, MASK64
 
 from . import helper_args
-from .context import ETH_HLEN
+from .context import ETH_HLEN, SKB_TUNNEL_INFO
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
 from .run_memory import SKB_MAX_LEN, SkbBuffer, skb_buffer
@@ -55,7 +55,8 @@ ROOM_DIFF_MAX = 0xFFF
 
 TUNINFO_IPV6, ZERO_CSUM_TX, DONT_FRAGMENT, SEQ_NUMBER, NO_TUNNEL_KEY = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4
 TUNINFO_FLAGS = 1 << 4  # bpf_skb_get_tunnel_key: report the tunnel flags
-TUNNEL_KEY_SIZE = 44  # struct bpf_tunnel_key
+BPF_TUNNEL_KEY = struct.Struct("<I16sBBHI16s")  # struct bpf_tunnel_key
+TUNNEL_KEY_SIZE = BPF_TUNNEL_KEY.size
 # Sizes of struct bpf_tunnel_key's older layouts, which both helpers still take.
 TUNNEL_KEY_COMPAT_SIZES = (28, 24, 22, 8)
 # The tunnel's flags (IP_TUNNEL_*_BIT), as bpf_skb_get_tunnel_key reports them (a __be16 mask).
@@ -428,7 +429,7 @@ def skb_set_tunnel_key(ctx: int, key: int, size: int, flags: int, *_: int) -> in
     if size != TUNNEL_KEY_SIZE and size not in TUNNEL_KEY_COMPAT_SIZES:
         return errno_result(EINVAL)
     given = ctypes.string_at(key, size).ljust(TUNNEL_KEY_SIZE, b"\0")
-    tunnel_id, remote, tos, ttl, ext, label, local = struct.unpack("<I16sBBHI16s", given)
+    tunnel_id, remote, tos, ttl, ext, label, local = BPF_TUNNEL_KEY.unpack(given)
     if ext or (label and not flags & TUNINFO_IPV6):
         return errno_result(EINVAL)
     tunnel_flags = TUNNEL_NOCACHE
@@ -441,8 +442,8 @@ def skb_set_tunnel_key(ctx: int, key: int, size: int, flags: int, *_: int) -> in
     else:
         remote, local = remote[:4].ljust(16, b"\0"), local[:4].ljust(16, b"\0")
     # Kept as the kernel keeps it: destination = the remote end, source = the local one.
-    skb.tunnel_key = struct.pack("<IBBHI16s16sB", tunnel_id, tos, ttl, tunnel_flags, label, remote, local,
-                                 flags & TUNINFO_IPV6)
+    skb.tunnel_key = SKB_TUNNEL_INFO.pack(tunnel_id, tos, ttl, tunnel_flags, label, remote, local,
+                                          flags & TUNINFO_IPV6)
     return 0
 
 
@@ -457,11 +458,9 @@ def skb_get_tunnel_key(ctx: int, to: int, size: int, flags: int, *_: int) -> int
     if error:
         ctypes.memset(to, 0, size)
         return errno_result(error)
-    tunnel_id, tos, ttl, tunnel_flags, label, destination, source, ipv6 = struct.unpack(
-        "<IBBHI16s16sB", skb.tunnel_key)
+    tunnel_id, tos, ttl, tunnel_flags, label, destination, source, ipv6 = SKB_TUNNEL_INFO.unpack(skb.tunnel_key)
     reported_flags = _swap16(tunnel_flags) if flags & TUNINFO_FLAGS else 0
-    key = struct.pack("<I16sBBHI16s", tunnel_id, source, tos, ttl, reported_flags, label if ipv6 else 0,
-                      destination)
+    key = BPF_TUNNEL_KEY.pack(tunnel_id, source, tos, ttl, reported_flags, label if ipv6 else 0, destination)
     ctypes.memmove(to, key, min(size, TUNNEL_KEY_SIZE))
     return 0
 
