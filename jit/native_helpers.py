@@ -7,10 +7,11 @@ implementation is; the engine binds ``@bpfjit_h<id>`` to it instead of a ctypes 
 Programs that were not verified keep the Python helpers, which check every pointer.
 
 Every native helper lives in one LLVM module (jit/native_maps.py, native_queue.py,
-native_ringbuf.py, native_misc.py, native_packet.py, native_skb.py, native_perf.py), compiled
-once per process on first use (its object code kept in the object cache, jit/cache.py) and never freed. Its external
-symbols (libc functions, the cpu-numbering words of runtime/maps/native.py) are bound when it is
-linked, like a program's.
+native_ringbuf.py, native_misc.py, native_packet.py, native_skb.py, native_fib.py,
+native_perf.py), compiled once per process on first use (its object code kept in the object
+cache, jit/cache.py) and never freed. Its external symbols (libc functions, the cpu-numbering
+words of runtime/maps/native.py, the forwarding table's word of runtime/fib.py) are bound when it
+is linked, like a program's.
 ``bpf_get_smp_processor_id`` depends on the object's per-CPU slot count, so each count gets a
 one-function module of its own, linked to the helper module (jit/native_misc.py).
 """
@@ -22,14 +23,16 @@ import threading
 import llvmlite.binding as llvm
 
 from bpfjit.runtime.environment import Environment
+from bpfjit.runtime.fib import fib
 from bpfjit.runtime.helpers import Helper
 from bpfjit.runtime.maps import native as shared
 from bpfjit.runtime.run_memory import CTX_SECRET
 from bpfjit.runtime.stdhelpers import GET_SMP_PROCESSOR_ID
 
-from . import native_maps, native_misc, native_packet, native_perf, native_queue, native_ringbuf, native_skb
+from . import (native_fib, native_maps, native_misc, native_packet, native_perf, native_queue, native_ringbuf,
+               native_skb)
 
-_PARTS = (native_maps, native_queue, native_ringbuf, native_misc, native_packet, native_skb, native_perf)
+_PARTS = (native_maps, native_queue, native_ringbuf, native_misc, native_packet, native_skb, native_fib, native_perf)
 MODULE_IR = "".join(part.MODULE_IR for part in _PARTS)
 FUNCTIONS = {helper_id: entry for part in _PARTS for helper_id, entry in part.FUNCTIONS.items()}
 
@@ -49,6 +52,7 @@ def _symbols() -> dict[str, int]:
             native_maps.CPU_KEY: shared.CPU_NUMBERING.key_address,
             native_maps.CPU_COUNTER: shared.CPU_NUMBERING.counter_address,
             native_packet.CTX_SECRET: ctypes.addressof(CTX_SECRET),
+            native_fib.FIB_TABLE: ctypes.addressof(fib.native),
             **native_misc.symbols(), **_python_fallback_symbols()}
 
 
@@ -59,7 +63,7 @@ def _python_fallback_symbols() -> dict[str, int]:
     from .engine import helper_callback  # engine imports this module
     symbols = {}
     fallbacks = {**native_maps.PYTHON_FALLBACKS, **native_packet.PYTHON_FALLBACKS,
-                 **native_skb.PYTHON_FALLBACKS, **native_perf.PYTHON_FALLBACKS}
+                 **native_skb.PYTHON_FALLBACKS, **native_fib.PYTHON_FALLBACKS, **native_perf.PYTHON_FALLBACKS}
     for helper_id, impl in fallbacks.items():
         callback = helper_callback(Helper(helper_id, impl.__name__, impl))
         _python_fallbacks.append(callback)

@@ -24,6 +24,8 @@ words here), as runtime/skb_helpers.py explains.
 from __future__ import annotations
 
 import errno
+import re
+import struct
 
 from bpfjit.runtime import skb_helpers, sock_helpers, xdp_helpers
 from bpfjit.runtime.context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_TAG,
@@ -52,6 +54,15 @@ _INT_MAX, _OFFSET_MAX = skb_helpers.INT_MAX, skb_helpers.OFFSET_MAX
 _CSUM_KNOWN_L4 = (skb_helpers.CSUM_MARK_MANGLED_0 | skb_helpers.CSUM_MARK_ENFORCE | skb_helpers.CSUM_PSEUDO_HDR
                   | skb_helpers.CSUM_FIELD_SIZE | skb_helpers.CSUM_IPV6)
 _STORE_FLAGS = skb_helpers.STORE_RECOMPUTE_CSUM | skb_helpers.STORE_INVALIDATE_HASH
+
+
+def field_offsets(layout: struct.Struct, *names: str) -> dict[str, int]:
+    """Where each field of a little-endian struct layout starts, named in order (pad bytes,
+    ``x``, are no field)."""
+    codes = re.findall(r"\d*[a-zA-Z]", layout.format.lstrip("<"))
+    fields = iter(names)
+    return {next(fields): struct.calcsize("<" + "".join(codes[:i])) for i, code in enumerate(codes)
+            if not code.endswith("x")}
 
 
 def packet_helper(name: str, kind: int | None, body: str, linear_only: bool = False) -> str:

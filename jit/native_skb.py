@@ -24,9 +24,6 @@ jit/native_packet.py (``ctx_u64``, ``set_ctx_u64``, ``publish``, ``s32``, ``skb_
 """
 from __future__ import annotations
 
-import re
-import struct
-
 from bpfjit.isa import MASK32, MASK64, s64
 from bpfjit.runtime import skb_helpers as skb
 from bpfjit.runtime.context import (CTX_KIND_SKB, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC,
@@ -35,7 +32,7 @@ from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.run_memory import SKB_MAX_LEN
 
 from .native_maps import PYTHON_PREFIX, twins
-from .native_packet import packet_helper
+from .native_packet import field_offsets, packet_helper
 
 #: The Python helpers these hand every call they would not make succeed, by helper id.
 PYTHON_FALLBACKS = {HELPER_IDS[impl.__name__]: impl for impl in (
@@ -75,14 +72,8 @@ def _any(result: str, *conditions: str) -> str:
     return _chain("or", result, conditions)
 
 
-def _offsets(layout: struct.Struct, *names: str) -> dict[str, int]:
-    """Where each field of a little-endian struct layout starts, named in order."""
-    codes = re.findall(r"\d*[a-zA-Z]", layout.format.lstrip("<"))
-    return {name: struct.calcsize("<" + "".join(codes[:i])) for i, name in enumerate(names)}
-
-
-_KEY = _offsets(skb.BPF_TUNNEL_KEY, "id", "remote", "tos", "ttl", "ext", "label", "local")
-_INFO = _offsets(SKB_TUNNEL_INFO, "id", "tos", "ttl", "flags", "label", "remote", "local", "ipv6")
+_KEY = field_offsets(skb.BPF_TUNNEL_KEY, "id", "remote", "tos", "ttl", "ext", "label", "local")
+_INFO = field_offsets(SKB_TUNNEL_INFO, "id", "tos", "ttl", "flags", "label", "remote", "local", "ipv6")
 _TUNNEL_SET = CTX_SKB_TUNNEL  # the u64 that says a key was set; the key follows it
 _TUNNEL_INFO = CTX_SKB_TUNNEL + 8
 _IPV4_ADDRESS, _ADDRESS = 4, 16

@@ -15,19 +15,34 @@ net/core/filter.c's bpf_ipv4/ipv6_fib_lookup: see runtime/sock_helpers.py.
 """
 from __future__ import annotations
 
+import ctypes
 import ipaddress
+import struct
 import threading
 from dataclasses import dataclass
 
 from bpfjit.errors import BPFError
 
 from .context import LOOPBACK_IFINDEX
+from .memory import Buffer
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The kinds of route, and the answer of each that refuses the packet (BPF_FIB_LKUP_RET_BLACKHOLE, ...).
 FIB_REFUSALS = {"blackhole": 1, "unreachable": 2, "prohibit": 3}
 ROUTE_KINDS = ("unicast", *FIB_REFUSALS)
+
+# The native copy of the table that jit/native_fib.py's bpf_fib_lookup reads: the three counts,
+# then the devices, the routes (in lookup order, each with what a lookup through it answers:
+# its device's MTU and MAC, and its gateway's MAC if a neighbour is known for it) and the
+# neighbours. Addresses take 16 bytes, an IPv4 one its first 4; a route's network is kept
+# masked, with its mask beside it.
+TABLE_HEADER = struct.Struct("<QQQ")  # devices, routes, neighbours
+TABLE_DEVICE = struct.Struct("<II6s2x")  # ifindex, mtu, mac
+# version, answer (0: unicast, else the refusal), has gateway, gateway's MAC known, ifindex, metric,
+# the device's mtu, network, mask, gateway, the device's MAC, the gateway's MAC
+TABLE_ROUTE = struct.Struct("<BBBBIII16s16s16s6s6s4x")
+TABLE_NEIGHBOUR = struct.Struct("<B7x16s6s2x")  # version, address, mac
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,11 @@ class Fib:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # The native table's address (0 before the first), which a native lookup reads once.
+        # Every table made stays alive: a lookup running on another thread may still be reading
+        # the one before; they are a few hundred bytes and made only when the user edits.
+        self.native = ctypes.c_uint64(0)
+        self._tables: list[Buffer] = []
         self.clear()
 
     def clear(self) -> None:
@@ -66,6 +86,28 @@ class Fib:
             self.devices: dict[int, Device] = {LOOPBACK_IFINDEX: Device(LOOPBACK_IFINDEX, bytes(6), 65536)}
             self.routes: list[Route] = []
             self.neighbours: dict[Address, bytes] = {}
+            self._publish()
+
+    def _publish(self) -> None:
+        """Make the native table of what the tables now hold (the caller holds the lock)."""
+        def address(ip: Address | None) -> bytes:
+            return ip.packed.ljust(16, b"\0") if ip is not None else bytes(16)
+
+        routes = []
+        for route in self.routes:
+            device = self.devices.get(route.ifindex, Device(0, bytes(6), 0))
+            gateway_mac = self.neighbours.get(route.gateway) if route.gateway is not None else None
+            routes.append(TABLE_ROUTE.pack(
+                route.network.version, FIB_REFUSALS.get(route.kind, 0), route.gateway is not None,
+                gateway_mac is not None, route.ifindex, route.metric, device.mtu,
+                address(route.network.network_address), address(route.network.netmask), address(route.gateway),
+                device.mac, gateway_mac or bytes(6)))
+        image = b"".join([TABLE_HEADER.pack(len(self.devices), len(routes), len(self.neighbours)),
+                          *(TABLE_DEVICE.pack(d.ifindex, d.mtu, d.mac) for d in self.devices.values()), *routes,
+                          *(TABLE_NEIGHBOUR.pack(ip.version, address(ip), mac) for ip, mac in self.neighbours.items())])
+        table = Buffer(len(image), image)
+        self._tables.append(table)
+        self.native.value = table.address
 
     def add_device(self, ifindex: int, mac: str | bytes, mtu: int = 1500) -> None:
         if not isinstance(ifindex, int) or not 0 < ifindex < 1 << 31:
@@ -74,6 +116,7 @@ class Fib:
             raise BPFError(f"device {ifindex}: an MTU is 68 to 65535 bytes, not {mtu!r}")
         with self._lock:
             self.devices[ifindex] = Device(ifindex, _mac(mac), mtu)
+            self._publish()
 
     def add_route(self, prefix: str, ifindex: int | None = None, via: str | None = None, metric: int = 0,
                   kind: str = "unicast") -> None:
@@ -99,6 +142,7 @@ class Fib:
         with self._lock:
             self.routes.append(Route(network, ifindex or 0, gateway, metric, kind))
             self.routes.sort(key=lambda route: (-route.network.prefixlen, route.metric))
+            self._publish()
 
     def add_neighbour(self, address: str, mac: str | bytes) -> None:
         """The link-layer address of a host on a link (what ARP or NDP would have found)."""
@@ -108,6 +152,7 @@ class Fib:
             raise BPFError(f"neighbour {address!r}: {error}") from None
         with self._lock:
             self.neighbours[ip] = _mac(mac)
+            self._publish()
 
     def route(self, destination: Address) -> Route | None:
         """The route a packet to `destination` takes: the longest prefix holding it, the lowest

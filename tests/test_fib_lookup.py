@@ -8,13 +8,16 @@ worked out by hand for each table.
 from __future__ import annotations
 
 import ipaddress
+import random
 import struct
+import sys
 
 import pytest
 
 import bpfjit
 from bpfjit.errors import BPFError
 from bpfjit.program import ENGINES, Program
+from bpfjit.runtime import sock_helpers
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.stdhelpers import standard_helpers
 
@@ -33,7 +36,7 @@ LOOKUP = """
     mov %r2, %r10
     add %r2, -64
     mov %r3, 64
-    mov %r4, {flags}
+    lddw %r4, {flags}
     call {fib}
     mov %r7, %r0
     mov %r1, %r6
@@ -63,11 +66,16 @@ def params(destination: str, ifindex: int = 1, tot_len: int = 0) -> bytes:
     return head + bytes(16) + address.packed.ljust(16, b"\0") + bytes(16)
 
 
-def lookup(data: bytes, flags: int = 0) -> tuple[int, bytes]:
-    """r0 and the struct as the helper left it; the same on every engine."""
-    prog = Program.from_asm(LOOKUP.format(load=HELPER_IDS["xdp_load_bytes"], fib=HELPER_IDS["fib_lookup"],
+def lookup_program(flags: int = 0) -> Program:
+    return Program.from_asm(LOOKUP.format(load=HELPER_IDS["xdp_load_bytes"], fib=HELPER_IDS["fib_lookup"],
                                           store=HELPER_IDS["xdp_store_bytes"], flags=flags),
                             prog_type="xdp", helpers=standard_helpers(print))
+
+
+def lookup(data: bytes, flags: int = 0) -> tuple[int, bytes]:
+    """r0 and the struct as the helper left it; the same on every engine (the JIT's and the
+    native interpreter's helper is jit/native_fib.py's, the reference's runtime/sock_helpers.py's)."""
+    prog = lookup_program(flags)
     results = {engine: prog.test_run(data, engine=engine) for engine in ENGINES}
     answers = {(r.retval, r.data_out) for r in results.values()}
     assert len(answers) == 1, results
@@ -159,3 +167,63 @@ def test_ipv6(table):
 def test_bad_table_entries_are_clear_errors(table, call, message):
     with pytest.raises(BPFError, match=message):
         call(table)
+
+
+def _random_table(table, rng: random.Random) -> list[str]:
+    """Devices, routes (both families, nested prefixes, every kind, gateways known or not) and
+    neighbours; the addresses a lookup may ask for."""
+    for ifindex in range(2, rng.randint(2, 5)):
+        table.add_device(ifindex, mac=bytes([2, 0, 0, 0, 0, ifindex]), mtu=rng.choice([1500, 9000, 68]))
+    devices = sorted(table.devices)
+    hosts = []
+    for _ in range(rng.randint(0, 8)):
+        version = rng.choice([4, 6])
+        bits = 32 if version == 4 else 128
+        length = rng.choice([0, 8, 16, 24, bits - 1, bits])
+        base = rng.choice([0x0A000000, 0x0A010200, 0xC0A80000]) if version == 4 else 0x20010DB8 << 96
+        network = ipaddress.ip_network((base + rng.randrange(1 << 8), length), strict=False)
+        kind = rng.choice(["unicast"] * 4 + ["blackhole", "unreachable", "prohibit"])
+        gateway = str(ipaddress.ip_address(base + 0x10 + rng.randrange(4))) if rng.random() < 0.5 else None
+        if kind == "unicast":
+            table.add_route(str(network), ifindex=rng.choice(devices), via=gateway, metric=rng.randrange(3))
+        else:
+            table.add_route(str(network), kind=kind)
+        hosts += [str(network.network_address + rng.randrange(min(network.num_addresses, 1 << 16))),
+                  *([gateway] if gateway else [])]
+    hosts += ["10.0.0.1", "10.1.2.3", "192.168.0.7", "2001:db8::1", "::1", "8.8.8.8"]
+    for host in rng.sample(hosts, k=len(hosts) // 2):
+        table.add_neighbour(host, mac=bytes([2, 0, 0, 0, 1, rng.randrange(256)]))
+    return hosts
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_tables_and_lookups_agree_on_every_engine(table, seed):
+    rng = random.Random(seed)
+    hosts = _random_table(table, rng)
+    for _ in range(6):
+        data = bytearray(params(rng.choice(hosts), ifindex=rng.choice([*table.devices, 9]),
+                                tot_len=rng.choice([0, 100, 1500, 1501, 9000])))
+        if rng.random() < 0.1:
+            data[0] = rng.choice([0, 1, 3])  # no address family the helper takes: -EAFNOSUPPORT
+        data[52:64] = bytes(rng.randrange(256) for _ in range(12))  # macs the helper may leave
+        lookup(bytes(data), flags=rng.choice([0, 0, SKIP_NEIGH, 1, 2 | 8, 0x40, 1 << 40]))
+
+
+@pytest.mark.parametrize("engine", ["jit", "interp"])
+def test_a_verified_lookup_enters_no_python(table, engine):
+    routed(table)
+    prog = lookup_program()
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == sock_helpers.__file__:
+            calls.append(frame.f_code.co_name)
+
+    prog.prepare(engine)
+    sys.setprofile(profile)
+    try:
+        results = [prog.test_run(params(destination), engine=engine).retval
+                   for destination in ("10.200.0.1", "10.1.2.3", "11.0.0.1")]
+    finally:
+        sys.setprofile(None)
+    assert results == [SUCCESS, NO_NEIGH, NOT_FWDED] and calls == []
