@@ -10,8 +10,9 @@ under the map lock, -ENOSPC with the lost count bumped when the sample does not 
 CPU is the native helpers' cpu_number() modulo the map's possible CPUs, which is what
 stdhelpers.current_cpu gives the Python helper.
 
-What only Python knows goes to the Python helper: a map of another type, and packet bytes from an
-skb or from an XDP packet with frags. The function lives in the helper module of
+Packet bytes come from the linear packet [data, data_end) of an skb or an XDP packet. What only
+Python knows goes to the Python helper: a map of another type, and packet bytes from an XDP
+packet with frags. The function lives in the helper module of
 jit/native_maps.py and uses its small functions and those of jit/native_packet.py.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import errno
 
 from bpfjit.runtime import stdhelpers
-from bpfjit.runtime.context import CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, XDP_MD
+from bpfjit.runtime.context import CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, SK_BUFF, XDP_MD
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps.perf_event import BUFFER_WORDS
 from bpfjit.runtime.stdhelpers import BPF_F_CTXLEN_MASK, BPF_F_CURRENT_CPU, BPF_F_INDEX_MASK
@@ -29,6 +30,7 @@ from .native_maps import (CPU_STRIDE, ELEM_STRIDE, KEY_BASE, MAX_ENTRIES, NSLOTS
 
 PYTHON_FALLBACKS = {stdhelpers.PERF_EVENT_OUTPUT: stdhelpers.perf_event_output}
 _XDP_DATA, _XDP_END = (XDP_MD.field(name).native_offset for name in ("data", "data_end"))
+_SKB_DATA, _SKB_END = (SK_BUFF.field(name).native_offset for name in ("data", "data_end"))
 _NAME = stdhelpers.perf_event_output.__name__
 
 MODULE_IR = f"""
@@ -55,20 +57,28 @@ wanted:
   %none = icmp eq i64 %want, 0
   br i1 %none, label %slot, label %packet_bytes
 packet_bytes:
-  br i1 %xdp, label %xdp_linear, label %python
+  br i1 %xdp, label %xdp_linear, label %skb_bytes
 xdp_linear:
   %nfrags = call i64 @ctx_u64(i64 %r1, i64 {CTX_FRAGS})
   %frags = icmp ne i64 %nfrags, 0
   br i1 %frags, label %python, label %xdp_bytes
 xdp_bytes:
-  %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
-  %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
+  %xdp_data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
+  %xdp_end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
+  br label %linear
+skb_bytes:
+  %skb_data = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
+  %skb_end = call i64 @ctx_u64(i64 %r1, i64 {_SKB_END})
+  br label %linear
+linear:
+  %data = phi i64 [ %xdp_data, %xdp_bytes ], [ %skb_data, %skb_bytes ]
+  %end = phi i64 [ %xdp_end, %xdp_bytes ], [ %skb_end, %skb_bytes ]
   %length = sub i64 %end, %data
   %short = icmp ugt i64 %want, %length
   br i1 %short, label %efault, label %slot
 slot:
-  %from = phi i64 [ 0, %wanted ], [ %data, %xdp_bytes ]
-  %extra = phi i64 [ 0, %wanted ], [ %want, %xdp_bytes ]
+  %from = phi i64 [ 0, %wanted ], [ %data, %linear ]
+  %extra = phi i64 [ 0, %wanted ], [ %want, %linear ]
   %possible32 = call i32 @u32_at(ptr %h, i64 {KEY_BASE})
   %possible = zext i32 %possible32 to i64
   %number = call i64 @cpu_number()
