@@ -12,11 +12,10 @@ pointers in the native context (data, data_end, data_meta), which Python reads b
 runtime's words after the context's fields (runtime/context.py ``CTX_RUNTIME``) give what else
 a helper needs: the tag saying which kind of context r1 is (a helper handed a context of another
 kind, which no verifier rule forbids, leaves it to the Python helper, which says what is wrong),
-an XDP run's page, its number of frags, and where the run's region table keeps the packet's
-bounds (rewritten after every move, as runtime/run_memory.py ``PacketRegion.publish`` does).
-
-What only Python knows goes to Python, as jit/native_maps.py does with the map types it does
-not know: a multi-buffer packet's tail and length (its frags are Python buffers).
+an XDP run's page, its frag table and number of frags (a multi-buffer packet is its linear part,
+then each frag's bytes: ``xdp_len`` and ``xdp_copy`` walk them), and where the run's region
+table keeps the packet's bounds (rewritten after every move, as runtime/run_memory.py
+``PacketRegion.publish`` does).
 
 Checksums are ones'-complement sums of the bytes as they lie in memory (so of little-endian
 words here), as runtime/skb_helpers.py explains.
@@ -28,8 +27,8 @@ import re
 import struct
 
 from bpfjit.runtime import skb_helpers, sock_helpers, xdp_helpers
-from bpfjit.runtime.context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_TAG,
-                                    ETH_HLEN, SK_BUFF, XDP_FRAME_SIZE, XDP_MD, XDP_META_MAX)
+from bpfjit.runtime.context import (CTX_FRAG_TABLE, CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY,
+                                    CTX_TAG, ETH_HLEN, FRAG_ENTRY, SK_BUFF, XDP_FRAME_SIZE, XDP_MD, XDP_META_MAX)
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.run_memory import PAGE_SIZE, SHARED_INFO_SIZE
 
@@ -65,18 +64,14 @@ def field_offsets(layout: struct.Struct, *names: str) -> dict[str, int]:
             if not code.endswith("x")}
 
 
-def packet_helper(name: str, kind: int | None, body: str, linear_only: bool = False) -> str:
+def packet_helper(name: str, kind: int | None, body: str) -> str:
     """``@bpfjit_native_<name>``: body (from its label ``%body``) behind the check that r1 is a
-    context of this kind (None: the helper takes none) and, linear_only, that the packet has no
-    frags; what fails a check goes to the Python helper. The exits ``%einval``, ``%efault`` and
-    ``%eacces`` return those errors."""
+    context of this kind (None: the helper takes none); what fails the check goes to the Python
+    helper. The exits ``%einval``, ``%efault`` and ``%eacces`` return those errors."""
     checks = ""
     if kind is not None:
         checks = (f"  %kind = call i1 @ctx_is(i64 %r1, i64 {kind})\n"
-                  f"  br i1 %kind, label %{'linear' if linear_only else 'body'}, label %python\n")
-    if linear_only:
-        checks += (f"linear:\n  %nfrags = call i64 @ctx_u64(i64 %r1, i64 {CTX_FRAGS})\n"
-                   "  %no_frags = icmp eq i64 %nfrags, 0\n  br i1 %no_frags, label %body, label %python\n")
+                  "  br i1 %kind, label %body, label %python\n")
     python = ("python:\n"
               f"  %py = call i64 @{PYTHON_PREFIX}{name}(i64 %r1, i64 %r2, i64 %r3, i64 %r4, i64 %r5)\n"
               "  ret i64 %py\n") if kind is not None else ""
@@ -160,11 +155,106 @@ _XDP_POINTERS = f"""
   %page = call i64 @ctx_u64(i64 %r1, i64 {CTX_PAGE})
 """
 
+# An XDP packet's pieces: its linear part [data, data_end), then each frag of the frag table
+# (runtime/run_memory.py XdpBuffer).
+_XDP_PIECES = f"""
+; The address of frag %i's entry: (address, size).
+define internal i64 @frag_entry(i64 %c, i64 %i) alwaysinline {{
+  %table = call i64 @ctx_u64(i64 %c, i64 {CTX_FRAG_TABLE})
+  %at = mul i64 %i, {FRAG_ENTRY.size}
+  %e = add i64 %table, %at
+  ret i64 %e
+}}
+
+; xdp_get_buff_len: the linear part and every frag.
+define internal i64 @xdp_len(i64 %c) {{
+entry:
+  %data = call i64 @ctx_u64(i64 %c, i64 {_XDP_DATA})
+  %end = call i64 @ctx_u64(i64 %c, i64 {_XDP_END})
+  %linear = sub i64 %end, %data
+  %count = call i64 @ctx_u64(i64 %c, i64 {CTX_FRAGS})
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %next, %add ]
+  %total = phi i64 [ %linear, %entry ], [ %sum, %add ]
+  %more = icmp ult i64 %i, %count
+  br i1 %more, label %add, label %done
+add:
+  %e = call i64 @frag_entry(i64 %c, i64 %i)
+  %size = call i64 @ctx_u64(i64 %e, i64 8)
+  %sum = add i64 %total, %size
+  %next = add i64 %i, 1
+  br label %loop
+done:
+  ret i64 %total
+}}
+
+; XdpBuffer.copy: %size bytes between the packet at %off (across its pieces) and %buf, into the
+; packet if %into; the caller has checked that they lie inside it.
+define internal void @xdp_copy(i64 %c, i64 %off, i64 %buf, i64 %size, i1 %into) {{
+entry:
+  %count = call i64 @ctx_u64(i64 %c, i64 {CTX_FRAGS})
+  br label %piece
+piece:
+  %k = phi i64 [ 0, %entry ], [ %k1, %next ]
+  %o = phi i64 [ %off, %entry ], [ %o2, %next ]
+  %b = phi i64 [ %buf, %entry ], [ %b2, %next ]
+  %s = phi i64 [ %size, %entry ], [ %s2, %next ]
+  %left = icmp ne i64 %s, 0
+  %pieces = icmp ule i64 %k, %count
+  %go = and i1 %left, %pieces
+  br i1 %go, label %which, label %done
+which:
+  %linear = icmp eq i64 %k, 0
+  br i1 %linear, label %head, label %frag
+head:
+  %data = call i64 @ctx_u64(i64 %c, i64 {_XDP_DATA})
+  %end = call i64 @ctx_u64(i64 %c, i64 {_XDP_END})
+  %head_len = sub i64 %end, %data
+  br label %got
+frag:
+  %index = sub i64 %k, 1
+  %e = call i64 @frag_entry(i64 %c, i64 %index)
+  %frag_start = call i64 @ctx_u64(i64 %e, i64 0)
+  %frag_len = call i64 @ctx_u64(i64 %e, i64 8)
+  br label %got
+got:
+  %start = phi i64 [ %data, %head ], [ %frag_start, %frag ]
+  %length = phi i64 [ %head_len, %head ], [ %frag_len, %frag ]
+  %inside = icmp ult i64 %o, %length
+  br i1 %inside, label %copy, label %skip
+copy:
+  %avail = sub i64 %length, %o
+  %short = icmp ult i64 %s, %avail
+  %part = select i1 %short, i64 %s, i64 %avail
+  %at = add i64 %start, %o
+  %to_int = select i1 %into, i64 %at, i64 %b
+  %from_int = select i1 %into, i64 %b, i64 %at
+  %to = inttoptr i64 %to_int to ptr
+  %from = inttoptr i64 %from_int to ptr
+  call void @llvm.memmove.p0.p0.i64(ptr %to, ptr %from, i64 %part, i1 false)
+  %b1 = add i64 %b, %part
+  %s1 = sub i64 %s, %part
+  br label %next
+skip:
+  %o1 = sub i64 %o, %length
+  br label %next
+next:
+  %o2 = phi i64 [ 0, %copy ], [ %o1, %skip ]
+  %b2 = phi i64 [ %b1, %copy ], [ %b, %skip ]
+  %s2 = phi i64 [ %s1, %copy ], [ %s, %skip ]
+  %k1 = add i64 %k, 1
+  br label %piece
+done:
+  ret void
+}}
+"""
+
+
 def _xdp_copy(into_packet: bool) -> str:
-    """bpf_xdp_load_bytes / bpf_xdp_store_bytes on a linear packet (runtime/xdp_helpers.py
-    _packet_copy): -EFAULT for an offset or size past XDP_ACCESS_MAX, -EINVAL past the packet's
-    end, else the copy between the packet at offset and the buffer in r3."""
-    packet, buffer = ("%to", "%from") if into_packet else ("%from", "%to")
+    """bpf_xdp_load_bytes / bpf_xdp_store_bytes (runtime/xdp_helpers.py _packet_copy): -EFAULT
+    for an offset or size past XDP_ACCESS_MAX, -EINVAL past the packet's end, else the copy
+    between the packet at offset (across its frags) and the buffer in r3."""
     return f"""
   %off = and i64 %r2, 4294967295
   %size = and i64 %r4, 4294967295
@@ -173,22 +263,75 @@ def _xdp_copy(into_packet: bool) -> str:
   %far = or i1 %off_far, %size_far
   br i1 %far, label %efault, label %inside
 inside:
-  %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
-  %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
-  %len = sub i64 %end, %data
+  %len = call i64 @xdp_len(i64 %r1)
   %reach = add i64 %off, %size
   %past = icmp ugt i64 %reach, %len
   br i1 %past, label %einval, label %copy
 copy:
-  %at = add i64 %data, %off
-  {packet} = inttoptr i64 %at to ptr
-  {buffer} = inttoptr i64 %r3 to ptr
-  call void @llvm.memmove.p0.p0.i64(ptr %to, ptr %from, i64 %size, i1 false)
+  call void @xdp_copy(i64 %r1, i64 %off, i64 %r3, i64 %size, i1 {str(into_packet).lower()})
   ret i64 0
 """
 
 
-_XDP = packet_helper("xdp_adjust_head", CTX_KIND_XDP, _XDP_POINTERS + f"""
+# bpf_xdp_adjust_tail of a packet with frags (runtime/xdp_helpers.py _grow_last_frag and
+# _shrink_frags): the last frag grows within its page; a shrink takes bytes off the frags from
+# the last one back, dropping those it empties, then off the linear part.
+_FRAGS_TAIL = f"""frags:
+  %shrinks = icmp slt i64 %off, 0
+  br i1 %shrinks, label %shrink, label %grow_last
+grow_last:
+  %last = sub i64 %count, 1
+  %last_entry = call i64 @frag_entry(i64 %r1, i64 %last)
+  %last_start = call i64 @ctx_u64(i64 %last_entry, i64 0)
+  %last_size = call i64 @ctx_u64(i64 %last_entry, i64 8)
+  %room = sub i64 {PAGE_SIZE}, %last_size
+  %too_far = icmp sgt i64 %off, %room
+  br i1 %too_far, label %einval, label %extend
+extend:
+  %gap = add i64 %last_start, %last_size
+  %gap_p = inttoptr i64 %gap to ptr
+  call void @llvm.memset.p0.i64(ptr %gap_p, i8 0, i64 %off, i1 false)
+  %grown = add i64 %last_size, %off
+  call void @set_ctx_u64(i64 %last_entry, i64 8, i64 %grown)
+  ret i64 0
+shrink:
+  %cut = sub i64 0, %off
+  %total = call i64 @xdp_len(i64 %r1)
+  %most = sub i64 %total, {ETH_HLEN}
+  %too_much = icmp sgt i64 %cut, %most
+  br i1 %too_much, label %einval, label %trim
+trim:
+  %n = phi i64 [ %count, %shrink ], [ %n_next, %trim_frag ]
+  %rest = phi i64 [ %cut, %shrink ], [ %rest_next, %trim_frag ]
+  %frag_left = icmp ne i64 %n, 0
+  %cut_left = icmp sgt i64 %rest, 0
+  %again = and i1 %frag_left, %cut_left
+  br i1 %again, label %trim_frag, label %trimmed
+trim_frag:
+  %n_last = sub i64 %n, 1
+  %trim_entry = call i64 @frag_entry(i64 %r1, i64 %n_last)
+  %frag_size = call i64 @ctx_u64(i64 %trim_entry, i64 8)
+  %partly = icmp ult i64 %rest, %frag_size
+  %taken = select i1 %partly, i64 %rest, i64 %frag_size
+  %rest_next = sub i64 %rest, %taken
+  %frag_left_size = sub i64 %frag_size, %taken
+  call void @set_ctx_u64(i64 %trim_entry, i64 8, i64 %frag_left_size)
+  %n_next = select i1 %partly, i64 %n, i64 %n_last
+  br label %trim
+trimmed:
+  call void @set_ctx_u64(i64 %r1, i64 {CTX_FRAGS}, i64 %n)
+  %no_frags = icmp eq i64 %n, 0
+  %linear_cut = and i1 %no_frags, %cut_left
+  br i1 %linear_cut, label %cut_linear, label %trim_done
+cut_linear:
+  %cut_end = sub i64 %end, %rest
+  call void @set_ctx_u64(i64 %r1, i64 {_XDP_END}, i64 %cut_end)
+  call void @publish(i64 %r1, i64 %meta, i64 %cut_end)
+  br label %trim_done
+trim_done:
+  ret i64 0"""
+
+_XDP = _XDP_PIECES + packet_helper("xdp_adjust_head", CTX_KIND_XDP, _XDP_POINTERS + f"""
   %meta_len = sub i64 %data, %meta
   %new = add i64 %data, %off
   %frame_end = add i64 %page, {XDP_FRAME_SIZE}
@@ -222,6 +365,11 @@ move:
   call void @publish(i64 %r1, i64 %new, i64 %end)
   ret i64 0
 """) + packet_helper("xdp_adjust_tail", CTX_KIND_XDP, _XDP_POINTERS + f"""
+  %count = call i64 @ctx_u64(i64 %r1, i64 {CTX_FRAGS})
+  %has_frags = icmp ne i64 %count, 0
+  br i1 %has_frags, label %frags, label %linear
+{_FRAGS_TAIL}
+linear:
   %new = add i64 %end, %off
   %hard_end = add i64 %page, {_HARD_END}
   %shortest = add i64 %data, {ETH_HLEN}
@@ -238,13 +386,11 @@ move:
   call void @set_ctx_u64(i64 %r1, i64 {_XDP_END}, i64 %new)
   call void @publish(i64 %r1, i64 %meta, i64 %new)
   ret i64 0
-""", linear_only=True) + packet_helper("xdp_get_buff_len", CTX_KIND_XDP, f"""
-  %data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
-  %end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
-  %len = sub i64 %end, %data
+""") + packet_helper("xdp_get_buff_len", CTX_KIND_XDP, """
+  %len = call i64 @xdp_len(i64 %r1)
   ret i64 %len
-""", linear_only=True) + "".join(
-    packet_helper(name, CTX_KIND_XDP, _xdp_copy(into_packet), linear_only=True)
+""") + "".join(
+    packet_helper(name, CTX_KIND_XDP, _xdp_copy(into_packet))
     for name, into_packet in (("xdp_load_bytes", False), ("xdp_store_bytes", True)))
 
 # The skb helpers of runtime/skb_helpers.py on a test run's linear packet [data, data_end).

@@ -10,17 +10,17 @@ under the map lock, -ENOSPC with the lost count bumped when the sample does not 
 CPU is the native helpers' cpu_number() modulo the map's possible CPUs, which is what
 stdhelpers.current_cpu gives the Python helper.
 
-Packet bytes come from the linear packet [data, data_end) of an skb or an XDP packet. What only
-Python knows goes to the Python helper: a map of another type, and packet bytes from an XDP
-packet with frags. The function lives in the helper module of
-jit/native_maps.py and uses its small functions and those of jit/native_packet.py.
+Packet bytes come from an skb's linear packet [data, data_end), or from an XDP packet across its
+frags (jit/native_packet.py ``xdp_copy``). A map of another type goes to the Python helper. The
+function lives in the helper module of jit/native_maps.py and uses its small functions and those
+of jit/native_packet.py.
 """
 from __future__ import annotations
 
 import errno
 
 from bpfjit.runtime import stdhelpers
-from bpfjit.runtime.context import CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, SK_BUFF, XDP_MD
+from bpfjit.runtime.context import CTX_KIND_SKB, CTX_KIND_XDP, SK_BUFF
 from bpfjit.runtime.map_types import MapType
 from bpfjit.runtime.maps.perf_event import BUFFER_WORDS
 from bpfjit.runtime.stdhelpers import BPF_F_CTXLEN_MASK, BPF_F_CURRENT_CPU, BPF_F_INDEX_MASK
@@ -29,7 +29,6 @@ from .native_maps import (CPU_STRIDE, ELEM_STRIDE, KEY_BASE, MAX_ENTRIES, NSLOTS
                           error_exits, twins)
 
 PYTHON_FALLBACKS = {stdhelpers.PERF_EVENT_OUTPUT: stdhelpers.perf_event_output}
-_XDP_DATA, _XDP_END = (XDP_MD.field(name).native_offset for name in ("data", "data_end"))
 _SKB_DATA, _SKB_END = (SK_BUFF.field(name).native_offset for name in ("data", "data_end"))
 _NAME = stdhelpers.perf_event_output.__name__
 
@@ -57,28 +56,21 @@ wanted:
   %none = icmp eq i64 %want, 0
   br i1 %none, label %slot, label %packet_bytes
 packet_bytes:
-  br i1 %xdp, label %xdp_linear, label %skb_bytes
-xdp_linear:
-  %nfrags = call i64 @ctx_u64(i64 %r1, i64 {CTX_FRAGS})
-  %frags = icmp ne i64 %nfrags, 0
-  br i1 %frags, label %python, label %xdp_bytes
+  br i1 %xdp, label %xdp_bytes, label %skb_bytes
 xdp_bytes:
-  %xdp_data = call i64 @ctx_u64(i64 %r1, i64 {_XDP_DATA})
-  %xdp_end = call i64 @ctx_u64(i64 %r1, i64 {_XDP_END})
-  br label %linear
+  %xdp_length = call i64 @xdp_len(i64 %r1)
+  br label %measured
 skb_bytes:
   %skb_data = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
   %skb_end = call i64 @ctx_u64(i64 %r1, i64 {_SKB_END})
-  br label %linear
-linear:
-  %data = phi i64 [ %xdp_data, %xdp_bytes ], [ %skb_data, %skb_bytes ]
-  %end = phi i64 [ %xdp_end, %xdp_bytes ], [ %skb_end, %skb_bytes ]
-  %length = sub i64 %end, %data
+  %skb_length = sub i64 %skb_end, %skb_data
+  br label %measured
+measured:
+  %length = phi i64 [ %xdp_length, %xdp_bytes ], [ %skb_length, %skb_bytes ]
   %short = icmp ugt i64 %want, %length
   br i1 %short, label %efault, label %slot
 slot:
-  %from = phi i64 [ 0, %wanted ], [ %data, %linear ]
-  %extra = phi i64 [ 0, %wanted ], [ %want, %linear ]
+  %extra = phi i64 [ 0, %wanted ], [ %want, %measured ]
   %possible32 = call i32 @u32_at(ptr %h, i64 {KEY_BASE})
   %possible = zext i32 %possible32 to i64
   %number = call i64 @cpu_number()
@@ -131,8 +123,20 @@ store:
   %sample_from = inttoptr i64 %r4 to ptr
   call void @llvm.memcpy.p0.p0.i64(ptr %sample_to, ptr %sample_from, i64 %size, i1 false)
   %packet_to = getelementptr i8, ptr %sample_to, i64 %size
-  %packet_from = inttoptr i64 %from to ptr
+  %no_bytes = icmp eq i64 %extra, 0
+  br i1 %no_bytes, label %copied, label %packet_copy
+packet_copy:
+  br i1 %xdp, label %xdp_copy, label %skb_copy
+xdp_copy:
+  %packet_to_address = ptrtoint ptr %packet_to to i64
+  call void @xdp_copy(i64 %r1, i64 0, i64 %packet_to_address, i64 %extra, i1 false)
+  br label %copied
+skb_copy:
+  %skb_from = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
+  %packet_from = inttoptr i64 %skb_from to ptr
   call void @llvm.memcpy.p0.p0.i64(ptr %packet_to, ptr %packet_from, i64 %extra, i1 false)
+  br label %copied
+copied:
   store i64 %after, ptr %buffer
   call void @unlock(ptr %h)
   ret i64 0

@@ -42,7 +42,7 @@ CTX_RUNTIME = 224  # past the largest packet layout's native_size (__sk_buff's 2
 CTX_TAG = CTX_RUNTIME  # u64: the context's address ^ a secret of the process ^ its kind (below)
 CTX_PAGE = CTX_RUNTIME + 8  # u64: an XDP run's page (xdp_buff's data_hard_start)
 CTX_REGION_ENTRY = CTX_RUNTIME + 16  # u64: the packet's (start, size) in the run's region table, or 0
-CTX_FRAGS = CTX_RUNTIME + 24  # u64: an XDP run's number of frags
+CTX_FRAGS = CTX_RUNTIME + 24  # u64: an XDP run's number of frags (the first entries of its frag table)
 # An skb run's sk_buff state (runtime/run_memory.py SkbBuffer), which the resizing helpers read
 # and change: where its storage starts and ends (the most data and data_end can move without a
 # bigger one, which only Python allocates), its mac and network headers (signed offsets from
@@ -57,7 +57,10 @@ CTX_SKB_ENCAP = CTX_RUNTIME + 64
 # the flow label, the remote (destination) and local (source) addresses, whether they are IPv6.
 CTX_SKB_TUNNEL = CTX_RUNTIME + 72
 SKB_TUNNEL_INFO = struct.Struct("<IBBHI16s16sB")
-CTX_RUNTIME_END = CTX_SKB_TUNNEL + 8 + SKB_TUNNEL_INFO.size
+# u64: an XDP run's frag table: MAX_SKB_FRAGS entries of (address, size) u64 pairs.
+CTX_FRAG_TABLE = CTX_RUNTIME + 128
+FRAG_ENTRY = struct.Struct("<QQ")
+CTX_RUNTIME_END = CTX_FRAG_TABLE + 8
 CTX_KIND_XDP, CTX_KIND_SKB = 1, 2  # xor'ed into the tag: a helper of one kind never takes the other
 
 # What a pointer field holds, named after the register type the kernel verifier gives its value.

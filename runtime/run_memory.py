@@ -23,9 +23,10 @@ from typing import Callable
 
 from bpfjit.errors import BPFError, TestRunError
 
-from .context import (CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY, CTX_RUNTIME_END,
-                      CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC, CTX_SKB_NETWORK, CTX_SKB_TUNNEL, CTX_TAG,
-                      ETH_HLEN, RUN_CTX, RUN_MEMORY, SKB_TUNNEL_INFO, XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
+from .context import (CTX_FRAG_TABLE, CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY,
+                      CTX_RUNTIME_END, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC, CTX_SKB_NETWORK,
+                      CTX_SKB_TUNNEL, CTX_TAG, ETH_HLEN, FRAG_ENTRY, RUN_CTX, RUN_MEMORY, SKB_TUNNEL_INFO,
+                      XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
                       ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
 
@@ -425,29 +426,43 @@ class XdpBuffer(_NativePointers):
     ``data``, ``data_end`` and ``data_meta`` live in the native context, where the program reads
     them and ``region``, the run's "packet" region, reads [data_meta, data_end); the XDP helpers
     (runtime/xdp_helpers.py, jit/native_packet.py) move them and keep the region table on them.
-    The context's runtime words hold the page and the number of frags for the native helpers.
+    The context's runtime words hold the page, the number of frags and the frag table (each
+    frag's address and size), which the native helpers read and change as the Python ones do.
     """
     page: Buffer
     ctx: Buffer
     region: PacketRegion
-    frags: list[Buffer] = field(default_factory=list)
-    frag_sizes: list[int] = field(default_factory=list)
+    # Every frag page the run made, alive until it ends: one a helper dropped too (the table's
+    # first frag_count entries are the packet's).
+    pages: list[Buffer] = field(default_factory=list)
+    table: Buffer = field(default_factory=lambda: Buffer(MAX_SKB_FRAGS * FRAG_ENTRY.size))
 
     def __post_init__(self) -> None:
         _u64(self.ctx.address + CTX_PAGE).value = self.page.address
+        _u64(self.ctx.address + CTX_FRAG_TABLE).value = self.table.address
+
+    frag_count = _ctx_word(CTX_FRAGS)
+
+    def frag(self, index: int) -> tuple[int, int]:
+        """Frag `index`'s (address, size)."""
+        return FRAG_ENTRY.unpack(ctypes.string_at(self.table.address + index * FRAG_ENTRY.size, FRAG_ENTRY.size))
+
+    @property
+    def frag_sizes(self) -> list[int]:
+        return [self.frag(i)[1] for i in range(self.frag_count)]
+
+    def set_frag_size(self, index: int, size: int) -> None:
+        _u64(self.table.address + index * FRAG_ENTRY.size + 8).value = size
 
     def add_frag(self, chunk: bytes) -> None:
-        self.frags.append(Buffer(PAGE_SIZE, chunk))
-        self.frag_sizes.append(len(chunk))
-        self._count_frags()
+        page = Buffer(PAGE_SIZE, chunk)
+        self.pages.append(page)
+        entry = self.table.address + self.frag_count * FRAG_ENTRY.size
+        ctypes.memmove(entry, FRAG_ENTRY.pack(page.address, len(chunk)), FRAG_ENTRY.size)
+        self.frag_count += 1
 
     def drop_last_frag(self) -> None:
-        self.frags.pop()
-        self.frag_sizes.pop()
-        self._count_frags()
-
-    def _count_frags(self) -> None:
-        _u64(self.ctx.address + CTX_FRAGS).value = len(self.frags)
+        self.frag_count -= 1
 
     @property
     def hard_start(self) -> int:
@@ -471,8 +486,7 @@ class XdpBuffer(_NativePointers):
 
     def pieces(self) -> list[tuple[int, int]]:
         """(address, size) of the packet's parts in order: the linear part from data, the frags."""
-        return [(self.data, self.data_end - self.data),
-                *((frag.address, size) for frag, size in zip(self.frags, self.frag_sizes))]
+        return [(self.data, self.data_end - self.data), *(self.frag(i) for i in range(self.frag_count))]
 
     def copy(self, offset: int, address: int, size: int, into_packet: bool) -> None:
         """Copy size bytes between the packet at offset (across its parts) and address."""
@@ -488,8 +502,7 @@ class XdpBuffer(_NativePointers):
     def contents(self) -> bytes:
         """data_out: from data_meta (the metadata comes first) to data_end, then the frags."""
         linear = ctypes.string_at(self.data_meta, self.data_end - self.data_meta)
-        return linear + b"".join(ctypes.string_at(frag.address, size)
-                                 for frag, size in zip(self.frags, self.frag_sizes))
+        return linear + b"".join(ctypes.string_at(address, size) for address, size in self.pieces()[1:])
 
 
 _XDP_BUFFERS: "weakref.WeakValueDictionary[int, XdpBuffer]" = weakref.WeakValueDictionary()

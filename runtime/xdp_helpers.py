@@ -78,7 +78,7 @@ def xdp_adjust_meta(ctx: int, offset: int, *_: int) -> int:
 def xdp_adjust_tail(ctx: int, offset: int, *_: int) -> int:
     """Move the packet's end by offset: grown bytes are zeroed; at least an Ethernet header stays."""
     xdp, offset = _buffer(ctx), _s32(offset)
-    if xdp.frags:
+    if xdp.frag_count:
         return _shrink_frags(xdp, -offset) if offset < 0 else _grow_last_frag(xdp, offset)
     data_end = xdp.data_end + offset
     if data_end > xdp.hard_end or data_end < xdp.data + ETH_HLEN:
@@ -92,11 +92,12 @@ def xdp_adjust_tail(ctx: int, offset: int, *_: int) -> int:
 
 def _grow_last_frag(xdp: XdpBuffer, offset: int) -> int:
     """bpf_xdp_frags_increase_tail: the last frag grows within its page (frags start at 0)."""
-    last = len(xdp.frags) - 1
-    if offset > PAGE_SIZE - xdp.frag_sizes[last]:
+    last = xdp.frag_count - 1
+    address, size = xdp.frag(last)
+    if offset > PAGE_SIZE - size:
         return errno_result(EINVAL)
-    ctypes.memset(xdp.frags[last].address + xdp.frag_sizes[last], 0, offset)
-    xdp.frag_sizes[last] += offset
+    ctypes.memset(address + size, 0, offset)
+    xdp.set_frag_size(last, size + offset)
     return 0
 
 
@@ -105,13 +106,15 @@ def _shrink_frags(xdp: XdpBuffer, shrink: int) -> int:
     ones emptied; once none is left, what remains comes off the linear part."""
     if shrink > xdp.length() - ETH_HLEN:
         return errno_result(EINVAL)
-    while xdp.frags and shrink > 0:
-        taken = min(shrink, xdp.frag_sizes[-1])
+    while xdp.frag_count and shrink > 0:
+        last = xdp.frag_count - 1
+        left = xdp.frag(last)[1]
+        taken = min(shrink, left)
         shrink -= taken
-        xdp.frag_sizes[-1] -= taken
-        if not xdp.frag_sizes[-1]:
+        xdp.set_frag_size(last, left - taken)
+        if taken == left:
             xdp.drop_last_frag()
-    if not xdp.frags and shrink:
+    if not xdp.frag_count and shrink:
         xdp.data_end -= shrink
         xdp.region.publish()
     return 0

@@ -92,6 +92,17 @@ def test_perf_event_output_with_packet_bytes(engine, program):
     assert events.poll(lambda cpu, raw: got.append((cpu, raw))) == 0
 
 
+def test_perf_event_output_takes_packet_bytes_across_frags(engine):
+    # 5,064 bytes: 3,520 in the linear part (the length the program puts in its sample), the rest
+    # in a frag; the sample takes 4,000 of them.
+    obj = load(OBJ)
+    data = word_packet(CURRENT_CPU | 4000 << 32) + bytes(range(250)) * 20
+    assert obj.programs["trace"].test_run(data, engine=engine).retval == 0
+    got = []
+    assert obj.maps["events"].poll(lambda cpu, raw: got.append(raw)) == 1
+    assert got == [sample(data[:3520], 0) + data[:4000]]
+
+
 @pytest.mark.parametrize("flags, err", [
     (CURRENT_CPU | 65 << 32, errno.EFAULT),   # more packet bytes than the packet has
     (1 << 52, errno.EINVAL),                  # a bit past the packet-length field
