@@ -8,10 +8,10 @@ Programs that were not verified keep the Python helpers, which check every point
 
 Every native helper lives in one LLVM module (jit/native_maps.py, native_queue.py,
 native_ringbuf.py, native_misc.py, native_packet.py, native_skb.py, native_fib.py,
-native_perf.py), compiled once per process on first use (its object code kept in the object
-cache, jit/cache.py) and never freed. Its external symbols (libc functions, the cpu-numbering
-words of runtime/maps/native.py, the forwarding table's word of runtime/fib.py) are bound when it
-is linked, like a program's.
+native_perf.py, native_constants.py), compiled once per process on first use (its object code
+kept in the object cache, jit/cache.py) and never freed. Its external symbols (libc functions,
+the cpu-numbering words of runtime/maps/native.py, the forwarding table's word of
+runtime/fib.py) are bound when it is linked, like a program's.
 ``bpf_get_smp_processor_id`` depends on the object's per-CPU slot count, so each count gets a
 one-function module of its own, linked to the helper module (jit/native_misc.py).
 """
@@ -29,10 +29,11 @@ from bpfjit.runtime.maps import native as shared
 from bpfjit.runtime.run_memory import CTX_SECRET
 from bpfjit.runtime.stdhelpers import GET_SMP_PROCESSOR_ID
 
-from . import (native_fib, native_maps, native_misc, native_packet, native_perf, native_queue, native_ringbuf,
-               native_skb)
+from . import (native_constants, native_fib, native_maps, native_misc, native_packet, native_perf, native_queue,
+               native_ringbuf, native_skb)
 
-_PARTS = (native_maps, native_queue, native_ringbuf, native_misc, native_packet, native_skb, native_fib, native_perf)
+_PARTS = (native_maps, native_queue, native_ringbuf, native_misc, native_packet, native_skb, native_fib, native_perf,
+          native_constants)
 MODULE_IR = "".join(part.MODULE_IR for part in _PARTS)
 FUNCTIONS = {helper_id: entry for part in _PARTS for helper_id, entry in part.FUNCTIONS.items()}
 

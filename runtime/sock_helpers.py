@@ -108,7 +108,7 @@ def fib_lookup(ctx: int, params: int, size: int, flags: int, *_: int) -> int:
     return answer
 
 
-def _lookup(ctx: int, tuple_: int, size: int, *_: int) -> int:
+def sk_lookup(ctx: int, tuple_: int, size: int, *_: int) -> int:
     """bpf_sk_lookup_tcp/udp, bpf_skc_lookup_tcp: the tuple is read (it must be the program's
     memory), and no socket matches it."""
     helper_args.check(tuple_, size & 0xFFFF_FFFF, 2)
@@ -121,9 +121,9 @@ _SOCK_COMMON_CASTS = ("skc_to_tcp6_sock", "skc_to_tcp_sock", "skc_to_tcp_timewai
 # (helper id, implementation, argument kinds, return kind), as runtime/stdhelpers.py's table.
 _LOOKUP_ARGS = ("ctx", "mem", "size", "any", "any")
 TABLE = [
-    (HELPER_IDS["sk_lookup_tcp"], _lookup, _LOOKUP_ARGS, "sock_or_null"),
-    (HELPER_IDS["sk_lookup_udp"], _lookup, _LOOKUP_ARGS, "sock_or_null"),
-    (HELPER_IDS["skc_lookup_tcp"], _lookup, _LOOKUP_ARGS, "sock_common_or_null"),
+    (HELPER_IDS["sk_lookup_tcp"], sk_lookup, _LOOKUP_ARGS, "sock_or_null"),
+    (HELPER_IDS["sk_lookup_udp"], sk_lookup, _LOOKUP_ARGS, "sock_or_null"),
+    (HELPER_IDS["skc_lookup_tcp"], sk_lookup, _LOOKUP_ARGS, "sock_common_or_null"),
     (HELPER_IDS["sk_release"], sk_release, ("sock_release",), "integer"),
     (HELPER_IDS["sk_fullsock"], no_socket, ("sock_common",), "sock_or_null"),
     (HELPER_IDS["tcp_sock"], no_socket, ("sock_common",), "tcp_sock_or_null"),

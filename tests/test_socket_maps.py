@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import sys
 
 import pytest
 
@@ -231,6 +232,33 @@ def test_socket_lookup_references():
     assert run_both(released) == 1
     assert "Unreleased reference id=2 alloc_insn=7" in rejected("tc", SK_LOOKUP + "mov %r0, 0\nexit")
     assert "R0 cannot write into sock" in rejected("tc", SK_LOOKUP + "jeq %r0, 0, +1\nstw [%r0+4], 1\nmov %r0, 0\nexit")
+
+
+@pytest.mark.parametrize("engine", ["jit", "interp"])
+def test_socket_helpers_answer_without_python(engine):
+    """The socket lookups, the cookie and csum_update give their constant answers natively
+    (jit/native_constants.py), as the Python helpers do: a lookup per packet costs no callback."""
+    from bpfjit.runtime import skb_helpers, sock_helpers
+    cases = [(SK_LOOKUP.replace("call 84", f"call {call}") + "jeq %r0, 0, +4\nmov %r1, %r0\ncall 86\nmov %r0, 1\n"
+              "exit\nmov %r0, 7\nexit", 7) for call in (84, 85, 99)]
+    cases += [("call 46\nexit", 0), ("mov %r2, 0\ncall 40\nexit", -skb_helpers.ENOTSUPP & (1 << 64) - 1)]
+    files = {sock_helpers.__file__, skb_helpers.__file__}
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename in files:
+            calls.append(frame.f_code.co_name)
+
+    for text, expected in cases:
+        prog = program("tc", text)
+        assert run_both(prog) == expected
+        prog.prepare(engine)
+        sys.setprofile(profile)
+        try:
+            assert prog.test_run(bytes(64), engine=engine).retval == expected
+        finally:
+            sys.setprofile(None)
+        assert calls == [], text
 
 
 def test_a_released_socket_is_no_pointer():
