@@ -204,7 +204,10 @@ def test_unreadable_sources_turn_the_cache_off(cache_dir, fresh_digest, monkeypa
 NOT_DIGESTED = {
     "bpfjit.runtime.xdp_helpers": "the native packet helpers' Python fallbacks, bound by symbol",
     "bpfjit.runtime.skb_helpers": "flag masks and limits, written into the native packet helpers' IR as constants",
-    "bpfjit.runtime.sock_helpers": "the native get_hash_recalc's Python fallback, bound by symbol",
+    "bpfjit.runtime.sock_helpers": "the native socket helpers' Python twins and fib_lookup's fallback, bound by "
+                                   "symbol; struct bpf_fib_lookup's sizes and flags, written into the IR",
+    "bpfjit.runtime.fib": "the native forwarding table's layout, written into the native fib_lookup's IR; the "
+                          "table's word, bound by symbol",
     "bpfjit.runtime.kernel_helpers": "helper ids, which name the native packet helpers",
     "bpfjit.runtime.run_memory": "page sizes written into the native packet helpers' IR; the context secret, "
                                  "bound by symbol",
