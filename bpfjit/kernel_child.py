@@ -29,8 +29,8 @@ from .kernel import (
     MAP_LRU_PERCPU_HASH,
     MAP_PERCPU_ARRAY,
     MAP_PERCPU_HASH,
-    tail_lines,
 )
+from .kernel_process import tail_lines
 
 ETH_HLEN = 14
 ENOSPC = 28

@@ -23,7 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 RUNTIME, VERIFIER, JIT = "bpfjit.runtime", "bpfjit.verifier", "bpfjit.jit"
 CLI, BENCH = "bpfjit.cli", "bpfjit.bench"
-KERNEL_ENGINE = ("bpfjit.kernel", "bpfjit.kernel_child")
+KERNEL_ENGINE = ("bpfjit.kernel", "bpfjit.kernel_process", "bpfjit.kernel_child")
 # Modules of bpfjit/ that only hold the instruction set, its text forms and the errors: every layer
 # may use them.
 FOUNDATION = ("bpfjit.isa", "bpfjit.errors", "bpfjit.asm", "bpfjit.disasm")
