@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from bpfjit.isa import MASK32, MASK64, s64
 from bpfjit.runtime import skb_helpers as skb
-from bpfjit.runtime.context import (CTX_KIND_SKB, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC,
-                                    CTX_SKB_NETWORK, CTX_SKB_TUNNEL, ETH_HLEN, SK_BUFF, SKB_TUNNEL_INFO)
+from bpfjit.runtime.context import (CTX_KIND_SKB, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_HEADROOM,
+                                    CTX_SKB_MAC, CTX_SKB_NETWORK, CTX_SKB_TRANSPORT, CTX_SKB_TUNNEL, ETH_HLEN, SK_BUFF,
+                                    SKB_TRANSPORT_UNSET, SKB_TUNNEL_INFO)
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
 from bpfjit.runtime.run_memory import SKB_MAX_LEN
 
@@ -153,8 +154,9 @@ define internal void @match_protocol(i64 %c, i1 %to_ipv6, i1 %to_ipv4) alwaysinl
 }}
 
 ; skb_helpers._pop_packet_tag once its checks passed (mac header at data, 18 bytes or more): the
-; tag after the MAC addresses leaves the packet, skb->protocol becomes the EtherType it carried;
-; its TCI.
+; tag after the MAC addresses leaves the packet, skb->protocol becomes what it carried (the
+; EtherType; for a length field, 802.3 raw or 802.2 by the next two bytes); its TCI. The wire form
+; of an EtherType of 0x600 or more has a low byte of 6 or more.
 define internal i64 @pop_tag(i64 %c) alwaysinline {{
   %data = call i64 @ctx_u64(i64 %c, i64 {_DATA})
   %end = call i64 @ctx_u64(i64 %c, i64 {_END})
@@ -166,12 +168,44 @@ define internal i64 @pop_tag(i64 %c) alwaysinline {{
   %inner_at = add i64 %data, {ETH_HLEN + 2}
   %inner_p = inttoptr i64 %inner_at to ptr
   %inner16 = load i16, ptr %inner_p, align 1
-  %inner = zext i16 %inner16 to i64
+  %inner_wire = zext i16 %inner16 to i64
+  %inner_high = and i64 %inner_wire, 255
+  %ethertype = icmp uge i64 %inner_high, {skb.ETH_P_802_3_MIN >> 8}
+  %after = call i64 @ctx_u16(i64 %data, i64 {ETH_HLEN + skb.VLAN_HLEN})
+  %raw = icmp eq i64 %after, 65535
+  %llc = select i1 %raw, i64 {_wire(skb.ETH_P_802_3)}, i64 {_wire(skb.ETH_P_802_2)}
+  %inner = select i1 %ethertype, i64 %inner_wire, i64 %llc
   %new = add i64 %data, {skb.VLAN_HLEN}
   call void @move(i64 %new, i64 %data, i64 {_MAC_ADDRESSES})
   call void @skb_moved(i64 %c, i64 %new, i64 %end)
+  call void @headers_move(i64 %c, i64 {-skb.VLAN_HLEN}, i1 false)
+  %network = call i64 @ctx_u64(i64 %c, i64 {CTX_SKB_NETWORK})
+  %network1 = sub i64 %network, {skb.VLAN_HLEN}
+  %in_mac = icmp slt i64 %network1, {ETH_HLEN}
+  %network2 = select i1 %in_mac, i64 {ETH_HLEN}, i64 %network1
+  call void @set_ctx_u64(i64 %c, i64 {CTX_SKB_NETWORK}, i64 %network2)
   call void @set_ctx_u32(i64 %c, i64 {_PROTOCOL}, i64 %inner)
   ret i64 %tci
+}}
+
+; SkbBuffer._headers_move: data moved back by %n bytes (forward, if negative); the kernel's
+; headroom follows, and a set transport header stays in place, so further from data, unless
+; %with_network and it is where the network header is (bpf_skb_net_hdr_push / _pop move it along).
+define internal void @headers_move(i64 %c, i64 %n, i1 %with_network) alwaysinline {{
+  %room = call i64 @ctx_u64(i64 %c, i64 {CTX_SKB_HEADROOM})
+  %room1 = sub i64 %room, %n
+  call void @set_ctx_u64(i64 %c, i64 {CTX_SKB_HEADROOM}, i64 %room1)
+  %t = call i64 @ctx_u64(i64 %c, i64 {CTX_SKB_TRANSPORT})
+  %net = call i64 @ctx_u64(i64 %c, i64 {CTX_SKB_NETWORK})
+  %set = icmp ne i64 %t, {SKB_TRANSPORT_UNSET}
+  %at_network = icmp eq i64 %t, %net
+  %stays = and i1 %with_network, %at_network
+  %goes = xor i1 %stays, true
+  %moves = and i1 %set, %goes
+  %t1 = add i64 %t, %n
+  %t2 = select i1 %moves, i64 %t1, i64 %t
+  call void @set_ctx_u64(i64 %c, i64 {CTX_SKB_TRANSPORT}, i64 %t2)
+  ret void
 }}
 
 define internal void @set_vlan_tag(i64 %c, i64 %present, i64 %proto, i64 %tci) alwaysinline {{
@@ -192,6 +226,8 @@ _STATE = f"""
   %mac = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_MAC})
   %network = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_NETWORK})
   %proto = call i64 @ctx_u32(i64 %r1, i64 {_PROTOCOL})
+  %kernel_room = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_HEADROOM})
+  %transport = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_TRANSPORT})
 """
 
 _ENCAP_L3 = skb.ROOM_ENCAP_L3
@@ -247,7 +283,8 @@ grow:
 {_any("encap_refused", "both_l3", "both_l4", "bad_eth", "already", "long_mac")}
   %bad_encap = and i1 %encaps, %encap_refused
   %good_encap = xor i1 %bad_encap, true
-{_all("grow_ok", "no_decap", "fits", "room", "good_encap")}
+  %kernel_fits = icmp ule i64 %size, %kernel_room
+{_all("grow_ok", "no_decap", "fits", "room", "kernel_fits", "good_encap")}
   br i1 %grow_ok, label %push, label %python
 push:
   %pushed = sub i64 %data, %size
@@ -255,6 +292,7 @@ push:
   %gap = add i64 %pushed, %offset
   call void @zero(i64 %gap, i64 %size)
   call void @skb_moved(i64 %r1, i64 %pushed, i64 %end)
+  call void @headers_move(i64 %r1, i64 %size, i1 true)
   br i1 %encaps, label %mark, label %done
 mark:
   call void @set_ctx_u64(i64 %r1, i64 {CTX_SKB_ENCAP}, i64 1)
@@ -263,6 +301,13 @@ mark:
   %outer6 = icmp ne i64 %to6, 0
   %outer4 = icmp ne i64 %to4, 0
   call void @match_protocol(i64 %r1, i1 %outer6, i1 %outer4)
+  %l4 = and i64 %r4, {skb.ROOM_ENCAP_L4_GRE | skb.ROOM_ENCAP_L4_UDP}
+  %has_l4 = icmp ne i64 %l4, 0
+  br i1 %has_l4, label %l4_header, label %done
+l4_header:
+  %outer_l3 = select i1 %outer6, i64 {skb.IPV6_HLEN}, i64 {skb.IPV4_HLEN}
+  %l4_at = add i64 %mac_len, %outer_l3
+  call void @set_ctx_u64(i64 %r1, i64 {CTX_SKB_TRANSPORT}, i64 %l4_at)
   br label %done
 shrink:
   %unshrinkable = and i64 %r4, {_i64(~skb.ROOM_SHRINK_FLAGS)}
@@ -285,6 +330,8 @@ pull:
   %pulled = add i64 %data, %size
   call void @move(i64 %pulled, i64 %data, i64 %offset)
   call void @skb_moved(i64 %r1, i64 %pulled, i64 %end)
+  %back = sub i64 0, %size
+  call void @headers_move(i64 %r1, i64 %back, i1 true)
   call void @match_protocol(i64 %r1, i1 %decap6, i1 %decap4)
   br label %done
 done:
@@ -298,12 +345,14 @@ _CHANGE_HEAD = packet_helper("skb_change_head", CTX_KIND_SKB, _STATE + f"""
   %grown = add i64 %len, %size
   %fits = icmp ule i64 %grown, {SKB_MAX_LEN}
   %room = icmp uge i64 %headroom, %size
-{_all("ok", "no_flags", "int", "fits", "room")}
+  %kernel_fits = icmp ule i64 %size, %kernel_room
+{_all("ok", "no_flags", "int", "fits", "room", "kernel_fits")}
   br i1 %ok, label %push, label %python
 push:
   %pushed = sub i64 %data, %size
   call void @zero(i64 %pushed, i64 %size)
   call void @skb_moved(i64 %r1, i64 %pushed, i64 %end)
+  call void @headers_move(i64 %r1, i64 %size, i1 false)
   %moved_network = add i64 %network, %size
   call void @set_ctx_u64(i64 %r1, i64 {CTX_SKB_NETWORK}, i64 %moved_network)
   call void @set_ctx_u64(i64 %r1, i64 {CTX_SKB_MAC}, i64 0)
@@ -315,7 +364,11 @@ _CHANGE_TAIL = packet_helper("skb_change_tail", CTX_KIND_SKB, _STATE + f"""
   %no_flags = icmp eq i64 %r3, 0
   %short = icmp ule i64 %new_len, {SKB_MAX_LEN}
   %net_positive = icmp sgt i64 %network, 0
-  %floor = select i1 %net_positive, i64 %network, i64 0
+  %net_floor = select i1 %net_positive, i64 %network, i64 0
+  %transport_set = icmp ne i64 %transport, {SKB_TRANSPORT_UNSET}
+  %transport_positive = icmp sgt i64 %transport, 0
+  %transport_counts = and i1 %transport_set, %transport_positive
+  %floor = select i1 %transport_counts, i64 %transport, i64 %net_floor
   %above = icmp sge i64 %new_len, %floor
   %encapsulated = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_ENCAP})
   %plain = icmp eq i64 %encapsulated, 0
@@ -350,7 +403,8 @@ _VLAN_PUSH = packet_helper("skb_vlan_push", CTX_KIND_SKB, _STATE + f"""
 carried:
   %at_mac = icmp eq i64 %mac, 0
   %room = icmp uge i64 %headroom, {skb.VLAN_HLEN}
-  %ok = and i1 %at_mac, %room
+  %kernel_fits = icmp uge i64 %kernel_room, {skb.VLAN_HLEN}
+{_all("ok", "at_mac", "room", "kernel_fits")}
   br i1 %ok, label %insert, label %python
 insert:
   %pushed = sub i64 %data, {skb.VLAN_HLEN}
@@ -367,6 +421,7 @@ insert:
   %tci_be = call i16 @llvm.bswap.i16(i16 %tci16)
   store i16 %tci_be, ptr %tci_p, align 1
   call void @skb_moved(i64 %r1, i64 %pushed, i64 %end)
+  call void @headers_move(i64 %r1, i64 {skb.VLAN_HLEN}, i1 false)
   call void @set_ctx_u32(i64 %r1, i64 {_PROTOCOL}, i64 %old_proto)
   br label %tag
 tag:

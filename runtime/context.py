@@ -60,7 +60,14 @@ SKB_TUNNEL_INFO = struct.Struct("<IBBHI16s16sB")
 # u64: an XDP run's frag table: MAX_SKB_FRAGS entries of (address, size) u64 pairs.
 CTX_FRAG_TABLE = CTX_RUNTIME + 128
 FRAG_ENTRY = struct.Struct("<QQ")
-CTX_RUNTIME_END = CTX_FRAG_TABLE + 8
+# An skb run's headroom and transport header as the kernel's sk_buff has them, for the rules that
+# read them (runtime/skb_helpers.py): the headroom starts at NET_SKB_PAD and grows in steps of it
+# when a push needs more (pskb_expand_head); the transport header is a signed offset from data,
+# or SKB_TRANSPORT_UNSET.
+CTX_SKB_HEADROOM = CTX_RUNTIME + 136
+CTX_SKB_TRANSPORT = CTX_RUNTIME + 144
+SKB_TRANSPORT_UNSET = -(1 << 62)
+CTX_RUNTIME_END = CTX_RUNTIME + 152
 CTX_KIND_XDP, CTX_KIND_SKB = 1, 2  # xor'ed into the tag: a helper of one kind never takes the other
 
 # What a pointer field holds, named after the register type the kernel verifier gives its value.

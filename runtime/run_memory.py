@@ -24,8 +24,9 @@ from typing import Callable
 from bpfjit.errors import BPFError, TestRunError
 
 from .context import (CTX_FRAG_TABLE, CTX_FRAGS, CTX_KIND_SKB, CTX_KIND_XDP, CTX_PAGE, CTX_REGION_ENTRY,
-                      CTX_RUNTIME_END, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_MAC, CTX_SKB_NETWORK,
-                      CTX_SKB_TUNNEL, CTX_TAG, ETH_HLEN, FRAG_ENTRY, RUN_CTX, RUN_MEMORY, SKB_TUNNEL_INFO,
+                      CTX_RUNTIME_END, CTX_SKB_ENCAP, CTX_SKB_END, CTX_SKB_HEAD, CTX_SKB_HEADROOM, CTX_SKB_MAC,
+                      CTX_SKB_NETWORK, CTX_SKB_TRANSPORT, CTX_SKB_TUNNEL, CTX_TAG, ETH_HLEN, FRAG_ENTRY, RUN_CTX,
+                      RUN_MEMORY, SKB_TRANSPORT_UNSET, SKB_TUNNEL_INFO,
                       XDP_FRAME_SIZE, XDP_HEADROOM, XDP_MD,
                       ContextLayout, ProgramType, build_native_ctx, ctx_only_image, skb_ctx_out, user_ctx, xdp_input)
 from .memory import Buffer, Region
@@ -333,6 +334,8 @@ class SkbBuffer(_NativePointers):
     network = _ctx_word(CTX_SKB_NETWORK, signed=True)  # network header - data
     mac = _ctx_word(CTX_SKB_MAC, signed=True)  # mac header - data
     encapsulation = _ctx_word(CTX_SKB_ENCAP)  # 1: it carries one
+    headroom = _ctx_word(CTX_SKB_HEADROOM)  # the kernel's, which decides when its head is reallocated
+    transport = _ctx_word(CTX_SKB_TRANSPORT, signed=True)  # transport header - data, or SKB_TRANSPORT_UNSET
 
     @property
     def tunnel_key(self) -> bytes | None:
@@ -348,6 +351,7 @@ class SkbBuffer(_NativePointers):
 
     def __post_init__(self) -> None:
         self._bound(self.storage)
+        self.headroom, self.transport = NET_SKB_PAD, SKB_TRANSPORT_UNSET
 
     def _bound(self, storage: Buffer) -> None:
         """The storage the packet lies in, whose bounds the native helpers keep within."""
@@ -380,15 +384,37 @@ class SkbBuffer(_NativePointers):
         self.storage, self.data, self.data_end = bigger, data, data + length
         self._bound(bigger)
 
+    def cow_head(self, needed: int, sets_transport: bool = False) -> None:
+        """skb_cow_head: the kernel reallocates the head when a push needs more than its headroom,
+        by whole NET_SKB_PADs. After bpf_skb_adjust_room's (sets_transport), Linux 6.18 has an
+        unset transport header set, 1 byte before the old head as seen from data (pskb_expand_head
+        moves the unset 0xffff along with the other offsets); after bpf_skb_change_head's, not.
+        (Which is why, after a large adjust_room, bpf_skb_change_tail refuses to trim the packet
+        below that point.)"""
+        if needed > self.headroom:
+            if sets_transport and self.transport == SKB_TRANSPORT_UNSET:
+                self.transport = -1 - self.headroom
+            self.headroom += -(-(needed - self.headroom) // NET_SKB_PAD) * NET_SKB_PAD
+
     def push(self, size: int) -> None:
-        """size more bytes in front of data (skb_push); their contents are the caller's to set."""
+        """size more bytes in front of data (skb_push); their contents are the caller's to set.
+        The headers keep their place in the buffer (the caller moves those that go with data)."""
         self._make_room(size, 0)
         self.data -= size
+        self._headers_move(size)
         self.moved()
 
     def pull(self, size: int) -> None:
         self.data += size
+        self._headers_move(-size)
         self.moved()
+
+    def _headers_move(self, pushed: int) -> None:
+        """data moved back by pushed bytes (forward, if negative): the kernel's headroom follows,
+        and the transport header, which stays where it was, is that much further from data."""
+        self.headroom -= pushed
+        if self.transport != SKB_TRANSPORT_UNSET:
+            self.transport += pushed
 
     def put(self, size: int) -> None:
         """size zeroed bytes after data_end (skb_put)."""

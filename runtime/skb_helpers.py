@@ -22,7 +22,7 @@ from errno import EALREADY, EFAULT, EINVAL, ENOMEM, EPROTO
 from bpfjit.isa import MASK32, MASK64
 
 from . import helper_args
-from .context import ETH_HLEN, SKB_TUNNEL_INFO
+from .context import ETH_HLEN, SKB_TRANSPORT_UNSET, SKB_TUNNEL_INFO
 from .helpers import errno_result
 from .kernel_helpers import HELPER_IDS
 from .run_memory import SKB_MAX_LEN, SkbBuffer, skb_buffer
@@ -33,6 +33,7 @@ CSUM_DIFF_MAX = 512  # the kernel's scratch buffer: 128 words
 INT_MAX = 0x7FFF_FFFF
 OFFSET_MAX = 0xFFFF  # the checksum helpers' and load_bytes_relative's largest offset
 ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x86DD, 0x8100, 0x88A8
+ETH_P_802_3, ETH_P_802_2, ETH_P_802_3_MIN = 0x0001, 0x0004, 0x0600  # below 0x600: a length, no EtherType
 IPV4_HLEN, IPV6_HLEN, VLAN_HLEN = 20, 40, 4
 HDR_START_MAC, HDR_START_NET = 0, 1
 
@@ -292,12 +293,18 @@ def _grow_room(skb: SkbBuffer, offset: int, size: int, flags: int) -> int:
             return errno_result(EALREADY)
         if inner_mac_len > size:
             return errno_result(EINVAL)
-    skb.push(size)
+    skb.cow_head(size, sets_transport=True)
+    transport_at_network = skb.transport == skb.network
+    skb.push(size)  # bpf_skb_net_hdr_push: the mac and network headers go with data
+    if transport_at_network:
+        skb.transport = skb.network
     ctypes.memmove(skb.data, skb.data + size, offset)
     ctypes.memset(skb.data + offset, 0, size)
     if encap:
         skb.encapsulation = 1
         _match_protocol(skb, flags & ROOM_ENCAP_L3_IPV6, flags & ROOM_ENCAP_L3_IPV4)
+        if flags & (ROOM_ENCAP_L4_GRE | ROOM_ENCAP_L4_UDP):  # after the new outer L3 header
+            skb.transport = skb.network - skb.mac + (IPV6_HLEN if flags & ROOM_ENCAP_L3_IPV6 else IPV4_HLEN)
     return 0
 
 
@@ -320,7 +327,10 @@ def _shrink_room(skb: SkbBuffer, offset: int, size: int, flags: int) -> int:
     if offset + size > skb.length():
         return errno_result(ENOMEM)
     ctypes.memmove(skb.data + size, skb.data, offset)
-    skb.pull(size)
+    transport_at_network = skb.transport == skb.network
+    skb.pull(size)  # bpf_skb_net_hdr_pop: the mac and network headers go with data
+    if transport_at_network:
+        skb.transport = skb.network
     _match_protocol(skb, flags & ROOM_DECAP_L3_IPV6, flags & ROOM_DECAP_L3_IPV4)
     return 0
 
@@ -331,6 +341,7 @@ def skb_change_head(ctx: int, head_room: int, flags: int, *_: int) -> int:
     skb, head_room = _skb(ctx), head_room & MASK32
     if flags & MASK64 or head_room > INT_MAX or (skb.length() + head_room > SKB_MAX_LEN and not _gso(skb)):
         return errno_result(EINVAL)
+    skb.cow_head(head_room)
     skb.push(head_room)
     ctypes.memset(skb.data, 0, head_room)
     skb.network += head_room
@@ -338,10 +349,19 @@ def skb_change_head(ctx: int, head_room: int, flags: int, *_: int) -> int:
     return 0
 
 
+def _min_len(skb: SkbBuffer) -> int:
+    """__bpf_skb_min_len: the network header's offset, or the transport header's once it is set
+    (either only when positive); a test run's skb never has a partial checksum to keep."""
+    minimum = max(skb.network, 0)
+    if skb.transport != SKB_TRANSPORT_UNSET and skb.transport > 0:
+        minimum = skb.transport
+    return minimum
+
+
 def skb_change_tail(ctx: int, new_len: int, flags: int, *_: int) -> int:
-    """Trim the packet to new_len bytes, or grow it with zeroes; never below its network header."""
+    """Trim the packet to new_len bytes, or grow it with zeroes; never below _min_len."""
     skb, new_len = _skb(ctx), new_len & MASK32
-    if flags & MASK64 or new_len > SKB_MAX_LEN or new_len < max(skb.network, 0):
+    if flags & MASK64 or new_len > SKB_MAX_LEN or new_len < _min_len(skb):
         return errno_result(EINVAL)
     if skb.encapsulation:
         return errno_result(ENOTSUPP)
@@ -377,6 +397,7 @@ def skb_vlan_push(ctx: int, vlan_proto: int, vlan_tci: int, *_: int) -> int:
     if carried is not None:
         if skb.mac:
             return errno_result(EINVAL)
+        skb.cow_head(VLAN_HLEN)
         skb.push(VLAN_HLEN)
         ctypes.memmove(skb.data, skb.data + VLAN_HLEN, 2 * 6)
         ctypes.memmove(skb.data + 12, struct.pack(">HH", *carried), VLAN_HLEN)
@@ -407,14 +428,19 @@ def skb_vlan_pop(ctx: int, *_: int) -> int:
 
 def _pop_packet_tag(skb: SkbBuffer) -> int:
     """__skb_vlan_pop: take the tag after the MAC addresses out of the packet; its TCI, or -errno.
-    skb->protocol becomes the encapsulated EtherType."""
+    skb->protocol becomes what the tag encapsulated (vlan_set_encap_proto): its EtherType, or,
+    for a length field (below 0x600), 802.3 raw when the next two bytes are 0xffff (IPX), else
+    802.2 LLC."""
     if skb.mac:
         return -EINVAL
     if skb.length() < ETH_HLEN + VLAN_HLEN:
         return -ENOMEM
-    tci, inner = struct.unpack(">HH", ctypes.string_at(skb.data + ETH_HLEN, VLAN_HLEN))
+    tci, inner, after = struct.unpack(">HHH", ctypes.string_at(skb.data + ETH_HLEN, VLAN_HLEN + 2))
+    if inner < ETH_P_802_3_MIN:
+        inner = ETH_P_802_3 if after == 0xFFFF else ETH_P_802_2
     ctypes.memmove(skb.data + VLAN_HLEN, skb.data, 2 * 6)
     skb.pull(VLAN_HLEN)
+    skb.network = max(skb.network - VLAN_HLEN, ETH_HLEN)  # it stays in place, but not inside the mac header
     _set_protocol(skb, inner)
     return tci
 
