@@ -30,7 +30,7 @@ from bpfjit.runtime.context import (CTX_KIND_SKB, CTX_SKB_ENCAP, CTX_SKB_END, CT
                                     CTX_SKB_MAC, CTX_SKB_NETWORK, CTX_SKB_TRANSPORT, CTX_SKB_TUNNEL, ETH_HLEN, SK_BUFF,
                                     SKB_TRANSPORT_UNSET, SKB_TUNNEL_INFO)
 from bpfjit.runtime.kernel_helpers import HELPER_IDS
-from bpfjit.runtime.run_memory import SKB_MAX_LEN
+from bpfjit.runtime.run_memory import NET_SKB_PAD, SKB_MAX_LEN
 
 from .native_maps import PYTHON_PREFIX, twins
 from .native_packet import field_offsets, packet_helper
@@ -208,6 +208,30 @@ define internal void @headers_move(i64 %c, i64 %n, i1 %with_network) alwaysinlin
   ret void
 }}
 
+; SkbBuffer.cow_head: the kernel's headroom grows by whole NET_SKB_PADs when a push needs more;
+; after adjust_room's (%sets_transport), an unset transport header is set 1 byte before the old head.
+define internal void @cow_head(i64 %c, i64 %needed, i1 %sets_transport) alwaysinline {{
+entry:
+  %room = call i64 @ctx_u64(i64 %c, i64 {CTX_SKB_HEADROOM})
+  %short = icmp ugt i64 %needed, %room
+  br i1 %short, label %expand, label %done
+expand:
+  %t = call i64 @ctx_u64(i64 %c, i64 {CTX_SKB_TRANSPORT})
+  %unset = icmp eq i64 %t, {SKB_TRANSPORT_UNSET}
+  %becomes_set = and i1 %unset, %sets_transport
+  %before_head = sub i64 -1, %room
+  %t1 = select i1 %becomes_set, i64 %before_head, i64 %t
+  call void @set_ctx_u64(i64 %c, i64 {CTX_SKB_TRANSPORT}, i64 %t1)
+  %lack = sub i64 %needed, %room
+  %lack_up = add i64 %lack, {NET_SKB_PAD - 1}
+  %added = and i64 %lack_up, {-NET_SKB_PAD}
+  %room1 = add i64 %room, %added
+  call void @set_ctx_u64(i64 %c, i64 {CTX_SKB_HEADROOM}, i64 %room1)
+  br label %done
+done:
+  ret void
+}}
+
 define internal void @set_vlan_tag(i64 %c, i64 %present, i64 %proto, i64 %tci) alwaysinline {{
   call void @set_ctx_u32(i64 %c, i64 {_VLAN_PRESENT}, i64 %present)
   call void @set_ctx_u32(i64 %c, i64 {_VLAN_PROTO}, i64 %proto)
@@ -226,7 +250,6 @@ _STATE = f"""
   %mac = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_MAC})
   %network = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_NETWORK})
   %proto = call i64 @ctx_u32(i64 %r1, i64 {_PROTOCOL})
-  %kernel_room = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_HEADROOM})
   %transport = call i64 @ctx_u64(i64 %r1, i64 {CTX_SKB_TRANSPORT})
 """
 
@@ -283,10 +306,10 @@ grow:
 {_any("encap_refused", "both_l3", "both_l4", "bad_eth", "already", "long_mac")}
   %bad_encap = and i1 %encaps, %encap_refused
   %good_encap = xor i1 %bad_encap, true
-  %kernel_fits = icmp ule i64 %size, %kernel_room
-{_all("grow_ok", "no_decap", "fits", "room", "kernel_fits", "good_encap")}
+{_all("grow_ok", "no_decap", "fits", "room", "good_encap")}
   br i1 %grow_ok, label %push, label %python
 push:
+  call void @cow_head(i64 %r1, i64 %size, i1 true)
   %pushed = sub i64 %data, %size
   call void @move(i64 %pushed, i64 %data, i64 %offset)
   %gap = add i64 %pushed, %offset
@@ -345,10 +368,10 @@ _CHANGE_HEAD = packet_helper("skb_change_head", CTX_KIND_SKB, _STATE + f"""
   %grown = add i64 %len, %size
   %fits = icmp ule i64 %grown, {SKB_MAX_LEN}
   %room = icmp uge i64 %headroom, %size
-  %kernel_fits = icmp ule i64 %size, %kernel_room
-{_all("ok", "no_flags", "int", "fits", "room", "kernel_fits")}
+{_all("ok", "no_flags", "int", "fits", "room")}
   br i1 %ok, label %push, label %python
 push:
+  call void @cow_head(i64 %r1, i64 %size, i1 false)
   %pushed = sub i64 %data, %size
   call void @zero(i64 %pushed, i64 %size)
   call void @skb_moved(i64 %r1, i64 %pushed, i64 %end)
@@ -403,10 +426,10 @@ _VLAN_PUSH = packet_helper("skb_vlan_push", CTX_KIND_SKB, _STATE + f"""
 carried:
   %at_mac = icmp eq i64 %mac, 0
   %room = icmp uge i64 %headroom, {skb.VLAN_HLEN}
-  %kernel_fits = icmp uge i64 %kernel_room, {skb.VLAN_HLEN}
-{_all("ok", "at_mac", "room", "kernel_fits")}
+{_all("ok", "at_mac", "room")}
   br i1 %ok, label %insert, label %python
 insert:
+  call void @cow_head(i64 %r1, i64 {skb.VLAN_HLEN}, i1 false)
   %pushed = sub i64 %data, {skb.VLAN_HLEN}
   call void @move(i64 %pushed, i64 %data, i64 {_MAC_ADDRESSES})
   %old_proto = call i64 @ctx_u32(i64 %r1, i64 {_VLAN_PROTO})
