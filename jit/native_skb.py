@@ -45,11 +45,6 @@ _DATA, _END, _META, _LEN, _PROTOCOL, _GSO_SIZE, _VLAN_PRESENT, _VLAN_TCI, _VLAN_
                                                    "vlan_present", "vlan_tci", "vlan_proto"))
 
 
-def _wire(ethertype: int) -> int:
-    """An EtherType as the u32 protocol fields hold it: its big-endian bytes read little-endian."""
-    return int.from_bytes(ethertype.to_bytes(2, "big"), "little")
-
-
 def _i64(value: int) -> int:
     """A 64-bit mask as an LLVM i64 literal (signed)."""
     return s64(value & MASK64)
@@ -79,7 +74,8 @@ _TUNNEL_SET = CTX_SKB_TUNNEL  # the u64 that says a key was set; the key follows
 _TUNNEL_INFO = CTX_SKB_TUNNEL + 8
 _IPV4_ADDRESS, _ADDRESS = 4, 16
 
-_IP, _IPV6, _VLAN_Q, _VLAN_AD = (_wire(t) for t in (skb.ETH_P_IP, skb.ETH_P_IPV6, skb.ETH_P_8021Q, skb.ETH_P_8021AD))
+# EtherTypes as the u32 protocol fields hold them, which the helpers compare them in.
+_IP, _IPV6, _VLAN_Q, _VLAN_AD = map(skb.swap16, (skb.ETH_P_IP, skb.ETH_P_IPV6, skb.ETH_P_8021Q, skb.ETH_P_8021AD))
 _MAC_ADDRESSES = 2 * 6  # what a VLAN tag is inserted after
 
 _DECLARATIONS = "declare i16 @llvm.bswap.i16(i16)\n" + "".join(
@@ -173,7 +169,7 @@ define internal i64 @pop_tag(i64 %c) alwaysinline {{
   %ethertype = icmp uge i64 %inner_high, {skb.ETH_P_802_3_MIN >> 8}
   %after = call i64 @ctx_u16(i64 %data, i64 {ETH_HLEN + skb.VLAN_HLEN})
   %raw = icmp eq i64 %after, 65535
-  %llc = select i1 %raw, i64 {_wire(skb.ETH_P_802_3)}, i64 {_wire(skb.ETH_P_802_2)}
+  %llc = select i1 %raw, i64 {skb.swap16(skb.ETH_P_802_3)}, i64 {skb.swap16(skb.ETH_P_802_2)}
   %inner = select i1 %ethertype, i64 %inner_wire, i64 %llc
   %new = add i64 %data, {skb.VLAN_HLEN}
   call void @move(i64 %new, i64 %data, i64 {_MAC_ADDRESSES})

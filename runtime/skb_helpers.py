@@ -224,14 +224,16 @@ def _words(address: int, size: int) -> list[int]:
 
 def _protocol(skb: SkbBuffer) -> int:
     """skb->protocol, host order (the native field holds it as the program reads it: __be16)."""
-    return _swap16(skb.value("protocol"))
+    return swap16(skb.value("protocol"))
 
 
 def _set_protocol(skb: SkbBuffer, protocol: int) -> None:
-    skb.set_value("protocol", _swap16(protocol))
+    skb.set_value("protocol", swap16(protocol))
 
 
-def _swap16(value: int) -> int:
+def swap16(value: int) -> int:
+    """A 16-bit value's bytes swapped: an EtherType as the protocol fields hold it (its big-endian
+    bytes read little-endian), and back."""
     return (value & 0xFF) << 8 | (value >> 8) & 0xFF
 
 
@@ -375,13 +377,13 @@ def skb_change_tail(ctx: int, new_len: int, flags: int, *_: int) -> int:
 
 def _vlan_tag(skb: SkbBuffer) -> tuple[int, int] | None:
     """The skb's accelerated VLAN tag (protocol, tci), if it carries one."""
-    return (_swap16(skb.value("vlan_proto")), skb.value("vlan_tci")) if skb.value("vlan_present") else None
+    return (swap16(skb.value("vlan_proto")), skb.value("vlan_tci")) if skb.value("vlan_present") else None
 
 
 def _set_vlan_tag(skb: SkbBuffer, tag: tuple[int, int] | None) -> None:
     protocol, tci = tag or (0, 0)
     skb.set_value("vlan_present", int(tag is not None))
-    skb.set_value("vlan_proto", _swap16(protocol))
+    skb.set_value("vlan_proto", swap16(protocol))
     skb.set_value("vlan_tci", tci)
 
 
@@ -390,7 +392,7 @@ def skb_vlan_push(ctx: int, vlan_proto: int, vlan_tci: int, *_: int) -> int:
     tag it already carried goes into the packet first, after the MAC addresses. A protocol other
     than 802.1Q or 802.1ad counts as 802.1Q."""
     skb = _skb(ctx)
-    protocol = _swap16(vlan_proto & 0xFFFF)
+    protocol = swap16(vlan_proto & 0xFFFF)
     if protocol not in (ETH_P_8021Q, ETH_P_8021AD):
         protocol = ETH_P_8021Q
     carried = _vlan_tag(skb)
@@ -485,7 +487,7 @@ def skb_get_tunnel_key(ctx: int, to: int, size: int, flags: int, *_: int) -> int
         ctypes.memset(to, 0, size)
         return errno_result(error)
     tunnel_id, tos, ttl, tunnel_flags, label, destination, source, ipv6 = SKB_TUNNEL_INFO.unpack(skb.tunnel_key)
-    reported_flags = _swap16(tunnel_flags) if flags & TUNINFO_FLAGS else 0
+    reported_flags = swap16(tunnel_flags) if flags & TUNINFO_FLAGS else 0
     key = BPF_TUNNEL_KEY.pack(tunnel_id, source, tos, ttl, reported_flags, label if ipv6 else 0, destination)
     ctypes.memmove(to, key, min(size, TUNNEL_KEY_SIZE))
     return 0
