@@ -318,8 +318,9 @@ class SkbBuffer(_NativePointers):
 
     ``data`` and ``data_end`` live in the native context, where the program reads them (and
     ``region``, the run's "packet" region, reads them too); so do the headers, the encapsulation,
-    the tunnel key and the storage's bounds, in the context's runtime words, where the native helpers
-    (jit/native_packet.py) read and change them as these do. A helper that moves data or
+    the tunnel key, the kernel's headroom and transport header and the storage's bounds, in the
+    context's runtime words, where the native helpers (jit/native_skb.py) read and change them as
+    these do. A helper that moves data or
     data_end calls :meth:`moved`, which keeps ``len`` and the region table on [data, data_end).
     A packet that outgrows its storage moves to a bigger one, as the kernel's pskb_expand_head
     does (only here: a native helper leaves that to Python); the old storage stays alive (and
@@ -398,7 +399,8 @@ class SkbBuffer(_NativePointers):
 
     def push(self, size: int) -> None:
         """size more bytes in front of data (skb_push); their contents are the caller's to set.
-        The headers keep their place in the buffer (the caller moves those that go with data)."""
+        The mac and network headers, kept as offsets from data, go with it (a caller that leaves
+        one in place moves it back); the transport header stays in place (_headers_move)."""
         self._make_room(size, 0)
         self.data -= size
         self._headers_move(size)
