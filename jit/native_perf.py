@@ -29,7 +29,7 @@ from .native_maps import (CPU_STRIDE, ELEM_STRIDE, KEY_BASE, MAX_ENTRIES, NSLOTS
                           error_exits, twins)
 
 PYTHON_FALLBACKS = {stdhelpers.PERF_EVENT_OUTPUT: stdhelpers.perf_event_output}
-_SKB_DATA, _SKB_END = (SK_BUFF.field(name).native_offset for name in ("data", "data_end"))
+_SKB_DATA = SK_BUFF.field("data").native_offset
 _NAME = stdhelpers.perf_event_output.__name__
 
 MODULE_IR = f"""
@@ -61,9 +61,7 @@ xdp_bytes:
   %xdp_length = call i64 @xdp_len(i64 %r1)
   br label %measured
 skb_bytes:
-  %skb_data = call i64 @ctx_u64(i64 %r1, i64 {_SKB_DATA})
-  %skb_end = call i64 @ctx_u64(i64 %r1, i64 {_SKB_END})
-  %skb_length = sub i64 %skb_end, %skb_data
+  %skb_length = call i64 @skb_len(i64 %r1)
   br label %measured
 measured:
   %length = phi i64 [ %xdp_length, %xdp_bytes ], [ %skb_length, %skb_bytes ]

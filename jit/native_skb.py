@@ -161,10 +161,7 @@ define internal i64 @pop_tag(i64 %c) alwaysinline {{
   %tci_be = load i16, ptr %tci_p, align 1
   %tci16 = call i16 @llvm.bswap.i16(i16 %tci_be)
   %tci = zext i16 %tci16 to i64
-  %inner_at = add i64 %data, {ETH_HLEN + 2}
-  %inner_p = inttoptr i64 %inner_at to ptr
-  %inner16 = load i16, ptr %inner_p, align 1
-  %inner_wire = zext i16 %inner16 to i64
+  %inner_wire = call i64 @ctx_u16(i64 %data, i64 {ETH_HLEN + 2})
   %inner_high = and i64 %inner_wire, 255
   %ethertype = icmp uge i64 %inner_high, {skb.ETH_P_802_3_MIN >> 8}
   %after = call i64 @ctx_u16(i64 %data, i64 {ETH_HLEN + skb.VLAN_HLEN})
@@ -471,10 +468,7 @@ without:
 first:
   br i1 %can_pop, label %peek, label %python
 peek:
-  %inner_at = add i64 %data, {ETH_HLEN + 2}
-  %inner_p = inttoptr i64 %inner_at to ptr
-  %inner16 = load i16, ptr %inner_p, align 1
-  %inner = zext i16 %inner16 to i64
+  %inner = call i64 @ctx_u16(i64 %data, i64 {ETH_HLEN + 2})
   %nested = call i1 @is_vlan(i64 %inner)
   %two_fit = icmp uge i64 %len, {ETH_HLEN + 2 * skb.VLAN_HLEN}
   %single = xor i1 %nested, true
