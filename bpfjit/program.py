@@ -37,7 +37,7 @@ from .runtime import run_context
 from .runtime.run_context import Redirect, RedirectInfo, RunContext
 from .runtime.run_memory import OutputSizes, RunMemory, run_memory
 from .runtime.static_keys import NativeSite, Patchable, PatchableWord, StaticKey, set_default
-from .runtime.status import RunEnv, Status, raise_for_status
+from .runtime.status import RAW_LOOP_TRIPS, RunEnv, Status, raise_for_status
 from .verifier import cfg
 from .verifier.check import Verdict
 from .verifier.insn_text import insn_text
@@ -124,6 +124,9 @@ class Program:
                                  self.env.function_tokens.values() if self.env.function_tokens else (),
                                  unverified=not verify,
                                  jump_tables=program_tables(self.original_insns, self.env.ld_imm64_value))
+        if self.type.layout is None:
+            self.facts = replace(self.facts, trip_limit=RAW_LOOP_TRIPS,
+                                 loop_edges=cfg.loop_edges(self.original_insns, self.facts))
         if verify:  # the verifier's rules (verify=False: no verifier, the bits alone)
             self.check_sleepable()
         # What the verifier proved (None: not verified).
@@ -145,7 +148,7 @@ class Program:
         # The native interpreter's image is built now: cheap, it is what lets engine="auto" give a
         # first result at once, and resolving every ld_imm64 reports a bad pseudo source at load.
         self._image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses,
-                                  self.facts.callx_sites)
+                                  self.facts.callx_sites, self.facts.trip_limit, self.facts.loop_edges)
         self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
         self._native_lock = threading.Lock()
@@ -532,7 +535,7 @@ class Program:
             native_ns, left = native_ns + chain.native_ns, left - chain.runs
             if left == 0 or env.status != Status.OK:
                 break
-            env.tail_calls = 0  # the next run is an invocation of its own
+            env.tail_calls = env.trips = 0  # the next run is an invocation of its own
         if elapsed is not None:
             elapsed.value = native_ns
         return settle(env, chain, regions)
@@ -562,7 +565,8 @@ class Program:
                     count = count_out.value
                 else:
                     interpreter = Interpreter(program.insns, program.env, program.facts.function_starts,
-                                              program.facts.callx_sites)
+                                              program.facts.callx_sites, program.facts.trip_limit,
+                                              program.facts.loop_edges)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
             made = count if made is None else made
             if env.status != Status.TAIL_CALL:
@@ -580,7 +584,8 @@ class Program:
             return lambda start, args: _interpreter().call_function(image, env, start, args, checked)
 
         def interpret(start: int, args: list[int]) -> int:
-            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, self.facts.callx_sites)
+            interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, self.facts.callx_sites,
+                                      self.facts.trip_limit, self.facts.loop_edges)
             return interpreter.run_function(start, args, regions, env)
         return interpret
 

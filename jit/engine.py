@@ -24,7 +24,8 @@ from bpfjit.runtime.environment import Environment
 from bpfjit.runtime import run_context
 from bpfjit.runtime.helpers import Helper
 from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP
-from bpfjit.runtime.status import FIELD_STACK_TOP, FIELD_STATUS, FIELD_TAIL_CALLS, INSN_PENDING, RunEnv, Status
+from bpfjit.runtime.status import (FIELD_STACK_TOP, FIELD_STATUS, FIELD_TAIL_CALLS, FIELD_TRIPS, INSN_PENDING, RunEnv,
+                                   Status)
 from bpfjit.verifier.facts import Facts
 
 from . import cache, native_helpers
@@ -71,7 +72,7 @@ def store_elapsed() -> str:
 # helpers accept pointers into the native stack only there (runtime/helper_args.py). It times
 # the runs itself (CLOCK_MONOTONIC around the loop, as the kernel's test run does), so a run's
 # duration is the program's, not the Python call's around it. Each run is an invocation of its
-# own: the tail-call count starts again from 0 for the next one. A run that ends in a tail call
+# own: the tail-call and loop-trip counts start again from 0 for the next one. A run that ends in a tail call
 # the JIT could not make natively (status TAIL_CALL: bpfjit.program runs the target) ends the
 # loop; how many runs it made is left in *runs.
 REPEAT_IR = f"""
@@ -83,6 +84,7 @@ entry:
   %after = alloca [2 x i64]{record_stack_top()}
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
   %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
+  %trips_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TRIPS}
   call i32 @clock_gettime(i32 1, ptr %before)
   br label %loop
 loop:
@@ -96,6 +98,7 @@ loop:
   br i1 %go, label %again, label %done
 again:
   store volatile i64 0, ptr %tail_calls_field
+  store volatile i64 0, ptr %trips_field
   br label %loop
 done:
   call i32 @clock_gettime(i32 1, ptr %after){store_elapsed()}

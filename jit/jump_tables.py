@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def lower_gotox(f: "_FunctionLowering", insn: Insn, index: int) -> None:
     target = f.reg(insn.dst)
     bad = f.unique("gotox_bad")
-    cases = " ".join(f"i64 {slot}, label %b{slot}" for slot in f.facts.successors[index])
+    cases = " ".join(f"i64 {slot}, label %{f.edge(index, slot)}" for slot in f.facts.successors[index])
     f.emit(f"switch i64 {target}, label %{bad} [ {cases} ]")
     f.lines.append(f"{bad}:")
     f.fail(Status.BAD_GOTOX, index, target)

@@ -33,6 +33,10 @@ count passes ``RunEnv.max_steps``, naming the very instruction the interpreter w
 at; loop heads and function entries also stop with TIME_BUDGET once ``RunEnv.stop`` is set.
 Compare trees are not folded into switches there, since the instructions a tree runs depend on
 the path. The normal variant has none of this.
+
+Raw programs count their loop trips in every variant (Facts.loop_edges and trip_limit): a
+function with loop edges keeps the trips left in a register, and a counted conditional jump
+folds the count into its own test, so that the loop keeps one exit (_FunctionLowering.loop_latch).
 """
 from __future__ import annotations
 
@@ -51,7 +55,8 @@ from bpfjit.runtime.packet_loads import is_legacy_load
 from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_CPU, FIELD_DEPTH, FIELD_FRAME_COUNT, FIELD_FRAMES,
                                    FIELD_INSN, FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REDIRECT_KIND,
                                    FIELD_REGION_COUNT, FIELD_REGIONS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP,
-                                   FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES, MAX_TAIL_CALLS,
+                                   FIELD_TAIL_CALLS, FIELD_TRIPS, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
+                                   MAX_TAIL_CALLS,
                                    BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP
 from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP,
@@ -180,6 +185,9 @@ class _FunctionLowering:
     anchors: dict[int, int] = field(default_factory=dict)
     # Module-level definitions the function needs (the constant tables of folded switches).
     module_globals: list[str] = field(default_factory=list)
+    # Blocks that count a loop trip before a backward jump's target, named by jumps already
+    # lowered and written after the current block ends: (label, the jump's slot, its target).
+    trip_blocks: list[tuple[str, int, int]] = field(default_factory=list)
 
     # --- small emitters ------------------------------------------------------------------------
     def tmp(self) -> str:
@@ -198,6 +206,7 @@ class _FunctionLowering:
     def label(self, name: str) -> None:
         if not self.terminated:
             self.emit(f"br label %{name}")
+        self.write_trip_blocks()
         self.lines.append(f"{name}:")
         self.terminated = False
         self.known.clear()
@@ -330,6 +339,7 @@ class _FunctionLowering:
 
     def leave(self, value: str) -> None:
         """Return `value` from this function (an exit)."""
+        self.store_trips()
         if self.sandboxed_memory:  # this call's frame is gone
             self.emit(f"store i64 %frame_slot, ptr {self.env_field(FIELD_FRAME_COUNT)}")
         self.emit(f"ret i64 {value}")
@@ -394,6 +404,9 @@ class _FunctionLowering:
                 self.set_reg(reg, "0")
         self.emit("%may_goto = alloca i64")
         self.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr %may_goto")
+        if self.counts_trips:
+            self.emit("%trips_left = alloca i64")
+            self.load_trips()
         if self.sandboxed_memory:  # nothing proved what it reads: a zeroed stack, as the interpreter's
             self.emit(f"call void @llvm.memset.p0.i64(ptr %stack, i8 0, i64 {isa.STACK_SIZE}, i1 false)")
             self.register_frame()
@@ -418,6 +431,7 @@ class _FunctionLowering:
                 self.lower_insn(insn, index)
         if not self.terminated:  # unreachable: the structure check guarantees an exit or goto
             self.emit("unreachable")
+        self.write_trip_blocks()
         self.lines.append("}")
         return self.lines
 
@@ -449,8 +463,14 @@ class _FunctionLowering:
                 from exc
 
     def __post_init__(self) -> None:
+        self.counts_trips = self.facts.trip_limit is not None and any(
+            self.function.start <= source < self.function.end for source, _ in self.facts.loop_edges)
         self.switches = {} if self.sandboxed else \
             find_switches(self.insns, self.function.start, self.function.end, self.facts)
+        if self.counts_trips:  # a tree's jumps stay jumps where one of them counts a loop trip
+            counted = {source for source, _ in self.facts.loop_edges}
+            self.switches = {root: tree for root, tree in self.switches.items()
+                             if counted.isdisjoint(tree.absorbed | tree.skipped | {root})}
         self.segments = self.find_segments() if self.sandboxed else {}
         self.loop_heads = self.find_loop_heads() if self.sandboxed else frozenset()
         # Sandboxed code checks every access one by one: no fused copies there.
@@ -709,19 +729,19 @@ class _FunctionLowering:
         elif insn.opcode == isa.GOTOX_OP:
             lower_gotox(self, insn, index)
         elif op == isa.JA and insn.src & isa.STATIC_BRANCH_JA:  # a patchable static-branch site
-            self.emit(site_asm(index, f"b{index + 1}", f"b{insn.jump_target(index)}"))
+            self.emit(site_asm(index, self.edge(index, index + 1), self.edge(index, insn.jump_target(index))))
             self.terminated = True
         elif op == isa.JA:
-            self.branch(f"b{insn.jump_target(index)}")
+            self.branch(self.edge(index, insn.jump_target(index)))
         elif index in self.switches:
             self.lower_switch(self.switches[index], index)
         elif op == isa.JCOND:
             left = self.value("load i64, ptr %may_goto")
             spent = self.value(f"icmp eq i64 {left}, 0")
-            self.emit(f"br i1 {spent}, label %b{insn.jump_target(index)}, label %mg{index}")
+            self.emit(f"br i1 {spent}, label %{self.edge(index, insn.jump_target(index))}, label %mg{index}")
             self.lines.append(f"mg{index}:")
             self.emit(f"store i64 {self.value(f'sub i64 {left}, 1')}, ptr %may_goto")
-            self.branch(f"b{index + 1}")
+            self.branch(self.edge(index, index + 1))
         else:
             bits = 32 if insn.cls == isa.JMP32 else 64
             ty = _INT[bits]
@@ -730,8 +750,72 @@ class _FunctionLowering:
                 taken = self.value(f"icmp ne {ty} {anded}, 0")
             else:
                 taken = self.value(f"icmp {_PREDICATES[op]} {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
-            self.emit(f"br i1 {taken}, label %b{insn.jump_target(index)}, label %b{index + 1}")
-            self.terminated = True
+            target, counted = insn.jump_target(index), self.facts.loop_edges if self.counts_trips else ()
+            if target != index + 1 and (index, target) in counted:
+                self.loop_latch(taken, target, index + 1, index)
+            elif target != index + 1 and (index, index + 1) in counted:
+                self.loop_latch(self.value(f"xor i1 {taken}, true"), index + 1, target, index)
+            else:  # (a jump to the next slot has a single edge: counted on either path)
+                self.emit(f"br i1 {taken}, label %{self.edge(index, target)}, label %{self.edge(index, index + 1)}")
+                self.terminated = True
+
+    # --- loop trips (Facts.trip_limit) ---------------------------------------------------------
+    # A function with loop edges keeps the trips its invocation has left in %trips_left, promoted
+    # to a register by mem2reg (a count down to zero is one decrement and branch per trip): made
+    # from RunEnv.trips on entry and after every call (callees and callbacks count there), given
+    # back to it before every call and exit.
+    def load_trips(self) -> None:
+        if self.counts_trips:
+            used = self.value(f"load i64, ptr {self.env_field(FIELD_TRIPS)}")
+            self.emit(f"store i64 {self.value(f'sub i64 {self.facts.trip_limit}, {used}')}, ptr %trips_left")
+
+    def store_trips(self) -> None:
+        if self.counts_trips:
+            used = self.value(f"sub i64 {self.facts.trip_limit}, {self.value('load i64, ptr %trips_left')}")
+            self.emit(f"store i64 {used}, ptr {self.env_field(FIELD_TRIPS)}")
+
+    def count_trip(self) -> tuple[str, str]:
+        """Count one trip: (the trips left before, whether one was left)."""
+        before = self.value("load i64, ptr %trips_left")
+        self.emit(f"store i64 {self.value(f'sub i64 {before}, 1')}, ptr %trips_left")
+        return before, self.value(f"icmp ne i64 {before}, 0")
+
+    def loop_latch(self, stays: str, loop: int, leave: int, index: int) -> None:
+        """A conditional jump one of whose edges (to `loop`, when `stays`) is a loop trip: the
+        loop goes on while `stays` and the count is within the limit, one condition, so that the
+        loop keeps a single exit and LLVM still computes its trip count (the smaller of the two)
+        and vectorises it. The exit then tells a spent budget from the loop's own end (to
+        `leave`), and takes back the trip counted for the latter."""
+        before, within = self.count_trip()
+        out, over, done = self.unique("loop_out"), self.unique("trips_over"), self.unique("loop_done")
+        self.emit(f"br i1 {self.value(f'and i1 {stays}, {within}')}, label %b{loop}, label %{out}")
+        self.lines.append(f"{out}:")
+        self.emit(f"br i1 {stays}, label %{over}, label %{done}")
+        self.lines.append(f"{over}:")
+        self.fail(Status.LOOP_BUDGET, index, str(self.facts.trip_limit))
+        self.lines.append(f"{done}:")
+        self.emit(f"store i64 {before}, ptr %trips_left")
+        self.branch(f"b{leave}")
+
+    def edge(self, index: int, target: int) -> str:
+        """The label a jump at `index` names for `target`: the target's block, or for a loop
+        trip (Facts.loop_edges), a block written after this one that counts the trip first."""
+        if not self.counts_trips or (index, target) not in self.facts.loop_edges:
+            return f"b{target}"
+        label = self.unique("trip")
+        self.trip_blocks.append((label, index, target))
+        return label
+
+    def write_trip_blocks(self) -> None:
+        """The trip blocks the ended block's jumps named (edge)."""
+        blocks, self.trip_blocks = self.trip_blocks, []
+        for label, index, target in blocks:
+            self.lines.append(f"{label}:")
+            _, within = self.count_trip()
+            over = self.unique("trips_over")
+            self.emit(f"br i1 {within}, label %b{target}, label %{over}")
+            self.lines.append(f"{over}:")
+            self.fail(Status.LOOP_BUDGET, index, str(self.facts.trip_limit))
 
     def lower_switch(self, switch: Switch, index: int) -> None:
         """A compare tree clang made of a C switch, as one LLVM switch (jit/switches.py). A folded
@@ -1115,12 +1199,15 @@ class _FunctionLowering:
         return result
 
     def lower_call(self, insn: Insn, index: int) -> None:
+        self.store_trips()  # the callee, or a helper's callback, counts on
         if insn.source == isa.X:
             self.lower_callx(insn, index)
         elif insn.src == isa.CALL_LOCAL:
             self.call_local(insn.call_target(index), index)
         else:
             self.call_helper(insn.imm, index)
+        if not self.terminated:
+            self.load_trips()
 
     def lower_callx(self, insn: Insn, index: int) -> None:
         """Dispatch on the target value: helper ids and BPF function tokens, anything else fails."""
@@ -1253,7 +1340,8 @@ def lower_program(insns: Sequence[Insn], facts: Facts, env: Environment,
     counts_depth = any(insn.is_lddw and insn.src == isa.PSEUDO_FUNC for insn in real)
     # In the sandboxed variant any call may spend the budget, and a checked access may fail in
     # any function (a legacy packet load at a header offset too): callers must always look.
-    may_stop = sandboxed or counts_depth or not facts.verified or bool(facts.checked_accesses or facts.dead) or any(
+    may_stop = sandboxed or counts_depth or not facts.verified or bool(facts.checked_accesses or facts.dead) \
+        or facts.trip_limit is not None or any(
         (insn.opcode in (isa.CALL_OP, isa.CALLX_OP) and insn.src != isa.CALL_LOCAL) or is_legacy_load(insn)
         for insn in real)
     parts = MODULE_PROLOGUE + [

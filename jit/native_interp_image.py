@@ -47,11 +47,13 @@ from bpfjit.runtime.environment import Environment, func_token
 from bpfjit.runtime.jump_tables import BAD_TARGET, gotox_targets, program_tables
 from bpfjit.runtime.maps import ProgArray, map_from_handle
 from bpfjit.runtime.static_keys import BranchFlag
+from bpfjit.runtime.status import UNLIMITED
 from bpfjit.runtime.stdhelpers import (FOR_EACH_MAP_ELEM, LOOP, REDIRECT, REDIRECT_MAP, TAIL_CALL, for_each_map_elem,
                                        loop, redirect, redirect_map, tail_call)
 
 from .native_interp_ir import (CALL_BPF_LOOP, CALL_FOR_EACH_ARRAY, CALL_REDIRECT_MAP, CALL_REDIRECT_SKB,
-                               CALL_REDIRECT_XDP, CALL_TAIL, CHECKED_MODE, STOPS_ON_ZERO, TRAP_OPCODE)
+                               CALL_REDIRECT_XDP, CALL_TAIL, CHECKED_MODE, FALL_THROUGH_TRIP, STOPS_ON_ZERO, TAKEN_TRIP,
+                               TRAP_OPCODE)
 
 # The helpers the interpreter runs itself when they are the standard implementation (native
 # loops, the tail call's switch of image, the redirects' records), and the call code it knows
@@ -78,6 +80,8 @@ class ImageHeader(ctypes.Structure):
         ("array_map_count", ctypes.c_uint64),
         ("prog_arrays", ctypes.c_void_p),  # (handle, address of (image table, max entries, empty word)) pairs
         ("prog_array_count", ctypes.c_uint64),
+        ("trip_limit", ctypes.c_uint64),  # loop trips a run may take (Facts.trip_limit; UNLIMITED: not limited)
+        ("loop_edges", ctypes.c_void_p),  # one byte per slot: TAKEN_TRIP | FALL_THROUGH_TRIP (Facts.loop_edges)
     ]
 
 
@@ -127,7 +131,8 @@ _SPECIAL = frozenset({isa.CALL_OP, isa.CALLX_OP, isa.GOTOX_OP, isa.JA_OP}
 
 def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterable[int],
                 checked_accesses: Iterable[int],
-                callx_sites: Mapping[int, frozenset[int]] | None = None) -> ProgramImage:
+                callx_sites: Mapping[int, frozenset[int]] | None = None,
+                trip_limit: int | None = None, loop_edges: Iterable[tuple[int, int]] = ()) -> ProgramImage:
     """Pre-decode a structurally checked program (Program.insns: ctx accesses already rewritten),
     except its helper addresses (ProgramImage.bind_helpers). Resolving each ld_imm64 here is
     what reports a bad pseudo source at load.
@@ -135,6 +140,8 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     function_starts: the slots where BPF functions start (Facts.function_starts).
     checked_accesses: the accesses a verified program checks at run time (Facts.checked_accesses).
     callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites).
+    trip_limit, loop_edges: the loop trips a run may take, and the jumps that are one
+    (Facts.trip_limit and loop_edges; None: no limit).
 
     Cheap enough to run at every load (a program of 100,000 instructions takes tens of ms): most
     slots are their plain encoding, made in one pass; only the special ones are revisited."""
@@ -198,15 +205,20 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     layouts, array_maps, array_map_count = _array_maps(loaded if CALL_FOR_EACH_ARRAY in own_calls else (), env)
     tables, prog_arrays, prog_array_count = _prog_arrays(loaded if CALL_TAIL in own_calls else ())
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
+    trips = (ctypes.c_uint8 * max(1, len(insns)))()
+    for source, target in loop_edges:  # (a jump to the next slot has one edge, counted either way)
+        taken = insns[source].opcode == isa.GOTOX_OP or insns[source].jump_target(source) == target
+        trips[source] |= (TAKEN_TRIP if taken else 0) | (FALL_THROUGH_TRIP if target == source + 1 else 0)
     header = ImageHeader(ctypes.addressof(code), 0, ctypes.addressof(ids), len(helper_ids),
                          ctypes.addressof(function_table), len(functions), ctypes.addressof(branches),
                          ctypes.addressof(gotox_targets_table), len(insns), token_functions,
                          ctypes.addressof(array_maps), array_map_count, ctypes.addressof(prog_arrays),
-                         prog_array_count)
+                         prog_array_count, UNLIMITED if trip_limit is None else trip_limit, ctypes.addressof(trips))
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots, frozenset(loaded),
-                        [words, ids, function_table, gotox_targets_table, layouts, array_maps, tables, prog_arrays])
+                        [words, ids, function_table, gotox_targets_table, layouts, array_maps, tables, prog_arrays,
+                         trips])
 
 
 def _function_table(insns: Sequence[Insn], special: Sequence[int], starts: frozenset[int], env: Environment,

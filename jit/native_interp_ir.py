@@ -42,6 +42,10 @@ Two variants are built from this one description:
   BPF frames (registered in RunEnv.frames, as the sandboxed JIT's); every instruction spends one
   step of RunEnv.max_steps, and every 1024 steps the watchdog's stop flag is read.
 
+A taken jump, and a conditional jump's fall-through, that the image's loop-edge table marks
+counts a loop trip in RunEnv.trips against the image's trip limit (Facts.loop_edges and
+trip_limit: raw programs), ending the run with LOOP_BUDGET past it, as the JIT does.
+
 A failed run records its status, instruction and detail in the RunEnv and returns 0, like the JIT;
 ``raise_for_status`` (runtime/status.py) turns that into the same error. TRAP is this engine's own
 status: the image names the reason (kfuncs, unknown helpers), which
@@ -78,7 +82,7 @@ from bpfjit import isa
 from bpfjit.runtime.status import (BPF_MAX_LOOPS, FIELD_ACCESS_SIZE, FIELD_FRAME_COUNT, FIELD_FRAMES, FIELD_INSN,
                                    FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REDIRECT_KIND,
                                    FIELD_STACK_TOP, FIELD_STATUS,
-                                   FIELD_STEPS, FIELD_STOP, FIELD_TAIL_CALLS, FIELD_VALUE, INSN_PENDING,
+                                   FIELD_STEPS, FIELD_STOP, FIELD_TAIL_CALLS, FIELD_TRIPS, FIELD_VALUE, INSN_PENDING,
                                    MAX_CALL_FRAMES, MAX_TAIL_CALLS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 
 from bpfjit.runtime.map_types import MapType
@@ -112,7 +116,10 @@ CHECKED_MODE = {isa.LDX | isa.MEM: isa.LDX | isa.ABS, isa.LDX | isa.MEMSX: isa.L
 # The image's fields (jit/native_interp_image.py ImageHeader), each 8 bytes.
 (IMAGE_CODE, IMAGE_HELPERS, IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT,
  IMAGE_BRANCHES, IMAGE_GOTOX_TARGETS, IMAGE_SLOT_COUNT, IMAGE_TOKEN_FUNCTION_COUNT, IMAGE_ARRAY_MAPS,
- IMAGE_ARRAY_MAP_COUNT, IMAGE_PROG_ARRAYS, IMAGE_PROG_ARRAY_COUNT) = range(14)
+ IMAGE_ARRAY_MAP_COUNT, IMAGE_PROG_ARRAYS, IMAGE_PROG_ARRAY_COUNT, IMAGE_TRIP_LIMIT, IMAGE_LOOP_EDGES) = range(16)
+# The image's loop-edge table: one byte per slot, these bits set where the jump there counts a
+# loop trip (Facts.loop_edges) when it is taken, or when it falls through.
+TAKEN_TRIP, FALL_THROUGH_TRIP = 1, 2
 # A frame record: the caller's r1-r10 (slots 0-9), its return slot, its may_goto budget.
 RECORD_WORDS = 16
 RECORD_RETURN, RECORD_MAY_GOTO = 10, 11
@@ -287,6 +294,7 @@ class _LoopBuilder:
         f.emit(f"store i64 {MAY_GOTO_BUDGET}, ptr {self.record_field('0', RECORD_MAY_GOTO)}")
         f.emit("store i64 %start, ptr %pc_slot")
         f.emit("store i64 0, ptr %depth_slot")
+        self.trip_limit, self.loop_edges = f.image_word(IMAGE_TRIP_LIMIT, "i64"), f.image_word(IMAGE_LOOP_EDGES)
         if not f.checked:
             self.memory_limits()
         else:
@@ -597,14 +605,37 @@ class _LoopBuilder:
         f = self.f
         after = f.value("add i64 %pc, 1")
         if taken == "true":
-            f.goto_pc(f.value(f"add i64 {after}, {offset}"))
+            self.jump_to(f.value(f"add i64 {after}, {offset}"))
             return
         yes, no = f.branch_if(taken)
         f.label(yes)
         f.keep_branch()
-        f.goto_pc(f.value(f"add i64 {after}, {offset}"))
+        self.jump_to(f.value(f"add i64 {after}, {offset}"))
         f.label(no)
+        self.count_trip(FALL_THROUGH_TRIP)
         f.goto_pc(after)
+
+    def jump_to(self, target: str) -> None:
+        """A taken jump to slot `target`."""
+        self.count_trip(TAKEN_TRIP)
+        self.f.goto_pc(target)
+
+    def count_trip(self, edge: int) -> None:
+        """Where the image's loop-edge table marks this edge of the jump at %pc, count a loop
+        trip of the run, and end it with LOOP_BUDGET past the image's trip limit."""
+        f = self.f
+        flags = f.value(f"load i8, ptr {f.value(f'getelementptr inbounds i8, ptr {self.loop_edges}, i64 %pc')}")
+        counted, plain = f.branch_if(f.value(f"icmp ne i8 {f.value(f'and i8 {flags}, {edge}')}, 0"), weight_taken=False)
+        f.label(counted)
+        trips_ptr = f.env_field(FIELD_TRIPS)
+        trips = f.value(f"add i64 {f.value(f'load i64, ptr {trips_ptr}')}, 1")
+        f.emit(f"store i64 {trips}, ptr {trips_ptr}")
+        over, within = f.branch_if(f.value(f"icmp ugt i64 {trips}, {self.trip_limit}"), weight_taken=False)
+        f.label(over)
+        f.fail(int(Status.LOOP_BUDGET), self.trip_limit)
+        f.label(within)
+        f.emit(f"br label %{plain}")
+        f.label(plain)
 
     def ja(self, opcode: int) -> None:
         """ja (off), gotol (imm), and the static-branch flavours (src != 0): their site's byte in
@@ -635,7 +666,7 @@ class _LoopBuilder:
         f.label(bad)
         f.fail(TRAP)
         f.label(go)
-        f.goto_pc(target)
+        self.jump_to(target)
 
     def may_goto(self, opcode: int) -> None:
         """may_goto: falls through while this frame's budget lasts, then branches."""
@@ -1078,6 +1109,7 @@ entry:
   store i64 %top, ptr %top_field
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
   %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
+  %trips_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TRIPS}
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %again ]
@@ -1088,6 +1120,7 @@ loop:
   br i1 %failed, label %done, label %again
 again:
   store volatile i64 0, ptr %tail_calls_field
+  store volatile i64 0, ptr %trips_field
   %more = icmp ult i64 %next, %n
   br i1 %more, label %loop, label %done
 done:

@@ -6,7 +6,8 @@ a bounds check on every access against the regions the run was given. Semantics 
 docs/semantics.md#instruction-set and #pitfalls (zero-extension of 32-bit results, division by
 zero, shift masking, ...). A run stops when it spends the instruction or time budget its RunEnv
 carries (max_steps, deadline), counted across the bpf-to-bpf calls and helper callbacks of the
-invocation, as the JIT's sandboxed code counts them.
+invocation, as the JIT's sandboxed code counts them. A raw program's run also stops past its
+budget of loop trips (Facts.loop_edges, trip_limit), counted as every engine counts them.
 """
 from __future__ import annotations
 
@@ -47,13 +48,18 @@ class Unwind(Exception):
 
 class Interpreter:
     def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int],
-                 callx_sites: Mapping[int, frozenset[int]] | None = None):
+                 callx_sites: Mapping[int, frozenset[int]] | None = None, trip_limit: int | None = None,
+                 loop_edges: frozenset[tuple[int, int]] = frozenset()):
         """functions: the slot indexes where BPF functions start (valid callx targets);
-        callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites)."""
+        callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites);
+        trip_limit, loop_edges: the loop trips an invocation may take, and the jumps (source slot,
+        target slot) that are one (Facts.trip_limit and loop_edges; None: no limit)."""
         self.insns = insns
         self.env = env
         self.functions = functions
         self.callx_sites = callx_sites or {}
+        self.trip_limit = trip_limit
+        self.loop_edges = loop_edges if trip_limit is not None else frozenset()
         # ld_imm64 values are resolved once, as the JIT does at compile time.
         self.imm64 = {i: env.ld_imm64_value(insn, i) for i, insn in enumerate(insns)
                       if insn.is_lddw and not isa.is_filler(insns, i)}
@@ -274,7 +280,7 @@ class Interpreter:
             return self.call(insn)
         if op == isa.JA:
             if insn.opcode == isa.GOTOX_OP:
-                self.pc = self.indirect_target(self.regs[insn.dst])
+                self.jump(self.indirect_target(self.regs[insn.dst]))
                 return None
             taken = insn.src == 0 or self.env.static_branch_jumps(self.pc, insn)
         elif op == isa.JCOND:  # may_goto: branch once this frame's budget is spent
@@ -284,8 +290,17 @@ class Interpreter:
                 frame.may_goto_left -= 1
         else:
             taken = condition(insn, self.regs[insn.dst], self.regs[insn.src])
-        self.pc = insn.jump_target(self.pc) if taken else self.pc + 1
+        self.jump(insn.jump_target(self.pc) if taken else self.pc + 1)
         return None
+
+    def jump(self, target: int) -> None:
+        """Go on at `target`; a jump along one of loop_edges is a trip of a loop, counted for the
+        invocation (in its RunEnv, which callbacks share) against trip_limit."""
+        if (self.pc, target) in self.loop_edges:
+            self.status.trips += 1
+            if self.status.trips > self.trip_limit:
+                self.fail(Status.LOOP_BUDGET, self.trip_limit)
+        self.pc = target
 
     def indirect_target(self, value: int) -> int:
         """Where gotox goes: the slot a jump table entry holds, if it is one of its function's."""

@@ -33,6 +33,7 @@ class Status(enum.IntEnum):
     BAD_WRITE = 9  # a checked store outside the memory the run may write (value: the address)
     DEAD_CODE = 10  # an instruction the verifier proved unreachable ran: a verifier bug, stopped
     BAD_GOTOX = 11  # gotox to a slot no jump table of its function holds (runtime/jump_tables.py)
+    LOOP_BUDGET = 12  # a raw program's run took more loop trips than Facts.trip_limit (value: the limit)
 
 
 MAX_CALL_FRAMES = 8  # the kernel's limit: the main frame plus seven nested calls
@@ -40,6 +41,11 @@ MAX_TAIL_CALLS = 33  # the kernel's MAX_TAIL_CALL_CNT
 BPF_MAX_LOOPS = 1 << 23  # the kernel's bound on bpf_loop iterations and on a frame's may_goto
 MAY_GOTO_BUDGET = BPF_MAX_LOOPS  # iterations a frame's may_goto allows before it branches
 UNLIMITED = (1 << 64) - 1  # max_steps of a run without an instruction budget
+# Backward jumps one invocation of a raw program may take (Facts.trip_limit): the verifier proves
+# a raw program's widened loops safe but not finite (verifier/widen.py), so a run counts their
+# trips instead and ends with LOOP_BUDGET past this many. 2**28 trips are a byte loop over 256 MiB
+# or a few tenths of a second of the tightest jitted loop.
+RAW_LOOP_TRIPS = 1 << 28
 # Frames a sandboxed JIT run registers for its checked accesses (calls, callbacks and their
 # calls together; the verifier's limit does not hold for a program it never saw).
 SANDBOX_FRAMES = 64
@@ -60,6 +66,7 @@ class RunEnv(ctypes.Structure):
         ("steps", ctypes.c_uint64),  # instructions executed so far (budgeted runs only)
         ("max_steps", ctypes.c_uint64),  # the instruction budget (UNLIMITED: none)
         ("stop", ctypes.c_uint64),  # set (to 1) by the watchdog when the time budget is spent
+        ("trips", ctypes.c_uint64),  # backward jumps of this invocation (counted when Facts.trip_limit is set)
         ("stack_top", ctypes.c_uint64),  # JIT runs: native addresses of the BPF frames lie below it
         # The thread's cpu number (runtime/maps/native.py): a per-CPU map's slot in this run is it
         # modulo the map's slot count, as the native map helpers compute it. Read once, when the
@@ -108,9 +115,9 @@ def thread_cpu() -> int:
 
 
 (FIELD_STATUS, FIELD_INSN, FIELD_VALUE, FIELD_DEPTH, FIELD_TAIL_CALLS, FIELD_STEPS, FIELD_MAX_STEPS,
- FIELD_STOP, FIELD_STACK_TOP, FIELD_CPU, _TIMEOUT, _DEADLINE, FIELD_MEM_START, FIELD_MEM_SIZE, FIELD_ACCESS_SIZE,
- FIELD_REDIRECT_KIND, FIELD_REDIRECT_TARGET, FIELD_REDIRECT_KEY, FIELD_REDIRECT_FLAGS,
- FIELD_REGIONS, FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(23)
+ FIELD_STOP, FIELD_TRIPS, FIELD_STACK_TOP, FIELD_CPU, _TIMEOUT, _DEADLINE, FIELD_MEM_START, FIELD_MEM_SIZE,
+ FIELD_ACCESS_SIZE, FIELD_REDIRECT_KIND, FIELD_REDIRECT_TARGET, FIELD_REDIRECT_KEY, FIELD_REDIRECT_FLAGS,
+ FIELD_REGIONS, FIELD_REGION_COUNT, FIELD_FRAME_COUNT, FIELD_FRAMES) = range(24)
 
 
 class HelperFault(BPFError):
@@ -136,6 +143,9 @@ def raise_for_status(env: RunEnv, helper_error: BaseException | None = None, hel
         raise BPFRuntimeError(env.insn, f"instruction budget of {env.max_steps} exhausted")
     if status == Status.TIME_BUDGET:
         raise BPFRuntimeError(env.insn, f"time budget of {env.timeout:g} s exhausted")
+    if status == Status.LOOP_BUDGET:
+        raise BPFRuntimeError(env.insn, f"loop budget of {env.value} trips exhausted (a raw program's "
+                                        "loops are bounded when it runs)")
     if status == Status.DEAD_CODE:
         raise BPFRuntimeError(env.insn, "reached an instruction the verifier proved unreachable (a bpfjit bug)")
     if status in (Status.BAD_READ, Status.BAD_WRITE):

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import time
 
-# r0 = 0, then a jump to itself: never returns, and in the JIT never comes back to Python. The
-# verifier refuses it ("unreachable insn 2"; the loop, "infinite loop detected"), so it runs
-# with --no-verify: sandboxed code must stop at Ctrl-C as well.
-ENDLESS = "mov %r0, 0\nja -1\nexit\n"
+# A loop of 400 multiplications and additions that LLVM cannot fold, whose exit waits for a value
+# r0 does not take: a raw program's run ends after RAW_LOOP_TRIPS trips (2**28), which takes
+# minutes here, and in the JIT never comes back to Python until then. It runs with --no-verify:
+# sandboxed code must stop at Ctrl-C as well.
+ENDLESS = "mov %r0, 1\n" + "mul %r0, %r0\nadd %r0, 1\n" * 200 + "jeq %r0, 12345, +1\nja -402\nexit\n"
 STARTUP_TIMEOUT = 60.0  # imports and argument parsing on a loaded machine
 EXIT_TIMEOUT = 5.0
 

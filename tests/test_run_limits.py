@@ -24,8 +24,8 @@ from bpfjit.runtime.stdhelpers import standard_helpers
 PROMPT = 5.0  # seconds: far more than any budget below needs, far less than "hangs"
 
 
-def with_helpers(insns: list[Insn], verify: bool = True) -> Program:
-    return Program(insns, Environment(standard_helpers(lambda line: None)), verify=verify)
+def with_helpers(insns: list[Insn], verify: bool = True, prog_type: str = "raw") -> Program:
+    return Program(insns, Environment(standard_helpers(lambda line: None)), verify=verify, prog_type=prog_type)
 
 
 def runaway_callback() -> Program:
@@ -33,13 +33,17 @@ def runaway_callback() -> Program:
     insns = (assemble_insns("mov %r1, 1\nlddw %r2, 0\nmov %r3, 0\nmov %r4, 0\ncall 181\nexit")
              + assemble_insns("mov %r0, 0\nl: ja l\nexit"))
     insns[1] = Insn(isa.LDDW, 2, isa.PSEUDO_FUNC, 0, 7 - 2)  # ld_imm64 r2 = the function at slot 7
-    return with_helpers(insns, verify=False)
+    return with_helpers(insns, verify=False, prog_type=RUNAWAY_TYPE)
 
 
+# The runaways are typed programs, run unverified: a raw program's loop budget
+# (tests/test_loop_budget.py) would end them before the budgets tested here.
+RUNAWAY_TYPE = "syscall"
 RUNAWAYS = {
-    "loop": (lambda: Program.from_asm("l: ja l\nexit", verify=False), 0),
+    "loop": (lambda: Program.from_asm("l: ja l\nexit", verify=False, prog_type=RUNAWAY_TYPE), 0),
     # main calls f over and over; f returns at once: the loop spans a bpf-to-bpf call
-    "call": (lambda: Program.from_asm("l: call local f\nja l\nf: mov %r0, 1\nexit", verify=False), None),
+    "call": (lambda: Program.from_asm("l: call local f\nja l\nf: mov %r0, 1\nexit", verify=False,
+                                      prog_type=RUNAWAY_TYPE), None),
     "callback": (runaway_callback, 8),
 }
 

@@ -11,7 +11,7 @@ check_cfg, and the verifier narrows them on each path to the entries the loaded 
 """
 from __future__ import annotations
 
-from typing import Container, Iterable, Sequence
+from typing import Container, Iterable, Mapping, Sequence
 
 from bpfjit import isa
 from bpfjit.errors import ProgramError
@@ -167,3 +167,50 @@ def _check_call_graph(functions: list[Function]) -> None:
         frames = max(frames, depth(function, ()))
     if frames > MAX_CALL_FRAMES:
         raise ProgramError(0, f"the call stack of {frames} frames is too deep (at most {MAX_CALL_FRAMES})")
+
+
+def back_edges(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int]) -> frozenset[tuple[int, int]]:
+    """The control-flow graph's back edges (source, target), found depth first from each function
+    start in `starts`, successors in their listed order: every cycle holds at least one."""
+    edges: set[tuple[int, int]] = set()
+    state: dict[int, int] = {}  # 1: on the current depth-first path, 2: finished
+    for start in sorted(starts):
+        if start in state:
+            continue
+        state[start] = 1
+        stack = [(start, iter(successors.get(start, ())))]
+        while stack:
+            node, following = stack[-1]
+            for successor in following:
+                seen = state.get(successor)
+                if seen == 1:
+                    edges.add((node, successor))
+                elif seen is None:
+                    state[successor] = 1
+                    stack.append((successor, iter(successors.get(successor, ()))))
+                    break
+            else:
+                state[node] = 2
+                stack.pop()
+    return frozenset(edges)
+
+
+def loop_edges(insns: Sequence[Insn], facts: Facts) -> frozenset[tuple[int, int]]:
+    """The edges at which a run counts a loop trip (Facts.loop_edges): every cycle holds one.
+
+    They are the back edges, where a loop's latch usually is, so that the JIT folds the count
+    into the latch's test and the loop keeps its single exit (jit/lower.py loop_latch). Engines
+    count at jumps only, so where a back edge is the fall-through of an instruction that is no
+    jump (a call among them), its function counts every backward jump instead (every cycle holds one of those too);
+    and a gotox counts a trip on all its edges when it does on one."""
+    edges = set(back_edges(facts.successors, facts.function_starts))
+    plain = [(source, target) for source, target in edges
+             if not (_is_branch(insns[source]) or insns[source].opcode == isa.GOTOX_OP)]
+    for function in facts.functions:
+        if any(function.start <= source < function.end for source, _ in plain):
+            edges.update((index, target) for index in range(function.start, function.end)
+                         for target in facts.successors.get(index, ()) if target <= index)
+    edges.difference_update(plain)
+    gotox = {source for source, _ in edges if insns[source].opcode == isa.GOTOX_OP}
+    edges.update((source, target) for source in gotox for target in facts.successors[source])
+    return frozenset(edges)

@@ -56,6 +56,13 @@ class Facts:
     # whose prototype fits the pointer's). The JIT reaches only these from it; any other value
     # ends the run (BAD_CALLX), even one written into a function-pointer slot behind the checks.
     callx_sites: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    # A raw program's loops are proven safe but not finite (verifier/widen.py): every engine
+    # counts the jumps of an invocation along loop_edges (source slot, target slot; verifier/cfg.py
+    # loop_edges: one on every cycle) and ends it with LOOP_BUDGET past trip_limit of them
+    # (runtime/status.py RAW_LOOP_TRIPS). None: not counted (a typed program's loops were walked
+    # to their end, as the kernel walks them).
+    trip_limit: int | None = None
+    loop_edges: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def function_starts(self) -> frozenset[int]:

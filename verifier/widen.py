@@ -9,7 +9,7 @@ coming back in new states gets one state that holds them all: every bound that m
 two visits goes to its extreme, a byte of stack that differs becomes unknown data, and what
 the rest of the function never reads is dropped. Exploring that state covers every later visit
 (each is inside it), so the loop is checked once for every value it can take. Termination is
-not proven: a raw program's run stops at its step or time budget, or at Ctrl-C.
+not proven: a raw program's run counts its loop trips instead (Facts.loop_edges, trip_limit).
 
 A bound that moves stops first at a *threshold*, a constant the program compares with (and its
 neighbours), so that ``for (i = 0; i < 16; i++) buf[i] = 0`` keeps ``i <= 15`` at its head
@@ -27,6 +27,7 @@ from bpfjit import isa
 from bpfjit.isa import MASK64, Insn
 from bpfjit.runtime.context import MAX_PACKET_LEN
 
+from .cfg import back_edges
 from .precision import is_conditional_jump
 from .prune import Liveness
 from .scalar import MASK32, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Scalar
@@ -66,29 +67,9 @@ NO_THRESHOLDS = Thresholds()
 
 
 def loop_heads(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int]) -> frozenset[int]:
-    """The targets of the control-flow graph's back edges (found depth first from each function
-    start): the only places a loop can be widened at."""
-    heads: set[int] = set()
-    state: dict[int, int] = {}  # 1: on the current depth-first path, 2: finished
-    for start in starts:
-        if start in state:
-            continue
-        state[start] = 1
-        stack = [(start, iter(successors.get(start, ())))]
-        while stack:
-            node, edges = stack[-1]
-            for successor in edges:
-                seen = state.get(successor)
-                if seen == 1:
-                    heads.add(successor)
-                elif seen is None:
-                    state[successor] = 1
-                    stack.append((successor, iter(successors.get(successor, ()))))
-                    break
-            else:
-                state[node] = 2
-                stack.pop()
-    return frozenset(heads)
+    """The targets of the control-flow graph's back edges (verifier/cfg.py back_edges): the only
+    places a loop can be widened at."""
+    return frozenset(target for _, target in back_edges(successors, starts))
 
 
 def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Thresholds = NO_THRESHOLDS,
