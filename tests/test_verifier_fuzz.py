@@ -73,27 +73,6 @@ RERUNS = 3  # interpreted runs at other addresses before a difference counts
 MIN_SHARE = 0.15  # of accepted and of rejected programs: else the fuzzer tests nothing
 
 
-# Findings already reported, each with its strict-xfail regression test in
-# tests/test_verifier_rules_fuzzfound.py (when that test starts passing, remove the entry):
-# (name, program type, the start of the finding's text).
-# Raw programs' loops are widened (verifier/widen.py): memory safety is proven, termination is
-# not. A widened loop that no path leaves is rejected (infinite loop detected), but one whose way
-# out the widened state allows may still run for minutes or for ever (an equality exit its
-# counter steps past, a 32-bit counter that goes round 2**32 times); its run ends at its step or
-# time budget. A run that hangs there is this, not a verifier bug: about 4 in 30,000 programs
-# (seeds 0x5eed20-22), 6 before such loops were rejected.
-KNOWN_ISSUES = (
-    ("raw-loops-may-not-terminate", "raw", "the JIT run hung"),
-)
-
-
-def known_issue(case: Case, failure: str) -> str | None:
-    for name, prog_type, start in KNOWN_ISSUES:
-        if case.prog_type == prog_type and failure.startswith(start):
-            return name
-    return None
-
-
 class VerifyTimeout(Exception):
     def __init__(self, processed: int):
         super().__init__(processed)
@@ -145,7 +124,6 @@ class Tally:
     not_comparable: int = 0  # results that depend on addresses or uninitialised stack
     slow: int = 0  # verifications cut off while making progress (see SLOW_BUT_MOVING)
     messages: collections.Counter = field(default_factory=collections.Counter)
-    known: collections.Counter = field(default_factory=collections.Counter)  # by KNOWN_ISSUES entry
     findings: list[str] = field(default_factory=list)
     mismatches: list[tuple[Job, int, Outcome]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -160,7 +138,7 @@ class Tally:
                 f"malformed {self.malformed}, cut off while slow {self.slow}\n"
                 f"JIT runs compared {self.compared}, unchecked by the interpreter {self.jit_only}, raw-memory "
                 f"faults skipped {self.raw_memory_faults}, depending on addresses or uninitialised stack "
-                f"{self.not_comparable}, known issues {dict(self.known)}\ntop rejections:\n{top}")
+                f"{self.not_comparable}\ntop rejections:\n{top}")
 
 
 def listing(case: Case) -> str:
@@ -262,10 +240,10 @@ class JitRunner:
                 return
             if failure.startswith("the JIT run hung"):  # a hang is the running case's own
                 hung = jobs[len(done)]
-                # A loaded machine can stall a child for seconds: a hang that is not a known one
-                # must hang again alone, given six times as long.
-                if known_issue(hung.case, failure) or self._execute([hung], 6 * JIT_SECONDS)[1] is not None:
-                    self._report(hung.case, failure)
+                # A loaded machine can stall a child for seconds: a hang must hang again alone,
+                # given six times as long.
+                if self._execute([hung], 6 * JIT_SECONDS)[1] is not None:
+                    self.tally.find(hung.case, failure)
             else:
                 self._isolate(jobs[:len(done) + 1], failure)
             jobs = jobs[len(done) + 1:]
@@ -306,7 +284,7 @@ class JitRunner:
         else find the earliest job from which on the sequence still fails."""
         last = jobs[-1]
         if self._execute([last])[1] is not None:
-            self._report(last.case, failure)
+            self.tally.find(last.case, failure)
             return
         low, high = 0, len(jobs) - 1  # jobs[low:] fails, jobs[high:] does not
         while high - low > 1:
@@ -315,7 +293,7 @@ class JitRunner:
                 low = middle
             else:
                 high = middle
-        self._report(jobs[low].case, f"{failure} while running {last.case.name} after it")
+        self.tally.find(jobs[low].case, f"{failure} while running {last.case.name} after it")
 
     def moved_by_addresses(self, job: Job, index: int) -> bool:
         """Whether run `index` gives, in a fresh child, the same result on the reference and the
@@ -334,14 +312,6 @@ class JitRunner:
         child.join()
         receiver.close()
         return answer is not None and answer[0].agrees(answer[1]) and not answer[0].agrees(job.expected[index])
-
-    def _report(self, case: Case, failure: str) -> None:
-        known = known_issue(case, failure)
-        if known is not None:
-            with self.tally.lock:
-                self.tally.known[known] += 1
-            return
-        self.tally.find(case, failure)
 
     def _compare(self, job: Job, outcomes: list[Outcome]) -> None:
         for index, got in zip(job.runs, outcomes):

@@ -1,8 +1,7 @@
 """Verifier rules the hostile-program fuzzer (tests/test_verifier_fuzz.py) found broken, one
 program each, reduced by hand: accepted, or rejected with the kernel's message
 (kernel/bpf/verifier.c). A test marked xfail(strict=True) names a bug not fixed yet; it starts
-failing (XPASS) when the fix lands, and then loses its mark and its entry in the fuzzer's
-KNOWN_ISSUES."""
+failing (XPASS) when the fix lands, and then loses its mark."""
 from __future__ import annotations
 
 import pytest
