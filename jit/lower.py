@@ -56,8 +56,7 @@ from bpfjit.runtime.status import (FIELD_ACCESS_SIZE, FIELD_CPU, FIELD_DEPTH, FI
                                    FIELD_INSN, FIELD_MAX_STEPS, FIELD_MEM_SIZE, FIELD_MEM_START, FIELD_REDIRECT_KIND,
                                    FIELD_REGION_COUNT, FIELD_REGIONS, FIELD_STATUS, FIELD_STEPS, FIELD_STOP,
                                    FIELD_TAIL_CALLS, FIELD_TRIPS, FIELD_VALUE, INSN_PENDING, MAX_CALL_FRAMES,
-                                   MAX_TAIL_CALLS,
-                                   BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
+                                   MAX_TAIL_CALLS, BPF_MAX_LOOPS, MAY_GOTO_BUDGET, SANDBOX_FRAMES, Status)
 from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MAP
 from bpfjit.runtime.stdhelpers import (BPF_F_BROADCAST, E2BIG, EINVAL, ENOENT, FOR_EACH_MAP_ELEM, LOOP,
                                        MAP_LOOKUP_ELEM, REDIRECT, REDIRECT_FALLBACK_MASK, REDIRECT_MAP,
@@ -185,8 +184,9 @@ class _FunctionLowering:
     anchors: dict[int, int] = field(default_factory=dict)
     # Module-level definitions the function needs (the constant tables of folded switches).
     module_globals: list[str] = field(default_factory=list)
-    # Blocks that count a loop trip before a backward jump's target, named by jumps already
-    # lowered and written after the current block ends: (label, the jump's slot, its target).
+    # Blocks that count a loop trip (Facts.loop_edges) on the way to a jump's target, named by
+    # jumps already lowered and written once the current block ends: (label, the jump's slot,
+    # its target).
     trip_blocks: list[tuple[str, int, int]] = field(default_factory=list)
 
     # --- small emitters ------------------------------------------------------------------------
