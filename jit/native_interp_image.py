@@ -81,7 +81,7 @@ class ImageHeader(ctypes.Structure):
         ("prog_arrays", ctypes.c_void_p),  # (handle, address of (image table, max entries, empty word)) pairs
         ("prog_array_count", ctypes.c_uint64),
         ("trip_limit", ctypes.c_uint64),  # loop trips a run may take (Facts.trip_limit; UNLIMITED: not limited)
-        ("loop_edges", ctypes.c_void_p),  # one byte per slot: TAKEN_TRIP | FALL_THROUGH_TRIP (Facts.loop_edges)
+        ("loop_edges", ctypes.c_void_p),  # a byte per slot, TAKEN_TRIP | FALL_THROUGH_TRIP (null: no loop edge)
     ]
 
 
@@ -205,7 +205,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     layouts, array_maps, array_map_count = _array_maps(loaded if CALL_FOR_EACH_ARRAY in own_calls else (), env)
     tables, prog_arrays, prog_array_count = _prog_arrays(loaded if CALL_TAIL in own_calls else ())
     branches = (ctypes.c_uint8 * max(1, len(insns)))()
-    trips = (ctypes.c_uint8 * max(1, len(insns)))()
+    trips = (ctypes.c_uint8 * (len(insns) if loop_edges else 0))()
     for source, target in loop_edges:  # (a jump to the next slot has one edge, counted either way)
         taken = insns[source].opcode == isa.GOTOX_OP or insns[source].jump_target(source) == target
         trips[source] |= (TAKEN_TRIP if taken else 0) | (FALL_THROUGH_TRIP if target == source + 1 else 0)
@@ -213,7 +213,8 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                          ctypes.addressof(function_table), len(functions), ctypes.addressof(branches),
                          ctypes.addressof(gotox_targets_table), len(insns), token_functions,
                          ctypes.addressof(array_maps), array_map_count, ctypes.addressof(prog_arrays),
-                         prog_array_count, UNLIMITED if trip_limit is None else trip_limit, ctypes.addressof(trips))
+                         prog_array_count, UNLIMITED if trip_limit is None else trip_limit,
+                         ctypes.addressof(trips) if loop_edges else 0)
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots, frozenset(loaded),

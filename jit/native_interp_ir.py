@@ -295,6 +295,7 @@ class _LoopBuilder:
         f.emit("store i64 %start, ptr %pc_slot")
         f.emit("store i64 0, ptr %depth_slot")
         self.trip_limit, self.loop_edges = f.image_word(IMAGE_TRIP_LIMIT, "i64"), f.image_word(IMAGE_LOOP_EDGES)
+        self.counts_trips = f.value(f"icmp ne ptr {self.loop_edges}, null")  # no table: no loop edge
         if not f.checked:
             self.memory_limits()
         else:
@@ -622,10 +623,16 @@ class _LoopBuilder:
 
     def count_trip(self, edge: int) -> None:
         """Where the image's loop-edge table marks this edge of the jump at %pc, count a loop
-        trip of the run, and end it with LOOP_BUDGET past the image's trip limit."""
+        trip of the run, and end it with LOOP_BUDGET past the image's trip limit. An image without
+        a table (a typed program's) branches past on a value fixed for the run: no load per jump."""
         f = self.f
+        table, plain = f.branch_if(self.counts_trips, weight_taken=False)
+        f.label(table)
         flags = f.value(f"load i8, ptr {f.value(f'getelementptr inbounds i8, ptr {self.loop_edges}, i64 %pc')}")
-        counted, plain = f.branch_if(f.value(f"icmp ne i8 {f.value(f'and i8 {flags}, {edge}')}, 0"), weight_taken=False)
+        counted, uncounted = f.branch_if(f.value(f"icmp ne i8 {f.value(f'and i8 {flags}, {edge}')}, 0"),
+                                         weight_taken=False)
+        f.label(uncounted)
+        f.emit(f"br label %{plain}")
         f.label(counted)
         trips_ptr = f.env_field(FIELD_TRIPS)
         trips = f.value(f"add i64 {f.value(f'load i64, ptr {trips_ptr}')}, 1")
