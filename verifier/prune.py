@@ -158,6 +158,8 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
 
 
 def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
+    if old is new:  # one register shared by both states (a copy of a state shares its registers)
+        return ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)
     if exact:  # equal but for the numbering of ids
         if old.type == new.type == RegType.NOT_INIT:
             return True
@@ -198,8 +200,10 @@ def _packet_covers(old: Reg, new: Reg, widened: bool) -> bool:
 
 def _stack_covers(old: Frame, new: Frame, ids: _Ids, exact: bool, depth: int = 0,
                   precise: AbstractSet | None = None) -> bool:
-    for number in set(old.stack) | set(new.stack):
+    for number in old.stack.keys() | new.stack.keys():
         a, b = old.slot(number), new.slot(number)
+        if a is b and (a.spilled is None or not (a.spilled.id or a.spilled.ref_obj_id)):
+            continue  # one slot shared by both states
         if precise is not None and not exact and a.is_spill and a.spilled.is_scalar \
                 and (depth, "s", number) not in precise:
             if not _holds_scalar(b):

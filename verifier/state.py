@@ -11,10 +11,9 @@ selftests and its users read them.
 """
 from __future__ import annotations
 
-import enum
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from bpfjit import isa
 
@@ -27,26 +26,57 @@ CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 ARG_REGS = (1, 2, 3, 4, 5)
 
 
-class RegType(enum.Enum):
+class _Named:
+    """A named constant (a register type, a stack byte's kind): what an enum.Enum member gives,
+    without its cost. Python 3.11 looks every Enum member up through the metaclass's __getattr__
+    hook (about 120 ns, six times a plain class attribute), and the verifier asks for types and
+    kinds millions of times per program. Constants compare by identity."""
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name, self.value = name, value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+    def __reduce__(self):  # a copy (copy.deepcopy, pickle) is the constant itself
+        return getattr, (type(self), self.name)
+
+
+class RegType(_Named):
     """Register types, named as the kernel's log names them (``reg_type_str``)."""
-    NOT_INIT = "?"
-    SCALAR = "scalar"
-    PTR_TO_CTX = "ctx"
-    CONST_PTR_TO_MAP = "map_ptr"
-    PTR_TO_MAP_VALUE = "map_value"
-    PTR_TO_MAP_KEY = "map_key"
-    PTR_TO_STACK = "fp"
-    PTR_TO_PACKET_META = "pkt_meta"
-    PTR_TO_PACKET = "pkt"
-    PTR_TO_PACKET_END = "pkt_end"
-    PTR_TO_MEM = "mem"
-    PTR_TO_FUNC = "func"
-    PTR_TO_SOCK_COMMON = "sock_common"
-    PTR_TO_SOCKET = "sock"
-    PTR_TO_TCP_SOCK = "tcp_sock"
-    PTR_TO_XDP_SOCK = "xdp_sock"
-    PTR_TO_BTF_ID = "ptr_"
-    PTR_TO_INSN = "insn"  # an entry of a jump table: only gotox uses it (verifier/jumps.py)
+    __slots__ = ()
+    NOT_INIT: ClassVar[RegType]
+    SCALAR: ClassVar[RegType]
+    PTR_TO_CTX: ClassVar[RegType]
+    CONST_PTR_TO_MAP: ClassVar[RegType]
+    PTR_TO_MAP_VALUE: ClassVar[RegType]
+    PTR_TO_MAP_KEY: ClassVar[RegType]
+    PTR_TO_STACK: ClassVar[RegType]
+    PTR_TO_PACKET_META: ClassVar[RegType]
+    PTR_TO_PACKET: ClassVar[RegType]
+    PTR_TO_PACKET_END: ClassVar[RegType]
+    PTR_TO_MEM: ClassVar[RegType]
+    PTR_TO_FUNC: ClassVar[RegType]
+    PTR_TO_SOCK_COMMON: ClassVar[RegType]
+    PTR_TO_SOCKET: ClassVar[RegType]
+    PTR_TO_TCP_SOCK: ClassVar[RegType]
+    PTR_TO_XDP_SOCK: ClassVar[RegType]
+    PTR_TO_BTF_ID: ClassVar[RegType]
+    PTR_TO_INSN: ClassVar[RegType]  # an entry of a jump table: only gotox uses it (verifier/jumps.py)
+
+
+def _define(kind: type, **values: str) -> None:
+    for name, value in values.items():
+        setattr(kind, name, kind(name, value))
+
+
+_define(RegType, NOT_INIT="?", SCALAR="scalar", PTR_TO_CTX="ctx", CONST_PTR_TO_MAP="map_ptr",
+        PTR_TO_MAP_VALUE="map_value", PTR_TO_MAP_KEY="map_key", PTR_TO_STACK="fp", PTR_TO_PACKET_META="pkt_meta",
+        PTR_TO_PACKET="pkt", PTR_TO_PACKET_END="pkt_end", PTR_TO_MEM="mem", PTR_TO_FUNC="func",
+        PTR_TO_SOCK_COMMON="sock_common", PTR_TO_SOCKET="sock", PTR_TO_TCP_SOCK="tcp_sock",
+        PTR_TO_XDP_SOCK="xdp_sock", PTR_TO_BTF_ID="ptr_", PTR_TO_INSN="insn")
+_SCALAR, _NOT_INIT = RegType.SCALAR, RegType.NOT_INIT
 
 
 PACKET_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
@@ -143,11 +173,11 @@ class Reg:
 
     @property
     def is_pointer(self) -> bool:
-        return self.type not in (RegType.SCALAR, RegType.NOT_INIT)
+        return self.type is not _SCALAR and self.type is not _NOT_INIT
 
     @property
     def is_scalar(self) -> bool:
-        return self.type == RegType.SCALAR
+        return self.type is _SCALAR
 
     @property
     def is_null(self) -> bool:
@@ -178,6 +208,7 @@ class Reg:
 
 
 NOT_INIT = Reg(RegType.NOT_INIT)
+_UNKNOWN = Reg(RegType.SCALAR, Scalar.unknown())
 # The id of a raw program's length (r2 at entry) and its copies: a branch that bounds it from
 # below proves that many bytes of the raw memory (verifier/jumps.py). Negative, so no id the
 # verifier hands out (from 1 up) is ever equal to it.
@@ -196,7 +227,9 @@ def require_init(reg: Reg, regno: int) -> None:
 
 
 def scalar(value: Scalar | None = None) -> Reg:
-    return Reg(RegType.SCALAR, value if value is not None else Scalar.unknown())
+    """A scalar register: a copy of one template, since building a frozen dataclass field by
+    field costs several times as much, and the verifier makes one on most instructions."""
+    return _UNKNOWN if value is None else _UNKNOWN.evolve(value=value)
 
 
 def const(value: int) -> Reg:
@@ -235,12 +268,16 @@ def format_reg(reg: Reg) -> str:
     return f"{reg.type_name()}{name}({','.join(p for p in parts if p)})"
 
 
-class SlotKind(enum.Enum):
+class SlotKind(_Named):
     """What one byte of the stack holds (the kernel's STACK_INVALID / MISC / ZERO / SPILL)."""
-    INVALID = "?"
-    MISC = "m"
-    ZERO = "0"
-    SPILL = "r"
+    __slots__ = ()
+    INVALID: ClassVar[SlotKind]
+    MISC: ClassVar[SlotKind]
+    ZERO: ClassVar[SlotKind]
+    SPILL: ClassVar[SlotKind]
+
+
+_define(SlotKind, INVALID="?", MISC="m", ZERO="0", SPILL="r")
 
 
 _ALL_SPILL = (SlotKind.SPILL,) * SLOT_SIZE

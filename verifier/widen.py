@@ -31,7 +31,8 @@ from .cfg import back_edges
 from .precision import is_conditional_jump
 from .prune import Liveness
 from .scalar import MASK32, S32_MAX, S32_MIN, S64_MAX, S64_MIN, Scalar
-from .state import EMPTY_SLOT, NOT_INIT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State, offset_by, spill_slot
+from .state import (EMPTY_SLOT, NOT_INIT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State, offset_by, scalar,
+                    spill_slot)
 from .tnum import Tnum
 
 THRESHOLD_ROUNDS = 3  # widenings of one loop head that stop at thresholds; later ones go to extremes
@@ -155,7 +156,7 @@ def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS, ids: _
     if RegType.NOT_INIT in (old.type, new.type):
         return NOT_INIT  # unset on some path: a later read is an error either way
     if old.is_scalar and new.is_scalar:
-        return Reg(RegType.SCALAR, widen_scalar(old.value, new.value, thresholds))
+        return scalar(widen_scalar(old.value, new.value, thresholds))
     same = dict(value=new.value, off=new.off, id=new.id, range=new.range)
     if old.ref_obj_id != new.ref_obj_id or old.evolve(**same) != new:
         return None  # another kind of pointer, another map or frame, another reference
@@ -199,7 +200,7 @@ def _widen_stack(old: Frame, new: Frame, thresholds: Thresholds, ids: _IdPairs) 
 
 def _widen_slot(a: Slot, b: Slot, thresholds: Thresholds, ids: _IdPairs) -> Slot:
     if a.is_spill and b.is_spill and a.spilled.is_scalar and b.spilled.is_scalar:
-        return spill_slot(Reg(RegType.SCALAR, widen_scalar(a.spilled.value, b.spilled.value, thresholds)))
+        return spill_slot(scalar(widen_scalar(a.spilled.value, b.spilled.value, thresholds)))
     if a.is_spill and b.is_spill and a.spilled.is_pointer and b.spilled.is_pointer:
         joined = widen_reg(a.spilled, b.spilled, thresholds, ids)
         if joined is not None:
