@@ -641,6 +641,11 @@ def _with_subreg_const(s: Scalar, v: int) -> Scalar:
 
 
 # --- conditional jumps --------------------------------------------------------------------------
+_SIGNED_ORDER = frozenset({isa.JSGT, isa.JSLT, isa.JSGE, isa.JSLE})
+_GREATER = frozenset({isa.JGT, isa.JSGT, isa.JGE, isa.JSGE})
+_STRICT = frozenset({isa.JGT, isa.JSGT, isa.JLT, isa.JSLT})
+
+
 def _taken(a: Scalar, b: Scalar, op: int, jmp32: bool) -> bool | None:
     """``is_scalar_branch_taken``."""
     w = W32 if jmp32 else W64
@@ -663,14 +668,15 @@ def _taken(a: Scalar, b: Scalar, op: int, jmp32: bool) -> bool | None:
         if t1.value & t2.value:
             return True
         return False if not (t1.mask | t1.value) & t2.value else None
-    compare = {  # (always taken, never taken)
-        isa.JGT: (umin1 > umax2, umax1 <= umin2), isa.JSGT: (smin1 > smax2, smax1 <= smin2),
-        isa.JLT: (umax1 < umin2, umin1 >= umax2), isa.JSLT: (smax1 < smin2, smin1 >= smax2),
-        isa.JGE: (umin1 >= umax2, umax1 < umin2), isa.JSGE: (smin1 >= smax2, smax1 < smin2),
-        isa.JLE: (umax1 <= umin2, umin1 > umax2), isa.JSLE: (smax1 <= smin2, smin1 > smax2),
-    }
-    always, never = compare[op]
-    return True if always else False if never else None
+    if op in _SIGNED_ORDER:
+        lo1, hi1, lo2, hi2 = smin1, smax1, smin2, smax2
+    else:
+        lo1, hi1, lo2, hi2 = umin1, umax1, umin2, umax2
+    if op in _GREATER:  # a > b (strict) or a >= b: swapped, b < a or b <= a
+        lo1, hi1, lo2, hi2 = lo2, hi2, lo1, hi1
+    if op in _STRICT:  # a < b
+        return True if hi1 < lo2 else False if lo1 >= hi2 else None
+    return True if hi1 <= lo2 else False if lo1 > hi2 else None  # a <= b
 
 
 def branch_taken(insn: Insn, dst: Scalar, src: Scalar | None = None) -> bool | None:
