@@ -2,6 +2,7 @@
 VerifierError with the kernel's message (kernel/bpf/verifier.c wording)."""
 from __future__ import annotations
 
+import ctypes
 import pathlib
 
 import pytest
@@ -137,6 +138,46 @@ def test_map_value_bounds_and_null_checks(tmp_path):
         program("jeq %r0, 0, +2\nldxb %r0, [%r0+8]\nexit\nmov %r0, 0\nexit")
     ok = program("jeq %r0, 0, +2\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 0\nexit")
     assert ok.test_run(engine="reference").retval == 0
+
+
+def _map_pointer_program(map_type, tail: str) -> Program:
+    """`r1 = map ll` of a fresh map of map_type, then tail."""
+    from bpfjit.runtime.maps import MapSpec, create_map
+    from bpfjit.runtime.environment import Environment
+    from bpfjit.runtime.stdhelpers import standard_helpers
+    from bpfjit import isa
+    m = create_map(MapSpec("m", map_type, 4, 8, 4))
+    env = Environment(standard_helpers(print), [*m.regions()], lambda insn, index: m.handle)
+    prog = Program([*isa.lddw(1, 0, isa.PSEUDO_MAP_FD), *bpfjit.asm.assemble_insns(tail)], env, "prog", "socket")
+    prog.map_keepalive = m
+    return prog
+
+
+@pytest.mark.parametrize("map_type, struct", [("ARRAY", "bpf_array"), ("HASH", "bpf_htab")])
+def test_a_map_pointer_reads_only_the_ops_member_of_its_kernel_struct(map_type, struct):
+    """check_ptr_to_map_access: a read of struct bpf_map's ops pointer (8 bytes at 0) is accepted,
+    and gives the same number on every engine (bpfjit's map header's first 8 bytes); negative
+    offsets, writes and partial reads of ops are refused with the kernel's messages, and members
+    past ops, which bpfjit cannot know without kernel BTF, with bpfjit's own."""
+    from bpfjit.runtime.map_types import MapType
+    kind = MapType[map_type]
+    ok = _map_pointer_program(kind, "ldxdw %r0, [%r1+0]\nexit")
+    header = kind | 4 << 32  # the header's map_type and key_size (runtime/maps/base.py HEADER)
+    assert int.from_bytes(ctypes.string_at(ok.map_keepalive.handle, 8), "little") == header
+    for engine in ("jit", "interp", "reference"):
+        assert ok.test_run(bytes(64), engine=engine).retval == header
+    for tail, message in [
+        ("ldxdw %r6, [%r1-8]\nmov %r0, 1\nexit", f"R1 is {struct} invalid negative access: off=-8"),
+        ("stxdw [%r1+0], %r1\nmov %r0, 1\nexit", f"only read from {struct} is supported"),
+        ("ldxw %r6, [%r1+1]\nmov %r0, 1\nexit",
+         "cannot access ptr member ops with moff 0 in struct bpf_map with off 1 size 4"),
+        ("ldxw %r6, [%r1+0]\nmov %r0, 1\nexit",
+         "cannot access ptr member ops with moff 0 in struct bpf_map with off 0 size 4"),
+        ("ldxw %r6, [%r1+8]\nmov %r0, 1\nexit", f"struct {struct} at off=8 size=4: bpfjit has no kernel BTF"),
+    ]:
+        with pytest.raises(VerifierError) as caught:
+            _map_pointer_program(kind, tail)
+        assert message in caught.value.message
 
 
 def test_verified_by_default_and_sandboxed_on_opt_out():

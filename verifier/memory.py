@@ -15,7 +15,7 @@ from typing import Callable
 from bpfjit import isa
 from bpfjit.isa import Insn
 
-from . import jumps, kptrs
+from . import jumps, kptrs, map_ptr
 from .alu import MAX_VAR_OFF
 from .log import Rejected
 from .scalar import Scalar, sign_extend, truncate
@@ -140,6 +140,8 @@ class MemoryChecker:
             return self._socket(reg, access)
         if kind == RegType.PTR_TO_BTF_ID and reg.obj is not None:
             return kptrs.object_access(reg, access)
+        if kind == RegType.CONST_PTR_TO_MAP:
+            return map_ptr.load(reg, access.regno, reg.off + access.off, access.size, access.write)
         raise Rejected(f"R{access.regno} invalid mem access '{reg.type_name()}'")
 
     @staticmethod
