@@ -148,7 +148,8 @@ class Program:
         # The native interpreter's image is built now: cheap, it is what lets engine="auto" give a
         # first result at once, and resolving every ld_imm64 reports a bad pseudo source at load.
         self._image = build_image(self.insns, self.env, self.facts.function_starts, self.facts.checked_accesses,
-                                  self.facts.callx_sites, self.facts.trip_limit, self.facts.loop_edges)
+                                  self.facts.callx_sites, self.facts.trip_limit, self.facts.loop_edges,
+                                  self.facts.verified)
         self._compiled: dict[bool, CompiledProgram] = {}  # by sandboxed: the normal and the budgeted code
         self._compile_lock = threading.Lock()
         self._native_lock = threading.Lock()
@@ -566,7 +567,7 @@ class Program:
                 else:
                     interpreter = Interpreter(program.insns, program.env, program.facts.function_starts,
                                               program.facts.callx_sites, program.facts.trip_limit,
-                                              program.facts.loop_edges)
+                                              program.facts.loop_edges, program.facts.verified)
                     retval = interpreter.run(memory.r1, memory.r2, regions, env)
             made = count if made is None else made
             if env.status != Status.TAIL_CALL:
@@ -585,7 +586,7 @@ class Program:
 
         def interpret(start: int, args: list[int]) -> int:
             interpreter = Interpreter(self.insns, self.env, self.facts.function_starts, self.facts.callx_sites,
-                                      self.facts.trip_limit, self.facts.loop_edges)
+                                      self.facts.trip_limit, self.facts.loop_edges, self.facts.verified)
             return interpreter.run_function(start, args, regions, env)
         return interpret
 

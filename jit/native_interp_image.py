@@ -82,6 +82,7 @@ class ImageHeader(ctypes.Structure):
         ("prog_array_count", ctypes.c_uint64),
         ("trip_limit", ctypes.c_uint64),  # loop trips a run may take (Facts.trip_limit; UNLIMITED: not limited)
         ("loop_edges", ctypes.c_void_p),  # a byte per slot, TAKEN_TRIP | FALL_THROUGH_TRIP (null: no loop edge)
+        ("context_proven", ctypes.c_uint64),  # 1: verified, r6 at a legacy load is the context (header offsets)
     ]
 
 
@@ -132,7 +133,8 @@ _SPECIAL = frozenset({isa.CALL_OP, isa.CALLX_OP, isa.GOTOX_OP, isa.JA_OP}
 def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterable[int],
                 checked_accesses: Iterable[int],
                 callx_sites: Mapping[int, frozenset[int]] | None = None,
-                trip_limit: int | None = None, loop_edges: Iterable[tuple[int, int]] = ()) -> ProgramImage:
+                trip_limit: int | None = None, loop_edges: Iterable[tuple[int, int]] = (),
+                context_proven: bool = False) -> ProgramImage:
     """Pre-decode a structurally checked program (Program.insns: ctx accesses already rewritten),
     except its helper addresses (ProgramImage.bind_helpers). Resolving each ld_imm64 here is
     what reports a bad pseudo source at load.
@@ -142,6 +144,8 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
     callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites).
     trip_limit, loop_edges: the loop trips a run may take, and the jumps that are one
     (Facts.trip_limit and loop_edges; None: no limit).
+    context_proven: the program is verified, so r6 at a legacy packet load is the run's context,
+    whose runtime words say where the headers that negative offsets name are.
 
     Cheap enough to run at every load (a program of 100,000 instructions takes tens of ms): most
     slots are their plain encoding, made in one pass; only the special ones are revisited."""
@@ -214,7 +218,7 @@ def build_image(insns: Sequence[Insn], env: Environment, function_starts: Iterab
                          ctypes.addressof(gotox_targets_table), len(insns), token_functions,
                          ctypes.addressof(array_maps), array_map_count, ctypes.addressof(prog_arrays),
                          prog_array_count, UNLIMITED if trip_limit is None else trip_limit,
-                         ctypes.addressof(trips) if loop_edges else 0)
+                         ctypes.addressof(trips) if loop_edges else 0, int(context_proven))
     for index in branch_slots:
         branches[index] = int(env.static_branch_jumps(index, insns[index]))  # its key's state now
     return ProgramImage(header, traps, insns, env, list(helper_index), branches, branch_slots, frozenset(loaded),

@@ -92,6 +92,7 @@ from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MA
 from bpfjit.runtime.stdhelpers import REDIRECT_FALLBACK_MASK, REDIRECT_MAP_FLAGS, XDP_ABORTED, redirect_rule
 
 from .lower import ACCESS_OK, redirect_map_decision
+from .packet_loads import header_bytes
 
 DISPATCH_INDIRECT = "indirectbr"
 DISPATCH_SWITCH = "switch"
@@ -116,7 +117,8 @@ CHECKED_MODE = {isa.LDX | isa.MEM: isa.LDX | isa.ABS, isa.LDX | isa.MEMSX: isa.L
 # The image's fields (jit/native_interp_image.py ImageHeader), each 8 bytes.
 (IMAGE_CODE, IMAGE_HELPERS, IMAGE_HELPER_IDS, IMAGE_HELPER_ID_COUNT, IMAGE_FUNCTIONS, IMAGE_FUNCTION_COUNT,
  IMAGE_BRANCHES, IMAGE_GOTOX_TARGETS, IMAGE_SLOT_COUNT, IMAGE_TOKEN_FUNCTION_COUNT, IMAGE_ARRAY_MAPS,
- IMAGE_ARRAY_MAP_COUNT, IMAGE_PROG_ARRAYS, IMAGE_PROG_ARRAY_COUNT, IMAGE_TRIP_LIMIT, IMAGE_LOOP_EDGES) = range(16)
+ IMAGE_ARRAY_MAP_COUNT, IMAGE_PROG_ARRAYS, IMAGE_PROG_ARRAY_COUNT, IMAGE_TRIP_LIMIT, IMAGE_LOOP_EDGES,
+ IMAGE_CONTEXT_PROVEN) = range(17)
 # The image's loop-edge table: one byte per slot, these bits set where the jump there counts a
 # loop trip (Facts.loop_edges) when it is taken, or when it falls through.
 TAKEN_TRIP, FALL_THROUGH_TRIP = 1, 2
@@ -977,8 +979,10 @@ class _LoopBuilder:
         """BPF_LD_ABS / BPF_LD_IND, as jit/packet_loads.py lowers them: r0 = the packet's bytes at
         the offset (imm, plus the source register's low 32 bits for IND, a signed 32-bit sum),
         big-endian, when [offset, offset + size) lies inside [skb->data, data_end) of the context
-        in r6; a header offset (SKF_LL_OFF up to 0) stops the run with BAD_READ, and any other
-        offset returns 0 from the current function, as the kernel's hidden exit does."""
+        in r6; a header offset (SKF_LL_OFF up to 0) reads the header the context's runtime words
+        place, inside [head, data_end), if the image says r6 is the context (a verified program;
+        else it stops the run with BAD_READ); any other offset returns 0 from the current
+        function, as the kernel's hidden exit does."""
         f = self.f
         bits = _WIDTH[opcode & 0x18]
         size = bits // 8
@@ -999,13 +1003,27 @@ class _LoopBuilder:
         header = f.value(f"and i1 {below_zero}, {f.value(f'icmp sge i64 {offset}, {SKF_LL_OFF}')}")
         named, failed = f.branch_if(header)
         f.label(named)
+        proven = f.value(f"icmp ne i64 {f.image_word(IMAGE_CONTEXT_PROVEN, 'i64')}, 0")
+        readable, refused = f.branch_if(proven)
+        f.label(refused)
         f.emit(f"store i64 {size}, ptr {f.env_field(FIELD_ACCESS_SIZE)}")
         f.fail(int(Status.BAD_READ), address)
+        f.label(readable)
+        placed, within = header_bytes(f, skb, data, end, offset, size)
+        hit, miss = f.branch_if(within)
+        f.label(miss)
+        f.emit(f"br label %{failed}")
+        f.label(hit)
+        self._load_network_order(f.value(f"inttoptr i64 {placed} to ptr"), bits)
         f.label(failed)
         f.store_reg("0", "0")
         f.emit(f"br label %{self.f.handlers[isa.EXIT_OP]}")
         f.label(found)
-        pointer = f.checked_pointer(f.value(f"add i64 {data}, {offset}"), bits, False, False)
+        self._load_network_order(f.checked_pointer(f.value(f"add i64 {data}, {offset}"), bits, False, False), bits)
+
+    def _load_network_order(self, pointer: str, bits: int) -> None:
+        """r0 = the bits at pointer, read in network order; on to the next instruction."""
+        f = self.f
         ty = f"i{bits}"
         loaded = f.value(f"load {ty}, ptr {pointer}, align 1")
         if bits > 8:

@@ -24,7 +24,8 @@ from bpfjit.isa import Insn, MASK32, MASK64, sign_extend
 from .environment import Environment
 from .jump_tables import BAD_TARGET, gotox_targets, program_tables
 from .memory import Buffer, Region, Regions
-from .packet_loads import SKB_DATA, SKB_DATA_END, names_header, offset_of
+from .context import CTX_SKB_HEAD
+from .packet_loads import SKB_DATA, SKB_DATA_END, header_place, names_header, offset_of
 from .status import MAX_CALL_FRAMES, MAY_GOTO_BUDGET, RunEnv, Status, raise_for_status
 
 CLOCK_EVERY = 1024  # instructions between two looks at the clock when a run has a time budget
@@ -49,12 +50,15 @@ class Unwind(Exception):
 class Interpreter:
     def __init__(self, insns: list[Insn], env: Environment, functions: frozenset[int],
                  callx_sites: Mapping[int, frozenset[int]] | None = None, trip_limit: int | None = None,
-                 loop_edges: frozenset[tuple[int, int]] = frozenset()):
+                 loop_edges: frozenset[tuple[int, int]] = frozenset(), context_proven: bool = False):
         """functions: the slot indexes where BPF functions start (valid callx targets);
         callx_sites: the functions each callx of a verified program may reach (Facts.callx_sites);
         trip_limit, loop_edges: the loop trips an invocation may take, and the jumps (source slot,
-        target slot) that are one (Facts.trip_limit and loop_edges; None: no limit)."""
+        target slot) that are one (Facts.trip_limit and loop_edges; None: no limit);
+        context_proven: the program is verified, so r6 at a legacy packet load is the run's
+        context, whose runtime words say where its headers are (runtime/packet_loads.py)."""
         self.insns = insns
+        self.context_proven = context_proven
         self.env = env
         self.functions = functions
         self.callx_sites = callx_sites or {}
@@ -207,15 +211,31 @@ class Interpreter:
         headlen = self.load((skb + SKB_DATA_END) & MASK64, 8) - data
         offset = offset_of(insn, self.regs[insn.src])
         if names_header(offset):
-            self.status.access_size = size
-            self.fail(Status.BAD_READ, (data + offset) & MASK64)
-        if not 0 <= offset <= headlen - size:  # the kernel's failed load: return 0 from this function
+            if not self.context_proven:
+                self.status.access_size = size
+                self.fail(Status.BAD_READ, (data + offset) & MASK64)
+            address = self._header_address(skb, data, offset, size, headlen)
+        else:
+            address = data + offset if 0 <= offset <= headlen - size else None
+            if address is not None:
+                self.check_access(address, size, write=False)
+        if address is None:  # the kernel's failed load: return 0 from this function
             self.set_reg(0, 0)
             return self.exit()
-        self.check_access(data + offset, size, write=False)
-        self.set_reg(0, int.from_bytes(ctypes.string_at(data + offset, size), "big"))  # network order
+        self.set_reg(0, int.from_bytes(ctypes.string_at(address, size), "big"))  # network order
         self.pc += 1
         return None
+
+    @staticmethod
+    def _header_address(skb: int, data: int, offset: int, size: int, headlen: int) -> int | None:
+        """Where a header offset's bytes are, if they lie inside [head, data_end) (else None).
+        skb is a verified program's r6, the run's context: its runtime words are read as the
+        kernel's load helper reads its sk_buff, and the bytes before data (a pulled Ethernet
+        header) belong to the packet's storage, though not to the region a program may access."""
+        word, into = header_place(offset)
+        address = data + ctypes.c_int64.from_address(skb + word).value + into
+        head = ctypes.c_uint64.from_address(skb + CTX_SKB_HEAD).value
+        return address if head <= address and address + size <= data + headlen else None
 
     # --- LDX / ST / STX ------------------------------------------------------------------------
     def ldx(self, insn: Insn) -> None:

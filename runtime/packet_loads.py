@@ -9,9 +9,12 @@ kernel never runs these instructions as such: the verifier rewrites each one int
 * a non-negative offset reads the linear data, ``[skb->data, skb->data + headlen)``, which is the
   packet the program sees (``data``/``data_end`` of the native context);
 * negative offsets from ``SKF_LL_OFF`` up name the link-layer and network headers
-  (``SKF_LL_OFF + k``, ``SKF_NET_OFF + k``); bpfjit's runtime does not record where those headers
-  lie, so such a load stops the run as an invalid read instead of guessing; below ``SKF_LL_OFF``
-  the kernel's load fails;
+  (``SKF_LL_OFF + k``: k bytes into the mac header, ``SKF_NET_OFF + k``: into the network header;
+  ``bpf_internal_load_pointer_neg_helper``): a verified program reads them where the skb's
+  runtime words (runtime/context.py ``CTX_SKB_MAC``, ``CTX_SKB_NETWORK``) put those headers, if
+  the bytes lie inside ``[head, data_end)``, and else the load fails. An unverified program's r6
+  may be anything, not the context whose words say where its headers are: its header loads stop
+  the run as an invalid read. Below ``SKF_LL_OFF`` the kernel's load fails;
 * a failed load returns 0 from the *current* function (the hidden exit), not from the program:
   in a subprogram the caller goes on with r0 = 0 (the 6.12.y verifier explores that return).
 """
@@ -20,13 +23,15 @@ from __future__ import annotations
 from bpfjit import isa
 from bpfjit.isa import Insn
 
-from .context import SK_BUFF
+from .context import CTX_SKB_MAC, CTX_SKB_NETWORK, SK_BUFF
 
 # Where the native __sk_buff keeps the packet pointers (every skb program type has the same slots).
 SKB_DATA = SK_BUFF.field("data").native_offset
 SKB_DATA_END = SK_BUFF.field("data_end").native_offset
-# The lowest offset that names a header (include/uapi/linux/filter.h): SKF_NET_OFF is -0x100000.
+# The offsets that name the headers (include/uapi/linux/filter.h): the mac header from SKF_LL_OFF,
+# the network header from SKF_NET_OFF, up to 0.
 SKF_LL_OFF = -0x200000
+SKF_NET_OFF = -0x100000
 
 
 def is_legacy_load(insn: Insn) -> bool:
@@ -41,5 +46,13 @@ def offset_of(insn: Insn, src_value: int) -> int:
 
 
 def names_header(offset: int) -> bool:
-    """Whether a negative offset names the link-layer or network header (unsupported here)."""
+    """Whether a negative offset names the link-layer or network header."""
     return SKF_LL_OFF <= offset < 0
+
+
+def header_place(offset: int) -> tuple[int, int]:
+    """For an offset that names a header: the skb runtime word that holds where the header
+    starts (a signed offset from data), and how many bytes into the header the load starts."""
+    if offset >= SKF_NET_OFF:
+        return CTX_SKB_NETWORK, offset - SKF_NET_OFF
+    return CTX_SKB_MAC, offset - SKF_LL_OFF

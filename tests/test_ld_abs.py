@@ -2,7 +2,8 @@
 
 Expected values are worked out by hand from the packet below: a socket filter sees the packet
 from the network header on (the 14-byte Ethernet header pulled), a tc program from the Ethernet
-header; loads are big-endian; a load outside the packet returns 0 from the current function.
+header; loads are big-endian; a load outside the packet returns 0 from the current function; the
+negative offsets from SKF_LL_OFF and SKF_NET_OFF read the mac and network headers.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from conftest import kernel_verifier_dir
 import bpfjit
 from bpfjit.errors import BPFRuntimeError, VerifierError
 from bpfjit.program import ENGINES, Program
-from bpfjit.runtime.packet_loads import SKF_LL_OFF, offset_of
+from bpfjit.runtime.packet_loads import SKF_LL_OFF, SKF_NET_OFF, offset_of
 from bpfjit.isa import ABS, IND, LD, W, Insn
 from bpfjit.verifier import cfg
 from bpfjit.asm import assemble_insns
@@ -112,12 +113,40 @@ def test_loads_keep_the_callee_saved_registers():
     assert runs(prog) == [0x13 + 43] * len(ENGINES)
 
 
-def test_header_offsets_stop_the_run():
-    """SKF_LL_OFF / SKF_NET_OFF name the link-layer and network headers, whose place bpfjit
-    does not know: both engines refuse the read instead of guessing."""
-    prog = socket_prog("mov %r7, -1\nldindb %r7, 0")
+@pytest.mark.parametrize("prog_type", ["socket", "tc"])
+@pytest.mark.parametrize("body, expected", [
+    (f"ldabsb {SKF_LL_OFF}", ETHERNET[0]),  # the mac header: the frame's first byte, for both types
+    (f"ldabsh {SKF_LL_OFF + 12}", 0xACAD),
+    (f"ldabsw {SKF_LL_OFF + 12}", 0xACAD1011),  # across into the network header
+    (f"ldabsb {SKF_NET_OFF}", NETWORK[0]),  # the network header: 14 bytes into the frame
+    (f"ldabsw {SKF_NET_OFF + 28}", 0x2C2D2E2F),  # its last four bytes
+    (f"mov %r7, 3\nldindb %r7, {SKF_NET_OFF}", NETWORK[3]),
+    (f"lddw %r7, {SKF_LL_OFF + 5}\nldindb %r7, 0", ETHERNET[5]),
+], ids=lambda v: v.replace("\n", "; ") if isinstance(v, str) else None)
+def test_header_offsets_read_the_mac_and_network_headers(prog_type, body, expected):
+    """SKF_LL_OFF + k and SKF_NET_OFF + k: k bytes into the mac and network headers, wherever data
+    starts (a socket filter's data is its network header, tc's its mac header)."""
+    prog = Program.from_asm(f"mov %r6, %r1\n{body}\nexit", prog_type=prog_type)
+    assert runs(prog) == [expected] * len(ENGINES)
+
+
+@pytest.mark.parametrize("body", [
+    f"ldabsb {SKF_NET_OFF + 32}",  # one past the end
+    f"ldabsw {SKF_LL_OFF + 44}",  # straddles the end
+    "mov %r7, -1\nldindb %r7, 0",  # SKF_NET_OFF + 0xfffff
+    f"ldabsb {SKF_NET_OFF - 1}",  # SKF_LL_OFF + 0xfffff
+], ids=lambda v: v.replace("\n", "; "))
+def test_header_offsets_past_the_packet_return_zero_from_the_program(body):
+    prog = socket_prog(f"mov %r0, 7\n{body}\nmov %r0, 99")
+    assert runs(prog) == [0] * len(ENGINES)
+
+
+def test_an_unverified_programs_header_offsets_stop_the_run():
+    """An unverified program's r6 need not be the context whose runtime words place its
+    headers: every engine refuses the read instead of trusting them."""
+    prog = Program.from_asm(f"mov %r6, %r1\nldabsb {SKF_LL_OFF}\nexit", prog_type="socket", verify=False)
     for engine in ENGINES:
-        with pytest.raises(BPFRuntimeError, match=r"^insn 2: invalid read of 1 bytes at 0x"):
+        with pytest.raises(BPFRuntimeError, match=r"^insn 1: invalid read of 1 bytes at 0x"):
             prog.test_run(FRAME, engine=engine)
 
 
