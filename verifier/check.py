@@ -48,6 +48,9 @@ KEEP_INSNS, KEEP_JUMPS = 8, 2
 # walked, and stay exact).
 WIDEN_AFTER = 3
 
+_REGISTER_MOVES = (isa.ALU64 | isa.ADD | isa.X, isa.ALU64 | isa.SUB | isa.X)
+_SHIFT_LEFT = isa.ALU64 | isa.LSH | isa.K  # the first of clang's zero-extending pair (alu.zero_extension)
+
 # What a pseudo ld_imm64 refers to: ("map", info), ("map_value", info, offset), ("func", start).
 PseudoTarget = tuple
 PseudoResolver = Callable[[Insn, int], PseudoTarget]
@@ -156,6 +159,11 @@ class Verifier:
         self.visited: set[int] = set()  # instructions some path reached (the others are dead)
         # Per-instruction facts the walk asks at every visit, computed once.
         self.frame_pointer_writers = frozenset(i for i, insn in enumerate(insns) if writes_frame_pointer(insn))
+        self.jump_insns = frozenset(i for i, insn in enumerate(insns) if insn.is_jump)
+        # 64-bit ADD/SUB of a register: where a pointer may move by a scalar (precision, pointer_moves).
+        self.register_moves = frozenset(i for i, insn in enumerate(insns) if insn.opcode in _REGISTER_MOVES)
+        self.moves = frozenset(i for i, insn in enumerate(insns)
+                               if insn.cls == isa.ALU64 and insn.op in (isa.ADD, isa.SUB))
         self.helper_args_proven = True
         self.ids = 0
         self.current_index = 0
@@ -233,59 +241,68 @@ class Verifier:
 
     def _walk(self, source: int, index: int, state: State) -> None:
         """Follow one path, from instruction `source` to `index` (-1: it starts there), until it
-        ends (exit, prune, or an error)."""
+        ends (exit, prune, or an error). The loop runs once per instruction processed: what it
+        asks of every instruction is looked up in sets built once (__init__)."""
+        block_starts, insns, stats, visited = self.facts.block_starts, self.insns, self.stats, self.visited
+        tracking, tracker = self.track_precision, self.precision
+        conditional_jumps, register_moves = tracker.conditional_jumps, self.register_moves
         while True:
-            if index in self.facts.block_starts and self._pruned(source, index, state):
+            if index in block_starts and self._pruned(source, index, state):
                 self._path_done(state)
                 return
-            self.stats.insns_processed += 1
-            if self.stats.insns_processed > INSN_LIMIT:
+            stats.insns_processed += 1
+            if stats.insns_processed > INSN_LIMIT:
                 raise self._error(index, f"BPF program is too large. Processed {INSN_LIMIT + 1} insn")
             self.current_index = index
-            insn = self.insns[index]
-            self.visited.add(index)
+            insn = insns[index]
+            visited.add(index)
             try:
                 if index in self.frame_pointer_writers:
                     raise Rejected("frame pointer is read only")
-                if self.track_precision:
-                    record = self.precision.step(state, index)
-                    self._demand_operands(state, insn)
+                if tracking:
+                    record = tracker.step(state, index)
+                    if index in register_moves:
+                        self._demand_operands(state, insn)
                 following = self._step(state, insn, index)
-                if following and self.track_precision and index in self.precision.conditional_jumps:
+                if following and tracking and index in conditional_jumps:
                     self._demand_jump(following[0][1], insn, decided=len(following) == 1)
             except Rejected as rejected:
                 self.log.insn(index, insn_text(insn, self._imm64_name))
                 raise self._error(index, rejected.message) from None
             if self.log.level:
                 self.log.insn(index, insn_text(insn, self._imm64_name), state.text)
-            if insn.is_jump:
+            if index in self.jump_insns:
                 self.jumps_processed += 1
-            for target, head in self.loop_exits.get(index, ()):
-                if target is None or any(target == following_index for following_index, _ in following):
-                    self.exited_loops.add(head)
+            if self.loop_exits:
+                for target, head in self.loop_exits.get(index, ()):
+                    if target is None or any(target == following_index for following_index, _ in following):
+                        self.exited_loops.add(head)
             if not following:
                 self._path_done(state)
                 return
-            if self.track_precision:
+            if tracking:
                 for _, successor in following:
                     successor.history.append(record)
-            source, ((index, state), *others) = index, following
-            try:
-                for target, other in reversed(others):
-                    self._save_branch(target, other)
-            except Rejected as rejected:
-                raise self._error(self.current_index, rejected.message) from None
+            source = index
+            index, state = following[0]
+            if len(following) > 1:
+                try:
+                    for target, other in reversed(following[1:]):
+                        self._save_branch(target, other)
+                except Rejected as rejected:
+                    raise self._error(self.current_index, rejected.message) from None
 
     def _step(self, state: State, insn: Insn, index: int) -> list[tuple[int, State]]:
         cls = insn.cls
-        if cls in (isa.ALU, isa.ALU64):
+        if cls == isa.ALU64 or cls == isa.ALU:
             extension = zero_extension(self.insns, index, self.facts.block_starts, state) \
-                if self.spec.widen_loops else None
+                if self.spec.widen_loops and insn.opcode == _SHIFT_LEFT else None
             if extension is not None:  # the pair, as the one 32-bit move it is
                 check_alu(state, extension, self.new_id)
                 self.visited.add(index + 1)
                 return [(index + 2, state)]
-            self._note_pointer_move(state, insn, index)
+            if index in self.moves:
+                self._note_pointer_move(state, insn, index)
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
             self._note_pointer(index, state.regs[insn.src], insn)
@@ -339,9 +356,8 @@ class Verifier:
         self.precision.demand(state, [(depth, "r", regno) for regno in regnos])
 
     def _demand_operands(self, state: State, insn: Insn) -> None:
-        """Pointer arithmetic: the scalar added to (or subtracted from) a pointer must be precise."""
-        if insn.cls != isa.ALU64 or insn.source != isa.X or insn.op not in (isa.ADD, isa.SUB):
-            return
+        """Pointer arithmetic (a 64-bit ADD/SUB of a register: register_moves): the scalar added
+        to (or subtracted from) a pointer must be precise."""
         dst, src = state.regs[insn.dst], state.regs[insn.src]
         if dst.is_pointer and src.is_scalar:
             self.demand_precise(state, [insn.src])
@@ -388,10 +404,8 @@ class Verifier:
         return f"{insn.imm64:#x}"
 
     def _note_pointer_move(self, state: State, insn: Insn, index: int) -> None:
-        """Record which register a 64-bit ADD/SUB moves a pointer in (-1 when paths differ), so
-        that the JIT can derive the result from that pointer (Facts.pointer_moves)."""
-        if insn.cls != isa.ALU64 or insn.op not in (isa.ADD, isa.SUB):
-            return
+        """Record which register a 64-bit ADD/SUB (moves) moves a pointer in (-1 when paths
+        differ), so that the JIT can derive the result from that pointer (Facts.pointer_moves)."""
         regs = state.regs
         if regs[insn.dst].is_pointer:
             moved = insn.dst
