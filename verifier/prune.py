@@ -104,6 +104,8 @@ class _Ids:
     pointers a widened state does not relate may be related in the new one, which then knows
     more, never less."""
 
+    __slots__ = ("forward", "backward")
+
     def __init__(self, one_to_one: bool = True) -> None:
         self.forward: dict[int, int] = {}
         self.backward: dict[int, int] | None = {} if one_to_one else None
@@ -144,13 +146,15 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
     for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
         if a.callsite != b.callsite or a.subprog != b.subprog:
             return False
-        live = liveness.frame_live(new, depth, index)
-        for regno in live:
-            old_reg = a.regs[regno]
+        old_regs, new_regs = a.regs, b.regs
+        for regno in liveness.frame_live(new, depth, index):
+            old_reg, new_reg = old_regs[regno], new_regs[regno]
+            if old_reg is new_reg and not old_reg.id and not old_reg.ref_obj_id:
+                continue  # one register shared by both states (a copy of a state shares its registers)
             if precise is not None and old_reg.is_scalar and (depth, "r", regno) not in precise:
-                if not b.regs[regno].is_scalar:
+                if not new_reg.is_scalar:
                     return False
-            elif not _reg_covers(old_reg, b.regs[regno], ids, exact):
+            elif not _reg_covers(old_reg, new_reg, ids, exact):
                 return False
         if not _stack_covers(a, b, ids, exact, depth, precise):
             return False
