@@ -11,6 +11,8 @@ Pruning compares the registers the rest of the function may read (liveness from
 """
 from __future__ import annotations
 
+import bisect
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -48,6 +50,7 @@ KEEP_INSNS, KEEP_JUMPS = 8, 2
 # walked, and stay exact).
 WIDEN_AFTER = 3
 
+_SCANNED_STATES = 16  # states kept at an insn that a loop check compares one by one (then: by_signature)
 _REGISTER_MOVES = (isa.ALU64 | isa.ADD | isa.X, isa.ALU64 | isa.SUB | isa.X)
 _SHIFT_LEFT = isa.ALU64 | isa.LSH | isa.K  # the first of clang's zero-extending pair (alu.zero_extension)
 
@@ -73,6 +76,8 @@ class Checkpoint:
     all_precise: bool = False
     history: list = field(default_factory=list)  # the Steps from the parent checkpoint to this one
     depth: int = 0  # checkpoints above it on its path
+    index: int = 0  # the instruction it was kept at
+    serial: int = 0  # the how-manyth state kept (the candidates at an insn are tried oldest first)
     below_widened: bool = False  # it, or a checkpoint above it on its path, is widened
     # The outermost widened loop head still being explored that a path from here was pruned
     # against (the kernel's loop_entry): until that loop is done, precision marks here may be
@@ -150,6 +155,14 @@ class Verifier:
                                     self.new_id)
         self.liveness = Liveness(insns, facts)
         self.checkpoints: dict[int, list[Checkpoint]] = {}
+        # Of those, by insn: the ones that may cover a new state (explored to the end, or widened),
+        # oldest first; and how many others are still being explored (a path back to one loops).
+        # A loop walked trip by trip keeps hundreds of states at its head, all still being explored.
+        self.candidates: dict[int, list[Checkpoint]] = {}
+        self.exploring: dict[int, int] = {}
+        # Where an endless loop is looked for at an insn that kept many states: those kept there
+        # (but widened ones) by signature (hashing a signature costs more than comparing a few).
+        self.by_signature: dict[int, dict[tuple, list[Checkpoint]]] = {}
         self.states_kept = 0  # checkpoints alive now (peak_states is its maximum)
         self.pending: list[tuple[int, int, State]] = []  # (from, to, state) saved branches
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
@@ -446,27 +459,24 @@ class Verifier:
         is_state_visited: not too often inside a loop, and forgetting states that rarely help)."""
         kept = self.checkpoints.setdefault(index, [])
         signature = None  # computed when first needed: most arrivals neither loop nor keep
-        looping = False
         # A state that came from a widened one holds more than the path can reach: its exact
         # repeat is the widened loop's fixpoint (a counter widened to [1, max] comes back as
         # [1, max] after `r -= 1; if r > 0`), not a proof that the program never leaves the loop.
         from_widened = state.parent is not None and state.parent.below_widened
         if index in self.loop_proofs:
             self.loop_proofs[index].arrive(state, source)
-        for checkpoint in kept:
-            if not checkpoint.branches or checkpoint.widened:
-                continue
-            looping = True  # this path came back to a state still being explored
-            if from_widened:
-                continue
-            if signature is None:
-                signature = self._signature(index, state)
-            if checkpoint.signature == signature and equal(checkpoint.state, state, self.liveness, index) \
-                    and not self._may_goto_loop(index):
-                raise self._error(index, f"infinite loop detected at insn {index}")
-        for checkpoint in kept:
-            if checkpoint.branches and not checkpoint.widened:
-                continue
+        # Whether this path came back to a state still being explored; only states with its
+        # signature may be equal to it.
+        looping = self.exploring.get(index, 0) > 0
+        if looping and not from_widened:
+            signature = self._signature(index, state)
+            indexed = self.by_signature.get(index)
+            for checkpoint in kept if indexed is None else indexed.get(signature, ()):
+                if checkpoint.branches and not checkpoint.widened and checkpoint.signature == signature \
+                        and equal(checkpoint.state, state, self.liveness, index) and not self._may_goto_loop(index):
+                    raise self._error(index, f"infinite loop detected at insn {index}")
+        missed = False
+        for checkpoint in self.candidates.get(index, ()):
             precise = checkpoint.precise_places() if self.track_precision else None
             if covers(checkpoint.state, state, self.liveness, index, precise, widened=checkpoint.widened):
                 checkpoint.hits += 1
@@ -480,17 +490,21 @@ class Verifier:
                 return True
             if not checkpoint.branches:
                 checkpoint.misses += 1
-        before = len(kept)
-        kept[:] = [c for c in kept if c.branches or c.misses <= 3 * c.hits + 3]
-        self.states_kept -= before - len(kept)
+                missed = True
+        if missed:
+            self._forget_useless(index, kept)
         # Raw programs keep every state at a loop head, exactly (an exact repeat must be seen as
         # the endless loop it is) and then, once the loop keeps coming back, widened.
         at_widened_head = looping and index in self.loop_heads
         insns, jumps = self.stats.insns_processed - self.last_kept[0], self.jumps_processed - self.last_kept[1]
-        if not at_widened_head and looping and not from_widened and insns < LOOP_KEEP_INSNS \
+        # The counts are of every path since any state was kept; a path that went as far itself
+        # without keeping one (a loop whose exits keep a state on every trip) keeps one now, or
+        # each precision walk along it (verifier/precision.py) would be longer than the last.
+        overdue = len(state.history) >= LOOP_KEEP_INSNS
+        if not at_widened_head and looping and not from_widened and not overdue and insns < LOOP_KEEP_INSNS \
                 and jumps < LOOP_KEEP_JUMPS:
             return False  # inside a loop, a state is kept only every so often
-        if index not in self.back_targets and (insns < KEEP_INSNS or jumps < KEEP_JUMPS):
+        if not overdue and index not in self.back_targets and (insns < KEEP_INSNS or jumps < KEEP_JUMPS):
             return False
         base = _ancestor_at(kept, state) if at_widened_head else None
         trips, rounds = (base.trips + 1, base.rounds) if base else (0, 0)
@@ -498,6 +512,21 @@ class Verifier:
         if base is not None and trips > WIDEN_AFTER and self._widen(index, state, base, rounds + 1):
             self._keep(index, state, self._signature(index, state), widened=True, trips=trips, rounds=rounds + 1)
         return False
+
+    def _forget_useless(self, index: int, kept: list[Checkpoint]) -> None:
+        """Drop the finished states at index that missed far more often than they covered."""
+        candidates = self.candidates[index]
+        useless = {id(c): c for c in candidates if not c.branches and c.misses > 3 * c.hits + 3}
+        if not useless:
+            return
+        kept[:] = [c for c in kept if id(c) not in useless]
+        candidates[:] = [c for c in candidates if id(c) not in useless]
+        indexed = self.by_signature.get(index)
+        for checkpoint in useless.values():
+            if indexed is not None and not checkpoint.widened:
+                alike = indexed[checkpoint.signature]
+                alike[:] = [c for c in alike if c is not checkpoint]
+        self.states_kept -= len(useless)
 
     def _keep(self, index: int, state: State, signature: tuple, widened: bool = False, trips: int = 0,
               rounds: int = 0) -> None:
@@ -509,10 +538,22 @@ class Verifier:
         checkpoint = Checkpoint(state.copy(), 1, parent, signature=signature, widened=widened,
                                 history=state.history, depth=depth,
                                 below_widened=widened or (parent is not None and parent.below_widened),
-                                trips=trips, rounds=rounds)
+                                trips=trips, rounds=rounds, index=index, serial=self.stats.states_total)
         checkpoint.state.parent = None
         checkpoint.state.history = []
         kept.append(checkpoint)
+        if widened:  # it covers what it holds at once
+            self.candidates.setdefault(index, []).append(checkpoint)
+        else:
+            self.exploring[index] = self.exploring.get(index, 0) + 1
+            indexed = self.by_signature.get(index)
+            if indexed is None and len(kept) > _SCANNED_STATES:
+                indexed = self.by_signature[index] = {}
+                for other in kept[:-1]:
+                    if not other.widened:
+                        indexed.setdefault(other.signature, []).append(other)
+            if indexed is not None:
+                indexed.setdefault(signature, []).append(checkpoint)
         self.stats.states_total += 1
         self.states_kept += 1
         self.stats.peak_states = max(self.stats.peak_states, self.states_kept)
@@ -567,11 +608,19 @@ class Verifier:
             checkpoint.branches -= 1
             if checkpoint.branches:
                 break
+            if not checkpoint.widened:  # explored to the end: it may cover new states now
+                self.exploring[checkpoint.index] -= 1
+                candidates = self.candidates.setdefault(checkpoint.index, [])
+                candidates.insert(bisect.bisect(candidates, checkpoint.serial, key=_serial), checkpoint)
             self.precision.backedges.finished(checkpoint)
             checkpoint = checkpoint.parent
 
     def _error(self, index: int, message: str) -> VerifierError:
         return error(index, message, self.log)
+
+
+def _serial(checkpoint: Checkpoint) -> int:
+    return checkpoint.serial
 
 
 def _ancestor_at(kept: list[Checkpoint], state: State) -> Checkpoint | None:
