@@ -208,6 +208,16 @@ def test_prog_dump_xlated(capsys):
     assert "r8 = *(u64 *)(r1 + 0x8)" in out and "r8 = *(u32 *)(r1 + 0x4)" not in out
 
 
+def test_prog_dump_of_one_program_loads_it_alone(capsys):
+    """-p names the program: another program of the object that the verifier rejects does not
+    stop the dump (as bpftool works on the one program the kernel loaded)."""
+    rejected = pathlib.Path(__file__).parent / "progs" / "rejected_lines.o"
+    code, out, _ = run_cli(capsys, "prog", "dump", str(rejected), "-p", "accepted")
+    assert code == 0 and "<accepted>:" in out
+    code, _, err = run_cli(capsys, "prog", "dump", str(rejected))
+    assert code != 0 and "unchecked_lookup: insn 7: R0 invalid mem access 'map_value_or_null'" in err
+
+
 def test_prog_dump_jited(capsys):
     code, out, _ = run_cli(capsys, "prog", "dump", FIREWALL, "--jited")
     assert code == 0

@@ -39,7 +39,7 @@ def cmd_prog_list(args: argparse.Namespace) -> int:
 
 def cmd_prog_dump(args: argparse.Namespace) -> int:
     obj = load_object(args.file, keys=_parse_keys(args.key), verify=not args.no_verify,
-                      options=parse_load_options(args))
+                      options=parse_load_options(args), program=args.program)
     program = _pick_program(obj, args.program)
     if args.ir:
         compiled = program.compile()
