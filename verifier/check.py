@@ -12,7 +12,6 @@ Pruning compares the registers the rest of the function may read (liveness from
 from __future__ import annotations
 
 import bisect
-
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence

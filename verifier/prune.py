@@ -149,8 +149,6 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
         old_regs, new_regs = a.regs, b.regs
         for regno in liveness.frame_live(new, depth, index):
             old_reg, new_reg = old_regs[regno], new_regs[regno]
-            if old_reg is new_reg and not old_reg.id and not old_reg.ref_obj_id:
-                continue  # one register shared by both states (a copy of a state shares its registers)
             if precise is not None and old_reg.is_scalar and (depth, "r", regno) not in precise:
                 if not new_reg.is_scalar:
                     return False

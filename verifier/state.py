@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any
 
 from bpfjit import isa
 
@@ -30,11 +30,18 @@ class _Named:
     """A named constant (a register type, a stack byte's kind): what an enum.Enum member gives,
     without its cost. Python 3.11 looks every Enum member up through the metaclass's __getattr__
     hook (about 120 ns, six times a plain class attribute), and the verifier asks for types and
-    kinds millions of times per program. Constants compare by identity."""
+    kinds millions of times per program. A subclass lists its constants as an Enum does, NAME =
+    "value"; each becomes an instance. Constants compare by identity."""
     __slots__ = ("name", "value")
 
     def __init__(self, name: str, value: str) -> None:
         self.name, self.value = name, value
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if name.isupper() and isinstance(value, str):
+                setattr(cls, name, cls(name, value))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}.{self.name}"
@@ -46,36 +53,26 @@ class _Named:
 class RegType(_Named):
     """Register types, named as the kernel's log names them (``reg_type_str``)."""
     __slots__ = ()
-    NOT_INIT: ClassVar[RegType]
-    SCALAR: ClassVar[RegType]
-    PTR_TO_CTX: ClassVar[RegType]
-    CONST_PTR_TO_MAP: ClassVar[RegType]
-    PTR_TO_MAP_VALUE: ClassVar[RegType]
-    PTR_TO_MAP_KEY: ClassVar[RegType]
-    PTR_TO_STACK: ClassVar[RegType]
-    PTR_TO_PACKET_META: ClassVar[RegType]
-    PTR_TO_PACKET: ClassVar[RegType]
-    PTR_TO_PACKET_END: ClassVar[RegType]
-    PTR_TO_MEM: ClassVar[RegType]
-    PTR_TO_FUNC: ClassVar[RegType]
-    PTR_TO_SOCK_COMMON: ClassVar[RegType]
-    PTR_TO_SOCKET: ClassVar[RegType]
-    PTR_TO_TCP_SOCK: ClassVar[RegType]
-    PTR_TO_XDP_SOCK: ClassVar[RegType]
-    PTR_TO_BTF_ID: ClassVar[RegType]
-    PTR_TO_INSN: ClassVar[RegType]  # an entry of a jump table: only gotox uses it (verifier/jumps.py)
+    NOT_INIT = "?"
+    SCALAR = "scalar"
+    PTR_TO_CTX = "ctx"
+    CONST_PTR_TO_MAP = "map_ptr"
+    PTR_TO_MAP_VALUE = "map_value"
+    PTR_TO_MAP_KEY = "map_key"
+    PTR_TO_STACK = "fp"
+    PTR_TO_PACKET_META = "pkt_meta"
+    PTR_TO_PACKET = "pkt"
+    PTR_TO_PACKET_END = "pkt_end"
+    PTR_TO_MEM = "mem"
+    PTR_TO_FUNC = "func"
+    PTR_TO_SOCK_COMMON = "sock_common"
+    PTR_TO_SOCKET = "sock"
+    PTR_TO_TCP_SOCK = "tcp_sock"
+    PTR_TO_XDP_SOCK = "xdp_sock"
+    PTR_TO_BTF_ID = "ptr_"
+    PTR_TO_INSN = "insn"  # an entry of a jump table: only gotox uses it (verifier/jumps.py)
 
 
-def _define(kind: type, **values: str) -> None:
-    for name, value in values.items():
-        setattr(kind, name, kind(name, value))
-
-
-_define(RegType, NOT_INIT="?", SCALAR="scalar", PTR_TO_CTX="ctx", CONST_PTR_TO_MAP="map_ptr",
-        PTR_TO_MAP_VALUE="map_value", PTR_TO_MAP_KEY="map_key", PTR_TO_STACK="fp", PTR_TO_PACKET_META="pkt_meta",
-        PTR_TO_PACKET="pkt", PTR_TO_PACKET_END="pkt_end", PTR_TO_MEM="mem", PTR_TO_FUNC="func",
-        PTR_TO_SOCK_COMMON="sock_common", PTR_TO_SOCKET="sock", PTR_TO_TCP_SOCK="tcp_sock",
-        PTR_TO_XDP_SOCK="xdp_sock", PTR_TO_BTF_ID="ptr_", PTR_TO_INSN="insn")
 _SCALAR, _NOT_INIT = RegType.SCALAR, RegType.NOT_INIT
 
 
@@ -271,13 +268,10 @@ def format_reg(reg: Reg) -> str:
 class SlotKind(_Named):
     """What one byte of the stack holds (the kernel's STACK_INVALID / MISC / ZERO / SPILL)."""
     __slots__ = ()
-    INVALID: ClassVar[SlotKind]
-    MISC: ClassVar[SlotKind]
-    ZERO: ClassVar[SlotKind]
-    SPILL: ClassVar[SlotKind]
-
-
-_define(SlotKind, INVALID="?", MISC="m", ZERO="0", SPILL="r")
+    INVALID = "?"
+    MISC = "m"
+    ZERO = "0"
+    SPILL = "r"
 
 
 _ALL_SPILL = (SlotKind.SPILL,) * SLOT_SIZE
