@@ -92,7 +92,7 @@ from bpfjit.runtime.run_context import RECORD_CLEARED, RECORD_IFINDEX, RECORD_MA
 from bpfjit.runtime.stdhelpers import REDIRECT_FALLBACK_MASK, REDIRECT_MAP_FLAGS, XDP_ABORTED, redirect_rule
 
 from .lower import ACCESS_OK, redirect_map_decision
-from .packet_loads import header_bytes
+from .packet_loads import header_bytes, network_order
 
 DISPATCH_INDIRECT = "indirectbr"
 DISPATCH_SWITCH = "switch"
@@ -1023,13 +1023,8 @@ class _LoopBuilder:
 
     def _load_network_order(self, pointer: str, bits: int) -> None:
         """r0 = the bits at pointer, read in network order; on to the next instruction."""
-        f = self.f
-        ty = f"i{bits}"
-        loaded = f.value(f"load {ty}, ptr {pointer}, align 1")
-        if bits > 8:
-            loaded = f.value(f"call {ty} @llvm.bswap.{ty}({ty} {loaded})")
-        f.store_reg("0", f.value(f"zext {ty} {loaded} to i64"))
-        f.next_pc()
+        self.f.store_reg("0", network_order(self.f, pointer, bits // 8))
+        self.f.next_pc()
 
     def lddw(self, opcode: int) -> None:
         """ld_imm64: the image holds the resolved value in the imm fields of its two slots."""

@@ -54,7 +54,7 @@ def lower_legacy_load(f: "_FunctionLowering", insn: Insn, index: int) -> None:
         placed, within = header_bytes(f, f.reg(6), data, end, offset, size)
         f.emit(f"br i1 {within}, label %{placed_ok}, label %{failed}")
         f.lines.append(f"{placed_ok}:")
-        _load_network_order(f, f.value(f"inttoptr i64 {placed} to ptr"), size)
+        f.set_reg(0, network_order(f, f.value(f"inttoptr i64 {placed} to ptr"), size))
         f.branch(done)
     f.lines.append(f"{failed}:")
     f.leave("0")  # the kernel's hidden exit: return 0 from this function
@@ -64,7 +64,7 @@ def lower_legacy_load(f: "_FunctionLowering", insn: Insn, index: int) -> None:
     if f.sandboxed_memory:
         ok = f.value(f"call i1 @bpfjit_access_ok(ptr %env, i64 {address}, i64 {size}, i1 0)")
         f.guard(ok, address, size, False, index)
-    _load_network_order(f, f.value(f"inttoptr i64 {address} to ptr"), size)
+    f.set_reg(0, network_order(f, f.value(f"inttoptr i64 {address} to ptr"), size))
     f.label(done)
 
 
@@ -85,10 +85,11 @@ def header_bytes(f, context: str, data: str, end: str, offset: str, size: int) -
     return placed, within
 
 
-def _load_network_order(f: "_FunctionLowering", pointer: str, size: int) -> None:
-    """r0 = the size bytes at pointer, read in network order."""
+def network_order(f, pointer: str, size: int) -> str:
+    """The size bytes at pointer read in network order, as an i64. Only f.value is used, as in
+    header_bytes: the native interpreter loads through it too."""
     ty = f"i{8 * size}"
     loaded = f.value(f"load {ty}, ptr {pointer}, align 1")
     if size > 1:
         loaded = f.value(f"call {ty} @llvm.bswap.{ty}({ty} {loaded})")
-    f.set_reg(0, f.value(f"zext {ty} {loaded} to i64"))
+    return f.value(f"zext {ty} {loaded} to i64")
