@@ -172,10 +172,11 @@ class Verifier:
         # Per-instruction facts the walk asks at every visit, computed once.
         self.frame_pointer_writers = frozenset(i for i, insn in enumerate(insns) if writes_frame_pointer(insn))
         self.jump_insns = frozenset(i for i, insn in enumerate(insns) if insn.is_jump)
-        # 64-bit ADD/SUB of a register: where a pointer may move by a scalar (precision, pointer_moves).
+        # 64-bit ADD/SUB, where a pointer may move (pointer_moves); of a register: by a scalar that
+        # must be precise.
+        self.add_sub64 = frozenset(i for i, insn in enumerate(insns)
+                                   if insn.cls == isa.ALU64 and insn.op in (isa.ADD, isa.SUB))
         self.register_moves = frozenset(i for i, insn in enumerate(insns) if insn.opcode in _REGISTER_MOVES)
-        self.moves = frozenset(i for i, insn in enumerate(insns)
-                               if insn.cls == isa.ALU64 and insn.op in (isa.ADD, isa.SUB))
         self.helper_args_proven = True
         self.ids = 0
         self.current_index = 0
@@ -313,7 +314,7 @@ class Verifier:
                 check_alu(state, extension, self.new_id)
                 self.visited.add(index + 1)
                 return [(index + 2, state)]
-            if index in self.moves:
+            if index in self.add_sub64:
                 self._note_pointer_move(state, insn, index)
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
@@ -416,7 +417,7 @@ class Verifier:
         return f"{insn.imm64:#x}"
 
     def _note_pointer_move(self, state: State, insn: Insn, index: int) -> None:
-        """Record which register a 64-bit ADD/SUB (moves) moves a pointer in (-1 when paths
+        """Record which register a 64-bit ADD/SUB (add_sub64) moves a pointer in (-1 when paths
         differ), so that the JIT can derive the result from that pointer (Facts.pointer_moves)."""
         regs = state.regs
         if regs[insn.dst].is_pointer:

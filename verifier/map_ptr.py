@@ -33,7 +33,7 @@ _STRUCTS = {
     MapType.REUSEPORT_SOCKARRAY: "reuseport_array", MapType.BLOOM_FILTER: "bpf_bloom_filter",
     MapType.ARENA: "bpf_arena",
 }
-OPS_SIZE = 8  # struct bpf_map's first member: const struct bpf_map_ops *ops
+_OPS_SIZE = 8  # struct bpf_map's first member: const struct bpf_map_ops *ops
 
 
 def load(reg: Reg, regno: int, off: int, size: int, write: bool) -> Reg:
@@ -47,8 +47,8 @@ def load(reg: Reg, regno: int, off: int, size: int, write: bool) -> Reg:
         raise Rejected(f"R{regno} is {name} invalid negative access: off={off}")
     if write:
         raise Rejected(f"only read from {name} is supported")
-    if off < OPS_SIZE:
-        if off or size != OPS_SIZE:
+    if off < _OPS_SIZE:
+        if off or size != _OPS_SIZE:
             raise Rejected(f"cannot access ptr member ops with moff 0 in struct bpf_map with off {off} size {size}")
         return scalar()
     raise Rejected(f"struct {name} at off={off} size={size}: bpfjit has no kernel BTF and knows only the "
