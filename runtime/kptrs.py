@@ -33,8 +33,10 @@ from bpfjit.errors import BPFRuntimeError, BTFError
 from .btf.types import Kind, Struct
 from .memory import Region
 
-# Every write of a referenced kptr field holds this lock (see the module's docstring).
-FIELD_LOCK = threading.Lock()
+# Every write of a referenced kptr field holds this lock (see the module's docstring). Both it and
+# each allocator's lock are re-entrant: a map freed by a garbage collection empties its values (a
+# finalizer) in whichever thread the collection runs, perhaps one that holds them at that moment.
+FIELD_LOCK = threading.RLock()
 # Objects are handed out in multiples of this many bytes, each at an address aligned to it.
 OBJECT_ALIGN = 16
 # Default arena: the most object memory one loaded object may hold at once (pages are touched
@@ -84,7 +86,7 @@ class ObjectAllocator:
         # The objects of the host objects that have references: (id of the host's value, type
         # id) -> address. The object keeps the value, so its id is not reused meanwhile.
         self._hosts: dict[tuple[int, int], int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant, as FIELD_LOCK is
         self.allocated = 0  # objects handed out so far
         self.freed = 0  # objects freed so far
         # The arena, as the interpreter checks accesses against it (the tombstone included).

@@ -11,6 +11,9 @@ from __future__ import annotations
 import gc
 import pathlib
 import random
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -482,6 +485,29 @@ def _churn_object(engine: str, seconds: float, threads: int) -> ObjectAllocator:
         del conns[key]
     assert allocator.live == _stashed(obj)
     return allocator
+
+
+def test_a_map_a_collection_frees_while_its_thread_holds_the_kptr_locks_gives_its_objects_back():
+    """A garbage collection may run at any allocation, also while its thread writes a kptr
+    field: a map with kptrs it frees empties its values in that thread, under the locks it holds
+    (a CI run hung on this once). In a child process, so that a hang fails the test (its timeout)
+    instead of stopping the run."""
+    script = textwrap.dedent(f"""
+        import gc
+        import bpfjit
+        from bpfjit.runtime.kptrs import FIELD_LOCK
+        obj = bpfjit.load({str(STASH)!r})
+        obj.programs["track"].test_run(bytes(40), engine="reference")
+        allocator = obj.kptr_objects
+        assert allocator.live == 1, allocator.live
+        obj.cycle = obj  # only a collection frees it now
+        del obj
+        with FIELD_LOCK, allocator._lock:
+            gc.collect()
+        print(allocator.live)
+    """)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (child.returncode, child.stdout.strip()) == (0, "0"), child.stderr
 
 
 def test_threads_exchange_objects_while_python_deletes():
