@@ -36,11 +36,20 @@ def test_a_copy_of_the_length_proves_as_much():
     assert checked(PROVEN.replace("jlt %r2, 16, out", "mov %r3, %r2\n    jlt %r3, 16, out")) == []
 
 
+def test_a_value_computed_from_the_length_proves_what_it_implies(engine):
+    """Half the length at least 16: the length is at least 32 (verifier/length.py)."""
+    text = PROVEN.replace("jlt %r2, 16, out", "rsh %r2, 1\n    jlt %r2, 16, out").replace("[%r1+8]", "[%r1+24]")
+    assert checked(text) == []
+    program = Program.from_asm(text)
+    assert program.run(bytes(range(32)), engine=engine) == int.from_bytes(bytes(range(24, 32)), "little")
+    assert program.run(bytes(31), engine=engine) == 0  # half of 31 is 15: the test says so
+
+
 @pytest.mark.parametrize("text, load, memory, fails", [
     (PROVEN.replace("[%r1+8]", "[%r1+9]"), 1, bytes(16), True),  # one byte past the proof
     (PROVEN.replace("jlt %r2, 16, out", "jgt %r2, 16, out"), 1, bytes(12), True),  # bounded from above
-    # A length computed from it proves nothing (here it would have been right: the check stays).
-    (PROVEN.replace("jlt %r2, 16, out", "rsh %r2, 1\n    jlt %r2, 16, out"), 2, bytes(range(32)), False),
+    # Twice the length at least 16 proves 8 bytes, not the 16 the load needs (it has 32: it runs).
+    (PROVEN.replace("jlt %r2, 16, out", "lsh %r2, 1\n    jlt %r2, 16, out"), 2, bytes(range(32)), False),
 ])
 def test_what_is_not_proven_stays_checked(text, load, memory, fails, engine):
     program = Program.from_asm(text)

@@ -15,6 +15,7 @@ from typing import AbstractSet, Sequence
 from bpfjit import isa
 from bpfjit.isa import Insn
 
+from . import length
 from . import scalar as values
 from .log import Rejected
 from .scalar import Scalar
@@ -55,7 +56,13 @@ def check_alu(state: State, insn: Insn, new_id) -> None:
     if dst.is_pointer or src.is_pointer:
         regs[insn.dst] = _pointer_alu(insn, dst, src, is64, new_id)
         return
-    regs[insn.dst] = scalar(values.alu(insn, dst.value, src.value))
+    result = scalar(values.alu(insn, dst.value, src.value))
+    if dst.length_bound is not None or src.length_bound is not None:  # a raw program's length-relative value
+        bound = length.alu(op, is64, insn.off != 0, (dst.length_bound, dst.value), (src.length_bound, src.value),
+                           not uses_src, insn.imm)
+        if bound is not None:
+            result = result.evolve(length_bound=bound)
+    regs[insn.dst] = result
 
 
 def zero_extension(insns: Sequence[Insn], index: int, block_starts: AbstractSet[int], state: State) -> Insn | None:
@@ -86,7 +93,9 @@ def _move(insn: Insn, src: Reg, is64: bool, new_id) -> Reg:
             return scalar(values.alu(insn, Scalar.unknown(), Scalar.unknown()))
         if src.value.umax <= isa.MASK32:  # w = w of a 32-bit value: the same value, linked
             return src if src.id or src.value.is_const else src.evolve(id=new_id())
-        return scalar(values.alu(insn, Scalar.unknown(), src.value))
+        low_half = scalar(values.alu(insn, Scalar.unknown(), src.value))
+        # never more than the whole value: its length bound holds
+        return low_half if src.length_bound is None else low_half.evolve(length_bound=src.length_bound)
     if src.is_scalar and not src.value.is_const and src.id == 0:
         return src.evolve(id=new_id())
     return src
@@ -126,7 +135,9 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
     if op not in (isa.ADD, isa.SUB):
         raise Rejected(f"R{insn.dst} pointer arithmetic with {_OP_NAMES[op]} operator prohibited")
     if raw:
-        return pointer.evolve(value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount))
+        bound = length.pointer_move(op, (pointer.length_bound, pointer.value), (offset.length_bound, amount))
+        return pointer.evolve(value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount),
+                              length_bound=bound)
     if amount.is_const:
         delta = isa.s64(amount.const_value)
         moved = pointer.evolve(off=pointer.off + (-delta if op == isa.SUB else delta))

@@ -21,7 +21,7 @@ from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime.helpers import HelperRegistry
 
-from . import calls, jumps, legacy_packet, precision, termination
+from . import calls, jumps, legacy_packet, length, precision, termination
 from .alu import check_alu, zero_extension
 from .cfg import writes_frame_pointer
 from .facts import Facts
@@ -246,7 +246,7 @@ class Verifier:
         regs = [NOT_INIT] * 11
         if self.spec.ctx_field is None:  # raw: memory whose size only the run knows, and its length
             regs[1] = Reg(RegType.PTR_TO_MEM, Scalar.const(0), mem_size=-1)
-            regs[2] = scalar().evolve(id=RAW_LENGTH_ID)
+            regs[2] = scalar().evolve(id=RAW_LENGTH_ID, length_bound=length.LENGTH)
         else:
             regs[1] = Reg(RegType.PTR_TO_CTX, Scalar.const(0))
         regs[isa.FRAME_POINTER] = Reg(RegType.PTR_TO_STACK, Scalar.const(0))
@@ -567,8 +567,9 @@ class Verifier:
         rounds: the how-manyth widening of this entry into the loop."""
         if self.spec.prove_termination and self.loop_proofs[index].hopeless:
             raise termination.Unproven(f"the loop at insn {index} has no bounded counter")
-        thresholds = self.thresholds if rounds <= THRESHOLD_ROUNDS else NO_THRESHOLDS
-        joined = widen(base.state, state, self.liveness, index, thresholds, self.new_id)
+        settling = rounds > THRESHOLD_ROUNDS
+        joined = widen(base.state, state, self.liveness, index, NO_THRESHOLDS if settling else self.thresholds,
+                       self.new_id, settling)
         if not joined:
             return False
         for frame, wide in zip(state.frames, joined.frames):
@@ -655,7 +656,9 @@ def _callback_args(helper: str, caller_regs: list[Reg]) -> list[Reg]:
 
 def _inside_proven_raw(reg: Reg, insn: Insn) -> bool:
     """Whether the access of insn through reg (a raw program's memory) stays within the bytes a
-    test of the length proved on this path: [0, reg.range) from the memory's start."""
-    start = reg.off + insn.off
-    return reg.value.smin >= 0 and start + reg.value.smin >= 0 and \
-        start + reg.value.umax + isa.SIZE_BYTES[insn.size] <= reg.range
+    test of the length proved on this path, [0, reg.range) from the memory's start, or within
+    the length its offset's bound is relative to (verifier/length.py)."""
+    start, size = reg.off + insn.off, isa.SIZE_BYTES[insn.size]
+    if reg.value.smin >= 0 and start + reg.value.smin >= 0 and start + reg.value.umax + size <= reg.range:
+        return True
+    return length.inside(reg.length_bound, reg.value, start, size, reg.range)

@@ -23,9 +23,10 @@ from bpfjit.runtime.context import MAX_PACKET_LEN
 from bpfjit.runtime.jump_tables import ENTRY_SIZE, InsnArray, entries_of
 from bpfjit.runtime.map_types import MapType
 
+from . import length
 from . import scalar as values
 from .log import Rejected
-from .state import RAW_LENGTH_ID, MapInfo, Reg, RegType, Slot, State, const, require_init
+from .state import MapInfo, Reg, RegType, Slot, State, const, require_init
 
 
 _NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON,
@@ -87,6 +88,7 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
         _set_scalar(state, insn.dst, dst, new_dst)
         if insn.source == isa.X and not same:
             _set_scalar(state, insn.src, src, new_src)
+            _length_order(state, insn, taken)
         return True
     if insn.cls == isa.JMP and insn.op in (isa.JEQ, isa.JNE):
         # The kernel's NULL check is `if rX ==/!= 0` with rX the maybe-NULL pointer; and of two
@@ -101,6 +103,8 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
             return True
     if insn.cls == isa.JMP and insn.source == isa.X:
         _packet_range(state, insn, dst, src, taken, fit_packet)
+        if _is_raw(dst) and _is_raw(src):
+            _length_order(state, insn, taken)
     return True
 
 
@@ -109,18 +113,63 @@ def _set_scalar(state: State, regno: int, old: Reg, value) -> None:
     state.regs[regno] = new
     if old.id:
         _for_each_reg(state, lambda reg: reg.evolve(value=value) if reg.is_scalar and reg.id == old.id else reg)
-    if old.id == RAW_LENGTH_ID and value.umin:
-        _prove_raw_bytes(state, value.umin)
+    _prove_raw_bytes(state, length.least_length(old.length_bound, value))
 
 
-def _prove_raw_bytes(state: State, length: int) -> None:
-    """A raw program's length is at least `length`: so many bytes of its memory exist, for every
+def _prove_raw_bytes(state: State, least: int) -> None:
+    """A raw program's length is at least `least`: so many bytes of its memory exist, for every
     pointer into it (bpfjit's own rule: the kernel has no raw programs)."""
+    if least <= 0:
+        return
+
     def prove(reg: Reg) -> Reg:
-        if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and reg.range < length:
-            return reg.evolve(range=length)
-        return reg
+        return reg.evolve(range=least) if _is_raw(reg) and reg.range < least else reg
     _for_each_reg(state, prove)
+
+
+# For `dst op src` (register operands), on the taken edge: whether dst is the lower one, whether
+# strictly, and whether the order is the signed one. The fall-through has the other operand lower,
+# and the opposite strictness.
+_ORDER = {isa.JLT: (True, True, False), isa.JLE: (True, False, False), isa.JGT: (False, True, False),
+          isa.JGE: (False, False, False), isa.JSLT: (True, True, True), isa.JSLE: (True, False, True),
+          isa.JSGT: (False, True, True), isa.JSGE: (False, False, True)}
+
+
+def _length_order(state: State, insn: Insn, taken: bool) -> None:
+    """On an edge where one register is below another whose value has a bound relative to a raw
+    program's length, the lower one has that bound too (verifier/length.py), and so have its
+    linked copies: so `i < len / 2` bounds i, and `p < mem + len` bounds p's offset. The state
+    holds both operands as refined for the edge."""
+    order = _ORDER.get(insn.op)
+    if order is None:
+        return
+    dst_low, strict, signed = order
+    if not taken:
+        dst_low, strict = not dst_low, not strict
+    regs = state.regs
+    low_no, high_no = (insn.dst, insn.src) if dst_low else (insn.src, insn.dst)
+    low, high = regs[low_no], regs[high_no]
+    if high.length_bound is None:
+        return
+    low_pair, high_pair = (low.length_bound, low.value), (high.length_bound, high.value)
+    if low.is_pointer:  # two pointers into the raw memory: offsets below 2**63 are in the same order
+        if signed or low.off or high.off or not (length.nonnegative(*low_pair) and length.nonnegative(*high_pair)):
+            return
+    derived = length.compared(low_pair, high_pair, strict, signed, insn.cls == isa.JMP32)
+    bound = length.tighter(low.length_bound, derived)
+    if bound == low.length_bound:
+        return
+    value = length.narrowed(bound, low.value)
+    regs[low_no] = low.evolve(value=value, length_bound=bound)
+    if low.is_scalar and low.id:
+        _for_each_reg(state, lambda reg: reg.evolve(value=value, length_bound=bound)
+                      if reg.is_scalar and reg.id == low.id else reg)
+    _prove_raw_bytes(state, length.least_length(bound, low.value))
+
+
+def _is_raw(reg: Reg) -> bool:
+    """A pointer into a raw program's memory (whose size only the run knows)."""
+    return reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0
 
 
 def _null_check(state: State, pointer: Reg, is_null: bool) -> None:

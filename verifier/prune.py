@@ -19,6 +19,7 @@ from bpfjit import isa
 from bpfjit.isa import Insn
 
 from .facts import Facts
+from .length import implies
 from .scalar import is_subset, synced
 from .state import EMPTY_SLOT, PACKET_TYPES, Frame, Reg, RegType, Slot, SlotKind, State, offset_by
 
@@ -177,7 +178,9 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
         # Against a widened state, a scalar whose ranges were reset (its tnum still knowing
         # better) is judged by the values it holds: else a loop that keeps making one is never
         # covered, and widened again and again to the same state.
-        return is_subset(old.value, new.value) or (ids.backward is None and is_subset(old.value, synced(new.value)))
+        if not (is_subset(old.value, new.value) or (ids.backward is None and is_subset(old.value, synced(new.value)))):
+            return False
+        return old.length_bound is None or implies(old.length_bound, new.length_bound, new.value)
     if (old.map, old.mem_size, old.frameno, old.subprog, old.targets, old.rdonly, old.ringbuf, old.obj) != \
             (new.map, new.mem_size, new.frameno, new.subprog, new.targets, new.rdonly, new.ringbuf, new.obj):
         return False
@@ -186,6 +189,9 @@ def _reg_covers(old: Reg, new: Reg, ids: _Ids, exact: bool) -> bool:
     if new.range < old.range and old.type == RegType.PTR_TO_MEM:  # fewer proven raw bytes
         return False
     if not (ids.same(old.id, new.id) and ids.same(old.ref_obj_id, new.ref_obj_id)):
+        return False
+    if old.length_bound is not None and (old.off != new.off or not implies(old.length_bound, new.length_bound,
+                                                                           new.value)):
         return False
     if old.off != new.off:  # a widened pointer (verifier/widen.py): compare whole offsets
         return is_subset(offset_by(old.value, old.off), offset_by(new.value, new.off))

@@ -18,6 +18,7 @@ from typing import Any
 from bpfjit import isa
 
 from .facts import SLOT_SIZE
+from .length import LengthBound
 from .log import Rejected
 from .scalar import Scalar, alu, format_scalar
 
@@ -167,6 +168,9 @@ class Reg:
     rdonly: bool = False
     ringbuf: bool = False
     obj: ObjType | None = None  # PTR_TO_BTF_ID: the struct it points to
+    # A raw program's scalar, or variable offset of a pointer into its memory: at most this,
+    # relative to the run's length (verifier/length.py). None: no more than the bounds say.
+    length_bound: LengthBound | None = None
 
     @property
     def is_pointer(self) -> bool:

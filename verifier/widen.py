@@ -27,6 +27,7 @@ from bpfjit import isa
 from bpfjit.isa import MASK64, Insn
 from bpfjit.runtime.context import MAX_PACKET_LEN
 
+from . import length
 from .cfg import back_edges
 from .precision import is_conditional_jump
 from .prune import Liveness
@@ -74,15 +75,17 @@ def loop_heads(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int])
 
 
 def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Thresholds = NO_THRESHOLDS,
-          new_id: Callable[[], int] | None = None) -> State | None:
+          new_id: Callable[[], int] | None = None, settling: bool = False) -> State | None:
     """A state holding both (None when they differ in a way no single state can hold: other
     frames, locks or references, or registers of different pointer types).
 
     new_id: where pointers' ids differ between the two, the widened pointer takes a fresh id,
-    one per pair of ids (copies stay copies); without it such pointers cannot be widened."""
+    one per pair of ids (copies stay copies); without it such pointers cannot be widened.
+    settling: the loop head was widened often enough; a length bound (verifier/length.py) that
+    would grow again is dropped instead, so that the head's state settles."""
     if len(old.frames) != len(new.frames) or old.refs != new.refs or old.lock != new.lock:
         return None
-    ids = _IdPairs(new_id)
+    join = _Join(thresholds, _IdPairs(new_id), min(_least_length(old), _least_length(new)), not settling)
     frames = []
     for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
         if (a.frameno, a.subprog, a.callsite, a.callback_ret) != (b.frameno, b.subprog, b.callsite, b.callback_ret):
@@ -90,11 +93,11 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
         live = liveness.frame_live(new, depth, index)
         regs = []
         for number, (x, y) in enumerate(zip(a.regs, b.regs)):
-            joined = widen_reg(x, y, thresholds, ids) if number in live else NOT_INIT
+            joined = widen_reg(x, y, join) if number in live else NOT_INIT
             if joined is None:
                 return None
             regs.append(joined)
-        stack = _widen_stack(a, b, thresholds, ids)
+        stack = _widen_stack(a, b, join)
         frames.append(Frame(regs, stack, b.frameno, b.subprog, b.callsite, b.callback_ret))
     return State(frames, list(new.refs), replace(new.lock) if new.lock else None, new.parent)
 
@@ -150,27 +153,59 @@ def _alignment(old: Tnum, new: Tnum) -> Tnum:
     return Tnum(joined.value & low, MASK64 & ~low)
 
 
-def widen_reg(old: Reg, new: Reg, thresholds: Thresholds = NO_THRESHOLDS, ids: _IdPairs | None = None) -> Reg | None:
+@dataclass(frozen=True)
+class _Join:
+    """What widening one pair of states goes by: where moving bounds stop first, the pairing of
+    their ids, the least length of a raw program's memory both proved (Reg.range), and whether a
+    length bound may still grow."""
+    thresholds: Thresholds
+    ids: _IdPairs
+    least_length: int = 0
+    may_grow: bool = True
+
+    def length_bound(self, old: Reg, new: Reg) -> length.LengthBound | None:
+        """The length bound both registers' values keep (verifier/length.py)."""
+        if old.length_bound is None and new.length_bound is None:
+            return None
+        return length.join((old.length_bound, old.value), (new.length_bound, new.value), self.least_length,
+                           self.may_grow)
+
+
+def _least_length(state: State) -> int:
+    """How many bytes of a raw program's memory a state proved exist (its pointers' ranges)."""
+    proven = 0
+    for frame in state.frames:
+        for reg in frame.regs:
+            if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and reg.range > proven:
+                proven = reg.range
+    return proven
+
+
+def widen_reg(old: Reg, new: Reg, join: _Join) -> Reg | None:
     if old == new:
         return old
     if RegType.NOT_INIT in (old.type, new.type):
         return NOT_INIT  # unset on some path: a later read is an error either way
     if old.is_scalar and new.is_scalar:
-        return scalar(widen_scalar(old.value, new.value, thresholds))
-    same = dict(value=new.value, off=new.off, id=new.id, range=new.range)
+        joined = scalar(widen_scalar(old.value, new.value, join.thresholds))
+        bound = join.length_bound(old, new)
+        return joined if bound is None else joined.evolve(length_bound=bound)
+    same = dict(value=new.value, off=new.off, id=new.id, range=new.range, length_bound=new.length_bound)
     if old.ref_obj_id != new.ref_obj_id or old.evolve(**same) != new:
         return None  # another kind of pointer, another map or frame, another reference
-    pointer_id = (ids or _IdPairs(None))(old.id, new.id)
+    pointer_id = join.ids(old.id, new.id)
     if pointer_id is None:
         return None
     if old.type in PACKET_TYPES and (old.off, old.range) != (new.off, new.range):
-        return _widen_packet(old, new, thresholds, pointer_id)
+        return _widen_packet(old, new, join.thresholds, pointer_id)
     proven = min(old.range, new.range)  # a raw program's memory: the bytes both paths proved
+    bound = join.length_bound(old, new) if old.off == new.off == 0 else None
     if old.off == new.off:
-        return old.evolve(value=widen_scalar(old.value, new.value, thresholds), id=pointer_id, range=proven)
+        return old.evolve(value=widen_scalar(old.value, new.value, join.thresholds), id=pointer_id, range=proven,
+                          length_bound=bound)
     # Moving fixed offsets become part of the variable one.
-    whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), thresholds)
-    return old.evolve(off=0, value=whole, id=pointer_id, range=proven)
+    whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), join.thresholds)
+    return old.evolve(off=0, value=whole, id=pointer_id, range=proven, length_bound=None)
 
 
 def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -> Reg:
@@ -188,21 +223,20 @@ def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -
     return old.evolve(off=0, value=whole, id=pointer_id, range=ahead)
 
 
-def _widen_stack(old: Frame, new: Frame, thresholds: Thresholds, ids: _IdPairs) -> dict[int, Slot]:
+def _widen_stack(old: Frame, new: Frame, join: _Join) -> dict[int, Slot]:
     stack = {}
     for number in set(old.stack) | set(new.stack):
         a, b = old.slot(number), new.slot(number)
-        slot = a if a == b else _widen_slot(a, b, thresholds, ids)
+        slot = a if a == b else _widen_slot(a, b, join)
         if slot != EMPTY_SLOT:
             stack[number] = slot
     return stack
 
 
-def _widen_slot(a: Slot, b: Slot, thresholds: Thresholds, ids: _IdPairs) -> Slot:
-    if a.is_spill and b.is_spill and a.spilled.is_scalar and b.spilled.is_scalar:
-        return spill_slot(scalar(widen_scalar(a.spilled.value, b.spilled.value, thresholds)))
-    if a.is_spill and b.is_spill and a.spilled.is_pointer and b.spilled.is_pointer:
-        joined = widen_reg(a.spilled, b.spilled, thresholds, ids)
+def _widen_slot(a: Slot, b: Slot, join: _Join) -> Slot:
+    if a.is_spill and b.is_spill and (a.spilled.is_scalar, a.spilled.is_pointer) == \
+            (b.spilled.is_scalar, b.spilled.is_pointer):
+        joined = widen_reg(a.spilled, b.spilled, join)
         if joined is not None:
             return spill_slot(joined)
     return Slot(tuple(_widen_byte(x, y) for x, y in zip(a.kinds, b.kinds)))
