@@ -26,7 +26,7 @@ from bpfjit.runtime.map_types import MapType
 from . import length
 from . import scalar as values
 from .log import Rejected
-from .state import MapInfo, Reg, RegType, Slot, State, const, require_init
+from .state import RAW_LENGTH_ID, MapInfo, Reg, RegType, Slot, State, const, require_init
 
 
 _NEVER_NULL = (RegType.PTR_TO_MAP_VALUE, RegType.PTR_TO_MAP_KEY, RegType.PTR_TO_MEM, RegType.PTR_TO_SOCK_COMMON,
@@ -85,9 +85,9 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
         if refined is None:
             return False
         new_dst, new_src = refined
-        _set_scalar(state, insn.dst, dst, new_dst)
+        _set_scalar(state, insn.dst, dst, new_dst, against_constant=insn.source == isa.K)
         if insn.source == isa.X and not same:
-            _set_scalar(state, insn.src, src, new_src)
+            _set_scalar(state, insn.src, src, new_src, against_constant=False)
             _length_order(state, insn, taken)
         return True
     if insn.cls == isa.JMP and insn.op in (isa.JEQ, isa.JNE):
@@ -108,12 +108,18 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
     return True
 
 
-def _set_scalar(state: State, regno: int, old: Reg, value) -> None:
+def _set_scalar(state: State, regno: int, old: Reg, value, against_constant: bool) -> None:
+    """A scalar refined on an edge, with its linked copies. One with a bound relative to a raw
+    program's length proves the memory as long as its least value needs: the length (or a copy)
+    against anything, a value computed from it against a constant (`len / 8 != 0`: 8 bytes). Not
+    against a register: a loop's `i < len / 8` would prove 8 more bytes each trip, and its trips,
+    walked before its head is widened, would never repeat."""
     new = old.evolve(value=value)
     state.regs[regno] = new
     if old.id:
         _for_each_reg(state, lambda reg: reg.evolve(value=value) if reg.is_scalar and reg.id == old.id else reg)
-    _prove_raw_bytes(state, length.least_length(old.length_bound, value))
+    if against_constant or old.id == RAW_LENGTH_ID:
+        _prove_raw_bytes(state, length.least_length(old.length_bound, value))
 
 
 def _prove_raw_bytes(state: State, least: int) -> None:
@@ -164,7 +170,6 @@ def _length_order(state: State, insn: Insn, taken: bool) -> None:
     if low.is_scalar and low.id:
         _for_each_reg(state, lambda reg: reg.evolve(value=value, length_bound=bound)
                       if reg.is_scalar and reg.id == low.id else reg)
-    _prove_raw_bytes(state, length.least_length(bound, low.value))
 
 
 def _is_raw(reg: Reg) -> bool:

@@ -4,7 +4,7 @@ A raw program's memory (r1) has a size only the run knows, its length L (r2 at e
 are bounded by L or by values computed from it (``i < len / 2``, ``p < mem + len``), which no
 constant bound holds, so without more each access in them would keep a run-time check. A
 :class:`LengthBound` on a register says that its value, as an unsigned 64-bit number (for a
-pointer into the raw memory, its variable offset), is at most ``scale * L + add`` on every run
+pointer into the raw memory, its variable offset), is at most ``num * L / den + add`` on every run
 that reaches it. An access whose whole offset plus size stays within L for every length at least
 the bytes the path already proved (``Reg.range``) needs no check (bpfjit's own rule: the kernel
 has no raw programs).
@@ -17,8 +17,9 @@ is at most its ``umax``; the bound of a sum is taken only when one operand has o
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 from bpfjit import isa
 
@@ -32,32 +33,40 @@ MAX_LENGTH = 1 << 57
 
 @dataclass(frozen=True, slots=True)
 class LengthBound:
-    """value <= scale * L + add, for the run's length L (scale >= 0)."""
-    scale: Fraction
+    """value <= num * L / den + add, for the run's length L (num > 0, den > 0, in lowest terms:
+    plain integers, as fractions.Fraction costs the verifier's loop several times as much)."""
+    num: int
+    den: int
     add: int
 
     def __str__(self) -> str:
-        return f"{self.scale}*len{self.add:+d}"
+        return f"{self.num}/{self.den}*len{self.add:+d}"
 
 
-LENGTH = LengthBound(Fraction(1), 0)  # the length itself (r2 at entry, and its copies)
-_NONE_SCALE = Fraction(0)
+LENGTH = LengthBound(1, 1, 0)  # the length itself (r2 at entry, and its copies)
+Ratio = tuple[int, int, int]  # (num, den, add): a bound, or a register's umax as (0, 1, umax)
 
 
-def _upper(bound: LengthBound | None, value: Scalar) -> tuple[Fraction, int]:
-    """The bound a value has: its own, else its umax (as 0 * L + umax)."""
-    return (bound.scale, bound.add) if bound is not None else (_NONE_SCALE, value.umax)
+def _upper(bound: LengthBound | None, value: Scalar) -> Ratio:
+    """The bound a value has: its own, else its umax."""
+    return (bound.num, bound.den, bound.add) if bound is not None else (0, 1, value.umax)
 
 
-def _made(scale: Fraction, add: int) -> LengthBound | None:
+def _made(num: int, den: int, add: int) -> LengthBound | None:
     """A bound, unless it is none at all (no part in L, or a constant no access could use)."""
-    if scale <= 0 or add > _USEFUL or scale > _USEFUL:
+    if num <= 0 or add > _USEFUL or num > _USEFUL * den:
         return None
-    return LengthBound(scale, add)
+    common = math.gcd(num, den)
+    return LengthBound(num // common, den // common, add)
 
 
-def _ceil(value: Fraction) -> int:
-    return -((-value.numerator) // value.denominator)
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _scale_le(a_num: int, a_den: int, b_num: int, b_den: int) -> bool:
+    """a_num / a_den <= b_num / b_den."""
+    return a_num * b_den <= b_num * a_den
 
 
 def alu(op: int, is64: bool, signed: bool, dst: tuple[LengthBound | None, Scalar],
@@ -79,15 +88,15 @@ def alu(op: int, is64: bool, signed: bool, dst: tuple[LengthBound | None, Scalar
     if dst_bound is None:
         return None
     k = src_value.const_value if is64 else src_value.const_value & MASK32
-    scale, add = dst_bound.scale, dst_bound.add
+    num, den, add = dst_bound.num, dst_bound.den, dst_bound.add
     if op == isa.MUL:
-        return _made(scale * k, add * k)
+        return _made(num * k, den, add * k)
     if op == isa.LSH and k < (64 if is64 else 32):
-        return _made(scale * (1 << k), add * (1 << k))
+        return _made(num << k, den, add << k)
     if op == isa.RSH and k < (64 if is64 else 32):
-        return _made(scale / (1 << k), _ceil(Fraction(add, 1 << k)))
+        return _made(num, den << k, _ceil_div(add, 1 << k))
     if op == isa.DIV and not signed and k:
-        return _made(scale / k, _ceil(Fraction(add, k)))
+        return _made(num, den * k, _ceil_div(add, k))
     if (op == isa.AND or op == isa.MOD) and not signed:
         return dst_bound
     return None
@@ -105,16 +114,16 @@ def _add_sub(op: int, is64: bool, dst: tuple[LengthBound | None, Scalar], src: t
         low = dst_value.umin if is64 else dst_value.u32_min
         if step < 0 and low < -step:
             return None
-        return _made(dst_bound.scale, dst_bound.add + step)
+        return _made(dst_bound.num, dst_bound.den, dst_bound.add + step)
     if op == isa.ADD:
-        (a_scale, a_add), (b_scale, b_add) = _upper(dst_bound, dst_value), _upper(src_bound, src_value)
-        return _made(a_scale + b_scale, a_add + b_add)
+        (a_num, a_den, a_add), (b_num, b_den, b_add) = _upper(dst_bound, dst_value), _upper(src_bound, src_value)
+        return _made(a_num * b_den + b_num * a_den, a_den * b_den, a_add + b_add)
     if dst_bound is None:  # dst - src, with src never more than dst
         return None
     low, high = (dst_value.umin, src_value.umax) if is64 else (dst_value.u32_min, src_value.u32_max)
     if low < high:
         return None
-    return _made(dst_bound.scale, dst_bound.add - (src_value.umin if is64 else src_value.u32_min))
+    return _made(dst_bound.num, dst_bound.den, dst_bound.add - (src_value.umin if is64 else src_value.u32_min))
 
 
 def pointer_move(op: int, pointer: tuple[LengthBound | None, Scalar],
@@ -138,15 +147,18 @@ def compared(low: tuple[LengthBound | None, Scalar], high: tuple[LengthBound | N
             return None
     elif signed and not (nonnegative(*low) and nonnegative(*high)):
         return None
-    return _made(high_bound.scale, high_bound.add - (1 if strict else 0))
+    return LengthBound(high_bound.num, high_bound.den, high_bound.add - 1) if strict else high_bound
 
 
 def narrowed(bound: LengthBound, value: Scalar) -> Scalar:
     """The value with the most the bound allows at any length (below MAX_LENGTH) as its umax:
     so that adding to it is known not to wrap (a loop counter's next value keeps its umin)."""
-    cap = int(bound.scale * MAX_LENGTH) + bound.add
-    if value.umax <= cap:
-        return value
+    cap = bound.num * MAX_LENGTH // bound.den + bound.add
+    return value if value.umax <= cap else _capped(value, cap)
+
+
+@functools.lru_cache(maxsize=1024)  # a loop's trips cap the same values again and again
+def _capped(value: Scalar, cap: int) -> Scalar:
     try:
         return Scalar.from_range(value.smin, value.smax, value.umin, cap, value.s32_min, value.s32_max, value.u32_min,
                                  value.u32_max, var_off=value.var_off)
@@ -157,15 +169,15 @@ def narrowed(bound: LengthBound, value: Scalar) -> Scalar:
 def nonnegative(bound: LengthBound | None, value: Scalar) -> bool:
     """Whether the value is below 2**63 (not negative as a signed number): by its bounds, or by
     its length bound, as the length is below MAX_LENGTH."""
-    return value.smin >= 0 or (bound is not None and bound.scale * MAX_LENGTH + bound.add < 1 << 63)
+    return value.smin >= 0 or (bound is not None and bound.num * MAX_LENGTH + bound.add * bound.den < bound.den << 63)
 
 
 def tighter(old: LengthBound | None, new: LengthBound | None) -> LengthBound | None:
     """Of two bounds that both hold, the one that is never looser (at any length); when they
     cross, the new one (a comparison's: what the program bounds its loop by)."""
-    if old is None or new is None:
+    if old is None or new is None or old == new:
         return new if old is None else old
-    if old.scale <= new.scale and old.add <= new.add:
+    if old.add <= new.add and _scale_le(old.num, old.den, new.num, new.den):
         return old
     return new
 
@@ -174,11 +186,9 @@ def implies(old: LengthBound | None, new: LengthBound | None, new_value: Scalar)
     """Whether every value a register can hold in the new state keeps the old state's bound (so
     what the old state's paths proved with it holds): at every length, new's bound (or its
     umax) is at most old's."""
-    if old is None:
+    if old is None or new_value.umax <= old.add:
         return True
-    if new_value.umax <= old.add:
-        return True
-    return new is not None and new.scale <= old.scale and new.add <= old.add
+    return new is not None and new.add <= old.add and _scale_le(new.num, new.den, old.num, old.den)
 
 
 def join(old: tuple[LengthBound | None, Scalar], new: tuple[LengthBound | None, Scalar], least_length: int,
@@ -190,10 +200,14 @@ def join(old: tuple[LengthBound | None, Scalar], new: tuple[LengthBound | None, 
     if old_bound is None and new_bound is None:
         return None
     bounds = (_upper(old_bound, old_value), _upper(new_bound, new_value))
-    scale = max(scale for scale, _ in bounds)
-    # scale * L + add is at least each bound at least_length, and grows at least as fast above it
-    add = max(_ceil(b_add - (scale - b_scale) * least_length) for b_scale, b_add in bounds)
-    joined = _made(scale, add)
+    num, den = max(((n, d) for n, d, _ in bounds), key=lambda r: r[0] / r[1])
+    for n, d, _ in bounds:  # the float picked the larger scale; make sure, exactly
+        if not _scale_le(n, d, num, den):
+            num, den = n, d
+    # num / den * L + add is at least each bound at least_length, and grows at least as fast above it:
+    # add >= b_add - (num / den - b_num / b_den) * least_length
+    add = max(b_add - (num * b_den - b_num * den) * least_length // (den * b_den) for b_num, b_den, b_add in bounds)
+    joined = _made(num, den, add)
     if joined is None or joined == old_bound or may_grow:
         return joined
     return old_bound if old_bound is not None and implies(old_bound, new_bound, new_value) else None
@@ -201,19 +215,19 @@ def join(old: tuple[LengthBound | None, Scalar], new: tuple[LengthBound | None, 
 
 def least_length(bound: LengthBound | None, value: Scalar) -> int:
     """How long the memory must be for a value this bound holds to reach its umin: umin <= value
-    <= scale * L + add. (For the length itself, its umin.)"""
+    <= num * L / den + add. (For the length itself, its umin.)"""
     if bound is None or value.umin <= bound.add:
         return 0
-    return _ceil((value.umin - bound.add) / bound.scale)
+    return _ceil_div((value.umin - bound.add) * bound.den, bound.num)
 
 
 def inside(bound: LengthBound | None, value: Scalar, start: int, size: int, least_length: int) -> bool:
     """Whether `size` bytes at offset start + value (value: a raw pointer's variable offset,
     start: its fixed offset and the instruction's) lie in the memory for every length at least
-    least_length: start + value not negative, and start + scale * L + add + size <= L."""
-    if bound is None or bound.scale > 1 or not nonnegative(bound, value):
+    least_length: start + value not negative, and start + num * L / den + add + size <= L."""
+    if bound is None or bound.num > bound.den or not nonnegative(bound, value):
         return False
     if start + value.umin < 0:  # (the offset is not negative: its umin is its least signed value too)
         return False
-    # (1 - scale) * L is smallest at the least length
-    return (1 - bound.scale) * least_length >= bound.add + start + size
+    # (1 - num / den) * L is smallest at the least length
+    return (bound.den - bound.num) * least_length >= (bound.add + start + size) * bound.den
