@@ -200,8 +200,7 @@ _outcomes: dict[tuple[pathlib.Path, str], Outcome] = {}
 # some 20,000 instructions a second on such a loop): they count as disagreements there and are checked by the
 # slow test (-m slow).
 SLOW_ENTRIES = {
-    "verifier_search_pruning.bpf.o:short_loop1": "reaches the 1M processed-instruction limit twice (about 100 s: the "
-                                                  "second walk writes the log)",
+    "verifier_search_pruning.bpf.o:short_loop1": "reaches the 1M processed-instruction limit (about 50 s)",
 }
 
 

@@ -235,6 +235,23 @@ def test_a_loop_too_long_for_the_kernels_walk_is_walked_and_rejected_as_the_kern
     assert caught.value.message == "BPF program is too large. Processed 2001 insn"
 
 
+def test_a_rejection_at_the_instruction_limit_is_walked_once(monkeypatch):
+    """Another rejection is verified again with a log, to write the path to it; one at the limit
+    is not (that path is the whole limit long): the widened attempt, then one walk."""
+    monkeypatch.setattr(check, "INSN_LIMIT", 2000)
+    walks = []
+    run = check.Verifier.run
+    monkeypatch.setattr(check.Verifier, "run", lambda self: walks.append(self.log.level) or run(self))
+    with pytest.raises(VerifierError) as caught:
+        Program.from_asm(COUNTED_LOOP.format(trips=1000), prog_type="xdp")
+    assert caught.value.message.startswith("BPF program is too large.") and walks == [0, 0]
+    assert caught.value.log == caught.value.message
+    walks.clear()
+    with pytest.raises(VerifierError):
+        Program.from_asm("mov %r0, 0\nldxdw %r0, [%r0+0]\nexit", prog_type="xdp")
+    assert walks == [0, 0, 1]  # widened, plain, and again for the log
+
+
 def test_an_endless_loop_gets_the_kernels_message():
     with pytest.raises(VerifierError) as caught:
         Program.from_asm("""

@@ -35,6 +35,7 @@ from .state import (NOT_INIT, RAW_LENGTH_ID, SLOT_SIZE, Frame, MapInfo, Reg, Reg
 from .widen import NO_THRESHOLDS, THRESHOLD_ROUNDS, Thresholds, loop_heads, widen
 
 INSN_LIMIT = 1_000_000
+TOO_LARGE = "BPF program is too large."  # the kernel's message at INSN_LIMIT, before the count
 JUMP_SEQUENCE_LIMIT = 8192  # saved branches waiting to be explored (BPF_COMPLEXITY_LIMIT_JMP_SEQ)
 # Inside a loop a new state is kept only after this many instructions or jumps since the last one
 # kept (the kernel's heuristic: comparing against every iteration's state costs more than it saves).
@@ -265,7 +266,7 @@ class Verifier:
                 return
             stats.insns_processed += 1
             if stats.insns_processed > INSN_LIMIT:
-                raise self._error(index, f"BPF program is too large. Processed {INSN_LIMIT + 1} insn")
+                raise self._error(index, f"{TOO_LARGE} Processed {INSN_LIMIT + 1} insn")
             self.current_index = index
             insn = insns[index]
             visited.add(index)

@@ -21,7 +21,7 @@ from bpfjit.runtime.btf import Kind
 from bpfjit.runtime.jump_tables import program_tables
 
 from . import calls, legacy_packet
-from .check import ProgramSpec, Verdict, Verifier
+from .check import TOO_LARGE, ProgramSpec, Verdict, Verifier
 from .facts import Facts
 from .log import Rejected
 from .scalar import Scalar
@@ -77,10 +77,15 @@ def _verify(insns: Sequence[Insn], facts: Facts, env: Environment, prog_type: Pr
         except (VerifierError, Unproven):
             pass
     # As libbpf does: verify without a log (a log of every instruction costs as much as the
-    # checks), and only for a rejection verify again to write the path that led to it.
+    # checks), and only for a rejection verify again to write the path that led to it; but for
+    # one at the instruction limit, whose path is a million instructions long and took this
+    # process most of a minute to walk: its log is the message alone.
     try:
         verdict = Verifier(insns, facts, spec, env.helpers, targets, 0).run()
-    except VerifierError:
+    except VerifierError as rejection:
+        if rejection.message.startswith(TOO_LARGE):
+            rejection.log = rejection.message
+            raise
         verdict = Verifier(insns, facts, spec, env.helpers, targets, log_level).run()
     verdict.stats.seconds = time.perf_counter() - started  # the attempts before count too
     return verdict
