@@ -139,6 +139,9 @@ class Program:
                                  zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead,
                                  pointer_moves=self.verification.pointer_moves,
                                  callx_sites=self.verification.callx_sites)
+            if self.verification.bounded_loops:  # loops a counter bounded by the length ends
+                self.facts = replace(self.facts, loop_edges=frozenset(
+                    edge for edge in self.facts.loop_edges if edge[1] not in self.verification.bounded_loops))
         self._claim_prog_arrays()
         self.insns = self.original_insns
         if self.type.layout is not None:

@@ -34,7 +34,8 @@ def lookup(verdict_key: str) -> Verdict | None:
                        bool(fields["helper_args_proven"]), frozenset(map(tuple, fields["uninit_stack_reads"])),
                        frozenset(fields["dead"]), {int(k): v for k, v in fields["pointer_moves"].items()},
                        ctx_accesses=frozenset(fields["ctx_accesses"]),
-                       callx_sites={int(k): frozenset(v) for k, v in fields["callx_sites"].items()})
+                       callx_sites={int(k): frozenset(v) for k, v in fields["callx_sites"].items()},
+                       bounded_loops=frozenset(fields["bounded_loops"]))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -44,5 +45,6 @@ def store(verdict_key: str, verdict: Verdict) -> None:
               "helper_args_proven": verdict.helper_args_proven,
               "uninit_stack_reads": sorted(verdict.uninit_stack_reads), "dead": sorted(verdict.dead),
               "pointer_moves": verdict.pointer_moves, "ctx_accesses": sorted(verdict.ctx_accesses),
-              "callx_sites": {index: sorted(starts) for index, starts in verdict.callx_sites.items()}}
+              "callx_sites": {index: sorted(starts) for index, starts in verdict.callx_sites.items()},
+              "bounded_loops": sorted(verdict.bounded_loops)}
     cache.write_entry(f"{verdict_key}.verdict", json.dumps(fields).encode())

@@ -12,6 +12,7 @@ import random
 import pytest
 
 from hostile_programs import Maps, build, make_case
+from test_length_bounds import POINTER_WALK
 
 from bpfjit import asm, isa, program as program_module
 from bpfjit.errors import BPFError, BPFRuntimeError
@@ -145,3 +146,64 @@ def test_the_loops_of_clang_programs_count_at_their_latch_only():
     """One counted edge per loop for a bottom-tested loop: the JIT folds it into the latch's test."""
     prog = Program.from_bytes(asm.assemble(countdown(3)))
     assert prog.facts.loop_edges == {(4, 2)}
+
+
+# for (i = 0; i < len / 2; i++) sum += mem[i] (POINTER_WALK: for (p = mem; p < mem + len; p++))
+HALF_SUM = """
+    mov %r0, 0
+    mov %r3, %r2
+    rsh %r3, 1
+    mov %r4, 0
+    jge %r4, %r3, out
+loop:
+    mov %r5, %r1
+    add %r5, %r4
+    ldxb %r5, [%r5+0]
+    add %r0, %r5
+    add %r4, 1
+    jlt %r4, %r3, loop
+out:
+    exit
+"""
+
+
+@pytest.mark.parametrize("text, expected, head", [
+    (POINTER_WALK, sum, 5), (HALF_SUM, lambda data: sum(data[:len(data) // 2]), 5),
+], ids=["pointer_walk", "half_sum"])
+def test_a_loop_ended_by_a_counter_bounded_by_the_length_counts_no_trips(text, expected, head, engine, monkeypatch):
+    """Its counter rises on every trip and is bounded by the length each time it comes back
+    (verifier/termination.py LoopProof.length_bounded): at most a few times the length's trips,
+    so it runs past the (small) limit, on every engine."""
+    prog = small_limit(text, monkeypatch)
+    assert prog.verification.bounded_loops == {head} and not prog.facts.loop_edges
+    data = bytes(range(256)) * 2
+    assert prog.run(data, engine=engine) == expected(data)
+
+
+@pytest.mark.parametrize("text", [
+    # the bound comes from memory, not from the length
+    HALF_SUM.replace("mov %r3, %r2\n    rsh %r3, 1\n", "ldxdw %r3, [%r1+0]\n"),
+    # the counter rises, but the loop ends on a byte of memory
+    "mov %r0, 0\nmov %r4, 0\nadd %r4, 1\nldxb %r5, [%r1+0]\njne %r5, 0, -3\nexit",
+    # two loops, one in the other: each bounded by the length, together by its square
+    """
+    mov %r0, 0
+    mov %r6, 0
+    jge %r6, %r2, out
+outer:
+    mov %r7, 0
+inner:
+    add %r0, 1
+    add %r7, 1
+    jlt %r7, %r2, inner
+    add %r6, 1
+    jlt %r6, %r2, outer
+out:
+    exit
+    """,
+], ids=["bound_from_memory", "ends_on_memory", "nested"])
+def test_other_loops_still_count_their_trips(text, engine, monkeypatch):
+    prog = small_limit(text, monkeypatch)
+    assert not prog.verification.bounded_loops and prog.facts.loop_edges
+    with pytest.raises(BPFRuntimeError, match=f"loop budget of {LIMIT} trips exhausted"):
+        prog.run(bytes([255]) * 64, engine=engine)

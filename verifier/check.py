@@ -121,6 +121,9 @@ class Verdict:
     ctx_accesses: frozenset[int] = frozenset()
     # Each callx, by slot: the functions some path called through it (Facts.callx_sites).
     callx_sites: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    # A raw program's loop heads whose trips need no counting: a counter bounded by the length
+    # ends each loop (Verifier._length_bounded_loops; Facts.loop_edges leaves their back edges out).
+    bounded_loops: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -191,13 +194,14 @@ class Verifier:
         self.back_targets = self.loop_heads or loop_heads(facts.successors, facts.function_starts)
         self.track_precision = not spec.prove_termination
         self.precision = precision.Tracker(insns)
-        # Loop head -> what the arrivals there have shown of the loop's end (verifier/termination.py).
-        loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.prove_termination else {}
-        self.loop_proofs = {head: termination.LoopProof(loop) for head, loop in loops.items()}
         # A raw program's widened loops are not proven to end: each loop's ways out, and the loops
         # some path left by one. The widened state holds every state the loop's head can see, so
         # a loop no path leaves never ends once entered: rejected, as the kernel rejects it.
-        raw_widening = spec.widen_loops and not spec.prove_termination
+        raw_widening = self.raw_widening = spec.widen_loops and not spec.prove_termination
+        # Loop head -> what the arrivals there have shown of the loop's end (verifier/termination.py;
+        # for a raw program, whether a counter bounded by its length ends it: Verdict.bounded_loops).
+        loops = termination.loops(insns, facts.successors, self.loop_heads) if spec.widen_loops else {}
+        self.loop_proofs = {head: termination.LoopProof(loop) for head, loop in loops.items()}
         self.loop_exits = termination.exits(insns, facts.successors, self.loop_heads) if raw_widening else {}
         self.exited_loops: set[int] = set()
 
@@ -227,7 +231,19 @@ class Verifier:
                        dict(self.pointer_moves),
                        ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items()
                                               if kind == RegType.PTR_TO_CTX),
-                       callx_sites={index: frozenset(starts) for index, starts in self.callx_sites.items()})
+                       callx_sites={index: frozenset(starts) for index, starts in self.callx_sites.items()},
+                       bounded_loops=self._length_bounded_loops() if self.raw_widening else frozenset())
+
+    def _length_bounded_loops(self) -> frozenset[int]:
+        """A raw program's loops a counter bounded by its length ends (LoopProof.length_bounded),
+        in its main function, holding no other loop and inside none: the run need not count their
+        trips, which are at most a few times the length, once per run."""
+        main = self.facts.functions[0]
+        bodies = {head: proof.loop.body for head, proof in self.loop_proofs.items()}
+        return frozenset(head for head, proof in self.loop_proofs.items()
+                         if proof.length_bounded and main.start <= head < main.end
+                         and not any(other != head and (other in bodies[head] or head in body)
+                                     for other, body in bodies.items()))
 
     def _check_reachable(self) -> None:
         """Every instruction of a function must be reachable from its start (the kernel's
@@ -465,7 +481,11 @@ class Verifier:
         # [1, max] after `r -= 1; if r > 0`), not a proof that the program never leaves the loop.
         from_widened = state.parent is not None and state.parent.below_widened
         if index in self.loop_proofs:
-            self.loop_proofs[index].arrive(state, source)
+            proof = self.loop_proofs[index]
+            proof.arrive(state, source)
+            if self.raw_widening and source in proof.loop.body:
+                counters = proof.counter_registers()
+                self.demand_precise(state, [regno for regno in counters if state.regs[regno].is_scalar])
         # Whether this path came back to a state still being explored; only states with its
         # signature may be equal to it.
         looping = self.exploring.get(index, 0) > 0
@@ -510,9 +530,17 @@ class Verifier:
         base = _ancestor_at(kept, state) if at_widened_head else None
         trips, rounds = (base.trips + 1, base.rounds) if base else (0, 0)
         self._keep(index, state, signature or self._signature(index, state), trips=trips, rounds=rounds)
-        if base is not None and trips > WIDEN_AFTER and self._widen(index, state, base, rounds + 1):
+        if base is not None and trips > self._widen_after(index) and self._widen(index, state, base, rounds + 1):
             self._keep(index, state, self._signature(index, state), widened=True, trips=trips, rounds=rounds + 1)
         return False
+
+    def _widen_after(self, index: int) -> int:
+        """How many trips of the loop at index are walked exactly before it is widened: a few, so
+        that an endless loop's exact repeat is seen; one, for a raw program's loop that a counter
+        rises on every trip (it never repeats, and its counter is precise: verifier/termination.py
+        LoopProof.counter_registers, whose walked trips would each be explored in full)."""
+        proof = self.loop_proofs.get(index)
+        return 1 if self.raw_widening and proof is not None and proof.length_counters else WIDEN_AFTER
 
     def _forget_useless(self, index: int, kept: list[Checkpoint]) -> None:
         """Drop the finished states at index that missed far more often than they covered."""

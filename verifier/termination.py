@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 from bpfjit import isa
 from bpfjit.isa import MASK32, MASK64, Insn
 
+from .length import nonnegative
 from .log import Rejected
 from .memory import read_fixed
 from .state import State
@@ -144,9 +145,32 @@ class LoopProof:
         self.loop = loop
         self.hulls: dict[Delta, tuple[int, int] | None] = dict.fromkeys(loop.counters)
         self.exit_trips: dict[EqualityExit, int | None] = dict.fromkeys(loop.exits)  # None: no entry yet
+        # A raw program's rising counters that every arrival shows bounded by the length
+        # (length_bounded); the loop then makes at most a few times the length's trips.
+        self.length_counters = [c for c in loop.counters if c.lo >= 1 and c.width == 64 and c.origin[0] == "r"]
+        self.arrivals = 0
+
+    def counter_registers(self) -> list[int]:
+        """The registers of the counters length_bounded still relies on: their bounds must be
+        precise (verifier/precision.py), or a state pruned inside the loop could hide an
+        arrival that breaks them."""
+        return [counter.origin[1] for counter in self.length_counters]
+
+    @property
+    def length_bounded(self) -> bool:
+        """A rising counter that every arrival back from a trip showed at most a bound relative to
+        the raw program's length (at most MAX_LENGTH_SCALE times it, so below 2**63): each trip
+        then takes it higher without wrapping around, and the loop makes at most
+        MAX_LENGTH_SCALE * length + 2 trips (what it held on entry does not matter: a first trip
+        from near 2**64 wraps it to a small value, once), so a run need not count them."""
+        return self.arrivals > 0 and bool(self.length_counters)
 
     def arrive(self, state: State, source: int) -> None:
         """A path reached the head from instruction `source` (-1: none, it starts there)."""
+        back = source in self.loop.body
+        self.arrivals += back
+        if self.length_counters and back:
+            self.length_counters = [c for c in self.length_counters if _below_length(c, state)]
         for counter, hull in list(self.hulls.items()):
             bounds = counter_range(counter, state)
             if bounds is None:
@@ -446,6 +470,20 @@ def counter_range(counter: Delta, state: State) -> tuple[int, int] | None:
     return (low, high) if fits else None
 
 
+# The most a length-bounded counter's bound may grow with the length (LoopProof.length_bounded).
+MAX_LENGTH_SCALE = 16
+
+
+def _below_length(counter: Delta, state: State) -> bool:
+    """Whether the counter (a scalar, or a pointer into the raw memory) is at most a bound relative
+    to the length here (one below 2**63: verifier/length.py nonnegative)."""
+    reg = _reg_at(counter.origin, state)
+    if reg is None or not (reg.is_scalar or reg.mem_size < 0) or reg.length_bound is None:
+        return False
+    bound = reg.length_bound
+    return bound.num <= MAX_LENGTH_SCALE * bound.den and nonnegative(bound, reg.value)
+
+
 def most_trips(counter: Delta, low: int, high: int) -> int:
     """How many trips a loop can make whose counter stays in [low, high] at its head."""
     step = counter.lo if counter.lo >= 1 else -counter.hi
@@ -453,14 +491,18 @@ def most_trips(counter: Delta, low: int, high: int) -> int:
 
 
 def _scalar_at(loc: Location, state: State):
+    reg = _reg_at(loc, state)
+    return reg.value if reg is not None and reg.is_scalar else None
+
+
+def _reg_at(loc: Location, state: State):
+    """The register, or what a load of the stack slot gives, at a location (None: unreadable)."""
     frame = state.frames[-1]
     if loc[0] == "r":
-        reg = frame.regs[loc[1]]
-    else:
-        if not -isa.STACK_SIZE <= loc[1] < 0:
-            return None
-        try:
-            reg = read_fixed(frame, loc[1], loc[2], signed=False)
-        except Rejected:
-            return None
-    return reg.value if reg.is_scalar else None
+        return frame.regs[loc[1]]
+    if not -isa.STACK_SIZE <= loc[1] < 0:
+        return None
+    try:
+        return read_fixed(frame, loc[1], loc[2], signed=False)
+    except Rejected:
+        return None
