@@ -125,7 +125,7 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
     # A raw program's memory (bpfjit's own type): every access through it is checked at run
     # time, so the pointer may move by anything (an end pointer r1 + r2, as clang writes
     # i < len loops).
-    raw = pointer.type == RegType.PTR_TO_MEM and pointer.mem_size < 0
+    raw = pointer.is_raw
     if not raw:
         _sane_offset(amount, pointer)  # the kernel checks the offset before the operator
     if op == isa.SUB and not dst.is_pointer:

@@ -279,7 +279,7 @@ def _size(v: "Verifier", state: State, regno: int, reg: Reg, meta: _CallMeta, ze
 
 def _memory(v: "Verifier", state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
     """check_helper_mem_access: [reg, reg + size) is memory the helper may read (or write)."""
-    if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0:
+    if reg.is_raw:
         v.helper_args_proven = False  # a raw program's memory: the helper checks it itself
     if reg.type not in _MEMORY_TYPES or reg.maybe_null:
         raise Rejected(f"R{regno} type={reg.type_name()} expected={_MEMORY_EXPECTED}")

@@ -450,7 +450,7 @@ class Verifier:
         """One memory instruction must use the context on all paths or on none (the rewrite of
         its offset depends on it); one that may use raw memory is checked at run time, unless
         on this path it lies inside the bytes a test of the length proved (Reg.range)."""
-        if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and not _inside_proven_raw(reg, insn):
+        if reg.is_raw and not _inside_proven_raw(reg, insn):
             self.checked_accesses.add(index)
         seen = self.pointer_kinds.setdefault(index, reg.type)
         if (seen == RegType.PTR_TO_CTX) != (reg.type == RegType.PTR_TO_CTX):

@@ -103,7 +103,7 @@ def _refine(state: State, insn: Insn, dst: Reg, src: Reg, taken: bool, fit_packe
             return True
     if insn.cls == isa.JMP and insn.source == isa.X:
         _packet_range(state, insn, dst, src, taken, fit_packet)
-        if _is_raw(dst) and _is_raw(src):
+        if dst.is_raw and src.is_raw:
             _length_order(state, insn, taken)
     return True
 
@@ -129,7 +129,7 @@ def _prove_raw_bytes(state: State, least: int) -> None:
         return
 
     def prove(reg: Reg) -> Reg:
-        return reg.evolve(range=least) if _is_raw(reg) and reg.range < least else reg
+        return reg.evolve(range=least) if reg.is_raw and reg.range < least else reg
     _for_each_reg(state, prove)
 
 
@@ -170,11 +170,6 @@ def _length_order(state: State, insn: Insn, taken: bool) -> None:
     if low.is_scalar and low.id:
         _for_each_reg(state, lambda reg: reg.evolve(value=value, length_bound=bound)
                       if reg.is_scalar and reg.id == low.id else reg)
-
-
-def _is_raw(reg: Reg) -> bool:
-    """A pointer into a raw program's memory (whose size only the run knows)."""
-    return reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0
 
 
 def _null_check(state: State, pointer: Reg, is_null: bool) -> None:

@@ -125,7 +125,7 @@ class MemoryChecker:
         if kind in PACKET_TYPES:
             return self._packet(reg, access)
         if kind == RegType.PTR_TO_MEM:
-            if reg.mem_size < 0:  # a raw program's memory: its size is known only at run time
+            if reg.is_raw:  # a raw program's memory: its size is known only at run time
                 return self._loaded(access)
             if access.write and reg.rdonly:
                 raise Rejected(f"R{access.regno} cannot write into {reg.type_name()}")

@@ -74,7 +74,7 @@ class RegType(_Named):
     PTR_TO_INSN = "insn"  # an entry of a jump table: only gotox uses it (verifier/jumps.py)
 
 
-_SCALAR, _NOT_INIT = RegType.SCALAR, RegType.NOT_INIT
+_SCALAR, _NOT_INIT, _PTR_TO_MEM = RegType.SCALAR, RegType.NOT_INIT, RegType.PTR_TO_MEM
 
 
 PACKET_TYPES = (RegType.PTR_TO_PACKET, RegType.PTR_TO_PACKET_META)
@@ -179,6 +179,11 @@ class Reg:
     @property
     def is_scalar(self) -> bool:
         return self.type is _SCALAR
+
+    @property
+    def is_raw(self) -> bool:
+        """A pointer into a raw program's memory (r1), whose size only the run knows."""
+        return self.type is _PTR_TO_MEM and self.mem_size < 0
 
     @property
     def is_null(self) -> bool:

@@ -478,7 +478,7 @@ def _below_length(counter: Delta, state: State) -> bool:
     """Whether the counter (a scalar, or a pointer into the raw memory) is at most a bound relative
     to the length here (one below 2**63: verifier/length.py nonnegative)."""
     reg = _reg_at(counter.origin, state)
-    if reg is None or not (reg.is_scalar or reg.mem_size < 0) or reg.length_bound is None:
+    if reg is None or not (reg.is_scalar or reg.is_raw) or reg.length_bound is None:
         return False
     bound = reg.length_bound
     return bound.num <= MAX_LENGTH_SCALE * bound.den and nonnegative(bound, reg.value)

@@ -176,7 +176,7 @@ def _least_length(state: State) -> int:
     proven = 0
     for frame in state.frames:
         for reg in frame.regs:
-            if reg.type == RegType.PTR_TO_MEM and reg.mem_size < 0 and reg.range > proven:
+            if reg.is_raw and reg.range > proven:
                 proven = reg.range
     return proven
 
