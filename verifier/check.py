@@ -32,7 +32,7 @@ from .prune import Liveness, covers, equal
 from .scalar import Scalar
 from .state import (NOT_INIT, RAW_LENGTH_ID, SLOT_SIZE, Frame, MapInfo, Reg, RegType, Slot, SlotKind, State, const,
                     scalar)
-from .widen import NO_THRESHOLDS, THRESHOLD_ROUNDS, Thresholds, loop_heads, widen
+from .widen import THRESHOLD_ROUNDS, Thresholds, loop_heads, widen
 
 INSN_LIMIT = 1_000_000
 TOO_LARGE = "BPF program is too large."  # the kernel's message at INSN_LIMIT, before the count
@@ -596,9 +596,8 @@ class Verifier:
         rounds: the how-manyth widening of this entry into the loop."""
         if self.spec.prove_termination and self.loop_proofs[index].hopeless:
             raise termination.Unproven(f"the loop at insn {index} has no bounded counter")
-        settling = rounds > THRESHOLD_ROUNDS
-        joined = widen(base.state, state, self.liveness, index, NO_THRESHOLDS if settling else self.thresholds,
-                       self.new_id, settling)
+        joined = widen(base.state, state, self.liveness, index, self.thresholds, self.new_id,
+                       settling=rounds > THRESHOLD_ROUNDS)
         if not joined:
             return False
         for frame, wide in zip(state.frames, joined.frames):

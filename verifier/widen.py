@@ -81,11 +81,13 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
 
     new_id: where pointers' ids differ between the two, the widened pointer takes a fresh id,
     one per pair of ids (copies stay copies); without it such pointers cannot be widened.
-    settling: the loop head was widened often enough; a length bound (verifier/length.py) that
-    would grow again is dropped instead, so that the head's state settles."""
+    settling: the loop head was widened often enough (THRESHOLD_ROUNDS): a moving bound goes to
+    its extreme instead of the next threshold, and a length bound (verifier/length.py) that would
+    grow again is dropped, so that the head's state settles."""
     if len(old.frames) != len(new.frames) or old.refs != new.refs or old.lock != new.lock:
         return None
-    join = _Join(thresholds, _IdPairs(new_id), min(_least_length(old), _least_length(new)), not settling)
+    join = _Join(NO_THRESHOLDS if settling else thresholds, _IdPairs(new_id),
+                 min(_least_length(old), _least_length(new)), not settling)
     frames = []
     for depth, (a, b) in enumerate(zip(old.frames, new.frames)):
         if (a.frameno, a.subprog, a.callsite, a.callback_ret) != (b.frameno, b.subprog, b.callsite, b.callback_ret):
