@@ -8,6 +8,8 @@ long as the CompiledProgram, so no machine code can call a freed callback.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import io
 import pathlib
 import re
 import threading
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import llvmlite.binding as llvm
+from elftools.elf.elffile import ELFFile
 
 from bpfjit.errors import JITError
 from bpfjit.isa import Insn, MASK64
@@ -142,6 +145,27 @@ _local = threading.local()  # per thread: the target machine that optimises and 
 llvm_lock = threading.RLock()
 
 
+# Routines LLVM's x86-64 code generator calls for what the CPU has no instruction for: 128-bit
+# division and remainder, which the loop passes use to count a loop's trips when its step is
+# not a power of two (``for (p = mem; p < end; p += 9)``). They live in libgcc (compiler-rt's
+# builtins elsewhere), which a Python process need not have loaded: unbound, MCJIT linked the
+# calls to address 0, and such a program crashed the host on its first run.
+RUNTIME_LIBRARY = ("__udivti3", "__umodti3", "__divti3", "__modti3", "__multi3")
+
+
+def _bind_runtime_library() -> None:
+    """Bind the runtime library's routines for every engine (llvm.add_symbol is process-wide);
+    those this machine lacks stay unbound, and code that calls them is refused when emitted."""
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("gcc_s") or "libgcc_s.so.1")
+    except OSError:
+        return
+    for name in RUNTIME_LIBRARY:
+        routine = getattr(library, name, None)
+        if routine is not None:
+            llvm.add_symbol(name, ctypes.cast(routine, ctypes.c_void_p).value)
+
+
 def host() -> tuple[llvm.Target, str, str]:
     """The host target, CPU name and CPU features (LLVM initialised on first use)."""
     global _host
@@ -150,6 +174,7 @@ def host() -> tuple[llvm.Target, str, str]:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
             llvm.initialize_native_asmparser()  # inline asm: the patchable static-branch sites
+            _bind_runtime_library()
             _host = (llvm.Target.from_default_triple(), llvm.get_host_cpu_name(),
                      llvm.get_host_cpu_features().flatten())
         return _host
@@ -395,7 +420,33 @@ def _optimise_and_emit(ir: str, opt_level: int, times: CompileTimes) -> tuple[by
         for option, _, default in _LARGE_CODEGEN if large else ():
             llvm.set_option("", f"-{option}={default}")
     times.optimise, times.codegen = t1 - t0, time.perf_counter() - t1
+    _check_bound(obj, module)
     return obj, optimised
+
+
+def _check_bound(obj: bytes, module: llvm.ModuleRef) -> None:
+    """Code generation may add calls the IR does not declare (RUNTIME_LIBRARY, memcpy): each must
+    resolve, as bound by llvm.add_symbol or as the process's own (libc), or linking would bind
+    it to address 0."""
+    declared = {function.name for function in module.functions} | {var.name for var in module.global_variables}
+    symbols = ELFFile(io.BytesIO(obj)).get_section_by_name(".symtab")
+    for symbol in symbols.iter_symbols() if symbols is not None else ():
+        name = symbol.name
+        if name and symbol["st_shndx"] == "SHN_UNDEF" and name not in declared and not _resolvable(name):
+            raise JITError(f"the compiled code calls {name}, which this process cannot provide")
+
+
+def _resolvable(name: str) -> bool:
+    if llvm.address_of_symbol(name) is not None:
+        return True
+    try:
+        getattr(_PROCESS, name)
+    except AttributeError:
+        return False
+    return True
+
+
+_PROCESS = ctypes.CDLL(None)  # the symbols the process has loaded, which MCJIT falls back to
 
 
 def assembly_of(ir: str) -> str:
