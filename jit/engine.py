@@ -21,12 +21,13 @@ from typing import Callable, Sequence
 import llvmlite.binding as llvm
 from elftools.elf.elffile import ELFFile
 
+from bpfjit import isa
 from bpfjit.errors import JITError
 from bpfjit.isa import Insn, MASK64
 from bpfjit.runtime.environment import Environment
 from bpfjit.runtime import run_context
 from bpfjit.runtime.helpers import Helper
-from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP
+from bpfjit.runtime.stdhelpers import FOR_EACH_MAP_ELEM, LOOP, TAIL_CALL
 from bpfjit.runtime.status import (FIELD_STACK_TOP, FIELD_STATUS, FIELD_TAIL_CALLS, FIELD_TRIPS, INSN_PENDING, RunEnv,
                                    Status)
 from bpfjit.verifier.facts import Facts
@@ -74,34 +75,41 @@ def store_elapsed() -> str:
 # stack pointer at the call, less the return address): the BPF stack frames lie below it, and
 # helpers accept pointers into the native stack only there (runtime/helper_args.py). It times
 # the runs itself (CLOCK_MONOTONIC around the loop, as the kernel's test run does), so a run's
-# duration is the program's, not the Python call's around it. Each run is an invocation of its
-# own: the tail-call and loop-trip counts start again from 0 for the next one. A run that ends in a tail call
-# the JIT could not make natively (status TAIL_CALL: bpfjit.program runs the target) ends the
-# loop; how many runs it made is left in *runs.
-REPEAT_IR = f"""
-declare i32 @clock_gettime(i32, ptr)
-
-define i64 @bpfjit_repeat(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n, ptr %elapsed, ptr %runs) {{
-entry:
-  %before = alloca [2 x i64]
-  %after = alloca [2 x i64]{record_stack_top()}
+# duration is the program's, not the Python call's around it; how many runs it made is left in
+# *runs. Each run is an invocation of its own: for a program that counts its loop trips or
+# makes tail calls (the full loop, bpfjit_repeat), the tail-call and trip counts start again
+# from 0 for the next run, and a run that ends in a tail call the JIT could not make natively
+# (status TAIL_CALL: bpfjit.program runs the target) ends the loop. Other programs use
+# bpfjit_repeat_plain, which does neither: the five instructions a run cost a 20 ns program 5%.
+def _repeat_ir(full: bool) -> str:
+    name = "bpfjit_repeat" if full else "bpfjit_repeat_plain"
+    fields = f"""
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
   %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
-  %trips_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TRIPS}
+  %trips_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TRIPS}""" if full else ""
+    go = f"""
+  %status = load volatile i64, ptr %status_field
+  %stays = icmp ne i64 %status, {int(Status.TAIL_CALL)}
+  %go = and i1 %more, %stays""" if full else ""
+    again = """
+  store volatile i64 0, ptr %tail_calls_field
+  store volatile i64 0, ptr %trips_field""" if full else ""
+    return f"""
+declare i32 @clock_gettime(i32, ptr)
+
+define i64 @{name}(ptr %fn, ptr %env, i64 %ctx, i64 %len, i64 %n, ptr %elapsed, ptr %runs) {{
+entry:
+  %before = alloca [2 x i64]
+  %after = alloca [2 x i64]{record_stack_top()}{fields}
   call i32 @clock_gettime(i32 1, ptr %before)
   br label %loop
 loop:
   %i = phi i64 [ 0, %entry ], [ %next, %again ]
   %r = call i64 %fn(ptr %env, i64 %ctx, i64 %len, i64 0, i64 0, i64 0)
   %next = add i64 %i, 1
-  %more = icmp ult i64 %next, %n
-  %status = load volatile i64, ptr %status_field
-  %stays = icmp ne i64 %status, {int(Status.TAIL_CALL)}
-  %go = and i1 %more, %stays
-  br i1 %go, label %again, label %done
-again:
-  store volatile i64 0, ptr %tail_calls_field
-  store volatile i64 0, ptr %trips_field
+  %more = icmp ult i64 %next, %n{go}
+  br i1 {"%go" if full else "%more"}, label %again, label %done
+again:{again}
   br label %loop
 done:
   call i32 @clock_gettime(i32 1, ptr %after){store_elapsed()}
@@ -109,6 +117,8 @@ done:
   ret i64 %r
 }}
 """
+
+
 _shared_lock = threading.Lock()
 # name -> (the engine holding the function, which lives as long as the process; its ctypes function)
 _shared: dict[str, tuple[llvm.ExecutionEngine, object]] = {}
@@ -128,9 +138,10 @@ def shared_function(key: str, ir: str, ctype, symbol: str | None = None):
         return _shared[key][1]
 
 
-def repeat_loop():
-    """The shared repeat loop."""
-    return shared_function("bpfjit_repeat", REPEAT_IR, REPEAT_TYPE)
+def repeat_loop(full: bool = True):
+    """The shared repeat loop: the full one, or the plain one (_repeat_ir)."""
+    name = "bpfjit_repeat" if full else "bpfjit_repeat_plain"
+    return shared_function(name, _repeat_ir(full), REPEAT_TYPE)
 
 
 _host_lock = threading.Lock()
@@ -246,6 +257,7 @@ class CompiledProgram:
     _exported: frozenset[int]  # start slots of the functions callbacks may enter
     sites: list[Site]  # the patchable static-branch sites, every copy LLVM made of each
     bindings: dict[str, int]  # the module's symbols -> this process's addresses (jit/lower.py Symbols)
+    full_runs: bool = True  # runs need the full repeat loop: they count loop trips or make tail calls
     _entry_address: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -262,8 +274,8 @@ class CompiledProgram:
         """
         timing = elapsed if elapsed is not None else ctypes.c_uint64()
         made = runs if runs is not None else ctypes.c_uint64()
-        return repeat_loop()(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1), ctypes.byref(timing),
-                             ctypes.byref(made))
+        return repeat_loop(self.full_runs)(self._entry_address, ctypes.byref(env), r1, r2, max(repeat, 1),
+                                           ctypes.byref(timing), ctypes.byref(made))
 
     @property
     def tail_call_entry(self) -> int | None:
@@ -338,7 +350,10 @@ def compile_program(insns: Sequence[Insn], facts: Facts, env: Environment, opt_l
     engine = link_object(obj, bindings)
     times.link = time.perf_counter() - t1
     exported = frozenset(env.callx_targets(facts.function_starts))
-    return CompiledProgram(ir, optimised, times, engine, callbacks, exported, read_sites(engine), bindings)
+    full_runs = (facts.trip_limit is not None and bool(facts.loop_edges)) or any(
+        insn.opcode == isa.CALL_OP and insn.src == isa.CALL_HELPER and insn.imm == TAIL_CALL for insn in insns)
+    return CompiledProgram(ir, optimised, times, engine, callbacks, exported, read_sites(engine), bindings,
+                           full_runs)
 
 
 def shared_object(ir: str) -> bytes:
