@@ -6,20 +6,22 @@ Three layers, each against an oracle the code under test does not produce:
   instruction's real result (computed here, by the ISA's definition) keeps the bound it gives;
 * programs written the way clang writes such loops: which accesses stay checked, and the
   results on every engine at many lengths, the off-by-one variants included;
-* generated loop programs: wherever the reference interpreter (which checks every access)
-  faults, the verifier must have left that access checked; every engine gives its result.
+* generated loop programs (tests/loop_campaign.py): wherever the reference interpreter (which
+  checks every access) faults, the verifier must have left that access checked; every engine
+  gives its result.
 """
 from __future__ import annotations
 
 import os
 import math
 import random
-import re
 
 import pytest
 
 from bpfjit import isa
-from bpfjit.errors import BPFRuntimeError, VerifierError
+from loop_campaign import inputs, run_campaign
+
+from bpfjit.errors import BPFRuntimeError
 from bpfjit.program import Program
 from bpfjit.verifier import length
 from bpfjit.verifier.length import LengthBound
@@ -248,11 +250,6 @@ def _expected_strcmp(data: bytes) -> int:
     return next((i for i in range(half) if data[i] != data[half + i]), half)
 
 
-def _inputs(rng: random.Random, sizes=LENGTHS):
-    for size in sizes:
-        yield bytes(rng.randrange(3) for _ in range(size))
-
-
 @pytest.mark.parametrize("text, expected", [
     (STRCMP_HALVES, _expected_strcmp),
     (PAIRS_SUM, lambda d: sum(int.from_bytes(d[i:i + 4], "little") for i in range(0, len(d) // 8 * 8, 4)) & MASK64),
@@ -264,7 +261,7 @@ def test_loops_bounded_by_the_length_run_unchecked_and_right(text, expected, eng
     assert _checked(text) == []
     program = Program.from_asm(text)
     rng = random.Random(5)
-    for data in _inputs(rng, [*LENGTHS, 255, 256, 1023]):
+    for data in inputs(rng, [*LENGTHS, 255, 256, 1023]):
         assert program.run(data, engine=engine) == expected(data), len(data)
     same = bytes(range(64)) * 2
     assert program.run(same, engine=engine) == expected(same)
@@ -336,47 +333,8 @@ def _loop_program(rng: random.Random) -> str:
     return "\n".join(["mov %r0, 0", *lines])
 
 
-def _failure(error: BPFRuntimeError) -> tuple[int | None, str]:
-    """Where and how a run failed, without the address (each run's memory lies elsewhere)."""
-    return error.index, re.sub(r" at 0x[0-9a-f]+", "", error.reason)
-
-
 def _campaign(seed: int, count: int, jit_every: int) -> None:
-    rng = random.Random(seed)
-    accepted = unchecked = bounded = 0
-    for number in range(count):
-        text = _loop_program(rng)
-        try:
-            program = Program.from_asm(text)
-        except VerifierError:
-            continue
-        accepted += 1
-        checked = program.facts.checked_accesses
-        loads = [i for i, insn in enumerate(program.original_insns) if insn.cls == isa.LDX]
-        unchecked += any(i not in checked for i in loads)
-        bounded += bool(program.verification.bounded_loops)
-        sizes = [*range(0, 34), rng.randrange(34, 300)]
-        runs = []
-        for data in _inputs(rng, sizes):
-            try:
-                outcome = program.run(data, engine="reference", max_steps=200_000)
-            except BPFRuntimeError as error:
-                if "budget" in error.reason or "steps" in error.reason:
-                    # a loop claimed bounded by the length (not counted) runs a few times its trips
-                    assert not program.verification.bounded_loops, f"runs on at length {len(data)}:\n{text}"
-                    continue
-                assert error.index in checked, f"unchecked insn {error.index} faults at length {len(data)}:\n{text}"
-                outcome = _failure(error)
-            runs.append((data, outcome))
-        if number % jit_every:
-            continue
-        for engine in ("jit", "interp"):
-            for data, expected in runs:
-                try:
-                    got = program.run(data, engine=engine)
-                except BPFRuntimeError as error:
-                    got = _failure(error)
-                assert got == expected, f"{engine} at length {len(data)}: {got!r} != {expected!r}\n{text}"
+    accepted, unchecked, bounded = run_campaign(_loop_program, seed, count, jit_every)
     assert accepted > count // 2 and unchecked > count // 10, (accepted, unchecked)  # the campaign judged proofs
     assert bounded > count // 10, bounded  # and loops left uncounted
 

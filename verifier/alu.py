@@ -62,6 +62,8 @@ def check_alu(state: State, insn: Insn, new_id) -> None:
                            not uses_src, insn.imm)
         if bound is not None:
             result = result.evolve(length_bound=bound)
+    if dst.link is not None and is64 and op in (isa.ADD, isa.SUB) and src.value.is_const:  # moved in step
+        result = result.evolve(link=dst.link.moved(_step(op, src.value.const_value)))
     regs[insn.dst] = result
 
 
@@ -136,8 +138,10 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
         raise Rejected(f"R{insn.dst} pointer arithmetic with {_OP_NAMES[op]} operator prohibited")
     if raw:
         bound = length.pointer_move(op, (pointer.length_bound, pointer.value), (offset.length_bound, amount))
+        link = pointer.link.moved(_step(op, amount.const_value)) \
+            if pointer.link is not None and amount.is_const else None
         return pointer.evolve(value=values.alu(Insn(isa.ALU64 | op | isa.X, 0, 0), pointer.value, amount),
-                              length_bound=bound)
+                              length_bound=bound, link=link)
     if amount.is_const:
         delta = isa.s64(amount.const_value)
         moved = pointer.evolve(off=pointer.off + (-delta if op == isa.SUB else delta))
@@ -149,6 +153,11 @@ def _pointer_alu(insn: Insn, dst: Reg, src: Reg, is64: bool, new_id) -> Reg:
     if pointer.type in PACKET_TYPES:  # a new packet pointer: its range must be proven again
         moved = moved.evolve(id=new_id(), range=0)
     return moved
+
+
+def _step(op: int, amount: int) -> int:
+    """How far ADD or SUB of a constant moves a value, modulo 2**64."""
+    return amount if op == isa.ADD else -amount
 
 
 def _sane_offset(amount: Scalar, pointer: Reg) -> None:

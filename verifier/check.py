@@ -21,7 +21,7 @@ from bpfjit.errors import BPFError, VerifierError
 from bpfjit.isa import Insn
 from bpfjit.runtime.helpers import HelperRegistry
 
-from . import calls, jumps, legacy_packet, length, precision, termination
+from . import calls, jumps, legacy_packet, length, links, precision, termination
 from .alu import check_alu, zero_extension
 from .cfg import writes_frame_pointer
 from .facts import Facts
@@ -335,10 +335,10 @@ class Verifier:
                 self._note_pointer_move(state, insn, index)
             check_alu(state, insn, self.new_id)
         elif cls == isa.LDX:
-            self._note_pointer(index, state.regs[insn.src], insn)
+            self._note_pointer(state, index, state.regs[insn.src], insn)
             self.memory.load(state, insn)
         elif cls in (isa.ST, isa.STX):
-            self._note_pointer(index, state.regs[insn.dst if not (cls == isa.STX and insn.mode == isa.ATOMIC
+            self._note_pointer(state, index, state.regs[insn.dst if not (cls == isa.STX and insn.mode == isa.ATOMIC
                                                                     and insn.imm == isa.LOAD_ACQ) else insn.src], insn)
             if cls == isa.STX and insn.mode == isa.ATOMIC:
                 self.memory.atomic(state, insn)
@@ -446,12 +446,17 @@ class Verifier:
         if self.pointer_moves.setdefault(index, moved) != moved:
             self.pointer_moves[index] = -1
 
-    def _note_pointer(self, index: int, reg: Reg, insn: Insn) -> None:
+    def _note_pointer(self, state: State, index: int, reg: Reg, insn: Insn) -> None:
         """One memory instruction must use the context on all paths or on none (the rewrite of
         its offset depends on it); one that may use raw memory is checked at run time, unless
-        on this path it lies inside the bytes a test of the length proved (Reg.range)."""
+        on this path it lies inside the bytes a test of the length proved (Reg.range), or a
+        counter the pointer moves in step with bounds it (whose bounds must then stay precise)."""
         if reg.is_raw and not _inside_proven_raw(reg, insn):
-            self.checked_accesses.add(index)
+            counter = _counter_bounding(state.regs, reg, insn)
+            if counter is None:
+                self.checked_accesses.add(index)
+            else:
+                self.demand_precise(state, [counter])
         seen = self.pointer_kinds.setdefault(index, reg.type)
         if (seen == RegType.PTR_TO_CTX) != (reg.type == RegType.PTR_TO_CTX):
             raise Rejected("same insn cannot be used with different pointers")
@@ -528,6 +533,9 @@ class Verifier:
         if not overdue and index not in self.back_targets and (insns < KEEP_INSNS or jumps < KEEP_JUMPS):
             return False
         base = _ancestor_at(kept, state) if at_widened_head else None
+        if base is not None and self.raw_widening:  # link what moved in step since (verifier/links.py)
+            links.in_step(base.state, state, state, self.liveness.frame_live(state, len(state.frames) - 1, index),
+                          self.new_id)
         trips, rounds = (base.trips + 1, base.rounds) if base else (0, 0)
         self._keep(index, state, signature or self._signature(index, state), trips=trips, rounds=rounds)
         if base is not None and trips > self._widen_after(index) and self._widen(index, state, base, rounds + 1):
@@ -680,6 +688,19 @@ def _callback_args(helper: str, caller_regs: list[Reg]) -> list[Reg]:
         return [caller_regs[1], Reg(RegType.PTR_TO_MAP_KEY, Scalar.const(0), map=info),
                 Reg(RegType.PTR_TO_MAP_VALUE, Scalar.const(0), map=info), caller_regs[3]]
     return [scalar(), caller_regs[3]]
+
+
+def _counter_bounding(regs: list[Reg], reg: Reg, insn: Insn) -> int | None:
+    """The register whose value bounds the access of insn through reg (a raw program's memory)
+    inside the memory, by a link between them (verifier/links.py), if any."""
+    if reg.link is None:
+        return None
+    start, size = insn.off, isa.SIZE_BYTES[insn.size]
+    for number, scale, shift in links.access_bound(reg.link, regs):
+        counter = regs[number]
+        if length.inside_scaled(counter.length_bound, counter.value, scale, shift, start, size, reg.range):
+            return number
+    return None
 
 
 def _inside_proven_raw(reg: Reg, insn: Insn) -> bool:

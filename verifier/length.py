@@ -166,6 +166,21 @@ def _capped(value: Scalar, cap: int) -> Scalar:
         return value
 
 
+def inside_scaled(bound: LengthBound | None, value: Scalar, scale: int, shift: int, start: int, size: int,
+                  least_length: int) -> bool:
+    """Whether `size` bytes at offset start + scale * value + shift (value: a counter linked to
+    the pointer, verifier/links.py; shift: any number) lie in the memory for every length at
+    least least_length. As integers: the counter is between its umin and its bound (or umax)."""
+    if start + scale * value.umin + shift < 0:
+        return False
+    if bound is None:
+        return start + scale * value.umax + shift + size <= least_length
+    scaled = _made(scale * bound.num, bound.den, scale * bound.add + shift)
+    if scaled is None or scaled.num > scaled.den:
+        return False
+    return (scaled.den - scaled.num) * least_length >= (scaled.add + start + size) * scaled.den
+
+
 def nonnegative(bound: LengthBound | None, value: Scalar) -> bool:
     """Whether the value is below 2**63 (not negative as a signed number): by its bounds, or by
     its length bound, as the length is below MAX_LENGTH."""

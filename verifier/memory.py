@@ -383,6 +383,8 @@ def mark_written(frame: Frame, start: int, size: int) -> None:
 def write_fixed(frame: Frame, start: int, size: int, value: Reg) -> None:
     """A store of `size` bytes of `value` at fp+start (start is aligned to size)."""
     number, within = _slot_of(start)
+    if value.link is not None:  # a spill keeps no link: links are compared and widened in registers only
+        value = value.evolve(link=None)
     if size == SLOT_SIZE:
         if value.is_null:
             frame.stack[number] = Slot((SlotKind.ZERO,) * SLOT_SIZE)

@@ -18,6 +18,7 @@ from typing import AbstractSet, Sequence
 from bpfjit import isa
 from bpfjit.isa import Insn
 
+from . import links
 from .facts import Facts
 from .length import implies
 from .scalar import is_subset, synced
@@ -141,6 +142,7 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
     if (old.lock is None) != (new.lock is None):
         return False
     ids = _Ids(one_to_one=not widened)
+    linked = []  # (old link, new register) of the registers compared (verifier/links.py): checked together
     if old.lock and ((old.lock.map_handle, old.lock.offset) != (new.lock.map_handle, new.lock.offset)
                      or not ids.same(old.lock.reg_id, new.lock.reg_id)):
         return False
@@ -150,6 +152,8 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
         old_regs, new_regs = a.regs, b.regs
         for regno in liveness.frame_live(new, depth, index):
             old_reg, new_reg = old_regs[regno], new_regs[regno]
+            if old_reg.link is not None:
+                linked.append((old_reg.link, new_reg))
             if precise is not None and old_reg.is_scalar and (depth, "r", regno) not in precise:
                 if not new_reg.is_scalar:
                     return False
@@ -157,6 +161,8 @@ def _compare(old: State, new: State, liveness: Liveness, index: int, exact: bool
                 return False
         if not _stack_covers(a, b, ids, exact, depth, precise):
             return False
+    if linked and not links.covers(linked):
+        return False
     return all(ids.same(x.id, y.id) for x, y in zip(old.refs, new.refs))
 
 

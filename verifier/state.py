@@ -19,6 +19,7 @@ from bpfjit import isa
 
 from .facts import SLOT_SIZE
 from .length import LengthBound
+from .links import Link
 from .log import Rejected
 from .scalar import Scalar, alu, format_scalar
 
@@ -171,6 +172,8 @@ class Reg:
     # A raw program's scalar, or variable offset of a pointer into its memory: at most this,
     # relative to the run's length (verifier/length.py). None: no more than the bounds say.
     length_bound: LengthBound | None = None
+    # A raw program's scalar or pointer that moves in step with others (verifier/links.py).
+    link: Link | None = None
 
     @property
     def is_pointer(self) -> bool:

@@ -27,7 +27,7 @@ from bpfjit import isa
 from bpfjit.isa import MASK64, Insn
 from bpfjit.runtime.context import MAX_PACKET_LEN
 
-from . import length
+from . import length, links
 from .cfg import back_edges
 from .precision import is_conditional_jump
 from .prune import Liveness
@@ -80,7 +80,8 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
     frames, locks or references, or registers of different pointer types).
 
     new_id: where pointers' ids differ between the two, the widened pointer takes a fresh id,
-    one per pair of ids (copies stay copies); without it such pointers cannot be widened.
+    one per pair of ids (copies stay copies); without it such pointers cannot be widened. The
+    loop's registers that moved in step get a fresh tag for their links (verifier/links.py).
     settling: the loop head was widened often enough (THRESHOLD_ROUNDS): a moving bound goes to
     its extreme instead of the next threshold, and a length bound (verifier/length.py) that would
     grow again is dropped, so that the head's state settles."""
@@ -101,7 +102,10 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
             regs.append(joined)
         stack = _widen_stack(a, b, join)
         frames.append(Frame(regs, stack, b.frameno, b.subprog, b.callsite, b.callback_ret))
-    return State(frames, list(new.refs), replace(new.lock) if new.lock else None, new.parent)
+    joined_state = State(frames, list(new.refs), replace(new.lock) if new.lock else None, new.parent)
+    if new_id is not None:
+        links.widen(old, new, joined_state, liveness.frame_live(new, len(frames) - 1, index), new_id)
+    return joined_state
 
 
 def widen_scalar(old: Scalar, new: Scalar, thresholds: Thresholds = NO_THRESHOLDS) -> Scalar:
@@ -192,7 +196,8 @@ def widen_reg(old: Reg, new: Reg, join: _Join) -> Reg | None:
         joined = scalar(widen_scalar(old.value, new.value, join.thresholds))
         bound = join.length_bound(old, new)
         return joined if bound is None else joined.evolve(length_bound=bound)
-    same = dict(value=new.value, off=new.off, id=new.id, range=new.range, length_bound=new.length_bound)
+    same = dict(value=new.value, off=new.off, id=new.id, range=new.range, length_bound=new.length_bound,
+                link=new.link)
     if old.ref_obj_id != new.ref_obj_id or old.evolve(**same) != new:
         return None  # another kind of pointer, another map or frame, another reference
     pointer_id = join.ids(old.id, new.id)
@@ -204,10 +209,10 @@ def widen_reg(old: Reg, new: Reg, join: _Join) -> Reg | None:
     bound = join.length_bound(old, new) if old.off == new.off == 0 else None
     if old.off == new.off:
         return old.evolve(value=widen_scalar(old.value, new.value, join.thresholds), id=pointer_id, range=proven,
-                          length_bound=bound)
+                          length_bound=bound, link=None)
     # Moving fixed offsets become part of the variable one.
     whole = widen_scalar(offset_by(old.value, old.off), offset_by(new.value, new.off), join.thresholds)
-    return old.evolve(off=0, value=whole, id=pointer_id, range=proven, length_bound=None)
+    return old.evolve(off=0, value=whole, id=pointer_id, range=proven, length_bound=None, link=None)
 
 
 def _widen_packet(old: Reg, new: Reg, thresholds: Thresholds, pointer_id: int) -> Reg:
