@@ -138,6 +138,7 @@ class Program:
                                  helper_args_proven=self.verification.helper_args_proven,
                                  zeroed_slots=self.verification.uninit_stack_reads, dead=self.verification.dead,
                                  pointer_moves=self.verification.pointer_moves,
+                                 pointer_compares=self.verification.pointer_compares,
                                  callx_sites=self.verification.callx_sites)
             if self.verification.bounded_loops:  # loops a counter bounded by the length ends
                 self.facts = replace(self.facts, loop_edges=frozenset(

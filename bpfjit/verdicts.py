@@ -35,7 +35,8 @@ def lookup(verdict_key: str) -> Verdict | None:
                        frozenset(fields["dead"]), {int(k): v for k, v in fields["pointer_moves"].items()},
                        ctx_accesses=frozenset(fields["ctx_accesses"]),
                        callx_sites={int(k): frozenset(v) for k, v in fields["callx_sites"].items()},
-                       bounded_loops=frozenset(fields["bounded_loops"]))
+                       bounded_loops=frozenset(fields["bounded_loops"]),
+                       pointer_compares=frozenset(fields["pointer_compares"]))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -46,5 +47,5 @@ def store(verdict_key: str, verdict: Verdict) -> None:
               "uninit_stack_reads": sorted(verdict.uninit_stack_reads), "dead": sorted(verdict.dead),
               "pointer_moves": verdict.pointer_moves, "ctx_accesses": sorted(verdict.ctx_accesses),
               "callx_sites": {index: sorted(starts) for index, starts in verdict.callx_sites.items()},
-              "bounded_loops": sorted(verdict.bounded_loops)}
+              "bounded_loops": sorted(verdict.bounded_loops), "pointer_compares": sorted(verdict.pointer_compares)}
     cache.write_entry(f"{verdict_key}.verdict", json.dumps(fields).encode())

@@ -748,6 +748,9 @@ class _FunctionLowering:
             if op == isa.JSET:
                 anded = self.value(f"and {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
                 taken = self.value(f"icmp ne {ty} {anded}, 0")
+            elif index in self.facts.pointer_compares and self.typed_pointers:  # two pointers: their twins
+                taken = self.value(f"icmp {_PREDICATES[op]} ptr {self.reg_pointer(insn.dst)}, "
+                                   f"{self.reg_pointer(insn.src)}")
             else:
                 taken = self.value(f"icmp {_PREDICATES[op]} {ty} {self.dst(insn, bits)}, {self.operand(insn, bits)}")
             target, counted = insn.jump_target(index), self.facts.loop_edges if self.counts_trips else ()

@@ -99,3 +99,40 @@ def test_touching_regions_keep_their_own_names_and_overlapping_ones_share_one():
     overlapping = Symbols.over([(0x1000, 0x100), (0x1080, 0x100)])
     assert overlapping.pointer(0x1100) == "getelementptr (i8, ptr @bpfjit_a0, i64 256)"
     assert overlapping.pointer(0x1000) == "@bpfjit_a0"
+
+
+# An XDP program: data + 20 against data_end compares two pointers on every path; the second
+# jump compares r4 with data_end where r4 is a pointer on one path and the number 1000 on the
+# other (a packet whose byte 12 is 0), so it must compare numbers: compared as the pointer it
+# was before, a 20-byte packet would end with 2.
+POINTER_COMPARES = """
+    ldxw %r2, [%r1+0]
+    ldxw %r3, [%r1+4]
+    mov %r0, 1
+    mov %r4, %r2
+    add %r4, 20
+    jgt %r4, %r3, out
+    ldxb %r5, [%r2+12]
+    jne %r5, 0, keep
+    mov %r4, 1000
+keep:
+    mov %r0, 2
+    jge %r4, %r3, out
+    mov %r0, 3
+out:
+    exit
+"""
+
+
+@pytest.mark.parametrize("data, verdict", [(bytes(16), 1), (bytes([1] * 20), 2), (bytes([1] * 24), 3),
+                                           (bytes(20), 3)],
+                         ids=["short", "pointer_at_the_end", "pointer_with_room", "number_on_one_path"])
+def test_jumps_between_two_pointers_compare_their_pointers_and_only_those(data, verdict, engine):
+    """The JIT compares the ptr twins where the verifier saw two pointers on every path
+    (Facts.pointer_compares), and the numbers where one path had a number."""
+    prog = bpfjit.Program.from_asm(POINTER_COMPARES, prog_type="xdp")
+    assert prog.facts.pointer_compares == frozenset({5})
+    assert prog.test_run(data, engine=engine).retval == verdict
+    if engine == "jit":
+        ir = prog.compile().ir
+        assert ir.count("icmp ugt ptr") == 1 and "icmp uge ptr" not in ir

@@ -124,6 +124,8 @@ class Verdict:
     # A raw program's loop heads whose trips need no counting: a counter bounded by the length
     # ends each loop (Verifier._length_bounded_loops; Facts.loop_edges leaves their back edges out).
     bounded_loops: frozenset[int] = frozenset()
+    # Conditional jumps that compare two pointers on every path (Facts.pointer_compares).
+    pointer_compares: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -171,6 +173,7 @@ class Verifier:
         self.pointer_kinds: dict[int, RegType] = {}  # memory insn -> the pointer type it uses
         self.checked_accesses: set[int] = set()  # memory insns that may use raw memory (Verdict)
         self.pointer_moves: dict[int, int] = {}  # Verdict.pointer_moves
+        self.pointer_compares: dict[int, bool] = {}  # jump -> both operands pointers on every path so far
         self.callx_sites: dict[int, set[int]] = {}  # Verdict.callx_sites
         self.visited: set[int] = set()  # instructions some path reached (the others are dead)
         # Per-instruction facts the walk asks at every visit, computed once.
@@ -232,7 +235,8 @@ class Verifier:
                        ctx_accesses=frozenset(i for i, kind in self.pointer_kinds.items()
                                               if kind == RegType.PTR_TO_CTX),
                        callx_sites={index: frozenset(starts) for index, starts in self.callx_sites.items()},
-                       bounded_loops=self._length_bounded_loops() if self.raw_widening else frozenset())
+                       bounded_loops=self._length_bounded_loops() if self.raw_widening else frozenset(),
+                       pointer_compares=frozenset(index for index, both in self.pointer_compares.items() if both))
 
     def _length_bounded_loops(self) -> frozenset[int]:
         """A raw program's loops a counter bounded by its length ends (LoopProof.length_bounded),
@@ -375,6 +379,9 @@ class Verifier:
             return jumps.indirect_jump(state, insn, self.facts.successors[index])
         if opcode == isa.MAY_GOTO_OP:
             return [(index + 1, state), (insn.jump_target(index), state.copy())]
+        if insn.source == isa.X and insn.cls == isa.JMP:
+            both = state.regs[insn.dst].is_pointer and state.regs[insn.src].is_pointer
+            self.pointer_compares[index] = self.pointer_compares.get(index, True) and both
         return jumps.branch(state, insn, index, fit_packet=self.spec.widen_loops)
 
     # --- precision ------------------------------------------------------------------------------
