@@ -136,3 +136,14 @@ def test_jumps_between_two_pointers_compare_their_pointers_and_only_those(data, 
     if engine == "jit":
         ir = prog.compile().ir
         assert ir.count("icmp ugt ptr") == 1 and "icmp uge ptr" not in ir
+
+
+def test_a_packet_loop_compares_numbers_so_llvm_can_count_its_trips():
+    """Inside a loop the JIT keeps comparing numbers (Facts.pointer_compares leaves loops out):
+    checksum's word loop tests each pointer against data_end, a pointer of another base, and
+    compared as pointers LLVM could not count its trips and no longer vectorized it (37 to 220 ns)."""
+    obj = bpfjit.load(pathlib.Path(__file__).parent.parent / "bench" / "progs" / "checksum.bpf.o")
+    prog = next(iter(obj.programs.values()))
+    assert 29 not in prog.facts.pointer_compares and 5 in prog.facts.pointer_compares
+    ir = prog.compile().optimised_ir
+    assert "x i16>" in ir or "x i64>" in ir

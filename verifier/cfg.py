@@ -195,6 +195,41 @@ def back_edges(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int])
     return frozenset(edges)
 
 
+def predecessors(successors: Mapping[int, tuple[int, ...]]) -> dict[int, list[int]]:
+    """Each instruction's predecessors in the control-flow graph."""
+    before: dict[int, list[int]] = {}
+    for index, targets in successors.items():
+        for target in targets:
+            before.setdefault(target, []).append(index)
+    return before
+
+
+def loop_body(successors: Mapping[int, tuple[int, ...]], before: Mapping[int, list[int]], head: int) -> set[int]:
+    """The instructions on some path from the head back to it (before: predecessors())."""
+    ahead, todo = set(), [head]
+    while todo:
+        index = todo.pop()
+        for target in successors.get(index, ()):
+            if target not in ahead:
+                ahead.add(target)
+                todo.append(target)
+    behind, todo = {head}, [head]
+    while todo:
+        index = todo.pop()
+        for source in before.get(index, ()):
+            if source not in behind and source in ahead:
+                behind.add(source)
+                todo.append(source)
+    return behind
+
+
+def in_loops(successors: Mapping[int, tuple[int, ...]], starts: Iterable[int]) -> frozenset[int]:
+    """The instructions some loop passes through."""
+    before = predecessors(successors)
+    heads = {head for _, head in back_edges(successors, starts)}
+    return frozenset(index for head in heads for index in loop_body(successors, before, head))
+
+
 def loop_edges(insns: Sequence[Insn], facts: Facts) -> frozenset[tuple[int, int]]:
     """The edges at which a run counts a loop trip (Facts.loop_edges): every cycle holds one.
 

@@ -23,7 +23,7 @@ from bpfjit.runtime.helpers import HelperRegistry
 
 from . import calls, jumps, legacy_packet, length, links, precision, termination
 from .alu import check_alu, zero_extension
-from .cfg import writes_frame_pointer
+from .cfg import in_loops, writes_frame_pointer
 from .facts import Facts
 from .insn_text import insn_text
 from .log import Rejected, Stats, VerifierLog, error
@@ -236,7 +236,17 @@ class Verifier:
                                               if kind == RegType.PTR_TO_CTX),
                        callx_sites={index: frozenset(starts) for index, starts in self.callx_sites.items()},
                        bounded_loops=self._length_bounded_loops() if self.raw_widening else frozenset(),
-                       pointer_compares=frozenset(index for index, both in self.pointer_compares.items() if both))
+                       pointer_compares=self._pointer_compares())
+
+    def _pointer_compares(self) -> frozenset[int]:
+        """Verdict.pointer_compares: the jumps outside loops that compared two pointers on every
+        path. (In a loop, LLVM's trip count needs the numbers: a pointer tested against data_end,
+        a pointer of another base, leaves the count unknown, and checksum's loop was no longer
+        vectorized.)"""
+        both = [index for index, pointers in self.pointer_compares.items() if pointers]
+        if not both:
+            return frozenset()
+        return frozenset(both) - in_loops(self.facts.successors, self.facts.function_starts)
 
     def _length_bounded_loops(self) -> frozenset[int]:
         """A raw program's loops a counter bounded by its length ends (LoopProof.length_bounded),

@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 from bpfjit import isa
 from bpfjit.isa import MASK32, MASK64, Insn
 
+from .cfg import loop_body, predecessors
 from .length import nonnegative
 from .log import Rejected
 from .memory import read_fixed
@@ -201,13 +202,10 @@ class LoopProof:
 def loops(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], heads: frozenset[int]) \
         -> dict[int, Loop]:
     """Each loop head's Loop."""
-    predecessors: dict[int, list[int]] = {}
-    for index, targets in successors.items():
-        for target in targets:
-            predecessors.setdefault(target, []).append(index)
+    before = predecessors(successors)
     found = {}
     for head in heads:
-        body = _body(successors, predecessors, head)
+        body = loop_body(successors, before, head)
         values, back = _flow(insns, successors, body, head)
         counters = _counters(back)
         found[head] = Loop(counters, _equality_exits(insns, successors, body, head, values, counters),
@@ -219,13 +217,10 @@ def exits(insns: Sequence[Insn], successors: Mapping[int, tuple[int, ...]], head
         -> dict[int, tuple[tuple[int | None, int], ...]]:
     """Where a path leaves each loop: instruction -> (target, head) for each edge from the body of
     the loop at head to outside it; target None for an exit instruction in the body (a return)."""
-    predecessors: dict[int, list[int]] = {}
-    for index, targets in successors.items():
-        for target in targets:
-            predecessors.setdefault(target, []).append(index)
+    before = predecessors(successors)
     found: dict[int, list[tuple[int | None, int]]] = {}
     for head in heads:
-        body = _body(successors, predecessors, head)
+        body = loop_body(successors, before, head)
         for index in body:
             edges = [(target, head) for target in successors.get(index, ()) if target not in body]
             if insns[index].opcode == isa.EXIT_OP:
@@ -353,25 +348,6 @@ def _on_every_trip(successors: Mapping[int, tuple[int, ...]], body: set[int], he
                 seen.add(target)
                 todo.append(target)
     return True
-
-
-def _body(successors: Mapping[int, tuple[int, ...]], predecessors: Mapping[int, list[int]], head: int) -> set[int]:
-    """The instructions on some path from the head back to it."""
-    ahead, todo = set(), [head]
-    while todo:
-        index = todo.pop()
-        for target in successors.get(index, ()):
-            if target not in ahead:
-                ahead.add(target)
-                todo.append(target)
-    behind, todo = {head}, [head]
-    while todo:
-        index = todo.pop()
-        for source in predecessors.get(index, ()):
-            if source not in behind and source in ahead:
-                behind.add(source)
-                todo.append(source)
-    return behind
 
 
 def _join(a: _Values, b: _Values, widen: bool) -> _Values:
