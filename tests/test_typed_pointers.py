@@ -15,6 +15,8 @@ import pathlib
 import pytest
 
 import bpfjit
+from bpfjit import isa
+from bpfjit.isa import Insn
 
 PROGS = pathlib.Path(__file__).parent / "progs"
 # buf[i] = (i + 9) % 256: buf[0] = 9, buf[101] = 110.
@@ -147,3 +149,19 @@ def test_a_packet_loop_compares_numbers_so_llvm_can_count_its_trips():
     assert 29 not in prog.facts.pointer_compares and 5 in prog.facts.pointer_compares
     ir = prog.compile().optimised_ir
     assert "x i16>" in ir or "x i64>" in ir
+
+
+def test_two_function_pointers_compare_as_the_numbers_they_are(engine):
+    """A function's address (ld_imm64 src 4) is a number to the JIT, with no pointer twin: a jump
+    between two of them stays a comparison of numbers (compared as twins, &fn == &fn was false)."""
+    insns = [Insn(isa.LDDW, 2, isa.PSEUDO_FUNC, 0, 7), Insn(0),  # 0-1: r2 = &fn (0 + 1 + 7 = 8)
+             Insn(isa.LDDW, 3, isa.PSEUDO_FUNC, 0, 5), Insn(0),  # 2-3: r3 = &fn (2 + 1 + 5 = 8)
+             Insn(isa.ALU64 | isa.MOV | isa.K, 0, 0, 0, 1),     # 4
+             Insn(isa.JMP | isa.JEQ | isa.X, 2, 3, 1),           # 5: if r2 == r3 goto 7
+             Insn(isa.ALU64 | isa.MOV | isa.K, 0, 0, 0, 2),     # 6
+             Insn(isa.EXIT_OP),                                  # 7
+             Insn(isa.ALU64 | isa.MOV | isa.K, 0, 0, 0, 0),     # 8: fn
+             Insn(isa.EXIT_OP)]
+    prog = bpfjit.Program(insns)
+    assert 5 not in prog.facts.pointer_compares
+    assert prog.run(b"abc", engine=engine) == 1

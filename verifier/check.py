@@ -390,7 +390,7 @@ class Verifier:
         if opcode == isa.MAY_GOTO_OP:
             return [(index + 1, state), (insn.jump_target(index), state.copy())]
         if insn.source == isa.X and insn.cls == isa.JMP:
-            both = state.regs[insn.dst].is_pointer and state.regs[insn.src].is_pointer
+            both = _has_twin(state.regs[insn.dst]) and _has_twin(state.regs[insn.src])
             self.pointer_compares[index] = self.pointer_compares.get(index, True) and both
         return jumps.branch(state, insn, index, fit_packet=self.spec.widen_loops)
 
@@ -705,6 +705,13 @@ def _callback_args(helper: str, caller_regs: list[Reg]) -> list[Reg]:
         return [caller_regs[1], Reg(RegType.PTR_TO_MAP_KEY, Scalar.const(0), map=info),
                 Reg(RegType.PTR_TO_MAP_VALUE, Scalar.const(0), map=info), caller_regs[3]]
     return [scalar(), caller_regs[3]]
+
+
+def _has_twin(reg: Reg) -> bool:
+    """Whether the JIT keeps the register's value as a pointer too (jit/lower.py typed_pointers):
+    every pointer but a function's, which the program's ld_imm64 makes a number (a function
+    token) with no pointer beside it."""
+    return reg.is_pointer and reg.type is not RegType.PTR_TO_FUNC
 
 
 def _counter_bounding(regs: list[Reg], reg: Reg, insn: Insn) -> int | None:

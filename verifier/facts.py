@@ -52,9 +52,9 @@ class Facts:
     # differ. The JIT derives the result from that pointer, so that LLVM sees pointer arithmetic
     # (jit/lower.py).
     pointer_moves: Mapping[int, int] = field(default_factory=dict)
-    # 64-bit conditional jumps outside loops between two registers that hold pointers on every
-    # path: the JIT compares their pointers, so that their numbers (and the phis that carry them)
-    # can go.
+    # 64-bit conditional jumps outside loops between two registers that hold pointers (not
+    # function pointers, which the JIT keeps as numbers) on every path: the JIT compares their
+    # pointers, so that their numbers (and the phis that carry them) can go.
     pointer_compares: frozenset[int] = frozenset()
     # Each callx of a verified program, by slot: the functions the verifier followed it into (those
     # whose prototype fits the pointer's). The JIT reaches only these from it; any other value
