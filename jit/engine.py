@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import io
 import pathlib
 import re
@@ -81,8 +82,13 @@ def store_elapsed() -> str:
 # from 0 for the next run, and a run that ends in a tail call the JIT could not make natively
 # (status TAIL_CALL: bpfjit.program runs the target) ends the loop. Other programs use
 # bpfjit_repeat_plain, which does neither: the five instructions a run cost a 20 ns program 5%.
+def _repeat_name(full: bool) -> str:
+    return "bpfjit_repeat" if full else "bpfjit_repeat_plain"
+
+
+@functools.lru_cache(maxsize=2)  # built once each: test_run asks for the loop on every call
 def _repeat_ir(full: bool) -> str:
-    name = "bpfjit_repeat" if full else "bpfjit_repeat_plain"
+    name = _repeat_name(full)
     fields = f"""
   %status_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_STATUS}
   %tail_calls_field = getelementptr inbounds i64, ptr %env, i64 {FIELD_TAIL_CALLS}
@@ -140,8 +146,7 @@ def shared_function(key: str, ir: str, ctype, symbol: str | None = None):
 
 def repeat_loop(full: bool = True):
     """The shared repeat loop: the full one, or the plain one (_repeat_ir)."""
-    name = "bpfjit_repeat" if full else "bpfjit_repeat_plain"
-    return shared_function(name, _repeat_ir(full), REPEAT_TYPE)
+    return shared_function(_repeat_name(full), _repeat_ir(full), REPEAT_TYPE)
 
 
 _host_lock = threading.Lock()
