@@ -104,10 +104,12 @@ def _canonical(linked: dict[Place, Link]) -> dict[Place, Link]:
             for place, link in linked.items() if link.tag in bases}
 
 
-def widen(old: "State", new: "State", joined: "State", live: Iterable[int], new_tag: Callable[[], int]) -> None:
+def widen(old: "State", new: "State", joined: "State", live: Iterable[int],
+          new_tag: Callable[[], int] | None) -> None:
     """Give the registers of a state widened from old and new (verifier/widen.py) the links
-    both have, once their tags' X are aligned, and link the loop frame's registers that moved in
-    step between the two and had none (:func:`found`)."""
+    both have, once their tags' X are aligned, and no other (a register both share keeps its
+    link only if the others moved with it); with new_tag, link the loop frame's registers that
+    moved in step between the two and had none (:func:`found`)."""
     old_links, new_links = _canonical(_linked(old)), _canonical(_linked(new))
     for depth, frame in enumerate(joined.frames):
         regs = frame.regs
@@ -115,9 +117,10 @@ def widen(old: "State", new: "State", joined: "State", live: Iterable[int], new_
             link = old_links.get((depth, number))
             kept = link if link is not None and new_links.get((depth, number)) == link and (
                 reg.is_scalar or reg.is_raw) else None
-            if reg.link != kept:  # (a register both states share keeps a link only if it still holds)
+            if reg.link != kept:
                 regs[number] = reg.evolve(link=kept)
-    in_step(old, new, joined, live, new_tag)
+    if new_tag is not None:
+        in_step(old, new, joined, live, new_tag)
 
 
 def in_step(old: "State", new: "State", target: "State", live: Iterable[int], new_tag: Callable[[], int]) -> None:

@@ -81,7 +81,8 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
 
     new_id: where pointers' ids differ between the two, the widened pointer takes a fresh id,
     one per pair of ids (copies stay copies); without it such pointers cannot be widened. The
-    loop's registers that moved in step get a fresh tag for their links (verifier/links.py).
+    loop's registers that moved in step get a fresh tag for their links (verifier/links.py;
+    without new_id none are made, and those both states have alike are kept).
     settling: the loop head was widened often enough (THRESHOLD_ROUNDS): a moving bound goes to
     its extreme instead of the next threshold, and a length bound (verifier/length.py) that would
     grow again is dropped, so that the head's state settles."""
@@ -103,8 +104,7 @@ def widen(old: State, new: State, liveness: Liveness, index: int, thresholds: Th
         stack = _widen_stack(a, b, join)
         frames.append(Frame(regs, stack, b.frameno, b.subprog, b.callsite, b.callback_ret))
     joined_state = State(frames, list(new.refs), replace(new.lock) if new.lock else None, new.parent)
-    if new_id is not None:
-        links.widen(old, new, joined_state, liveness.frame_live(new, len(frames) - 1, index), new_id)
+    links.widen(old, new, joined_state, liveness.frame_live(new, len(frames) - 1, index), new_id)
     return joined_state
 
 
