@@ -1,5 +1,6 @@
 """Generated loops over a raw program's memory, judged against the reference interpreter
-(tests/test_length_bounds.py, tests/test_links.py).
+(tests/test_length_bounds.py, tests/test_links.py; tests/test_runtime_library.py runs
+loops through outcome() too).
 
 The reference interpreter checks every access, so where it faults, the verifier must have left
 that access checked (the JIT and the native interpreter would otherwise read or write outside
@@ -20,6 +21,14 @@ from bpfjit.program import Program
 def inputs(rng: random.Random, sizes) -> Iterator[bytes]:
     for size in sizes:
         yield bytes(rng.randrange(3) for _ in range(size))
+
+
+def outcome(program: Program, data: bytes, engine: str) -> int | None:
+    """What one run gives: r0, or the slot of the instruction it failed at."""
+    try:
+        return program.run(data, engine=engine)
+    except BPFRuntimeError as error:
+        return error.index
 
 
 def failure(error: BPFRuntimeError) -> tuple[int | None, str]:

@@ -17,7 +17,7 @@ import os
 import random
 
 import pytest
-from loop_campaign import inputs, run_campaign
+from loop_campaign import inputs, outcome, run_campaign
 
 from bpfjit.errors import BPFRuntimeError
 from bpfjit.program import Program
@@ -144,14 +144,7 @@ def test_registers_in_step_on_some_trips_only_are_not_linked(text, load, engine)
     rng = random.Random(3)
     for size in [*range(0, 24), 100]:
         data = bytes(rng.choice([0, 1, 1, 2]) for _ in range(size))
-        assert _outcome(program, data, engine) == _outcome(program, data, "reference"), size
-
-
-def _outcome(program: Program, data: bytes, engine: str):
-    try:
-        return program.run(data, engine=engine)
-    except BPFRuntimeError as error:
-        return error.index
+        assert outcome(program, data, engine) == outcome(program, data, "reference"), size
 
 
 def test_a_spilled_pointer_keeps_no_link_and_its_access_stays_checked():

@@ -11,8 +11,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from loop_campaign import outcome
 
-from bpfjit.errors import BPFRuntimeError, JITError
+from bpfjit.errors import JITError
 from bpfjit.jit import engine
 from bpfjit.program import Program
 
@@ -37,20 +38,13 @@ out:
 """
 
 
-def _outcome(program: Program, data: bytes, engine_name: str):
-    try:
-        return program.run(data, engine=engine_name)
-    except BPFRuntimeError as error:
-        return error.index
-
-
 @pytest.mark.parametrize("step", [3, 5, 7, 9, 11, 13])
 def test_loops_stepping_by_odd_strides_run_like_the_reference(step, engine):
     program = Program.from_asm(STRIDED.replace("STEP", str(step)))
     rng = random.Random(step)
     for size in [*range(0, 40), 100, 257]:
         data = bytes(rng.randrange(256) for _ in range(size))
-        assert _outcome(program, data, engine) == _outcome(program, data, "reference"), size
+        assert outcome(program, data, engine) == outcome(program, data, "reference"), size
 
 
 def test_code_calling_a_routine_the_process_lacks_is_refused_when_emitted(monkeypatch):
